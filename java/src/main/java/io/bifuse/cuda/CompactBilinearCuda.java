@@ -1,0 +1,377 @@
+package io.bifuse.cuda;
+
+import io.bifuse.CompactBilinear;
+import io.bifuse.Gradients;
+import io.bifuse.Normalization;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * {@link CompactBilinear} on one GPU ({@code cuda/CompactBilinear.cu} plus batched cuFFT).
+ *
+ * <p>Forward: both count sketches into one {@code 2B × d} buffer, one R2C plan of batch {@code 2B},
+ * the spectral product (with the 1/d of irfft), one C2R of batch {@code B}, then the normalization
+ * kernel (or, with no normalization and a 256-byte aligned output, the C2R writes the output itself).
+ * Backward recomputes the sketches and spectra from {@code x, y} as the PyTorch port does, then
+ * {@code rfft(g)}, the two conjugate products, one C2R of batch {@code 2B} and the two gathers.
+ *
+ * <p>Workspaces and cuFFT plans are made once per (stream, B) and kept (the {@value #MAX_WORKSPACES}
+ * most recently used), so repeated calls allocate nothing. Calls on one stream are serialized on its
+ * workspace; calls on different streams run concurrently. Device inputs may come from another library
+ * ({@link DeviceMemory#wrap}, {@link CudaStream#wrap}); every argument is checked before anything is
+ * queued. Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
+ */
+public final class CompactBilinearCuda implements AutoCloseable {
+
+    /** How the count sketch is computed. */
+    public enum Sketch {
+        /** One thread per output bin sums its inputs in a fixed order: bit-identical run to run (default). */
+        DETERMINISTIC,
+        /** One thread per input, float atomicAdd into the bins: summation order varies run to run. */
+        ATOMIC
+    }
+
+    public static final KernelSpec SKETCH_GATHER = new KernelSpec("cbp_sketch_gather", "pppppiii");
+    public static final KernelSpec SKETCH_ATOMIC = new KernelSpec("cbp_sketch_atomic", "ppppiii");
+    public static final KernelSpec SPECTRAL_PRODUCT = new KernelSpec("cbp_spectral_product", "ppiif");
+    public static final KernelSpec SPECTRAL_GRAD = new KernelSpec("cbp_spectral_grad", "pppiif");
+    public static final KernelSpec NORMALIZE_FORWARD = new KernelSpec("cbp_normalize_forward", "ppiiiif");
+    public static final KernelSpec NORMALIZE_BACKWARD = new KernelSpec("cbp_normalize_backward", "pppiiifif");
+    public static final KernelSpec SKETCH_GRAD = new KernelSpec("cbp_sketch_grad", "ppppiii");
+    static final List<KernelSpec> KERNELS = List.of(SKETCH_GATHER, SKETCH_ATOMIC, SPECTRAL_PRODUCT, SPECTRAL_GRAD,
+            NORMALIZE_FORWARD, NORMALIZE_BACKWARD, SKETCH_GRAD);
+
+    static final int MAX_WORKSPACES = 4;
+    private static final int BLOCK = 256; // the kernels' CBP_BLOCK
+
+    private final CompactBilinear op;
+    private final CudaContext context;
+    private final Sketch sketch;
+    private final HashTable hx, hy;
+    private final Map<WorkspaceKey, Workspace> workspaces = new LinkedHashMap<>(8, 0.75f, true);
+    private boolean closed;
+
+    public CompactBilinearCuda(CompactBilinear op, CudaContext context, Sketch sketch) {
+        if (op == null) throw new IllegalArgumentException("op: expected a CompactBilinear, got null");
+        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
+        if (sketch == null) throw new IllegalArgumentException("sketch: expected DETERMINISTIC or ATOMIC, got null");
+        if (!CufftPlan.libraryAvailable()) throw new IllegalStateException("CompactBilinear on CUDA needs cuFFT: " + CufftPlan.describeLibrary());
+        this.op = op;
+        this.context = context;
+        this.sketch = sketch;
+        HashTable a = null;
+        try {
+            a = new HashTable(context, op.h1(), op.s1(), op.d());
+            this.hx = a;
+            this.hy = new HashTable(context, op.h2(), op.s2(), op.d());
+        } catch (RuntimeException e) {
+            if (a != null) a.close();
+            throw e;
+        }
+    }
+
+    public CompactBilinear op() { return op; }
+    public Sketch sketch() { return sketch; }
+
+    /** {@code out (B × d) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
+    public void forward(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, CudaStream stream) {
+        checkBatch(batch);
+        checkMemory("x", x, batch, op.dx());
+        checkMemory("y", y, batch, op.dy());
+        checkMemory("out", out, batch, op.d());
+        if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
+        Workspace w = workspace(stream, batch);
+        synchronized (w) {
+            context.makeCurrent();
+            sketchBoth(w, x, y, batch, stream);
+            w.r2c2B.execute(w.sketches, w.spectra);
+            long freq = op.d() / 2 + 1;
+            context.launch(SPECTRAL_PRODUCT, grid((long) batch * freq), 1, BLOCK, 0, stream,
+                    w.spectra, w.product, batch, (int) freq, 1f / op.d());
+            Normalization n = op.normalization();
+            if (n.isIdentity() && out.address() % 256 == 0) {
+                w.c2rB.execute(w.product, out);
+            } else {
+                w.c2rB.execute(w.product, w.pooled);
+                normalizeForward(w.pooled, out, batch, stream);
+            }
+        }
+    }
+
+    /**
+     * {@code gradX (B × Dx), gradY (B × Dy)} from {@code gradOut = ∂L/∂out (B × d)} and the forward's
+     * inputs, queued on {@code stream}. {@code gradOut} is only read.
+     */
+    public void backward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, DeviceMemory gradX, DeviceMemory gradY,
+                         int batch, CudaStream stream) {
+        checkBatch(batch);
+        checkMemory("x", x, batch, op.dx());
+        checkMemory("y", y, batch, op.dy());
+        checkMemory("gradOut", gradOut, batch, op.d());
+        checkMemory("gradX", gradX, batch, op.dx());
+        checkMemory("gradY", gradY, batch, op.dy());
+        if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream, got null");
+        Workspace w = workspace(stream, batch);
+        synchronized (w) {
+            context.makeCurrent();
+            w.ensureBackwardPlans();
+            int d = op.d();
+            long freq = d / 2 + 1;
+            sketchBoth(w, x, y, batch, stream);
+            w.r2c2B.execute(w.sketches, w.spectra);
+            Normalization n = op.normalization();
+            if (!n.isIdentity()) {
+                context.launch(SPECTRAL_PRODUCT, grid((long) batch * freq), 1, BLOCK, 0, stream,
+                        w.spectra, w.product, batch, (int) freq, 1f / d);
+                w.c2rB.execute(w.product, w.pooled);
+            }
+            // g (or ∂L/∂z through the normalization) into our own aligned buffer, then its spectrum.
+            context.launch(NORMALIZE_BACKWARD, rowGrid(batch), 1, BLOCK, 0, stream,
+                    w.pooled, gradOut, w.gradPooled, batch, d, n.signedSqrt() ? 1 : 0, n.signedSqrtGradEps(), n.l2().code(), n.l2Eps());
+            w.r2cB.execute(w.gradPooled, w.gradSpectrum);
+            context.launch(SPECTRAL_GRAD, grid((long) batch * freq), 1, BLOCK, 0, stream,
+                    w.gradSpectrum, w.spectra, w.product, batch, (int) freq, 1f / d);
+            w.c2r2B.execute(w.product, w.sketches); // dΨx rows [0, B), dΨy rows [B, 2B)
+            DeviceMemory gradPsiY = w.sketches.slice(4L * batch * d, 4L * batch * d);
+            context.launch(SKETCH_GRAD, grid((long) batch * op.dx()), 1, BLOCK, 0, stream,
+                    w.sketches, hx.h, hx.s, gradX, batch, op.dx(), d);
+            context.launch(SKETCH_GRAD, grid((long) batch * op.dy()), 1, BLOCK, 0, stream,
+                    gradPsiY, hy.h, hy.s, gradY, batch, op.dy(), d);
+        }
+    }
+
+    /** Host convenience: copies in, runs on a private stream, copies out. */
+    public float[] forward(float[] x, float[] y, int batch) {
+        op.checkInputs(x, y, batch);
+        try (CudaStream s = CudaStream.create(context);
+             DeviceBuffer dx = DeviceBuffer.of(context, x); DeviceBuffer dy = DeviceBuffer.of(context, y);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * op.d())) {
+            forward(dx, dy, out, batch, s);
+            float[] z = new float[batch * op.d()];
+            out.read(z, s);
+            release(s);
+            return z;
+        }
+    }
+
+    /** Host convenience: copies in, runs on a private stream, copies out. */
+    public Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
+        op.checkInputs(x, y, batch);
+        CompactBilinear.checkLength("gradOut", gradOut, batch, op.d());
+        try (CudaStream s = CudaStream.create(context);
+             DeviceBuffer dx = DeviceBuffer.of(context, x); DeviceBuffer dy = DeviceBuffer.of(context, y);
+             DeviceBuffer g = DeviceBuffer.of(context, gradOut);
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(context, (long) batch * op.dx());
+             DeviceBuffer gy = DeviceBuffer.allocateFloats(context, (long) batch * op.dy())) {
+            backward(dx, dy, g, gx, gy, batch, s);
+            float[] rx = new float[batch * op.dx()], ry = new float[batch * op.dy()];
+            gx.read(rx, s);
+            gy.read(ry, s);
+            release(s);
+            return new Gradients(rx, ry);
+        }
+    }
+
+    private void sketchBoth(Workspace w, DeviceMemory x, DeviceMemory y, int batch, CudaStream stream) {
+        int d = op.d();
+        DeviceMemory psiY = w.sketches.slice(4L * batch * d, 4L * batch * d);
+        if (sketch == Sketch.DETERMINISTIC) {
+            context.launch(SKETCH_GATHER, grid((long) batch * d), 1, BLOCK, 0, stream,
+                    x, hx.binStart, hx.binIndex, hx.binSign, w.sketches, batch, op.dx(), d);
+            context.launch(SKETCH_GATHER, grid((long) batch * d), 1, BLOCK, 0, stream,
+                    y, hy.binStart, hy.binIndex, hy.binSign, psiY, batch, op.dy(), d);
+        } else {
+            Driver.check("cuMemsetD32Async", jcuda.driver.JCudaDriver.cuMemsetD32Async(
+                    DeviceBuffer.devicePointer(w.sketches), 0, 2L * batch * d, stream.jcuda()));
+            context.launch(SKETCH_ATOMIC, grid((long) batch * op.dx()), 1, BLOCK, 0, stream,
+                    x, hx.h, hx.s, w.sketches, batch, op.dx(), d);
+            context.launch(SKETCH_ATOMIC, grid((long) batch * op.dy()), 1, BLOCK, 0, stream,
+                    y, hy.h, hy.s, psiY, batch, op.dy(), d);
+        }
+    }
+
+    private void normalizeForward(DeviceMemory z, DeviceMemory out, int batch, CudaStream stream) {
+        Normalization n = op.normalization();
+        context.launch(NORMALIZE_FORWARD, rowGrid(batch), 1, BLOCK, 0, stream,
+                z, out, batch, op.d(), n.signedSqrt() ? 1 : 0, n.l2().code(), n.l2Eps());
+    }
+
+    /** Grid-stride kernels: enough blocks to fill the GPU, never more than the work. */
+    private int grid(long threads) {
+        long blocks = (threads + BLOCK - 1) / BLOCK;
+        return (int) Math.max(1, Math.min(blocks, 32L * context.multiprocessorCount() * (2048 / BLOCK)));
+    }
+
+    private int rowGrid(int rows) { return Math.min(rows, 65535); }
+
+    private static void checkBatch(int batch) {
+        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
+    }
+
+    private static void checkMemory(String name, DeviceMemory m, int rows, int cols) {
+        if (m == null) throw new IllegalArgumentException(name + ": expected device memory for " + rows + " × " + cols + " floats, got null");
+        if (!m.isOpen()) throw new IllegalArgumentException(name + ": the device buffer is closed");
+        long need = 4L * rows * cols;
+        if (m.byteSize() < need) {
+            throw new IllegalArgumentException(name + ": expected at least " + rows + " × " + cols + " floats (" + need
+                    + " bytes), got " + m.byteSize() + " bytes");
+        }
+        if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
+    }
+
+    private Workspace workspace(CudaStream stream, int batch) {
+        WorkspaceKey key = new WorkspaceKey(stream.handle(), batch);
+        List<Workspace> evicted = new ArrayList<>();
+        Workspace w;
+        synchronized (workspaces) {
+            if (closed) throw new IllegalStateException("CompactBilinearCuda is closed");
+            w = workspaces.get(key);
+            if (w == null) {
+                w = new Workspace(stream, batch);
+                workspaces.put(key, w);
+                var it = workspaces.values().iterator();
+                while (workspaces.size() > MAX_WORKSPACES && it.hasNext()) {
+                    Workspace old = it.next();
+                    if (old != w) { it.remove(); evicted.add(old); }
+                }
+            }
+        }
+        for (Workspace old : evicted) old.close();
+        return w;
+    }
+
+    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
+    public void release(CudaStream stream) {
+        List<Workspace> gone = new ArrayList<>();
+        synchronized (workspaces) {
+            workspaces.values().removeIf(w -> { if (w.streamHandle == stream.handle()) { gone.add(w); return true; } return false; });
+        }
+        for (Workspace w : gone) w.close();
+    }
+
+    /** Bytes of device memory this op holds now (hash tables, workspaces, cuFFT work areas). */
+    public long deviceBytes() {
+        synchronized (workspaces) {
+            long total = hx.bytes() + hy.bytes();
+            for (Workspace w : workspaces.values()) total += w.bytes();
+            return total;
+        }
+    }
+
+    @Override public void close() {
+        List<Workspace> all;
+        synchronized (workspaces) {
+            if (closed) return;
+            closed = true;
+            all = new ArrayList<>(workspaces.values());
+            workspaces.clear();
+        }
+        for (Workspace w : all) w.close();
+        hx.close();
+        hy.close();
+    }
+
+    private record WorkspaceKey(long stream, int batch) {}
+
+    /** One input's hash on the device, plus its CSR inverse (inputs grouped by bin) for the gather sketch. */
+    private static final class HashTable implements AutoCloseable {
+        final DeviceBuffer h, s, binStart, binIndex, binSign;
+
+        HashTable(CudaContext ctx, int[] hash, float[] sign, int d) {
+            int c = hash.length;
+            int[] start = new int[d + 1];
+            for (int v : hash) start[v + 1]++;
+            for (int j = 0; j < d; j++) start[j + 1] += start[j];
+            int[] next = java.util.Arrays.copyOf(start, d);
+            int[] index = new int[c];
+            float[] bsign = new float[c];
+            for (int i = 0; i < c; i++) { // ascending i within each bin: a fixed summation order
+                int k = next[hash[i]]++;
+                index[k] = i;
+                bsign[k] = sign[i];
+            }
+            List<DeviceBuffer> made = new ArrayList<>();
+            try {
+                made.add(DeviceBuffer.of(ctx, hash));
+                made.add(DeviceBuffer.of(ctx, sign));
+                made.add(DeviceBuffer.of(ctx, start));
+                made.add(DeviceBuffer.of(ctx, index));
+                made.add(DeviceBuffer.of(ctx, bsign));
+            } catch (RuntimeException e) {
+                made.forEach(DeviceBuffer::close);
+                throw e;
+            }
+            h = made.get(0); s = made.get(1); binStart = made.get(2); binIndex = made.get(3); binSign = made.get(4);
+        }
+
+        long bytes() { return h.byteSize() + s.byteSize() + binStart.byteSize() + binIndex.byteSize() + binSign.byteSize(); }
+
+        @Override public void close() {
+            h.close(); s.close(); binStart.close(); binIndex.close(); binSign.close();
+        }
+    }
+
+    /** Buffers and plans for one (stream, B). */
+    private final class Workspace implements AutoCloseable {
+        final long streamHandle;
+        final CudaStream stream;
+        final int batch;
+        final List<AutoCloseable> owned = new ArrayList<>();
+        final DeviceBuffer sketches, spectra, product, pooled, gradPooled, gradSpectrum;
+        final CufftPlan r2c2B, c2rB;
+        CufftPlan r2cB, c2r2B; // made on first backward
+
+        Workspace(CudaStream stream, int batch) {
+            this.stream = stream;
+            this.streamHandle = stream.handle();
+            this.batch = batch;
+            long d = op.d(), freq = d / 2 + 1;
+            try {
+                sketches = own(DeviceBuffer.allocateFloats(context, 2L * batch * d));
+                spectra = own(DeviceBuffer.allocateFloats(context, 2L * 2 * batch * freq));
+                product = own(DeviceBuffer.allocateFloats(context, 2L * 2 * batch * freq));
+                pooled = own(DeviceBuffer.allocateFloats(context, batch * d));
+                gradPooled = own(DeviceBuffer.allocateFloats(context, batch * d));
+                gradSpectrum = own(DeviceBuffer.allocateFloats(context, 2L * batch * freq));
+                r2c2B = own(new CufftPlan(context, CufftPlan.Kind.R2C, op.d(), 2L * batch, stream));
+                c2rB = own(new CufftPlan(context, CufftPlan.Kind.C2R, op.d(), batch, stream));
+            } catch (RuntimeException e) {
+                close();
+                throw e;
+            }
+        }
+
+        void ensureBackwardPlans() {
+            if (r2cB == null) r2cB = own(new CufftPlan(context, CufftPlan.Kind.R2C, op.d(), batch, stream));
+            if (c2r2B == null) c2r2B = own(new CufftPlan(context, CufftPlan.Kind.C2R, op.d(), 2L * batch, stream));
+        }
+
+        private <T extends AutoCloseable> T own(T r) {
+            owned.add(r);
+            return r;
+        }
+
+        long bytes() {
+            long total = 0;
+            for (AutoCloseable r : owned) {
+                if (r instanceof DeviceBuffer b) total += b.byteSize();
+                else if (r instanceof CufftPlan p) total += p.workBytes();
+            }
+            return total;
+        }
+
+        @Override public synchronized void close() {
+            // Work queued on the stream may still use these buffers.
+            try {
+                if (stream != null && owned.size() > 0) stream.synchronize();
+            } finally {
+                for (int i = owned.size() - 1; i >= 0; i--) {
+                    try { owned.get(i).close(); } catch (Exception ignored) { /* keep freeing the rest */ }
+                }
+                owned.clear();
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+package io.bifuse.cuda;
+
+import static jcuda.driver.JCudaDriver.*;
+
+import jcuda.Pointer;
+import jcuda.driver.CUdeviceptr;
+
+/**
+ * Device memory that bifuse allocated ({@code cuMemAlloc}) in a {@link CudaContext}; freed by
+ * {@link #close()}. Host copies here are synchronous: they go through {@code stream} and wait for it,
+ * so they are ordered after whatever the caller queued on that stream.
+ */
+public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
+    private final CudaContext context;
+    private final long byteSize;
+    private volatile long address;
+
+    private DeviceBuffer(CudaContext context, long address, long byteSize) {
+        this.context = context;
+        this.address = address;
+        this.byteSize = byteSize;
+    }
+
+    /** Allocates {@code byteSize} bytes (at least one, so that every buffer has a real address). */
+    public static DeviceBuffer allocate(CudaContext context, long byteSize) {
+        if (byteSize < 0) throw new IllegalArgumentException("byteSize: expected >= 0, got " + byteSize);
+        context.makeCurrent();
+        Addressed p = new Addressed();
+        Driver.check("cuMemAlloc(" + byteSize + " bytes)", cuMemAlloc(p, Math.max(byteSize, 1)));
+        return new DeviceBuffer(context, p.address(), byteSize);
+    }
+
+    /** Allocates room for {@code count} floats. */
+    public static DeviceBuffer allocateFloats(CudaContext context, long count) {
+        return allocate(context, Math.multiplyExact(count, 4L));
+    }
+
+    /** A new buffer holding a copy of {@code data}. */
+    public static DeviceBuffer of(CudaContext context, float[] data) {
+        DeviceBuffer b = allocateFloats(context, data.length);
+        b.write(data);
+        return b;
+    }
+
+    /** A new buffer holding a copy of {@code data}. */
+    public static DeviceBuffer of(CudaContext context, int[] data) {
+        DeviceBuffer b = allocate(context, 4L * data.length);
+        b.write(data);
+        return b;
+    }
+
+    public CudaContext context() { return context; }
+
+    @Override public long address() {
+        long a = address;
+        if (a == 0) throw new IllegalStateException("device buffer is closed");
+        return a;
+    }
+
+    @Override public long byteSize() { return byteSize; }
+
+    @Override public boolean isOpen() { return address != 0; }
+
+    public void write(float[] src) { copyIn(Pointer.to(src), 4L * src.length); }
+
+    public void write(int[] src) { copyIn(Pointer.to(src), 4L * src.length); }
+
+    public void read(float[] dst) { copyOut(Pointer.to(dst), 4L * dst.length, CudaStream.LEGACY_DEFAULT); }
+
+    /** Copies into {@code dst} after all work queued on {@code stream} so far. */
+    public void read(float[] dst, CudaStream stream) { copyOut(Pointer.to(dst), 4L * dst.length, stream); }
+
+    /** Fills every 32-bit word with {@code value}; {@code Float.NaN} poisons a buffer before a test. */
+    public void fill(float value) {
+        context.makeCurrent();
+        Driver.check("cuMemsetD32", cuMemsetD32(devicePointer(this), Float.floatToRawIntBits(value), byteSize / 4));
+    }
+
+    private void copyIn(Pointer src, long bytes) {
+        requireFits(bytes);
+        context.makeCurrent();
+        Driver.check("cuMemcpyHtoD", cuMemcpyHtoD(devicePointer(this), src, bytes));
+    }
+
+    private void copyOut(Pointer dst, long bytes, CudaStream stream) {
+        requireFits(bytes);
+        context.makeCurrent();
+        Driver.check("cuMemcpyDtoHAsync", cuMemcpyDtoHAsync(dst, devicePointer(this), bytes, stream.jcuda()));
+        stream.synchronize();
+    }
+
+    private void requireFits(long bytes) {
+        if (bytes > byteSize) {
+            throw new IllegalArgumentException("host array of " + bytes + " bytes does not fit the device buffer of "
+                    + byteSize + " bytes");
+        }
+    }
+
+    /** Frees the memory; idempotent. Work still queued that uses it must have finished. */
+    @Override public synchronized void close() {
+        long a = address;
+        if (a == 0) return;
+        address = 0;
+        context.makeCurrent();
+        Driver.check("cuMemFree", cuMemFree(devicePointer(a)));
+    }
+
+    /** A JCuda pointer for a raw device address (JCuda adds the byte offset to a null base). */
+    static CUdeviceptr devicePointer(long address) { return new CUdeviceptr().withByteOffset(address); }
+
+    static CUdeviceptr devicePointer(DeviceMemory m) { return devicePointer(m.address()); }
+
+    /** Lets us read back the raw address that cuMemAlloc wrote into a JCuda pointer. */
+    private static final class Addressed extends CUdeviceptr {
+        long address() { return getNativePointer() + getByteOffset(); }
+    }
+
+    @Override public String toString() {
+        return "DeviceBuffer[" + byteSize + " bytes @0x" + Long.toHexString(address) + "]";
+    }
+}

@@ -1,0 +1,64 @@
+package io.bifuse.cuda;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Finds and opens one CUDA library (cuFFT, cuBLAS) by whichever major version is installed, for our
+ * {@code java.lang.foreign} bindings. Order: the file named by the override variable, then each
+ * {@code lib<name>.so.<major>} by the dynamic loader's own search (LD_LIBRARY_PATH, ldconfig), then in
+ * the usual toolkit folders.
+ */
+final class NativeLibrary {
+    final String file;
+    private final SymbolLookup lookup;
+
+    private NativeLibrary(String file, SymbolLookup lookup) {
+        this.file = file;
+        this.lookup = lookup;
+    }
+
+    /**
+     * Opens {@code lib<name>.so.<major>} for the first major in {@code majors} that loads.
+     * @throws IllegalStateException listing everything tried when none loads
+     */
+    static NativeLibrary open(String name, String overrideEnv, int... majors) {
+        List<String> candidates = new ArrayList<>();
+        String override = System.getenv(overrideEnv);
+        if (override != null && !override.isBlank()) candidates.add(override);
+        List<Path> dirs = new ArrayList<>();
+        for (String env : new String[] {"CUDA_HOME", "CUDA_PATH"}) {
+            String v = System.getenv(env);
+            if (v != null) dirs.add(Path.of(v, "lib64"));
+        }
+        dirs.add(Path.of("/usr/local/cuda/lib64"));
+        dirs.add(Path.of("/usr/local/cuda/targets/x86_64-linux/lib"));
+        for (int major : majors) {
+            String soname = "lib" + name + ".so." + major;
+            candidates.add(soname);
+            for (Path d : dirs) if (Files.exists(d.resolve(soname))) candidates.add(d.resolve(soname).toString());
+        }
+        List<String> failures = new ArrayList<>();
+        for (String c : candidates) {
+            try {
+                return new NativeLibrary(c, SymbolLookup.libraryLookup(c, Arena.global()));
+            } catch (IllegalArgumentException | IllegalCallerException e) {
+                failures.add(c);
+            }
+        }
+        throw new IllegalStateException("lib" + name + " not found (tried " + String.join(", ", failures)
+                + "); install the CUDA toolkit's " + name + " or set " + overrideEnv + " to the library file");
+    }
+
+    MethodHandle function(String symbol, FunctionDescriptor descriptor) {
+        var address = lookup.find(symbol).orElseThrow(() -> new IllegalStateException(symbol + " not found in " + file));
+        return Linker.nativeLinker().downcallHandle(address, descriptor);
+    }
+}

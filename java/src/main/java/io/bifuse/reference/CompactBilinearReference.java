@@ -1,0 +1,82 @@
+package io.bifuse.reference;
+
+import io.bifuse.CompactBilinear;
+import java.util.stream.IntStream;
+
+/**
+ * The oracle for {@link CompactBilinear}: straight from the definition, no FFT, double accumulation.
+ * <pre>
+ *   z[(h1[a] + h2[b]) mod d] += s1[a]·s2[b]·x[a]·y[b]        for all a < Dx, b < Dy
+ *   ∂L/∂x[a] = Σ_b s1[a]·s2[b]·y[b]·g[(h1[a] + h2[b]) mod d]   and symmetrically for y
+ * </pre>
+ * O(Dx·Dy) per sample. Samples run in parallel; each sample's sum runs in one fixed order.
+ */
+public final class CompactBilinearReference {
+    private CompactBilinearReference() {}
+
+    public static double[] forward(CompactBilinear op, float[] x, float[] y, int batch) {
+        return forward(op, toDouble(x), toDouble(y), batch);
+    }
+
+    /** {@code B × d}, normalized per {@link CompactBilinear#normalization()}. */
+    public static double[] forward(CompactBilinear op, double[] x, double[] y, int batch) {
+        double[] z = pooled(op, x, y, batch);
+        if (op.normalization().isIdentity()) return z;
+        double[] out = new double[z.length];
+        for (int b = 0; b < batch; b++) NormalizationReference.forward(op.normalization(), z, b * op.d(), op.d(), out);
+        return out;
+    }
+
+    public static double[][] backward(CompactBilinear op, float[] x, float[] y, float[] gradOut, int batch) {
+        return backward(op, toDouble(x), toDouble(y), toDouble(gradOut), batch);
+    }
+
+    /** {@code {∂L/∂x (B × Dx), ∂L/∂y (B × Dy)}} given {@code gradOut = ∂L/∂output} ({@code B × d}). */
+    public static double[][] backward(CompactBilinear op, double[] x, double[] y, double[] gradOut, int batch) {
+        int dx = op.dx(), dy = op.dy(), d = op.d();
+        int[] h1 = op.h1(), h2 = op.h2();
+        float[] s1 = op.s1(), s2 = op.s2();
+        double[] g = gradOut;
+        if (!op.normalization().isIdentity()) {
+            double[] z = pooled(op, x, y, batch);
+            g = new double[z.length];
+            for (int b = 0; b < batch; b++) NormalizationReference.backward(op.normalization(), z, gradOut, b * d, d, g);
+        }
+        double[] gz = g;
+        double[] gx = new double[batch * dx], gy = new double[batch * dy];
+        IntStream.range(0, batch).parallel().forEach(b -> {
+            for (int a = 0; a < dx; a++) {
+                double acc = 0;
+                for (int c = 0; c < dy; c++) acc += s2[c] * y[b * dy + c] * gz[b * d + Math.floorMod(h1[a] + h2[c], d)];
+                gx[b * dx + a] = s1[a] * acc;
+            }
+            for (int c = 0; c < dy; c++) {
+                double acc = 0;
+                for (int a = 0; a < dx; a++) acc += s1[a] * x[b * dx + a] * gz[b * d + Math.floorMod(h1[a] + h2[c], d)];
+                gy[b * dy + c] = s2[c] * acc;
+            }
+        });
+        return new double[][] {gx, gy};
+    }
+
+    /** The count sketch of each sample's outer product, before normalization. */
+    static double[] pooled(CompactBilinear op, double[] x, double[] y, int batch) {
+        int dx = op.dx(), dy = op.dy(), d = op.d();
+        int[] h1 = op.h1(), h2 = op.h2();
+        float[] s1 = op.s1(), s2 = op.s2();
+        double[] z = new double[batch * d];
+        IntStream.range(0, batch).parallel().forEach(b -> {
+            for (int a = 0; a < dx; a++) {
+                double xa = s1[a] * x[b * dx + a];
+                for (int c = 0; c < dy; c++) z[b * d + Math.floorMod(h1[a] + h2[c], d)] += xa * s2[c] * y[b * dy + c];
+            }
+        });
+        return z;
+    }
+
+    public static double[] toDouble(float[] a) {
+        double[] r = new double[a.length];
+        for (int i = 0; i < a.length; i++) r[i] = a[i];
+        return r;
+    }
+}
