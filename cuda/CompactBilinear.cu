@@ -28,7 +28,8 @@
 //             writes 8BF; C2R(B) reads 8BF, writes 4Bd; normalize reads + writes 4Bd each.
 //             Compulsory (x, y in, z out): 4B(C + d). FLOPs ~ 2BC + 3 * 2.5 B d log2 d + 6BF (+5Bd norm).
 //   backward: forward's sketches and R2C, then R2C(B) of g, grad product (2 x 6BF), C2R(2B), gathers.
-//             Compulsory: 4B(2C + d). FLOPs ~ 3BC + 5 * 2.5 B d log2 d + 18BF (+10Bd norm).
+//             Compulsory: 4B(2C + d). FLOPs ~ 3BC + 5 * 2.5 B d log2 d + 12BF (+10Bd norm)
+//             (the backward alone; the benchmarks' fwd+bwd row adds the forward's count).
 #include <cuda_runtime.h>
 #include <stdint.h>
 

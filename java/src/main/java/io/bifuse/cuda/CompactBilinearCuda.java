@@ -365,7 +365,13 @@ public final class CompactBilinearCuda implements AutoCloseable {
         @Override public synchronized void close() {
             // Work queued on the stream may still use these buffers.
             try {
-                if (stream != null && owned.size() > 0) stream.synchronize();
+                if (!owned.isEmpty()) {
+                    try {
+                        stream.synchronize();
+                    } catch (IllegalStateException streamClosed) {
+                        context.synchronize();
+                    }
+                }
             } finally {
                 for (int i = owned.size() - 1; i >= 0; i--) {
                     try { owned.get(i).close(); } catch (Exception ignored) { /* keep freeing the rest */ }

@@ -6,6 +6,7 @@ import java.lang.invoke.MethodHandle;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.MethodType;
 import jcuda.driver.CUstream;
+import jcuda.driver.CUstream_flags;
 
 /**
  * A CUDA stream: one that bifuse created ({@link #create}, destroyed on {@link #close()}), or a raw
@@ -19,7 +20,7 @@ public final class CudaStream implements AutoCloseable {
     private final CudaContext context;
     private final long handle;
     private final boolean owned;
-    private volatile CUstream jcuda;
+    private volatile CUstream cuStream;
     private volatile boolean closed;
 
     private CudaStream(CudaContext context, long handle, boolean owned) {
@@ -32,9 +33,9 @@ public final class CudaStream implements AutoCloseable {
     public static CudaStream create(CudaContext context) {
         context.makeCurrent();
         HandleStream s = new HandleStream();
-        Driver.check("cuStreamCreate", cuStreamCreate(s, jcuda.driver.CUstream_flags.CU_STREAM_DEFAULT));
+        Driver.check("cuStreamCreate", cuStreamCreate(s, CUstream_flags.CU_STREAM_DEFAULT));
         CudaStream stream = new CudaStream(context, s.handle(), true);
-        stream.jcuda = s;
+        stream.cuStream = s;
         return stream;
     }
 
@@ -56,8 +57,8 @@ public final class CudaStream implements AutoCloseable {
 
     CUstream jcuda() {
         if (closed) throw new IllegalStateException("stream is closed");
-        CUstream s = jcuda;
-        if (s == null) jcuda = s = RawHandles.stream(handle);
+        CUstream s = cuStream;
+        if (s == null) cuStream = s = RawHandles.stream(handle);
         return s;
     }
 
@@ -65,7 +66,7 @@ public final class CudaStream implements AutoCloseable {
         if (!owned || closed) return;
         closed = true;
         context.makeCurrent();
-        Driver.check("cuStreamDestroy", cuStreamDestroy(jcuda));
+        Driver.check("cuStreamDestroy", cuStreamDestroy(cuStream));
     }
 
     @Override public String toString() { return "CudaStream[0x" + Long.toHexString(handle) + (owned ? "" : ", wrapped") + "]"; }

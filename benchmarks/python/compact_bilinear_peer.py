@@ -1,0 +1,465 @@
+#!/usr/bin/env python3
+"""PyTorch peer benchmark for compact bilinear pooling (MCB), to compare against bifuse.
+
+The operator is written the way MCB users write it in PyTorch: a count sketch by scatter_add_ into
+a zero tensor, torch.fft.rfft of both sketches, an elementwise complex product, torch.fft.irfft(n=d),
+and autograd for the backward. It is timed eagerly and under torch.compile (default mode).
+
+Math (bifuse spec):
+    Psi(x; h, s)[j] = sum_{i : h[i] == j} s[i] * x[i]            x in R^C -> R^d
+    z = irfft( rfft(Psi(x; h1, s1)) * rfft(Psi(y; h2, s2)), n=d )    (irfft includes 1/d)
+    optional: u = sign(z) * sqrt(|z|), then F.normalize(u, dim=1, eps=1e-12)   (--norm pytorch)
+
+The hashes come from bifuse's documented seeded generator (SplitMix64, see bifuse_hashes), so for
+the same seed both libraries compute exactly the same operator and their outputs can be compared.
+
+Rows written (CSV header below):
+    CompactBilinear.forward   forward only, under torch.no_grad() (inference).
+    CompactBilinear.fwd+bwd   one full training step: forward with autograd recording, then
+                              loss = (z * g).sum() for a fixed random g, loss.backward() to x and y.
+                              It therefore includes the forward; the name matches bifuse's rows.
+
+Works on CUDA (timed with torch.cuda.Event pairs) and on CPU (time.perf_counter). Runs on
+PyTorch 1.13 (no torch.compile there: that mode is reported as skipped) up to 2.x.
+
+Examples:
+    python3 benchmarks/python/compact_bilinear_peer.py --csv out.csv
+    python3 benchmarks/python/compact_bilinear_peer.py --device cpu --runs 3 --warmup 1 --batches 1,64
+    python3 benchmarks/python/compact_bilinear_peer.py --check
+    python3 benchmarks/python/compact_bilinear_peer.py --hashes          # seed 42, Dx=4, Dy=3, d=10
+"""
+
+import argparse
+import csv
+import math
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CSV_HEADER = ["op", "backend", "size", "batch", "median_ms", "p10_ms", "p90_ms", "runs",
+              "bytes", "flops", "gbps", "gflops"]
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+MIX1 = 0xBF58476D1CE4E5B9
+MIX2 = 0x94D049BB133111EB
+
+
+# --------------------------------------------------------------------------------------------
+# Hashes: bifuse's SplitMix64 generator, reproduced exactly.
+# --------------------------------------------------------------------------------------------
+
+class SplitMix64:
+    """Scalar SplitMix64 over unsigned 64-bit arithmetic (the readable definition)."""
+
+    def __init__(self, seed):
+        self.state = seed & MASK64
+
+    def next(self):
+        self.state = (self.state + GOLDEN) & MASK64
+        z = self.state
+        z = ((z ^ (z >> 30)) * MIX1) & MASK64
+        z = ((z ^ (z >> 27)) * MIX2) & MASK64
+        return z ^ (z >> 31)
+
+
+def splitmix64_stream(seed, n):
+    """The first n outputs of SplitMix64(seed) as a uint64 array (vectorised; numpy uint64
+    array arithmetic wraps mod 2^64 and >> on unsigned is a logical shift)."""
+    seed = np.uint64(seed & MASK64)
+    with np.errstate(over="ignore"):
+        k = np.arange(1, n + 1, dtype=np.uint64)
+        z = k * np.uint64(GOLDEN) + seed              # state after the k-th increment
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
+        z = z ^ (z >> np.uint64(31))
+    return z
+
+
+def bifuse_hashes(Dx, Dy, d, seed=42):
+    """h1, s1, h2, s2 exactly as bifuse's CompactBilinear.seeded(Dx, Dy, d, seed) draws them:
+    one generator, in the order h1[0..Dx), s1[0..Dx), h2[0..Dy), s2[0..Dy);
+    h = next() mod d (unsigned), s = +1 if the top bit of next() is 0 else -1.
+    Returns (h1 int64, s1 float32, h2 int64, s2 float32) numpy arrays. seed is taken mod 2^64,
+    so a negative Java long seed maps to the same state."""
+    z = splitmix64_stream(seed, 2 * Dx + 2 * Dy)
+    parts = np.split(z, [Dx, 2 * Dx, 2 * Dx + Dy])
+    h = lambda u: (u % np.uint64(d)).astype(np.int64)
+    s = lambda u: np.where((u >> np.uint64(63)) == 0, 1.0, -1.0).astype(np.float32)
+    return h(parts[0]), s(parts[1]), h(parts[2]), s(parts[3])
+
+
+def bifuse_hashes_scalar(Dx, Dy, d, seed=42):
+    """Same as bifuse_hashes, one next() at a time (a cross-check of the vectorised version)."""
+    r = SplitMix64(seed)
+    h1 = [r.next() % d for _ in range(Dx)]
+    s1 = [1.0 if (r.next() >> 63) == 0 else -1.0 for _ in range(Dx)]
+    h2 = [r.next() % d for _ in range(Dy)]
+    s2 = [1.0 if (r.next() >> 63) == 0 else -1.0 for _ in range(Dy)]
+    return (np.array(h1, np.int64), np.array(s1, np.float32),
+            np.array(h2, np.int64), np.array(s2, np.float32))
+
+
+def print_hashes(Dx, Dy, d, seed):
+    r = SplitMix64(seed)
+    raw = [r.next() for _ in range(3)]
+    h1, s1, h2, s2 = bifuse_hashes(Dx, Dy, d, seed)
+    ref = bifuse_hashes_scalar(Dx, Dy, d, seed)
+    same = all(np.array_equal(a, b) for a, b in zip((h1, s1, h2, s2), ref))
+    print("SplitMix64(seed=%d): first next() values: %s" % (seed, ", ".join("0x%016x" % v for v in raw)))
+    print("bifuse_hashes(Dx=%d, Dy=%d, d=%d, seed=%d):" % (Dx, Dy, d, seed))
+    print("  h1 =", h1.tolist())
+    print("  s1 =", [int(v) for v in s1])
+    print("  h2 =", h2.tolist())
+    print("  s2 =", [int(v) for v in s2])
+    print("  vectorised == scalar generator:", same)
+    return same
+
+
+# --------------------------------------------------------------------------------------------
+# The peer: compact bilinear pooling as PyTorch users write it.
+# --------------------------------------------------------------------------------------------
+
+def count_sketch(x, h, s, d):
+    """Psi(x; h, s) for each row of x (B x C): scatter_add_ of s*x into a B x d zero tensor."""
+    out = x.new_zeros(x.shape[0], d)
+    return out.scatter_add_(1, h.unsqueeze(0).expand(x.shape[0], -1), x * s)
+
+
+def compact_bilinear(x, y, h1, s1, h2, s2, d, normalize=False):
+    """z = irfft(rfft(Psi(x)) * rfft(Psi(y)), n=d), optionally signed sqrt + l2 normalisation."""
+    fx = torch.fft.rfft(count_sketch(x, h1, s1, d), dim=1)
+    fy = torch.fft.rfft(count_sketch(y, h2, s2, d), dim=1)
+    z = torch.fft.irfft(fx * fy, n=d, dim=1)
+    if normalize:
+        z = torch.sign(z) * torch.sqrt(torch.abs(z))
+        z = F.normalize(z, dim=1, eps=1e-12)
+    return z
+
+
+# --------------------------------------------------------------------------------------------
+# Float64 reference straight from the definition (for --check).
+# --------------------------------------------------------------------------------------------
+
+def reference_forward_backward(x, y, g, h1, s1, h2, s2, d, normalize):
+    """float64 numpy: z[(h1[a] + h2[b]) % d] += s1[a] s2[b] x[a] y[b] for every pair (a, b),
+    per sample; and the gradients of sum(z * g) w.r.t. x and y from the same pair sum:
+    gx[a] = s1[a] sum_b s2[b] y[b] gz[(h1[a] + h2[b]) % d] (gy likewise), gz = dL/dz_raw."""
+    x, y, g = (np.asarray(t, np.float64) for t in (x, y, g))
+    s1, s2 = np.asarray(s1, np.float64), np.asarray(s2, np.float64)
+    idx = (h1[:, None] + h2[None, :]) % d                       # Dx x Dy bin of each pair
+    sign = s1[:, None] * s2[None, :]
+    B = x.shape[0]
+    z = np.zeros((B, d))
+    gx = np.zeros_like(x)
+    gy = np.zeros_like(y)
+    for b in range(B):
+        raw = np.bincount(idx.ravel(), weights=(sign * np.outer(x[b], y[b])).ravel(), minlength=d)
+        gz = g[b]
+        if normalize:
+            u = np.sign(raw) * np.sqrt(np.abs(raw))
+            n = max(np.linalg.norm(u), 1e-12)
+            o = u / n
+            gu = (gz - o * np.dot(o, gz)) / n if np.linalg.norm(u) > 1e-12 else gz / n
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gz = np.where(raw != 0, gu * 0.5 / np.sqrt(np.abs(raw)), 0.0)
+            z[b] = o
+        else:
+            z[b] = raw
+        G = gz[idx]                                             # Dx x Dy
+        gx[b] = s1 * (G @ (s2 * y[b]))
+        gy[b] = s2 * (G.T @ (s1 * x[b]))
+    return z, gx, gy
+
+
+def rel_l2(a, ref):
+    a = np.asarray(a, np.float64)
+    den = np.linalg.norm(ref)
+    return float(np.linalg.norm(a - ref) / den) if den > 0 else float(np.linalg.norm(a))
+
+
+# --------------------------------------------------------------------------------------------
+# Work model (same as bifuse's bench; keep in sync with cuda/CompactBilinear.cu's header).
+# --------------------------------------------------------------------------------------------
+
+def fft_flops(d):
+    """One real FFT (rfft or irfft) of length d, counted as 2.5 d log2 d."""
+    return 2.5 * d * math.log2(d)
+
+
+def work_model(op, B, Dx, Dy, d, normalize):
+    """(bytes, flops) per call, 4-byte floats; C = Dx + Dy, F = d/2+1 complex bins. This is the cost
+    model of bifuse's bench (java/src/main/java/io/bifuse/tools/Bench.java, cost()), so GB/s and
+    GFLOP/s mean the same thing on both sides:
+      count sketch 2 flops per input element, each real FFT (R2C or C2R) 2.5 d log2 d,
+      complex product 6 per bin, gather (sketch gradient) 1 per input element.
+      forward:  bytes 4B(C + d)    (read x, y; write z)
+                flops B(2C + 3*fft + 6F)                       (2 sketches, 2 R2C, 1 product, 1 C2R)
+      backward (the fwd+bwd training step):
+                bytes 4B(2C + 2d)  (read x, y, g; write z, gx, gy)
+                flops forward + B(3C + 5*fft + 12F)            (sketches again, 2 R2C for x, y,
+                                                                1 R2C of g, 2 conjugate products,
+                                                                2 C2R, gathers)
+      With --norm pytorch the same numbers are used (bifuse's model has no term for it)."""
+    C = Dx + Dy
+    Fb = d // 2 + 1
+    fft = fft_flops(d)
+    fwd = B * (2 * C + 3 * fft + 6 * Fb)
+    if op == "forward":
+        return 4 * B * (C + d), fwd
+    return 4 * B * (2 * C + 2 * d), fwd + B * (3 * C + 5 * fft + 12 * Fb)
+
+
+# --------------------------------------------------------------------------------------------
+# Timing.
+# --------------------------------------------------------------------------------------------
+
+def time_calls(step, device, warmup, runs):
+    """Per-call times in ms of step() after `warmup` untimed calls."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(runs)]
+        for start, end in events:
+            start.record()
+            step()
+            end.record()
+        torch.cuda.synchronize(device)
+        return [start.elapsed_time(end) for start, end in events]
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def quantile(xs, q):
+    """Nearest-rank quantile, as bifuse's Stats.quantile: sorted[min(n-1, round(q*(n-1)))] with
+    Java's Math.round (half up)."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(math.floor(q * (len(s) - 1) + 0.5)))]
+
+
+def summarize(times):
+    return quantile(times, 0.5), quantile(times, 0.1), quantile(times, 0.9)
+
+
+def reset_compiler():
+    """Fresh compile caches per size, so each size gets its own static-shape graph."""
+    if hasattr(torch, "compiler") and hasattr(torch.compiler, "reset"):
+        torch.compiler.reset()
+
+
+def make_modes(no_compile):
+    """[(name, fn or None, skip reason)]."""
+    modes = [("eager", compact_bilinear, None)]
+    if no_compile:
+        modes.append(("compile", None, "--no-compile"))
+    elif not hasattr(torch, "compile"):
+        modes.append(("compile", None, "torch.compile not available in torch %s" % torch.__version__))
+    else:
+        modes.append(("compile", torch.compile(compact_bilinear), None))
+    return modes
+
+
+def make_inputs(B, Dx, Dy, d, seed, device):
+    h1, s1, h2, s2 = bifuse_hashes(Dx, Dy, d, seed)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, Dx, generator=gen)
+    y = torch.randn(B, Dy, generator=gen)
+    g = torch.randn(B, d, generator=gen)
+    t = lambda a: torch.as_tensor(a).to(device)
+    return (t(x), t(y), t(g)), (t(h1), t(s1), t(h2), t(s2))
+
+
+def short_error(e):
+    msg = str(e).strip().splitlines()
+    return "%s: %s" % (type(e).__name__, msg[0][:160] if msg else "")
+
+
+# --------------------------------------------------------------------------------------------
+# Main.
+# --------------------------------------------------------------------------------------------
+
+def parse_int_list(s):
+    return [int(v) for v in s.split(",") if v.strip()]
+
+
+def configs(args):
+    """(B, Dx, Dy, d): the main d over --batches, then each --extra-d at --extra-batch."""
+    out = [(B, args.dx, args.dy, args.d) for B in parse_int_list(args.batches)]
+    out += [(args.extra_batch, args.dx, args.dy, dd) for dd in parse_int_list(args.extra_d)]
+    return out
+
+
+def run_check(args, device, modes):
+    """Peer vs the float64 definition, forward and gradients, B = --check-batch.
+
+    Each mode runs in float32 (what is benchmarked); eager also runs in float64, which must agree
+    with the definition to ~1e-12 and so proves the peer computes the same operator. With
+    --norm pytorch the float32 gradients are ill-conditioned (d ssqrt/dz = 0.5/sqrt|z| blows up
+    for z near 0), so there only the float32 forward and the float64 run are held to a tolerance."""
+    print("== check: peer vs float64 definition (B=%d, seed=%d, norm=%s)"
+          % (args.check_batch, args.seed, args.norm))
+    ok = True
+    ds = [args.d] + parse_int_list(args.extra_d)
+    runs = [(name, fn, skip, torch.float32) for name, fn, skip in modes]
+    runs.insert(1, ("eager64", compact_bilinear, None, torch.float64))
+    for d in ds:
+        (x, y, g), hs = make_inputs(args.check_batch, args.dx, args.dy, d, args.seed, device)
+        h1, s1, h2, s2 = (a.cpu().numpy() for a in hs)
+        z_ref, gx_ref, gy_ref = reference_forward_backward(
+            x.cpu().numpy(), y.cpu().numpy(), g.cpu().numpy(), h1, s1, h2, s2, d, args.normalize)
+        for name, fn, skip, dtype in runs:
+            if fn is None:
+                print("  %-8s d=%-6d skipped (%s)" % (name, d, skip))
+                continue
+            try:
+                reset_compiler()
+                xr = x.detach().to(dtype).clone().requires_grad_(True)
+                yr = y.detach().to(dtype).clone().requires_grad_(True)
+                z = fn(xr, yr, hs[0], hs[1].to(dtype), hs[2], hs[3].to(dtype), d, args.normalize)
+                (z * g.to(dtype)).sum().backward()
+            except Exception as e:  # torch.compile failing on this host is reported, not fatal
+                print("  %-8s d=%-6d skipped (%s)" % (name, d, short_error(e)))
+                continue
+            ez = rel_l2(z.detach().cpu().numpy(), z_ref)
+            egx = rel_l2(xr.grad.cpu().numpy(), gx_ref)
+            egy = rel_l2(yr.grad.cpu().numpy(), gy_ref)
+            if dtype == torch.float64:
+                good = max(ez, egx, egy) < 1e-10
+                note = ""
+            elif args.normalize:
+                good = ez < args.check_tol
+                note = " (float32 gradients through ssqrt are ill-conditioned: not held to tol)"
+            else:
+                good = max(ez, egx, egy) < args.check_tol
+                note = ""
+            ok &= good
+            print("  %-8s Dx=%d,Dy=%d,d=%-6d rel L2 error: z %.3e  gx %.3e  gy %.3e  %s%s"
+                  % (name, args.dx, args.dy, d, ez, egx, egy, "ok" if good else "FAIL", note))
+    print("check:", "PASS" if ok else "FAIL")
+    return ok
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda if available)")
+    p.add_argument("--runs", type=int, default=None, help="timed runs per row (default 50 cuda, 10 cpu)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 10 cuda, 2 cpu)")
+    p.add_argument("--batches", default="1,64,512", help="batches B at the main d (default 1,64,512)")
+    p.add_argument("--dx", type=int, default=2048)
+    p.add_argument("--dy", type=int, default=2048)
+    p.add_argument("--d", type=int, default=16000, help="main output dimension (default 16000)")
+    p.add_argument("--extra-d", default="15999,15838",
+                   help="further d values run at --extra-batch (default 15999,15838 = odd, 2*7919); '' for none")
+    p.add_argument("--extra-batch", type=int, default=64)
+    p.add_argument("--norm", choices=["none", "pytorch"], default="none",
+                   help="post-processing: none, or pytorch = signed sqrt then F.normalize(eps=1e-12); "
+                        "with pytorch the size column gets ',norm=pytorch'")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile mode")
+    p.add_argument("--csv", default=None, help="output CSV (default benchmarks/results/peer-<device>.csv)")
+    p.add_argument("--seed", type=int, default=42, help="SplitMix64 seed for the hashes (and inputs)")
+    p.add_argument("--check", action="store_true", help="verify against the float64 definition, then exit")
+    p.add_argument("--check-batch", type=int, default=2)
+    p.add_argument("--check-tol", type=float, default=1e-5)
+    p.add_argument("--hashes", action="store_true",
+                   help="print the hashes for --hash-dx/--hash-dy/--hash-d and --seed, then exit")
+    p.add_argument("--hash-dx", type=int, default=4)
+    p.add_argument("--hash-dy", type=int, default=3)
+    p.add_argument("--hash-d", type=int, default=10)
+    args = p.parse_args(argv)
+    args.normalize = args.norm == "pytorch"
+
+    if args.hashes:
+        return 0 if print_hashes(args.hash_dx, args.hash_dy, args.hash_d, args.seed) else 1
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = device.type
+    runs = args.runs if args.runs is not None else (50 if dev == "cuda" else 10)
+    warmup = args.warmup if args.warmup is not None else (10 if dev == "cuda" else 2)
+    if runs < 1 or warmup < 0:
+        p.error("--runs must be >= 1 and --warmup >= 0")
+    # Inductor leaves the FFTs and the complex product to eager kernels and says so on every
+    # compile; the message is expected for this operator, so it is silenced here.
+    warnings.filterwarnings("ignore", message=".*does not support code generation for complex.*")
+    modes = make_modes(args.no_compile)
+    name = torch.cuda.get_device_name(device) if dev == "cuda" else "cpu, %d threads" % torch.get_num_threads()
+    print("torch %s on %s (%s); warmup %d, runs %d" % (torch.__version__, device, name, warmup, runs))
+
+    if args.check:
+        return 0 if run_check(args, device, modes) else 1
+
+    csv_path = args.csv or os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
+                                        "results", "peer-%s.csv" % dev)
+    csv_path = os.path.normpath(csv_path)
+    if os.path.dirname(csv_path):
+        os.makedirs(os.path.dirname(csv_path), exist_ok=True)
+
+    fmt = "%-25s %-20s %-" + ("43" if args.normalize else "30") + "s %5s %10s %10s %10s %9s %9s"
+    print(fmt % ("op", "backend", "size", "batch", "median_ms", "p10_ms", "p90_ms", "GB/s", "GFLOP/s"))
+    skipped = []
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_HEADER)
+        f.flush()
+        for B, Dx, Dy, d in configs(args):
+            size = "Dx=%d,Dy=%d,d=%d" % (Dx, Dy, d) + (",norm=pytorch" if args.normalize else "")
+            (x, y, g), hs = make_inputs(B, Dx, Dy, d, args.seed, device)
+            xr = x.clone().requires_grad_(True)
+            yr = y.clone().requires_grad_(True)
+            for mode, fn, skip in modes:
+                backend = "torch-%s-%s" % (mode, dev)
+                if fn is None:
+                    skipped.append("%s %s B=%d: %s" % (backend, size, B, skip))
+                    continue
+                reset_compiler()
+
+                def forward(fn=fn):
+                    with torch.no_grad():
+                        return fn(x, y, *hs, d, args.normalize)
+
+                # "backward" = one training step: forward with autograd, loss = (z*g).sum(),
+                # loss.backward() into x.grad and y.grad (set to None first, as zero_grad does).
+                def train_step(fn=fn):
+                    xr.grad = None
+                    yr.grad = None
+                    z = fn(xr, yr, *hs, d, args.normalize)
+                    (z * g).sum().backward()
+
+                for op, step in (("forward", forward), ("fwd+bwd", train_step)):
+                    try:
+                        times = time_calls(step, device, warmup, runs)
+                    except Exception as e:  # e.g. torch.compile without a working toolchain
+                        skipped.append("%s %s %s B=%d: %s" % (backend, op, size, B, short_error(e)))
+                        print("  (skipped %s %s %s B=%d: %s)" % (op, backend, size, B, short_error(e)))
+                        continue
+                    med, p10, p90 = summarize(times)
+                    nbytes, flops = work_model(op, B, Dx, Dy, d, args.normalize)
+                    gbps, gflops = nbytes / med / 1e6, flops / med / 1e6
+                    opname = "CompactBilinear." + op
+                    print(fmt % (opname, backend, size, B, "%.4f" % med, "%.4f" % p10, "%.4f" % p90,
+                                 "%.2f" % gbps, "%.2f" % gflops))
+                    w.writerow([opname, backend, size, B, "%.6f" % med, "%.6f" % p10, "%.6f" % p90,
+                                len(times), int(nbytes), "%.0f" % flops, "%.4f" % gbps, "%.4f" % gflops])
+                    f.flush()
+            del x, y, g, xr, yr, hs
+    if skipped:
+        print("skipped:")
+        for s in skipped:
+            print("  " + s)
+    print("wrote %s" % csv_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

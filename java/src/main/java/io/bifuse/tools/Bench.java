@@ -1,0 +1,167 @@
+package io.bifuse.tools;
+
+import io.bifuse.CompactBilinear;
+import io.bifuse.cuda.CompactBilinearCuda;
+import io.bifuse.cuda.Cuda;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaEvent;
+import io.bifuse.cuda.CudaStream;
+import io.bifuse.cuda.DeviceBuffer;
+import io.bifuse.reference.CompactBilinearReference;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * Median time per op, backend and size, with the bytes and FLOPs each call must at least move and do
+ * (the cost model below, the same one the PyTorch peer uses), as GB/s and GFLOP/s and, on a known GPU,
+ * as a fraction of its ceilings. GPU times come from CUDA events around each call on a warm stream;
+ * CPU times from System.nanoTime. Ops: {@code forward}, and {@code fwd+bwd} (a training step:
+ * forward, then backward), named so because the PyTorch peer's autograd step is exactly that.
+ */
+final class Bench {
+    private Bench() {}
+
+    record Result(String op, String backend, Sizes size, double[] ms, double bytes, double flops) {
+        double median() { return Stats.quantile(ms, 0.5); }
+        double gbps() { return bytes / median() / 1e6; }
+        double gflops() { return flops / median() / 1e6; }
+    }
+
+    /** Cost model, per call. C = Dx + Dy, F = d/2 + 1 bins; a real FFT of length d is 2.5·d·log2(d) FLOPs. */
+    static double[] cost(String op, Sizes s) {
+        double b = s.batch(), c = s.dx() + s.dy(), d = s.d(), f = s.d() / 2 + 1, fft = 2.5 * d * Math.log(d) / Math.log(2);
+        // forward: read x, y; write z. 2 flops per sketched input, 2 R2C + 1 C2R, 6 flops per complex product.
+        if (op.endsWith("forward")) return new double[] {4 * b * (c + d), b * (2 * c + 3 * fft + 6 * f)};
+        // fwd+bwd: also read g, write gx, gy; backward adds the sketches again, 2 R2C (x,y) + 1 R2C (g)
+        // + 2 C2R, two conjugate products, and 1 flop per gathered input.
+        return new double[] {4 * b * (2 * c + 2 * d), b * (2 * c + 3 * fft + 6 * f) + b * (3 * c + 5 * fft + 12 * f)};
+    }
+
+    /** Peak HBM GB/s and FP32 (non-tensor) GFLOP/s of GPUs we know, from the vendors' data sheets. */
+    static double[] ceiling(String device) {
+        String n = device.toUpperCase();
+        if (n.contains("H200")) return new double[] {4800, 66900};
+        if (n.contains("H100") && n.contains("PCIE")) return new double[] {2000, 51200};
+        if (n.contains("H100")) return new double[] {3350, 66900};
+        if (n.contains("A100")) return new double[] {n.contains("80GB") ? 2039 : 1555, 19500};
+        return null;
+    }
+
+    static void run(boolean quick, String csv, int runsOverride) {
+        long seed = System.nanoTime();
+        System.out.printf("%nbench: median of many runs per row; GB/s and GFLOP/s from the cost model in Bench.java; seed %d%n", seed);
+        SplittableRandom rnd = new SplittableRandom(seed);
+        List<Result> results = new ArrayList<>();
+        CudaContext ctx = Cuda.isAvailable() ? CudaContext.open(0) : null;
+        double[] peak = ctx == null ? null : ceiling(ctx.deviceName());
+        if (ctx == null) System.out.println("(GPU backend not benchmarked: " + Cuda.status().reason() + ")");
+        else System.out.println("GPU: " + ctx + (peak == null ? ", ceilings unknown" : String.format(", ceilings %.0f GB/s, %.1f TFLOP/s fp32", peak[0], peak[1] / 1e3)));
+        header(peak != null);
+        try {
+            for (Sizes s : Sizes.compactBilinear(quick)) {
+                CompactBilinear op = CompactBilinear.seeded(s.dx(), s.dy(), s.d(), 42);
+                float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
+                float[] g = Stats.gaussian(rnd, s.batch() * s.d());
+                if (s.batch() == 1) {
+                    add(results, peak, cpuTimed("CompactBilinear.forward", "bifuse-reference", s,
+                            () -> CompactBilinearReference.forward(op, x, y, s.batch()), runsOverride));
+                }
+                add(results, peak, cpuTimed("CompactBilinear.forward", "bifuse-cpu", s, () -> op.forward(x, y, s.batch()), runsOverride));
+                add(results, peak, cpuTimed("CompactBilinear.fwd+bwd", "bifuse-cpu", s, () -> {
+                    op.forward(x, y, s.batch());
+                    op.backward(x, y, g, s.batch());
+                }, runsOverride));
+                if (ctx != null) gpu(results, peak, ctx, op, s, x, y, g, runsOverride);
+            }
+        } finally {
+            if (ctx != null) ctx.close();
+        }
+        if (csv != null) write(Path.of(csv), results);
+    }
+
+    private static void gpu(List<Result> results, double[] peak, CudaContext ctx, CompactBilinear op, Sizes s,
+                            float[] x, float[] y, float[] g, int runsOverride) {
+        int runs = runsOverride > 0 ? runsOverride : 200;
+        for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
+            String backend = mode == CompactBilinearCuda.Sketch.DETERMINISTIC ? "bifuse-cuda" : "bifuse-cuda-atomic";
+            try (CudaStream st = CudaStream.create(ctx); CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode);
+                 DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+                 DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) s.batch() * s.d());
+                 DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) s.batch() * s.dx());
+                 DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) s.batch() * s.dy());
+                 CudaEvent a = new CudaEvent(ctx); CudaEvent b = new CudaEvent(ctx)) {
+                Runnable fwd = () -> cuda.forward(dx, dy, z, s.batch(), st);
+                Runnable step = () -> {
+                    cuda.forward(dx, dy, z, s.batch(), st);
+                    cuda.backward(dx, dy, dg, gx, gy, s.batch(), st);
+                };
+                add(results, peak, gpuTimed("CompactBilinear.forward", backend, s, fwd, st, a, b, runs));
+                add(results, peak, gpuTimed("CompactBilinear.fwd+bwd", backend, s, step, st, a, b, runs));
+                cuda.release(st);
+            }
+        }
+    }
+
+    private static Result gpuTimed(String op, String backend, Sizes s, Runnable call, CudaStream st, CudaEvent a, CudaEvent b, int runs) {
+        for (int i = 0; i < 10; i++) call.run(); // plans, workspaces, module load, clocks
+        st.synchronize();
+        double[] ms = new double[runs];
+        for (int i = 0; i < runs; i++) {
+            a.record(st);
+            call.run();
+            b.record(st);
+            b.synchronize();
+            ms[i] = CudaEvent.elapsedMillis(a, b);
+        }
+        double[] c = cost(op, s);
+        return new Result(op, backend, s, ms, c[0], c[1]);
+    }
+
+    private static Result cpuTimed(String op, String backend, Sizes s, Runnable call, int runsOverride) {
+        call.run(); // warm-up: JIT, FFT plans
+        List<Double> ms = new ArrayList<>();
+        long start = System.nanoTime();
+        int min = runsOverride > 0 ? runsOverride : 5;
+        while (ms.size() < min || (runsOverride == 0 && System.nanoTime() - start < 2e9 && ms.size() < 50)) {
+            long t0 = System.nanoTime();
+            call.run();
+            ms.add((System.nanoTime() - t0) / 1e6);
+        }
+        double[] c = cost(op, s);
+        return new Result(op, backend, s, ms.stream().mapToDouble(Double::doubleValue).toArray(), c[0], c[1]);
+    }
+
+    private static void header(boolean ceilings) {
+        System.out.printf("%-24s %-20s %-32s %5s %11s %11s %10s %10s%s%n", "op", "backend", "size", "runs", "median ms", "p10-p90 ms",
+                "GB/s", "GFLOP/s", ceilings ? "   %HBM  %FP32" : "");
+    }
+
+    private static void add(List<Result> results, double[] peak, Result r) {
+        results.add(r);
+        String ceil = peak != null && r.backend().contains("cuda")
+                ? String.format("  %5.1f%% %5.1f%%", 100 * r.gbps() / peak[0], 100 * r.gflops() / peak[1]) : "";
+        System.out.printf("%-24s %-20s %-32s %5d %11.4f %5.3f-%-5.3f %10.1f %10.1f%s%n", r.op(), r.backend(), r.size().label(), r.ms().length,
+                r.median(), Stats.quantile(r.ms(), 0.1), Stats.quantile(r.ms(), 0.9), r.gbps(), r.gflops(), ceil);
+    }
+
+    private static void write(Path path, List<Result> results) {
+        try {
+            if (path.getParent() != null) Files.createDirectories(path.getParent());
+            try (PrintWriter w = new PrintWriter(Files.newBufferedWriter(path))) {
+                w.println("op,backend,size,batch,median_ms,p10_ms,p90_ms,runs,bytes,flops,gbps,gflops");
+                for (Result r : results) {
+                    w.printf("%s,%s,\"%s\",%d,%.6f,%.6f,%.6f,%d,%.0f,%.0f,%.2f,%.2f%n", r.op(), r.backend(), r.size().csvSize(), r.size().batch(),
+                            r.median(), Stats.quantile(r.ms(), 0.1), Stats.quantile(r.ms(), 0.9), r.ms().length, r.bytes(), r.flops(), r.gbps(), r.gflops());
+                }
+            }
+            System.out.println("bench: wrote " + path);
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException("writing " + path, e);
+        }
+    }
+}

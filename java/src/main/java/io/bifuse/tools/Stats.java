@@ -1,0 +1,33 @@
+package io.bifuse.tools;
+
+import java.util.Arrays;
+
+/** Error and timing summaries shared by check, bench and the tests. */
+public final class Stats {
+    private Stats() {}
+
+    /** {@code ‖a − ref‖₂ / ‖ref‖₂} in double (0 when both are zero). NaN anywhere gives NaN. */
+    public static double relativeL2(float[] a, double[] ref) {
+        if (a.length != ref.length) throw new IllegalArgumentException("lengths differ: " + a.length + " vs " + ref.length);
+        double num = 0, den = 0;
+        for (int i = 0; i < a.length; i++) {
+            double e = a[i] - ref[i];
+            num += e * e;
+            den += ref[i] * ref[i];
+        }
+        return den == 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+    }
+
+    /** The q-quantile (nearest rank) of {@code xs}; q = 0.5 is the median. */
+    public static double quantile(double[] xs, double q) {
+        double[] s = xs.clone();
+        Arrays.sort(s);
+        return s[(int) Math.min(s.length - 1, Math.round(q * (s.length - 1)))];
+    }
+
+    public static float[] gaussian(java.util.SplittableRandom r, int n) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) r.nextGaussian();
+        return a;
+    }
+}

@@ -1,0 +1,204 @@
+package io.bifuse.cuda;
+
+import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.bifuse.CompactBilinear;
+import io.bifuse.Normalization;
+import io.bifuse.reference.CompactBilinearReference;
+import io.bifuse.tools.Stats;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import jcuda.driver.CUstream;
+import jcuda.driver.JCudaDriver;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * {@code cuda/CompactBilinear.cu} against the float64 reference at the spec's sizes, on fresh random
+ * inputs (the seed is in the failure message), outputs NaN-poisoned before every run so that an
+ * unwritten element fails the comparison. Tolerance: relative L2 error <= 1e-5 (float32 sketches and
+ * cuFFT at d = 16000 give ~1e-7; an indexing or scaling mistake gives ~1). Skipped without a GPU.
+ */
+@Tag("gpu")
+class CompactBilinearCudaTest {
+    static final double TOL = 1e-5;
+    static CudaContext ctx;
+
+    @BeforeAll static void open() {
+        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
+        assumeTrue(CufftPlan.libraryAvailable(), CufftPlan::describeLibrary);
+        ctx = CudaContext.open(0);
+    }
+
+    @AfterAll static void close() { if (ctx != null) ctx.close(); }
+
+    @ParameterizedTest(name = "B={0} Dx={1} Dy={2} d={3}")
+    @CsvSource({"1,2048,2048,16000", "64,2048,2048,16000", "512,2048,2048,16000", "64,2048,2048,15999", "64,2048,2048,15838",
+                "3,1,1,1", "5,7,3,2", "2,33,17,16001"})
+    void matchesReference(int batch, int dx, int dy, int d) {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        for (Normalization n : new Normalization[] {Normalization.NONE, Normalization.pytorch(), Normalization.caffe()}) {
+            if (batch >= 512 && n == Normalization.caffe()) continue; // the reference costs minutes; Caffe is covered at smaller B
+            CompactBilinear op = CompactBilinear.seeded(dx, dy, d, r.nextLong()).withNormalization(n);
+            float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * d);
+            double[] zRef = CompactBilinearReference.forward(op, x, y, batch);
+            double[][] gRef = CompactBilinearReference.backward(op, x, y, g, batch);
+            for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
+                try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode)) {
+                    float[][] out = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, batch);
+                    String what = mode + " " + n + " seed " + seed;
+                    assertBelow(Stats.relativeL2(out[0], zRef), what + " forward");
+                    assertBelow(Stats.relativeL2(out[1], gRef[0]), what + " dx");
+                    assertBelow(Stats.relativeL2(out[2], gRef[1]), what + " dy");
+                }
+            }
+        }
+    }
+
+    @Test void deterministicSketchIsBitIdenticalAcrossRuns() {
+        SplittableRandom r = new SplittableRandom(1);
+        CompactBilinear op = CompactBilinear.seeded(2048, 2048, 16000, 3).withNormalization(Normalization.pytorch());
+        float[] x = Stats.gaussian(r, 64 * 2048), y = Stats.gaussian(r, 64 * 2048), g = Stats.gaussian(r, 64 * 16000);
+        try (CompactBilinearCuda cuda = op.onCuda(ctx)) {
+            float[][] a = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, 64);
+            float[][] b = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, 64);
+            for (int i = 0; i < 3; i++) assertArrayEquals(a[i], b[i]);
+        }
+    }
+
+    @Test void runsOnAStreamAndMemoryFromOutside() {
+        // Another library's allocation and stream, reached only through raw addresses and handles; the
+        // output deliberately starts 4 bytes into its allocation (not 256-byte aligned).
+        int batch = 8, dx = 300, dy = 200, d = 1000;
+        SplittableRandom r = new SplittableRandom(2);
+        CompactBilinear op = CompactBilinear.seeded(dx, dy, d, 4);
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * d);
+        ctx.makeCurrent();
+        ForeignStream foreign = new ForeignStream();
+        assertEquals(0, JCudaDriver.cuStreamCreate(foreign, 1 /* CU_STREAM_NON_BLOCKING */));
+        long rawStream = foreign.handle();
+        try (DeviceBuffer arena = DeviceBuffer.allocate(ctx, 4L * (batch * (dx + dy + d + dx + dy) + 64));
+             CompactBilinearCuda cuda = op.onCuda(ctx)) {
+            arena.fill(Float.NaN);
+            long base = arena.address();
+            DeviceMemory dX = DeviceMemory.wrap(base + 4, 4L * batch * dx);
+            DeviceMemory dY = DeviceMemory.wrap(base + 4 + 4L * batch * dx, 4L * batch * dy);
+            DeviceMemory dZ = DeviceMemory.wrap(base + 4 + 4L * batch * (dx + dy), 4L * batch * d);
+            DeviceMemory dGx = DeviceMemory.wrap(base + 4 + 4L * batch * (dx + dy + d), 4L * batch * dx);
+            DeviceMemory dGy = DeviceMemory.wrap(base + 4 + 4L * batch * (2 * dx + dy + d), 4L * batch * dy);
+            upload(dX, x);
+            upload(dY, y);
+            CudaStream s = CudaStream.wrap(rawStream);
+            cuda.forward(dX, dY, dZ, batch, s);
+            float[] z = download(dZ, batch * d, s);
+            assertBelow(Stats.relativeL2(z, CompactBilinearReference.forward(op, x, y, batch)), "foreign forward");
+            upload(dZ, g); // reuse the output range as gradOut
+            cuda.backward(dX, dY, dZ, dGx, dGy, batch, s);
+            double[][] ref = CompactBilinearReference.backward(op, x, y, g, batch);
+            assertBelow(Stats.relativeL2(download(dGx, batch * dx, s), ref[0]), "foreign dx");
+            assertBelow(Stats.relativeL2(download(dGy, batch * dy, s), ref[1]), "foreign dy");
+            cuda.release(s);
+        } finally {
+            JCudaDriver.cuStreamDestroy(foreign);
+        }
+    }
+
+    @Test void repeatedCallsLeaveDeviceMemoryUnchanged() {
+        int batch = 64;
+        SplittableRandom r = new SplittableRandom(5);
+        CompactBilinear op = CompactBilinear.seeded(2048, 2048, 16000, 6).withNormalization(Normalization.pytorch());
+        try (CudaStream s = CudaStream.create(ctx); CompactBilinearCuda cuda = op.onCuda(ctx);
+             DeviceBuffer x = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2048)); DeviceBuffer y = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2048));
+             DeviceBuffer g = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 16000));
+             DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, batch * 16000L);
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, batch * 2048L); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, batch * 2048L)) {
+            cuda.forward(x, y, z, batch, s);
+            cuda.backward(x, y, g, gx, gy, batch, s);
+            s.synchronize();
+            long free0 = ctx.memoryInfo()[0], held0 = cuda.deviceBytes();
+            for (int i = 0; i < 200; i++) {
+                cuda.forward(x, y, z, batch, s);
+                cuda.backward(x, y, g, gx, gy, batch, s);
+            }
+            s.synchronize();
+            assertEquals(free0, ctx.memoryInfo()[0], "free device memory changed over 200 calls");
+            assertEquals(held0, cuda.deviceBytes());
+        }
+    }
+
+    @Test void manyThreadsShareOneOp() throws Exception {
+        int batch = 16, threads = 6;
+        CompactBilinear op = CompactBilinear.seeded(512, 256, 4000, 7).withNormalization(Normalization.pytorch());
+        SplittableRandom r = new SplittableRandom(8);
+        List<float[]> xs = new ArrayList<>(), ys = new ArrayList<>();
+        for (int t = 0; t < threads; t++) { xs.add(Stats.gaussian(r, batch * 512)); ys.add(Stats.gaussian(r, batch * 256)); }
+        ExecutorService pool = Executors.newFixedThreadPool(threads);
+        try (CompactBilinearCuda cuda = op.onCuda(ctx)) {
+            List<Future<float[]>> fs = new ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                int i = t;
+                fs.add(pool.submit(() -> {
+                    float[] z = null;
+                    for (int k = 0; k < 20; k++) z = cuda.forward(xs.get(i), ys.get(i), batch);
+                    return z;
+                }));
+            }
+            for (int t = 0; t < threads; t++) {
+                assertBelow(Stats.relativeL2(fs.get(t).get(), CompactBilinearReference.forward(op, xs.get(t), ys.get(t), batch)), "thread " + t);
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    @Test void badDeviceArgumentsAreRejectedBeforeAnyLaunch() {
+        CompactBilinear op = CompactBilinear.seeded(8, 4, 16, 1);
+        try (CudaStream s = CudaStream.create(ctx); CompactBilinearCuda cuda = op.onCuda(ctx);
+             DeviceBuffer x = DeviceBuffer.allocateFloats(ctx, 16); DeviceBuffer y = DeviceBuffer.allocateFloats(ctx, 8);
+             DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, 32)) {
+            DeviceBuffer closed = DeviceBuffer.allocateFloats(ctx, 16);
+            closed.close();
+            expect("x: the device buffer is closed", () -> cuda.forward(closed, y, z, 2, s));
+            expect("y: expected at least 3 × 4 floats (48 bytes), got 32 bytes", () -> cuda.forward(DeviceMemory.wrap(x.address(), 96), y, z, 3, s));
+            expect("out: expected device memory", () -> cuda.forward(x, y, null, 2, s));
+            expect("batch: expected >= 1, got 0", () -> cuda.forward(x, y, z, 0, s));
+            expect("gradY: expected at least 2 × 4 floats", () -> cuda.backward(x, y, z, x, DeviceMemory.wrap(y.address(), 8), 2, s));
+            expect("out: expected a 4-byte aligned address", () -> cuda.forward(x, y, DeviceMemory.wrap(z.address() + 2, 128), 2, s));
+        }
+    }
+
+    /** Stands in for another library's stream: all we take from it is the raw handle. */
+    private static final class ForeignStream extends CUstream {
+        long handle() { return getNativePointer(); }
+    }
+
+    private static void expect(String message, Runnable call) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call::run);
+        assertTrue(e.getMessage().contains(message), "'" + e.getMessage() + "' lacks '" + message + "'");
+    }
+
+    private static void assertBelow(double err, String what) {
+        assertTrue(err <= TOL, what + ": relative L2 error " + err + " > " + TOL);
+    }
+
+    private static void upload(DeviceMemory m, float[] data) {
+        assertEquals(0, JCudaDriver.cuMemcpyHtoD(DeviceBuffer.devicePointer(m), jcuda.Pointer.to(data), 4L * data.length));
+    }
+
+    private static float[] download(DeviceMemory m, int n, CudaStream s) {
+        s.synchronize();
+        float[] out = new float[n];
+        assertEquals(0, JCudaDriver.cuMemcpyDtoH(jcuda.Pointer.to(out), DeviceBuffer.devicePointer(m), 4L * n));
+        return out;
+    }
+}

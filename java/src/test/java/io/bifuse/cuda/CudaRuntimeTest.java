@@ -1,0 +1,91 @@
+package io.bifuse.cuda;
+
+import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/** The runtime's behaviour with and without a GPU. */
+class CudaRuntimeTest {
+
+    @Test void statusNeverThrowsAndExplainsItself() {
+        Cuda.Status s = assertDoesNotThrow(Cuda::status);
+        assertNotNull(s.reason());
+        assertFalse(s.reason().isBlank());
+        assertFalse(s.reason().contains("\n"), "the reason is one line: " + s.reason());
+        if (!s.available()) {
+            var e = assertThrows(IllegalStateException.class, () -> CudaContext.open(0));
+            assertTrue(e.getMessage().contains(s.reason()));
+        }
+    }
+
+    @Test void libraryProbesNeverThrow() {
+        assertNotNull(assertDoesNotThrow(CufftPlan::describeLibrary));
+        assertNotNull(assertDoesNotThrow(CublasHandle::describeLibrary));
+    }
+
+    @Test void wrappedMemoryAndSlicesCheckTheirArguments() {
+        DeviceMemory m = DeviceMemory.wrap(0x1000, 64);
+        assertEquals(0x1000 + 16, m.slice(16, 32).address());
+        assertThrows(IllegalArgumentException.class, () -> m.slice(48, 32));
+        var e = assertThrows(IllegalArgumentException.class, () -> DeviceMemory.wrap(0, 4));
+        assertTrue(e.getMessage().startsWith("address:"));
+        e = assertThrows(IllegalArgumentException.class, () -> DeviceMemory.wrap(16, -1));
+        assertTrue(e.getMessage().startsWith("byteSize:"));
+    }
+
+    @Test void cudaExceptionNamesCallAndCode() {
+        CudaException e = new CudaException("cuLaunchKernel", 1, "CUDA_ERROR_INVALID_VALUE");
+        assertEquals("cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE (1)", e.getMessage());
+        assertEquals(1, e.code());
+        assertEquals("cuLaunchKernel", e.call());
+    }
+
+    @Tag("gpu") @Test void deviceBuffersRoundTripAndFailLoudly() {
+        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
+        try (CudaContext ctx = CudaContext.open(0)) {
+            float[] data = {1, 2, 3, Float.NaN};
+            try (DeviceBuffer b = DeviceBuffer.of(ctx, data)) {
+                float[] back = new float[4];
+                b.read(back);
+                assertArrayEquals(data, back);
+                b.fill(Float.NaN);
+                b.read(back);
+                for (float v : back) assertTrue(Float.isNaN(v));
+            }
+            DeviceBuffer closed = DeviceBuffer.allocateFloats(ctx, 4);
+            closed.close();
+            assertThrows(IllegalStateException.class, closed::address);
+            CudaException oom = assertThrows(CudaException.class, () -> DeviceBuffer.allocate(ctx, 1L << 52));
+            assertTrue(oom.getMessage().startsWith("cuMemAlloc"), oom.getMessage());
+            assertTrue(oom.getMessage().contains("CUDA_ERROR_OUT_OF_MEMORY"), oom.getMessage());
+        }
+    }
+
+    @Tag("gpu") @Test void cublasRowMajorSgemmMatchesTheCpu() {
+        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
+        assumeTrue(CublasHandle.libraryAvailable(), CublasHandle::describeLibrary);
+        int m = 37, n = 23, k = 19;
+        var r = new java.util.SplittableRandom(1);
+        float[] a = new float[m * k], b = new float[k * n];
+        for (int i = 0; i < a.length; i++) a[i] = (float) r.nextGaussian();
+        for (int i = 0; i < b.length; i++) b[i] = (float) r.nextGaussian();
+        try (CudaContext ctx = CudaContext.open(0); CudaStream s = CudaStream.create(ctx); CublasHandle h = new CublasHandle(ctx, s);
+             DeviceBuffer da = DeviceBuffer.of(ctx, a); DeviceBuffer db = DeviceBuffer.of(ctx, b);
+             DeviceBuffer dc = DeviceBuffer.allocateFloats(ctx, (long) m * n)) {
+            dc.fill(Float.NaN);
+            h.sgemm(false, false, m, n, k, 1f, da, db, 0f, dc);
+            float[] c = new float[m * n];
+            dc.read(c, s);
+            double num = 0, den = 0;
+            for (int i = 0; i < m; i++) for (int j = 0; j < n; j++) {
+                double ref = 0;
+                for (int t = 0; t < k; t++) ref += (double) a[i * k + t] * b[t * n + j];
+                num += (c[i * n + j] - ref) * (c[i * n + j] - ref);
+                den += ref * ref;
+            }
+            assertTrue(Math.sqrt(num / den) < 1e-5, "relative L2 " + Math.sqrt(num / den));
+        }
+    }
+}
