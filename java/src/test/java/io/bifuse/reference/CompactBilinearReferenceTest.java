@@ -61,9 +61,13 @@ class CompactBilinearReferenceTest {
             int batch = 2, dx = 5, dy = 7, d = 11;
             CompactBilinear op = CompactBilinear.seeded(dx, dy, d, r.nextLong()).withNormalization(n);
             double[] x = gaussian(r, batch * dx), y = gaussian(r, batch * dy), g = gaussian(r, batch * d);
-            if (n.signedSqrt()) {
-                // The signed sqrt is not differentiable at 0: keep every pooled entry away from it.
-                while (minAbs(CompactBilinearReference.pooled(op, x, y, batch)) < 1e-2) { x = gaussian(r, batch * dx); y = gaussian(r, batch * dy); }
+            // The signed sqrt is not differentiable at 0 (an empty bin is exactly 0): redraw hashes and
+            // inputs until every pooled entry is away from it.
+            for (int tries = 0; n.signedSqrt() && minAbs(CompactBilinearReference.pooled(op, x, y, batch)) < 1e-2; tries++) {
+                assertTrue(tries < 10_000, "no draw kept the pooled entries away from 0");
+                op = CompactBilinear.seeded(dx, dy, d, r.nextLong()).withNormalization(n);
+                x = gaussian(r, batch * dx);
+                y = gaussian(r, batch * dy);
             }
             double[][] grad = CompactBilinearReference.backward(op, x, y, g, batch);
             double[] fx = finiteDifference(op, x, y, g, batch, true), fy = finiteDifference(op, x, y, g, batch, false);
