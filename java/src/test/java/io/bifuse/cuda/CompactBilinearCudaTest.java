@@ -17,6 +17,7 @@ import jcuda.driver.CUstream;
 import jcuda.driver.JCudaDriver;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -34,9 +35,13 @@ class CompactBilinearCudaTest {
     static CudaContext ctx;
 
     @BeforeAll static void open() {
+        if (Cuda.isAvailable() && CufftPlan.libraryAvailable()) ctx = CudaContext.open(0);
+    }
+
+    /** Per test, so that each GPU test is reported as skipped (with the reason) rather than vanishing. */
+    @BeforeEach void requireGpu() {
         assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
         assumeTrue(CufftPlan.libraryAvailable(), CufftPlan::describeLibrary);
-        ctx = CudaContext.open(0);
     }
 
     @AfterAll static void close() { if (ctx != null) ctx.close(); }
@@ -48,18 +53,23 @@ class CompactBilinearCudaTest {
         long seed = System.nanoTime();
         SplittableRandom r = new SplittableRandom(seed);
         for (Normalization n : new Normalization[] {Normalization.NONE, Normalization.pytorch(), Normalization.caffe()}) {
-            if (batch >= 512 && n == Normalization.caffe()) continue; // the reference costs minutes; Caffe is covered at smaller B
+            if (batch >= 512 && n.equals(Normalization.caffe())) continue; // the reference costs minutes; Caffe is covered at smaller B
             CompactBilinear op = CompactBilinear.seeded(dx, dy, d, r.nextLong()).withNormalization(n);
             float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * d);
             double[] zRef = CompactBilinearReference.forward(op, x, y, batch);
-            double[][] gRef = CompactBilinearReference.backward(op, x, y, g, batch);
+            double[][] gRef = Double.isNaN(io.bifuse.tools.CheckAccess.backwardTolerance(n, batch, dx, dy, d))
+                    ? null : CompactBilinearReference.backward(op, x, y, g, batch);
             for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
                 try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode)) {
                     float[][] out = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, batch);
                     String what = mode + " " + n + " seed " + seed;
-                    assertBelow(Stats.relativeL2(out[0], zRef), what + " forward");
-                    assertBelow(Stats.relativeL2(out[1], gRef[0]), what + " dx");
-                    assertBelow(Stats.relativeL2(out[2], gRef[1]), what + " dy");
+                    assertBelow(Stats.relativeL2(out[0], zRef), TOL, what + " forward");
+                    // The exact signed-sqrt derivative is ill-conditioned near z = 0: its own bound, and
+                    // only where the sketch is well populated (io.bifuse.tools.Check explains both).
+                    double tol = io.bifuse.tools.CheckAccess.backwardTolerance(n, batch, dx, dy, d);
+                    if (Double.isNaN(tol)) continue;
+                    assertBelow(Stats.relativeL2(out[1], gRef[0]), tol, what + " dx");
+                    assertBelow(Stats.relativeL2(out[2], gRef[1]), tol, what + " dy");
                 }
             }
         }
@@ -187,8 +197,10 @@ class CompactBilinearCudaTest {
         assertTrue(e.getMessage().contains(message), "'" + e.getMessage() + "' lacks '" + message + "'");
     }
 
-    private static void assertBelow(double err, String what) {
-        assertTrue(err <= TOL, what + ": relative L2 error " + err + " > " + TOL);
+    private static void assertBelow(double err, String what) { assertBelow(err, TOL, what); }
+
+    private static void assertBelow(double err, double tol, String what) {
+        assertTrue(err <= tol, what + ": relative L2 error " + err + " > " + tol);
     }
 
     private static void upload(DeviceMemory m, float[] data) {

@@ -10,4 +10,8 @@ public final class CheckAccess {
     public static float[][] runCuda(CudaContext ctx, CompactBilinearCuda cuda, float[] x, float[] y, float[] g, int batch) {
         return Check.runCuda(ctx, cuda, x, y, g, batch);
     }
+
+    public static double backwardTolerance(io.bifuse.Normalization n, int batch, int dx, int dy, int d) {
+        return Check.backwardTolerance(n, new Sizes(batch, dx, dy, d));
+    }
 }
