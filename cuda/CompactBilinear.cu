@@ -171,13 +171,17 @@ extern "C" __global__ void cbp_normalize_backward(const float* __restrict__ z, c
         const float inv = cbp_inv_norm(sums.x, l2_mode, l2_eps, &active);
         // <o, g> * inv = <u, g> * inv^2, folded into one coefficient on u.
         const float coef = active ? (float)(sums.y * (double)inv * (double)inv) : 0.f;
+        const bool identity = !signed_sqrt && l2_mode == 0;
         for (int j = threadIdx.x; j < d; j += blockDim.x) {
-            const float zv = zr[j];
-            const float u = signed_sqrt ? cbp_ssqrt(zv) : zv;
-            float du = inv * (gr[j] - coef * u);
-            if (signed_sqrt) {
-                const float r = sqrtf(fabsf(zv)) + ssqrt_eps;
-                du = r > 0.f ? du * 0.5f / r : 0.f;
+            float du = gr[j];
+            if (!identity) {  // z is only read (and only has to be initialized) when it matters
+                const float zv = zr[j];
+                const float u = signed_sqrt ? cbp_ssqrt(zv) : zv;
+                du = inv * (du - coef * u);
+                if (signed_sqrt) {
+                    const float r = sqrtf(fabsf(zv)) + ssqrt_eps;
+                    du = r > 0.f ? du * 0.5f / r : 0.f;
+                }
             }
             outr[j] = du;
         }

@@ -84,6 +84,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
         if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
         Workspace w = workspace(stream, batch);
         synchronized (w) {
+            if (w.closed) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
             context.makeCurrent();
             sketchBoth(w, x, y, batch, stream);
             w.r2c2B.execute(w.sketches, w.spectra);
@@ -115,6 +116,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
         if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream, got null");
         Workspace w = workspace(stream, batch);
         synchronized (w) {
+            if (w.closed) { backward(x, y, gradOut, gradX, gradY, batch, stream); return; } // evicted meanwhile
             context.makeCurrent();
             w.ensureBackwardPlans();
             int d = op.d();
@@ -148,11 +150,14 @@ public final class CompactBilinearCuda implements AutoCloseable {
         try (CudaStream s = CudaStream.create(context);
              DeviceBuffer dx = DeviceBuffer.of(context, x); DeviceBuffer dy = DeviceBuffer.of(context, y);
              DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * op.d())) {
-            forward(dx, dy, out, batch, s);
-            float[] z = new float[batch * op.d()];
-            out.read(z, s);
-            release(s);
-            return z;
+            try {
+                forward(dx, dy, out, batch, s);
+                float[] z = new float[batch * op.d()];
+                out.read(z, s);
+                return z;
+            } finally {
+                release(s); // its handle may be reused by the next stream the driver creates
+            }
         }
     }
 
@@ -165,12 +170,15 @@ public final class CompactBilinearCuda implements AutoCloseable {
              DeviceBuffer g = DeviceBuffer.of(context, gradOut);
              DeviceBuffer gx = DeviceBuffer.allocateFloats(context, (long) batch * op.dx());
              DeviceBuffer gy = DeviceBuffer.allocateFloats(context, (long) batch * op.dy())) {
-            backward(dx, dy, g, gx, gy, batch, s);
-            float[] rx = new float[batch * op.dx()], ry = new float[batch * op.dy()];
-            gx.read(rx, s);
-            gy.read(ry, s);
-            release(s);
-            return new Gradients(rx, ry);
+            try {
+                backward(dx, dy, g, gx, gy, batch, s);
+                float[] rx = new float[batch * op.dx()], ry = new float[batch * op.dy()];
+                gx.read(rx, s);
+                gy.read(ry, s);
+                return new Gradients(rx, ry);
+            } finally {
+                release(s);
+            }
         }
     }
 
@@ -322,6 +330,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
         final DeviceBuffer sketches, spectra, product, pooled, gradPooled, gradSpectrum;
         final CufftPlan r2c2B, c2rB;
         CufftPlan r2cB, c2r2B; // made on first backward
+        boolean closed;        // guarded by this
 
         Workspace(CudaStream stream, int batch) {
             this.stream = stream;
@@ -363,6 +372,8 @@ public final class CompactBilinearCuda implements AutoCloseable {
         }
 
         @Override public synchronized void close() {
+            if (closed) return;
+            closed = true;
             // Work queued on the stream may still use these buffers.
             try {
                 if (!owned.isEmpty()) {

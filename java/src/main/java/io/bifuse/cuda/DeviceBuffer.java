@@ -7,8 +7,9 @@ import jcuda.driver.CUdeviceptr;
 
 /**
  * Device memory that bifuse allocated ({@code cuMemAlloc}) in a {@link CudaContext}; freed by
- * {@link #close()}. Host copies here are synchronous: they go through {@code stream} and wait for it,
- * so they are ordered after whatever the caller queued on that stream.
+ * {@link #close()}. Host copies and fills here are complete when they return (the driver's "synchronous"
+ * copy from pageable memory and its memset may otherwise still be in flight when a kernel on a
+ * non-blocking stream starts); reads go through {@code stream}, after whatever was queued on it.
  */
 public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
     private final CudaContext context;
@@ -74,12 +75,14 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
     public void fill(float value) {
         context.makeCurrent();
         Driver.check("cuMemsetD32", cuMemsetD32(devicePointer(this), Float.floatToRawIntBits(value), byteSize / 4));
+        Driver.check("cuCtxSynchronize", cuCtxSynchronize());
     }
 
     private void copyIn(Pointer src, long bytes) {
         requireFits(bytes);
         context.makeCurrent();
         Driver.check("cuMemcpyHtoD", cuMemcpyHtoD(devicePointer(this), src, bytes));
+        Driver.check("cuCtxSynchronize", cuCtxSynchronize());
     }
 
     private void copyOut(Pointer dst, long bytes, CudaStream stream) {

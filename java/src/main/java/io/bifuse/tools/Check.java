@@ -61,7 +61,8 @@ final class Check {
                     String size = s.label() + (n.isIdentity() ? "" : n.equals(Normalization.pytorch()) ? " +torch-norm" : " +caffe-norm");
                     int before = rows.size();
                     rows.add(row("CompactBilinear.forward", "cpu", size, op.forward(x, y, s.batch()), zRef, TOLERANCE));
-                    if (gRef != null) rows.add(row("CompactBilinear.backward", "cpu", size, op.backward(x, y, g, s.batch()), gRef, bwdTol));
+                    // The CPU backend works in double: the exact-derivative conditioning costs it nothing measurable.
+                    if (gRef != null) rows.add(row("CompactBilinear.backward", "cpu", size, op.backward(x, y, g, s.batch()), gRef, TOLERANCE));
                     if (ctx != null) {
                         for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
                             String backend = "cuda-" + mode.name().toLowerCase();

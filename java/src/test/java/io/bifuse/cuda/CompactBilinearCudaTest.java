@@ -205,6 +205,7 @@ class CompactBilinearCudaTest {
 
     private static void upload(DeviceMemory m, float[] data) {
         assertEquals(0, JCudaDriver.cuMemcpyHtoD(DeviceBuffer.devicePointer(m), jcuda.Pointer.to(data), 4L * data.length));
+        assertEquals(0, JCudaDriver.cuCtxSynchronize()); // the foreign stream is non-blocking
     }
 
     private static float[] download(DeviceMemory m, int n, CudaStream s) {
