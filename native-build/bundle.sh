@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# Makes a self-contained folder that runs bifuse's GPU tests, compute-sanitizer and the benchmarks on
+# a Linux x86-64 host that has an NVIDIA driver, the CUDA toolkit libraries (libcufft, libcublas,
+# compute-sanitizer) and Python/PyTorch, but no JDK and no network. The folder holds:
+#   jre/       a jlink'd Java 25 runtime (only the modules the jars need)
+#   lib/       bifuse, its tests, the JMH benchmarks, JCuda (driver natives only), JMH and the
+#              JUnit Platform console launcher
+#   python/    the PyTorch peer (benchmarks/python/*.py)
+#   run        the launcher: gpu-tests, sanitize, check, bench, main, jmh, peer, compare, env
+#   README.txt
+# It builds the project first (native-build/bifuse mvn package; with nvcc present the jar carries
+# the CUDA kernels), and fails if the folder comes out over 60 MiB.
+#
+#   native-build/bundle.sh [DIR]     DIR defaults to .bundle at the repository root (git-ignored)
+#
+# Then carry DIR to the GPU host (with the repository, or alone: tar -C .bundle -czf bundle.tgz .)
+# and run, for example:
+#   .bundle/run env                  Java version, GPUs, what bifuse found
+#   .bundle/run gpu-tests            the whole test suite (JUnit reports under $OUT or .bundle/out)
+#   .bundle/run sanitize memcheck    the gpu-tagged CUDA tests under compute-sanitizer
+#   .bundle/run main                 check, then bench;  .bundle/run jmh CompactBilinearBenchmark
+# Environment: BIFUSE_BUNDLE_NO_BUILD=1 reuses the jars already under */target;
+# BIFUSE_BUNDLE_ALLOW_NO_KERNELS=1 accepts a jar built without nvcc (its GPU tests would all skip).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bundle=${1:-$root/.bundle}
+case "$bundle" in /*) ;; *) bundle=$PWD/$bundle ;; esac   # relative to where it was called from
+cd "$root"
+limit_mib=60
+
+say() { echo "[bundle] $*"; }
+die() { echo "[bundle] error: $*" >&2; exit 1; }
+
+# --- a JDK >= 25 (same search order as native-build/bifuse) ---------------------------------------
+java_feature() {
+  "$1" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java\.specification\.version = //p' | head -n1
+}
+find_jdk() {
+  local dirs=() d v
+  [ -n "${JAVA_HOME:-}" ] && dirs+=("$JAVA_HOME")
+  command -v javac >/dev/null && dirs+=("$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")")
+  for d in /usr/lib/jvm/* /opt/java/* /opt/jdk* "$HOME"/.sdkman/candidates/java/*; do [ -d "$d" ] && dirs+=("$d"); done
+  for d in "${dirs[@]}"; do
+    [ -x "$d/bin/jlink" ] && [ -x "$d/bin/jdeps" ] && [ -x "$d/bin/jar" ] || continue
+    v=$(java_feature "$d/bin/java")
+    if [ -n "$v" ] && [ "${v%%.*}" -ge 25 ] 2>/dev/null; then echo "$d"; return 0; fi
+  done
+  return 1
+}
+JDK=$(find_jdk) || die "no JDK >= 25 with jlink found (JAVA_HOME, javac on PATH, /usr/lib/jvm/*); see native-build/bifuse"
+say "JDK $JDK"
+
+# --- the output folder: only ever delete one this script made -------------------------------------
+marker=.bifuse-bundle
+if [ -e "$bundle" ]; then
+  if [ -f "$bundle/$marker" ] || [ -z "$(ls -A "$bundle")" ]; then
+    rm -rf "$bundle"
+  else
+    die "$bundle exists and is not a bifuse bundle (no $marker in it): not touching it"
+  fi
+fi
+mkdir -p "$bundle"/lib "$bundle"/python
+bundle=$(cd "$bundle" && pwd)
+touch "$bundle/$marker"
+
+# --- build -----------------------------------------------------------------------------------------
+if [ "${BIFUSE_BUNDLE_NO_BUILD:-0}" = 1 ]; then
+  say "BIFUSE_BUNDLE_NO_BUILD=1: using the jars already built"
+else
+  say "building: native-build/bifuse mvn -q -B -DskipTests package"
+  "$root/native-build/bifuse" mvn -q -B -DskipTests package
+fi
+version=$(sed -n 's:^  <version>\(.*\)</version>.*:\1:p' pom.xml | head -n1)
+main_jar=java/target/bifuse-$version.jar
+tests_jar=java/target/bifuse-$version-tests.jar
+bench_jar=benchmarks/target/bifuse-benchmarks-$version.jar
+for f in "$main_jar" "$tests_jar" "$bench_jar"; do [ -s "$f" ] || die "$f is missing (did the build run?)"; done
+if "$JDK/bin/jar" tf "$main_jar" | grep -q 'bifuse\.fatbin$'; then
+  say "$main_jar carries the CUDA kernels (bifuse.fatbin)"
+elif [ "${BIFUSE_BUNDLE_ALLOW_NO_KERNELS:-0}" = 1 ]; then
+  say "WARNING: $main_jar has no bifuse.fatbin (built without nvcc): every GPU test will skip"
+else
+  die "$main_jar has no bifuse.fatbin: the kernels were not built (no nvcc/cmake?). Install the CUDA toolkit, or set BIFUSE_BUNDLE_ALLOW_NO_KERNELS=1"
+fi
+
+# --- jars ------------------------------------------------------------------------------------------
+# JCuda's natives jar carries every JNI library it has (24 MB of them for the PTX compiler); bifuse
+# only calls the driver API, whose library JCuda loads from the class path resource
+# /lib/libJCudaDriver-<version>-linux-x86_64.so. Keep that, the manifest and the Maven metadata.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+repack_natives() { # $1: the natives jar, $2: where to write the slim one
+  local tmp=$work/natives
+  rm -rf "$tmp" "$tmp.MF"; mkdir -p "$tmp"
+  (cd "$tmp" && "$JDK/bin/jar" xf "$root/$1")
+  ls "$tmp"/lib/libJCudaDriver-*-linux-x86_64.so >/dev/null 2>&1 || die "$1 has no lib/libJCudaDriver-*-linux-x86_64.so"
+  find "$tmp/lib" -type f ! -name 'libJCudaDriver-*' -delete
+  local args=(--create --file "$2")
+  if [ -f "$tmp/META-INF/MANIFEST.MF" ]; then
+    mv "$tmp/META-INF/MANIFEST.MF" "$tmp.MF"; args+=(--manifest "$tmp.MF")
+  else
+    args+=(--no-manifest)
+  fi
+  args+=(-C "$tmp" lib)
+  [ -d "$tmp/META-INF/maven" ] && args+=(-C "$tmp" META-INF/maven)
+  "$JDK/bin/jar" "${args[@]}"
+}
+cp "$main_jar" "$tests_jar" "$bench_jar" "$bundle/lib/"
+for j in java/target/lib/*.jar benchmarks/target/lib/*.jar; do
+  name=$(basename "$j")
+  [ -e "$bundle/lib/$name" ] && continue   # bifuse and JCuda appear in both lists
+  case "$name" in
+    jcuda-natives-*) repack_natives "$j" "$bundle/lib/$name"
+                     say "$name: $(du -k "$j" | cut -f1) KiB -> $(du -k "$bundle/lib/$name" | cut -f1) KiB (driver library only)" ;;
+    *) cp "$j" "$bundle/lib/" ;;
+  esac
+done
+ls "$bundle"/lib/jcuda-natives-*.jar >/dev/null 2>&1 || die "no jcuda-natives jar under java/target/lib"
+"$JDK/bin/jar" tf "$bundle"/lib/jcuda-natives-*.jar | grep -q '^lib/libJCudaDriver-.*-linux-x86_64\.so$' \
+  || die "the repacked jcuda-natives jar lost lib/libJCudaDriver-*.so"
+
+# The JUnit Platform console launcher matching the project's JUnit (5.x.y -> platform 1.x.y).
+junit=$(sed -n 's:.*<junit.version>\(.*\)</junit.version>.*:\1:p' pom.xml | head -n1)
+[ -n "$junit" ] || die "no <junit.version> in pom.xml"
+case "$junit" in 5.*) platform=1.${junit#5.} ;; *) platform=$junit ;; esac
+platform=${JUNIT_PLATFORM_VERSION:-$platform}
+say "JUnit $junit: junit-platform-console-standalone $platform"
+"$root/native-build/bifuse" mvn -q -B -N dependency:copy \
+  -Dartifact="org.junit.platform:junit-platform-console-standalone:$platform" -DoutputDirectory="$bundle/lib"
+[ -s "$bundle/lib/junit-platform-console-standalone-$platform.jar" ] || die "junit-platform-console-standalone-$platform.jar was not fetched"
+
+# --- Java runtime ----------------------------------------------------------------------------------
+# Modules: every module the jars use directly (jdeps --list-deps: unlike --print-module-deps it does
+# not fold java.xml into java.sql, which requires it), less two that only unused corners need, plus
+# what is reached by reflection or service lookup, which jdeps cannot see:
+#   dropped java.desktop: commons-math3's geometry (java.awt.geom); JMH uses only its statistics
+#   dropped java.sql:     the CSV "routines" of the univocity parser shaded into junit-jupiter-params
+#   kept    java.xml:     the console launcher's XML reports (--reports-dir)
+#   added   jdk.zipfs:    the console launcher scans the tests jar through the zip file system
+#   added   jdk.management: com.sun.management, for JMH's -prof gc and friends
+#   java.logging (JCuda), java.management and jdk.unsupported (JMH) come from jdeps; listed anyway.
+found=$("$JDK/bin/jdeps" --list-deps --ignore-missing-deps --multi-release 25 "$bundle"/lib/*.jar | sed 's/^ *//' | grep -v /)
+say "jdeps: $(paste -sd, - <<<"$found")"
+modules=$(printf '%s\n' $found java.base java.logging java.management jdk.unsupported jdk.management jdk.zipfs \
+  | grep -vx -e java.desktop -e java.sql | sort -u | paste -sd, -)
+say "jlink --add-modules $modules"
+"$JDK/bin/jlink" --add-modules "$modules" --strip-debug --no-header-files --no-man-pages --compress=zip-6 \
+  --output "$bundle/jre"
+# The JDK's libjvm.so keeps its full symbol table (5 MB); the dynamic symbols are all it needs.
+if command -v strip >/dev/null; then
+  find "$bundle/jre/lib" -name '*.so' -exec strip --strip-unneeded {} +
+else
+  say "(strip not found: the runtime keeps its native symbol tables, about 5 MB more)"
+fi
+
+# --- Python peer -----------------------------------------------------------------------------------
+cp benchmarks/python/*.py "$bundle/python/"
+
+# --- launcher --------------------------------------------------------------------------------------
+cat >"$bundle/run" <<'RUN'
+#!/usr/bin/env bash
+# bifuse bundle launcher (made by native-build/bundle.sh). Needs no JDK: it runs the jlink'd runtime
+# in jre/. Reports and logs go to ${OUT:-<bundle>/out}. Extra JVM options: BIFUSE_JAVA_OPTS.
+#
+#   run gpu-tests [junit args]            every test (gpu-tagged ones too); exit code = JUnit's
+#   run sanitize [memcheck|racecheck|initcheck|synccheck] [junit args]
+#                                         the gpu-tagged tests of io.bifuse.cuda under compute-sanitizer
+#                                         (exit 9 on a sanitizer error); narrow with e.g.
+#                                         --select-method io.bifuse.cuda.CudaRuntimeTest#deviceBuffersRoundTripAndFailLoudly
+#   run check [--quick]                   every op on every backend vs the reference
+#   run bench [--quick] [--csv FILE] [--runs N]
+#   run main [--quick]                    check, then bench
+#   run jmh [jmh args]                    JMH (e.g. -l, or CompactBilinearBenchmark -p batch=64)
+#   run peer [args]                       the PyTorch peer: python/compact_bilinear_peer.py
+#   run compare A.csv B.csv [...]         python/compare.py
+#   run env                               java -version, nvidia-smi -L, what bifuse found
+#   run java [args]                       the bundle's java with bifuse's class path
+set -euo pipefail
+B=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+OUT=${OUT:-$B/out}
+PY=${PYTHON:-python3}
+read -r -a extra <<<"${BIFUSE_JAVA_OPTS:-}"
+JAVA=("$B/jre/bin/java" --enable-native-access=ALL-UNNAMED -Xss4m ${extra[@]+"${extra[@]}"} -cp "$B/lib/*")
+tests_jar=$(ls "$B"/lib/bifuse-*-tests.jar 2>/dev/null | head -n1)
+
+usage() { echo "usage: $0 COMMAND [args]"; sed -n '5,17p' "$B/run" | sed 's/^# \{0,1\}//'; exit 2; }
+
+has_selector() { # does the argument list already pick tests (then no class path scan)?
+  local a
+  for a in "$@"; do
+    case "$a" in --select*|-[cmpdfuori]|--scan-*) return 0 ;; esac
+  done
+  return 1
+}
+
+junit_args() { # DEFAULT_SELECTORS... -- USER_ARGS...: sets ARGS, the console launcher's command line
+  local defaults=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do defaults+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  has_selector "$@" && defaults=()
+  [ -t 1 ] || defaults+=(--disable-ansi-colors)   # plain text in logs and CI output
+  mkdir -p "$OUT/junit"
+  ARGS=(org.junit.platform.console.ConsoleLauncher execute --disable-banner --details=tree --fail-if-no-tests
+        --reports-dir "$OUT/junit" --class-path "$tests_jar" ${defaults[@]+"${defaults[@]}"} "$@")
+}
+
+find_sanitizer() {
+  local c
+  for c in "$(command -v compute-sanitizer || true)" "${CUDA_HOME:-/nonexistent}/bin/compute-sanitizer" \
+           /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda-*/bin/compute-sanitizer /opt/cuda/bin/compute-sanitizer; do
+    [ -n "$c" ] && [ -x "$c" ] && { echo "$c"; return 0; }
+  done
+  return 1
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  gpu-tests)
+    junit_args --scan-classpath -- "$@"
+    exec "${JAVA[@]}" "${ARGS[@]}"
+    ;;
+  sanitize)
+    tool=memcheck
+    case "${1:-}" in memcheck|racecheck|initcheck|synccheck) tool=$1; shift ;; esac
+    cs=$(find_sanitizer) || { echo "run: compute-sanitizer not found (PATH, \$CUDA_HOME/bin, /usr/local/cuda/bin)" >&2; exit 2; }
+    junit_args --select-package io.bifuse.cuda -- --include-tag gpu "$@"
+    mkdir -p "$OUT"
+    log="$OUT/sanitize-$tool.log"
+    echo "run: $cs --tool $tool (the JVM runs slowly under it; output also in $log)"
+    set +e
+    # --launch-timeout: the JVM takes longer than the default 10 s to reach the sanitizer's hook.
+    "$cs" --tool "$tool" --error-exitcode 9 --target-processes all --launch-timeout 300 \
+      "${JAVA[@]}" "${ARGS[@]}" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    echo "run: sanitize $tool exit code $rc"
+    exit "$rc"
+    ;;
+  check|bench|main)
+    exec "${JAVA[@]}" io.bifuse.tools.Main "$cmd" "$@" ;;
+  jmh) # JMH 1.37 reads fields through sun.misc.Unsafe: allow it, quietly (forks inherit the flag)
+    exec "${JAVA[@]}" --sun-misc-unsafe-memory-access=allow org.openjdk.jmh.Main "$@" ;;
+  peer)
+    exec "$PY" "$B/python/compact_bilinear_peer.py" "$@" ;;
+  compare)
+    exec "$PY" "$B/python/compare.py" "$@" ;;
+  env)
+    "$B/jre/bin/java" -version 2>&1
+    if command -v nvidia-smi >/dev/null; then nvidia-smi -L || true; else echo "nvidia-smi: not found"; fi
+    exec "${JAVA[@]}" io.bifuse.tools.Main env ;;
+  java)
+    exec "${JAVA[@]}" "$@" ;;
+  *) usage ;;
+esac
+RUN
+chmod +x "$bundle/run"
+
+cat >"$bundle/README.txt" <<README
+bifuse $version, bundled by native-build/bundle.sh on $(date -u +%Y-%m-%d) from $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "a working tree")
+
+Runs bifuse's tests (GPU ones included), compute-sanitizer and the benchmarks on a Linux x86-64
+host with an NVIDIA driver and the CUDA libraries (libcufft, libcublas; compute-sanitizer for
+"sanitize"; Python 3 + PyTorch for "peer"). No JDK and no network are needed.
+
+  jre/      Java runtime (jlink'd from the JDK 25 that built it; modules: $modules)
+  lib/      bifuse and its tests, the JMH benchmarks, JCuda $( (cd "$bundle/lib" && ls jcuda-[0-9]*.jar) | sed 's/^jcuda-//; s/\.jar$//') (driver natives only), JMH,
+            junit-platform-console-standalone $platform
+  python/   the PyTorch peer and compare.py
+  run       the launcher
+
+Commands (reports and logs go to \$OUT, default <bundle>/out):
+  ./run env                          java -version, nvidia-smi -L, what bifuse found
+  ./run gpu-tests [junit args]       the whole test suite; GPU tests skip (with the reason) without a GPU
+  ./run sanitize [memcheck|racecheck|initcheck|synccheck] [junit args]
+                                     the gpu-tagged tests of io.bifuse.cuda under compute-sanitizer
+                                     (exit code 9 when it finds an error; slow: the JVM runs under it)
+  ./run check [--quick]              every op on every backend vs the reference
+  ./run bench [--quick] [--csv FILE] [--runs N]
+  ./run main [--quick]               check, then bench
+  ./run jmh [jmh args]               JMH, e.g. ./run jmh -l, ./run jmh CompactBilinearBenchmark -p batch=64
+  ./run peer [args]                  python3 python/compact_bilinear_peer.py (e.g. --csv peer.csv)
+  ./run compare A.csv B.csv          python3 python/compare.py
+  ./run java [args]                  the bundled java with bifuse's class path
+
+Extra JVM options: BIFUSE_JAVA_OPTS="..."; another Python: PYTHON=/path/to/python3.
+README
+
+# --- smoke test: the runtime has every module the launchers need -----------------------------------
+say "smoke test: run env; run jmh -l"
+"$bundle/run" env 2>&1 | sed 's/^/[bundle]   /'
+jmh_list=$("$bundle/run" jmh -l 2>&1) || { echo "$jmh_list" >&2; die "run jmh -l failed"; }
+grep -q CompactBilinearBenchmark <<<"$jmh_list" || { echo "$jmh_list" >&2; die "run jmh -l lists no CompactBilinearBenchmark"; }
+rm -rf "$bundle/out"
+
+# --- size --------------------------------------------------------------------------------------------
+say "contents:"
+du -sh "$bundle"/jre "$bundle"/lib "$bundle"/python | sed "s:$bundle/::; s/^/[bundle]   /"
+(cd "$bundle/lib" && ls -S | while read -r f; do printf '[bundle]     %6s  %s\n' "$(du -h "$f" | cut -f1)" "$f"; done)
+bytes=$(du -sb "$bundle" | cut -f1)
+mib=$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')
+say "total: $mib MiB in $bundle (limit $limit_mib MiB)"
+if [ "$bytes" -gt $((limit_mib * 1048576)) ]; then
+  die "the bundle is $mib MiB, over the $limit_mib MiB limit"
+fi
