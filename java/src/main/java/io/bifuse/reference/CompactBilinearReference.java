@@ -33,12 +33,20 @@ public final class CompactBilinearReference {
 
     /** {@code {∂L/∂x (B × Dx), ∂L/∂y (B × Dy)}} given {@code gradOut = ∂L/∂output} ({@code B × d}). */
     public static double[][] backward(CompactBilinear op, double[] x, double[] y, double[] gradOut, int batch) {
+        return backwardFromPooled(op, x, y, op.normalization().isIdentity() ? null : pooled(op, x, y, batch), gradOut, batch);
+    }
+
+    /**
+     * The backward with the pooled vector {@code z} (before normalization) supplied rather than
+     * recomputed: with a perturbed {@code z} it measures how sensitive the gradient is to errors in z
+     * (the signed sqrt's derivative amplifies them near 0). {@code z} is unused without normalization.
+     */
+    public static double[][] backwardFromPooled(CompactBilinear op, double[] x, double[] y, double[] z, double[] gradOut, int batch) {
         int dx = op.dx(), dy = op.dy(), d = op.d();
         int[] h1 = op.h1(), h2 = op.h2();
         float[] s1 = op.s1(), s2 = op.s2();
         double[] g = gradOut;
         if (!op.normalization().isIdentity()) {
-            double[] z = pooled(op, x, y, batch);
             g = new double[z.length];
             for (int b = 0; b < batch; b++) NormalizationReference.backward(op.normalization(), z, gradOut, b * d, d, g);
         }
@@ -59,8 +67,8 @@ public final class CompactBilinearReference {
         return new double[][] {gx, gy};
     }
 
-    /** The count sketch of each sample's outer product, before normalization. */
-    static double[] pooled(CompactBilinear op, double[] x, double[] y, int batch) {
+    /** The count sketch of each sample's outer product, before normalization ({@code B × d}). */
+    public static double[] pooled(CompactBilinear op, double[] x, double[] y, int batch) {
         int dx = op.dx(), dy = op.dy(), d = op.d();
         int[] h1 = op.h1(), h2 = op.h2();
         float[] s1 = op.s1(), s2 = op.s2();

@@ -19,21 +19,42 @@ import java.util.SplittableRandom;
  * issue's bound: float32 sketches and FFTs of length 16000 land near 1e-7, so 1e-5 leaves two orders
  * of margin while any indexing or scaling mistake shows as an error of order 1.
  *
- * <p>One exception, stated in the table: the backward through the EXACT signed-sqrt derivative
- * {@code 0.5/sqrt|z|} is ill-conditioned where {@code z ≈ 0} (a float32 rounding error δ in such a z
- * becomes a relative gradient error of order δ/|z|; the PyTorch float32 peer shows 6e-4 to 9e-3 there).
- * Those rows are held to {@link #ILL_CONDITIONED_TOLERANCE} and only run where every bin of the sketch
- * is well populated ({@code Dx·Dy >= 16·d}); in a sparse sketch an empty bin is exactly 0 in the
- * definition but ~1e-17 after an FFT, and no tolerance is meaningful.
+ * <p>Backward through the signed sqrt: its derivative {@code 0.5/(sqrt|z| + eps)} amplifies the
+ * unavoidable float32 error of z where {@code z ≈ 0} (relative gradient errors of 2e-5 with Caffe's
+ * eps and ~1e-3 with the exact derivative; the PyTorch float32 peer shows 6e-4 to 9e-3). There, as
+ * flash-attention does, the bound is a multiple of a same-precision baseline: the float64 reference
+ * backward evaluated at {@code z + 1e-7·rms(z)·N(0,1)} (float32 FFT noise), and the row is held to
+ * {@code max(1e-5, 10 × that baseline's error)}, printed in the table. With the EXACT derivative the
+ * rows run only where every bin is well populated ({@code Dx·Dy >= 16·d}): an empty bin is exactly 0
+ * in the definition, and no tolerance is meaningful next to an infinite derivative.
  */
 final class Check {
     static final double TOLERANCE = 1e-5;
-    static final double ILL_CONDITIONED_TOLERANCE = 1e-2;
+    /** Relative size of the float32 FFT error in z that the conditioning baseline injects. */
+    static final double Z_NOISE = 1e-7;
+    static final double BASELINE_FACTOR = 10;
 
-    /** The tolerance of a backward row, or NaN where the row is not meaningful (see the class comment). */
-    static double backwardTolerance(Normalization n, Sizes s) {
-        if (!n.signedSqrt() || n.signedSqrtGradEps() > 0) return TOLERANCE;
-        return (long) s.dx() * s.dy() >= 16L * s.d() ? ILL_CONDITIONED_TOLERANCE : Double.NaN;
+    /** Whether a backward row is meaningful at all (see the class comment). */
+    static boolean backwardComparable(Normalization n, Sizes s) {
+        return !n.signedSqrt() || n.signedSqrtGradEps() > 0 || (long) s.dx() * s.dy() >= 16L * s.d();
+    }
+
+    /** The bound for a float32 backward against {@code gRef}: 1e-5, or 10× the conditioning baseline. */
+    static double backwardTolerance(CompactBilinear op, float[] x, float[] y, float[] g, int batch, double[][] gRef, long seed) {
+        if (!op.normalization().signedSqrt()) return TOLERANCE;
+        double[] xd = CompactBilinearReference.toDouble(x), yd = CompactBilinearReference.toDouble(y);
+        double[] z = CompactBilinearReference.pooled(op, xd, yd, batch);
+        SplittableRandom r = new SplittableRandom(seed);
+        int d = op.d();
+        for (int b = 0; b < batch; b++) {
+            double ss = 0;
+            for (int j = 0; j < d; j++) ss += z[b * d + j] * z[b * d + j];
+            double sigma = Z_NOISE * Math.sqrt(ss / d);
+            for (int j = 0; j < d; j++) z[b * d + j] += sigma * r.nextGaussian();
+        }
+        double[][] base = CompactBilinearReference.backwardFromPooled(op, xd, yd, z, CompactBilinearReference.toDouble(g), batch);
+        double e = Math.max(Stats.relativeL2(base[0], gRef[0]), Stats.relativeL2(base[1], gRef[1]));
+        return Math.max(TOLERANCE, BASELINE_FACTOR * e);
     }
 
     private Check() {}
@@ -55,9 +76,9 @@ final class Check {
                     CompactBilinear op = CompactBilinear.seeded(s.dx(), s.dy(), s.d(), rnd.nextLong()).withNormalization(n);
                     float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
                     float[] g = Stats.gaussian(rnd, s.batch() * s.d());
-                    double bwdTol = backwardTolerance(n, s);
                     double[] zRef = CompactBilinearReference.forward(op, x, y, s.batch());
-                    double[][] gRef = Double.isNaN(bwdTol) ? null : CompactBilinearReference.backward(op, x, y, g, s.batch());
+                    double[][] gRef = backwardComparable(n, s) ? CompactBilinearReference.backward(op, x, y, g, s.batch()) : null;
+                    double bwdTol = gRef == null ? Double.NaN : backwardTolerance(op, x, y, g, s.batch(), gRef, rnd.nextLong());
                     String size = s.label() + (n.isIdentity() ? "" : n.equals(Normalization.pytorch()) ? " +torch-norm" : " +caffe-norm");
                     int before = rows.size();
                     rows.add(row("CompactBilinear.forward", "cpu", size, op.forward(x, y, s.batch()), zRef, TOLERANCE));

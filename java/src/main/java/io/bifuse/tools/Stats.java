@@ -18,6 +18,17 @@ public final class Stats {
         return den == 0 ? Math.sqrt(num) : Math.sqrt(num / den);
     }
 
+    /** {@code ‖a − ref‖₂ / ‖ref‖₂} for double results. */
+    public static double relativeL2(double[] a, double[] ref) {
+        if (a.length != ref.length) throw new IllegalArgumentException("lengths differ: " + a.length + " vs " + ref.length);
+        double num = 0, den = 0;
+        for (int i = 0; i < a.length; i++) {
+            num += (a[i] - ref[i]) * (a[i] - ref[i]);
+            den += ref[i] * ref[i];
+        }
+        return den == 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+    }
+
     /** The q-quantile (nearest rank) of {@code xs}; q = 0.5 is the median. */
     public static double quantile(double[] xs, double q) {
         double[] s = xs.clone();

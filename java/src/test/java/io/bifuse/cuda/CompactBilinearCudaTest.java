@@ -57,17 +57,17 @@ class CompactBilinearCudaTest {
             CompactBilinear op = CompactBilinear.seeded(dx, dy, d, r.nextLong()).withNormalization(n);
             float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * d);
             double[] zRef = CompactBilinearReference.forward(op, x, y, batch);
-            double[][] gRef = Double.isNaN(io.bifuse.tools.CheckAccess.backwardTolerance(n, batch, dx, dy, d))
-                    ? null : CompactBilinearReference.backward(op, x, y, g, batch);
+            double[][] gRef = io.bifuse.tools.CheckAccess.backwardComparable(n, batch, dx, dy, d)
+                    ? CompactBilinearReference.backward(op, x, y, g, batch) : null;
+            // The signed sqrt amplifies float32 errors in z: the bound is 10× a float64 baseline fed
+            // z with float32-level noise (io.bifuse.tools.Check explains), and never below 1e-5.
+            double tol = gRef == null ? Double.NaN : io.bifuse.tools.CheckAccess.backwardTolerance(op, x, y, g, batch, gRef, seed);
             for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
                 try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode)) {
                     float[][] out = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, batch);
                     String what = mode + " " + n + " seed " + seed;
                     assertBelow(Stats.relativeL2(out[0], zRef), TOL, what + " forward");
-                    // The exact signed-sqrt derivative is ill-conditioned near z = 0: its own bound, and
-                    // only where the sketch is well populated (io.bifuse.tools.Check explains both).
-                    double tol = io.bifuse.tools.CheckAccess.backwardTolerance(n, batch, dx, dy, d);
-                    if (Double.isNaN(tol)) continue;
+                    if (gRef == null) continue; // exact ssqrt derivative on a sparse sketch: not comparable
                     assertBelow(Stats.relativeL2(out[1], gRef[0]), tol, what + " dx");
                     assertBelow(Stats.relativeL2(out[2], gRef[1]), tol, what + " dy");
                 }

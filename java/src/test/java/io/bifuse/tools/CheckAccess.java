@@ -11,7 +11,11 @@ public final class CheckAccess {
         return Check.runCuda(ctx, cuda, x, y, g, batch);
     }
 
-    public static double backwardTolerance(io.bifuse.Normalization n, int batch, int dx, int dy, int d) {
-        return Check.backwardTolerance(n, new Sizes(batch, dx, dy, d));
+    public static boolean backwardComparable(io.bifuse.Normalization n, int batch, int dx, int dy, int d) {
+        return Check.backwardComparable(n, new Sizes(batch, dx, dy, d));
+    }
+
+    public static double backwardTolerance(io.bifuse.CompactBilinear op, float[] x, float[] y, float[] g, int batch, double[][] gRef, long seed) {
+        return Check.backwardTolerance(op, x, y, g, batch, gRef, seed);
     }
 }

@@ -19,6 +19,22 @@ class MainTest {
         assertTrue(lines.stream().anyMatch(l -> l.startsWith("CompactBilinear.fwd+bwd,bifuse-cpu,")), lines.toString());
     }
 
+    @Test void conditioningBaselineStaysTightEnoughToCatchBugs() {
+        // The signed-sqrt bound scales with the measured conditioning, but must stay far below the ~1
+        // error of a real mistake, and equal 1e-5 where nothing amplifies the error in z.
+        var r = new java.util.SplittableRandom(12);
+        int b = 2, dx = 256, dy = 200, d = 1000;
+        float[] x = Stats.gaussian(r, b * dx), y = Stats.gaussian(r, b * dy), g = Stats.gaussian(r, b * d);
+        for (io.bifuse.Normalization n : new io.bifuse.Normalization[] {io.bifuse.Normalization.pytorch(), io.bifuse.Normalization.caffe(),
+                io.bifuse.Normalization.NONE}) {
+            io.bifuse.CompactBilinear op = io.bifuse.CompactBilinear.seeded(dx, dy, d, 3).withNormalization(n);
+            double[][] ref = io.bifuse.reference.CompactBilinearReference.backward(op, x, y, g, b);
+            double tol = Check.backwardTolerance(op, x, y, g, b, ref, 4);
+            if (n.isIdentity()) assertEquals(Check.TOLERANCE, tol);
+            else assertTrue(tol >= Check.TOLERANCE && tol < 1e-2, n + ": tolerance " + tol);
+        }
+    }
+
     @Test void costModelCountsCompulsoryTraffic() {
         Sizes s = new Sizes(2, 3, 5, 16);
         assertEquals(4.0 * 2 * (3 + 5 + 16), Bench.cost("CompactBilinear.forward", s)[0]);
