@@ -14,7 +14,9 @@ import java.util.List;
  * Finds and opens one CUDA library (cuFFT, cuBLAS) by whichever major version is installed, for our
  * {@code java.lang.foreign} bindings. Order: the file named by the override variable, then each
  * {@code lib<name>.so.<major>} by the dynamic loader's own search (LD_LIBRARY_PATH, ldconfig), then in
- * the usual toolkit folders.
+ * the usual toolkit folders, then in the NVIDIA pip wheels that PyTorch installs
+ * ({@code <python>/site-packages/nvidia/<pkg>/lib}, e.g. {@code nvidia/cu13/lib}, {@code nvidia/cufft/lib}),
+ * which is where many machines with PyTorch but no system toolkit keep them.
  */
 final class NativeLibrary {
     final String file;
@@ -40,6 +42,7 @@ final class NativeLibrary {
         }
         dirs.add(Path.of("/usr/local/cuda/lib64"));
         dirs.add(Path.of("/usr/local/cuda/targets/x86_64-linux/lib"));
+        dirs.addAll(pythonWheelLibDirs());
         for (int major : majors) {
             String soname = "lib" + name + ".so." + major;
             candidates.add(soname);
@@ -55,6 +58,37 @@ final class NativeLibrary {
         }
         throw new IllegalStateException("lib" + name + " not found (tried " + String.join(", ", failures)
                 + "); install the CUDA toolkit's " + name + " or set " + overrideEnv + " to the library file");
+    }
+
+    /** {@code nvidia/<pkg>/lib} folders under the Python installations we can see. */
+    static List<Path> pythonWheelLibDirs() {
+        List<Path> roots = new ArrayList<>(List.of(Path.of("/usr/local/lib"), Path.of("/usr/lib"), Path.of("/opt/conda/lib"),
+                Path.of(System.getProperty("user.home"), ".local", "lib")));
+        for (String env : new String[] {"VIRTUAL_ENV", "CONDA_PREFIX"}) {
+            String v = System.getenv(env);
+            if (v != null) roots.add(Path.of(v, "lib"));
+        }
+        return pythonWheelLibDirs(roots);
+    }
+
+    static List<Path> pythonWheelLibDirs(List<Path> roots) {
+        List<Path> found = new ArrayList<>();
+        for (Path root : roots) {
+            try (var pythons = Files.newDirectoryStream(root, "python3*")) {
+                for (Path py : pythons) {
+                    for (String pkgs : new String[] {"site-packages", "dist-packages"}) {
+                        Path nvidia = py.resolve(pkgs).resolve("nvidia");
+                        if (!Files.isDirectory(nvidia)) continue;
+                        try (var wheels = Files.newDirectoryStream(nvidia)) {
+                            for (Path w : wheels) if (Files.isDirectory(w.resolve("lib"))) found.add(w.resolve("lib"));
+                        }
+                    }
+                }
+            } catch (java.io.IOException | RuntimeException e) {
+                // an unreadable or missing root: nothing to find there
+            }
+        }
+        return found;
     }
 
     MethodHandle function(String symbol, FunctionDescriptor descriptor) {

@@ -2,7 +2,6 @@ package io.bifuse.tools;
 
 import io.bifuse.CompactBilinear;
 import io.bifuse.cuda.CompactBilinearCuda;
-import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaEvent;
 import io.bifuse.cuda.CudaStream;
@@ -57,9 +56,10 @@ final class Bench {
         System.out.printf("%nbench: median of many runs per row; GB/s and GFLOP/s from the cost model in Bench.java; seed %d%n", seed);
         SplittableRandom rnd = new SplittableRandom(seed);
         List<Result> results = new ArrayList<>();
-        CudaContext ctx = Cuda.isAvailable() ? CudaContext.open(0) : null;
+        String noGpu = Check.gpuUnavailableReason();
+        CudaContext ctx = noGpu == null ? CudaContext.open(0) : null;
         double[] peak = ctx == null ? null : ceiling(ctx.deviceName());
-        if (ctx == null) System.out.println("(GPU backend not benchmarked: " + Cuda.status().reason() + ")");
+        if (ctx == null) System.out.println("(GPU backend not benchmarked: " + noGpu + ")");
         else System.out.println("GPU: " + ctx + (peak == null ? ", ceilings unknown" : String.format(", ceilings %.0f GB/s, %.1f TFLOP/s fp32", peak[0], peak[1] / 1e3)));
         header(peak != null);
         try {

@@ -67,8 +67,9 @@ final class Check {
         SplittableRandom rnd = new SplittableRandom(seed);
         List<Row> rows = new ArrayList<>();
         CudaContext ctx = null;
-        if (Cuda.isAvailable()) ctx = CudaContext.open(0);
-        else System.out.println("(GPU backend not checked: " + Cuda.status().reason() + ")");
+        String noGpu = gpuUnavailableReason();
+        if (noGpu == null) ctx = CudaContext.open(0);
+        else System.out.println("(GPU backend not checked: " + noGpu + ")");
         try {
             for (Sizes s : Sizes.compactBilinear(quick)) {
                 for (Normalization n : List.of(Normalization.NONE, Normalization.pytorch(), Normalization.caffe())) {
@@ -103,6 +104,13 @@ final class Check {
         long failed = rows.stream().filter(r -> !r.pass()).count();
         System.out.printf("check: %d passed, %d failed%n", rows.size() - failed, failed);
         return failed == 0 ? 0 : 1;
+    }
+
+    /** Null when the CUDA backend of these ops can run, else why not (driver, device, kernels, cuFFT). */
+    static String gpuUnavailableReason() {
+        if (!Cuda.isAvailable()) return Cuda.status().reason();
+        if (!io.bifuse.cuda.CufftPlan.libraryAvailable()) return io.bifuse.cuda.CufftPlan.describeLibrary();
+        return null;
     }
 
     /** Forward and backward on device buffers whose outputs were NaN-poisoned first. */

@@ -25,6 +25,15 @@ class CudaRuntimeTest {
         assertNotNull(assertDoesNotThrow(CublasHandle::describeLibrary));
     }
 
+    @Test void findsCudaLibrariesInsidePythonWheels(@org.junit.jupiter.api.io.TempDir java.nio.file.Path root) throws Exception {
+        // The layout NVIDIA's pip wheels use: <root>/python3.12/site-packages/nvidia/cu13/lib/libcufft.so.12
+        var lib = java.nio.file.Files.createDirectories(root.resolve("python3.12/site-packages/nvidia/cu13/lib"));
+        java.nio.file.Files.createDirectories(root.resolve("python3.12/site-packages/nvidia/nolib"));
+        var old = java.nio.file.Files.createDirectories(root.resolve("python3.10/dist-packages/nvidia/cufft/lib"));
+        var found = NativeLibrary.pythonWheelLibDirs(java.util.List.of(root, root.resolve("missing")));
+        assertEquals(java.util.Set.of(lib, old), java.util.Set.copyOf(found));
+    }
+
     @Test void wrappedMemoryAndSlicesCheckTheirArguments() {
         DeviceMemory m = DeviceMemory.wrap(0x1000, 64);
         assertEquals(0x1000 + 16, m.slice(16, 32).address());
