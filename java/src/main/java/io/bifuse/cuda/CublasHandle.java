@@ -33,7 +33,7 @@ public final class CublasHandle implements AutoCloseable {
             handle = h.get(ADDRESS, 0);
             check("cublasSetStream_v2", (int) lib.setStream.invokeExact(handle, MemorySegment.ofAddress(stream.handle())));
         } catch (Throwable t) {
-            throw Cufft.rethrow(t);
+            throw NativeLibrary.rethrow(t);
         }
     }
 
@@ -57,7 +57,7 @@ public final class CublasHandle implements AutoCloseable {
                     al, MemorySegment.ofAddress(b.address()), ldb, MemorySegment.ofAddress(a.address()), lda,
                     be, MemorySegment.ofAddress(c.address()), n));
         } catch (Throwable t) {
-            throw Cufft.rethrow(t);
+            throw NativeLibrary.rethrow(t);
         }
     }
 
@@ -82,7 +82,7 @@ public final class CublasHandle implements AutoCloseable {
         try {
             check("cublasDestroy_v2", (int) lib.destroy.invokeExact(handle));
         } catch (Throwable t) {
-            throw Cufft.rethrow(t);
+            throw NativeLibrary.rethrow(t);
         }
     }
 
@@ -127,7 +127,7 @@ public final class CublasHandle implements AutoCloseable {
                 }
                 version = parts[0] * 10000 + parts[1] * 100 + parts[2];
             } catch (Throwable t) {
-                throw Cufft.rethrow(t);
+                throw NativeLibrary.rethrow(t);
             }
         }
 

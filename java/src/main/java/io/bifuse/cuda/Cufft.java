@@ -49,7 +49,7 @@ final class Cufft {
             check("cufftGetVersion", (int) getVersion.invokeExact(v));
             version = v.get(JAVA_INT, 0);
         } catch (Throwable t) {
-            throw rethrow(t);
+            throw NativeLibrary.rethrow(t);
         }
     }
 
@@ -89,11 +89,5 @@ final class Cufft {
             String name = result >= 0 && result < RESULT_NAMES.length ? RESULT_NAMES[result] : "cufftResult " + result;
             throw new CudaException(call, result, name);
         }
-    }
-
-    static RuntimeException rethrow(Throwable t) {
-        if (t instanceof RuntimeException r) return r;
-        if (t instanceof Error e) throw e;
-        return new CudaException("native call failed", t);
     }
 }

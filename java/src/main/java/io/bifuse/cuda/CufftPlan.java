@@ -55,7 +55,7 @@ public final class CufftPlan implements AutoCloseable {
             }
             workBytes = work.get(JAVA_LONG, 0);
         } catch (Throwable t) {
-            throw Cufft.rethrow(t);
+            throw NativeLibrary.rethrow(t);
         }
     }
 
@@ -68,7 +68,7 @@ public final class CufftPlan implements AutoCloseable {
             if (kind == Kind.R2C) Cufft.check("cufftExecR2C", (int) cufft.execR2C.invokeExact(handle, i, o));
             else Cufft.check("cufftExecC2R", (int) cufft.execC2R.invokeExact(handle, i, o));
         } catch (Throwable t) {
-            throw Cufft.rethrow(t);
+            throw NativeLibrary.rethrow(t);
         }
     }
 
@@ -92,7 +92,7 @@ public final class CufftPlan implements AutoCloseable {
         try {
             Cufft.check("cufftDestroy", (int) cufft.destroy.invokeExact(handle));
         } catch (Throwable t) {
-            throw Cufft.rethrow(t);
+            throw NativeLibrary.rethrow(t);
         }
     }
 }

@@ -91,6 +91,13 @@ final class NativeLibrary {
         return found;
     }
 
+    /** What a downcall's {@code invokeExact} threw, as an unchecked exception (errors pass through). */
+    static RuntimeException rethrow(Throwable t) {
+        if (t instanceof RuntimeException r) return r;
+        if (t instanceof Error e) throw e;
+        return new CudaException("native call failed", t);
+    }
+
     MethodHandle function(String symbol, FunctionDescriptor descriptor) {
         var address = lookup.find(symbol).orElseThrow(() -> new IllegalStateException(symbol + " not found in " + file));
         return Linker.nativeLinker().downcallHandle(address, descriptor);
