@@ -1,12 +1,9 @@
 package io.bifuse.tools;
 
-import io.bifuse.CompactBilinear;
-import io.bifuse.cuda.CompactBilinearCuda;
+import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaEvent;
 import io.bifuse.cuda.CudaStream;
-import io.bifuse.cuda.DeviceBuffer;
-import io.bifuse.reference.CompactBilinearReference;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
@@ -25,7 +22,7 @@ import java.util.SplittableRandom;
 final class Bench {
     private Bench() {}
 
-    record Result(String op, String backend, Sizes size, double[] ms, double bytes, double flops) {
+    record Result(String op, String backend, String label, String csvSize, int batch, double[] ms, double bytes, double flops) {
         double median() { return Stats.quantile(ms, 0.5); }
         double gbps() { return bytes / median() / 1e6; }
         double gflops() { return flops / median() / 1e6; }
@@ -53,100 +50,88 @@ final class Bench {
 
     static void run(boolean quick, String csv, int runsOverride) {
         long seed = System.nanoTime();
-        System.out.printf("%nbench: median of many runs per row; GB/s and GFLOP/s from the cost model in Bench.java; seed %d%n", seed);
-        SplittableRandom rnd = new SplittableRandom(seed);
-        List<Result> results = new ArrayList<>();
-        String noGpu = Check.gpuUnavailableReason();
-        CudaContext ctx = noGpu == null ? CudaContext.open(0) : null;
-        double[] peak = ctx == null ? null : ceiling(ctx.deviceName());
-        if (ctx == null) System.out.println("(GPU backend not benchmarked: " + noGpu + ")");
-        else System.out.println("GPU: " + ctx + (peak == null ? ", ceilings unknown" : String.format(", ceilings %.0f GB/s, %.1f TFLOP/s fp32", peak[0], peak[1] / 1e3)));
-        header(peak != null);
+        System.out.printf("%nbench: median of many runs per row; GB/s and GFLOP/s from each op's cost model; seed %d%n", seed);
+        CudaContext ctx = Cuda.isAvailable() ? CudaContext.open(0) : null;
+        Session session = new Session(new SplittableRandom(seed), ctx, runsOverride);
+        if (ctx == null) System.out.println("(GPU backends not benchmarked: " + Cuda.status().reason() + ")");
+        else System.out.println("GPU: " + ctx + (session.peak == null ? ", ceilings unknown"
+                : String.format(", ceilings %.0f GB/s, %.1f TFLOP/s fp32", session.peak[0], session.peak[1] / 1e3)));
+        header(session.peak != null);
         try {
-            for (Sizes s : Sizes.compactBilinear(quick)) {
-                CompactBilinear op = CompactBilinear.seeded(s.dx(), s.dy(), s.d(), 42);
-                float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
-                float[] g = Stats.gaussian(rnd, s.batch() * s.d());
-                if (s.batch() == 1) {
-                    add(results, peak, cpuTimed("CompactBilinear.forward", "bifuse-reference", s,
-                            () -> CompactBilinearReference.forward(op, x, y, s.batch()), runsOverride));
-                }
-                add(results, peak, cpuTimed("CompactBilinear.forward", "bifuse-cpu", s, () -> op.forward(x, y, s.batch()), runsOverride));
-                add(results, peak, cpuTimed("CompactBilinear.fwd+bwd", "bifuse-cpu", s, () -> {
-                    op.forward(x, y, s.batch());
-                    op.backward(x, y, g, s.batch());
-                }, runsOverride));
-                if (ctx != null) gpu(results, peak, ctx, op, s, x, y, g, runsOverride);
-            }
+            for (Suite suite : Suite.all()) suite.bench(quick, session);
         } finally {
             if (ctx != null) ctx.close();
         }
-        if (csv != null) write(Path.of(csv), results);
+        if (csv != null) write(Path.of(csv), session.results);
     }
 
-    private static void gpu(List<Result> results, double[] peak, CudaContext ctx, CompactBilinear op, Sizes s,
-                            float[] x, float[] y, float[] g, int runsOverride) {
-        int runs = runsOverride > 0 ? runsOverride : 200;
-        for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
-            String backend = mode == CompactBilinearCuda.Sketch.DETERMINISTIC ? "bifuse-cuda" : "bifuse-cuda-atomic";
-            try (CudaStream st = CudaStream.create(ctx); CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode);
-                 DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
-                 DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) s.batch() * s.d());
-                 DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) s.batch() * s.dx());
-                 DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) s.batch() * s.dy());
-                 CudaEvent a = new CudaEvent(ctx); CudaEvent b = new CudaEvent(ctx)) {
-                Runnable fwd = () -> cuda.forward(dx, dy, z, s.batch(), st);
-                Runnable step = () -> {
-                    cuda.forward(dx, dy, z, s.batch(), st);
-                    cuda.backward(dx, dy, dg, gx, gy, s.batch(), st);
-                };
-                add(results, peak, gpuTimed("CompactBilinear.forward", backend, s, fwd, st, a, b, runs));
-                add(results, peak, gpuTimed("CompactBilinear.fwd+bwd", backend, s, step, st, a, b, runs));
-                cuda.release(st);
+    /** What a suite's bench needs: inputs' randomness, the GPU (or null), and the timers that print and record rows. */
+    static final class Session {
+        private final SplittableRandom random;
+        private final CudaContext gpu;
+        private final double[] peak;
+        private final int runsOverride;
+        private final List<Result> results = new ArrayList<>();
+
+        Session(SplittableRandom random, CudaContext gpu, int runsOverride) {
+            this.random = random;
+            this.gpu = gpu;
+            this.peak = gpu == null ? null : ceiling(gpu.deviceName());
+            this.runsOverride = runsOverride;
+        }
+
+        SplittableRandom random() { return random; }
+        /** The GPU, or null when there is none (the suite then times its CPU backends only). */
+        CudaContext gpu() { return gpu; }
+        List<Result> results() { return results; }
+
+        /** A GPU part of a suite that cannot run here, said once. */
+        void skipped(String what, String why) { System.out.println("(" + what + " not benchmarked on the GPU: " + why + ")"); }
+
+        /** Times {@code call} with System.nanoTime: at least 5 runs, up to 50 or 2 s. {@code cost} = {bytes, flops}. */
+        void cpu(String op, String backend, String label, String csvSize, int batch, double[] cost, Runnable call) {
+            call.run(); // warm-up: JIT, FFT plans
+            List<Double> ms = new ArrayList<>();
+            long start = System.nanoTime();
+            int min = runsOverride > 0 ? runsOverride : 5;
+            while (ms.size() < min || (runsOverride == 0 && System.nanoTime() - start < 2e9 && ms.size() < 50)) {
+                long t0 = System.nanoTime();
+                call.run();
+                ms.add((System.nanoTime() - t0) / 1e6);
+            }
+            add(new Result(op, backend, label, csvSize, batch, ms.stream().mapToDouble(Double::doubleValue).toArray(), cost[0], cost[1]));
+        }
+
+        /** Times {@code call} (which queues work on {@code stream}) with CUDA events: 10 warm-up runs, then 200. */
+        void gpu(String op, String backend, String label, String csvSize, int batch, double[] cost, CudaStream stream, Runnable call) {
+            int runs = runsOverride > 0 ? runsOverride : 200;
+            try (CudaEvent a = new CudaEvent(gpu); CudaEvent b = new CudaEvent(gpu)) {
+                for (int i = 0; i < 10; i++) call.run(); // plans, workspaces, module load, clocks
+                stream.synchronize();
+                double[] ms = new double[runs];
+                for (int i = 0; i < runs; i++) {
+                    a.record(stream);
+                    call.run();
+                    b.record(stream);
+                    b.synchronize();
+                    ms[i] = CudaEvent.elapsedMillis(a, b);
+                }
+                add(new Result(op, backend, label, csvSize, batch, ms, cost[0], cost[1]));
             }
         }
-    }
 
-    private static Result gpuTimed(String op, String backend, Sizes s, Runnable call, CudaStream st, CudaEvent a, CudaEvent b, int runs) {
-        for (int i = 0; i < 10; i++) call.run(); // plans, workspaces, module load, clocks
-        st.synchronize();
-        double[] ms = new double[runs];
-        for (int i = 0; i < runs; i++) {
-            a.record(st);
-            call.run();
-            b.record(st);
-            b.synchronize();
-            ms[i] = CudaEvent.elapsedMillis(a, b);
+        private void add(Result r) {
+            results.add(r);
+            String ceil = peak != null && r.backend().contains("cuda")
+                    ? String.format("  %5.1f%% %5.1f%%", 100 * r.gbps() / peak[0], 100 * r.gflops() / peak[1]) : "";
+            System.out.printf("%-24s %-20s %-32s %5d %11.4f %5.3f-%-5.3f %10.1f %10.1f%s%n", r.op(), r.backend(), r.label(), r.ms().length,
+                    r.median(), Stats.quantile(r.ms(), 0.1), Stats.quantile(r.ms(), 0.9), r.gbps(), r.gflops(), ceil);
         }
-        double[] c = cost(op, s);
-        return new Result(op, backend, s, ms, c[0], c[1]);
-    }
-
-    private static Result cpuTimed(String op, String backend, Sizes s, Runnable call, int runsOverride) {
-        call.run(); // warm-up: JIT, FFT plans
-        List<Double> ms = new ArrayList<>();
-        long start = System.nanoTime();
-        int min = runsOverride > 0 ? runsOverride : 5;
-        while (ms.size() < min || (runsOverride == 0 && System.nanoTime() - start < 2e9 && ms.size() < 50)) {
-            long t0 = System.nanoTime();
-            call.run();
-            ms.add((System.nanoTime() - t0) / 1e6);
-        }
-        double[] c = cost(op, s);
-        return new Result(op, backend, s, ms.stream().mapToDouble(Double::doubleValue).toArray(), c[0], c[1]);
     }
 
     private static void header(boolean ceilings) {
         System.out.printf("%-24s %-20s %-32s %5s %11s %11s %10s %10s%s%n", "op", "backend", "size", "runs", "median ms", "p10-p90 ms",
                 "GB/s", "GFLOP/s", ceilings ? "   %HBM  %FP32" : "");
-    }
-
-    private static void add(List<Result> results, double[] peak, Result r) {
-        results.add(r);
-        String ceil = peak != null && r.backend().contains("cuda")
-                ? String.format("  %5.1f%% %5.1f%%", 100 * r.gbps() / peak[0], 100 * r.gflops() / peak[1]) : "";
-        System.out.printf("%-24s %-20s %-32s %5d %11.4f %5.3f-%-5.3f %10.1f %10.1f%s%n", r.op(), r.backend(), r.size().label(), r.ms().length,
-                r.median(), Stats.quantile(r.ms(), 0.1), Stats.quantile(r.ms(), 0.9), r.gbps(), r.gflops(), ceil);
     }
 
     private static void write(Path path, List<Result> results) {
@@ -155,7 +140,7 @@ final class Bench {
             try (PrintWriter w = new PrintWriter(Files.newBufferedWriter(path))) {
                 w.println("op,backend,size,batch,median_ms,p10_ms,p90_ms,runs,bytes,flops,gbps,gflops");
                 for (Result r : results) {
-                    w.printf("%s,%s,\"%s\",%d,%.6f,%.6f,%.6f,%d,%.0f,%.0f,%.2f,%.2f%n", r.op(), r.backend(), r.size().csvSize(), r.size().batch(),
+                    w.printf("%s,%s,\"%s\",%d,%.6f,%.6f,%.6f,%d,%.0f,%.0f,%.2f,%.2f%n", r.op(), r.backend(), r.csvSize(), r.batch(),
                             r.median(), Stats.quantile(r.ms(), 0.1), Stats.quantile(r.ms(), 0.9), r.ms().length, r.bytes(), r.flops(), r.gbps(), r.gflops());
                 }
             }

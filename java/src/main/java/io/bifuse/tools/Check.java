@@ -63,47 +63,44 @@ final class Check {
 
     static int run(boolean quick) {
         long seed = System.nanoTime();
-        System.out.printf("%ncheck: relative L2 error vs the float64 reference, tolerance %.0e, input seed %d%n", TOLERANCE, seed);
+        System.out.printf("%ncheck: relative L2 error vs the float64 reference, tolerance %.0e unless the row says otherwise, input seed %d%n",
+                TOLERANCE, seed);
         SplittableRandom rnd = new SplittableRandom(seed);
-        List<Row> rows = new ArrayList<>();
-        CudaContext ctx = null;
-        String noGpu = gpuUnavailableReason();
-        if (noGpu == null) ctx = CudaContext.open(0);
-        else System.out.println("(GPU backend not checked: " + noGpu + ")");
+        Report report = new Report();
+        CudaContext ctx = Cuda.isAvailable() ? CudaContext.open(0) : null;
+        if (ctx == null) System.out.println("(GPU backends not checked: " + Cuda.status().reason() + ")");
         try {
-            for (Sizes s : Sizes.compactBilinear(quick)) {
-                for (Normalization n : List.of(Normalization.NONE, Normalization.pytorch(), Normalization.caffe())) {
-                    if (s.batch() >= 512 && n != Normalization.NONE) continue; // the reference alone takes minutes there
-                    CompactBilinear op = CompactBilinear.seeded(s.dx(), s.dy(), s.d(), rnd.nextLong()).withNormalization(n);
-                    float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
-                    float[] g = Stats.gaussian(rnd, s.batch() * s.d());
-                    double[] zRef = CompactBilinearReference.forward(op, x, y, s.batch());
-                    double[][] gRef = backwardComparable(n, s) ? CompactBilinearReference.backward(op, x, y, g, s.batch()) : null;
-                    double bwdTol = gRef == null ? Double.NaN : backwardTolerance(op, x, y, g, s.batch(), gRef, rnd.nextLong());
-                    String size = s.label() + (n.isIdentity() ? "" : n.equals(Normalization.pytorch()) ? " +torch-norm" : " +caffe-norm");
-                    int before = rows.size();
-                    rows.add(row("CompactBilinear.forward", "cpu", size, op.forward(x, y, s.batch()), zRef, TOLERANCE));
-                    // The CPU backend works in double: the exact-derivative conditioning costs it nothing measurable.
-                    if (gRef != null) rows.add(row("CompactBilinear.backward", "cpu", size, op.backward(x, y, g, s.batch()), gRef, TOLERANCE));
-                    if (ctx != null) {
-                        for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
-                            String backend = "cuda-" + mode.name().toLowerCase();
-                            try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode)) {
-                                float[][] r = runCuda(ctx, cuda, x, y, g, s.batch());
-                                rows.add(row("CompactBilinear.forward", backend, size, r[0], zRef, TOLERANCE));
-                                if (gRef != null) rows.add(row("CompactBilinear.backward", backend, size, new Gradients(r[1], r[2]), gRef, bwdTol));
-                            }
-                        }
-                    }
-                    print(rows.subList(before, rows.size()), before == 0);
-                }
-            }
+            for (Suite suite : Suite.all()) suite.check(quick, ctx, rnd, report);
         } finally {
             if (ctx != null) ctx.close();
         }
-        long failed = rows.stream().filter(r -> !r.pass()).count();
-        System.out.printf("check: %d passed, %d failed%n", rows.size() - failed, failed);
-        return failed == 0 ? 0 : 1;
+        System.out.printf("check: %d passed, %d failed%n", report.passed, report.failed);
+        return report.failed == 0 ? 0 : 1;
+    }
+
+    /** Collects and prints rows as they come (a slow reference should not hide the rows before it). */
+    static final class Report {
+        private int passed, failed;
+        private boolean header;
+
+        void add(Row r) {
+            if (!header) {
+                System.out.printf("%-26s %-18s %-48s %10s %8s  %s%n", "op", "backend", "size", "rel. L2", "tol", "result");
+                header = true;
+            }
+            System.out.printf("%-26s %-18s %-48s %10.2e %8.0e  %s%n", r.op(), r.backend(), r.size(), r.error(), r.tolerance(),
+                    r.pass() ? "pass" : "FAIL");
+            if (r.pass()) passed++; else failed++;
+        }
+
+        /** Adds the row {@code relativeL2(got, ref) <= tol}. */
+        void add(String op, String backend, String size, float[] got, double[] ref, double tol) { add(row(op, backend, size, got, ref, tol)); }
+
+        /** A GPU part of a suite that cannot run: said once, not counted. */
+        void skipped(String what, String why) { System.out.println("(" + what + " not checked on the GPU: " + why + ")"); }
+
+        int passed() { return passed; }
+        int failed() { return failed; }
     }
 
     /** Null when the CUDA backend of these ops can run, else why not (driver, device, kernels, cuFFT). */
@@ -143,13 +140,5 @@ final class Check {
     static Row row(String op, String backend, String size, Gradients got, double[][] ref, double tol) {
         double e = Math.max(Stats.relativeL2(got.dx(), ref[0]), Stats.relativeL2(got.dy(), ref[1]));
         return new Row(op, backend, size, e, tol, e <= tol);
-    }
-
-    private static void print(List<Row> rows, boolean header) {
-        if (header) System.out.printf("%-26s %-18s %-48s %10s %8s  %s%n", "op", "backend", "size", "rel. L2", "tol", "result");
-        for (Row r : rows) {
-            System.out.printf("%-26s %-18s %-48s %10.2e %8.0e  %s%n", r.op(), r.backend(), r.size(), r.error(), r.tolerance(),
-                    r.pass() ? "pass" : "FAIL");
-        }
     }
 }

@@ -1,0 +1,105 @@
+package io.bifuse;
+
+import java.util.Arrays;
+import java.util.SplittableRandom;
+
+/**
+ * The parameters of one linear layer {@code y = x·Wᵀ + b} in the layout of a PyTorch {@code nn.Linear}
+ * state dict: {@code weight} is {@code out × in}, row-major ({@code weight[o·in + i]}), {@code bias}
+ * has {@code out} entries or is absent ({@code nn.Linear(bias=False)}). A trained model's tensors load
+ * as they are: {@code new Linear(out, in, w.flatten(), b)}.
+ *
+ * <p>Immutable: the arrays are copied in, and the accessors return copies. Ops read them through
+ * {@link #weightArray()} and {@link #biasArray()} (package-private, no copy).
+ */
+public final class Linear {
+    private final int out, in;
+    private final float[] weight, bias;
+
+    /**
+     * @param out    output features (rows of {@code weight})
+     * @param in     input features (columns of {@code weight})
+     * @param weight {@code out × in} floats, row-major; every value finite
+     * @param bias   {@code out} floats, or null for no bias
+     */
+    public Linear(int out, int in, float[] weight, float[] bias) {
+        this("weight", out, in, weight, bias);
+    }
+
+    private Linear(String name, int out, int in, float[] weight, float[] bias) {
+        if (out < 1) throw new IllegalArgumentException(name + ": expected out >= 1 output features, got " + out);
+        if (in < 1) throw new IllegalArgumentException(name + ": expected in >= 1 input features, got " + in);
+        if (weight == null) throw new IllegalArgumentException(name + ": expected " + out + " × " + in + " floats (out × in, as nn.Linear.weight), got null");
+        if (weight.length != (long) out * in) {
+            throw new IllegalArgumentException(name + ": expected " + out + " × " + in + " = " + (long) out * in
+                    + " floats (out × in, as nn.Linear.weight), got " + weight.length);
+        }
+        if (bias != null && bias.length != out) {
+            throw new IllegalArgumentException(name + " bias: expected " + out + " floats (one per output feature), got " + bias.length);
+        }
+        requireFinite(name, weight);
+        if (bias != null) requireFinite(name + " bias", bias);
+        this.out = out;
+        this.in = in;
+        this.weight = weight.clone();
+        this.bias = bias == null ? null : bias.clone();
+    }
+
+    /**
+     * A layer initialized as {@code nn.Linear} does (weight and bias uniform in ±1/sqrt(in)), from
+     * {@code SplittableRandom(seed)}: for tests, benchmarks and examples.
+     */
+    public static Linear random(int out, int in, boolean bias, long seed) {
+        if (out < 1 || in < 1) throw new IllegalArgumentException("out, in: expected >= 1, got " + out + ", " + in);
+        SplittableRandom r = new SplittableRandom(seed);
+        double bound = 1 / Math.sqrt(in);
+        float[] w = new float[Math.multiplyExact(out, in)];
+        for (int i = 0; i < w.length; i++) w[i] = (float) r.nextDouble(-bound, bound);
+        float[] b = null;
+        if (bias) {
+            b = new float[out];
+            for (int i = 0; i < out; i++) b[i] = (float) r.nextDouble(-bound, bound);
+        }
+        return new Linear(out, in, w, b);
+    }
+
+    /** Checks that this layer maps {@code in} features to {@code out}; {@code name} names it in the message. */
+    public Linear requireShape(String name, int out, int in) {
+        if (this.out != out || this.in != in) {
+            throw new IllegalArgumentException(name + ": expected a layer " + in + " → " + out + " (weight " + out + " × " + in
+                    + "), got " + this.in + " → " + this.out + " (weight " + this.out + " × " + this.in + ")");
+        }
+        return this;
+    }
+
+    static Linear require(String name, Linear l) {
+        if (l == null) throw new IllegalArgumentException(name + ": expected a Linear layer, got null");
+        return l;
+    }
+
+    public int out() { return out; }
+    public int in() { return in; }
+    public boolean hasBias() { return bias != null; }
+    public float[] weight() { return weight.clone(); }
+    /** A copy of the bias, or null when the layer has none. */
+    public float[] bias() { return bias == null ? null : bias.clone(); }
+
+    /** The weight itself (no copy): callers must not modify it. */
+    public float[] weightArray() { return weight; }
+    /** The bias itself (no copy; callers must not modify it), or a new zero array when the layer has none. */
+    public float[] biasArray() { return bias == null ? new float[out] : bias; }
+
+    private static void requireFinite(String name, float[] a) {
+        for (int i = 0; i < a.length; i++) {
+            if (!Float.isFinite(a[i])) throw new IllegalArgumentException(name + "[" + i + "]: expected a finite value, got " + a[i]);
+        }
+    }
+
+    @Override public boolean equals(Object o) {
+        return o instanceof Linear l && out == l.out && in == l.in && Arrays.equals(weight, l.weight) && Arrays.equals(bias, l.bias);
+    }
+
+    @Override public int hashCode() { return 31 * (31 * out + in) + Arrays.hashCode(weight); }
+
+    @Override public String toString() { return "Linear[" + in + " → " + out + (bias == null ? ", no bias]" : "]"); }
+}

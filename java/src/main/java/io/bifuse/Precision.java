@@ -1,0 +1,66 @@
+package io.bifuse;
+
+/**
+ * The arithmetic of the GEMMs (the projections) in the low-rank bilinear operators on the GPU. Inputs,
+ * outputs and accumulation are always float32; the reduced modes let cuBLAS round the GEMM OPERANDS to
+ * a shorter significand and use tensor cores. Never chosen silently: {@link #FP32} is the default and
+ * the others are explicit options. The elementwise kernels (bias, activation, Hadamard, pooling,
+ * normalization) always run in float32 or better.
+ *
+ * <p>Error bounds, relative L2 against the float64 reference ({@link #bound()}): FP32 {@code 1e-5};
+ * TF32 (10 explicit significand bits, unit roundoff {@code u = 2^-11 ≈ 4.9e-4}) {@code 4u ≈ 2e-3};
+ * BF16 (7 explicit bits, {@code u = 2^-8 ≈ 3.9e-3}) {@code 4u ≈ 1.6e-2}. Why {@code 4u}: rounding each
+ * operand of a product by at most {@code u} gives a relative error of at most {@code 2u} per term, and
+ * random-sign sums do not amplify it; the tests measure the emulated rounding ({@link #round}) at the
+ * spec's sizes and find about {@code 0.5u–1.5u}, so {@code 4u} leaves room for truncation instead of
+ * round-to-nearest and for the activations' slopes. Reduced modes are for inference and for users who
+ * accept that error in training; they are not checked against 1e-5.
+ *
+ * <p>cuBLAS compute types: {@code CUBLAS_COMPUTE_32F} (68), {@code CUBLAS_COMPUTE_32F_FAST_TF32} (77),
+ * {@code CUBLAS_COMPUTE_32F_FAST_16BF} (75). Note that the environment variable
+ * {@code NVIDIA_TF32_OVERRIDE=1} can make cuBLAS use TF32 even in FP32 mode; bifuse does not set it.
+ */
+public enum Precision {
+    FP32(68, 1e-5),
+    TF32(77, 4 * 0x1p-11),
+    BF16(75, 4 * 0x1p-8);
+
+    private final int cublasComputeType;
+    private final double bound;
+
+    Precision(int cublasComputeType, double bound) {
+        this.cublasComputeType = cublasComputeType;
+        this.bound = bound;
+    }
+
+    /** The {@code cublasComputeType_t} value passed to {@code cublasGemmEx}. */
+    public int cublasComputeType() { return cublasComputeType; }
+
+    /** The documented bound on the relative L2 error of an op's outputs in this mode (see the class comment). */
+    public double bound() { return bound; }
+
+    /**
+     * {@code v} rounded as this mode rounds a GEMM operand, round-to-nearest-even on the significand:
+     * the CPU emulation the tests use to measure what the mode costs. FP32 returns {@code v}.
+     */
+    public float round(float v) {
+        if (this == FP32 || !Float.isFinite(v)) return v;
+        int drop = this == TF32 ? 13 : 16; // float32 has 23 explicit significand bits; TF32 keeps 10, BF16 7
+        int bits = Float.floatToRawIntBits(v);
+        int half = 1 << (drop - 1), lsb = (bits >>> drop) & 1;
+        bits = (bits + half - 1 + lsb) & (-1 << drop);
+        return Float.intBitsToFloat(bits);
+    }
+
+    /** A copy of {@code a} with every element {@link #round rounded}. */
+    public float[] round(float[] a) {
+        float[] r = new float[a.length];
+        for (int i = 0; i < a.length; i++) r[i] = round(a[i]);
+        return r;
+    }
+
+    static Precision require(String name, Precision p) {
+        if (p == null) throw new IllegalArgumentException(name + ": expected FP32, TF32 or BF16, got null");
+        return p;
+    }
+}

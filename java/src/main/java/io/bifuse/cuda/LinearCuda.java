@@ -1,0 +1,85 @@
+package io.bifuse.cuda;
+
+import io.bifuse.Linear;
+import io.bifuse.Precision;
+import java.util.List;
+
+/**
+ * One {@link Linear} layer's parameters on a GPU ({@code weight} {@code out × in}, {@code bias}
+ * {@code out}, as uploaded once), with the GEMMs of its forward and backward on row-major activations.
+ * The building block of the low-rank bilinear operators' CUDA paths; {@code cuda/Linear.cu} holds its
+ * two kernels. Gradients are WRITTEN (not accumulated) into the caller's buffers.
+ */
+public final class LinearCuda implements AutoCloseable {
+    public static final KernelSpec BIAS_ROWS = new KernelSpec("lin_bias_rows", "ppiii");
+    public static final KernelSpec BIAS_GRAD = new KernelSpec("lin_bias_grad", "ppiii");
+    static final List<KernelSpec> KERNELS = List.of(BIAS_ROWS, BIAS_GRAD);
+    private static final int BLOCK = 256;
+
+    private final CudaContext context;
+    private final Linear layer;
+    private final DeviceBuffer weight, bias;
+
+    public LinearCuda(CudaContext context, Linear layer) {
+        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
+        if (layer == null) throw new IllegalArgumentException("layer: expected a Linear, got null");
+        this.context = context;
+        this.layer = layer;
+        DeviceBuffer w = DeviceBuffer.of(context, layer.weightArray());
+        try {
+            this.bias = DeviceBuffer.of(context, layer.biasArray());
+        } catch (RuntimeException e) {
+            w.close();
+            throw e;
+        }
+        this.weight = w;
+    }
+
+    public Linear layer() { return layer; }
+    public DeviceMemory weight() { return weight; }
+    /** The bias on the device (zeros when the layer has none). */
+    public DeviceMemory bias() { return bias; }
+    public long deviceBytes() { return weight.byteSize() + bias.byteSize(); }
+
+    /** {@code y[rows × out] (row stride ldy) = x[rows × in] (row stride ldx) · Wᵀ}, no bias: for projections whose bias is fused downstream. */
+    public void project(CublasHandle blas, Precision p, DeviceMemory x, int ldx, int rows, DeviceMemory y, int ldy) {
+        blas.gemm(p, false, true, rows, layer.out(), layer.in(), 1f, x, ldx, weight, layer.in(), 0f, y, ldy);
+    }
+
+    /** {@code y = x·Wᵀ + b} (bias rows first, then the GEMM with beta = 1), queued on {@code stream}. */
+    public void forward(CublasHandle blas, Precision p, DeviceMemory x, int ldx, int rows, DeviceMemory y, int ldy, CudaStream stream) {
+        long total = (long) rows * layer.out();
+        context.launch(BIAS_ROWS, grid(total), 1, BLOCK, 0, stream, y, bias, rows, layer.out(), ldy);
+        blas.gemm(p, false, true, rows, layer.out(), layer.in(), 1f, x, ldx, weight, layer.in(), 1f, y, ldy);
+    }
+
+    /** {@code gx[rows × in] = g[rows × out]·W} (plus {@code beta·gx}: 1 to accumulate into it). */
+    public void backwardInput(CublasHandle blas, Precision p, DeviceMemory g, int ldg, int rows, float beta, DeviceMemory gx, int ldgx) {
+        blas.gemm(p, false, false, rows, layer.in(), layer.out(), 1f, g, ldg, weight, layer.in(), beta, gx, ldgx);
+    }
+
+    /**
+     * {@code gW[out × in] = gᵀ·x} and, if {@code gb} is not null, {@code gb[out] = Σ_rows g}, queued on
+     * {@code stream} (the bias gradient is a fixed-order column sum: deterministic).
+     */
+    public void backwardParameters(CublasHandle blas, Precision p, DeviceMemory g, int ldg, DeviceMemory x, int ldx, int rows,
+                                   DeviceMemory gw, DeviceMemory gb, CudaStream stream) {
+        blas.gemm(p, true, false, layer.out(), layer.in(), rows, 1f, g, ldg, x, ldx, 0f, gw, layer.in());
+        if (gb != null) biasGradient(context, g, ldg, rows, layer.out(), gb, stream);
+    }
+
+    /** {@code gb[c] = Σ_r g[r, c]} for a {@code rows × cols} matrix of row stride {@code ldg}. */
+    public static void biasGradient(CudaContext context, DeviceMemory g, int ldg, int rows, int cols, DeviceMemory gb, CudaStream stream) {
+        context.launch(BIAS_GRAD, Math.max(1, (cols + BLOCK - 1) / BLOCK), 1, BLOCK, 0, stream, g, gb, rows, cols, ldg);
+    }
+
+    private int grid(long threads) {
+        long blocks = (threads + BLOCK - 1) / BLOCK;
+        return (int) Math.max(1, Math.min(blocks, 32L * context.multiprocessorCount() * (2048 / BLOCK)));
+    }
+
+    @Override public void close() {
+        weight.close();
+        bias.close();
+    }
+}
