@@ -20,6 +20,8 @@
 #include "../../cuda/CompactBilinear.cu"
 #endif
 
+#include "emu_harness.h"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -34,72 +36,8 @@
 #include <sstream>
 
 namespace {
-
 constexpr int kBlock = 256;     // CompactBilinearCuda.BLOCK
 constexpr int kSmCount = 132;   // multiprocessorCount() of an H100/H200, for the Java grid() formula
-constexpr size_t kGuard = 64;   // guard words on each side of every device buffer
-constexpr uint32_t kNaNBits = 0x7fc00000u;
-
-int g_passed = 0, g_failed = 0;
-long g_attributed = 0;  // runtime errors already reported as part of a case
-std::string g_current = "(setup)";
-
-void on_fatal_signal(int sig) {
-    char buf[512];
-    int n = snprintf(buf, sizeof buf, "FAIL: signal %d while running %s (likely an out-of-bounds access)\n%d passed, %d failed\n",
-                     sig, g_current.c_str(), g_passed, g_failed + 1);
-    if (n > 0) { ssize_t w = write(1, buf, (size_t)std::min(n, (int)sizeof buf - 1)); (void)w; }
-    _exit(2);
-}
-
-// ---- device memory: 4-byte words with NaN guard zones ----------------------------------------------------
-struct DevBuf;
-std::set<DevBuf*>& live_buffers() {
-    static std::set<DevBuf*> s;
-    return s;
-}
-
-struct DevBuf {
-    std::string name;
-    size_t words = 0;
-    std::vector<uint32_t> store;
-
-    DevBuf(std::string n, size_t w) : name(std::move(n)), words(w), store(w + 2 * kGuard, kNaNBits) {
-        live_buffers().insert(this);
-    }
-    ~DevBuf() { live_buffers().erase(this); }
-    DevBuf(const DevBuf&) = delete;
-    DevBuf& operator=(const DevBuf&) = delete;
-
-    uint32_t* raw() { return store.data() + kGuard; }
-    float* f() { return reinterpret_cast<float*>(raw()); }
-    int* i() { return reinterpret_cast<int*>(raw()); }
-    float2* c() { return reinterpret_cast<float2*>(raw()); }
-    void fill_nan() { std::fill(store.begin() + kGuard, store.begin() + kGuard + words, kNaNBits); }
-    void zero(size_t from, size_t count) { std::fill(raw() + from, raw() + from + count, 0u); }  // cuMemsetD32
-    void put(const std::vector<float>& v) { memcpy(raw(), v.data(), v.size() * 4); }
-    void put(const std::vector<int>& v) { memcpy(raw(), v.data(), v.size() * 4); }
-    std::vector<float> get(size_t n) const {
-        std::vector<float> v(n);
-        memcpy(v.data(), store.data() + kGuard, n * 4);
-        return v;
-    }
-    bool guards_intact() const {
-        for (size_t k = 0; k < kGuard; ++k)
-            if (store[k] != kNaNBits || store[kGuard + words + k] != kNaNBits) return false;
-        return true;
-    }
-};
-
-void check_guards(const std::string& after) {
-    for (DevBuf* b : live_buffers()) {
-        if (!b->guards_intact()) {
-            emu::report_error("out-of-bounds write: guard zone of '" + b->name + "' modified by " + after);
-            std::fill(b->store.begin(), b->store.begin() + kGuard, kNaNBits);
-            std::fill(b->store.end() - kGuard, b->store.end(), kNaNBits);
-        }
-    }
-}
 
 // ---- cuFFT stand-in: naive DFT in double with cuFFT's conventions ---------------------------------------
 struct Twiddles {

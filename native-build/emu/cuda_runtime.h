@@ -100,14 +100,15 @@ class Pool {
 public:
     ~Pool() { shutdown(); }
 
-    // Runs body on n threads (threadIdx.x = 0..n-1, blockIdx.x = block); returns after all finished.
-    void run_block(unsigned n, unsigned block, const std::function<void()>& body) {
+    // Runs body on n threads (threadIdx.x = 0..n-1, blockIdx = (block, blockY)); returns after all finished.
+    void run_block(unsigned n, unsigned block, const std::function<void()>& body, unsigned blockY = 0) {
         ensure(n);
         std::barrier<> bar((std::ptrdiff_t)n);
         {
             std::lock_guard<std::mutex> lk(m_);
             body_ = &body;
             block_ = block;
+            blockY_ = blockY;
             bar_ = &bar;
             remaining_ = n;
             ++generation_;
@@ -156,7 +157,7 @@ private:
         for (;;) {
             const std::function<void()>* body;
             std::barrier<>* bar;
-            unsigned block;
+            unsigned block, blockY;
             {
                 std::unique_lock<std::mutex> lk(m_);
                 start_cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
@@ -165,9 +166,10 @@ private:
                 body = body_;
                 bar = bar_;
                 block = block_;
+                blockY = blockY_;
             }
             threadIdx = uint3{id, 0, 0};
-            blockIdx = uint3{block, 0, 0};
+            blockIdx = uint3{block, blockY, 0};
             tstate.bar = bar;
             tstate.syncs = 0;
             (*body)();
@@ -190,7 +192,7 @@ private:
     bool stop_ = false;
     const std::function<void()>* body_ = nullptr;
     std::barrier<>* bar_ = nullptr;
-    unsigned block_ = 0;
+    unsigned block_ = 0, blockY_ = 0;
 };
 
 inline Pool& pool() {
@@ -214,9 +216,10 @@ inline std::function<void(const std::string&)>& after_launch() {
     return f;
 }
 
-// kernel<<<grid, block>>>(args...): returns false (and counts an error) when the launch is refused.
+// kernel<<<dim3(gridX, gridY), block>>>(args...): returns false (and counts an error) when the launch is
+// refused. Blocks run one after another, y outer, x inner.
 template <class... P, class... A>
-bool launch(void (*kernel)(P...), unsigned grid, unsigned block, A&&... args) {
+bool launch2d(void (*kernel)(P...), unsigned grid, unsigned gridY, unsigned block, A&&... args) {
     static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
     std::string name = "?";
     auto it = expectations().find((const void*)kernel);
@@ -225,8 +228,9 @@ bool launch(void (*kernel)(P...), unsigned grid, unsigned block, A&&... args) {
         return false;
     }
     name = it->second.first;
-    if (grid < 1 || grid > 2147483647u || block < 1 || block > 1024) {
-        report_error(name + ": invalid launch geometry grid " + std::to_string(grid) + " block " + std::to_string(block));
+    if (grid < 1 || grid > 2147483647u || gridY < 1 || gridY > 65535u || block < 1 || block > 1024) {
+        report_error(name + ": invalid launch geometry grid (" + std::to_string(grid) + ", " + std::to_string(gridY) + ") block " +
+                     std::to_string(block));
         return false;
     }
     if (it->second.second != 0 && block != it->second.second) {
@@ -237,13 +241,21 @@ bool launch(void (*kernel)(P...), unsigned grid, unsigned block, A&&... args) {
     std::tuple<P...> params(static_cast<P>(std::forward<A>(args))...);  // by value, like kernel parameters
     std::function<void()> body = [&] { std::apply(kernel, params); };
     blockDim = dim3(block);
-    gridDim = dim3(grid);  // published to the workers by the pool's mutex
-    for (unsigned b = 0; b < grid; ++b) {
-        poison_shared();
-        pool().run_block(block, b, body);
+    gridDim = dim3(grid, gridY);  // published to the workers by the pool's mutex
+    for (unsigned y = 0; y < gridY; ++y) {
+        for (unsigned b = 0; b < grid; ++b) {
+            poison_shared();
+            pool().run_block(block, b, body, y);
+        }
     }
     if (after_launch()) after_launch()(name);
     return true;
+}
+
+// kernel<<<grid, block>>>(args...)
+template <class... P, class... A>
+bool launch(void (*kernel)(P...), unsigned grid, unsigned block, A&&... args) {
+    return launch2d(kernel, grid, 1u, block, std::forward<A>(args)...);
 }
 
 inline void sync_threads() {
