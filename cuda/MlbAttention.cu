@@ -15,9 +15,9 @@
 // forward and never tiled with the question (the kernels read q'[b] as a broadcast row);
 // logits, alpha B x G x L; vhat B x G x Dv; up B x GJ (glimpse projections, then z in place).
 //
-// Kernels (G <= MLB_MAX_G: per-glimpse accumulators live in registers):
+// Kernels (G <= MLBA_MAX_G: per-glimpse accumulators live in registers):
 //   mlb_att_question    qp = sigma(qp + bias) in place over B x (J + GJ).      grid-stride, block 256
-//   mlb_att_logits      one block per (b, group of MLB_CELLS = 8 cells); 32 lanes per cell stride
+//   mlb_att_logits      one block per (b, group of MLBA_CELLS = 8 cells); 32 lanes per cell stride
 //                       over j (coalesced rows of pv), h = q'[b,j] sigma(pv + b_v) never stored, G
 //                       partial dots reduced through shared memory in a fixed tree. Writes only
 //                       B x G x L logits.             units B*ceil(L/8), block 256 (8 cells x 32 lanes)
@@ -48,12 +48,12 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-#define MLB_MAX_G 16
-#define MLB_BLOCK 256        // elementwise kernels, logits, pool
-#define MLB_CELLS 8          // cells per logits block: MLB_BLOCK / MLB_LANES
-#define MLB_LANES 32         // threads per cell in mlb_att_logits
-#define MLB_TILE 32          // cells per shared-memory tile of alpha / da
-#define MLB_BWD_BLOCK 128    // mlb_att_cells_backward
+#define MLBA_MAX_G 16
+#define MLBA_BLOCK 256        // elementwise kernels, logits, pool
+#define MLBA_CELLS 8          // cells per logits block: MLBA_BLOCK / MLBA_LANES
+#define MLBA_LANES 32         // threads per cell in mlb_att_logits
+#define MLBA_TILE 32          // cells per shared-memory tile of alpha / da
+#define MLBA_BWD_BLOCK 128    // mlb_att_cells_backward
 
 static __device__ __forceinline__ float mlba_act(float p, int act) {
     if (act == 2) return tanhf(p);
@@ -68,12 +68,12 @@ static __device__ __forceinline__ float mlba_act_grad(float a, int act) {
     return 1.f;
 }
 
-static __device__ __forceinline__ int64_t mlb_tid() { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
-static __device__ __forceinline__ int64_t mlb_stride() { return (int64_t)gridDim.x * blockDim.x; }
+static __device__ __forceinline__ int64_t mlba_tid() { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
+static __device__ __forceinline__ int64_t mlba_stride() { return (int64_t)gridDim.x * blockDim.x; }
 
 // Block-wide max (is_max) or sum of v over n threads in a fixed tree; red has n floats, n a power of 2.
 // Every thread gets the result.
-static __device__ __forceinline__ float mlb_block_reduce(float* red, float v, int is_max, int n) {
+static __device__ __forceinline__ float mlba_block_reduce(float* red, float v, int is_max, int n) {
     red[threadIdx.x] = v;
     __syncthreads();
     for (int w = n / 2; w > 0; w >>= 1) {
@@ -87,7 +87,7 @@ static __device__ __forceinline__ float mlb_block_reduce(float* red, float v, in
 
 extern "C" __global__ void mlb_att_question(float* __restrict__ qp, const float* __restrict__ bias, int rows, int cols, int act) {
     const int64_t total = (int64_t)rows * cols;
-    for (int64_t t = mlb_tid(); t < total; t += mlb_stride()) {
+    for (int64_t t = mlba_tid(); t < total; t += mlba_stride()) {
         const int c = (int)(t % cols);
         qp[t] = mlba_act(qp[t] + bias[c], act);
     }
@@ -98,33 +98,33 @@ extern "C" __global__ void mlb_att_logits(const float* __restrict__ pv, const fl
                                           const float* __restrict__ qa, int ldq, const float* __restrict__ wa,
                                           const float* __restrict__ ba, float* __restrict__ logits,
                                           int batch, int cells, int J, int G, int act) {
-    __shared__ float red[MLB_BLOCK];
-    const int groups = (cells + MLB_CELLS - 1) / MLB_CELLS;
-    const int lane = threadIdx.x % MLB_LANES, c = threadIdx.x / MLB_LANES;
+    __shared__ float red[MLBA_BLOCK];
+    const int groups = (cells + MLBA_CELLS - 1) / MLBA_CELLS;
+    const int lane = threadIdx.x % MLBA_LANES, c = threadIdx.x / MLBA_LANES;
     for (int64_t unit = blockIdx.x; unit < (int64_t)batch * groups; unit += gridDim.x) {
         const int64_t b = unit / groups;
-        const int s = (int)(unit - b * groups) * MLB_CELLS + c;
-        float acc[MLB_MAX_G];
+        const int s = (int)(unit - b * groups) * MLBA_CELLS + c;
+        float acc[MLBA_MAX_G];
 #pragma unroll
-        for (int g = 0; g < MLB_MAX_G; ++g) acc[g] = 0.f;
+        for (int g = 0; g < MLBA_MAX_G; ++g) acc[g] = 0.f;
         if (s < cells) {
             const float* row = pv + (b * cells + s) * J;
             const float* qrow = qa + b * ldq;
-            for (int j = lane; j < J; j += MLB_LANES) {
+            for (int j = lane; j < J; j += MLBA_LANES) {
                 const float h = qrow[j] * mlba_act(row[j] + cell_bias[j], act);
 #pragma unroll
-                for (int g = 0; g < MLB_MAX_G; ++g)
+                for (int g = 0; g < MLBA_MAX_G; ++g)
                     if (g < G) acc[g] = fmaf(wa[(int64_t)g * J + j], h, acc[g]);
             }
         }
         for (int g = 0; g < G; ++g) {
             float a = 0.f;
 #pragma unroll
-            for (int k = 0; k < MLB_MAX_G; ++k)
+            for (int k = 0; k < MLBA_MAX_G; ++k)
                 if (k == g) a = acc[k];
             red[threadIdx.x] = a;
             __syncthreads();
-            for (int w = MLB_LANES / 2; w > 0; w >>= 1) {
+            for (int w = MLBA_LANES / 2; w > 0; w >>= 1) {
                 if (lane < w) red[threadIdx.x] += red[threadIdx.x + w];
                 __syncthreads();
             }
@@ -137,32 +137,32 @@ extern "C" __global__ void mlb_att_logits(const float* __restrict__ pv, const fl
 // logits, alpha: B x G x L; v: B x L x Dv; vhat: B x G x Dv.
 extern "C" __global__ void mlb_att_pool(const float* __restrict__ logits, const float* __restrict__ v, float* __restrict__ alpha,
                                         float* __restrict__ vhat, int batch, int cells, int dv, int G) {
-    __shared__ float red[MLB_BLOCK];
-    __shared__ float mx[MLB_MAX_G], inv[MLB_MAX_G];
-    __shared__ float tile[MLB_MAX_G][MLB_TILE];
-    const int chunks = (dv + MLB_BLOCK - 1) / MLB_BLOCK;
+    __shared__ float red[MLBA_BLOCK];
+    __shared__ float mx[MLBA_MAX_G], inv[MLBA_MAX_G];
+    __shared__ float tile[MLBA_MAX_G][MLBA_TILE];
+    const int chunks = (dv + MLBA_BLOCK - 1) / MLBA_BLOCK;
     for (int64_t unit = blockIdx.x; unit < (int64_t)batch * chunks; unit += gridDim.x) {
         const int64_t b = unit / chunks;
         const int chunk = (int)(unit - b * chunks);
-        const int d = chunk * MLB_BLOCK + threadIdx.x;
+        const int d = chunk * MLBA_BLOCK + threadIdx.x;
         for (int g = 0; g < G; ++g) {
             const float* a = logits + (b * G + g) * cells;
             float m = -INFINITY;
-            for (int s = threadIdx.x; s < cells; s += MLB_BLOCK) m = fmaxf(m, a[s]);
-            m = mlb_block_reduce(red, m, 1, MLB_BLOCK);
+            for (int s = threadIdx.x; s < cells; s += MLBA_BLOCK) m = fmaxf(m, a[s]);
+            m = mlba_block_reduce(red, m, 1, MLBA_BLOCK);
             float z = 0.f;
-            for (int s = threadIdx.x; s < cells; s += MLB_BLOCK) z += expf(a[s] - m);
-            z = mlb_block_reduce(red, z, 0, MLB_BLOCK);
+            for (int s = threadIdx.x; s < cells; s += MLBA_BLOCK) z += expf(a[s] - m);
+            z = mlba_block_reduce(red, z, 0, MLBA_BLOCK);
             if (threadIdx.x == 0) { mx[g] = m; inv[g] = 1.f / z; }
         }
         __syncthreads();
-        float acc[MLB_MAX_G];
+        float acc[MLBA_MAX_G];
 #pragma unroll
-        for (int g = 0; g < MLB_MAX_G; ++g) acc[g] = 0.f;
-        for (int s0 = 0; s0 < cells; s0 += MLB_TILE) {
-            const int n = cells - s0 < MLB_TILE ? cells - s0 : MLB_TILE;
-            for (int i = threadIdx.x; i < G * MLB_TILE; i += MLB_BLOCK) {
-                const int g = i / MLB_TILE, c = i % MLB_TILE;
+        for (int g = 0; g < MLBA_MAX_G; ++g) acc[g] = 0.f;
+        for (int s0 = 0; s0 < cells; s0 += MLBA_TILE) {
+            const int n = cells - s0 < MLBA_TILE ? cells - s0 : MLBA_TILE;
+            for (int i = threadIdx.x; i < G * MLBA_TILE; i += MLBA_BLOCK) {
+                const int g = i / MLBA_TILE, c = i % MLBA_TILE;
                 if (c < n) {
                     const int64_t at = (b * G + g) * cells + s0 + c;
                     const float p = expf(logits[at] - mx[g]) * inv[g];
@@ -176,7 +176,7 @@ extern "C" __global__ void mlb_att_pool(const float* __restrict__ logits, const 
                 for (int c = 0; c < n; ++c) {
                     const float x = col[(int64_t)c * dv];
 #pragma unroll
-                    for (int g = 0; g < MLB_MAX_G; ++g)
+                    for (int g = 0; g < MLBA_MAX_G; ++g)
                         if (g < G) acc[g] = fmaf(tile[g][c], x, acc[g]);
                 }
             }
@@ -184,7 +184,7 @@ extern "C" __global__ void mlb_att_pool(const float* __restrict__ logits, const 
         }
         if (d < dv) {
 #pragma unroll
-            for (int g = 0; g < MLB_MAX_G; ++g)
+            for (int g = 0; g < MLBA_MAX_G; ++g)
                 if (g < G) vhat[(b * G + g) * dv + d] = acc[g];
         }
     }
@@ -194,7 +194,7 @@ extern "C" __global__ void mlb_att_pool(const float* __restrict__ logits, const 
 extern "C" __global__ void mlb_att_fuse(float* __restrict__ up, const float* __restrict__ glimpse_bias, const float* __restrict__ qa,
                                         int ldq, int f_off, int batch, int gj, int act) {
     const int64_t total = (int64_t)batch * gj;
-    for (int64_t t = mlb_tid(); t < total; t += mlb_stride()) {
+    for (int64_t t = mlba_tid(); t < total; t += mlba_stride()) {
         const int64_t b = t / gj;
         const int k = (int)(t - b * gj);
         up[t] = mlba_act(up[t] + glimpse_bias[k], act) * qa[b * ldq + f_off + k];
@@ -207,7 +207,7 @@ extern "C" __global__ void mlb_att_fuse_backward(float* __restrict__ up, const f
                                                  const float* __restrict__ qa, int ldq, int f_off, const float* __restrict__ dz,
                                                  float* __restrict__ z, float* __restrict__ dp, int batch, int gj, int act) {
     const int64_t total = (int64_t)batch * gj;
-    for (int64_t t = mlb_tid(); t < total; t += mlb_stride()) {
+    for (int64_t t = mlba_tid(); t < total; t += mlba_stride()) {
         const int64_t b = t / gj;
         const int k = (int)(t - b * gj);
         const float u = mlba_act(up[t] + glimpse_bias[k], act), f = qa[b * ldq + f_off + k], g = dz[t];
@@ -224,34 +224,34 @@ extern "C" __global__ void mlb_att_cells_backward(float* __restrict__ pv, const 
                                                   const float* __restrict__ alpha, const float* __restrict__ dalpha,
                                                   float* __restrict__ dp, float* __restrict__ tq, float* __restrict__ dbv,
                                                   int batch, int cells, int J, int G, int act) {
-    __shared__ float red[MLB_BWD_BLOCK];
-    __shared__ float cg[MLB_MAX_G];
-    __shared__ float tile[MLB_MAX_G][MLB_TILE];
-    const int chunks = (J + MLB_BWD_BLOCK - 1) / MLB_BWD_BLOCK;
+    __shared__ float red[MLBA_BWD_BLOCK];
+    __shared__ float cg[MLBA_MAX_G];
+    __shared__ float tile[MLBA_MAX_G][MLBA_TILE];
+    const int chunks = (J + MLBA_BWD_BLOCK - 1) / MLBA_BWD_BLOCK;
     for (int64_t unit = blockIdx.x; unit < (int64_t)batch * chunks; unit += gridDim.x) {
         const int64_t b = unit / chunks;
-        const int j = (int)(unit - b * chunks) * MLB_BWD_BLOCK + threadIdx.x;
+        const int j = (int)(unit - b * chunks) * MLBA_BWD_BLOCK + threadIdx.x;
         for (int g = 0; g < G; ++g) {
             const int64_t row = (b * G + g) * cells;
             float c = 0.f;
-            for (int s = threadIdx.x; s < cells; s += MLB_BWD_BLOCK) c = fmaf(alpha[row + s], dalpha[row + s], c);
-            c = mlb_block_reduce(red, c, 0, MLB_BWD_BLOCK);
+            for (int s = threadIdx.x; s < cells; s += MLBA_BWD_BLOCK) c = fmaf(alpha[row + s], dalpha[row + s], c);
+            c = mlba_block_reduce(red, c, 0, MLBA_BWD_BLOCK);
             if (threadIdx.x == 0) cg[g] = c;
         }
         __syncthreads();
         const bool live = j < J;
         const float qv = live ? qa[b * ldq + j] : 0.f, bias = live ? cell_bias[j] : 0.f;
-        float wj[MLB_MAX_G], t[MLB_MAX_G];
+        float wj[MLBA_MAX_G], t[MLBA_MAX_G];
 #pragma unroll
-        for (int g = 0; g < MLB_MAX_G; ++g) {
+        for (int g = 0; g < MLBA_MAX_G; ++g) {
             wj[g] = live && g < G ? wa[(int64_t)g * J + j] : 0.f;
             t[g] = 0.f;
         }
         float dq = 0.f, sb = 0.f;
-        for (int s0 = 0; s0 < cells; s0 += MLB_TILE) {
-            const int n = cells - s0 < MLB_TILE ? cells - s0 : MLB_TILE;
-            for (int i = threadIdx.x; i < G * MLB_TILE; i += MLB_BWD_BLOCK) {
-                const int g = i / MLB_TILE, c = i % MLB_TILE;
+        for (int s0 = 0; s0 < cells; s0 += MLBA_TILE) {
+            const int n = cells - s0 < MLBA_TILE ? cells - s0 : MLBA_TILE;
+            for (int i = threadIdx.x; i < G * MLBA_TILE; i += MLBA_BWD_BLOCK) {
+                const int g = i / MLBA_TILE, c = i % MLBA_TILE;
                 if (c < n) {
                     const int64_t at = (b * G + g) * cells + s0 + c;
                     tile[g][c] = alpha[at] * (dalpha[at] - cg[g]);
@@ -264,7 +264,7 @@ extern "C" __global__ void mlb_att_cells_backward(float* __restrict__ pv, const 
                     const float va = mlba_act(col[(int64_t)c * J] + bias, act);
                     float dh = 0.f;
 #pragma unroll
-                    for (int g = 0; g < MLB_MAX_G; ++g)
+                    for (int g = 0; g < MLBA_MAX_G; ++g)
                         if (g < G) {
                             dh = fmaf(tile[g][c], wj[g], dh);
                             t[g] = fmaf(tile[g][c], va, t[g]);
@@ -281,7 +281,7 @@ extern "C" __global__ void mlb_att_cells_backward(float* __restrict__ pv, const 
             dp[b * ldq + j] = dq * mlba_act_grad(qv, act);
             dbv[b * J + j] = sb;
 #pragma unroll
-            for (int g = 0; g < MLB_MAX_G; ++g)
+            for (int g = 0; g < MLBA_MAX_G; ++g)
                 if (g < G) tq[(b * G + g) * J + j] = qv * t[g];
         }
     }

@@ -24,7 +24,9 @@ import java.util.List;
  * </pre>
  * The logits bias {@code b_a} is kept for parity with trained models, but a softmax over the cells is
  * invariant to a per-glimpse constant: it changes neither the output nor the attention maps, and its
- * gradient is exactly zero.
+ * gradient is exactly zero. For the same reason, with σ = identity ({@link Activation#NONE}) the cells'
+ * bias {@code b_v} only adds {@code W_a (q' ⊙ b_v)} to every cell's logits alike, and its gradient is
+ * exactly zero too.
  *
  * <p>Shapes, row-major: {@code q} is {@code B × Dq}; {@code v} is {@code B × L × Dv} (cell {@code s} of
  * sample {@code b} at {@code (b·L + s)·Dv}); the output is {@code B × Out}; the attention maps are
@@ -84,7 +86,8 @@ public final class MlbAttention {
     /**
      * Gradients of a loss with respect to the inputs ({@code dq} {@code B × Dq}, {@code dv}
      * {@code B × L × Dv}) and to every layer's parameters, in the layers' own layout. {@code logits.bias}
-     * is all zeros (see the class comment).
+     * is all zeros (see the class comment), and so is {@code cells.bias} when σ is {@link Activation#NONE}
+     * (then {@code b_v} shifts every cell's logits alike).
      */
     public record Gradients(float[] dq, float[] dv, LinearGradients question, LinearGradients cells, LinearGradients logits,
                             List<LinearGradients> glimpses, LinearGradients questionFusion, LinearGradients answer) {

@@ -35,7 +35,8 @@ import java.util.Map;
  * {@code dW_v = dp_vᵀ v}; {@code dv = αᵀ·dv̂} (batched) then {@code += dp_v·W_v} (beta 1);
  * {@code dq = [dp_q | dp_f]·[W_q; W_f]} (one GEMM, both paths); the question and fusion weight gradients.
  * The joint {@code B×L×J} tensor is written once in the forward and twice in the backward (its
- * recomputation, then its gradient in place); {@code db_a} is exactly zero (softmax invariance).
+ * recomputation, then its gradient in place); {@code db_a} is exactly zero (softmax invariance), and so is {@code db_v} when σ is the
+ * identity: both are written as exact zeros (a memset), as {@link io.bifuse.reference.MlbAttentionReference} returns them.
  *
  * <p>Workspaces (and a cuBLAS handle bound to the stream) are made once per (stream, B, L) and kept
  * (the {@value #MAX_WORKSPACES} most recently used): about {@code 4(B·L·J + 2B·G·L + B·G·Dv + B(J + 2G·J))}
@@ -53,7 +54,7 @@ public final class MlbAttentionCuda implements AutoCloseable {
     static final List<KernelSpec> KERNELS = List.of(QUESTION, LOGITS, POOL, FUSE, FUSE_BACKWARD, CELLS_BACKWARD);
 
     static final int MAX_WORKSPACES = 4;
-    private static final int BLOCK = 256, CELLS_PER_BLOCK = 8, BWD_BLOCK = 128; // MLB_BLOCK, MLB_CELLS, MLB_BWD_BLOCK
+    private static final int BLOCK = 256, CELLS_PER_BLOCK = 8, BWD_BLOCK = 128; // MLBA_BLOCK, MLBA_CELLS, MLBA_BWD_BLOCK
 
     /** One layer's gradient buffers on the device: {@code weight} {@code out × in}; {@code bias} {@code out}, null exactly when the layer has none. */
     public record LayerBuffers(DeviceMemory weight, DeviceMemory bias) {}
@@ -193,16 +194,17 @@ public final class MlbAttentionCuda implements AutoCloseable {
             // w.pv now holds dp_v
             int rows = batch * cells;
             this.cells.backwardParameters(blas, p, w.pv, j, v, dv, rows, grads.cells.weight(), null, stream);
-            if (grads.cells.bias() != null) LinearCuda.biasGradient(context, w.dbv, j, batch, j, grads.cells.bias(), stream);
+            if (grads.cells.bias() != null) {
+                // With σ = identity the sum over cells cancels exactly (softmax invariance, see MlbAttention): write the exact zeros.
+                if (act == io.bifuse.Activation.NONE.code()) zero(grads.cells.bias(), j, stream);
+                else LinearCuda.biasGradient(context, w.dbv, j, batch, j, grads.cells.bias(), stream);
+            }
             // dv = αᵀ·dv̂ per sample, then += dp_v·W_v
             blas.gemmStridedBatched(p, true, false, cells, dv, g, 1f, w.alpha, cells, (long) g * cells, w.vhat2, dv, (long) g * dv,
                     0f, grads.dv, dv, (long) cells * dv, batch);
             this.cells.backwardInput(blas, p, w.pv, j, rows, 1f, grads.dv, dv);
             LinearCuda.biasGradient(context, w.tq, gj, batch, gj, grads.logits.weight(), stream);
-            if (grads.logits.bias() != null) {
-                Driver.check("cuMemsetD32Async", jcuda.driver.JCudaDriver.cuMemsetD32Async(
-                        DeviceBuffer.devicePointer(grads.logits.bias()), 0, g, stream.jcuda()));
-            }
+            if (grads.logits.bias() != null) zero(grads.logits.bias(), g, stream);
             // dq = [dp_q | dp_f] · [W_q; W_f]: both paths in one GEMM
             blas.gemm(p, false, false, batch, dq, qcols, 1f, w.dp, qcols, questionWeight, dq, 0f, grads.dq, dq);
             blas.gemm(p, true, false, j, dq, batch, 1f, w.dp, qcols, q, dq, 0f, grads.question.weight(), dq);
@@ -319,6 +321,11 @@ public final class MlbAttentionCuda implements AutoCloseable {
         }
 
         @Override public void close() { for (DeviceBuffer b : all) b.close(); }
+    }
+
+    /** Exact zeros into the first {@code floats} floats of {@code m}, queued on {@code stream}. */
+    private static void zero(DeviceMemory m, int floats, CudaStream stream) {
+        Driver.check("cuMemsetD32Async", jcuda.driver.JCudaDriver.cuMemsetD32Async(DeviceBuffer.devicePointer(m), 0, floats, stream.jcuda()));
     }
 
     /** Grid-stride elementwise kernels: enough blocks to fill the GPU, never more than the work. */

@@ -22,7 +22,11 @@ import java.util.stream.IntStream;
  * </pre>
  * Bias gradients are the sums of the corresponding {@code dp} over the rows. {@code db_a = Σ_{b,s} da_s}
  * is exactly zero ({@code Σ_s da_{g,s} = 0} for a softmax over s): the reference returns exact zeros
- * rather than the rounding noise of that sum, so that backends that write zeros compare exactly.
+ * rather than the rounding noise of that sum, so that backends that write zeros compare exactly. The
+ * same holds for the cells' bias {@code db_v} when σ is the identity ({@link Activation#NONE}): then
+ * {@code b_v} adds {@code W_a (q' ⊙ b_v)} to every cell's logits alike, which the softmax cancels, so
+ * {@code db_v = Σ_b q' ⊙ W_aᵀ Σ_s da_s = 0}, and it too is returned as exact zeros (a relative error
+ * against the rounding noise of a sum that cancels exactly would say nothing).
  *
  * <p>The layers are taken in double ({@link Params}), so that the tests can perturb any parameter by
  * a float64 step for central finite differences. Samples run in parallel; within a sample every sum
@@ -185,6 +189,7 @@ public final class MlbAttentionReference {
         int[] slot = slots(p);
         outer(p.question, dpq, j, 0, q, dq, 0, batch, par, slot[0]);
         outer(p.cells, dpv, j, 0, v, dv, 0, rows, par, slot[1]);
+        if (p.cells.bias != null && act == Activation.NONE) java.util.Arrays.fill(par.get(slot[1] + 1), 0); // exactly zero: see the class comment
         outer(p.logits, da, gs, 0, h, j, 0, rows, par, slot[2]);
         if (p.logits.bias != null) java.util.Arrays.fill(par.get(slot[2] + 1), 0); // exactly zero: see the class comment
         for (int g = 0; g < gs; g++) outer(p.glimpses.get(g), dpu, gj, g * j, vhat, gs * dv, g * dv, batch, par, slot[3 + g]);

@@ -99,6 +99,22 @@ class MlbAttentionReferenceTest {
         checkAgainstFiniteDifferences(p, q, v, go, 2, 1);
     }
 
+    @Test void gradientsThatCancelExactlyAreExactZeros() {
+        // db_a always, db_v when σ is the identity: zero in exact arithmetic (softmax invariance, see the
+        // class comment). The CUDA path writes exact zeros for them, so the reference must return exact
+        // zeros too, not the rounding noise of the cancelling sum; with tanh and relu db_v is a real gradient.
+        SplittableRandom r = new SplittableRandom(31);
+        for (Activation act : Activation.values()) {
+            MlbAttentionReference.Params p = gaussianParams(r, 3, 4, 5, 2, 2, act, true);
+            double[] q = gaussian(r, 2 * 3), v = gaussian(r, 2 * 6 * 4), go = gaussian(r, 2 * 2);
+            MlbAttentionReference.Grads gr = MlbAttentionReference.backward(p, q, v, go, 2, 6);
+            assertArrayEquals(new double[2], gr.parameters().get(5), 0.0, act + ": logits.bias");
+            double[] dbv = gr.parameters().get(3);
+            if (act == Activation.NONE) assertArrayEquals(new double[5], dbv, 0.0, "NONE: cells.bias");
+            else assertTrue(norm(dbv) > 1e-3, act + ": cells.bias " + norm(dbv));
+        }
+    }
+
     static void checkAgainstFiniteDifferences(MlbAttentionReference.Params p, double[] q, double[] v, double[] go, int batch, int cells) {
         MlbAttentionReference.Grads gr = MlbAttentionReference.backward(p, q, v, go, batch, cells);
         List<double[]> wrt = new ArrayList<>(List.of(q, v));
