@@ -1,0 +1,355 @@
+package io.bifuse.cuda;
+
+import io.bifuse.Linear;
+import io.bifuse.LinearGradients;
+import io.bifuse.Mlb;
+import io.bifuse.Precision;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * {@link Mlb} on one GPU: the GEMMs in cuBLAS ({@link LinearCuda}) with the arithmetic of a chosen
+ * {@link Precision}, everything between them fused into one kernel per direction ({@code cuda/Mlb.cu}).
+ *
+ * <p>Forward (4 launches): {@code proj[:, 0:J) = x·Uᵀ} and {@code proj[:, J:2J) = y·Vᵀ} (two GEMMs,
+ * no bias, into one {@code B × 2J} workspace), {@code mlb_forward} (both biases, both activations and
+ * the Hadamard product in one pass) → {@code h}, then {@code out = h·Pᵀ + b_p} (bias rows + GEMM).
+ *
+ * <p>Backward saves nothing from the forward (the op is stateless, as MCB is): it recomputes the two
+ * projections from {@code x, y} (two GEMMs, 2·B·J·(Dx+Dy) FLOPs, about half a forward), computes
+ * {@code gh = g·P}, then {@code mlb_backward} recomputes the activations from the pre-activations and
+ * writes {@code h} and, in place over the projections, {@code dpu | dpv}; then {@code ∂P = gᵀ·h},
+ * {@code ∂U = dpuᵀ·x}, {@code ∂V = dpvᵀ·y}, {@code ∂x = dpu·U}, {@code ∂y = dpv·V} (cuBLAS) and the
+ * bias gradients as deterministic column sums. Gradients are written, not accumulated.
+ *
+ * <p>Workspaces ({@code proj} {@code B × 2J}, {@code h}, {@code gh} {@code B × J}, and a cuBLAS handle
+ * bound to the stream) are made once per (stream, B) and kept (the {@value #MAX_WORKSPACES} most
+ * recently used), so repeated calls allocate nothing: 16·B·J bytes each (9.8 MB at the spec's size).
+ * Calls on one stream are serialized on its workspace; calls on different streams run concurrently.
+ * Every argument (size, 4-byte alignment, openness, each by name) is checked before anything is
+ * queued. Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
+ */
+public final class MlbCuda implements AutoCloseable {
+    public static final KernelSpec FORWARD = new KernelSpec("mlb_forward", "ppppiii");
+    public static final KernelSpec BACKWARD = new KernelSpec("mlb_backward", "pppppiii");
+    static final List<KernelSpec> KERNELS = List.of(FORWARD, BACKWARD);
+
+    static final int MAX_WORKSPACES = 4;
+    private static final int BLOCK = 256;
+
+    private final Mlb op;
+    private final CudaContext context;
+    private final Precision precision;
+    private final LinearCuda u, v, p;
+    private final Map<WorkspaceKey, Workspace> workspaces = new LinkedHashMap<>(8, 0.75f, true);
+    private boolean closed;
+
+    public MlbCuda(Mlb op, CudaContext context, Precision precision) {
+        if (op == null) throw new IllegalArgumentException("op: expected an Mlb, got null");
+        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
+        if (precision == null) throw new IllegalArgumentException("precision: expected FP32, TF32 or BF16, got null");
+        if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("Mlb on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
+        this.op = op;
+        this.context = context;
+        this.precision = precision;
+        List<LinearCuda> made = new ArrayList<>();
+        try {
+            made.add(new LinearCuda(context, op.u()));
+            made.add(new LinearCuda(context, op.v()));
+            made.add(new LinearCuda(context, op.p()));
+        } catch (RuntimeException e) {
+            made.forEach(LinearCuda::close);
+            throw e;
+        }
+        u = made.get(0);
+        v = made.get(1);
+        p = made.get(2);
+    }
+
+    public Mlb op() { return op; }
+    public Precision precision() { return precision; }
+
+    /**
+     * Device buffers for every gradient of {@link #backward}: {@code dx} {@code B × Dx}, {@code dy}
+     * {@code B × Dy}, each layer's weight gradient in its {@code out × in} layout, and its bias gradient
+     * ({@code out} floats), which must be null exactly when that layer has no bias.
+     */
+    public record DeviceGradients(DeviceMemory dx, DeviceMemory dy, DeviceMemory u, DeviceMemory bu,
+                                  DeviceMemory v, DeviceMemory bv, DeviceMemory p, DeviceMemory bp) {}
+
+    /** {@code out (B × Out) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
+    public void forward(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, CudaStream stream) {
+        checkBatch(batch);
+        checkMemory("x", x, batch, op.dx());
+        checkMemory("y", y, batch, op.dy());
+        checkMemory("out", out, batch, op.out());
+        checkStream(stream);
+        Workspace w = workspace(stream, batch);
+        synchronized (w) {
+            if (w.closed) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
+            context.makeCurrent();
+            project(w, x, y, batch);
+            int j = op.joint();
+            context.launch(FORWARD, grid((long) batch * j), 1, BLOCK, 0, stream, w.proj, u.bias(), v.bias(), w.h, batch, j, op.activation().code());
+            p.forward(w.blas, precision, w.h, j, batch, out, op.out(), stream);
+        }
+    }
+
+    /**
+     * Every gradient from {@code gradOut = ∂L/∂out (B × Out)} and the forward's inputs, written into
+     * {@code grads}, queued on {@code stream}. {@code x, y, gradOut} are only read.
+     */
+    public void backward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, DeviceGradients grads, int batch, CudaStream stream) {
+        checkBatch(batch);
+        checkMemory("x", x, batch, op.dx());
+        checkMemory("y", y, batch, op.dy());
+        checkMemory("gradOut", gradOut, batch, op.out());
+        if (grads == null) throw new IllegalArgumentException("grads: expected DeviceGradients for dx, dy, U, V, P, got null");
+        checkMemory("grads.dx", grads.dx(), batch, op.dx());
+        checkMemory("grads.dy", grads.dy(), batch, op.dy());
+        checkLayer("grads.u", "grads.bu", grads.u(), grads.bu(), op.u());
+        checkLayer("grads.v", "grads.bv", grads.v(), grads.bv(), op.v());
+        checkLayer("grads.p", "grads.bp", grads.p(), grads.bp(), op.p());
+        checkStream(stream);
+        Workspace w = workspace(stream, batch);
+        synchronized (w) {
+            if (w.closed) { backward(x, y, gradOut, grads, batch, stream); return; } // evicted meanwhile
+            context.makeCurrent();
+            int j = op.joint(), ld = 2 * j;
+            project(w, x, y, batch);
+            p.backwardInput(w.blas, precision, gradOut, op.out(), batch, 0f, w.gh, j);
+            context.launch(BACKWARD, grid((long) batch * j), 1, BLOCK, 0, stream,
+                    w.proj, u.bias(), v.bias(), w.gh, w.h, batch, j, op.activation().code());
+            DeviceMemory dpu = w.proj, dpv = w.projRight;
+            p.backwardParameters(w.blas, precision, gradOut, op.out(), w.h, j, batch, grads.p(), grads.bp(), stream);
+            u.backwardParameters(w.blas, precision, dpu, ld, x, op.dx(), batch, grads.u(), grads.bu(), stream);
+            v.backwardParameters(w.blas, precision, dpv, ld, y, op.dy(), batch, grads.v(), grads.bv(), stream);
+            u.backwardInput(w.blas, precision, dpu, ld, batch, 0f, grads.dx(), op.dx());
+            v.backwardInput(w.blas, precision, dpv, ld, batch, 0f, grads.dy(), op.dy());
+        }
+    }
+
+    /** Host convenience: copies in, runs on a private stream, copies out. */
+    public float[] forward(float[] x, float[] y, int batch) {
+        op.checkInputs(x, y, batch);
+        try (CudaStream s = CudaStream.create(context);
+             DeviceBuffer dx = DeviceBuffer.of(context, x); DeviceBuffer dy = DeviceBuffer.of(context, y);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * op.out())) {
+            try {
+                forward(dx, dy, out, batch, s);
+                float[] f = new float[batch * op.out()];
+                out.read(f, s);
+                return f;
+            } finally {
+                release(s); // its handle may be reused by the next stream the driver creates
+            }
+        }
+    }
+
+    /** Host convenience: copies in, runs on a private stream, copies out. */
+    public Mlb.Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
+        op.checkInputs(x, y, batch);
+        io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, op.out());
+        List<DeviceBuffer> bufs = new ArrayList<>();
+        try (CudaStream s = CudaStream.create(context)) {
+            try {
+                DeviceBuffer dx = add(bufs, DeviceBuffer.of(context, x)), dy = add(bufs, DeviceBuffer.of(context, y));
+                DeviceBuffer g = add(bufs, DeviceBuffer.of(context, gradOut));
+                DeviceGradients gr = allocateGradients(batch, bufs);
+                backward(dx, dy, g, gr, batch, s);
+                return new Mlb.Gradients(read(gr.dx(), s), read(gr.dy(), s), read(gr.u(), gr.bu(), s), read(gr.v(), gr.bv(), s),
+                        read(gr.p(), gr.bp(), s));
+            } finally {
+                release(s);
+                for (int i = bufs.size() - 1; i >= 0; i--) bufs.get(i).close();
+            }
+        }
+    }
+
+    /**
+     * Fresh device buffers for every gradient at batch {@code batch}, each added to {@code owned} (the
+     * caller closes them); bias entries are null for layers without a bias.
+     */
+    public DeviceGradients allocateGradients(int batch, List<DeviceBuffer> owned) {
+        checkBatch(batch);
+        DeviceBuffer gx = add(owned, floats(batch * (long) op.dx())), gy = add(owned, floats(batch * (long) op.dy()));
+        DeviceBuffer[] gu = layerBuffers(owned, op.u()), gv = layerBuffers(owned, op.v()), gp = layerBuffers(owned, op.p());
+        return new DeviceGradients(gx, gy, gu[0], gu[1], gv[0], gv[1], gp[0], gp[1]);
+    }
+
+    private DeviceBuffer[] layerBuffers(List<DeviceBuffer> owned, Linear l) {
+        DeviceBuffer w = add(owned, floats((long) l.out() * l.in()));
+        DeviceBuffer b = l.hasBias() ? add(owned, floats(l.out())) : null;
+        return new DeviceBuffer[] {w, b};
+    }
+
+    private DeviceBuffer floats(long n) { return DeviceBuffer.allocateFloats(context, n); }
+
+    private static DeviceBuffer add(List<DeviceBuffer> owned, DeviceBuffer b) {
+        owned.add(b);
+        return b;
+    }
+
+    private static float[] read(DeviceMemory m, CudaStream s) {
+        float[] r = new float[(int) (m.byteSize() / 4)];
+        ((DeviceBuffer) m).read(r, s);
+        return r;
+    }
+
+    private static LinearGradients read(DeviceMemory w, DeviceMemory b, CudaStream s) {
+        return new LinearGradients(read(w, s), b == null ? null : read(b, s));
+    }
+
+    /** {@code proj = [x·Uᵀ | y·Vᵀ]}: both projections, biases left to the fused kernel. */
+    private void project(Workspace w, DeviceMemory x, DeviceMemory y, int batch) {
+        int ld = 2 * op.joint();
+        u.project(w.blas, precision, x, op.dx(), batch, w.proj, ld);
+        v.project(w.blas, precision, y, op.dy(), batch, w.projRight, ld);
+    }
+
+    /** Grid-stride kernels: enough blocks to fill the GPU, never more than the work. */
+    private int grid(long threads) {
+        long blocks = (threads + BLOCK - 1) / BLOCK;
+        return (int) Math.max(1, Math.min(blocks, 32L * context.multiprocessorCount() * (2048 / BLOCK)));
+    }
+
+    private static void checkBatch(int batch) {
+        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
+    }
+
+    private static void checkStream(CudaStream stream) {
+        if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
+    }
+
+    private static void checkLayer(String wName, String bName, DeviceMemory w, DeviceMemory b, Linear l) {
+        checkMemory(wName, w, l.out(), l.in());
+        if (l.hasBias()) checkMemory(bName, b, 1, l.out());
+        else if (b != null) throw new IllegalArgumentException(bName + ": expected null (the layer has no bias), got device memory");
+    }
+
+    private static void checkMemory(String name, DeviceMemory m, int rows, int cols) {
+        if (m == null) throw new IllegalArgumentException(name + ": expected device memory for " + rows + " × " + cols + " floats, got null");
+        if (!m.isOpen()) throw new IllegalArgumentException(name + ": the device buffer is closed");
+        long need = 4L * rows * cols;
+        if (m.byteSize() < need) {
+            throw new IllegalArgumentException(name + ": expected at least " + rows + " × " + cols + " floats (" + need
+                    + " bytes), got " + m.byteSize() + " bytes");
+        }
+        if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
+    }
+
+    private Workspace workspace(CudaStream stream, int batch) {
+        WorkspaceKey key = new WorkspaceKey(stream.handle(), batch);
+        List<Workspace> evicted = new ArrayList<>();
+        Workspace w;
+        synchronized (workspaces) {
+            if (closed) throw new IllegalStateException("MlbCuda is closed");
+            w = workspaces.get(key);
+            if (w == null) {
+                w = new Workspace(stream, batch);
+                workspaces.put(key, w);
+                var it = workspaces.values().iterator();
+                while (workspaces.size() > MAX_WORKSPACES && it.hasNext()) {
+                    Workspace old = it.next();
+                    if (old != w) { it.remove(); evicted.add(old); }
+                }
+            }
+        }
+        for (Workspace old : evicted) old.close();
+        return w;
+    }
+
+    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
+    public void release(CudaStream stream) {
+        List<Workspace> gone = new ArrayList<>();
+        synchronized (workspaces) {
+            workspaces.values().removeIf(w -> { if (w.streamHandle == stream.handle()) { gone.add(w); return true; } return false; });
+        }
+        for (Workspace w : gone) w.close();
+    }
+
+    /** Bytes of device memory this op holds now (weights, biases, workspaces). */
+    public long deviceBytes() {
+        synchronized (workspaces) {
+            long total = u.deviceBytes() + v.deviceBytes() + p.deviceBytes();
+            for (Workspace w : workspaces.values()) total += w.bytes();
+            return total;
+        }
+    }
+
+    @Override public void close() {
+        List<Workspace> all;
+        synchronized (workspaces) {
+            if (closed) return;
+            closed = true;
+            all = new ArrayList<>(workspaces.values());
+            workspaces.clear();
+        }
+        for (Workspace w : all) w.close();
+        u.close();
+        v.close();
+        p.close();
+    }
+
+    private record WorkspaceKey(long stream, int batch) {}
+
+    /** Buffers and the cuBLAS handle for one (stream, B). */
+    private final class Workspace implements AutoCloseable {
+        final long streamHandle;
+        final CudaStream stream;
+        final List<AutoCloseable> owned = new ArrayList<>();
+        final DeviceBuffer proj, h, gh;
+        final DeviceMemory projRight; // columns [J, 2J) of proj: y·Vᵀ, then dpv
+        final CublasHandle blas;
+        boolean closed;               // guarded by this
+
+        Workspace(CudaStream stream, int batch) {
+            this.stream = stream;
+            this.streamHandle = stream.handle();
+            long j = op.joint();
+            try {
+                proj = own(DeviceBuffer.allocateFloats(context, 2L * batch * j));
+                h = own(DeviceBuffer.allocateFloats(context, batch * j));
+                gh = own(DeviceBuffer.allocateFloats(context, batch * j));
+                projRight = proj.slice(4L * j, proj.byteSize() - 4L * j);
+                blas = own(new CublasHandle(context, stream));
+            } catch (RuntimeException e) {
+                close();
+                throw e;
+            }
+        }
+
+        private <T extends AutoCloseable> T own(T r) {
+            owned.add(r);
+            return r;
+        }
+
+        long bytes() {
+            long total = 0;
+            for (AutoCloseable r : owned) if (r instanceof DeviceBuffer b) total += b.byteSize();
+            return total;
+        }
+
+        @Override public synchronized void close() {
+            if (closed) return;
+            closed = true;
+            // Work queued on the stream may still use these buffers.
+            try {
+                if (!owned.isEmpty()) {
+                    try {
+                        stream.synchronize();
+                    } catch (IllegalStateException streamClosed) {
+                        context.synchronize();
+                    }
+                }
+            } finally {
+                for (int i = owned.size() - 1; i >= 0; i--) {
+                    try { owned.get(i).close(); } catch (Exception ignored) { /* keep freeing the rest */ }
+                }
+                owned.clear();
+            }
+        }
+    }
+}
