@@ -25,8 +25,12 @@ import java.util.SplittableRandom;
  * {@code max(that, 10 × FullBilinearReference.float32Baseline)}: the exact float64 backward evaluated
  * at a float32-computed z, i.e. how far ANY float32 pipeline must land from the reference on these
  * inputs (the same rule as {@link Check}'s MCB rows, with a GEMM's rounding instead of FFT noise).
+ * Measured baselines: rectified inputs 3e-8 to 1e-7 (FP32), up to 7e-5 (TF32) and 5e-4 (BF16); signed
+ * inputs 1e-3 to 5e-3 (FP32) and 0.07 to 1.4 (TF32/BF16), where the row says so and is not compared.
  */
 final class FullBilinearSuite implements Suite {
+    /** Above this conditioning baseline a backward row would have a bound over 10%: not compared (reported as such). */
+    static final double NOT_COMPARABLE = 1e-2;
 
     /** One case: sizes, homologous or not, averaging, and the kind of input. */
     record Case(int batch, int positions, int c1, int c2, boolean homologous, boolean average) {
@@ -92,12 +96,15 @@ final class FullBilinearSuite implements Suite {
                 if (!gpu) continue;
                 for (Precision p : Precision.values()) {
                     double fwdTol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
-                    double bwdTol = Math.max(fwdTol, Check.BASELINE_FACTOR * FullBilinearReference.float32Baseline(op, x, y, g, b, l, p, gRef));
+                    double baseline = FullBilinearReference.float32Baseline(op, x, y, g, b, l, p, gRef);
+                    double bwdTol = Math.max(fwdTol, Check.BASELINE_FACTOR * baseline);
                     try (FullBilinearCuda cuda = op.onCuda(ctx, p)) {
                         float[][] r = runCuda(ctx, cuda, x, y, g, b, l);
                         String backend = "cuda-" + p.name().toLowerCase();
                         report.add("FullBilinear.forward", backend, size, r[0], zRef, fwdTol);
-                        addBackward(report, backend, size, op, new Gradients(r[1], r[2]), gRef, bwdTol);
+                        if (baseline <= NOT_COMPARABLE) addBackward(report, backend, size, op, new Gradients(r[1], r[2]), gRef, bwdTol);
+                        else report.skipped("FullBilinear.backward " + backend + " " + size, String.format(
+                                "the float32 baseline alone is %.1e: the exact ssqrt derivative at z ≈ 0 does not survive %s rounding", baseline, p));
                     }
                 }
             }

@@ -36,11 +36,19 @@ import org.junit.jupiter.params.provider.CsvSource;
  * land closer than that baseline (the exact float64 backward evaluated at a float32-computed z). The
  * factor 10 covers a different summation order than the baseline's (cuBLAS tiles vs sequential: the
  * baseline's order is the less accurate one) and the backward GEMMs' own rounding. Rectified inputs
- * (what conv5 features are) keep z away from 0, and there the bound stays at 1e-5.
+ * (what conv5 features are) keep z away from 0, and there the bound stays at 1e-5 (FP32). Where the
+ * baseline itself exceeds {@link #NOT_COMPARABLE} (signed inputs, exact derivative, TF32/BF16 operand
+ * rounding of about 1e-3 in z) the gradients are only required to be finite.
  */
 @Tag("gpu")
 class FullBilinearCudaTest {
     static final double TOL = 1e-5;
+    /**
+     * Above this baseline a gradient comparison means nothing (the bound would exceed 10%): signed
+     * inputs with the exact ssqrt derivative in TF32/BF16 measure 0.3 to 1.4 (FP32: 1e-3 to 5e-3,
+     * rectified inputs: 3e-8 to 5e-4 in every mode).
+     */
+    static final double NOT_COMPARABLE = 1e-2;
     /** Set by the bundle's {@code run sanitize}: compute-sanitizer slows kernels 10-100×, so skip the largest sizes. */
     static final boolean SANITIZE = Boolean.getBoolean("bifuse.sanitize");
     static CudaContext ctx;
@@ -73,11 +81,16 @@ class FullBilinearCudaTest {
             double[][] gRef = FullBilinearReference.backward(op, x, y, g, batch, positions);
             for (Precision p : Precision.values()) {
                 double fwdTol = p == Precision.FP32 ? TOL : p.bound();
-                double bwdTol = Math.max(fwdTol, 10 * FullBilinearReference.float32Baseline(op, x, y, g, batch, positions, p, gRef));
+                double baseline = FullBilinearReference.float32Baseline(op, x, y, g, batch, positions, p, gRef);
+                double bwdTol = Math.max(fwdTol, 10 * baseline);
                 try (FullBilinearCuda cuda = op.onCuda(ctx, p)) {
                     float[][] out = run(cuda, x, y, g, batch, positions);
                     String what = p + " " + n + " seed " + seed;
                     assertBelow(Stats.relativeL2(out[0], zRef), fwdTol, what + " forward");
+                    if (baseline > NOT_COMPARABLE) { // no float32 pipeline resolves this gradient: only require it finite
+                        for (int i = 0; i < 3; i++) if (out[i] != null) for (float v : out[i]) assertTrue(Float.isFinite(v), what + " non-finite gradient");
+                        continue;
+                    }
                     assertBelow(Stats.relativeL2(out[1], gRef[0]), bwdTol, what + " dx");
                     if (!homologous) assertBelow(Stats.relativeL2(out[2], gRef[1]), bwdTol, what + " dy");
                 }
