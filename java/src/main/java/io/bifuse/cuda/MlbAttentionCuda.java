@@ -1,0 +1,538 @@
+package io.bifuse.cuda;
+
+import io.bifuse.Linear;
+import io.bifuse.LinearGradients;
+import io.bifuse.MlbAttention;
+import io.bifuse.Precision;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * {@link MlbAttention} on one GPU: cuBLAS GEMMs in the op's {@link Precision} and the fused kernels of
+ * {@code cuda/MlbAttention.cu} between them.
+ *
+ * <p>Forward, B samples of L cells ({@code J} joint, {@code G} glimpses):
+ * <ol>
+ *   <li>one GEMM {@code q·[W_q; W_f]ᵀ} → {@code B × (J + G·J)} (the question and question-fusion layers
+ *       are stacked on the device: the question is read once), then {@code mlb_att_question}: bias + σ
+ *       in place, so {@code q'} is computed once per sample;</li>
+ *   <li>one GEMM over the {@code B·L} cell rows {@code v·W_vᵀ} → {@code B·L × J}: the only write of the
+ *       joint tensor (bias and σ are applied by its readers, the question side is never tiled);</li>
+ *   <li>{@code mlb_att_logits}: per cell, σ(pv + b_v) ⊙ q'[b] reduced against W_a to the G logits;</li>
+ *   <li>{@code mlb_att_pool}: softmax over the cells and the glimpse-weighted sums v̂ ({@code B × G × Dv}),
+ *       reading v once; it writes the attention maps too;</li>
+ *   <li>the G glimpse projections as ONE strided-batched GEMM writing the {@code B × G·J} concatenation
+ *       in place, {@code mlb_att_fuse} (bias + σ + ⊙ f), and the answer layer.</li>
+ * </ol>
+ * Backward recomputes all of that from {@code q, v} (nothing is saved between calls: the op is
+ * stateless, as {@link CompactBilinearCuda}), then: {@code dz = g·W_o}; {@code mlb_att_fuse_backward}
+ * (z for {@code dW_o}, {@code dp_u}, {@code dp_f}); the glimpse weight gradients (one GEMM each) and
+ * {@code dv̂} (one strided-batched GEMM); {@code dα = dv̂·vᵀ} (a GEMM batched over samples);
+ * {@code mlb_att_cells_backward} (softmax Jacobian, {@code dp_v} written over the cell projection in
+ * place, and the per-sample sums over cells that give {@code dp_q}, {@code dW_a} and {@code db_v});
+ * {@code dW_v = dp_vᵀ v}; {@code dv = αᵀ·dv̂} (batched) then {@code += dp_v·W_v} (beta 1);
+ * {@code dq = [dp_q | dp_f]·[W_q; W_f]} (one GEMM, both paths); the question and fusion weight gradients.
+ * The joint {@code B×L×J} tensor is written once in the forward and twice in the backward (its
+ * recomputation, then its gradient in place); {@code db_a} is exactly zero (softmax invariance).
+ *
+ * <p>Workspaces (and a cuBLAS handle bound to the stream) are made once per (stream, B, L) and kept
+ * (the {@value #MAX_WORKSPACES} most recently used): about {@code 4(B·L·J + 2B·G·L + B·G·Dv + B(J + 2G·J))}
+ * bytes, plus as much again on first backward. Calls on one stream are serialized on its workspace;
+ * calls on different streams run concurrently. Every argument is checked before anything is queued.
+ * Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
+ */
+public final class MlbAttentionCuda implements AutoCloseable {
+    public static final KernelSpec QUESTION = new KernelSpec("mlb_att_question", "ppiii");
+    public static final KernelSpec LOGITS = new KernelSpec("mlb_att_logits", "pppipppiiiii");
+    public static final KernelSpec POOL = new KernelSpec("mlb_att_pool", "ppppiiii");
+    public static final KernelSpec FUSE = new KernelSpec("mlb_att_fuse", "pppiiiii");
+    public static final KernelSpec FUSE_BACKWARD = new KernelSpec("mlb_att_fuse_backward", "pppiipppiii");
+    public static final KernelSpec CELLS_BACKWARD = new KernelSpec("mlb_att_cells_backward", "pppippppppiiiii");
+    static final List<KernelSpec> KERNELS = List.of(QUESTION, LOGITS, POOL, FUSE, FUSE_BACKWARD, CELLS_BACKWARD);
+
+    static final int MAX_WORKSPACES = 4;
+    private static final int BLOCK = 256, CELLS_PER_BLOCK = 8, BWD_BLOCK = 128; // MLB_BLOCK, MLB_CELLS, MLB_BWD_BLOCK
+
+    /** One layer's gradient buffers on the device: {@code weight} {@code out × in}; {@code bias} {@code out}, null exactly when the layer has none. */
+    public record LayerBuffers(DeviceMemory weight, DeviceMemory bias) {}
+
+    /**
+     * Where {@link #backward} writes: {@code dq} ({@code B × Dq}), {@code dv} ({@code B × L × Dv}) and one
+     * {@link LayerBuffers} per layer, as {@link MlbAttention.Gradients}.
+     */
+    public record GradientBuffers(DeviceMemory dq, DeviceMemory dv, LayerBuffers question, LayerBuffers cells, LayerBuffers logits,
+                                  List<LayerBuffers> glimpses, LayerBuffers questionFusion, LayerBuffers answer) {
+        public GradientBuffers { glimpses = glimpses == null ? null : java.util.Collections.unmodifiableList(new ArrayList<>(glimpses)); }
+    }
+
+    private final MlbAttention op;
+    private final CudaContext context;
+    private final Precision precision;
+    private final int dq, dv, j, g, gj, qcols, outDim, act;
+    private final List<AutoCloseable> weights = new ArrayList<>();
+    private final DeviceBuffer questionWeight, questionBias, glimpseWeight, glimpseBias;
+    private final LinearCuda cells, logits, answer;
+    private final Map<WorkspaceKey, Workspace> workspaces = new LinkedHashMap<>(8, 0.75f, true);
+    private boolean closed;
+
+    public MlbAttentionCuda(MlbAttention op, CudaContext context, Precision precision) {
+        if (op == null) throw new IllegalArgumentException("op: expected an MlbAttention, got null");
+        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
+        if (precision == null) throw new IllegalArgumentException("precision: expected FP32, TF32 or BF16, got null");
+        if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("MlbAttention on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
+        this.op = op;
+        this.context = context;
+        this.precision = precision;
+        MlbAttention.Weights w = op.weights();
+        dq = op.dq();
+        dv = op.dv();
+        j = op.joint();
+        g = op.glimpses();
+        gj = g * j;
+        qcols = j + gj;
+        outDim = op.out();
+        act = op.activation().code();
+        try {
+            questionWeight = own(DeviceBuffer.of(context, concat(w.question().weightArray(), w.questionFusion().weightArray())));
+            questionBias = own(DeviceBuffer.of(context, concat(w.question().biasArray(), w.questionFusion().biasArray())));
+            float[][] gw = new float[g][], gb = new float[g][];
+            for (int i = 0; i < g; i++) {
+                gw[i] = w.glimpses().get(i).weightArray();
+                gb[i] = w.glimpses().get(i).biasArray();
+            }
+            glimpseWeight = own(DeviceBuffer.of(context, concat(gw)));
+            glimpseBias = own(DeviceBuffer.of(context, concat(gb)));
+            cells = own(new LinearCuda(context, w.cells()));
+            logits = own(new LinearCuda(context, w.logits()));
+            answer = own(new LinearCuda(context, w.answer()));
+        } catch (RuntimeException e) {
+            closeWeights();
+            throw e;
+        }
+    }
+
+    public MlbAttention op() { return op; }
+    public Precision precision() { return precision; }
+
+    /**
+     * {@code out (B × Out) = op(q (B × Dq), v (B × L × Dv))}, and the attention maps into
+     * {@code attention} ({@code B × G × L}) unless it is null; queued on {@code stream}.
+     */
+    public void forward(DeviceMemory q, DeviceMemory v, DeviceMemory out, DeviceMemory attention, int batch, int cells, CudaStream stream) {
+        checkSizes(batch, cells);
+        checkMemory("q", q, batch, dq);
+        checkMemory("v", v, (long) batch * cells, dv);
+        checkMemory("out", out, batch, outDim);
+        if (attention != null) checkMemory("attention", attention, (long) batch * g, cells);
+        checkStream(stream);
+        Workspace w = workspace(stream, batch, cells);
+        synchronized (w) {
+            if (w.closed) { forward(q, v, out, attention, batch, cells, stream); return; } // evicted meanwhile: take a fresh one
+            context.makeCurrent();
+            attend(w, q, v, attention == null ? w.alpha : attention, batch, cells, stream);
+            context.launch(FUSE, grid((long) batch * gj), 1, BLOCK, 0, stream, w.up, glimpseBias, w.qp, qcols, j, batch, gj, act);
+            answer.forward(w.blas, precision, w.up, gj, batch, out, outDim, stream);
+        }
+    }
+
+    /** Everything up to the glimpse projections: qp = [q' | f], pv, logits, alpha, v̂, up (pre-activation). */
+    private void attend(Workspace w, DeviceMemory q, DeviceMemory v, DeviceMemory alpha, int batch, int cells, CudaStream stream) {
+        CublasHandle blas = w.blas;
+        blas.gemm(precision, false, true, batch, qcols, dq, 1f, q, dq, questionWeight, dq, 0f, w.qp, qcols);
+        context.launch(QUESTION, grid((long) batch * qcols), 1, BLOCK, 0, stream, w.qp, questionBias, batch, qcols, act);
+        this.cells.project(blas, precision, v, dv, batch * cells, w.pv, j);
+        long groups = (long) batch * ((cells + CELLS_PER_BLOCK - 1) / CELLS_PER_BLOCK);
+        context.launch(LOGITS, units(groups), 1, BLOCK, 0, stream, w.pv, this.cells.bias(), w.qp, qcols, logits.weight(), logits.bias(),
+                w.logits, batch, cells, j, g, act);
+        long chunks = (long) batch * ((dv + BLOCK - 1) / BLOCK);
+        context.launch(POOL, units(chunks), 1, BLOCK, 0, stream, w.logits, v, alpha, w.vhat, batch, cells, dv, g);
+        // up[:, g·J + j] = v̂_g · W_gᵀ for every glimpse at once: A_g = v̂[:, g, :], B_g = W_g, C_g = up's column block g.
+        blas.gemmStridedBatched(precision, false, true, batch, j, dv, 1f, w.vhat, g * dv, dv, glimpseWeight, dv, (long) j * dv,
+                0f, w.up, gj, j, g);
+    }
+
+    /**
+     * Every gradient ({@code grads}) from {@code gradOut = ∂L/∂out (B × Out)} and the forward's inputs,
+     * queued on {@code stream}. Gradients are written, not accumulated; {@code gradOut} is only read.
+     */
+    public void backward(DeviceMemory q, DeviceMemory v, DeviceMemory gradOut, GradientBuffers grads, int batch, int cells, CudaStream stream) {
+        checkSizes(batch, cells);
+        checkMemory("q", q, batch, dq);
+        checkMemory("v", v, (long) batch * cells, dv);
+        checkMemory("gradOut", gradOut, batch, outDim);
+        checkGradients(grads, batch, cells);
+        checkStream(stream);
+        Workspace w = workspace(stream, batch, cells);
+        synchronized (w) {
+            if (w.closed) { backward(q, v, gradOut, grads, batch, cells, stream); return; } // evicted meanwhile
+            context.makeCurrent();
+            w.ensureBackward();
+            CublasHandle blas = w.blas;
+            Precision p = precision;
+            attend(w, q, v, w.alpha, batch, cells, stream);
+            answer.backwardInput(blas, p, gradOut, outDim, batch, 0f, w.dz, gj);
+            context.launch(FUSE_BACKWARD, grid((long) batch * gj), 1, BLOCK, 0, stream, w.up, glimpseBias, w.qp, qcols, j, w.dz, w.z, w.dp,
+                    batch, gj, act);
+            answer.backwardParameters(blas, p, gradOut, outDim, w.z, gj, batch, grads.answer.weight(), grads.answer.bias(), stream);
+            // glimpses: w.up now holds dp_u (B × G·J)
+            for (int i = 0; i < g; i++) {
+                DeviceMemory dpu = floats(w.up, (long) i * j), vh = floats(w.vhat, (long) i * dv);
+                LayerBuffers lb = grads.glimpses.get(i);
+                blas.gemm(p, true, false, j, dv, batch, 1f, dpu, gj, vh, g * dv, 0f, lb.weight(), dv);
+                if (lb.bias() != null) LinearCuda.biasGradient(context, dpu, gj, batch, j, lb.bias(), stream);
+            }
+            blas.gemmStridedBatched(p, false, false, batch, dv, j, 1f, w.up, gj, j, glimpseWeight, dv, (long) j * dv, 0f, w.vhat2, g * dv, dv, g);
+            // dα[b] (G × L) = dv̂[b] · v[b]ᵀ, batched over samples
+            blas.gemmStridedBatched(p, false, true, g, cells, dv, 1f, w.vhat2, dv, (long) g * dv, v, dv, (long) cells * dv,
+                    0f, w.dalpha, cells, (long) g * cells, batch);
+            long chunks = (long) batch * ((j + BWD_BLOCK - 1) / BWD_BLOCK);
+            context.launch(CELLS_BACKWARD, units(chunks), 1, BWD_BLOCK, 0, stream, w.pv, this.cells.bias(), w.qp, qcols, logits.weight(),
+                    w.alpha, w.dalpha, w.dp, w.tq, w.dbv, batch, cells, j, g, act);
+            // w.pv now holds dp_v
+            int rows = batch * cells;
+            this.cells.backwardParameters(blas, p, w.pv, j, v, dv, rows, grads.cells.weight(), null, stream);
+            if (grads.cells.bias() != null) LinearCuda.biasGradient(context, w.dbv, j, batch, j, grads.cells.bias(), stream);
+            // dv = αᵀ·dv̂ per sample, then += dp_v·W_v
+            blas.gemmStridedBatched(p, true, false, cells, dv, g, 1f, w.alpha, cells, (long) g * cells, w.vhat2, dv, (long) g * dv,
+                    0f, grads.dv, dv, (long) cells * dv, batch);
+            this.cells.backwardInput(blas, p, w.pv, j, rows, 1f, grads.dv, dv);
+            LinearCuda.biasGradient(context, w.tq, gj, batch, gj, grads.logits.weight(), stream);
+            if (grads.logits.bias() != null) {
+                Driver.check("cuMemsetD32Async", jcuda.driver.JCudaDriver.cuMemsetD32Async(
+                        DeviceBuffer.devicePointer(grads.logits.bias()), 0, g, stream.jcuda()));
+            }
+            // dq = [dp_q | dp_f] · [W_q; W_f]: both paths in one GEMM
+            blas.gemm(p, false, false, batch, dq, qcols, 1f, w.dp, qcols, questionWeight, dq, 0f, grads.dq, dq);
+            blas.gemm(p, true, false, j, dq, batch, 1f, w.dp, qcols, q, dq, 0f, grads.question.weight(), dq);
+            if (grads.question.bias() != null) LinearCuda.biasGradient(context, w.dp, qcols, batch, j, grads.question.bias(), stream);
+            DeviceMemory dpf = floats(w.dp, j);
+            blas.gemm(p, true, false, gj, dq, batch, 1f, dpf, qcols, q, dq, 0f, grads.questionFusion.weight(), dq);
+            if (grads.questionFusion.bias() != null) LinearCuda.biasGradient(context, dpf, qcols, batch, gj, grads.questionFusion.bias(), stream);
+        }
+    }
+
+    /** Host convenience: copies in, runs on a private stream, copies out. */
+    public float[] forward(float[] q, float[] v, int batch, int cells) {
+        return forwardWithAttention(q, v, batch, cells).out();
+    }
+
+    /** Host convenience: the output and the attention maps ({@code B × G × L}). */
+    public MlbAttention.Result forwardWithAttention(float[] q, float[] v, int batch, int cells) {
+        op.checkInputs(q, v, batch, cells);
+        try (CudaStream s = CudaStream.create(context);
+             DeviceBuffer dqb = DeviceBuffer.of(context, q); DeviceBuffer dvb = DeviceBuffer.of(context, v);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * outDim);
+             DeviceBuffer att = DeviceBuffer.allocateFloats(context, (long) batch * g * cells)) {
+            try {
+                forward(dqb, dvb, out, att, batch, cells, s);
+                float[] o = new float[batch * outDim], a = new float[batch * g * cells];
+                out.read(o, s);
+                att.read(a, s);
+                return new MlbAttention.Result(o, a);
+            } finally {
+                release(s); // its handle may be reused by the next stream the driver creates
+            }
+        }
+    }
+
+    /** Host convenience: copies in, runs on a private stream, copies out. */
+    public MlbAttention.Gradients backward(float[] q, float[] v, float[] gradOut, int batch, int cells) {
+        op.checkInputs(q, v, batch, cells);
+        io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, outDim);
+        try (CudaStream s = CudaStream.create(context);
+             DeviceBuffer dqb = DeviceBuffer.of(context, q); DeviceBuffer dvb = DeviceBuffer.of(context, v);
+             DeviceBuffer dg = DeviceBuffer.of(context, gradOut);
+             OwnedGradients grads = allocateGradients(batch, cells)) {
+            try {
+                backward(dqb, dvb, dg, grads.buffers(), batch, cells, s);
+                return grads.read(s);
+            } finally {
+                release(s);
+            }
+        }
+    }
+
+    /** Device buffers for every gradient of a {@code (B, L)} call, owned by the result (close it to free them). */
+    public OwnedGradients allocateGradients(int batch, int cells) {
+        checkSizes(batch, cells);
+        return new OwnedGradients(batch, cells);
+    }
+
+    /** Gradient buffers allocated by {@link #allocateGradients}: poison them, pass {@link #buffers()}, read them back. */
+    public final class OwnedGradients implements AutoCloseable {
+        private final List<DeviceBuffer> all = new ArrayList<>();
+        private final GradientBuffers buffers;
+        private final int batch, cells;
+
+        private OwnedGradients(int batch, int cells) {
+            this.batch = batch;
+            this.cells = cells;
+            MlbAttention.Weights w = op.weights();
+            try {
+                DeviceBuffer gq = alloc((long) batch * dq), gv = alloc((long) batch * cells * dv);
+                List<LayerBuffers> gl = new ArrayList<>();
+                for (Linear l : w.glimpses()) gl.add(layer(l));
+                buffers = new GradientBuffers(gq, gv, layer(w.question()), layer(w.cells()), layer(w.logits()), gl, layer(w.questionFusion()),
+                        layer(w.answer()));
+            } catch (RuntimeException e) {
+                close();
+                throw e;
+            }
+        }
+
+        private DeviceBuffer alloc(long floats) {
+            DeviceBuffer b = DeviceBuffer.allocateFloats(context, floats);
+            all.add(b);
+            return b;
+        }
+
+        private LayerBuffers layer(Linear l) {
+            return new LayerBuffers(alloc((long) l.out() * l.in()), l.hasBias() ? alloc(l.out()) : null);
+        }
+
+        public GradientBuffers buffers() { return buffers; }
+
+        /** Fills every buffer with {@code value} (NaN before a test, so that an unwritten gradient shows). */
+        public void fill(float value) { for (DeviceBuffer b : all) b.fill(value); }
+
+        /** Copies every gradient to the host after the work queued on {@code stream}. */
+        public MlbAttention.Gradients read(CudaStream stream) {
+            MlbAttention.Weights w = op.weights();
+            List<LinearGradients> gl = new ArrayList<>();
+            for (int i = 0; i < g; i++) gl.add(read(buffers.glimpses().get(i), w.glimpses().get(i), stream));
+            return new MlbAttention.Gradients(read(buffers.dq(), batch * dq, stream), read(buffers.dv(), batch * cells * dv, stream),
+                    read(buffers.question(), w.question(), stream), read(buffers.cells(), w.cells(), stream),
+                    read(buffers.logits(), w.logits(), stream), gl, read(buffers.questionFusion(), w.questionFusion(), stream),
+                    read(buffers.answer(), w.answer(), stream));
+        }
+
+        private LinearGradients read(LayerBuffers b, Linear l, CudaStream stream) {
+            return new LinearGradients(read(b.weight(), l.out() * l.in(), stream), b.bias() == null ? null : read(b.bias(), l.out(), stream));
+        }
+
+        private float[] read(DeviceMemory m, int n, CudaStream stream) {
+            float[] r = new float[n];
+            ((DeviceBuffer) m).read(r, stream);
+            return r;
+        }
+
+        @Override public void close() { for (DeviceBuffer b : all) b.close(); }
+    }
+
+    /** Grid-stride elementwise kernels: enough blocks to fill the GPU, never more than the work. */
+    private int grid(long threads) {
+        long blocks = (threads + BLOCK - 1) / BLOCK;
+        return (int) Math.max(1, Math.min(blocks, 32L * context.multiprocessorCount() * (2048 / BLOCK)));
+    }
+
+    /** Kernels that loop over work units (one block each): one block per unit up to a cap. */
+    private int units(long n) {
+        return (int) Math.max(1, Math.min(n, 64L * context.multiprocessorCount()));
+    }
+
+    private static DeviceMemory floats(DeviceMemory m, long offsetFloats) {
+        return m.slice(4 * offsetFloats, m.byteSize() - 4 * offsetFloats);
+    }
+
+    private static void checkSizes(int batch, int cells) {
+        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
+        if (cells < 1) throw new IllegalArgumentException("cells: expected >= 1, got " + cells);
+        if ((long) batch * cells > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("batch, cells: expected batch·cells <= " + Integer.MAX_VALUE + ", got " + (long) batch * cells);
+        }
+    }
+
+    private static void checkStream(CudaStream stream) {
+        if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
+    }
+
+    private void checkGradients(GradientBuffers grads, int batch, int cells) {
+        if (grads == null) throw new IllegalArgumentException("grads: expected GradientBuffers, got null");
+        checkMemory("grads.dq", grads.dq(), batch, dq);
+        checkMemory("grads.dv", grads.dv(), (long) batch * cells, dv);
+        MlbAttention.Weights w = op.weights();
+        checkLayer("grads.question", grads.question(), w.question());
+        checkLayer("grads.cells", grads.cells(), w.cells());
+        checkLayer("grads.logits", grads.logits(), w.logits());
+        if (grads.glimpses() == null || grads.glimpses().size() != g) {
+            throw new IllegalArgumentException("grads.glimpses: expected " + g + " layers' buffers, got "
+                    + (grads.glimpses() == null ? "null" : grads.glimpses().size()));
+        }
+        for (int i = 0; i < g; i++) checkLayer("grads.glimpses[" + i + "]", grads.glimpses().get(i), w.glimpses().get(i));
+        checkLayer("grads.questionFusion", grads.questionFusion(), w.questionFusion());
+        checkLayer("grads.answer", grads.answer(), w.answer());
+    }
+
+    private static void checkLayer(String name, LayerBuffers b, Linear l) {
+        if (b == null) throw new IllegalArgumentException(name + ": expected LayerBuffers, got null");
+        checkMemory(name + ".weight", b.weight(), l.out(), l.in());
+        if (l.hasBias()) checkMemory(name + ".bias", b.bias(), 1, l.out());
+        else if (b.bias() != null) throw new IllegalArgumentException(name + ".bias: expected null (the layer has no bias), got device memory");
+    }
+
+    private static void checkMemory(String name, DeviceMemory m, long rows, int cols) {
+        if (m == null) throw new IllegalArgumentException(name + ": expected device memory for " + rows + " × " + cols + " floats, got null");
+        if (!m.isOpen()) throw new IllegalArgumentException(name + ": the device buffer is closed");
+        long need = 4L * rows * cols;
+        if (m.byteSize() < need) {
+            throw new IllegalArgumentException(name + ": expected at least " + rows + " × " + cols + " floats (" + need
+                    + " bytes), got " + m.byteSize() + " bytes");
+        }
+        if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
+    }
+
+    private Workspace workspace(CudaStream stream, int batch, int cells) {
+        WorkspaceKey key = new WorkspaceKey(stream.handle(), batch, cells);
+        List<Workspace> evicted = new ArrayList<>();
+        Workspace w;
+        synchronized (workspaces) {
+            if (closed) throw new IllegalStateException("MlbAttentionCuda is closed");
+            w = workspaces.get(key);
+            if (w == null) {
+                w = new Workspace(stream, batch, cells);
+                workspaces.put(key, w);
+                var it = workspaces.values().iterator();
+                while (workspaces.size() > MAX_WORKSPACES && it.hasNext()) {
+                    Workspace old = it.next();
+                    if (old != w) { it.remove(); evicted.add(old); }
+                }
+            }
+        }
+        for (Workspace old : evicted) old.close();
+        return w;
+    }
+
+    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
+    public void release(CudaStream stream) {
+        List<Workspace> gone = new ArrayList<>();
+        synchronized (workspaces) {
+            workspaces.values().removeIf(w -> { if (w.streamHandle == stream.handle()) { gone.add(w); return true; } return false; });
+        }
+        for (Workspace w : gone) w.close();
+    }
+
+    /** Bytes of device memory this op holds now (weights and workspaces). */
+    public long deviceBytes() {
+        synchronized (workspaces) {
+            long total = questionWeight.byteSize() + questionBias.byteSize() + glimpseWeight.byteSize() + glimpseBias.byteSize()
+                    + cells.deviceBytes() + logits.deviceBytes() + answer.deviceBytes();
+            for (Workspace w : workspaces.values()) total += w.bytes();
+            return total;
+        }
+    }
+
+    @Override public void close() {
+        List<Workspace> all;
+        synchronized (workspaces) {
+            if (closed) return;
+            closed = true;
+            all = new ArrayList<>(workspaces.values());
+            workspaces.clear();
+        }
+        for (Workspace w : all) w.close();
+        closeWeights();
+    }
+
+    private <T extends AutoCloseable> T own(T r) {
+        weights.add(r);
+        return r;
+    }
+
+    private void closeWeights() {
+        for (int i = weights.size() - 1; i >= 0; i--) {
+            try { weights.get(i).close(); } catch (Exception ignored) { /* keep freeing the rest */ }
+        }
+        weights.clear();
+    }
+
+    private static float[] concat(float[]... parts) {
+        int n = 0;
+        for (float[] p : parts) n = Math.addExact(n, p.length);
+        float[] r = new float[n];
+        int at = 0;
+        for (float[] p : parts) {
+            System.arraycopy(p, 0, r, at, p.length);
+            at += p.length;
+        }
+        return r;
+    }
+
+    private record WorkspaceKey(long stream, int batch, int cells) {}
+
+    /** Buffers and the cuBLAS handle for one (stream, B, L). */
+    private final class Workspace implements AutoCloseable {
+        final long streamHandle;
+        final CudaStream stream;
+        final int batch, cells;
+        final List<AutoCloseable> owned = new ArrayList<>();
+        final CublasHandle blas;
+        final DeviceBuffer qp, pv, logits, alpha, vhat, up;
+        DeviceBuffer dz, z, dp, vhat2, dalpha, tq, dbv; // made on first backward
+        boolean closed;                                  // guarded by this
+
+        Workspace(CudaStream stream, int batch, int cells) {
+            this.stream = stream;
+            this.streamHandle = stream.handle();
+            this.batch = batch;
+            this.cells = cells;
+            try {
+                blas = own(new CublasHandle(context, stream));
+                qp = alloc((long) batch * qcols);
+                pv = alloc((long) batch * cells * j);
+                logits = alloc((long) batch * g * cells);
+                alpha = alloc((long) batch * g * cells);
+                vhat = alloc((long) batch * g * dv);
+                up = alloc((long) batch * gj);
+            } catch (RuntimeException e) {
+                close();
+                throw e;
+            }
+        }
+
+        void ensureBackward() {
+            if (dz != null) return;
+            dz = alloc((long) batch * gj);
+            z = alloc((long) batch * gj);
+            dp = alloc((long) batch * qcols);
+            vhat2 = alloc((long) batch * g * dv);
+            dalpha = alloc((long) batch * g * cells);
+            tq = alloc((long) batch * gj);
+            dbv = alloc((long) batch * j);
+        }
+
+        private DeviceBuffer alloc(long floats) { return own(DeviceBuffer.allocateFloats(context, floats)); }
+
+        private <T extends AutoCloseable> T own(T r) {
+            owned.add(r);
+            return r;
+        }
+
+        long bytes() {
+            long total = 0;
+            for (AutoCloseable r : owned) if (r instanceof DeviceBuffer b) total += b.byteSize();
+            return total;
+        }
+
+        @Override public synchronized void close() {
+            if (closed) return;
+            closed = true;
+            // Work queued on the stream may still use these buffers.
+            try {
+                if (!owned.isEmpty()) {
+                    try {
+                        stream.synchronize();
+                    } catch (IllegalStateException streamClosed) {
+                        context.synchronize();
+                    }
+                }
+            } finally {
+                for (int i = owned.size() - 1; i >= 0; i--) {
+                    try { owned.get(i).close(); } catch (Exception ignored) { /* keep freeing the rest */ }
+                }
+                owned.clear();
+            }
+        }
+    }
+}
