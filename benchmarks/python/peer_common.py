@@ -206,6 +206,9 @@ class Peer(object):
     default_batches = ""      # --batches default
     default_check_batch = 2
     default_check_tol = 1e-4
+    default_check_grad_tol = None   # None: the gradients are held to --check-tol too
+    exact_zero_grads = {}           # {parameter name: why its gradient is 0 in exact arithmetic}:
+                                    # checked by absolute norm (< --check-tol), a relative error is noise
     description = None        # first paragraph of the module docstring
     epilog = None             # the rest
 
@@ -252,7 +255,13 @@ def parser(peer):
     p.add_argument("--check", action="store_true",
                    help="compare float32 outputs and gradients with a float64 run, then exit")
     p.add_argument("--check-batch", type=int, default=peer.default_check_batch)
-    p.add_argument("--check-tol", type=float, default=peer.default_check_tol)
+    p.add_argument("--check-tol", type=float, default=peer.default_check_tol,
+                   help="bound on the relative L2 errors (default %g)" % peer.default_check_tol)
+    if peer.default_check_grad_tol is not None:
+        p.add_argument("--check-grad-tol", type=float, default=peer.default_check_grad_tol,
+                       help="bound on the gradients' relative L2 errors (default %g: the signed square root's "
+                            "derivative 0.5/sqrt|z| amplifies float32 rounding where z is near 0)"
+                       % peer.default_check_grad_tol)
     peer.add_args(p)
     return p
 
@@ -407,7 +416,9 @@ def check_against_float64(peer, args, device, modes_for):
     gradients (named). Where the peer has a definition, eager float64 is also compared with it
     (must agree to 1e-10: the peer computes the operator of the spec)."""
     cases = peer.cases(args, [args.check_batch])
-    print("== check %s: float32 vs float64 (B=%d, seed=%d, tol %.0e)" % (peer.op, args.check_batch, args.seed, args.check_tol))
+    grad_tol = getattr(args, "check_grad_tol", None) or args.check_tol
+    print("== check %s: float32 vs float64 (B=%d, seed=%d, tol %.0e, gradients %.0e)"
+          % (peer.op, args.check_batch, args.seed, args.check_tol, grad_tol))
     ok = True
     for case in cases:
         built = peer.build(case, args, device, torch.float32, args.seed)
@@ -430,17 +441,23 @@ def check_against_float64(peer, args, device, modes_for):
                 print("  %-8s %s: skipped (%s)" % (mode, case.size, short_error(e)))
                 continue
             errs = [("out", rel_l2(out.cpu().numpy(), out64.cpu().numpy()))]
-            errs += [("d" + n, rel_l2(t.cpu().numpy(), t64.cpu().numpy())) for (n, t), (_, t64) in zip(grads, grads64)]
+            zeros = [(n, float(t.norm())) for n, t in grads if n in peer.exact_zero_grads]
+            errs += [("d" + n, rel_l2(t.cpu().numpy(), t64.cpu().numpy()))
+                     for (n, t), (_, t64) in zip(grads, grads64) if n not in peer.exact_zero_grads]
             n_in = len(built.inputs)
             shown = errs[:1 + n_in]
             if len(errs) > 1 + n_in:
                 worst = max(errs[1 + n_in:], key=lambda ne: ne[1])
                 shown.append(("dparams max (%s)" % worst[0][1:], worst[1]))
-            good = all(e < args.check_tol for _, e in errs)
+            good = (errs[0][1] < args.check_tol and all(e < grad_tol for _, e in errs[1:])
+                    and all(z < args.check_tol for _, z in zeros))
+            shown += [("|d%s| (exactly 0)" % n, z) for n, z in zeros]
             ok &= good
             print("  %-8s %s: rel L2 %s  %s" % (mode, case.size, "  ".join("%s %.2e" % ne for ne in shown),
                                                   "ok" if good else "FAIL"))
         del built, b64
+    for n, why in sorted(peer.exact_zero_grads.items()):
+        print("  |d%s| is an absolute norm: %s" % (n, why))
     print("check:", "PASS" if ok else "FAIL")
     return ok
 
