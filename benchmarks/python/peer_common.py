@@ -226,7 +226,9 @@ class Peer(object):
         return None
 
     def setup(self, args):
-        """Called once after argument parsing (e.g. to silence expected warnings)."""
+        """Called once after argument parsing (e.g. to silence expected warnings); an int return
+        value ends the program with that exit code."""
+        return None
 
     def run_check(self, args, device, modes_for):
         return check_against_float64(self, args, device, modes_for)
@@ -474,8 +476,10 @@ def params_np(fn):
 def main(peer, argv=None):
     p = parser(peer)
     args = p.parse_args(argv)
+    rc = peer.setup(args)
+    if rc is not None:
+        return rc
     device = select_device(args, p)
-    peer.setup(args)
     banner(device, args)
 
     def modes_for(fn):
