@@ -354,17 +354,19 @@ def bench(peer, args, device, modes_for):
                     with torch.no_grad():
                         return mfn(*xs, *consts)
 
+                def clear_grads():
+                    for t in xr + params:
+                        t.grad = None
+
                 # One training step: forward with autograd, loss = (out*g).sum(), backward into the
                 # inputs and every parameter; .grad set to None first, as zero_grad(set_to_none) does.
                 def train_step(mfn=mfn):
-                    for t in xr:
-                        t.grad = None
-                    for t in params:
-                        t.grad = None
+                    clear_grads()
                     out = mfn(*xr, *consts)
                     (out * g).sum().backward()
 
                 for op, step in (("forward", forward), ("fwd+bwd", train_step)):
+                    clear_grads()   # the previous row's gradients would count in this row's peak memory
                     try:
                         times, peak = time_calls(step, device, args.warmup, args.runs)
                     except Exception as e:  # e.g. torch.compile without a working toolchain, or OOM
