@@ -55,14 +55,14 @@
 #define MLB_TILE 32          // cells per shared-memory tile of alpha / da
 #define MLB_BWD_BLOCK 128    // mlb_att_cells_backward
 
-static __device__ __forceinline__ float mlb_act(float p, int act) {
+static __device__ __forceinline__ float mlba_act(float p, int act) {
     if (act == 2) return tanhf(p);
     if (act == 1) return p < 0.f ? 0.f : p;  // NaN passes through (poisoned buffers stay visible)
     return p;
 }
 
 // d sigma / dp at the point whose output is a (tanh' = 1 - a^2, relu' = [a > 0], none' = 1).
-static __device__ __forceinline__ float mlb_act_grad(float a, int act) {
+static __device__ __forceinline__ float mlba_act_grad(float a, int act) {
     if (act == 2) return 1.f - a * a;
     if (act == 1) return a > 0.f ? 1.f : 0.f;
     return 1.f;
@@ -89,7 +89,7 @@ extern "C" __global__ void mlb_att_question(float* __restrict__ qp, const float*
     const int64_t total = (int64_t)rows * cols;
     for (int64_t t = mlb_tid(); t < total; t += mlb_stride()) {
         const int c = (int)(t % cols);
-        qp[t] = mlb_act(qp[t] + bias[c], act);
+        qp[t] = mlba_act(qp[t] + bias[c], act);
     }
 }
 
@@ -111,7 +111,7 @@ extern "C" __global__ void mlb_att_logits(const float* __restrict__ pv, const fl
             const float* row = pv + (b * cells + s) * J;
             const float* qrow = qa + b * ldq;
             for (int j = lane; j < J; j += MLB_LANES) {
-                const float h = qrow[j] * mlb_act(row[j] + cell_bias[j], act);
+                const float h = qrow[j] * mlba_act(row[j] + cell_bias[j], act);
 #pragma unroll
                 for (int g = 0; g < MLB_MAX_G; ++g)
                     if (g < G) acc[g] = fmaf(wa[(int64_t)g * J + j], h, acc[g]);
@@ -197,7 +197,7 @@ extern "C" __global__ void mlb_att_fuse(float* __restrict__ up, const float* __r
     for (int64_t t = mlb_tid(); t < total; t += mlb_stride()) {
         const int64_t b = t / gj;
         const int k = (int)(t - b * gj);
-        up[t] = mlb_act(up[t] + glimpse_bias[k], act) * qa[b * ldq + f_off + k];
+        up[t] = mlba_act(up[t] + glimpse_bias[k], act) * qa[b * ldq + f_off + k];
     }
 }
 
@@ -210,10 +210,10 @@ extern "C" __global__ void mlb_att_fuse_backward(float* __restrict__ up, const f
     for (int64_t t = mlb_tid(); t < total; t += mlb_stride()) {
         const int64_t b = t / gj;
         const int k = (int)(t - b * gj);
-        const float u = mlb_act(up[t] + glimpse_bias[k], act), f = qa[b * ldq + f_off + k], g = dz[t];
+        const float u = mlba_act(up[t] + glimpse_bias[k], act), f = qa[b * ldq + f_off + k], g = dz[t];
         z[t] = u * f;
-        up[t] = g * f * mlb_act_grad(u, act);
-        dp[b * ldq + f_off + k] = g * u * mlb_act_grad(f, act);
+        up[t] = g * f * mlba_act_grad(u, act);
+        dp[b * ldq + f_off + k] = g * u * mlba_act_grad(f, act);
     }
 }
 
@@ -261,7 +261,7 @@ extern "C" __global__ void mlb_att_cells_backward(float* __restrict__ pv, const 
             if (live) {
                 float* col = pv + (b * cells + s0) * J + j;
                 for (int c = 0; c < n; ++c) {
-                    const float va = mlb_act(col[(int64_t)c * J] + bias, act);
+                    const float va = mlba_act(col[(int64_t)c * J] + bias, act);
                     float dh = 0.f;
 #pragma unroll
                     for (int g = 0; g < MLB_MAX_G; ++g)
@@ -269,7 +269,7 @@ extern "C" __global__ void mlb_att_cells_backward(float* __restrict__ pv, const 
                             dh = fmaf(tile[g][c], wj[g], dh);
                             t[g] = fmaf(tile[g][c], va, t[g]);
                         }
-                    const float d = dh * qv * mlb_act_grad(va, act);
+                    const float d = dh * qv * mlba_act_grad(va, act);
                     col[(int64_t)c * J] = d;
                     sb += d;
                     dq = fmaf(dh, va, dq);
@@ -278,7 +278,7 @@ extern "C" __global__ void mlb_att_cells_backward(float* __restrict__ pv, const 
             __syncthreads();
         }
         if (live) {
-            dp[b * ldq + j] = dq * mlb_act_grad(qv, act);
+            dp[b * ldq + j] = dq * mlba_act_grad(qv, act);
             dbv[b * J + j] = sb;
 #pragma unroll
             for (int g = 0; g < MLB_MAX_G; ++g)
