@@ -72,6 +72,29 @@ public final class MlbCuda implements AutoCloseable {
     public Precision precision() { return precision; }
 
     /**
+     * The tensors {@link #loadWeights} takes, in state-dict order: {@code u.weight, u.bias, v.weight,
+     * v.bias, p.weight, p.bias} (a bias only where its layer has one).
+     */
+    public List<String> weightNames() { return DeviceWeights.names(weightEntries()); }
+
+    /**
+     * Replaces this op's device weights with tensors already on the device (see {@link DeviceWeights}):
+     * one device-to-device copy each, queued on {@code stream}; every tensor is checked by name first.
+     * Work queued on other streams that uses this op must have finished.
+     */
+    public void loadWeights(List<? extends DeviceMemory> tensors, CudaStream stream) {
+        DeviceWeights.load(context, weightEntries(), tensors, stream);
+    }
+
+    private List<DeviceWeights.Entry> weightEntries() {
+        List<DeviceWeights.Entry> e = new ArrayList<>();
+        DeviceWeights.add(e, "u", op.u(), u.weight(), u.bias());
+        DeviceWeights.add(e, "v", op.v(), v.weight(), v.bias());
+        DeviceWeights.add(e, "p", op.p(), p.weight(), p.bias());
+        return e;
+    }
+
+    /**
      * Device buffers for every gradient of {@link #backward}: {@code dx} {@code B × Dx}, {@code dy}
      * {@code B × Dy}, each layer's weight gradient in its {@code out × in} layout, and its bias gradient
      * ({@code out} floats), which must be null exactly when that layer has no bias.

@@ -198,6 +198,39 @@ class MlbCudaTest {
         }
     }
 
+    /**
+     * Weights that live on the device (as another library's state dict would) replace the uploaded
+     * ones: after {@code loadWeights} the op computes the other model, to the FP32 tolerance.
+     */
+    @Test void loadsWeightsFromDeviceTensors() {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        int batch = 6, dx = 41, dy = 23, j = 19, out = 7;
+        Mlb initial = Mlb.of(Linear.random(j, dx, true, 1), Linear.random(j, dy, false, 2), Linear.random(out, j, true, 3), Activation.RELU);
+        Mlb trained = Mlb.of(Linear.random(j, dx, true, 4), Linear.random(j, dy, false, 5), Linear.random(out, j, true, 6), Activation.RELU);
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy);
+        List<DeviceBuffer> tensors = new ArrayList<>();
+        try (CudaStream s = CudaStream.create(ctx); MlbCuda cuda = initial.onCuda(ctx, Precision.FP32)) {
+            try {
+                for (Linear l : List.of(trained.u(), trained.v(), trained.p())) {
+                    tensors.add(DeviceBuffer.of(ctx, l.weight()));
+                    if (l.hasBias()) tensors.add(DeviceBuffer.of(ctx, l.bias()));
+                }
+                assertEquals(List.of("u.weight", "u.bias", "v.weight", "p.weight", "p.bias"), cuda.weightNames());
+                expect("tensors: expected 5 device tensors", () -> cuda.loadWeights(tensors.subList(0, 4), s));
+                expect("v.weight: expected exactly 437 floats (1748 bytes), got 3116 bytes",
+                        () -> cuda.loadWeights(List.of(tensors.get(0), tensors.get(1), tensors.get(0), tensors.get(3), tensors.get(4)), s));
+                cuda.loadWeights(tensors, s);
+                s.synchronize();
+                assertBelow(Stats.relativeL2(cuda.forward(x, y, batch), MlbReference.forward(trained, x, y, batch)), 1e-5,
+                        "forward with device-loaded weights, seed " + seed);
+            } finally {
+                cuda.release(s);
+                tensors.forEach(DeviceBuffer::close);
+            }
+        }
+    }
+
     @Test void badDeviceArgumentsAreRejectedBeforeAnyLaunch() {
         Mlb op = Mlb.of(Linear.random(4, 8, true, 1), Linear.random(4, 6, false, 2), Linear.random(3, 4, true, 3), Activation.TANH);
         List<DeviceBuffer> bufs = new ArrayList<>();
