@@ -18,7 +18,8 @@ import java.util.SplittableRandom;
  * Dy = 2048 (image), o = 1000, k = 5.
  *
  * <p>Tolerances. Forward: 1e-5 in FP32 (and on the CPU), {@link Precision#bound()} in TF32/BF16.
- * Backward (largest relative L2 over dx, dy and every block's weight and bias gradients): the signed
+ * Backward (largest over dx, dy and every block's weight and bias gradients of
+ * {@link MfbReference#maxScaledError}: relative L2, against the l2 backward's terms where they cancel): the signed
  * sqrt's derivative {@code 0.5/sqrt|z|} amplifies the float error of the pooled z where {@code z ≈ 0}
  * (a sum of k products has a continuous density at 0, so such entries always exist), so, as
  * {@link Check} explains for MCB, the bound is {@code max(base, 10 × conditioning baseline)}: the float64
@@ -69,10 +70,11 @@ final class MfbSuite implements Suite {
     }
 
     /** The backward bound for {@code p} (see the class comment). */
-    static double backwardTolerance(Mfb op, Precision p, float[] x, float[] y, float[] g, int batch, MfbReference.Grads ref, long seed) {
+    static double backwardTolerance(Mfb op, Precision p, float[] x, float[] y, float[] g, int batch, MfbReference.Grads ref, MfbReference.Grads scale,
+                                    long seed) {
         double base = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
         double noise = p == Precision.FP32 ? FP32_NOISE : p.bound() / 4;
-        return Math.max(base, BASELINE_FACTOR * MfbReference.conditioningBaseline(op, x, y, g, batch, ref, noise, seed));
+        return Math.max(base, BASELINE_FACTOR * MfbReference.conditioningBaseline(op, x, y, g, batch, ref, scale, noise, seed));
     }
 
     @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
@@ -86,28 +88,28 @@ final class MfbSuite implements Suite {
             int b = c.batch();
             float[] x = Stats.gaussian(rnd, b * c.dx()), y = Stats.gaussian(rnd, b * c.dy()), g = Stats.gaussian(rnd, b * op.outputWidth());
             double[] zRef = MfbReference.forward(op, x, y, b);
-            MfbReference.Grads gRef = MfbReference.backward(op, x, y, g, b);
+            MfbReference.Grads gRef = MfbReference.backward(op, x, y, g, b), gScale = MfbReference.backwardScale(op, x, y, g, b);
             if (cpuRow) {
                 report.add("Mfb.forward", "cpu", c.label(), op.forward(x, y, b), zRef, Check.TOLERANCE);
-                report.add(gradRow("cpu", c, op, op.backward(x, y, g, b), gRef, Check.TOLERANCE));
+                report.add(gradRow("cpu", c, op, op.backward(x, y, g, b), gRef, gScale, Check.TOLERANCE));
             }
             if (!gpu) continue;
             long baselineSeed = rnd.nextLong();
             for (Precision p : Precision.values()) {
                 String backend = "cuda-" + p.name().toLowerCase();
                 double fwdTol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
-                double bwdTol = backwardTolerance(op, p, x, y, g, b, gRef, baselineSeed);
+                double bwdTol = backwardTolerance(op, p, x, y, g, b, gRef, gScale, baselineSeed);
                 try (MfbCuda cuda = op.onCuda(ctx, p)) {
                     Object[] r = runCuda(ctx, cuda, x, y, g, b);
                     report.add("Mfb.forward", backend, c.label(), (float[]) r[0], zRef, fwdTol);
-                    report.add(gradRow(backend, c, op, (Mfb.Gradients) r[1], gRef, bwdTol));
+                    report.add(gradRow(backend, c, op, (Mfb.Gradients) r[1], gRef, gScale, bwdTol));
                 }
             }
         }
     }
 
-    private static Check.Row gradRow(String backend, Case c, Mfb op, Mfb.Gradients got, MfbReference.Grads ref, double tol) {
-        double e = MfbReference.maxRelativeL2(op, got, ref);
+    private static Check.Row gradRow(String backend, Case c, Mfb op, Mfb.Gradients got, MfbReference.Grads ref, MfbReference.Grads scale, double tol) {
+        double e = MfbReference.maxScaledError(op, got, ref, scale);
         return new Check.Row("Mfb.backward", backend, c.label(), e, tol, e <= tol);
     }
 
