@@ -41,7 +41,8 @@ final class MfbSuite implements Suite {
                     + " " + act.name().toLowerCase() + (norm.isIdentity() ? "" : norm.equals(Normalization.pytorch()) ? " +torch-norm" : " +caffe-norm");
         }
 
-        String csvSize() { return "Dx=" + dx + ",Dy=" + dy + ",o=" + o + ",k=" + k + ",n=" + blocks; }
+        /** The PyTorch peer's size label (benchmarks/python/mfb_peer.py; compare.py joins on it exactly). */
+        String csvSize() { return "Dx=" + dx + ",Dy=" + dy + ",o=" + o + ",k=" + k + ",blocks=" + blocks + "," + act.name().toLowerCase(); }
 
         Mfb op(long seed) { return Mfb.random(dx, dy, o, k, blocks, act, norm, seed); }
     }
@@ -59,7 +60,8 @@ final class MfbSuite implements Suite {
     static List<Case> benchCases(boolean quick) {
         Normalization t = Normalization.pytorch();
         if (quick) return List.of(new Case(4, 64, 48, 20, 5, 2, Activation.RELU, t));
-        return List.of(new Case(512, 1024, 2048, 1000, 5, 1, Activation.NONE, t), new Case(512, 1024, 2048, 1000, 5, 2, Activation.RELU, t));
+        // As the PyTorch peer runs them: no activation (the original MFB), ssqrt + F.normalize per block.
+        return List.of(new Case(512, 1024, 2048, 1000, 5, 1, Activation.NONE, t), new Case(512, 1024, 2048, 1000, 5, 2, Activation.NONE, t));
     }
 
     /** Why the CUDA path cannot run, or null. */
