@@ -2,6 +2,7 @@ package io.bifuse.reference;
 
 import io.bifuse.Activation;
 import io.bifuse.Mfb;
+import io.bifuse.Normalization;
 import java.util.stream.IntStream;
 
 /**
@@ -102,13 +103,55 @@ public final class MfbReference {
      * amplifies an error in z (the conditioning baseline of the float32 tolerance). Unused without normalization.
      */
     public static Grads backwardFromPooled(Mfb op, Params pw, double[] x, double[] y, double[] z, double[] gradOut, int batch) {
-        int n = op.blocks(), o = op.o(), k = op.k(), w = op.width(), dx = op.dx(), dy = op.dy();
+        int n = op.blocks(), o = op.o();
         double[] gz = gradOut;
         if (!op.normalization().isIdentity()) {
             gz = new double[gradOut.length];
             for (int r = 0; r < batch * n; r++) NormalizationReference.backward(op.normalization(), z, gradOut, r * o, o, gz);
         }
-        double[] gzf = gz;
+        return backwardFromGz(op, pw, x, y, gz, batch);
+    }
+
+    /**
+     * The error scale of a float backward: this backward with the l2 normalization's projection term left
+     * out, i.e. {@code ∂L/∂u = s·g} instead of {@code s·g + s'·u·<u, g>} (s the l2 scale; the signed sqrt
+     * and everything after it unchanged). The l2 backward is a difference of two terms of size
+     * {@code ~s·|g|}, and a float32 implementation is off by ~2⁻²⁴ of them; where they cancel the gradient
+     * itself can be arbitrarily smaller (one output per block: {@code F.normalize} of one value is
+     * {@code ±1}, gradient exactly 0; Caffe's gives {@code s·g·eps/(u² + eps)}, ~1e-6 of the terms), so a
+     * relative error against the gradient alone measures noise there. See {@link #maxScaledError}.
+     * Equal to {@link #backward} without l2 normalization. Not a gradient of anything.
+     */
+    public static Grads backwardScale(Mfb op, float[] x, float[] y, float[] gradOut, int batch) {
+        double[] xd = toDouble(x), yd = toDouble(y), g = toDouble(gradOut);
+        Params pw = Params.of(op);
+        Normalization norm = op.normalization();
+        if (norm.isIdentity()) return backwardFromGz(op, pw, xd, yd, g, batch);
+        int o = op.o();
+        double[] z = pooled(op, pw, xd, yd, batch), gz = new double[g.length], sg = new double[g.length];
+        // s·g per row, then the signed sqrt's backward alone (an l2-free normalization).
+        Normalization ssqrtOnly = new Normalization(norm.signedSqrt(), norm.signedSqrtGradEps(), Normalization.L2.NONE, 0f);
+        for (int r = 0; r < batch * op.blocks(); r++) {
+            double sumsq = 0;
+            for (int j = 0; j < o; j++) {
+                double v = z[r * o + j], u = norm.signedSqrt() ? Math.signum(v) * Math.sqrt(Math.abs(v)) : v;
+                sumsq += u * u;
+            }
+            double s = switch (norm.l2()) {
+                case NONE -> 1;
+                case MAX_NORM -> 1 / Math.max(Math.sqrt(sumsq), norm.l2Eps());
+                case SUM_SQUARES -> 1 / Math.sqrt(sumsq + norm.l2Eps());
+            };
+            for (int j = 0; j < o; j++) sg[r * o + j] = s * g[r * o + j];
+            if (ssqrtOnly.isIdentity()) System.arraycopy(sg, r * o, gz, r * o, o);
+            else NormalizationReference.backward(ssqrtOnly, z, sg, r * o, o, gz);
+        }
+        return backwardFromGz(op, pw, xd, yd, gz, batch);
+    }
+
+    /** The backward from {@code gz = ∂L/∂z} ({@code B × n·o}, the pooled vectors' gradient). */
+    private static Grads backwardFromGz(Mfb op, Params pw, double[] x, double[] y, double[] gzf, int batch) {
+        int n = op.blocks(), o = op.o(), k = op.k(), w = op.width(), dx = op.dx(), dy = op.dy();
         Activation act = op.activation();
         // ∂L/∂p and ∂L/∂q for every sample and block: B × n × w.
         double[] gp = new double[batch * n * w], gq = new double[batch * n * w];
@@ -183,6 +226,25 @@ public final class MfbReference {
     }
 
     /**
+     * The largest error of any gradient tensor of {@code got} against {@code ref} (as {@link #maxRelativeL2}),
+     * each measured against the larger of {@code |ref|} and {@code |scale|}, {@code scale} from
+     * {@link #backwardScale}: {@code ‖got − ref‖ / max(‖ref‖, ‖scale‖)}. Where the l2 backward's two terms
+     * do not cancel (no l2 normalization, or many outputs per block: the projection removes one direction of
+     * o) this is the relative L2 error; where they cancel it is the error against the terms' size, which is
+     * what float32 arithmetic controls, while a missing or wrong projection term still shows as O(1).
+     */
+    public static double maxScaledError(Mfb op, Mfb.Gradients got, Grads ref, Grads scale) {
+        double e = Math.max(scaledL2(got.dx(), ref.dx(), scale.dx()), scaledL2(got.dy(), ref.dy(), scale.dy()));
+        for (int i = 0; i < op.blocks(); i++) {
+            e = Math.max(e, scaledL2(got.u().get(i).weight(), ref.du()[i], scale.du()[i]));
+            e = Math.max(e, scaledL2(got.v().get(i).weight(), ref.dv()[i], scale.dv()[i]));
+            if (op.u(i).hasBias()) e = Math.max(e, scaledL2(got.u().get(i).bias(), ref.dbu()[i], scale.dbu()[i]));
+            if (op.v(i).hasBias()) e = Math.max(e, scaledL2(got.v().get(i).bias(), ref.dbv()[i], scale.dbv()[i]));
+        }
+        return e;
+    }
+
+    /**
      * The largest relative L2 error of any gradient tensor of {@code got} against {@code ref}: {@code dx},
      * {@code dy}, and every block's U and V weights and biases (biases only where the layer has one).
      */
@@ -201,9 +263,11 @@ public final class MfbReference {
      * The conditioning baseline of a float backward through the signed sqrt: the relative error (largest
      * over the gradient tensors, as {@link #maxRelativeL2}) of this float64 backward when each block's
      * pooled vector {@code z_i} carries noise {@code noise·rms(z_i)·N(0,1)} per entry, i.e. the error that
-     * the derivative {@code 0.5/sqrt|z|} alone makes of an error of that size in z. 0 without normalization.
+     * the derivative {@code 0.5/sqrt|z|} alone makes of an error of that size in z, measured as
+     * {@link #maxScaledError} ({@code scale} from {@link #backwardScale}). 0 without normalization.
      */
-    public static double conditioningBaseline(Mfb op, float[] x, float[] y, float[] gradOut, int batch, Grads ref, double noise, long seed) {
+    public static double conditioningBaseline(Mfb op, float[] x, float[] y, float[] gradOut, int batch, Grads ref, Grads scale, double noise,
+                                              long seed) {
         if (op.normalization().isIdentity()) return 0;
         double[] xd = toDouble(x), yd = toDouble(y);
         Params pw = Params.of(op);
@@ -217,11 +281,11 @@ public final class MfbReference {
             for (int j = 0; j < o; j++) z[row * o + j] += sigma * r.nextGaussian();
         }
         Grads base = backwardFromPooled(op, pw, xd, yd, z, toDouble(gradOut), batch);
-        double e = Math.max(relL2(base.dx(), ref.dx()), relL2(base.dy(), ref.dy()));
+        double e = Math.max(scaledL2(base.dx(), ref.dx(), scale.dx()), scaledL2(base.dy(), ref.dy(), scale.dy()));
         for (int i = 0; i < op.blocks(); i++) {
-            e = Math.max(e, Math.max(relL2(base.du()[i], ref.du()[i]), relL2(base.dv()[i], ref.dv()[i])));
-            if (op.u(i).hasBias()) e = Math.max(e, relL2(base.dbu()[i], ref.dbu()[i]));
-            if (op.v(i).hasBias()) e = Math.max(e, relL2(base.dbv()[i], ref.dbv()[i]));
+            e = Math.max(e, Math.max(scaledL2(base.du()[i], ref.du()[i], scale.du()[i]), scaledL2(base.dv()[i], ref.dv()[i], scale.dv()[i])));
+            if (op.u(i).hasBias()) e = Math.max(e, scaledL2(base.dbu()[i], ref.dbu()[i], scale.dbu()[i]));
+            if (op.v(i).hasBias()) e = Math.max(e, scaledL2(base.dbv()[i], ref.dbv()[i], scale.dbv()[i]));
         }
         return e;
     }
@@ -232,6 +296,20 @@ public final class MfbReference {
         if (a == null || a.length != ref.length) return Double.POSITIVE_INFINITY;
         double num = 0, den = 0;
         for (int i = 0; i < a.length; i++) { num += (a[i] - ref[i]) * (a[i] - ref[i]); den += ref[i] * ref[i]; }
+        return den == 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+    }
+
+    private static double scaledL2(float[] a, double[] ref, double[] scale) { return a == null ? Double.POSITIVE_INFINITY : scaledL2(toDouble(a), ref, scale); }
+
+    private static double scaledL2(double[] a, double[] ref, double[] scale) {
+        if (a == null || a.length != ref.length) return Double.POSITIVE_INFINITY;
+        double num = 0, den = 0, sden = 0;
+        for (int i = 0; i < a.length; i++) {
+            num += (a[i] - ref[i]) * (a[i] - ref[i]);
+            den += ref[i] * ref[i];
+            sden += scale[i] * scale[i];
+        }
+        den = Math.max(den, sden);
         return den == 0 ? Math.sqrt(num) : Math.sqrt(num / den);
     }
 

@@ -113,11 +113,84 @@ class MfbReferenceTest {
             Mfb op = Mfb.random(dx, dy, o, k, 2, Activation.RELU, n, 4);
             float[] x = io.bifuse.tools.Stats.gaussian(r, batch * dx), y = io.bifuse.tools.Stats.gaussian(r, batch * dy);
             float[] g = io.bifuse.tools.Stats.gaussian(r, batch * 2 * o);
-            MfbReference.Grads ref = MfbReference.backward(op, x, y, g, batch);
-            double e = MfbReference.conditioningBaseline(op, x, y, g, batch, ref, 1e-7, 9);
+            MfbReference.Grads ref = MfbReference.backward(op, x, y, g, batch), scale = MfbReference.backwardScale(op, x, y, g, batch);
+            double e = MfbReference.conditioningBaseline(op, x, y, g, batch, ref, scale, 1e-7, 9);
             if (n.isIdentity()) assertEquals(0, e);
             else assertTrue(e > 0 && e < 1e-3, n + ": baseline " + e); // must stay far below the ~1 of a real bug
         }
+    }
+
+    @Test void oneOutputPerBlockFollowsTheDefinition() {
+        // o = k = 1, Dx = Dy = 1, no biases, σ = none: z = (U·x)(V·y) per sample, ∂z/∂x = U·V·y.
+        Linear u = new Linear(1, 1, new float[] {0.75f}, null), v = new Linear(1, 1, new float[] {-1.25f}, null);
+        float[] x = {0.5f, -2f, 1.5f}, y = {0.8f, 0.3f, 2f}, g = {0.7f, -1.1f, 0.4f};
+        int batch = 3;
+        // F.normalize of one value is sign(u) (|u| > eps): constant, so every gradient is 0, up to the
+        // double rounding of s·g − s³·u²·g (~1e-16 of s·g).
+        for (Normalization n : new Normalization[] {Normalization.pytorch(), new Normalization(false, 0, Normalization.L2.MAX_NORM, 1e-12f)}) {
+            Mfb op = Mfb.mfb(u, v, 1, Activation.NONE, n);
+            double[] out = MfbReference.forward(op, x, y, batch);
+            for (int b = 0; b < batch; b++) assertEquals(Math.signum(0.75 * x[b] * -1.25 * y[b]), out[b], 1e-15, n + " forward " + b);
+            MfbReference.Grads gr = MfbReference.backward(op, x, y, g, batch);
+            for (double[] t : new double[][] {gr.dx(), gr.dy(), gr.du()[0], gr.dv()[0]}) {
+                for (double d : t) assertEquals(0, d, 1e-14, n + " backward");
+            }
+        }
+        // Caffe: out = u/sqrt(u² + eps), u = ssqrt(z); ∂out/∂u = eps/(u² + eps)^(3/2), ∂u/∂z = 0.5/(sqrt|z| + 0.03)
+        // (the Caffe gradient eps): nonzero but ~1e-7 of g here, a cancellation the reference resolves in double.
+        Mfb op = Mfb.mfb(u, v, 1, Activation.NONE, Normalization.caffe());
+        MfbReference.Grads gr = MfbReference.backward(op, x, y, g, batch);
+        double eps = 1e-7f;
+        for (int b = 0; b < batch; b++) {
+            double p = 0.75 * x[b], q = -1.25 * y[b], z = p * q;
+            double gz = g[b] * eps / Math.pow(Math.abs(z) + eps, 1.5) * 0.5 / (Math.sqrt(Math.abs(z)) + 0.03f);
+            assertEquals(gz * q * 0.75, gr.dx()[b], 1e-6 * Math.abs(gz * q * 0.75), "caffe dx " + b);
+            assertEquals(gz * p * -1.25, gr.dy()[b], 1e-6 * Math.abs(gz * p * -1.25), "caffe dy " + b);
+        }
+    }
+
+    @Test void scaledErrorIgnoresRoundingWhereTheL2TermsCancelButNotAWrongProjection() {
+        // One output per block with F.normalize: the exact gradient is 0, so float32 rounding of the l2
+        // backward's terms (~1e-7 of them) is an arbitrarily large *relative* error; maxScaledError measures
+        // it against the terms. Dropping the projection term (a kernel bug) must still be an O(1) error.
+        SplittableRandom r = new SplittableRandom(12);
+        int batch = 4, dx = 5, dy = 3;
+        Mfb op = Mfb.random(dx, dy, 1, 1, 2, Activation.TANH, Normalization.pytorch(), 7);
+        float[] x = io.bifuse.tools.Stats.gaussian(r, batch * dx), y = io.bifuse.tools.Stats.gaussian(r, batch * dy);
+        float[] g = io.bifuse.tools.Stats.gaussian(r, batch * 2);
+        MfbReference.Grads ref = MfbReference.backward(op, x, y, g, batch), scale = MfbReference.backwardScale(op, x, y, g, batch);
+        Mfb.Gradients rounding = gradients(op, ref, scale, 1e-7, r), dropped = gradients(op, scale, scale, 0, r);
+        double refNorm = 0, scaleNorm = 0;
+        for (int i = 0; i < ref.dx().length; i++) { refNorm += ref.dx()[i] * ref.dx()[i]; scaleNorm += scale.dx()[i] * scale.dx()[i]; }
+        assertTrue(scaleNorm > 1e-6 && refNorm <= 1e-24 * scaleNorm, "the terms cancel: |dx|² " + refNorm + ", terms² " + scaleNorm);
+        assertTrue(MfbReference.maxScaledError(op, rounding, ref, scale) < 1e-6, "rounding-level error must pass");
+        assertTrue(MfbReference.maxScaledError(op, dropped, ref, scale) > 0.5, "a missing projection term must fail");
+        // With many outputs per block the terms do not cancel: the scaled error is the relative error, up to
+        // the share of the gradient the projection removes (one direction of o).
+        Mfb wide = Mfb.random(dx, dy, 40, 3, 2, Activation.TANH, Normalization.pytorch(), 8);
+        float[] gw = io.bifuse.tools.Stats.gaussian(r, batch * 80);
+        MfbReference.Grads refW = MfbReference.backward(wide, x, y, gw, batch), scaleW = MfbReference.backwardScale(wide, x, y, gw, batch);
+        Mfb.Gradients noisy = gradients(wide, refW, refW, 1e-3, r);
+        double rel = MfbReference.maxRelativeL2(wide, noisy, refW), scaled = MfbReference.maxScaledError(wide, noisy, refW, scaleW);
+        assertTrue(scaled <= rel && scaled > 0.5 * rel, "relative " + rel + ", scaled " + scaled);
+    }
+
+    /** {@code base + noise·|ref|_rms·N(0,1)} per entry of every tensor, in float: a stand-in for a backend's result. */
+    private static Mfb.Gradients gradients(Mfb op, MfbReference.Grads base, MfbReference.Grads ref, double noise, SplittableRandom r) {
+        java.util.function.BiFunction<double[], double[], float[]> f = (a, s) -> {
+            double rms = 0;
+            for (double v : s) rms += v * v;
+            rms = Math.sqrt(rms / s.length);
+            float[] out = new float[a.length];
+            for (int i = 0; i < a.length; i++) out[i] = (float) (a[i] + noise * rms * r.nextGaussian());
+            return out;
+        };
+        List<io.bifuse.LinearGradients> gu = new java.util.ArrayList<>(), gv = new java.util.ArrayList<>();
+        for (int i = 0; i < op.blocks(); i++) {
+            gu.add(new io.bifuse.LinearGradients(f.apply(base.du()[i], ref.du()[i]), f.apply(base.dbu()[i], ref.dbu()[i])));
+            gv.add(new io.bifuse.LinearGradients(f.apply(base.dv()[i], ref.dv()[i]), f.apply(base.dbv()[i], ref.dbv()[i])));
+        }
+        return new Mfb.Gradients(f.apply(base.dx(), ref.dx()), f.apply(base.dy(), ref.dy()), gu, gv);
     }
 
     private static boolean smooth(Mfb op, double[] x, double[] y, int batch) {
@@ -172,7 +245,7 @@ class MfbReferenceTest {
         double num = 0, den = 0;
         for (int i = 0; i < got.length; i++) { num += (got[i] - fd[i]) * (got[i] - fd[i]); den += fd[i] * fd[i]; }
         double e = den == 0 ? Math.sqrt(num) : Math.sqrt(num / den);
-                // Or an absolute floor: the probes' rounding error is ~1e-16·|L|/h = 1e-10 per entry, which
+        // Or an absolute floor: the probes' rounding error is ~1e-16·|L|/h = 1e-10 per entry, which
         // dominates for a tensor whose gradient is itself ~1e-5 (a block mostly switched off by ReLU).
         assertTrue(e < 1e-7 || Math.sqrt(num) < 1e-8, what + " error " + e + " (|fd| = " + Math.sqrt(den) + ", |got - fd| = " + Math.sqrt(num) + ")");
     }
