@@ -104,6 +104,32 @@ public final class MfbCuda implements AutoCloseable {
     public Mfb op() { return op; }
     public Precision precision() { return precision; }
 
+    /**
+     * The tensors {@link #loadWeights} takes, in order: per block {@code i}, {@code u[i].weight,
+     * u[i].bias, v[i].weight, v[i].bias} (a bias only where that layer has one).
+     */
+    public List<String> weightNames() { return DeviceWeights.names(weightEntries()); }
+
+    /**
+     * Replaces this op's device weights with tensors already on the device, each in its block's
+     * {@code nn.Linear} layout (see {@link DeviceWeights}): one device-to-device copy each into the
+     * block's slice of the stacked weights, queued on {@code stream}; every tensor is checked by name
+     * first. Work queued on other streams that uses this op must have finished.
+     */
+    public void loadWeights(List<? extends DeviceMemory> tensors, CudaStream stream) {
+        DeviceWeights.load(context, weightEntries(), tensors, stream);
+    }
+
+    private List<DeviceWeights.Entry> weightEntries() {
+        List<DeviceWeights.Entry> e = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            Linear lu = op.us().get(i), lv = op.vs().get(i);
+            DeviceWeights.add(e, "u[" + i + "]", lu, u.weight().slice(4L * i * w * op.dx(), 4L * w * op.dx()), u.bias().slice(4L * i * w, 4L * w));
+            DeviceWeights.add(e, "v[" + i + "]", lv, v.weight().slice(4L * i * w * op.dy(), 4L * w * op.dy()), v.bias().slice(4L * i * w, 4L * w));
+        }
+        return e;
+    }
+
     /** {@code out (B × n·o) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
     public void forward(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, CudaStream stream) {
         checkBatch(batch);

@@ -92,6 +92,46 @@ class MfbCudaTest {
         }
     }
 
+    /**
+     * Per-block weights that live on the device replace the uploaded ones (each copied into its block's
+     * slice of the stacked layers): the op then computes the other model, to the FP32 tolerance.
+     */
+    @Test void loadsWeightsFromDeviceTensors() {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        int batch = 5, dx = 37, dy = 29, o = 11, k = 3;
+        Mfb initial = Mfb.random(dx, dy, o, k, 3, Activation.NONE, Normalization.pytorch(), 1);
+        List<Linear> us = List.of(Linear.random(o * k, dx, true, 2), Linear.random(o * k, dx, false, 3), Linear.random(o * k, dx, true, 4));
+        List<Linear> vs = List.of(Linear.random(o * k, dy, true, 5), Linear.random(o * k, dy, true, 6), Linear.random(o * k, dy, false, 7));
+        Mfb trained = Mfb.mfh(us, vs, k, Activation.NONE, Normalization.pytorch());
+        Mfb sameBiases = Mfb.mfh(List.of(initial.us().get(0), Linear.random(o * k, dx, false, 8), initial.us().get(2)),
+                List.of(initial.vs().get(0), initial.vs().get(1), Linear.random(o * k, dy, false, 9)), k, Activation.NONE, Normalization.pytorch());
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy);
+        java.util.ArrayList<DeviceBuffer> tensors = new java.util.ArrayList<>();
+        // The op's bias layout must match the tensors': load into an op whose blocks have biases exactly where trained's do.
+        try (CudaStream s = CudaStream.create(ctx); MfbCuda cuda = sameBiases.onCuda(ctx, Precision.FP32)) {
+            try {
+                for (int i = 0; i < 3; i++) {
+                    for (Linear l : List.of(us.get(i), vs.get(i))) {
+                        tensors.add(DeviceBuffer.of(ctx, l.weight()));
+                        if (l.hasBias()) tensors.add(DeviceBuffer.of(ctx, l.bias()));
+                    }
+                }
+                assertEquals(List.of("u[0].weight", "u[0].bias", "v[0].weight", "v[0].bias", "u[1].weight", "v[1].weight", "v[1].bias",
+                        "u[2].weight", "u[2].bias", "v[2].weight"), cuda.weightNames());
+                expect("v[0].weight: expected exactly 957 floats", () -> cuda.loadWeights(List.of(tensors.get(0), tensors.get(1), tensors.get(0),
+                        tensors.get(3), tensors.get(4), tensors.get(5), tensors.get(6), tensors.get(7), tensors.get(8), tensors.get(9)), s));
+                cuda.loadWeights(tensors, s);
+                s.synchronize();
+                assertBelow(Stats.relativeL2(cuda.forward(x, y, batch), MfbReference.forward(trained, x, y, batch)), 1e-5,
+                        "forward with device-loaded weights, seed " + seed);
+            } finally {
+                cuda.release(s);
+                tensors.forEach(DeviceBuffer::close);
+            }
+        }
+    }
+
     @Test void bitIdenticalAcrossRuns() {
         // Fixed-order reductions in the fused kernels and in the bias sums; cuBLAS FP32 GEMMs with the
         // default (non-split-K-atomic) algorithms are run-to-run reproducible on one GPU.
