@@ -4,10 +4,7 @@ import io.bifuse.FullBilinear;
 import io.bifuse.Gradients;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
-import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * {@link FullBilinear} on one GPU: cuBLAS strided-batched GEMMs in the op's {@link Precision} plus the
@@ -57,8 +54,7 @@ public final class FullBilinearCuda implements AutoCloseable {
     private final CudaContext context;
     private final Precision precision;
     private final int chunks, chunk;
-    private final Map<WorkspaceKey, Workspace> workspaces = new LinkedHashMap<>(8, 0.75f, true);
-    private boolean closed;
+    private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("FullBilinearCuda", MAX_WORKSPACES);
 
     public FullBilinearCuda(FullBilinear op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected a FullBilinear, got null");
@@ -133,7 +129,7 @@ public final class FullBilinearCuda implements AutoCloseable {
     private void forwardChecked(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, int positions, CudaStream stream) {
         Workspace w = workspace(stream, batch);
         synchronized (w) {
-            if (w.closed) { forwardChecked(x, y, out, batch, positions, stream); return; } // evicted meanwhile: take a fresh one
+            if (w.isClosed()) { forwardChecked(x, y, out, batch, positions, stream); return; } // evicted meanwhile: take a fresh one
             context.makeCurrent();
             pooled(w, x, y, out, batch, positions);
             Normalization n = op.normalization();
@@ -152,7 +148,7 @@ public final class FullBilinearCuda implements AutoCloseable {
                                  int batch, int positions, CudaStream stream) {
         Workspace w = workspace(stream, batch);
         synchronized (w) {
-            if (w.closed) { backwardChecked(x, y, gradOut, gradX, gradY, batch, positions, stream); return; } // evicted meanwhile
+            if (w.isClosed()) { backwardChecked(x, y, gradOut, gradX, gradY, batch, positions, stream); return; } // evicted meanwhile
             context.makeCurrent();
             Normalization n = op.normalization();
             DeviceMemory g = gradOut;
@@ -292,101 +288,41 @@ public final class FullBilinearCuda implements AutoCloseable {
     }
 
     private Workspace workspace(CudaStream stream, int batch) {
-        WorkspaceKey key = new WorkspaceKey(stream.handle(), batch);
-        List<Workspace> evicted = new ArrayList<>();
-        Workspace w;
-        synchronized (workspaces) {
-            if (closed) throw new IllegalStateException("FullBilinearCuda is closed");
-            w = workspaces.get(key);
-            if (w == null) {
-                w = new Workspace(stream, batch);
-                workspaces.put(key, w);
-                var it = workspaces.values().iterator();
-                while (workspaces.size() > MAX_WORKSPACES && it.hasNext()) {
-                    Workspace old = it.next();
-                    if (old != w) { it.remove(); evicted.add(old); }
-                }
-            }
-        }
-        for (Workspace old : evicted) old.close();
-        return w;
+        return workspaces.get(stream, batch, s -> new Workspace(s, batch));
     }
 
     /** Frees the workspaces (and cuBLAS handles) that belong to {@code stream}, e.g. a short-lived stream about to be destroyed. */
-    public void release(CudaStream stream) {
-        List<Workspace> gone = new ArrayList<>();
-        synchronized (workspaces) {
-            workspaces.values().removeIf(w -> { if (w.streamHandle == stream.handle()) { gone.add(w); return true; } return false; });
-        }
-        for (Workspace w : gone) w.close();
-    }
+    public void release(CudaStream stream) { workspaces.release(stream); }
 
     /** Bytes of device memory this op holds now (its workspaces; cuBLAS's own handle memory not counted). */
     public long deviceBytes() {
-        synchronized (workspaces) {
-            long total = 0;
-            for (Workspace w : workspaces.values()) total += w.bytes();
-            return total;
-        }
+        return workspaces.bytes();
     }
 
-    @Override public void close() {
-        List<Workspace> all;
-        synchronized (workspaces) {
-            if (closed) return;
-            closed = true;
-            all = new ArrayList<>(workspaces.values());
-            workspaces.clear();
-        }
-        for (Workspace w : all) w.close();
-    }
-
-    private record WorkspaceKey(long stream, int batch) {}
+    @Override public void close() { workspaces.close(); }
 
     /** The buffers and the cuBLAS handle of one (stream, B). */
-    private final class Workspace implements AutoCloseable {
-        final long streamHandle;
-        final CudaStream stream;
+    private final class Workspace extends Workspaces.Workspace {
         final int batch;
         final CublasHandle blas;
         final DeviceBuffer partial;   // B × chunks × 2 doubles
         private DeviceBuffer pooled;  // B × C1·C2 floats: the backward's Z, then G in place; made on first backward
-        boolean closed;               // guarded by this
 
         Workspace(CudaStream stream, int batch) {
-            this.stream = stream;
-            this.streamHandle = stream.handle();
+            super(FullBilinearCuda.this.context, stream);
             this.batch = batch;
-            this.blas = new CublasHandle(context, stream);
             try {
-                this.partial = DeviceBuffer.allocate(context, 16L * batch * chunks);
+                this.blas = own(new CublasHandle(context, stream));
+                this.partial = own(DeviceBuffer.allocate(context, 16L * batch * chunks));
             } catch (RuntimeException e) {
-                blas.close();
+                close();
                 throw e;
             }
         }
 
         DeviceMemory gradPooled() {
-            if (pooled == null) pooled = DeviceBuffer.allocateFloats(context, (long) batch * op.outputSize());
+            if (pooled == null) pooled = own(DeviceBuffer.allocateFloats(context, (long) batch * op.outputSize()));
             return pooled;
-        }
-
-        long bytes() { return partial.byteSize() + (pooled == null ? 0 : pooled.byteSize()); }
-
-        @Override public synchronized void close() {
-            if (closed) return;
-            closed = true;
-            try {
-                try {
-                    stream.synchronize(); // work queued on the stream may still use these buffers
-                } catch (IllegalStateException streamClosed) {
-                    context.synchronize();
-                }
-            } finally {
-                try { blas.close(); } catch (RuntimeException ignored) { /* keep freeing the rest */ }
-                partial.close();
-                if (pooled != null) pooled.close();
-            }
         }
     }
 }

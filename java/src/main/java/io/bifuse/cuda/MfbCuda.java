@@ -6,9 +6,7 @@ import io.bifuse.Mfb;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * {@link Mfb} (MFB, and MFH with several blocks) on one GPU: cuBLAS for the GEMMs, {@code cuda/Mfb.cu}
@@ -58,8 +56,7 @@ public final class MfbCuda implements AutoCloseable {
     private final Precision precision;
     private final int n, w, nw;
     private final LinearCuda u, v;
-    private final Map<WorkspaceKey, Workspace> workspaces = new LinkedHashMap<>(8, 0.75f, true);
-    private boolean closed;
+    private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("MfbCuda", MAX_WORKSPACES);
 
     public MfbCuda(Mfb op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected an Mfb, got null");
@@ -132,14 +129,14 @@ public final class MfbCuda implements AutoCloseable {
 
     /** {@code out (B × n·o) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
     public void forward(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, CudaStream stream) {
-        checkBatch(batch);
-        checkMemory("x", x, batch, op.dx());
-        checkMemory("y", y, batch, op.dy());
-        checkMemory("out", out, batch, op.outputWidth());
-        checkStream(stream);
+        DeviceArgs.batch(batch);
+        DeviceArgs.memory("x", x, batch, op.dx());
+        DeviceArgs.memory("y", y, batch, op.dy());
+        DeviceArgs.memory("out", out, batch, op.outputWidth());
+        DeviceArgs.stream(stream);
         Workspace ws = workspace(stream, batch);
         synchronized (ws) {
-            if (ws.closed) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
+            if (ws.isClosed()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
             context.makeCurrent();
             project(ws, x, y, batch);
             Normalization nm = op.normalization();
@@ -158,20 +155,20 @@ public final class MfbCuda implements AutoCloseable {
     public void backward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, DeviceMemory gradX, DeviceMemory gradY,
                          DeviceMemory gradU, DeviceMemory gradBiasU, DeviceMemory gradV, DeviceMemory gradBiasV,
                          int batch, CudaStream stream) {
-        checkBatch(batch);
-        checkMemory("x", x, batch, op.dx());
-        checkMemory("y", y, batch, op.dy());
-        checkMemory("gradOut", gradOut, batch, op.outputWidth());
-        checkMemory("gradX", gradX, batch, op.dx());
-        checkMemory("gradY", gradY, batch, op.dy());
-        checkMemory("gradU", gradU, nw, op.dx());
-        checkMemory("gradV", gradV, nw, op.dy());
-        if (gradBiasU != null) checkMemory("gradBiasU", gradBiasU, 1, nw);
-        if (gradBiasV != null) checkMemory("gradBiasV", gradBiasV, 1, nw);
-        checkStream(stream);
+        DeviceArgs.batch(batch);
+        DeviceArgs.memory("x", x, batch, op.dx());
+        DeviceArgs.memory("y", y, batch, op.dy());
+        DeviceArgs.memory("gradOut", gradOut, batch, op.outputWidth());
+        DeviceArgs.memory("gradX", gradX, batch, op.dx());
+        DeviceArgs.memory("gradY", gradY, batch, op.dy());
+        DeviceArgs.memory("gradU", gradU, nw, op.dx());
+        DeviceArgs.memory("gradV", gradV, nw, op.dy());
+        if (gradBiasU != null) DeviceArgs.memory("gradBiasU", gradBiasU, 1, nw);
+        if (gradBiasV != null) DeviceArgs.memory("gradBiasV", gradBiasV, 1, nw);
+        DeviceArgs.stream(stream);
         Workspace ws = workspace(stream, batch);
         synchronized (ws) {
-            if (ws.closed) { // evicted meanwhile
+            if (ws.isClosed()) { // evicted meanwhile
                 backward(x, y, gradOut, gradX, gradY, gradU, gradBiasU, gradV, gradBiasV, batch, stream);
                 return;
             }
@@ -257,93 +254,33 @@ public final class MfbCuda implements AutoCloseable {
 
     private int rowGrid(int rows) { return Math.min(rows, 65535); }
 
-    private static void checkBatch(int batch) {
-        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
-    }
-
-    private static void checkStream(CudaStream stream) {
-        if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
-    }
-
-    private static void checkMemory(String name, DeviceMemory m, int rows, int cols) {
-        if (m == null) throw new IllegalArgumentException(name + ": expected device memory for " + rows + " × " + cols + " floats, got null");
-        if (!m.isOpen()) throw new IllegalArgumentException(name + ": the device buffer is closed");
-        long need = 4L * rows * cols;
-        if (m.byteSize() < need) {
-            throw new IllegalArgumentException(name + ": expected at least " + rows + " × " + cols + " floats (" + need
-                    + " bytes), got " + m.byteSize() + " bytes");
-        }
-        if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
-    }
-
     private Workspace workspace(CudaStream stream, int batch) {
-        WorkspaceKey key = new WorkspaceKey(stream.handle(), batch);
-        List<Workspace> evicted = new ArrayList<>();
-        Workspace ws;
-        synchronized (workspaces) {
-            if (closed) throw new IllegalStateException("MfbCuda is closed");
-            ws = workspaces.get(key);
-            if (ws == null) {
-                ws = new Workspace(stream, batch);
-                workspaces.put(key, ws);
-                var it = workspaces.values().iterator();
-                while (workspaces.size() > MAX_WORKSPACES && it.hasNext()) {
-                    Workspace old = it.next();
-                    if (old != ws) { it.remove(); evicted.add(old); }
-                }
-            }
-        }
-        for (Workspace old : evicted) old.close();
-        return ws;
+        return workspaces.get(stream, batch, st -> new Workspace(st, batch));
     }
 
     /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
-    public void release(CudaStream stream) {
-        List<Workspace> gone = new ArrayList<>();
-        synchronized (workspaces) {
-            workspaces.values().removeIf(ws -> { if (ws.streamHandle == stream.handle()) { gone.add(ws); return true; } return false; });
-        }
-        for (Workspace ws : gone) ws.close();
-    }
+    public void release(CudaStream stream) { workspaces.release(stream); }
 
     /** Bytes of device memory this op holds now (stacked weights and biases, workspaces). */
     public long deviceBytes() {
-        synchronized (workspaces) {
-            long total = u.deviceBytes() + v.deviceBytes();
-            for (Workspace ws : workspaces.values()) total += ws.bytes();
-            return total;
-        }
+        return u.deviceBytes() + v.deviceBytes() + workspaces.bytes();
     }
 
     @Override public void close() {
-        List<Workspace> all;
-        synchronized (workspaces) {
-            if (closed) return;
-            closed = true;
-            all = new ArrayList<>(workspaces.values());
-            workspaces.clear();
-        }
-        for (Workspace ws : all) ws.close();
+        if (!workspaces.close()) return;
         u.close();
         v.close();
     }
 
-    private record WorkspaceKey(long stream, int batch) {}
-
     /** Buffers and the cuBLAS handle for one (stream, B). */
-    private final class Workspace implements AutoCloseable {
-        final long streamHandle;
-        final CudaStream stream;
+    private final class Workspace extends Workspaces.Workspace {
         final int batch;
-        final List<AutoCloseable> owned = new ArrayList<>();
         final CublasHandle blas;
         final DeviceBuffer p, q;
         DeviceBuffer gp, gq, pooled; // made on first backward
-        boolean closed;              // guarded by this
 
         Workspace(CudaStream stream, int batch) {
-            this.stream = stream;
-            this.streamHandle = stream.handle();
+            super(MfbCuda.this.context, stream);
             this.batch = batch;
             try {
                 blas = own(new CublasHandle(context, stream));
@@ -359,36 +296,6 @@ public final class MfbCuda implements AutoCloseable {
             if (gp == null) gp = own(DeviceBuffer.allocateFloats(context, (long) batch * nw));
             if (gq == null) gq = own(DeviceBuffer.allocateFloats(context, (long) batch * nw));
             if (pooled == null) pooled = own(DeviceBuffer.allocateFloats(context, (long) batch * op.outputWidth()));
-        }
-
-        private <T extends AutoCloseable> T own(T r) {
-            owned.add(r);
-            return r;
-        }
-
-        long bytes() {
-            long total = 0;
-            for (AutoCloseable r : owned) if (r instanceof DeviceBuffer b) total += b.byteSize();
-            return total;
-        }
-
-        @Override public synchronized void close() {
-            if (closed) return;
-            closed = true;
-            try {
-                if (!owned.isEmpty()) {
-                    try {
-                        stream.synchronize();
-                    } catch (IllegalStateException streamClosed) {
-                        context.synchronize();
-                    }
-                }
-            } finally {
-                for (int i = owned.size() - 1; i >= 0; i--) {
-                    try { owned.get(i).close(); } catch (Exception ignored) { /* keep freeing the rest */ }
-                }
-                owned.clear();
-            }
         }
     }
 }

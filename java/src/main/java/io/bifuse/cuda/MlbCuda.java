@@ -5,9 +5,7 @@ import io.bifuse.LinearGradients;
 import io.bifuse.Mlb;
 import io.bifuse.Precision;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * {@link Mlb} on one GPU: the GEMMs in cuBLAS ({@link LinearCuda}) with the arithmetic of a chosen
@@ -43,8 +41,7 @@ public final class MlbCuda implements AutoCloseable {
     private final CudaContext context;
     private final Precision precision;
     private final LinearCuda u, v, p;
-    private final Map<WorkspaceKey, Workspace> workspaces = new LinkedHashMap<>(8, 0.75f, true);
-    private boolean closed;
+    private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("MlbCuda", MAX_WORKSPACES);
 
     public MlbCuda(Mlb op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected an Mlb, got null");
@@ -104,18 +101,18 @@ public final class MlbCuda implements AutoCloseable {
 
     /** {@code out (B × Out) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
     public void forward(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, CudaStream stream) {
-        checkBatch(batch);
-        checkMemory("x", x, batch, op.dx());
-        checkMemory("y", y, batch, op.dy());
-        checkMemory("out", out, batch, op.out());
-        checkStream(stream);
+        DeviceArgs.batch(batch);
+        DeviceArgs.memory("x", x, batch, op.dx());
+        DeviceArgs.memory("y", y, batch, op.dy());
+        DeviceArgs.memory("out", out, batch, op.out());
+        DeviceArgs.stream(stream);
         Workspace w = workspace(stream, batch);
         synchronized (w) {
-            if (w.closed) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
+            if (w.isClosed()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
             context.makeCurrent();
             project(w, x, y, batch);
             int j = op.joint();
-            context.launch(FORWARD, grid((long) batch * j), 1, BLOCK, 0, stream, w.proj, u.bias(), v.bias(), w.h, batch, j, op.activation().code());
+            context.launch(FORWARD, DeviceArgs.grid(context, (long) batch * j, BLOCK), 1, BLOCK, 0, stream, w.proj, u.bias(), v.bias(), w.h, batch, j, op.activation().code());
             p.forward(w.blas, precision, w.h, j, batch, out, op.out(), stream);
         }
     }
@@ -125,25 +122,25 @@ public final class MlbCuda implements AutoCloseable {
      * {@code grads}, queued on {@code stream}. {@code x, y, gradOut} are only read.
      */
     public void backward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, DeviceGradients grads, int batch, CudaStream stream) {
-        checkBatch(batch);
-        checkMemory("x", x, batch, op.dx());
-        checkMemory("y", y, batch, op.dy());
-        checkMemory("gradOut", gradOut, batch, op.out());
+        DeviceArgs.batch(batch);
+        DeviceArgs.memory("x", x, batch, op.dx());
+        DeviceArgs.memory("y", y, batch, op.dy());
+        DeviceArgs.memory("gradOut", gradOut, batch, op.out());
         if (grads == null) throw new IllegalArgumentException("grads: expected DeviceGradients for dx, dy, U, V, P, got null");
-        checkMemory("grads.dx", grads.dx(), batch, op.dx());
-        checkMemory("grads.dy", grads.dy(), batch, op.dy());
-        checkLayer("grads.u", "grads.bu", grads.u(), grads.bu(), op.u());
-        checkLayer("grads.v", "grads.bv", grads.v(), grads.bv(), op.v());
-        checkLayer("grads.p", "grads.bp", grads.p(), grads.bp(), op.p());
-        checkStream(stream);
+        DeviceArgs.memory("grads.dx", grads.dx(), batch, op.dx());
+        DeviceArgs.memory("grads.dy", grads.dy(), batch, op.dy());
+        DeviceArgs.layer("grads.u", "grads.bu", grads.u(), grads.bu(), op.u());
+        DeviceArgs.layer("grads.v", "grads.bv", grads.v(), grads.bv(), op.v());
+        DeviceArgs.layer("grads.p", "grads.bp", grads.p(), grads.bp(), op.p());
+        DeviceArgs.stream(stream);
         Workspace w = workspace(stream, batch);
         synchronized (w) {
-            if (w.closed) { backward(x, y, gradOut, grads, batch, stream); return; } // evicted meanwhile
+            if (w.isClosed()) { backward(x, y, gradOut, grads, batch, stream); return; } // evicted meanwhile
             context.makeCurrent();
             int j = op.joint(), ld = 2 * j;
             project(w, x, y, batch);
             p.backwardInput(w.blas, precision, gradOut, op.out(), batch, 0f, w.gh, j);
-            context.launch(BACKWARD, grid((long) batch * j), 1, BLOCK, 0, stream,
+            context.launch(BACKWARD, DeviceArgs.grid(context, (long) batch * j, BLOCK), 1, BLOCK, 0, stream,
                     w.proj, u.bias(), v.bias(), w.gh, w.h, batch, j, op.activation().code());
             DeviceMemory dpu = w.proj, dpv = w.projRight;
             p.backwardParameters(w.blas, precision, gradOut, op.out(), w.h, j, batch, grads.p(), grads.bp(), stream);
@@ -196,7 +193,7 @@ public final class MlbCuda implements AutoCloseable {
      * caller closes them); bias entries are null for layers without a bias.
      */
     public DeviceGradients allocateGradients(int batch, List<DeviceBuffer> owned) {
-        checkBatch(batch);
+        DeviceArgs.batch(batch);
         DeviceBuffer gx = add(owned, floats(batch * (long) op.dx())), gy = add(owned, floats(batch * (long) op.dy()));
         DeviceBuffer[] gu = layerBuffers(owned, op.u()), gv = layerBuffers(owned, op.v()), gp = layerBuffers(owned, op.p());
         return new DeviceGradients(gx, gy, gu[0], gu[1], gv[0], gv[1], gp[0], gp[1]);
@@ -232,105 +229,33 @@ public final class MlbCuda implements AutoCloseable {
         v.project(w.blas, precision, y, op.dy(), batch, w.projRight, ld);
     }
 
-    /** Grid-stride kernels: enough blocks to fill the GPU, never more than the work. */
-    private int grid(long threads) {
-        long blocks = (threads + BLOCK - 1) / BLOCK;
-        return (int) Math.max(1, Math.min(blocks, 32L * context.multiprocessorCount() * (2048 / BLOCK)));
-    }
-
-    private static void checkBatch(int batch) {
-        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
-    }
-
-    private static void checkStream(CudaStream stream) {
-        if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
-    }
-
-    private static void checkLayer(String wName, String bName, DeviceMemory w, DeviceMemory b, Linear l) {
-        checkMemory(wName, w, l.out(), l.in());
-        if (l.hasBias()) checkMemory(bName, b, 1, l.out());
-        else if (b != null) throw new IllegalArgumentException(bName + ": expected null (the layer has no bias), got device memory");
-    }
-
-    private static void checkMemory(String name, DeviceMemory m, int rows, int cols) {
-        if (m == null) throw new IllegalArgumentException(name + ": expected device memory for " + rows + " × " + cols + " floats, got null");
-        if (!m.isOpen()) throw new IllegalArgumentException(name + ": the device buffer is closed");
-        long need = 4L * rows * cols;
-        if (m.byteSize() < need) {
-            throw new IllegalArgumentException(name + ": expected at least " + rows + " × " + cols + " floats (" + need
-                    + " bytes), got " + m.byteSize() + " bytes");
-        }
-        if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
-    }
-
     private Workspace workspace(CudaStream stream, int batch) {
-        WorkspaceKey key = new WorkspaceKey(stream.handle(), batch);
-        List<Workspace> evicted = new ArrayList<>();
-        Workspace w;
-        synchronized (workspaces) {
-            if (closed) throw new IllegalStateException("MlbCuda is closed");
-            w = workspaces.get(key);
-            if (w == null) {
-                w = new Workspace(stream, batch);
-                workspaces.put(key, w);
-                var it = workspaces.values().iterator();
-                while (workspaces.size() > MAX_WORKSPACES && it.hasNext()) {
-                    Workspace old = it.next();
-                    if (old != w) { it.remove(); evicted.add(old); }
-                }
-            }
-        }
-        for (Workspace old : evicted) old.close();
-        return w;
+        return workspaces.get(stream, batch, s -> new Workspace(s, batch));
     }
 
     /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
-    public void release(CudaStream stream) {
-        List<Workspace> gone = new ArrayList<>();
-        synchronized (workspaces) {
-            workspaces.values().removeIf(w -> { if (w.streamHandle == stream.handle()) { gone.add(w); return true; } return false; });
-        }
-        for (Workspace w : gone) w.close();
-    }
+    public void release(CudaStream stream) { workspaces.release(stream); }
 
     /** Bytes of device memory this op holds now (weights, biases, workspaces). */
     public long deviceBytes() {
-        synchronized (workspaces) {
-            long total = u.deviceBytes() + v.deviceBytes() + p.deviceBytes();
-            for (Workspace w : workspaces.values()) total += w.bytes();
-            return total;
-        }
+        return u.deviceBytes() + v.deviceBytes() + p.deviceBytes() + workspaces.bytes();
     }
 
     @Override public void close() {
-        List<Workspace> all;
-        synchronized (workspaces) {
-            if (closed) return;
-            closed = true;
-            all = new ArrayList<>(workspaces.values());
-            workspaces.clear();
-        }
-        for (Workspace w : all) w.close();
+        if (!workspaces.close()) return;
         u.close();
         v.close();
         p.close();
     }
 
-    private record WorkspaceKey(long stream, int batch) {}
-
     /** Buffers and the cuBLAS handle for one (stream, B). */
-    private final class Workspace implements AutoCloseable {
-        final long streamHandle;
-        final CudaStream stream;
-        final List<AutoCloseable> owned = new ArrayList<>();
+    private final class Workspace extends Workspaces.Workspace {
         final DeviceBuffer proj, h, gh;
         final DeviceMemory projRight; // columns [J, 2J) of proj: y·Vᵀ, then dpv
         final CublasHandle blas;
-        boolean closed;               // guarded by this
 
         Workspace(CudaStream stream, int batch) {
-            this.stream = stream;
-            this.streamHandle = stream.handle();
+            super(MlbCuda.this.context, stream);
             long j = op.joint();
             try {
                 proj = own(DeviceBuffer.allocateFloats(context, 2L * batch * j));
@@ -341,37 +266,6 @@ public final class MlbCuda implements AutoCloseable {
             } catch (RuntimeException e) {
                 close();
                 throw e;
-            }
-        }
-
-        private <T extends AutoCloseable> T own(T r) {
-            owned.add(r);
-            return r;
-        }
-
-        long bytes() {
-            long total = 0;
-            for (AutoCloseable r : owned) if (r instanceof DeviceBuffer b) total += b.byteSize();
-            return total;
-        }
-
-        @Override public synchronized void close() {
-            if (closed) return;
-            closed = true;
-            // Work queued on the stream may still use these buffers.
-            try {
-                if (!owned.isEmpty()) {
-                    try {
-                        stream.synchronize();
-                    } catch (IllegalStateException streamClosed) {
-                        context.synchronize();
-                    }
-                }
-            } finally {
-                for (int i = owned.size() - 1; i >= 0; i--) {
-                    try { owned.get(i).close(); } catch (Exception ignored) { /* keep freeing the rest */ }
-                }
-                owned.clear();
             }
         }
     }
