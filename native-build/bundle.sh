@@ -5,7 +5,7 @@
 #   jre/       a jlink'd Java 25 runtime (only the modules the jars need)
 #   lib/       bifuse, its tests, the JMH benchmarks, JCuda (driver natives only), JMH and the
 #              JUnit Platform console launcher
-#   python/    the PyTorch peer (benchmarks/python/*.py)
+#   python/    the PyTorch peers, their runner and compare.py (benchmarks/python/*.py)
 #   run        the launcher: gpu-tests, sanitize, check, bench, main, jmh, peer, compare, env
 #   README.txt
 # It builds the project first (native-build/bifuse mvn package; with nvcc present the jar carries
@@ -153,7 +153,7 @@ else
   say "(strip not found: the runtime keeps its native symbol tables, about 5 MB more)"
 fi
 
-# --- Python peer -----------------------------------------------------------------------------------
+# --- Python peers ----------------------------------------------------------------------------------
 cp benchmarks/python/*.py "$bundle/python/"
 
 # --- launcher --------------------------------------------------------------------------------------
@@ -171,13 +171,14 @@ cat >"$bundle/run" <<'RUN'
 #   run bench [--quick] [--csv FILE] [--runs N]
 #   run main [--quick]                    check, then bench
 #   run jmh [jmh args]                    JMH (e.g. -l, or CompactBilinearBenchmark -p batch=64)
-#   run peer [args]                       the PyTorch peer: python/compact_bilinear_peer.py
+#   run peer [PEER ...] [args]            the PyTorch peers (python/peers.py): all of them, or the named ones
+#                                         (compact_bilinear mlb mfb mlb_attention full_bilinear); --csv F: one CSV
 #   run compare A.csv B.csv [...]         python/compare.py
 #   run env                               java -version, nvidia-smi -L, what bifuse found
 #   run java [args]                       the bundle's java with bifuse's class path
-#   run all                               env, gpu-tests, main (CSV), peer (CSV), compare: each logged to
-#                                         $OUT/<step>.log, going on past failures; sanitizers run apart
-#                                         (each takes minutes): run sanitize memcheck; run sanitize racecheck
+#   run all                               env, gpu-tests, main (CSV), peer-check, peer (CSV, every peer),
+#                                         compare: each logged to $OUT/<step>.log, going on past failures;
+#                                         sanitizers run apart (minutes each): run sanitize memcheck|racecheck
 set -euo pipefail
 B=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 OUT=${OUT:-$B/out}
@@ -186,7 +187,7 @@ read -r -a extra <<<"${BIFUSE_JAVA_OPTS:-}"
 JAVA=("$B/jre/bin/java" --enable-native-access=ALL-UNNAMED -Xss4m ${extra[@]+"${extra[@]}"} -cp "$B/lib/*")
 tests_jar=$(ls "$B"/lib/bifuse-*-tests.jar 2>/dev/null | head -n1)
 
-usage() { echo "usage: $0 COMMAND [args]"; sed -n '5,20p' "$B/run" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { echo "usage: $0 COMMAND [args]"; sed -n '5,21p' "$B/run" | sed 's/^# \{0,1\}//'; exit 2; }
 
 has_selector() { # does the argument list already pick tests (then no class path scan)?
   local a
@@ -245,7 +246,7 @@ case "$cmd" in
   jmh) # JMH 1.37 reads fields through sun.misc.Unsafe: allow it, quietly (forks inherit the flag)
     exec "${JAVA[@]}" --sun-misc-unsafe-memory-access=allow org.openjdk.jmh.Main "$@" ;;
   peer)
-    exec "$PY" "$B/python/compact_bilinear_peer.py" "$@" ;;
+    exec "$PY" "$B/python/peers.py" "$@" ;;
   compare)
     exec "$PY" "$B/python/compare.py" "$@" ;;
   env)
@@ -266,6 +267,7 @@ case "$cmd" in
     step env "$B/run" env
     step gpu-tests "$B/run" gpu-tests
     step main "$B/run" main --csv "$OUT/bifuse.csv"
+    step peer-check "$B/run" peer --check
     step peer "$B/run" peer --csv "$OUT/peer.csv"
     step compare "$B/run" compare "$OUT/bifuse.csv" "$OUT/peer.csv"
     echo "=== exit codes: ${status[*]}"
@@ -280,12 +282,12 @@ bifuse $version, bundled by native-build/bundle.sh on $(date -u +%Y-%m-%d) from 
 
 Runs bifuse's tests (GPU ones included), compute-sanitizer and the benchmarks on a Linux x86-64
 host with an NVIDIA driver and the CUDA libraries (libcufft, libcublas; compute-sanitizer for
-"sanitize"; Python 3 + PyTorch for "peer"). No JDK and no network are needed.
+"sanitize"; Python 3 + PyTorch + numpy for "peer"). No JDK and no network are needed.
 
   jre/      Java runtime (jlink'd from the JDK 25 that built it; modules: $modules)
   lib/      bifuse and its tests, the JMH benchmarks, JCuda $( (cd "$bundle/lib" && ls jcuda-[0-9]*.jar) | sed 's/^jcuda-//; s/\.jar$//') (driver natives only), JMH,
             junit-platform-console-standalone $platform
-  python/   the PyTorch peer and compare.py
+  python/   the PyTorch peers (*_peer.py, run together by peers.py) and compare.py
   run       the launcher
 
 Commands (reports and logs go to \$OUT, default <bundle>/out):
@@ -298,7 +300,9 @@ Commands (reports and logs go to \$OUT, default <bundle>/out):
   ./run bench [--quick] [--csv FILE] [--runs N]
   ./run main [--quick]               check, then bench
   ./run jmh [jmh args]               JMH, e.g. ./run jmh -l, ./run jmh CompactBilinearBenchmark -p batch=64
-  ./run peer [args]                  python3 python/compact_bilinear_peer.py (e.g. --csv peer.csv)
+  ./run peer [PEER ...] [args]       python3 python/peers.py: every PyTorch peer (compact_bilinear, mlb, mfb,
+                                     mlb_attention, full_bilinear) or the named ones; --csv F writes one
+                                     combined CSV; --check compares each with its float64 run
   ./run compare A.csv B.csv          python3 python/compare.py
   ./run java [args]                  the bundled java with bifuse's class path
 

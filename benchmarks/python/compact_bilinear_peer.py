@@ -13,7 +13,7 @@ Math (bifuse spec):
 The hashes come from bifuse's documented seeded generator (SplitMix64, see bifuse_hashes), so for
 the same seed both libraries compute exactly the same operator and their outputs can be compared.
 
-Rows written (CSV header below):
+Rows written (CSV columns: see peer_common.py, which also does the command line and timing):
     CompactBilinear.forward   forward only, under torch.no_grad() (inference).
     CompactBilinear.fwd+bwd   one full training step: forward with autograd recording, then
                               loss = (z * g).sum() for a fixed random g, loss.backward() to x and y.
@@ -29,20 +29,15 @@ Examples:
     python3 benchmarks/python/compact_bilinear_peer.py --hashes          # seed 42, Dx=4, Dy=3, d=10
 """
 
-import argparse
-import csv
 import math
-import os
 import sys
-import time
 import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-CSV_HEADER = ["op", "backend", "size", "batch", "median_ms", "p10_ms", "p90_ms", "runs",
-              "bytes", "flops", "gbps", "gflops"]
+import peer_common as pc
 
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -177,12 +172,6 @@ def reference_forward_backward(x, y, g, h1, s1, h2, s2, d, normalize):
     return z, gx, gy
 
 
-def rel_l2(a, ref):
-    a = np.asarray(a, np.float64)
-    den = np.linalg.norm(ref)
-    return float(np.linalg.norm(a - ref) / den) if den > 0 else float(np.linalg.norm(a))
-
-
 # --------------------------------------------------------------------------------------------
 # Work model (same as bifuse's bench; keep in sync with cuda/CompactBilinear.cu's header).
 # --------------------------------------------------------------------------------------------
@@ -215,61 +204,6 @@ def work_model(op, B, Dx, Dy, d, normalize):
     return 4 * B * (2 * C + 2 * d), fwd + B * (3 * C + 5 * fft + 12 * Fb)
 
 
-# --------------------------------------------------------------------------------------------
-# Timing.
-# --------------------------------------------------------------------------------------------
-
-def time_calls(step, device, warmup, runs):
-    """Per-call times in ms of step() after `warmup` untimed calls."""
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                  for _ in range(runs)]
-        for start, end in events:
-            start.record()
-            step()
-            end.record()
-        torch.cuda.synchronize(device)
-        return [start.elapsed_time(end) for start, end in events]
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
-def quantile(xs, q):
-    """Nearest-rank quantile, as bifuse's Stats.quantile: sorted[min(n-1, round(q*(n-1)))] with
-    Java's Math.round (half up)."""
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(math.floor(q * (len(s) - 1) + 0.5)))]
-
-
-def summarize(times):
-    return quantile(times, 0.5), quantile(times, 0.1), quantile(times, 0.9)
-
-
-def reset_compiler():
-    """Fresh compile caches per size, so each size gets its own static-shape graph."""
-    if hasattr(torch, "compiler") and hasattr(torch.compiler, "reset"):
-        torch.compiler.reset()
-
-
-def make_modes(no_compile):
-    """[(name, fn or None, skip reason)]."""
-    modes = [("eager", compact_bilinear, None)]
-    if no_compile:
-        modes.append(("compile", None, "--no-compile"))
-    elif not hasattr(torch, "compile"):
-        modes.append(("compile", None, "torch.compile not available in torch %s" % torch.__version__))
-    else:
-        modes.append(("compile", torch.compile(compact_bilinear), None))
-    return modes
-
-
 def make_inputs(B, Dx, Dy, d, seed, device):
     h1, s1, h2, s2 = bifuse_hashes(Dx, Dy, d, seed)
     gen = torch.Generator().manual_seed(seed)
@@ -280,185 +214,109 @@ def make_inputs(B, Dx, Dy, d, seed, device):
     return (t(x), t(y), t(g)), (t(h1), t(s1), t(h2), t(s2))
 
 
-def short_error(e):
-    msg = str(e).strip().splitlines()
-    return "%s: %s" % (type(e).__name__, msg[0][:160] if msg else "")
-
-
 # --------------------------------------------------------------------------------------------
-# Main.
+# The peer's description for peer_common (command line, timing, CSV).
 # --------------------------------------------------------------------------------------------
 
-def parse_int_list(s):
-    return [int(v) for v in s.split(",") if v.strip()]
+class CompactBilinearPeer(pc.Peer):
+    op = "CompactBilinear"
+    csv_prefix = "peer"
+    default_batches = "1,64,512"
+    default_check_batch = 2
+    default_check_tol = 1e-5
 
+    def add_args(self, p):
+        p.add_argument("--dx", type=int, default=2048)
+        p.add_argument("--dy", type=int, default=2048)
+        p.add_argument("--d", type=int, default=16000, help="main output dimension (default 16000)")
+        p.add_argument("--extra-d", default="15999,15838",
+                       help="further d values run at --extra-batch (default 15999,15838 = odd, 2*7919); '' for none")
+        p.add_argument("--extra-batch", type=int, default=64)
+        p.add_argument("--norm", choices=["none", "pytorch"], default="none",
+                       help="post-processing: none, or pytorch = signed sqrt then F.normalize(eps=1e-12); "
+                            "with pytorch the size column gets ',norm=pytorch'")
+        p.add_argument("--hashes", action="store_true",
+                       help="print the hashes for --hash-dx/--hash-dy/--hash-d and --seed, then exit")
+        p.add_argument("--hash-dx", type=int, default=4)
+        p.add_argument("--hash-dy", type=int, default=3)
+        p.add_argument("--hash-d", type=int, default=10)
 
-def configs(args):
-    """(B, Dx, Dy, d): the main d over --batches, then each --extra-d at --extra-batch."""
-    out = [(B, args.dx, args.dy, args.d) for B in parse_int_list(args.batches)]
-    out += [(args.extra_batch, args.dx, args.dy, dd) for dd in parse_int_list(args.extra_d)]
-    return out
+    def setup(self, args):
+        args.normalize = args.norm == "pytorch"
+        if args.hashes:
+            return 0 if print_hashes(args.hash_dx, args.hash_dy, args.hash_d, args.seed) else 1
+        # Inductor leaves the FFTs and the complex product to eager kernels and says so on every
+        # compile; the message is expected for this operator, so it is silenced here.
+        warnings.filterwarnings("ignore", message=".*does not support code generation for complex.*")
+        return None
 
+    def cases(self, args, batches):
+        """(B, Dx, Dy, d): the main d over --batches, then each --extra-d at --extra-batch."""
+        dims = [(B, args.dx, args.dy, args.d) for B in batches]
+        dims += [(args.extra_batch, args.dx, args.dy, dd) for dd in pc.parse_int_list(args.extra_d)]
+        suffix = ",norm=pytorch" if args.normalize else ""
+        return [pc.Case("Dx=%d,Dy=%d,d=%d" % (Dx, Dy, d) + suffix, B,
+                        lambda op, B=B, Dx=Dx, Dy=Dy, d=d: work_model(op, B, Dx, Dy, d, args.normalize),
+                        dict(dx=Dx, dy=Dy, d=d))
+                for B, Dx, Dy, d in dims]
 
-def run_check(args, device, modes):
-    """Peer vs the float64 definition, forward and gradients, B = --check-batch.
+    def build(self, case, args, device, dtype, seed):
+        d = case.dims["d"]
+        (x, y, g), (h1, s1, h2, s2) = make_inputs(case.batch, case.dims["dx"], case.dims["dy"], d, seed, device)
+        return pc.Built(compact_bilinear, (x, y), g, consts=(h1, s1, h2, s2, d, args.normalize),
+                        input_names=("x", "y"))
 
-    Each mode runs in float32 (what is benchmarked); eager also runs in float64, which must agree
-    with the definition to ~1e-12 and so proves the peer computes the same operator. With
-    --norm pytorch the float32 gradients are ill-conditioned (d ssqrt/dz = 0.5/sqrt|z| blows up
-    for z near 0), so there only the float32 forward and the float64 run are held to a tolerance."""
-    print("== check: peer vs float64 definition (B=%d, seed=%d, norm=%s)"
-          % (args.check_batch, args.seed, args.norm))
-    ok = True
-    ds = [args.d] + parse_int_list(args.extra_d)
-    runs = [(name, fn, skip, torch.float32) for name, fn, skip in modes]
-    runs.insert(1, ("eager64", compact_bilinear, None, torch.float64))
-    for d in ds:
-        (x, y, g), hs = make_inputs(args.check_batch, args.dx, args.dy, d, args.seed, device)
-        h1, s1, h2, s2 = (a.cpu().numpy() for a in hs)
-        z_ref, gx_ref, gy_ref = reference_forward_backward(
-            x.cpu().numpy(), y.cpu().numpy(), g.cpu().numpy(), h1, s1, h2, s2, d, args.normalize)
-        for name, fn, skip, dtype in runs:
-            if fn is None:
-                print("  %-8s d=%-6d skipped (%s)" % (name, d, skip))
-                continue
-            try:
-                reset_compiler()
-                xr = x.detach().to(dtype).clone().requires_grad_(True)
-                yr = y.detach().to(dtype).clone().requires_grad_(True)
-                z = fn(xr, yr, hs[0], hs[1].to(dtype), hs[2], hs[3].to(dtype), d, args.normalize)
-                (z * g.to(dtype)).sum().backward()
-            except Exception as e:  # torch.compile failing on this host is reported, not fatal
-                print("  %-8s d=%-6d skipped (%s)" % (name, d, short_error(e)))
-                continue
-            ez = rel_l2(z.detach().cpu().numpy(), z_ref)
-            egx = rel_l2(xr.grad.cpu().numpy(), gx_ref)
-            egy = rel_l2(yr.grad.cpu().numpy(), gy_ref)
-            if dtype == torch.float64:
-                good = max(ez, egx, egy) < 1e-10
-                note = ""
-            elif args.normalize:
-                good = ez < args.check_tol
-                note = " (float32 gradients through ssqrt are ill-conditioned: not held to tol)"
-            else:
-                good = max(ez, egx, egy) < args.check_tol
-                note = ""
-            ok &= good
-            print("  %-8s Dx=%d,Dy=%d,d=%-6d rel L2 error: z %.3e  gx %.3e  gy %.3e  %s%s"
-                  % (name, args.dx, args.dy, d, ez, egx, egy, "ok" if good else "FAIL", note))
-    print("check:", "PASS" if ok else "FAIL")
-    return ok
+    def run_check(self, args, device, modes_for):
+        """Peer vs the float64 definition, forward and gradients, B = --check-batch.
+
+        Each mode runs in float32 (what is benchmarked); eager also runs in float64, which must
+        agree with the definition to ~1e-12 and so proves the peer computes the same operator. With
+        --norm pytorch the float32 gradients are ill-conditioned (d ssqrt/dz = 0.5/sqrt|z| blows up
+        for z near 0), so there only the float32 forward and the float64 run are held to a tolerance."""
+        print("== check: peer vs float64 definition (B=%d, seed=%d, norm=%s)"
+              % (args.check_batch, args.seed, args.norm))
+        ok = True
+        for d in [args.d] + pc.parse_int_list(args.extra_d):
+            (x, y, g), hs = make_inputs(args.check_batch, args.dx, args.dy, d, args.seed, device)
+            h1, s1, h2, s2 = (a.cpu().numpy() for a in hs)
+            z_ref, gx_ref, gy_ref = reference_forward_backward(
+                x.cpu().numpy(), y.cpu().numpy(), g.cpu().numpy(), h1, s1, h2, s2, d, args.normalize)
+            runs = [(name, fn, skip, torch.float32) for name, fn, skip in modes_for(compact_bilinear)]
+            runs.insert(1, ("eager64", compact_bilinear, None, torch.float64))
+            for name, fn, skip, dtype in runs:
+                if fn is None:
+                    print("  %-8s d=%-6d skipped (%s)" % (name, d, skip))
+                    continue
+                try:
+                    pc.reset_compiler()
+                    xr = x.detach().to(dtype).clone().requires_grad_(True)
+                    yr = y.detach().to(dtype).clone().requires_grad_(True)
+                    z = fn(xr, yr, hs[0], hs[1].to(dtype), hs[2], hs[3].to(dtype), d, args.normalize)
+                    (z * g.to(dtype)).sum().backward()
+                except Exception as e:  # torch.compile failing on this host is reported, not fatal
+                    print("  %-8s d=%-6d skipped (%s)" % (name, d, pc.short_error(e)))
+                    continue
+                ez = pc.rel_l2(z.detach().cpu().numpy(), z_ref)
+                egx = pc.rel_l2(xr.grad.cpu().numpy(), gx_ref)
+                egy = pc.rel_l2(yr.grad.cpu().numpy(), gy_ref)
+                if dtype == torch.float64:
+                    good = max(ez, egx, egy) < 1e-10
+                    note = ""
+                elif args.normalize:
+                    good = ez < args.check_tol
+                    note = " (float32 gradients through ssqrt are ill-conditioned: not held to tol)"
+                else:
+                    good = max(ez, egx, egy) < args.check_tol
+                    note = ""
+                ok &= good
+                print("  %-8s Dx=%d,Dy=%d,d=%-6d rel L2 error: z %.3e  gx %.3e  gy %.3e  %s%s"
+                      % (name, args.dx, args.dy, d, ez, egx, egy, "ok" if good else "FAIL", note))
+        print("check:", "PASS" if ok else "FAIL")
+        return ok
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda if available)")
-    p.add_argument("--runs", type=int, default=None, help="timed runs per row (default 50 cuda, 10 cpu)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 10 cuda, 2 cpu)")
-    p.add_argument("--batches", default="1,64,512", help="batches B at the main d (default 1,64,512)")
-    p.add_argument("--dx", type=int, default=2048)
-    p.add_argument("--dy", type=int, default=2048)
-    p.add_argument("--d", type=int, default=16000, help="main output dimension (default 16000)")
-    p.add_argument("--extra-d", default="15999,15838",
-                   help="further d values run at --extra-batch (default 15999,15838 = odd, 2*7919); '' for none")
-    p.add_argument("--extra-batch", type=int, default=64)
-    p.add_argument("--norm", choices=["none", "pytorch"], default="none",
-                   help="post-processing: none, or pytorch = signed sqrt then F.normalize(eps=1e-12); "
-                        "with pytorch the size column gets ',norm=pytorch'")
-    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile mode")
-    p.add_argument("--csv", default=None, help="output CSV (default benchmarks/results/peer-<device>.csv)")
-    p.add_argument("--seed", type=int, default=42, help="SplitMix64 seed for the hashes (and inputs)")
-    p.add_argument("--check", action="store_true", help="verify against the float64 definition, then exit")
-    p.add_argument("--check-batch", type=int, default=2)
-    p.add_argument("--check-tol", type=float, default=1e-5)
-    p.add_argument("--hashes", action="store_true",
-                   help="print the hashes for --hash-dx/--hash-dy/--hash-d and --seed, then exit")
-    p.add_argument("--hash-dx", type=int, default=4)
-    p.add_argument("--hash-dy", type=int, default=3)
-    p.add_argument("--hash-d", type=int, default=10)
-    args = p.parse_args(argv)
-    args.normalize = args.norm == "pytorch"
-
-    if args.hashes:
-        return 0 if print_hashes(args.hash_dx, args.hash_dy, args.hash_d, args.seed) else 1
-
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dev = device.type
-    runs = args.runs if args.runs is not None else (50 if dev == "cuda" else 10)
-    warmup = args.warmup if args.warmup is not None else (10 if dev == "cuda" else 2)
-    if runs < 1 or warmup < 0:
-        p.error("--runs must be >= 1 and --warmup >= 0")
-    # Inductor leaves the FFTs and the complex product to eager kernels and says so on every
-    # compile; the message is expected for this operator, so it is silenced here.
-    warnings.filterwarnings("ignore", message=".*does not support code generation for complex.*")
-    modes = make_modes(args.no_compile)
-    name = torch.cuda.get_device_name(device) if dev == "cuda" else "cpu, %d threads" % torch.get_num_threads()
-    print("torch %s on %s (%s); warmup %d, runs %d" % (torch.__version__, device, name, warmup, runs))
-
-    if args.check:
-        return 0 if run_check(args, device, modes) else 1
-
-    csv_path = args.csv or os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
-                                        "results", "peer-%s.csv" % dev)
-    csv_path = os.path.normpath(csv_path)
-    if os.path.dirname(csv_path):
-        os.makedirs(os.path.dirname(csv_path), exist_ok=True)
-
-    fmt = "%-25s %-20s %-" + ("43" if args.normalize else "30") + "s %5s %10s %10s %10s %9s %9s"
-    print(fmt % ("op", "backend", "size", "batch", "median_ms", "p10_ms", "p90_ms", "GB/s", "GFLOP/s"))
-    skipped = []
-    with open(csv_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_HEADER)
-        f.flush()
-        for B, Dx, Dy, d in configs(args):
-            size = "Dx=%d,Dy=%d,d=%d" % (Dx, Dy, d) + (",norm=pytorch" if args.normalize else "")
-            (x, y, g), hs = make_inputs(B, Dx, Dy, d, args.seed, device)
-            xr = x.clone().requires_grad_(True)
-            yr = y.clone().requires_grad_(True)
-            for mode, fn, skip in modes:
-                backend = "torch-%s-%s" % (mode, dev)
-                if fn is None:
-                    skipped.append("%s %s B=%d: %s" % (backend, size, B, skip))
-                    continue
-                reset_compiler()
-
-                def forward(fn=fn):
-                    with torch.no_grad():
-                        return fn(x, y, *hs, d, args.normalize)
-
-                # "backward" = one training step: forward with autograd, loss = (z*g).sum(),
-                # loss.backward() into x.grad and y.grad (set to None first, as zero_grad does).
-                def train_step(fn=fn):
-                    xr.grad = None
-                    yr.grad = None
-                    z = fn(xr, yr, *hs, d, args.normalize)
-                    (z * g).sum().backward()
-
-                for op, step in (("forward", forward), ("fwd+bwd", train_step)):
-                    try:
-                        times = time_calls(step, device, warmup, runs)
-                    except Exception as e:  # e.g. torch.compile without a working toolchain
-                        skipped.append("%s %s %s B=%d: %s" % (backend, op, size, B, short_error(e)))
-                        print("  (skipped %s %s %s B=%d: %s)" % (op, backend, size, B, short_error(e)))
-                        continue
-                    med, p10, p90 = summarize(times)
-                    nbytes, flops = work_model(op, B, Dx, Dy, d, args.normalize)
-                    gbps, gflops = nbytes / med / 1e6, flops / med / 1e6
-                    opname = "CompactBilinear." + op
-                    print(fmt % (opname, backend, size, B, "%.4f" % med, "%.4f" % p10, "%.4f" % p90,
-                                 "%.2f" % gbps, "%.2f" % gflops))
-                    w.writerow([opname, backend, size, B, "%.6f" % med, "%.6f" % p10, "%.6f" % p90,
-                                len(times), int(nbytes), "%.0f" % flops, "%.4f" % gbps, "%.4f" % gflops])
-                    f.flush()
-            del x, y, g, xr, yr, hs
-    if skipped:
-        print("skipped:")
-        for s in skipped:
-            print("  " + s)
-    print("wrote %s" % csv_path)
-    return 0
+    return pc.run(CompactBilinearPeer, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,7 @@ import io.bifuse.CompactBilinear;
 import io.bifuse.Gradients;
 import io.bifuse.Normalization;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * {@link CompactBilinear} on one GPU ({@code cuda/CompactBilinear.cu} plus batched cuFFT).
@@ -50,8 +48,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
     private final CudaContext context;
     private final Sketch sketch;
     private final HashTable hx, hy;
-    private final Map<WorkspaceKey, Workspace> workspaces = new LinkedHashMap<>(8, 0.75f, true);
-    private boolean closed;
+    private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("CompactBilinearCuda", MAX_WORKSPACES);
 
     public CompactBilinearCuda(CompactBilinear op, CudaContext context, Sketch sketch) {
         if (op == null) throw new IllegalArgumentException("op: expected a CompactBilinear, got null");
@@ -77,19 +74,19 @@ public final class CompactBilinearCuda implements AutoCloseable {
 
     /** {@code out (B × d) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
     public void forward(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, CudaStream stream) {
-        checkBatch(batch);
-        checkMemory("x", x, batch, op.dx());
-        checkMemory("y", y, batch, op.dy());
-        checkMemory("out", out, batch, op.d());
+        DeviceArgs.batch(batch);
+        DeviceArgs.memory("x", x, batch, op.dx());
+        DeviceArgs.memory("y", y, batch, op.dy());
+        DeviceArgs.memory("out", out, batch, op.d());
         if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
         Workspace w = workspace(stream, batch);
         synchronized (w) {
-            if (w.closed) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
+            if (w.isClosed()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
             context.makeCurrent();
             sketchBoth(w, x, y, batch, stream);
             w.r2c2B.execute(w.sketches, w.spectra);
             long freq = op.d() / 2 + 1;
-            context.launch(SPECTRAL_PRODUCT, grid((long) batch * freq), 1, BLOCK, 0, stream,
+            context.launch(SPECTRAL_PRODUCT, DeviceArgs.grid(context, (long) batch * freq, BLOCK), 1, BLOCK, 0, stream,
                     w.spectra, w.product, batch, (int) freq, 1f / op.d());
             Normalization n = op.normalization();
             if (n.isIdentity() && out.address() % 256 == 0) {
@@ -107,16 +104,16 @@ public final class CompactBilinearCuda implements AutoCloseable {
      */
     public void backward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, DeviceMemory gradX, DeviceMemory gradY,
                          int batch, CudaStream stream) {
-        checkBatch(batch);
-        checkMemory("x", x, batch, op.dx());
-        checkMemory("y", y, batch, op.dy());
-        checkMemory("gradOut", gradOut, batch, op.d());
-        checkMemory("gradX", gradX, batch, op.dx());
-        checkMemory("gradY", gradY, batch, op.dy());
+        DeviceArgs.batch(batch);
+        DeviceArgs.memory("x", x, batch, op.dx());
+        DeviceArgs.memory("y", y, batch, op.dy());
+        DeviceArgs.memory("gradOut", gradOut, batch, op.d());
+        DeviceArgs.memory("gradX", gradX, batch, op.dx());
+        DeviceArgs.memory("gradY", gradY, batch, op.dy());
         if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream, got null");
         Workspace w = workspace(stream, batch);
         synchronized (w) {
-            if (w.closed) { backward(x, y, gradOut, gradX, gradY, batch, stream); return; } // evicted meanwhile
+            if (w.isClosed()) { backward(x, y, gradOut, gradX, gradY, batch, stream); return; } // evicted meanwhile
             context.makeCurrent();
             w.ensureBackwardPlans();
             int d = op.d();
@@ -125,7 +122,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
             w.r2c2B.execute(w.sketches, w.spectra);
             Normalization n = op.normalization();
             if (!n.isIdentity()) {
-                context.launch(SPECTRAL_PRODUCT, grid((long) batch * freq), 1, BLOCK, 0, stream,
+                context.launch(SPECTRAL_PRODUCT, DeviceArgs.grid(context, (long) batch * freq, BLOCK), 1, BLOCK, 0, stream,
                         w.spectra, w.product, batch, (int) freq, 1f / d);
                 w.c2rB.execute(w.product, w.pooled);
             }
@@ -133,13 +130,13 @@ public final class CompactBilinearCuda implements AutoCloseable {
             context.launch(NORMALIZE_BACKWARD, rowGrid(batch), 1, BLOCK, 0, stream,
                     w.pooled, gradOut, w.gradPooled, batch, d, n.signedSqrt() ? 1 : 0, n.signedSqrtGradEps(), n.l2().code(), n.l2Eps());
             w.r2cB.execute(w.gradPooled, w.gradSpectrum);
-            context.launch(SPECTRAL_GRAD, grid((long) batch * freq), 1, BLOCK, 0, stream,
+            context.launch(SPECTRAL_GRAD, DeviceArgs.grid(context, (long) batch * freq, BLOCK), 1, BLOCK, 0, stream,
                     w.gradSpectrum, w.spectra, w.product, batch, (int) freq, 1f / d);
             w.c2r2B.execute(w.product, w.sketches); // dΨx rows [0, B), dΨy rows [B, 2B)
             DeviceMemory gradPsiY = w.sketches.slice(4L * batch * d, 4L * batch * d);
-            context.launch(SKETCH_GRAD, grid((long) batch * op.dx()), 1, BLOCK, 0, stream,
+            context.launch(SKETCH_GRAD, DeviceArgs.grid(context, (long) batch * op.dx(), BLOCK), 1, BLOCK, 0, stream,
                     w.sketches, hx.h, hx.s, gradX, batch, op.dx(), d);
-            context.launch(SKETCH_GRAD, grid((long) batch * op.dy()), 1, BLOCK, 0, stream,
+            context.launch(SKETCH_GRAD, DeviceArgs.grid(context, (long) batch * op.dy(), BLOCK), 1, BLOCK, 0, stream,
                     gradPsiY, hy.h, hy.s, gradY, batch, op.dy(), d);
         }
     }
@@ -186,16 +183,16 @@ public final class CompactBilinearCuda implements AutoCloseable {
         int d = op.d();
         DeviceMemory psiY = w.sketches.slice(4L * batch * d, 4L * batch * d);
         if (sketch == Sketch.DETERMINISTIC) {
-            context.launch(SKETCH_GATHER, grid((long) batch * d), 1, BLOCK, 0, stream,
+            context.launch(SKETCH_GATHER, DeviceArgs.grid(context, (long) batch * d, BLOCK), 1, BLOCK, 0, stream,
                     x, hx.binStart, hx.binIndex, hx.binSign, w.sketches, batch, op.dx(), d);
-            context.launch(SKETCH_GATHER, grid((long) batch * d), 1, BLOCK, 0, stream,
+            context.launch(SKETCH_GATHER, DeviceArgs.grid(context, (long) batch * d, BLOCK), 1, BLOCK, 0, stream,
                     y, hy.binStart, hy.binIndex, hy.binSign, psiY, batch, op.dy(), d);
         } else {
             Driver.check("cuMemsetD32Async", jcuda.driver.JCudaDriver.cuMemsetD32Async(
                     DeviceBuffer.devicePointer(w.sketches), 0, 2L * batch * d, stream.jcuda()));
-            context.launch(SKETCH_ATOMIC, grid((long) batch * op.dx()), 1, BLOCK, 0, stream,
+            context.launch(SKETCH_ATOMIC, DeviceArgs.grid(context, (long) batch * op.dx(), BLOCK), 1, BLOCK, 0, stream,
                     x, hx.h, hx.s, w.sketches, batch, op.dx(), d);
-            context.launch(SKETCH_ATOMIC, grid((long) batch * op.dy()), 1, BLOCK, 0, stream,
+            context.launch(SKETCH_ATOMIC, DeviceArgs.grid(context, (long) batch * op.dy(), BLOCK), 1, BLOCK, 0, stream,
                     y, hy.h, hy.s, psiY, batch, op.dy(), d);
         }
     }
@@ -206,82 +203,25 @@ public final class CompactBilinearCuda implements AutoCloseable {
                 z, out, batch, op.d(), n.signedSqrt() ? 1 : 0, n.l2().code(), n.l2Eps());
     }
 
-    /** Grid-stride kernels: enough blocks to fill the GPU, never more than the work. */
-    private int grid(long threads) {
-        long blocks = (threads + BLOCK - 1) / BLOCK;
-        return (int) Math.max(1, Math.min(blocks, 32L * context.multiprocessorCount() * (2048 / BLOCK)));
-    }
-
     private int rowGrid(int rows) { return Math.min(rows, 65535); }
 
-    private static void checkBatch(int batch) {
-        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
-    }
-
-    private static void checkMemory(String name, DeviceMemory m, int rows, int cols) {
-        if (m == null) throw new IllegalArgumentException(name + ": expected device memory for " + rows + " × " + cols + " floats, got null");
-        if (!m.isOpen()) throw new IllegalArgumentException(name + ": the device buffer is closed");
-        long need = 4L * rows * cols;
-        if (m.byteSize() < need) {
-            throw new IllegalArgumentException(name + ": expected at least " + rows + " × " + cols + " floats (" + need
-                    + " bytes), got " + m.byteSize() + " bytes");
-        }
-        if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
-    }
-
     private Workspace workspace(CudaStream stream, int batch) {
-        WorkspaceKey key = new WorkspaceKey(stream.handle(), batch);
-        List<Workspace> evicted = new ArrayList<>();
-        Workspace w;
-        synchronized (workspaces) {
-            if (closed) throw new IllegalStateException("CompactBilinearCuda is closed");
-            w = workspaces.get(key);
-            if (w == null) {
-                w = new Workspace(stream, batch);
-                workspaces.put(key, w);
-                var it = workspaces.values().iterator();
-                while (workspaces.size() > MAX_WORKSPACES && it.hasNext()) {
-                    Workspace old = it.next();
-                    if (old != w) { it.remove(); evicted.add(old); }
-                }
-            }
-        }
-        for (Workspace old : evicted) old.close();
-        return w;
+        return workspaces.get(stream, batch, s -> new Workspace(s, batch));
     }
 
     /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
-    public void release(CudaStream stream) {
-        List<Workspace> gone = new ArrayList<>();
-        synchronized (workspaces) {
-            workspaces.values().removeIf(w -> { if (w.streamHandle == stream.handle()) { gone.add(w); return true; } return false; });
-        }
-        for (Workspace w : gone) w.close();
-    }
+    public void release(CudaStream stream) { workspaces.release(stream); }
 
     /** Bytes of device memory this op holds now (hash tables, workspaces, cuFFT work areas). */
     public long deviceBytes() {
-        synchronized (workspaces) {
-            long total = hx.bytes() + hy.bytes();
-            for (Workspace w : workspaces.values()) total += w.bytes();
-            return total;
-        }
+        return hx.bytes() + hy.bytes() + workspaces.bytes();
     }
 
     @Override public void close() {
-        List<Workspace> all;
-        synchronized (workspaces) {
-            if (closed) return;
-            closed = true;
-            all = new ArrayList<>(workspaces.values());
-            workspaces.clear();
-        }
-        for (Workspace w : all) w.close();
+        if (!workspaces.close()) return;
         hx.close();
         hy.close();
     }
-
-    private record WorkspaceKey(long stream, int batch) {}
 
     /** One input's hash on the device, plus its CSR inverse (inputs grouped by bin) for the gather sketch. */
     private static final class HashTable implements AutoCloseable {
@@ -322,19 +262,14 @@ public final class CompactBilinearCuda implements AutoCloseable {
     }
 
     /** Buffers and plans for one (stream, B). */
-    private final class Workspace implements AutoCloseable {
-        final long streamHandle;
-        final CudaStream stream;
+    private final class Workspace extends Workspaces.Workspace {
         final int batch;
-        final List<AutoCloseable> owned = new ArrayList<>();
         final DeviceBuffer sketches, spectra, product, pooled, gradPooled, gradSpectrum;
         final CufftPlan r2c2B, c2rB;
         CufftPlan r2cB, c2r2B; // made on first backward
-        boolean closed;        // guarded by this
 
         Workspace(CudaStream stream, int batch) {
-            this.stream = stream;
-            this.streamHandle = stream.handle();
+            super(CompactBilinearCuda.this.context, stream);
             this.batch = batch;
             long d = op.d(), freq = d / 2 + 1;
             try {
@@ -355,40 +290,6 @@ public final class CompactBilinearCuda implements AutoCloseable {
         void ensureBackwardPlans() {
             if (r2cB == null) r2cB = own(new CufftPlan(context, CufftPlan.Kind.R2C, op.d(), batch, stream));
             if (c2r2B == null) c2r2B = own(new CufftPlan(context, CufftPlan.Kind.C2R, op.d(), 2L * batch, stream));
-        }
-
-        private <T extends AutoCloseable> T own(T r) {
-            owned.add(r);
-            return r;
-        }
-
-        long bytes() {
-            long total = 0;
-            for (AutoCloseable r : owned) {
-                if (r instanceof DeviceBuffer b) total += b.byteSize();
-                else if (r instanceof CufftPlan p) total += p.workBytes();
-            }
-            return total;
-        }
-
-        @Override public synchronized void close() {
-            if (closed) return;
-            closed = true;
-            // Work queued on the stream may still use these buffers.
-            try {
-                if (!owned.isEmpty()) {
-                    try {
-                        stream.synchronize();
-                    } catch (IllegalStateException streamClosed) {
-                        context.synchronize();
-                    }
-                }
-            } finally {
-                for (int i = owned.size() - 1; i >= 0; i--) {
-                    try { owned.get(i).close(); } catch (Exception ignored) { /* keep freeing the rest */ }
-                }
-                owned.clear();
-            }
         }
     }
 }

@@ -1,0 +1,125 @@
+package io.bifuse.bench;
+
+import io.bifuse.FullBilinear;
+import io.bifuse.Normalization;
+import io.bifuse.Precision;
+import io.bifuse.cuda.CublasHandle;
+import io.bifuse.cuda.Cuda;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaStream;
+import io.bifuse.cuda.DeviceBuffer;
+import io.bifuse.cuda.FullBilinearCuda;
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.*;
+
+/**
+ * JMH benchmarks of {@link FullBilinear} (bilinear CNN pooling) at the spec's sizes: B = 32 samples of
+ * L = 784 positions (VGG conv5 at 448 px), C1 = 512, and C2 = 512 homologous (x = y) or C2 = 256;
+ * signed square root and l2 as the PyTorch ports do. Inputs are rectified, as conv5 features are. CPU:
+ * the float64 reference backend. GPU, in each {@link Precision}: each invocation queues one call (or
+ * a forward + backward training step) and waits for the stream; {@code io.bifuse.tools.Main bench}
+ * reports CUDA-event times alongside. GPU benchmarks fail their trial with the reason where CUDA or
+ * cuBLAS is missing.
+ *
+ * <pre>
+ *   java --enable-native-access=ALL-UNNAMED -cp "benchmarks/target/classes:benchmarks/target/lib/*" \
+ *        org.openjdk.jmh.Main FullBilinearBenchmark
+ * </pre>
+ */
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MICROSECONDS)
+@Warmup(iterations = 3, time = 1)
+@Measurement(iterations = 5, time = 1)
+@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
+@State(Scope.Benchmark)
+public class FullBilinearBenchmark {
+    /** 512 with {@code homologous}: the symmetric bilinear CNN; 256: two streams. */
+    @Param({"512", "256"}) public int c2;
+
+    static final int B = 32, L = 784, C1 = 512;
+    FullBilinear op;
+    float[] x, y, g;
+
+    boolean homologous() { return c2 == C1; }
+
+    @Setup(Level.Trial) public void setup() {
+        op = homologous() ? FullBilinear.homologous(C1, false, Normalization.pytorch()) : FullBilinear.of(C1, c2, false, Normalization.pytorch());
+        SplittableRandom r = new SplittableRandom(7);
+        x = relu(MlbBenchmark.random(r, B * L * C1));
+        y = homologous() ? null : relu(MlbBenchmark.random(r, B * L * c2));
+        g = MlbBenchmark.random(r, B * op.outputSize());
+    }
+
+    static float[] relu(float[] a) {
+        for (int i = 0; i < a.length; i++) a[i] = Math.max(0f, a[i]);
+        return a;
+    }
+
+    @Benchmark public float[] cpuForward() { return homologous() ? op.forward(x, B, L) : op.forward(x, y, B, L); }
+
+    @Benchmark public Object cpuTrainingStep() {
+        if (homologous()) {
+            op.forward(x, B, L);
+            return op.backward(x, g, B, L);
+        }
+        op.forward(x, y, B, L);
+        return op.backward(x, y, g, B, L);
+    }
+
+    /** Device-resident state for the GPU benchmarks; the GEMM precision is a parameter of the GPU rows only. */
+    @State(Scope.Benchmark)
+    public static class Gpu {
+        @Param({"FP32", "TF32", "BF16"}) public Precision precision;
+        CudaContext ctx;
+        CudaStream stream;
+        FullBilinearCuda cuda;
+        DeviceBuffer x, y, g, out, gx, gy;
+
+        @Setup(Level.Trial) public void setup(FullBilinearBenchmark b) {
+            if (!Cuda.isAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + Cuda.status().reason());
+            if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + CublasHandle.describeLibrary());
+            ctx = CudaContext.open(0);
+            stream = CudaStream.create(ctx);
+            cuda = b.op.onCuda(ctx, precision);
+            x = DeviceBuffer.of(ctx, b.x);
+            gx = DeviceBuffer.allocateFloats(ctx, b.x.length);
+            if (!b.homologous()) {
+                y = DeviceBuffer.of(ctx, b.y);
+                gy = DeviceBuffer.allocateFloats(ctx, b.y.length);
+            }
+            g = DeviceBuffer.of(ctx, b.g);
+            out = DeviceBuffer.allocateFloats(ctx, (long) B * b.op.outputSize());
+        }
+
+        void forward() {
+            if (y == null) cuda.forward(x, out, B, L, stream);
+            else cuda.forward(x, y, out, B, L, stream);
+        }
+
+        void backward() {
+            if (y == null) cuda.backward(x, g, gx, B, L, stream);
+            else cuda.backward(x, y, g, gx, gy, B, L, stream);
+        }
+
+        @TearDown(Level.Trial) public void tearDown() {
+            if (ctx == null) return;
+            cuda.release(stream);
+            for (DeviceBuffer buf : new DeviceBuffer[] {x, y, g, out, gx, gy}) if (buf != null) buf.close();
+            cuda.close();
+            stream.close();
+            ctx.close();
+        }
+    }
+
+    @Benchmark public void gpuForward(Gpu s) {
+        s.forward();
+        s.stream.synchronize();
+    }
+
+    @Benchmark public void gpuTrainingStep(Gpu s) {
+        s.forward();
+        s.backward();
+        s.stream.synchronize();
+    }
+}

@@ -1,0 +1,113 @@
+package io.bifuse.bench;
+
+import io.bifuse.Activation;
+import io.bifuse.Mlb;
+import io.bifuse.Precision;
+import io.bifuse.cuda.CublasHandle;
+import io.bifuse.cuda.Cuda;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaStream;
+import io.bifuse.cuda.DeviceBuffer;
+import io.bifuse.cuda.MlbCuda;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.*;
+
+/**
+ * JMH benchmarks of {@link Mlb} at the spec's size (Dx = 2400, Dy = 2048, J = 1200, Out = 2000,
+ * tanh). CPU: the float64 reference backend (slow by design). GPU, in each {@link Precision}: each invocation queues one call
+ * (or a forward + backward training step) and waits for the stream, so the time is the device time
+ * plus one launch-and-synchronize round trip; {@code io.bifuse.tools.Main bench} reports CUDA-event
+ * times alongside. GPU benchmarks fail their trial with the reason where CUDA or cuBLAS is missing.
+ *
+ * <pre>
+ *   java --enable-native-access=ALL-UNNAMED -cp "benchmarks/target/classes:benchmarks/target/lib/*" \
+ *        org.openjdk.jmh.Main MlbBenchmark
+ * </pre>
+ */
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MICROSECONDS)
+@Warmup(iterations = 3, time = 1)
+@Measurement(iterations = 5, time = 1)
+@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
+@State(Scope.Benchmark)
+public class MlbBenchmark {
+    @Param({"64", "512"}) public int batch;
+
+    static final int DX = 2400, DY = 2048, J = 1200, OUT = 2000;
+    Mlb op;
+    float[] x, y, g;
+
+    @Setup(Level.Trial) public void setup() {
+        op = Mlb.random(DX, DY, J, OUT, Activation.TANH, 42);
+        SplittableRandom r = new SplittableRandom(7);
+        x = random(r, batch * DX);
+        y = random(r, batch * DY);
+        g = random(r, batch * OUT);
+    }
+
+    static float[] random(SplittableRandom r, int n) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) r.nextGaussian();
+        return a;
+    }
+
+    @Benchmark public float[] cpuForward() { return op.forward(x, y, batch); }
+
+    @Benchmark public Object cpuTrainingStep() {
+        op.forward(x, y, batch);
+        return op.backward(x, y, g, batch);
+    }
+
+    /** Device-resident state for the GPU benchmarks; the GEMM precision is a parameter of the GPU rows only. */
+    @State(Scope.Benchmark)
+    public static class Gpu {
+        @Param({"FP32", "TF32", "BF16"}) public Precision precision;
+        CudaContext ctx;
+        CudaStream stream;
+        MlbCuda cuda;
+        DeviceBuffer x, y, g, out;
+        MlbCuda.DeviceGradients grads;
+        final List<DeviceBuffer> owned = new ArrayList<>();
+
+        @Setup(Level.Trial) public void setup(MlbBenchmark b) {
+            if (!Cuda.isAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + Cuda.status().reason());
+            if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + CublasHandle.describeLibrary());
+            ctx = CudaContext.open(0);
+            stream = CudaStream.create(ctx);
+            cuda = b.op.onCuda(ctx, precision);
+            x = keep(DeviceBuffer.of(ctx, b.x));
+            y = keep(DeviceBuffer.of(ctx, b.y));
+            g = keep(DeviceBuffer.of(ctx, b.g));
+            out = keep(DeviceBuffer.allocateFloats(ctx, (long) b.batch * OUT));
+            grads = cuda.allocateGradients(b.batch, owned);
+        }
+
+        private DeviceBuffer keep(DeviceBuffer buf) {
+            owned.add(buf);
+            return buf;
+        }
+
+        @TearDown(Level.Trial) public void tearDown() {
+            if (ctx == null) return;
+            cuda.release(stream);
+            owned.forEach(DeviceBuffer::close);
+            cuda.close();
+            stream.close();
+            ctx.close();
+        }
+    }
+
+    @Benchmark public void gpuForward(Gpu s) {
+        s.cuda.forward(s.x, s.y, s.out, batch, s.stream);
+        s.stream.synchronize();
+    }
+
+    @Benchmark public void gpuTrainingStep(Gpu s) {
+        s.cuda.forward(s.x, s.y, s.out, batch, s.stream);
+        s.cuda.backward(s.x, s.y, s.g, s.grads, batch, s.stream);
+        s.stream.synchronize();
+    }
+}

@@ -1,0 +1,41 @@
+package io.bifuse.cuda;
+
+import io.bifuse.Linear;
+
+/** The argument checks every CUDA op runs before it queues anything: each message starts with the argument's name. */
+final class DeviceArgs {
+    private DeviceArgs() {}
+
+    static void batch(int batch) {
+        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
+    }
+
+    static void stream(CudaStream stream) {
+        if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
+    }
+
+    /** {@code m} holds at least {@code rows × cols} floats, is open and 4-byte aligned. */
+    static void memory(String name, DeviceMemory m, long rows, long cols) {
+        if (m == null) throw new IllegalArgumentException(name + ": expected device memory for " + rows + " × " + cols + " floats, got null");
+        if (!m.isOpen()) throw new IllegalArgumentException(name + ": the device buffer is closed");
+        long need = 4L * rows * cols;
+        if (m.byteSize() < need) {
+            throw new IllegalArgumentException(name + ": expected at least " + rows + " × " + cols + " floats (" + need
+                    + " bytes), got " + m.byteSize() + " bytes");
+        }
+        if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
+    }
+
+    /** A layer's gradient buffers: the weight's {@code out × in}, the bias's {@code out}, the bias null exactly when the layer has none. */
+    static void layer(String wName, String bName, DeviceMemory w, DeviceMemory b, Linear l) {
+        memory(wName, w, l.out(), l.in());
+        if (l.hasBias()) memory(bName, b, 1, l.out());
+        else if (b != null) throw new IllegalArgumentException(bName + ": expected null (the layer has no bias), got device memory");
+    }
+
+    /** Blocks for a grid-stride kernel: enough to fill the GPU, never more than the work. */
+    static int grid(CudaContext context, long threads, int block) {
+        long blocks = (threads + block - 1) / block;
+        return (int) Math.max(1, Math.min(blocks, 32L * context.multiprocessorCount() * (2048 / block)));
+    }
+}

@@ -1,0 +1,301 @@
+package io.bifuse.cuda;
+
+import io.bifuse.Linear;
+import io.bifuse.LinearGradients;
+import io.bifuse.Mfb;
+import io.bifuse.Normalization;
+import io.bifuse.Precision;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * {@link Mfb} (MFB, and MFH with several blocks) on one GPU: cuBLAS for the GEMMs, {@code cuda/Mfb.cu}
+ * for everything between them.
+ *
+ * <p>Weights: every block's U is stacked into one {@code n·o·k × Dx} device matrix (block i's rows at
+ * {@code i·o·k}, i.e. {@code torch.cat} of the weights) and every V into {@code n·o·k × Dy}, with the
+ * biases stacked likewise (zeros for a layer without bias), uploaded once. So ONE GEMM per input projects
+ * all blocks.
+ *
+ * <p>Forward: {@code P = x·Uᵀ}, {@code Q = y·Vᵀ} (no bias; {@code B × n·o·k} workspaces), then one
+ * {@code mfb_forward} launch (one thread block per sample) that adds the biases, applies σ, multiplies,
+ * carries the MFH chain, sum-pools, and applies the signed sqrt and l2 per block, writing only the
+ * {@code B × n·o} output.
+ *
+ * <p>Backward SAVES NOTHING from the forward (stateless, like {@link CompactBilinearCuda}): it recomputes
+ * {@code P} and {@code Q} with the same two GEMMs, then one {@code mfb_backward} launch recomputes the
+ * pooled vectors and their norms, goes back through l2, the signed sqrt, the pooling, the chain (later
+ * blocks' gradients flow into earlier ones) and σ, and writes {@code ∂L/∂P}, {@code ∂L/∂Q} for all blocks;
+ * then {@code dx = ∂L/∂P·U}, {@code dy = ∂L/∂Q·V}, {@code dU = ∂L/∂Pᵀ·x}, {@code dV = ∂L/∂Qᵀ·y} (one
+ * GEMM each, all blocks at once) and the bias column sums (fixed order: deterministic). Recomputing costs
+ * two of the six backward GEMMs; saving {@code P, Q} instead would hold {@code 8·B·n·o·k} bytes between
+ * the passes (41 MB at the spec's MFH size).
+ *
+ * <p>GEMM arithmetic: {@link Precision} ({@code FP32} by default in {@link Mfb#onCuda}, TF32/BF16 only when
+ * asked for). The fused kernels always work in float32 with double norm accumulation. The kernels keep a
+ * few values per block in registers, so this path takes at most {@value #MAX_BLOCKS} MFH blocks.
+ *
+ * <p>Workspaces ({@code P, Q}, and for backward {@code ∂L/∂P, ∂L/∂Q} and the pooled vectors) and a cuBLAS
+ * handle are made once per (stream, B) and kept (the {@value #MAX_WORKSPACES} most recently used), so
+ * repeated calls allocate nothing. Calls on one stream are serialized on its workspace. Device memory may
+ * come from another library ({@link DeviceMemory#wrap}); every argument is checked by name before anything
+ * is queued. Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
+ */
+public final class MfbCuda implements AutoCloseable {
+    public static final KernelSpec FORWARD = new KernelSpec("mfb_forward", "pppppiiiiiiif");
+    public static final KernelSpec BACKWARD = new KernelSpec("mfb_backward", "ppppppppiiiiiifif");
+    static final List<KernelSpec> KERNELS = List.of(FORWARD, BACKWARD);
+
+    /** The kernels' MFB_MAX_BLOCKS. */
+    public static final int MAX_BLOCKS = 8;
+    static final int MAX_WORKSPACES = 4;
+    private static final int BLOCK = 256; // the kernels' MFB_BLOCK
+
+    private final Mfb op;
+    private final CudaContext context;
+    private final Precision precision;
+    private final int n, w, nw;
+    private final LinearCuda u, v;
+    private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("MfbCuda", MAX_WORKSPACES);
+
+    public MfbCuda(Mfb op, CudaContext context, Precision precision) {
+        if (op == null) throw new IllegalArgumentException("op: expected an Mfb, got null");
+        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
+        if (precision == null) throw new IllegalArgumentException("precision: expected FP32, TF32 or BF16, got null");
+        if (op.blocks() > MAX_BLOCKS) {
+            throw new IllegalArgumentException("op: expected at most " + MAX_BLOCKS + " MFH blocks on CUDA, got " + op.blocks());
+        }
+        long stacked = (long) op.blocks() * op.width();
+        if (stacked * Math.max(op.dx(), op.dy()) > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("op: expected n·o·k·max(Dx, Dy) < 2^31 (cuBLAS int sizes), got " + stacked + " × " + Math.max(op.dx(), op.dy()));
+        }
+        if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("Mfb on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
+        this.op = op;
+        this.context = context;
+        this.precision = precision;
+        this.n = op.blocks();
+        this.w = op.width();
+        this.nw = n * w;
+        LinearCuda a = new LinearCuda(context, stack(op.us()));
+        try {
+            this.v = new LinearCuda(context, stack(op.vs()));
+        } catch (RuntimeException e) {
+            a.close();
+            throw e;
+        }
+        this.u = a;
+    }
+
+    /** The blocks' layers as one {@code n·out × in} layer (bias zeros where a block has none; null when none has any). */
+    private static Linear stack(List<Linear> layers) {
+        int out = layers.get(0).out(), in = layers.get(0).in();
+        float[] wt = new float[Math.multiplyExact(layers.size() * out, in)];
+        float[] bias = layers.stream().anyMatch(Linear::hasBias) ? new float[layers.size() * out] : null;
+        for (int i = 0; i < layers.size(); i++) {
+            System.arraycopy(layers.get(i).weightArray(), 0, wt, i * out * in, out * in);
+            if (bias != null && layers.get(i).hasBias()) System.arraycopy(layers.get(i).biasArray(), 0, bias, i * out, out);
+        }
+        return new Linear(layers.size() * out, in, wt, bias);
+    }
+
+    public Mfb op() { return op; }
+    public Precision precision() { return precision; }
+
+    /**
+     * The tensors {@link #loadWeights} takes, in order: per block {@code i}, {@code u[i].weight,
+     * u[i].bias, v[i].weight, v[i].bias} (a bias only where that layer has one).
+     */
+    public List<String> weightNames() { return DeviceWeights.names(weightEntries()); }
+
+    /**
+     * Replaces this op's device weights with tensors already on the device, each in its block's
+     * {@code nn.Linear} layout (see {@link DeviceWeights}): one device-to-device copy each into the
+     * block's slice of the stacked weights, queued on {@code stream}; every tensor is checked by name
+     * first. Work queued on other streams that uses this op must have finished.
+     */
+    public void loadWeights(List<? extends DeviceMemory> tensors, CudaStream stream) {
+        DeviceWeights.load(context, weightEntries(), tensors, stream);
+    }
+
+    private List<DeviceWeights.Entry> weightEntries() {
+        List<DeviceWeights.Entry> e = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            Linear lu = op.us().get(i), lv = op.vs().get(i);
+            DeviceWeights.add(e, "u[" + i + "]", lu, u.weight().slice(4L * i * w * op.dx(), 4L * w * op.dx()), u.bias().slice(4L * i * w, 4L * w));
+            DeviceWeights.add(e, "v[" + i + "]", lv, v.weight().slice(4L * i * w * op.dy(), 4L * w * op.dy()), v.bias().slice(4L * i * w, 4L * w));
+        }
+        return e;
+    }
+
+    /** {@code out (B × n·o) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
+    public void forward(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, CudaStream stream) {
+        DeviceArgs.batch(batch);
+        DeviceArgs.memory("x", x, batch, op.dx());
+        DeviceArgs.memory("y", y, batch, op.dy());
+        DeviceArgs.memory("out", out, batch, op.outputWidth());
+        DeviceArgs.stream(stream);
+        Workspace ws = workspace(stream, batch);
+        synchronized (ws) {
+            if (ws.isClosed()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
+            context.makeCurrent();
+            project(ws, x, y, batch);
+            Normalization nm = op.normalization();
+            context.launch(FORWARD, rowGrid(batch), 1, BLOCK, 0, stream, ws.p, ws.q, u.bias(), v.bias(), out,
+                    batch, n, op.o(), op.k(), op.activation().code(), nm.signedSqrt() ? 1 : 0, nm.l2().code(), nm.l2Eps());
+        }
+    }
+
+    /**
+     * Gradients from {@code gradOut = ∂L/∂out (B × n·o)} and the forward's inputs, queued on {@code stream}
+     * and WRITTEN (not accumulated): {@code gradX (B × Dx)}, {@code gradY (B × Dy)}, {@code gradU}
+     * ({@code n·o·k × Dx}: block i's weight gradient at rows {@code [i·o·k, (i+1)·o·k)}, the layout of
+     * {@code torch.cat} of the U weights), {@code gradV} ({@code n·o·k × Dy}), {@code gradBiasU},
+     * {@code gradBiasV} ({@code n·o·k} each, stacked likewise; null to skip). {@code gradOut} is only read.
+     */
+    public void backward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, DeviceMemory gradX, DeviceMemory gradY,
+                         DeviceMemory gradU, DeviceMemory gradBiasU, DeviceMemory gradV, DeviceMemory gradBiasV,
+                         int batch, CudaStream stream) {
+        DeviceArgs.batch(batch);
+        DeviceArgs.memory("x", x, batch, op.dx());
+        DeviceArgs.memory("y", y, batch, op.dy());
+        DeviceArgs.memory("gradOut", gradOut, batch, op.outputWidth());
+        DeviceArgs.memory("gradX", gradX, batch, op.dx());
+        DeviceArgs.memory("gradY", gradY, batch, op.dy());
+        DeviceArgs.memory("gradU", gradU, nw, op.dx());
+        DeviceArgs.memory("gradV", gradV, nw, op.dy());
+        if (gradBiasU != null) DeviceArgs.memory("gradBiasU", gradBiasU, 1, nw);
+        if (gradBiasV != null) DeviceArgs.memory("gradBiasV", gradBiasV, 1, nw);
+        DeviceArgs.stream(stream);
+        Workspace ws = workspace(stream, batch);
+        synchronized (ws) {
+            if (ws.isClosed()) { // evicted meanwhile
+                backward(x, y, gradOut, gradX, gradY, gradU, gradBiasU, gradV, gradBiasV, batch, stream);
+                return;
+            }
+            context.makeCurrent();
+            ws.ensureBackward();
+            project(ws, x, y, batch);
+            Normalization nm = op.normalization();
+            context.launch(BACKWARD, rowGrid(batch), 1, BLOCK, 0, stream, ws.p, ws.q, u.bias(), v.bias(), gradOut, ws.pooled,
+                    ws.gp, ws.gq, batch, n, op.o(), op.k(), op.activation().code(), nm.signedSqrt() ? 1 : 0, nm.signedSqrtGradEps(),
+                    nm.l2().code(), nm.l2Eps());
+            u.backwardInput(ws.blas, precision, ws.gp, nw, batch, 0f, gradX, op.dx());
+            v.backwardInput(ws.blas, precision, ws.gq, nw, batch, 0f, gradY, op.dy());
+            u.backwardParameters(ws.blas, precision, ws.gp, nw, x, op.dx(), batch, gradU, gradBiasU, stream);
+            v.backwardParameters(ws.blas, precision, ws.gq, nw, y, op.dy(), batch, gradV, gradBiasV, stream);
+        }
+    }
+
+    /** Host convenience: copies in, runs on a private stream, copies out. */
+    public float[] forward(float[] x, float[] y, int batch) {
+        op.checkInputs(x, y, batch);
+        try (CudaStream s = CudaStream.create(context);
+             DeviceBuffer dx = DeviceBuffer.of(context, x); DeviceBuffer dy = DeviceBuffer.of(context, y);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * op.outputWidth())) {
+            try {
+                forward(dx, dy, out, batch, s);
+                float[] z = new float[batch * op.outputWidth()];
+                out.read(z, s);
+                return z;
+            } finally {
+                release(s); // its handle may be reused by the next stream the driver creates
+            }
+        }
+    }
+
+    /** Host convenience: copies in, runs on a private stream, copies out, splits the stacked parameter gradients per block. */
+    public Mfb.Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
+        op.checkInputs(x, y, batch);
+        io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, op.outputWidth());
+        int dx = op.dx(), dy = op.dy();
+        try (CudaStream s = CudaStream.create(context);
+             DeviceBuffer bx = DeviceBuffer.of(context, x); DeviceBuffer by = DeviceBuffer.of(context, y);
+             DeviceBuffer g = DeviceBuffer.of(context, gradOut);
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(context, (long) batch * dx);
+             DeviceBuffer gy = DeviceBuffer.allocateFloats(context, (long) batch * dy);
+             DeviceBuffer gu = DeviceBuffer.allocateFloats(context, (long) nw * dx);
+             DeviceBuffer gv = DeviceBuffer.allocateFloats(context, (long) nw * dy);
+             DeviceBuffer gbu = DeviceBuffer.allocateFloats(context, nw);
+             DeviceBuffer gbv = DeviceBuffer.allocateFloats(context, nw)) {
+            try {
+                backward(bx, by, g, gx, gy, gu, gbu, gv, gbv, batch, s);
+                float[] rx = new float[batch * dx], ry = new float[batch * dy];
+                float[] ru = new float[nw * dx], rv = new float[nw * dy], rbu = new float[nw], rbv = new float[nw];
+                gx.read(rx, s);
+                gy.read(ry, s);
+                gu.read(ru, s);
+                gv.read(rv, s);
+                gbu.read(rbu, s);
+                gbv.read(rbv, s);
+                return split(rx, ry, ru, rbu, rv, rbv);
+            } finally {
+                release(s);
+            }
+        }
+    }
+
+    /** Per-block {@link LinearGradients} from the stacked gradients (bias null for a layer without bias). */
+    public Mfb.Gradients split(float[] gx, float[] gy, float[] gu, float[] gbu, float[] gv, float[] gbv) {
+        int dx = op.dx(), dy = op.dy();
+        List<LinearGradients> lu = new ArrayList<>(), lv = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            lu.add(new LinearGradients(java.util.Arrays.copyOfRange(gu, i * w * dx, (i + 1) * w * dx),
+                    op.u(i).hasBias() ? java.util.Arrays.copyOfRange(gbu, i * w, (i + 1) * w) : null));
+            lv.add(new LinearGradients(java.util.Arrays.copyOfRange(gv, i * w * dy, (i + 1) * w * dy),
+                    op.v(i).hasBias() ? java.util.Arrays.copyOfRange(gbv, i * w, (i + 1) * w) : null));
+        }
+        return new Mfb.Gradients(gx, gy, List.copyOf(lu), List.copyOf(lv));
+    }
+
+    private void project(Workspace ws, DeviceMemory x, DeviceMemory y, int batch) {
+        u.project(ws.blas, precision, x, op.dx(), batch, ws.p, nw);
+        v.project(ws.blas, precision, y, op.dy(), batch, ws.q, nw);
+    }
+
+    private int rowGrid(int rows) { return Math.min(rows, 65535); }
+
+    private Workspace workspace(CudaStream stream, int batch) {
+        return workspaces.get(stream, batch, st -> new Workspace(st, batch));
+    }
+
+    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
+    public void release(CudaStream stream) { workspaces.release(stream); }
+
+    /** Bytes of device memory this op holds now (stacked weights and biases, workspaces). */
+    public long deviceBytes() {
+        return u.deviceBytes() + v.deviceBytes() + workspaces.bytes();
+    }
+
+    @Override public void close() {
+        if (!workspaces.close()) return;
+        u.close();
+        v.close();
+    }
+
+    /** Buffers and the cuBLAS handle for one (stream, B). */
+    private final class Workspace extends Workspaces.Workspace {
+        final int batch;
+        final CublasHandle blas;
+        final DeviceBuffer p, q;
+        DeviceBuffer gp, gq, pooled; // made on first backward
+
+        Workspace(CudaStream stream, int batch) {
+            super(MfbCuda.this.context, stream);
+            this.batch = batch;
+            try {
+                blas = own(new CublasHandle(context, stream));
+                p = own(DeviceBuffer.allocateFloats(context, (long) batch * nw));
+                q = own(DeviceBuffer.allocateFloats(context, (long) batch * nw));
+            } catch (RuntimeException e) {
+                close();
+                throw e;
+            }
+        }
+
+        void ensureBackward() {
+            if (gp == null) gp = own(DeviceBuffer.allocateFloats(context, (long) batch * nw));
+            if (gq == null) gq = own(DeviceBuffer.allocateFloats(context, (long) batch * nw));
+            if (pooled == null) pooled = own(DeviceBuffer.allocateFloats(context, (long) batch * op.outputWidth()));
+        }
+    }
+}

@@ -1,0 +1,272 @@
+package io.bifuse.cuda;
+
+import io.bifuse.Linear;
+import io.bifuse.LinearGradients;
+import io.bifuse.Mlb;
+import io.bifuse.Precision;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * {@link Mlb} on one GPU: the GEMMs in cuBLAS ({@link LinearCuda}) with the arithmetic of a chosen
+ * {@link Precision}, everything between them fused into one kernel per direction ({@code cuda/Mlb.cu}).
+ *
+ * <p>Forward (4 launches): {@code proj[:, 0:J) = x·Uᵀ} and {@code proj[:, J:2J) = y·Vᵀ} (two GEMMs,
+ * no bias, into one {@code B × 2J} workspace), {@code mlb_forward} (both biases, both activations and
+ * the Hadamard product in one pass) → {@code h}, then {@code out = h·Pᵀ + b_p} (bias rows + GEMM).
+ *
+ * <p>Backward saves nothing from the forward (the op is stateless, as MCB is): it recomputes the two
+ * projections from {@code x, y} (two GEMMs, 2·B·J·(Dx+Dy) FLOPs, about half a forward), computes
+ * {@code gh = g·P}, then {@code mlb_backward} recomputes the activations from the pre-activations and
+ * writes {@code h} and, in place over the projections, {@code dpu | dpv}; then {@code ∂P = gᵀ·h},
+ * {@code ∂U = dpuᵀ·x}, {@code ∂V = dpvᵀ·y}, {@code ∂x = dpu·U}, {@code ∂y = dpv·V} (cuBLAS) and the
+ * bias gradients as deterministic column sums. Gradients are written, not accumulated.
+ *
+ * <p>Workspaces ({@code proj} {@code B × 2J}, {@code h}, {@code gh} {@code B × J}, and a cuBLAS handle
+ * bound to the stream) are made once per (stream, B) and kept (the {@value #MAX_WORKSPACES} most
+ * recently used), so repeated calls allocate nothing: 16·B·J bytes each (9.8 MB at the spec's size).
+ * Calls on one stream are serialized on its workspace; calls on different streams run concurrently.
+ * Every argument (size, 4-byte alignment, openness, each by name) is checked before anything is
+ * queued. Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
+ */
+public final class MlbCuda implements AutoCloseable {
+    public static final KernelSpec FORWARD = new KernelSpec("mlb_forward", "ppppiii");
+    public static final KernelSpec BACKWARD = new KernelSpec("mlb_backward", "pppppiii");
+    static final List<KernelSpec> KERNELS = List.of(FORWARD, BACKWARD);
+
+    static final int MAX_WORKSPACES = 4;
+    private static final int BLOCK = 256;
+
+    private final Mlb op;
+    private final CudaContext context;
+    private final Precision precision;
+    private final LinearCuda u, v, p;
+    private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("MlbCuda", MAX_WORKSPACES);
+
+    public MlbCuda(Mlb op, CudaContext context, Precision precision) {
+        if (op == null) throw new IllegalArgumentException("op: expected an Mlb, got null");
+        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
+        if (precision == null) throw new IllegalArgumentException("precision: expected FP32, TF32 or BF16, got null");
+        if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("Mlb on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
+        this.op = op;
+        this.context = context;
+        this.precision = precision;
+        List<LinearCuda> made = new ArrayList<>();
+        try {
+            made.add(new LinearCuda(context, op.u()));
+            made.add(new LinearCuda(context, op.v()));
+            made.add(new LinearCuda(context, op.p()));
+        } catch (RuntimeException e) {
+            made.forEach(LinearCuda::close);
+            throw e;
+        }
+        u = made.get(0);
+        v = made.get(1);
+        p = made.get(2);
+    }
+
+    public Mlb op() { return op; }
+    public Precision precision() { return precision; }
+
+    /**
+     * The tensors {@link #loadWeights} takes, in state-dict order: {@code u.weight, u.bias, v.weight,
+     * v.bias, p.weight, p.bias} (a bias only where its layer has one).
+     */
+    public List<String> weightNames() { return DeviceWeights.names(weightEntries()); }
+
+    /**
+     * Replaces this op's device weights with tensors already on the device (see {@link DeviceWeights}):
+     * one device-to-device copy each, queued on {@code stream}; every tensor is checked by name first.
+     * Work queued on other streams that uses this op must have finished.
+     */
+    public void loadWeights(List<? extends DeviceMemory> tensors, CudaStream stream) {
+        DeviceWeights.load(context, weightEntries(), tensors, stream);
+    }
+
+    private List<DeviceWeights.Entry> weightEntries() {
+        List<DeviceWeights.Entry> e = new ArrayList<>();
+        DeviceWeights.add(e, "u", op.u(), u.weight(), u.bias());
+        DeviceWeights.add(e, "v", op.v(), v.weight(), v.bias());
+        DeviceWeights.add(e, "p", op.p(), p.weight(), p.bias());
+        return e;
+    }
+
+    /**
+     * Device buffers for every gradient of {@link #backward}: {@code dx} {@code B × Dx}, {@code dy}
+     * {@code B × Dy}, each layer's weight gradient in its {@code out × in} layout, and its bias gradient
+     * ({@code out} floats), which must be null exactly when that layer has no bias.
+     */
+    public record DeviceGradients(DeviceMemory dx, DeviceMemory dy, DeviceMemory u, DeviceMemory bu,
+                                  DeviceMemory v, DeviceMemory bv, DeviceMemory p, DeviceMemory bp) {}
+
+    /** {@code out (B × Out) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
+    public void forward(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, CudaStream stream) {
+        DeviceArgs.batch(batch);
+        DeviceArgs.memory("x", x, batch, op.dx());
+        DeviceArgs.memory("y", y, batch, op.dy());
+        DeviceArgs.memory("out", out, batch, op.out());
+        DeviceArgs.stream(stream);
+        Workspace w = workspace(stream, batch);
+        synchronized (w) {
+            if (w.isClosed()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
+            context.makeCurrent();
+            project(w, x, y, batch);
+            int j = op.joint();
+            context.launch(FORWARD, DeviceArgs.grid(context, (long) batch * j, BLOCK), 1, BLOCK, 0, stream, w.proj, u.bias(), v.bias(), w.h, batch, j, op.activation().code());
+            p.forward(w.blas, precision, w.h, j, batch, out, op.out(), stream);
+        }
+    }
+
+    /**
+     * Every gradient from {@code gradOut = ∂L/∂out (B × Out)} and the forward's inputs, written into
+     * {@code grads}, queued on {@code stream}. {@code x, y, gradOut} are only read.
+     */
+    public void backward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, DeviceGradients grads, int batch, CudaStream stream) {
+        DeviceArgs.batch(batch);
+        DeviceArgs.memory("x", x, batch, op.dx());
+        DeviceArgs.memory("y", y, batch, op.dy());
+        DeviceArgs.memory("gradOut", gradOut, batch, op.out());
+        if (grads == null) throw new IllegalArgumentException("grads: expected DeviceGradients for dx, dy, U, V, P, got null");
+        DeviceArgs.memory("grads.dx", grads.dx(), batch, op.dx());
+        DeviceArgs.memory("grads.dy", grads.dy(), batch, op.dy());
+        DeviceArgs.layer("grads.u", "grads.bu", grads.u(), grads.bu(), op.u());
+        DeviceArgs.layer("grads.v", "grads.bv", grads.v(), grads.bv(), op.v());
+        DeviceArgs.layer("grads.p", "grads.bp", grads.p(), grads.bp(), op.p());
+        DeviceArgs.stream(stream);
+        Workspace w = workspace(stream, batch);
+        synchronized (w) {
+            if (w.isClosed()) { backward(x, y, gradOut, grads, batch, stream); return; } // evicted meanwhile
+            context.makeCurrent();
+            int j = op.joint(), ld = 2 * j;
+            project(w, x, y, batch);
+            p.backwardInput(w.blas, precision, gradOut, op.out(), batch, 0f, w.gh, j);
+            context.launch(BACKWARD, DeviceArgs.grid(context, (long) batch * j, BLOCK), 1, BLOCK, 0, stream,
+                    w.proj, u.bias(), v.bias(), w.gh, w.h, batch, j, op.activation().code());
+            DeviceMemory dpu = w.proj, dpv = w.projRight;
+            p.backwardParameters(w.blas, precision, gradOut, op.out(), w.h, j, batch, grads.p(), grads.bp(), stream);
+            u.backwardParameters(w.blas, precision, dpu, ld, x, op.dx(), batch, grads.u(), grads.bu(), stream);
+            v.backwardParameters(w.blas, precision, dpv, ld, y, op.dy(), batch, grads.v(), grads.bv(), stream);
+            u.backwardInput(w.blas, precision, dpu, ld, batch, 0f, grads.dx(), op.dx());
+            v.backwardInput(w.blas, precision, dpv, ld, batch, 0f, grads.dy(), op.dy());
+        }
+    }
+
+    /** Host convenience: copies in, runs on a private stream, copies out. */
+    public float[] forward(float[] x, float[] y, int batch) {
+        op.checkInputs(x, y, batch);
+        try (CudaStream s = CudaStream.create(context);
+             DeviceBuffer dx = DeviceBuffer.of(context, x); DeviceBuffer dy = DeviceBuffer.of(context, y);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * op.out())) {
+            try {
+                forward(dx, dy, out, batch, s);
+                float[] f = new float[batch * op.out()];
+                out.read(f, s);
+                return f;
+            } finally {
+                release(s); // its handle may be reused by the next stream the driver creates
+            }
+        }
+    }
+
+    /** Host convenience: copies in, runs on a private stream, copies out. */
+    public Mlb.Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
+        op.checkInputs(x, y, batch);
+        io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, op.out());
+        List<DeviceBuffer> bufs = new ArrayList<>();
+        try (CudaStream s = CudaStream.create(context)) {
+            try {
+                DeviceBuffer dx = add(bufs, DeviceBuffer.of(context, x)), dy = add(bufs, DeviceBuffer.of(context, y));
+                DeviceBuffer g = add(bufs, DeviceBuffer.of(context, gradOut));
+                DeviceGradients gr = allocateGradients(batch, bufs);
+                backward(dx, dy, g, gr, batch, s);
+                return new Mlb.Gradients(read(gr.dx(), s), read(gr.dy(), s), read(gr.u(), gr.bu(), s), read(gr.v(), gr.bv(), s),
+                        read(gr.p(), gr.bp(), s));
+            } finally {
+                release(s);
+                for (int i = bufs.size() - 1; i >= 0; i--) bufs.get(i).close();
+            }
+        }
+    }
+
+    /**
+     * Fresh device buffers for every gradient at batch {@code batch}, each added to {@code owned} (the
+     * caller closes them); bias entries are null for layers without a bias.
+     */
+    public DeviceGradients allocateGradients(int batch, List<DeviceBuffer> owned) {
+        DeviceArgs.batch(batch);
+        DeviceBuffer gx = add(owned, floats(batch * (long) op.dx())), gy = add(owned, floats(batch * (long) op.dy()));
+        DeviceBuffer[] gu = layerBuffers(owned, op.u()), gv = layerBuffers(owned, op.v()), gp = layerBuffers(owned, op.p());
+        return new DeviceGradients(gx, gy, gu[0], gu[1], gv[0], gv[1], gp[0], gp[1]);
+    }
+
+    private DeviceBuffer[] layerBuffers(List<DeviceBuffer> owned, Linear l) {
+        DeviceBuffer w = add(owned, floats((long) l.out() * l.in()));
+        DeviceBuffer b = l.hasBias() ? add(owned, floats(l.out())) : null;
+        return new DeviceBuffer[] {w, b};
+    }
+
+    private DeviceBuffer floats(long n) { return DeviceBuffer.allocateFloats(context, n); }
+
+    private static DeviceBuffer add(List<DeviceBuffer> owned, DeviceBuffer b) {
+        owned.add(b);
+        return b;
+    }
+
+    private static float[] read(DeviceMemory m, CudaStream s) {
+        float[] r = new float[(int) (m.byteSize() / 4)];
+        ((DeviceBuffer) m).read(r, s);
+        return r;
+    }
+
+    private static LinearGradients read(DeviceMemory w, DeviceMemory b, CudaStream s) {
+        return new LinearGradients(read(w, s), b == null ? null : read(b, s));
+    }
+
+    /** {@code proj = [x·Uᵀ | y·Vᵀ]}: both projections, biases left to the fused kernel. */
+    private void project(Workspace w, DeviceMemory x, DeviceMemory y, int batch) {
+        int ld = 2 * op.joint();
+        u.project(w.blas, precision, x, op.dx(), batch, w.proj, ld);
+        v.project(w.blas, precision, y, op.dy(), batch, w.projRight, ld);
+    }
+
+    private Workspace workspace(CudaStream stream, int batch) {
+        return workspaces.get(stream, batch, s -> new Workspace(s, batch));
+    }
+
+    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
+    public void release(CudaStream stream) { workspaces.release(stream); }
+
+    /** Bytes of device memory this op holds now (weights, biases, workspaces). */
+    public long deviceBytes() {
+        return u.deviceBytes() + v.deviceBytes() + p.deviceBytes() + workspaces.bytes();
+    }
+
+    @Override public void close() {
+        if (!workspaces.close()) return;
+        u.close();
+        v.close();
+        p.close();
+    }
+
+    /** Buffers and the cuBLAS handle for one (stream, B). */
+    private final class Workspace extends Workspaces.Workspace {
+        final DeviceBuffer proj, h, gh;
+        final DeviceMemory projRight; // columns [J, 2J) of proj: y·Vᵀ, then dpv
+        final CublasHandle blas;
+
+        Workspace(CudaStream stream, int batch) {
+            super(MlbCuda.this.context, stream);
+            long j = op.joint();
+            try {
+                proj = own(DeviceBuffer.allocateFloats(context, 2L * batch * j));
+                h = own(DeviceBuffer.allocateFloats(context, batch * j));
+                gh = own(DeviceBuffer.allocateFloats(context, batch * j));
+                projRight = proj.slice(4L * j, proj.byteSize() - 4L * j);
+                blas = own(new CublasHandle(context, stream));
+            } catch (RuntimeException e) {
+                close();
+                throw e;
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+package io.bifuse.cuda;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.Function;
+
+/**
+ * The scratch memory of one op, cached per (stream, call shape) so that repeated calls allocate
+ * nothing; the {@code max} most recently used are kept (least recently used evicted first). Calls on
+ * one stream are serialized on its workspace (callers hold the workspace's monitor while queuing);
+ * calls on different streams get different workspaces and run concurrently.
+ *
+ * @param <S> the call shape a workspace is sized for (the batch, or a record of sizes)
+ * @param <W> the op's workspace type
+ */
+final class Workspaces<S, W extends Workspaces.Workspace> {
+    private record Key(long stream, Object shape) {}
+
+    private final String owner;
+    private final int max;
+    private final Map<Key, W> cache = new LinkedHashMap<>(8, 0.75f, true);
+    private boolean closed; // guarded by cache
+
+    /** {@code owner} names the op in the "closed" error. */
+    Workspaces(String owner, int max) {
+        this.owner = owner;
+        this.max = max;
+    }
+
+    /**
+     * The workspace for ({@code stream}, {@code shape}), made by {@code make} if there is none. The
+     * caller synchronizes on it and re-asks when it finds it {@link Workspace#isClosed closed} (evicted
+     * by another thread in between).
+     */
+    W get(CudaStream stream, S shape, Function<CudaStream, W> make) {
+        Key key = new Key(stream.handle(), shape);
+        List<W> evicted = new ArrayList<>();
+        W w;
+        synchronized (cache) {
+            if (closed) throw new IllegalStateException(owner + " is closed");
+            w = cache.get(key);
+            if (w == null) {
+                w = make.apply(stream);
+                cache.put(key, w);
+                var it = cache.values().iterator();
+                while (cache.size() > max && it.hasNext()) {
+                    W old = it.next();
+                    if (old != w) { it.remove(); evicted.add(old); }
+                }
+            }
+        }
+        for (W old : evicted) old.close();
+        return w;
+    }
+
+    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
+    void release(CudaStream stream) {
+        List<W> gone = new ArrayList<>();
+        synchronized (cache) {
+            cache.values().removeIf(w -> { if (w.streamHandle == stream.handle()) { gone.add(w); return true; } return false; });
+        }
+        for (W w : gone) w.close();
+    }
+
+    /** Device bytes held by the cached workspaces now. */
+    long bytes() {
+        synchronized (cache) {
+            long total = 0;
+            for (W w : cache.values()) total += w.bytes();
+            return total;
+        }
+    }
+
+    /** Frees every workspace and refuses new ones; false when already closed (the op's own close then does nothing more). */
+    boolean close() {
+        List<W> all;
+        synchronized (cache) {
+            if (closed) return false;
+            closed = true;
+            all = new ArrayList<>(cache.values());
+            cache.clear();
+        }
+        for (W w : all) w.close();
+        return true;
+    }
+
+    /**
+     * Resources made for one stream: device buffers, cuBLAS handles, cuFFT plans, freed in reverse
+     * order once the work queued on the stream has finished. A subclass constructor that fails part
+     * way calls {@link #close} before rethrowing.
+     */
+    abstract static class Workspace implements AutoCloseable {
+        final CudaContext context;
+        final CudaStream stream;
+        final long streamHandle;
+        // Grown under the workspace's monitor (lazily made backward buffers), read by bytes() without it.
+        private final List<AutoCloseable> owned = new CopyOnWriteArrayList<>();
+        private boolean closed; // guarded by this
+
+        Workspace(CudaContext context, CudaStream stream) {
+            this.context = context;
+            this.stream = stream;
+            this.streamHandle = stream.handle();
+        }
+
+        final <T extends AutoCloseable> T own(T r) {
+            owned.add(r);
+            return r;
+        }
+
+        /** Device bytes of the owned buffers and of cuFFT plans' work areas. */
+        final long bytes() {
+            long total = 0;
+            for (AutoCloseable r : owned) {
+                if (r instanceof DeviceBuffer b) total += b.byteSize();
+                else if (r instanceof CufftPlan p) total += p.workBytes();
+            }
+            return total;
+        }
+
+        /** Call with this workspace's monitor held. */
+        final boolean isClosed() { return closed; }
+
+        @Override public final synchronized void close() {
+            if (closed) return;
+            closed = true;
+            // Work queued on the stream may still use these buffers.
+            try {
+                if (!owned.isEmpty()) {
+                    try {
+                        stream.synchronize();
+                    } catch (IllegalStateException streamClosed) {
+                        context.synchronize();
+                    }
+                }
+            } finally {
+                for (int i = owned.size() - 1; i >= 0; i--) {
+                    try { owned.get(i).close(); } catch (Exception ignored) { /* keep freeing the rest */ }
+                }
+                owned.clear();
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+package io.bifuse.tools;
+
+import io.bifuse.FullBilinear;
+import io.bifuse.Gradients;
+import io.bifuse.Normalization;
+import io.bifuse.Precision;
+import io.bifuse.cuda.CublasHandle;
+import io.bifuse.cuda.Cuda;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaStream;
+import io.bifuse.cuda.DeviceBuffer;
+import io.bifuse.cuda.FullBilinearCuda;
+import io.bifuse.reference.FullBilinearReference;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * {@link FullBilinear} in check and bench, at the spec's sizes (bilinear CNN on VGG-16 conv5 at 448 px:
+ * B = 32, L = 28·28 = 784, C1 = C2 = 512 homologous; C1 = 512, C2 = 256 two-input).
+ *
+ * <p>Inputs: "relu" rows use rectified Gaussians, what conv5 features are (z >= 0, rarely near 0);
+ * "signed" rows use plain Gaussians, where many pooled entries sit near 0 and the signed sqrt's exact
+ * derivative is ill-conditioned. Tolerances: forward 1e-5 (FP32 GEMM, double normalization sums:
+ * ~1e-7 measured in the emulation) or {@link Precision#bound()}; backward through a signed sqrt
+ * {@code max(that, 10 × FullBilinearReference.float32Baseline)}: the exact float64 backward evaluated
+ * at a float32-computed z, i.e. how far ANY float32 pipeline must land from the reference on these
+ * inputs (the same rule as {@link Check}'s MCB rows, with a GEMM's rounding instead of FFT noise).
+ * Measured baselines: rectified inputs 3e-8 to 1e-7 (FP32), up to 7e-5 (TF32) and 5e-4 (BF16); signed
+ * inputs 1e-3 to 5e-3 (FP32) and 0.07 to 1.4 (TF32/BF16), where the row says so and is not compared.
+ */
+final class FullBilinearSuite implements Suite {
+    /** Above this conditioning baseline a backward row would have a bound over 10%: not compared (reported as such). */
+    static final double NOT_COMPARABLE = 1e-2;
+
+    /** One case: sizes, homologous or not, averaging, and the kind of input. */
+    record Case(int batch, int positions, int c1, int c2, boolean homologous, boolean average) {
+        FullBilinear op(Normalization n) {
+            return homologous ? FullBilinear.homologous(c1, average, n) : FullBilinear.of(c1, c2, average, n);
+        }
+
+        String label() {
+            return "B=" + batch + " L=" + positions + (homologous ? " C=" + c1 + " homologous" : " C1=" + c1 + " C2=" + c2)
+                    + (average ? " avg" : "");
+        }
+
+        String csvSize() { return "L=" + positions + ",C1=" + c1 + ",C2=" + c2 + (homologous ? ",homologous" : ""); }
+
+        /** The cost model: {bytes, flops} of a forward ({@code step} false) or of forward + backward. */
+        double[] cost(boolean step) {
+            double b = batch, l = positions, in = homologous ? b * l * c1 : b * l * (c1 + c2), out = b * c1 * (double) c2;
+            double m = b * l * c1 * (double) c2;
+            return step ? new double[] {4 * (3 * in + 2 * out), 6 * m} : new double[] {4 * (in + out), 2 * m};
+        }
+    }
+
+    static List<Case> cases(boolean quick) {
+        if (quick) return List.of(new Case(2, 49, 64, 64, true, true), new Case(3, 30, 40, 24, false, false));
+        return List.of(new Case(32, 784, 512, 512, true, false), new Case(32, 784, 512, 256, false, false),
+                new Case(4, 196, 100, 77, false, true)); // odd channel counts, averaging
+    }
+
+    static float[] relu(float[] a) {
+        for (int i = 0; i < a.length; i++) a[i] = Math.max(0f, a[i]);
+        return a;
+    }
+
+    /** Null when the CUDA backend can run here, else why not. */
+    static String gpuUnavailableReason() {
+        if (!Cuda.isAvailable()) return Cuda.status().reason();
+        if (!CublasHandle.libraryAvailable()) return "cuBLAS unavailable: " + CublasHandle.describeLibrary();
+        return null;
+    }
+
+    @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
+        String noGpu = ctx == null ? null : gpuUnavailableReason();
+        if (noGpu != null) report.skipped("FullBilinear", noGpu);
+        boolean gpu = ctx != null && noGpu == null;
+        record Variant(Normalization n, boolean signed, String name) {}
+        List<Variant> variants = List.of(new Variant(Normalization.NONE, false, "relu"), new Variant(Normalization.pytorch(), false, "relu +torch-norm"),
+                new Variant(Normalization.caffe(), false, "relu +caffe-norm"), new Variant(Normalization.pytorch(), true, "signed +torch-norm"));
+        for (Case c : cases(quick)) {
+            for (Variant v : variants) {
+                FullBilinear op = c.op(v.n());
+                float[] x = Stats.gaussian(rnd, c.batch() * c.positions() * c.c1());
+                float[] y = c.homologous() ? null : Stats.gaussian(rnd, c.batch() * c.positions() * c.c2());
+                if (!v.signed()) { relu(x); if (y != null) relu(y); }
+                float[] g = Stats.gaussian(rnd, c.batch() * op.outputSize());
+                int b = c.batch(), l = c.positions();
+                double[] zRef = FullBilinearReference.forward(op, x, y, b, l);
+                double[][] gRef = FullBilinearReference.backward(op, x, y, g, b, l);
+                String size = c.label() + " " + v.name();
+                report.add("FullBilinear.forward", "cpu", size, c.homologous() ? op.forward(x, b, l) : op.forward(x, y, b, l), zRef, Check.TOLERANCE);
+                // The CPU backend works in double: the signed sqrt's conditioning costs it nothing measurable.
+                addBackward(report, "cpu", size, op, c.homologous() ? new Gradients(op.backward(x, g, b, l), null) : op.backward(x, y, g, b, l),
+                        gRef, Check.TOLERANCE);
+                if (!gpu) continue;
+                for (Precision p : Precision.values()) {
+                    double fwdTol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
+                    double baseline = FullBilinearReference.float32Baseline(op, x, y, g, b, l, p, gRef);
+                    double bwdTol = Math.max(fwdTol, Check.BASELINE_FACTOR * baseline);
+                    try (FullBilinearCuda cuda = op.onCuda(ctx, p)) {
+                        float[][] r = runCuda(ctx, cuda, x, y, g, b, l);
+                        String backend = "cuda-" + p.name().toLowerCase();
+                        report.add("FullBilinear.forward", backend, size, r[0], zRef, fwdTol);
+                        if (baseline <= NOT_COMPARABLE) addBackward(report, backend, size, op, new Gradients(r[1], r[2]), gRef, bwdTol);
+                        else report.skipped("FullBilinear.backward " + backend + " " + size, String.format(
+                                "the float32 baseline alone is %.1e: the exact ssqrt derivative at z ≈ 0 does not survive %s rounding", baseline, p));
+                    }
+                }
+            }
+        }
+    }
+
+    private static void addBackward(Check.Report report, String backend, String size, FullBilinear op, Gradients got, double[][] ref, double tol) {
+        if (op.isHomologous()) report.add("FullBilinear.backward", backend, size, got.dx(), ref[0], tol);
+        else report.add(Check.row("FullBilinear.backward", backend, size, got, ref, tol));
+    }
+
+    /** Forward then backward on device buffers whose outputs were NaN-poisoned first: {out, gradX, gradY (null if homologous)}. */
+    static float[][] runCuda(CudaContext ctx, FullBilinearCuda cuda, float[] x, float[] y, float[] g, int batch, int positions) {
+        FullBilinear op = cuda.op();
+        boolean h = op.isHomologous();
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, h ? new float[1] : y);
+             DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputSize());
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, x.length);
+             DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, h ? 1 : y.length)) {
+            z.fill(Float.NaN);
+            gx.fill(Float.NaN);
+            gy.fill(Float.NaN);
+            if (h) {
+                cuda.forward(dx, z, batch, positions, st);
+                cuda.backward(dx, dg, gx, batch, positions, st);
+            } else {
+                cuda.forward(dx, dy, z, batch, positions, st);
+                cuda.backward(dx, dy, dg, gx, gy, batch, positions, st);
+            }
+            float[] rz = new float[batch * op.outputSize()], rx = new float[x.length], ry = h ? null : new float[y.length];
+            z.read(rz, st);
+            gx.read(rx, st);
+            if (!h) gy.read(ry, st);
+            cuda.release(st);
+            return new float[][] {rz, rx, ry};
+        }
+    }
+
+    @Override public void bench(boolean quick, Bench.Session session) {
+        SplittableRandom rnd = session.random();
+        Normalization n = Normalization.pytorch();
+        for (Case c : cases(quick)) {
+            FullBilinear op = c.op(n);
+            int b = c.batch(), l = c.positions();
+            float[] x = relu(Stats.gaussian(rnd, b * l * c.c1()));
+            float[] y = c.homologous() ? null : relu(Stats.gaussian(rnd, b * l * c.c2()));
+            float[] g = Stats.gaussian(rnd, b * op.outputSize());
+            double[] fwd = c.cost(false), step = c.cost(true);
+            String label = c.label() + " +torch-norm";
+            session.cpu("FullBilinear.forward", "bifuse-cpu", label, c.csvSize(), b, fwd,
+                    () -> { if (c.homologous()) op.forward(x, b, l); else op.forward(x, y, b, l); });
+            session.cpu("FullBilinear.fwd+bwd", "bifuse-cpu", label, c.csvSize(), b, step, () -> {
+                if (c.homologous()) { op.forward(x, b, l); op.backward(x, g, b, l); }
+                else { op.forward(x, y, b, l); op.backward(x, y, g, b, l); }
+            });
+            CudaContext ctx = session.gpu();
+            if (ctx == null) continue;
+            if (gpuUnavailableReason() != null) { session.skipped("FullBilinear", gpuUnavailableReason()); return; }
+            for (Precision p : Precision.values()) {
+                String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
+                boolean h = c.homologous();
+                try (CudaStream st = CudaStream.create(ctx); FullBilinearCuda cuda = op.onCuda(ctx, p);
+                     DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, h ? new float[1] : y);
+                     DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+                     DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) b * op.outputSize());
+                     DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, x.length);
+                     DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, h ? 1 : y.length)) {
+                    Runnable forward = h ? () -> cuda.forward(dx, z, b, l, st) : () -> cuda.forward(dx, dy, z, b, l, st);
+                    Runnable backward = h ? () -> cuda.backward(dx, dg, gx, b, l, st) : () -> cuda.backward(dx, dy, dg, gx, gy, b, l, st);
+                    session.gpu("FullBilinear.forward", backend, label, c.csvSize(), b, fwd, st, forward);
+                    session.gpu("FullBilinear.fwd+bwd", backend, label, c.csvSize(), b, step, st, () -> { forward.run(); backward.run(); });
+                    cuda.release(st);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+package io.bifuse.tools;
+
+import io.bifuse.Activation;
+import io.bifuse.Mfb;
+import io.bifuse.Normalization;
+import io.bifuse.Precision;
+import io.bifuse.cuda.CublasHandle;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaStream;
+import io.bifuse.cuda.DeviceBuffer;
+import io.bifuse.cuda.MfbCuda;
+import io.bifuse.reference.MfbReference;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * {@link Mfb} (MFB, and MFH with 2 blocks) in check and bench. Spec sizes: B = 512, Dx = 1024 (question),
+ * Dy = 2048 (image), o = 1000, k = 5.
+ *
+ * <p>Tolerances. Forward: 1e-5 in FP32 (and on the CPU), {@link Precision#bound()} in TF32/BF16.
+ * Backward (largest over dx, dy and every block's weight and bias gradients of
+ * {@link MfbReference#maxScaledError}: relative L2, against the l2 backward's terms where they cancel): the signed
+ * sqrt's derivative {@code 0.5/sqrt|z|} amplifies the float error of the pooled z where {@code z ≈ 0}
+ * (a sum of k products has a continuous density at 0, so such entries always exist), so, as
+ * {@link Check} explains for MCB, the bound is {@code max(base, 10 × conditioning baseline)}: the float64
+ * backward evaluated with z perturbed by {@code noise·rms(z)} per entry, noise {@code 1e-7} (float32
+ * GEMM rounding, base 1e-5) in FP32 and the mode's unit roundoff {@code bound/4} (base {@code bound}) in
+ * TF32/BF16. The CPU backend is the float64 reference rounded to float: it is held to 1e-5 flat.
+ *
+ * <p>Check sizes: the float64 reference at B = 512 takes minutes on a small machine, so the full check
+ * runs the spec's widths at B = 64 (MFB and MFH) and MFH at B = 512 on the GPU only; the CPU-backend rows
+ * run where B <= 64.
+ */
+final class MfbSuite implements Suite {
+    static final double FP32_NOISE = 1e-7;
+    static final double BASELINE_FACTOR = 10;
+
+    record Case(int batch, int dx, int dy, int o, int k, int blocks, Activation act, Normalization norm) {
+        String label() {
+            return (blocks == 1 ? "MFB" : "MFH n=" + blocks) + " B=" + batch + " Dx=" + dx + " Dy=" + dy + " o=" + o + " k=" + k
+                    + " " + act.name().toLowerCase() + (norm.isIdentity() ? "" : norm.equals(Normalization.pytorch()) ? " +torch-norm" : " +caffe-norm");
+        }
+
+        /** The PyTorch peer's size label (benchmarks/python/mfb_peer.py; compare.py joins on it exactly). */
+        String csvSize() { return "Dx=" + dx + ",Dy=" + dy + ",o=" + o + ",k=" + k + ",blocks=" + blocks + "," + act.name().toLowerCase(); }
+
+        Mfb op(long seed) { return Mfb.random(dx, dy, o, k, blocks, act, norm, seed); }
+    }
+
+    static List<Case> checkCases(boolean quick) {
+        Normalization t = Normalization.pytorch();
+        if (quick) {
+            return List.of(new Case(4, 64, 48, 20, 5, 1, Activation.NONE, t), new Case(4, 64, 48, 20, 5, 2, Activation.RELU, t),
+                    new Case(3, 33, 17, 7, 3, 3, Activation.TANH, Normalization.caffe()));
+        }
+        return List.of(new Case(64, 1024, 2048, 1000, 5, 1, Activation.NONE, t), new Case(64, 1024, 2048, 1000, 5, 2, Activation.RELU, t),
+                new Case(512, 1024, 2048, 1000, 5, 2, Activation.RELU, t), new Case(5, 33, 17, 7, 3, 3, Activation.TANH, Normalization.caffe()));
+    }
+
+    static List<Case> benchCases(boolean quick) {
+        Normalization t = Normalization.pytorch();
+        if (quick) return List.of(new Case(4, 64, 48, 20, 5, 2, Activation.RELU, t));
+        // As the PyTorch peer runs them: no activation (the original MFB), ssqrt + F.normalize per block.
+        return List.of(new Case(512, 1024, 2048, 1000, 5, 1, Activation.NONE, t), new Case(512, 1024, 2048, 1000, 5, 2, Activation.NONE, t));
+    }
+
+    /** Why the CUDA path cannot run, or null. */
+    static String gpuUnavailableReason(CudaContext ctx) {
+        if (ctx == null) return "no GPU";
+        if (!CublasHandle.libraryAvailable()) return CublasHandle.describeLibrary();
+        return null;
+    }
+
+    /** The backward bound for {@code p} (see the class comment). */
+    static double backwardTolerance(Mfb op, Precision p, float[] x, float[] y, float[] g, int batch, MfbReference.Grads ref, MfbReference.Grads scale,
+                                    long seed) {
+        double base = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
+        double noise = p == Precision.FP32 ? FP32_NOISE : p.bound() / 4;
+        return Math.max(base, BASELINE_FACTOR * MfbReference.conditioningBaseline(op, x, y, g, batch, ref, scale, noise, seed));
+    }
+
+    @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
+        String noGpu = gpuUnavailableReason(ctx);
+        if (ctx != null && noGpu != null) report.skipped("Mfb", noGpu);
+        boolean gpu = noGpu == null;
+        for (Case c : checkCases(quick)) {
+            boolean cpuRow = c.batch() <= 64;
+            if (!cpuRow && !gpu) continue;
+            Mfb op = c.op(rnd.nextLong());
+            int b = c.batch();
+            float[] x = Stats.gaussian(rnd, b * c.dx()), y = Stats.gaussian(rnd, b * c.dy()), g = Stats.gaussian(rnd, b * op.outputWidth());
+            double[] zRef = MfbReference.forward(op, x, y, b);
+            MfbReference.Grads gRef = MfbReference.backward(op, x, y, g, b), gScale = MfbReference.backwardScale(op, x, y, g, b);
+            if (cpuRow) {
+                report.add("Mfb.forward", "cpu", c.label(), op.forward(x, y, b), zRef, Check.TOLERANCE);
+                report.add(gradRow("cpu", c, op, op.backward(x, y, g, b), gRef, gScale, Check.TOLERANCE));
+            }
+            if (!gpu) continue;
+            long baselineSeed = rnd.nextLong();
+            for (Precision p : Precision.values()) {
+                String backend = "cuda-" + p.name().toLowerCase();
+                double fwdTol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
+                double bwdTol = backwardTolerance(op, p, x, y, g, b, gRef, gScale, baselineSeed);
+                try (MfbCuda cuda = op.onCuda(ctx, p)) {
+                    Object[] r = runCuda(ctx, cuda, x, y, g, b);
+                    report.add("Mfb.forward", backend, c.label(), (float[]) r[0], zRef, fwdTol);
+                    report.add(gradRow(backend, c, op, (Mfb.Gradients) r[1], gRef, gScale, bwdTol));
+                }
+            }
+        }
+    }
+
+    private static Check.Row gradRow(String backend, Case c, Mfb op, Mfb.Gradients got, MfbReference.Grads ref, MfbReference.Grads scale, double tol) {
+        double e = MfbReference.maxScaledError(op, got, ref, scale);
+        return new Check.Row("Mfb.backward", backend, c.label(), e, tol, e <= tol);
+    }
+
+    /** Forward then backward on device buffers whose outputs were NaN-poisoned first: {@code {out, Mfb.Gradients}}. */
+    static Object[] runCuda(CudaContext ctx, MfbCuda cuda, float[] x, float[] y, float[] g, int batch) {
+        Mfb op = cuda.op();
+        int nw = op.blocks() * op.width();
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputWidth());
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dx());
+             DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dy());
+             DeviceBuffer gu = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dx());
+             DeviceBuffer gv = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dy());
+             DeviceBuffer gbu = DeviceBuffer.allocateFloats(ctx, nw); DeviceBuffer gbv = DeviceBuffer.allocateFloats(ctx, nw)) {
+            for (DeviceBuffer d : new DeviceBuffer[] {out, gx, gy, gu, gv, gbu, gbv}) d.fill(Float.NaN);
+            cuda.forward(dx, dy, out, batch, st);
+            cuda.backward(dx, dy, dg, gx, gy, gu, gbu, gv, gbv, batch, st);
+            float[] ro = new float[batch * op.outputWidth()], rx = new float[batch * op.dx()], ry = new float[batch * op.dy()];
+            float[] ru = new float[nw * op.dx()], rv = new float[nw * op.dy()], rbu = new float[nw], rbv = new float[nw];
+            out.read(ro, st);
+            gx.read(rx, st);
+            gy.read(ry, st);
+            gu.read(ru, st);
+            gv.read(rv, st);
+            gbu.read(rbu, st);
+            gbv.read(rbv, st);
+            cuda.release(st);
+            return new Object[] {ro, cuda.split(rx, ry, ru, rbu, rv, rbv)};
+        }
+    }
+
+    /** Cost model per call (see the brief's conventions): {bytes, flops}. */
+    static double[] cost(String op, Case c) {
+        double b = c.batch(), in = c.dx() + c.dy(), nw = (double) c.blocks() * c.o() * c.k();
+        double i = b * in, w = nw * in, o = b * c.blocks() * c.o(), m = b * nw * in;
+        if (op.endsWith("forward")) return new double[] {4 * (i + w + o), 2 * m};
+        return new double[] {4 * (3 * i + 3 * w + 2 * o), 6 * m};
+    }
+
+    @Override public void bench(boolean quick, Bench.Session session) {
+        SplittableRandom rnd = session.random();
+        for (Case c : benchCases(quick)) {
+            Mfb op = c.op(42);
+            // The CPU backend is the float64 reference: at B = 512 one call takes tens of seconds, so it is timed at B = 8.
+            Case cc = quick ? c : new Case(8, c.dx(), c.dy(), c.o(), c.k(), c.blocks(), c.act(), c.norm());
+            {
+                int b = cc.batch();
+                float[] x = Stats.gaussian(rnd, b * c.dx()), y = Stats.gaussian(rnd, b * c.dy()), g = Stats.gaussian(rnd, b * op.outputWidth());
+                session.cpu("Mfb.forward", "bifuse-cpu", cc.label(), cc.csvSize(), b, cost("forward", cc), () -> op.forward(x, y, b));
+                session.cpu("Mfb.fwd+bwd", "bifuse-cpu", cc.label(), cc.csvSize(), b, cost("fwd+bwd", cc), () -> {
+                    op.forward(x, y, b);
+                    op.backward(x, y, g, b);
+                });
+            }
+            CudaContext ctx = session.gpu();
+            if (ctx == null) continue;
+            String noGpu = gpuUnavailableReason(ctx);
+            if (noGpu != null) { session.skipped("Mfb", noGpu); return; }
+            int b = c.batch(), nw = op.blocks() * op.width();
+            float[] x = Stats.gaussian(rnd, b * c.dx()), y = Stats.gaussian(rnd, b * c.dy()), g = Stats.gaussian(rnd, b * op.outputWidth());
+            for (Precision p : Precision.values()) {
+                String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
+                try (CudaStream st = CudaStream.create(ctx); MfbCuda cuda = op.onCuda(ctx, p);
+                     DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+                     DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * op.outputWidth());
+                     DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) b * op.dx());
+                     DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) b * op.dy());
+                     DeviceBuffer gu = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dx());
+                     DeviceBuffer gv = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dy());
+                     DeviceBuffer gbu = DeviceBuffer.allocateFloats(ctx, nw); DeviceBuffer gbv = DeviceBuffer.allocateFloats(ctx, nw)) {
+                    session.gpu("Mfb.forward", backend, c.label(), c.csvSize(), b, cost("forward", c), st, () -> cuda.forward(dx, dy, out, b, st));
+                    session.gpu("Mfb.fwd+bwd", backend, c.label(), c.csvSize(), b, cost("fwd+bwd", c), st, () -> {
+                        cuda.forward(dx, dy, out, b, st);
+                        cuda.backward(dx, dy, dg, gx, gy, gu, gbu, gv, gbv, b, st);
+                    });
+                    cuda.release(st);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+package io.bifuse.tools;
+
+import io.bifuse.Activation;
+import io.bifuse.MlbAttention;
+import io.bifuse.Precision;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaStream;
+import io.bifuse.cuda.DeviceBuffer;
+import io.bifuse.cuda.MlbAttentionCuda;
+import io.bifuse.reference.MlbAttentionReference;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * {@link MlbAttention} in check and bench. Tolerances: the CPU backend and CUDA in FP32 against 1e-5;
+ * CUDA in TF32 / BF16 against {@link Precision#bound()}. Forward rows compare the output and the
+ * attention maps (the worse of the two); backward rows the worst relative L2 over every gradient
+ * tensor ({@code dq}, {@code dv} and each layer's weight and bias; the logits bias gradient is exactly
+ * zero, where the error is absolute).
+ *
+ * <p>The float64 reference costs about {@code B·L·J·Dv} multiply-adds per forward (3·10¹⁰ at the
+ * spec's B = 64) and four times that for backward, so check runs the spec's layer sizes at B = 2 and
+ * the CPU backend (the reference rounded to float) is benchmarked at B = 4; its rows say so.
+ */
+final class MlbAttentionSuite implements Suite {
+
+    /** Batch, cells, question and cell feature dims, joint dim, glimpses, output dim, activation. */
+    record Size(int batch, int cells, int dq, int dv, int joint, int glimpses, int out, Activation act) {
+        String label() {
+            return "B=" + batch + " L=" + cells + " Dq=" + dq + " Dv=" + dv + " J=" + joint + " G=" + glimpses + " Out=" + out + " "
+                    + act.name().toLowerCase();
+        }
+
+        /** The size string shared with the PyTorch peer (mlb_attention_peer.py); the batch is its own column. */
+        String csvSize() {
+            return "L=" + cells + ",Dq=" + dq + ",Dv=" + dv + ",J=" + joint + ",G=" + glimpses + ",Out=" + out + "," + act.name().toLowerCase();
+        }
+
+        Size withBatch(int b) { return new Size(b, cells, dq, dv, joint, glimpses, out, act); }
+
+        MlbAttention op(long seed) { return MlbAttention.random(dq, dv, joint, glimpses, out, act, seed); }
+    }
+
+    static final Size SPEC = new Size(64, 196, 2400, 2048, 1200, 2, 2000, Activation.TANH);
+    static final Size MEDIUM = new Size(4, 49, 240, 204, 120, 2, 200, Activation.TANH);
+
+    /** Odd small sizes for every activation (L = 1 and G = 1 included), a medium one; not quick: odd larger and the spec's layers. */
+    static List<Size> sizes(boolean quick) {
+        List<Size> s = new ArrayList<>();
+        for (Activation a : Activation.values()) s.add(new Size(3, 7, 13, 11, 9, 2, 5, a));
+        s.add(new Size(2, 1, 6, 5, 4, 1, 3, Activation.TANH));
+        s.add(MEDIUM);
+        if (!quick) {
+            s.add(new Size(5, 37, 301, 257, 129, 3, 97, Activation.RELU));
+            s.add(SPEC.withBatch(2));
+        }
+        return s;
+    }
+
+    /** The cost model shared with the PyTorch peer (GEMM FLOPs only): {bytes, flops}. */
+    static double[] cost(String op, Size s) {
+        double b = s.batch(), l = s.cells(), dq = s.dq(), dv = s.dv(), j = s.joint(), g = s.glimpses(), o = s.out();
+        double in = b * dq + b * l * dv, w = j * dq + j * dv + g * j + g * j * dv + g * j * dq + o * g * j, out = b * o;
+        double m = b * j * dq + b * l * j * dv + b * l * g * j + b * g * l * dv + b * g * j * dv + b * g * j * dq + b * o * g * j;
+        if (op.endsWith("forward")) return new double[] {4 * (in + w + out), 2 * m};
+        return new double[] {4 * (3 * in + 3 * w + 2 * out), 6 * m};
+    }
+
+    @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
+        String noGpu = ctx == null ? null : MlbSuite.gpuUnavailableReason();
+        if (noGpu != null) report.skipped("MlbAttention", noGpu);
+        boolean gpu = ctx != null && noGpu == null;
+        for (Size s : sizes(quick)) {
+            MlbAttention op = s.op(rnd.nextLong());
+            int b = s.batch(), l = s.cells();
+            float[] q = Stats.gaussian(rnd, b * s.dq()), v = Stats.gaussian(rnd, b * l * s.dv()), g = Stats.gaussian(rnd, b * s.out());
+            MlbAttentionReference.Result fRef = MlbAttentionReference.forward(op, q, v, b, l);
+            List<double[]> gRef = MlbAttentionReference.backward(op, q, v, g, b, l).tensors();
+            // The CPU backend is the reference rounded to float; at the spec's layers it would only
+            // double the time of check to confirm that rounding.
+            if (s.batch() != 2 || s.dq() != SPEC.dq()) {
+                MlbAttention.Result r = op.forwardWithAttention(q, v, b, l);
+                report.add(forwardRow("cpu", s, r, fRef, Check.TOLERANCE));
+                report.add(backwardRow("cpu", s, op.backward(q, v, g, b, l), gRef, Check.TOLERANCE));
+            }
+            if (!gpu) continue;
+            for (Precision p : Precision.values()) {
+                String backend = "cuda-" + p.name().toLowerCase();
+                double tol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
+                try (MlbAttentionCuda cuda = op.onCuda(ctx, p)) {
+                    Run r = runCuda(ctx, cuda, q, v, g, b, l);
+                    report.add(forwardRow(backend, s, r.result(), fRef, tol));
+                    report.add(backwardRow(backend, s, r.grads(), gRef, tol));
+                }
+            }
+        }
+    }
+
+    static Check.Row forwardRow(String backend, Size s, MlbAttention.Result got, MlbAttentionReference.Result ref, double tol) {
+        double e = Math.max(Stats.relativeL2(got.out(), ref.out()), Stats.relativeL2(got.attention(), ref.attention())); // NaN propagates
+        return new Check.Row("MlbAttention.forward", backend, s.label(), e, tol, e <= tol);
+    }
+
+    static Check.Row backwardRow(String backend, Size s, MlbAttention.Gradients got, List<double[]> ref, double tol) {
+        double e = worstError(got, ref);
+        return new Check.Row("MlbAttention.backward", backend, s.label(), e, tol, e <= tol);
+    }
+
+    /** The largest relative L2 error over every gradient tensor; NaN (an unwritten element) sticks. */
+    static double worstError(MlbAttention.Gradients got, List<double[]> ref) {
+        List<float[]> g = got.tensors();
+        if (g.size() != ref.size()) throw new IllegalStateException("gradient tensors: " + g.size() + " vs " + ref.size());
+        double worst = 0;
+        for (int i = 0; i < g.size(); i++) {
+            double e = g.get(i) == null ? Double.NaN : Stats.relativeL2(g.get(i), ref.get(i));
+            if (!(e <= worst)) worst = e;
+        }
+        return worst;
+    }
+
+    /** Forward output with attention maps, and every gradient. */
+    record Run(MlbAttention.Result result, MlbAttention.Gradients grads) {}
+
+    /** Forward and backward on device buffers whose outputs and gradients were NaN-poisoned first. */
+    static Run runCuda(CudaContext ctx, MlbAttentionCuda cuda, float[] q, float[] v, float[] g, int batch, int cells) {
+        MlbAttention op = cuda.op();
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dq = DeviceBuffer.of(ctx, q); DeviceBuffer dv = DeviceBuffer.of(ctx, v); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.out());
+             DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) batch * op.glimpses() * cells);
+             MlbAttentionCuda.OwnedGradients gr = cuda.allocateGradients(batch, cells)) {
+            try {
+                out.fill(Float.NaN);
+                att.fill(Float.NaN);
+                gr.fill(Float.NaN);
+                cuda.forward(dq, dv, out, att, batch, cells, st);
+                cuda.backward(dq, dv, dg, gr.buffers(), batch, cells, st);
+                float[] o = new float[batch * op.out()], a = new float[batch * op.glimpses() * cells];
+                out.read(o, st);
+                att.read(a, st);
+                return new Run(new MlbAttention.Result(o, a), gr.read(st));
+            } finally {
+                cuda.release(st);
+            }
+        }
+    }
+
+    @Override public void bench(boolean quick, Bench.Session session) {
+        SplittableRandom rnd = session.random();
+        Size s = quick ? MEDIUM : SPEC;
+        MlbAttention op = s.op(42);
+        Size cpu = quick ? s : s.withBatch(4); // the CPU backend is the float64 reference: see the class comment
+        {
+            int b = cpu.batch(), l = cpu.cells();
+            float[] q = Stats.gaussian(rnd, b * s.dq()), v = Stats.gaussian(rnd, b * l * s.dv()), g = Stats.gaussian(rnd, b * s.out());
+            String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
+            session.cpu("MlbAttention.forward", "bifuse-cpu", label, cpu.csvSize(), b, cost("MlbAttention.forward", cpu),
+                    () -> op.forward(q, v, b, l));
+            session.cpu("MlbAttention.fwd+bwd", "bifuse-cpu", label, cpu.csvSize(), b, cost("MlbAttention.fwd+bwd", cpu), () -> {
+                op.forward(q, v, b, l);
+                op.backward(q, v, g, b, l);
+            });
+        }
+        CudaContext ctx = session.gpu();
+        if (ctx == null) return;
+        if (MlbSuite.gpuUnavailableReason() != null) { session.skipped("MlbAttention", MlbSuite.gpuUnavailableReason()); return; }
+        int b = s.batch(), l = s.cells();
+        float[] q = Stats.gaussian(rnd, b * s.dq()), v = Stats.gaussian(rnd, b * l * s.dv()), g = Stats.gaussian(rnd, b * s.out());
+        double[] fwd = cost("MlbAttention.forward", s), step = cost("MlbAttention.fwd+bwd", s);
+        for (Precision p : Precision.values()) {
+            String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
+            try (CudaStream st = CudaStream.create(ctx); MlbAttentionCuda cuda = op.onCuda(ctx, p);
+                 DeviceBuffer dq = DeviceBuffer.of(ctx, q); DeviceBuffer dv = DeviceBuffer.of(ctx, v); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+                 DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * s.out());
+                 MlbAttentionCuda.OwnedGradients gr = cuda.allocateGradients(b, l)) {
+                try {
+                    // The attention maps are an optional output: the timed forward is the op as a model uses it.
+                    session.gpu("MlbAttention.forward", backend, s.label(), s.csvSize(), b, fwd, st,
+                            () -> cuda.forward(dq, dv, out, null, b, l, st));
+                    session.gpu("MlbAttention.fwd+bwd", backend, s.label(), s.csvSize(), b, step, st, () -> {
+                        cuda.forward(dq, dv, out, null, b, l, st);
+                        cuda.backward(dq, dv, dg, gr.buffers(), b, l, st);
+                    });
+                } finally {
+                    cuda.release(st);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+package io.bifuse.tools;
+
+import io.bifuse.Activation;
+import io.bifuse.Mlb;
+import io.bifuse.Precision;
+import io.bifuse.cuda.Cuda;
+import io.bifuse.cuda.CublasHandle;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaStream;
+import io.bifuse.cuda.DeviceBuffer;
+import io.bifuse.cuda.DeviceMemory;
+import io.bifuse.cuda.Kernels;
+import io.bifuse.cuda.MlbCuda;
+import io.bifuse.reference.MlbReference;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * {@link Mlb} in check and bench. Tolerances: the CPU backend and CUDA in FP32 against 1e-5 (float32
+ * GEMMs of length <= 2400 land near 1e-7); CUDA in TF32 / BF16 against {@link Precision#bound()}
+ * (MlbTest measures what the operand rounding costs at the spec's size: well below half the bound).
+ * Backward rows take the worst relative L2 over all eight gradients (dx, dy, U, b_u, V, b_v, P, b_p).
+ */
+final class MlbSuite implements Suite {
+
+    /** An MLB size: batch, question and image dims, joint dim, output dim, activation. */
+    record Size(int batch, int dx, int dy, int joint, int out, Activation act) {
+        String label() { return "B=" + batch + " Dx=" + dx + " Dy=" + dy + " J=" + joint + " Out=" + out + " " + act.name().toLowerCase(); }
+        String csvSize() { return "Dx=" + dx + ",Dy=" + dy + ",J=" + joint + ",Out=" + out + "," + act.name().toLowerCase(); }
+        boolean spec() { return batch == 512 && dx == 2400 && dy == 2048 && joint == 1200 && out == 2000; }
+    }
+
+    /** The spec's size (tanh), odd small sizes for every activation; quick: small sizes only. */
+    static List<Size> sizes(boolean quick) {
+        List<Size> s = new ArrayList<>();
+        for (Activation a : Activation.values()) s.add(new Size(3, 37, 29, 17, 11, a));
+        s.add(new Size(8, 240, 204, 120, 200, Activation.TANH));
+        if (!quick) {
+            s.add(new Size(33, 601, 515, 257, 129, Activation.RELU));
+            s.add(new Size(512, 2400, 2048, 1200, 2000, Activation.TANH));
+        }
+        return s;
+    }
+
+    /** The cost model shared with the PyTorch peer (GEMM FLOPs only): {bytes, flops}. */
+    static double[] cost(String op, Size s) {
+        double b = s.batch(), c = s.dx() + s.dy(), j = s.joint(), o = s.out();
+        double in = b * c, w = j * c + o * j, out = b * o, m = b * j * c + b * o * j;
+        if (op.endsWith("forward")) return new double[] {4 * (in + w + out), 2 * m};
+        return new double[] {4 * (3 * in + 3 * w + 2 * out), 6 * m};
+    }
+
+    /** Null when MLB's CUDA path can run, else why not (driver, device, kernels, cuBLAS). */
+    static String gpuUnavailableReason() {
+        if (!Cuda.isAvailable()) return Cuda.status().reason();
+        if (Kernels.fatbin() == null) return "no CUDA kernels in this build (built without nvcc)";
+        if (!CublasHandle.libraryAvailable()) return CublasHandle.describeLibrary();
+        return null;
+    }
+
+    @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
+        String noGpu = ctx == null ? null : gpuUnavailableReason();
+        if (noGpu != null) report.skipped("Mlb", noGpu);
+        boolean gpu = ctx != null && noGpu == null;
+        for (Size s : sizes(quick)) {
+            Mlb op = Mlb.random(s.dx(), s.dy(), s.joint(), s.out(), s.act(), rnd.nextLong());
+            float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
+            float[] g = Stats.gaussian(rnd, s.batch() * s.out());
+            double[] fRef = MlbReference.forward(op, x, y, s.batch());
+            MlbReference.Grads gRef = MlbReference.backward(op, x, y, g, s.batch());
+            // The CPU backend is the reference rounded to float: at the spec's size it would only double
+            // the time of check to confirm that rounding, so it runs at the smaller sizes.
+            if (!s.spec()) {
+                report.add("Mlb.forward", "cpu", s.label(), op.forward(x, y, s.batch()), fRef, Check.TOLERANCE);
+                report.add(backwardRow("cpu", s, op.backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
+            }
+            if (!gpu) continue;
+            for (Precision p : Precision.values()) {
+                String backend = "cuda-" + p.name().toLowerCase();
+                double tol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
+                try (MlbCuda cuda = op.onCuda(ctx, p)) {
+                    Result r = runCuda(ctx, cuda, x, y, g, s.batch());
+                    report.add("Mlb.forward", backend, s.label(), r.out(), fRef, tol);
+                    report.add(backwardRow(backend, s, r.grads(), gRef, tol));
+                }
+            }
+        }
+    }
+
+    static Check.Row backwardRow(String backend, Size s, Mlb.Gradients got, MlbReference.Grads ref, double tol) {
+        double e = worstError(got, ref);
+        return new Check.Row("Mlb.backward", backend, s.label(), e, tol, e <= tol);
+    }
+
+    /** The largest relative L2 error over every gradient tensor (a missing bias gradient counts as NaN). */
+    public static double worstError(Mlb.Gradients got, MlbReference.Grads ref) {
+        float[][] g = {got.dx(), got.dy(), got.u().weight(), got.u().bias(), got.v().weight(), got.v().bias(), got.p().weight(), got.p().bias()};
+        double[][] r = ref.all();
+        double worst = 0;
+        for (int i = 0; i < g.length; i++) {
+            double e = g[i] == null ? Double.NaN : Stats.relativeL2(g[i], r[i]);
+            if (!(e <= worst)) worst = e; // NaN sticks
+        }
+        return worst;
+    }
+
+    /** Forward output and every gradient. */
+    record Result(float[] out, Mlb.Gradients grads) {}
+
+    /** Forward and backward on device buffers whose outputs were NaN-poisoned first. */
+    static Result runCuda(CudaContext ctx, MlbCuda cuda, float[] x, float[] y, float[] g, int batch) {
+        Mlb op = cuda.op();
+        List<DeviceBuffer> bufs = new ArrayList<>();
+        try (CudaStream st = CudaStream.create(ctx)) {
+            try {
+                DeviceBuffer dx = add(bufs, DeviceBuffer.of(ctx, x)), dy = add(bufs, DeviceBuffer.of(ctx, y));
+                DeviceBuffer dg = add(bufs, DeviceBuffer.of(ctx, g));
+                DeviceBuffer out = add(bufs, DeviceBuffer.allocateFloats(ctx, (long) batch * op.out()));
+                MlbCuda.DeviceGradients gr = cuda.allocateGradients(batch, bufs);
+                for (DeviceBuffer b : bufs.subList(3, bufs.size())) b.fill(Float.NaN);
+                cuda.forward(dx, dy, out, batch, st);
+                cuda.backward(dx, dy, dg, gr, batch, st);
+                return new Result(read(out, st), new Mlb.Gradients(read(gr.dx(), st), read(gr.dy(), st),
+                        new io.bifuse.LinearGradients(read(gr.u(), st), read(gr.bu(), st)),
+                        new io.bifuse.LinearGradients(read(gr.v(), st), read(gr.bv(), st)),
+                        new io.bifuse.LinearGradients(read(gr.p(), st), read(gr.bp(), st))));
+            } finally {
+                cuda.release(st);
+                for (int i = bufs.size() - 1; i >= 0; i--) bufs.get(i).close();
+            }
+        }
+    }
+
+    private static DeviceBuffer add(List<DeviceBuffer> l, DeviceBuffer b) {
+        l.add(b);
+        return b;
+    }
+
+    private static float[] read(DeviceMemory m, CudaStream s) {
+        if (m == null) return null;
+        float[] r = new float[(int) (m.byteSize() / 4)];
+        ((DeviceBuffer) m).read(r, s);
+        return r;
+    }
+
+    @Override public void bench(boolean quick, Bench.Session session) {
+        SplittableRandom rnd = session.random();
+        for (Size s : quick ? List.of(new Size(8, 240, 204, 120, 200, Activation.TANH)) : List.of(new Size(512, 2400, 2048, 1200, 2000, Activation.TANH))) {
+            Mlb op = Mlb.random(s.dx(), s.dy(), s.joint(), s.out(), s.act(), 42);
+            float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
+            float[] g = Stats.gaussian(rnd, s.batch() * s.out());
+            double[] fwd = cost("Mlb.forward", s), step = cost("Mlb.fwd+bwd", s);
+            session.cpu("Mlb.forward", "bifuse-cpu", s.label(), s.csvSize(), s.batch(), fwd, () -> op.forward(x, y, s.batch()));
+            session.cpu("Mlb.fwd+bwd", "bifuse-cpu", s.label(), s.csvSize(), s.batch(), step, () -> {
+                op.forward(x, y, s.batch());
+                op.backward(x, y, g, s.batch());
+            });
+            CudaContext ctx = session.gpu();
+            if (ctx == null) continue;
+            if (gpuUnavailableReason() != null) { session.skipped("Mlb", gpuUnavailableReason()); return; }
+            for (Precision p : Precision.values()) {
+                String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
+                List<DeviceBuffer> bufs = new ArrayList<>();
+                try (CudaStream st = CudaStream.create(ctx); MlbCuda cuda = op.onCuda(ctx, p)) {
+                    try {
+                        DeviceBuffer dx = add(bufs, DeviceBuffer.of(ctx, x)), dy = add(bufs, DeviceBuffer.of(ctx, y));
+                        DeviceBuffer dg = add(bufs, DeviceBuffer.of(ctx, g));
+                        DeviceBuffer out = add(bufs, DeviceBuffer.allocateFloats(ctx, (long) s.batch() * s.out()));
+                        MlbCuda.DeviceGradients gr = cuda.allocateGradients(s.batch(), bufs);
+                        session.gpu("Mlb.forward", backend, s.label(), s.csvSize(), s.batch(), fwd, st,
+                                () -> cuda.forward(dx, dy, out, s.batch(), st));
+                        session.gpu("Mlb.fwd+bwd", backend, s.label(), s.csvSize(), s.batch(), step, st, () -> {
+                            cuda.forward(dx, dy, out, s.batch(), st);
+                            cuda.backward(dx, dy, dg, gr, s.batch(), st);
+                        });
+                    } finally {
+                        cuda.release(st);
+                        for (int i = bufs.size() - 1; i >= 0; i--) bufs.get(i).close();
+                    }
+                }
+            }
+        }
+    }
+}

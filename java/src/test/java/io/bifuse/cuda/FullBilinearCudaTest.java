@@ -1,0 +1,280 @@
+package io.bifuse.cuda;
+
+import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.bifuse.FullBilinear;
+import io.bifuse.Gradients;
+import io.bifuse.Normalization;
+import io.bifuse.Precision;
+import io.bifuse.reference.FullBilinearReference;
+import io.bifuse.tools.Stats;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * {@code cuda/FullBilinear.cu} + cuBLAS against the float64 reference at the spec's sizes and at odd
+ * small ones, on fresh random inputs (the seed is in the failure message), outputs and gradients
+ * NaN-poisoned before every run so that an unwritten element fails the comparison. Skipped without a GPU.
+ *
+ * <p>Tolerances, relative L2: forward 1e-5 in FP32 (a float32 GEMM over L <= 784 terms plus double
+ * normalization sums: ~1e-7 to 1e-6), {@link Precision#bound()} in TF32/BF16. Backward: the same where
+ * the gradient does not depend on z's rounding (no normalization, or an ssqrt-free one); through a
+ * signed sqrt, {@code max(that, 10 × FullBilinearReference.float32Baseline)}, because the derivative
+ * {@code 0.5/(sqrt|z| + eps)} amplifies the float32 error of z near z = 0 and NO float32 pipeline can
+ * land closer than that baseline (the exact float64 backward evaluated at a float32-computed z). The
+ * factor 10 covers a different summation order than the baseline's (cuBLAS tiles vs sequential: the
+ * baseline's order is the less accurate one) and the backward GEMMs' own rounding. Rectified inputs
+ * (what conv5 features are) keep z away from 0, and there the bound stays at 1e-5 (FP32). Where the
+ * baseline itself exceeds {@link #NOT_COMPARABLE} (signed inputs, exact derivative, TF32/BF16 operand
+ * rounding of about 1e-3 in z) the gradients are only required to be finite.
+ */
+@Tag("gpu")
+class FullBilinearCudaTest {
+    static final double TOL = 1e-5;
+    /**
+     * Above this baseline a gradient comparison means nothing (the bound would exceed 10%): signed
+     * inputs with the exact ssqrt derivative in TF32/BF16 measure 0.3 to 1.4 (FP32: 1e-3 to 5e-3,
+     * rectified inputs: 3e-8 to 5e-4 in every mode).
+     */
+    static final double NOT_COMPARABLE = 1e-2;
+    /** Set by the bundle's {@code run sanitize}: compute-sanitizer slows kernels 10-100×, so skip the largest sizes. */
+    static final boolean SANITIZE = Boolean.getBoolean("bifuse.sanitize");
+    static CudaContext ctx;
+
+    @BeforeAll static void open() {
+        if (Cuda.isAvailable() && CublasHandle.libraryAvailable()) ctx = CudaContext.open(0);
+    }
+
+    /** Per test, so that each GPU test is reported as skipped (with the reason) rather than vanishing. */
+    @BeforeEach void requireGpu() {
+        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
+        assumeTrue(CublasHandle.libraryAvailable(), CublasHandle::describeLibrary);
+    }
+
+    @AfterAll static void close() { if (ctx != null) ctx.close(); }
+
+    @ParameterizedTest(name = "B={0} L={1} C1={2} C2={3} homologous={4} avg={5} signed={6}")
+    @CsvSource({"32,784,512,512,true,false,false", "32,784,512,256,false,false,false", "32,784,512,256,false,true,true",
+                "8,784,512,512,true,true,true", "1,1,1,1,false,false,false", "3,7,5,3,false,true,true", "2,13,33,1,false,false,false",
+                "5,49,65,65,true,false,false", "3,196,100,77,false,true,false", "70,3,9,7,false,false,true"})
+    void matchesReference(int batch, int positions, int c1, int c2, boolean homologous, boolean average, boolean signed) {
+        assumeTrue(!SANITIZE || (long) batch * positions * c1 * c2 <= 8L * 784 * 512 * 512, "under compute-sanitizer only the smaller sizes");
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        for (Normalization n : new Normalization[] {Normalization.NONE, Normalization.pytorch(), Normalization.caffe()}) {
+            FullBilinear op = homologous ? FullBilinear.homologous(c1, average, n) : FullBilinear.of(c1, c2, average, n);
+            float[] x = input(r, batch * positions * c1, signed), y = homologous ? null : input(r, batch * positions * c2, signed);
+            float[] g = Stats.gaussian(r, batch * op.outputSize());
+            double[] zRef = FullBilinearReference.forward(op, x, y, batch, positions);
+            double[][] gRef = FullBilinearReference.backward(op, x, y, g, batch, positions);
+            for (Precision p : Precision.values()) {
+                double fwdTol = p == Precision.FP32 ? TOL : p.bound();
+                double baseline = FullBilinearReference.float32Baseline(op, x, y, g, batch, positions, p, gRef);
+                double bwdTol = Math.max(fwdTol, 10 * baseline);
+                try (FullBilinearCuda cuda = op.onCuda(ctx, p)) {
+                    float[][] out = run(cuda, x, y, g, batch, positions);
+                    String what = p + " " + n + " seed " + seed;
+                    assertBelow(Stats.relativeL2(out[0], zRef), fwdTol, what + " forward");
+                    if (baseline > NOT_COMPARABLE) { // no float32 pipeline resolves this gradient: only require it finite
+                        for (int i = 0; i < 3; i++) if (out[i] != null) for (float v : out[i]) assertTrue(Float.isFinite(v), what + " non-finite gradient");
+                        continue;
+                    }
+                    assertBelow(Stats.relativeL2(out[1], gRef[0]), bwdTol, what + " dx");
+                    if (!homologous) assertBelow(Stats.relativeL2(out[2], gRef[1]), bwdTol, what + " dy");
+                }
+            }
+        }
+    }
+
+    @Test void floatConveniencesMatchTheDeviceForms() {
+        SplittableRandom r = new SplittableRandom(3);
+        int batch = 4, positions = 30, c1 = 20, c2 = 12;
+        FullBilinear two = FullBilinear.of(c1, c2, true, Normalization.pytorch()), h = FullBilinear.homologous(c1, false, Normalization.caffe());
+        float[] x = input(r, batch * positions * c1, false), y = input(r, batch * positions * c2, false);
+        float[] g2 = Stats.gaussian(r, batch * c1 * c2), gh = Stats.gaussian(r, batch * c1 * c1);
+        try (FullBilinearCuda a = two.onCuda(ctx, Precision.FP32); FullBilinearCuda b = h.onCuda(ctx, Precision.FP32)) {
+            float[][] dev = run(a, x, y, g2, batch, positions);
+            assertArrayEquals(dev[0], a.forward(x, y, batch, positions));
+            Gradients gr = a.backward(x, y, g2, batch, positions);
+            assertArrayEquals(dev[1], gr.dx());
+            assertArrayEquals(dev[2], gr.dy());
+            float[][] devh = run(b, x, null, gh, batch, positions);
+            assertArrayEquals(devh[0], b.forward(x, batch, positions));
+            assertArrayEquals(devh[1], b.backward(x, gh, batch, positions));
+        }
+    }
+
+    @Test void bitIdenticalAcrossRuns() {
+        SplittableRandom r = new SplittableRandom(1);
+        FullBilinear op = FullBilinear.of(512, 256, false, Normalization.pytorch());
+        float[] x = input(r, 8 * 784 * 512, false), y = input(r, 8 * 784 * 256, false), g = Stats.gaussian(r, 8 * op.outputSize());
+        try (FullBilinearCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+            float[][] a = run(cuda, x, y, g, 8, 784), b = run(cuda, x, y, g, 8, 784);
+            for (int i = 0; i < 3; i++) assertArrayEquals(a[i], b[i]);
+        }
+    }
+
+    @Test void runsOnMemoryFromOutsideAtUnalignedOffsets() {
+        // The buffers start 4 bytes into one allocation (4-byte aligned, not 16): cuBLAS and the kernels must cope.
+        int batch = 3, positions = 17, c1 = 24, c2 = 10;
+        SplittableRandom r = new SplittableRandom(2);
+        FullBilinear op = FullBilinear.of(c1, c2, false, Normalization.pytorch());
+        float[] x = input(r, batch * positions * c1, false), y = input(r, batch * positions * c2, false), g = Stats.gaussian(r, batch * c1 * c2);
+        long nx = x.length, ny = y.length, nz = (long) batch * c1 * c2;
+        try (CudaStream s = CudaStream.create(ctx); DeviceBuffer arena = DeviceBuffer.allocate(ctx, 4L * (2 * nx + 2 * ny + 2 * nz + 8));
+             FullBilinearCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+            arena.fill(Float.NaN);
+            long base = arena.address() + 4;
+            DeviceMemory dX = DeviceMemory.wrap(base, 4 * nx), dY = DeviceMemory.wrap(base + 4 * nx, 4 * ny);
+            DeviceMemory dZ = DeviceMemory.wrap(base + 4 * (nx + ny), 4 * nz), dG = DeviceMemory.wrap(base + 4 * (nx + ny + nz), 4 * nz);
+            DeviceMemory gX = DeviceMemory.wrap(base + 4 * (nx + ny + 2 * nz), 4 * nx), gY = DeviceMemory.wrap(base + 4 * (2 * nx + ny + 2 * nz), 4 * ny);
+            upload(dX, x);
+            upload(dY, y);
+            upload(dG, g);
+            cuda.forward(dX, dY, dZ, batch, positions, s);
+            cuda.backward(dX, dY, dG, gX, gY, batch, positions, s);
+            assertBelow(Stats.relativeL2(download(dZ, (int) nz, s), FullBilinearReference.forward(op, x, y, batch, positions)), TOL, "forward");
+            double[][] ref = FullBilinearReference.backward(op, x, y, g, batch, positions);
+            assertBelow(Stats.relativeL2(download(gX, (int) nx, s), ref[0]), TOL, "dx");
+            assertBelow(Stats.relativeL2(download(gY, (int) ny, s), ref[1]), TOL, "dy");
+            assertArrayEquals(g, download(dG, (int) nz, s), "gradOut was modified");
+            cuda.release(s);
+        }
+    }
+
+    @Test void repeatedCallsLeaveDeviceMemoryUnchanged() {
+        int batch = 32, positions = 784, c = 512;
+        SplittableRandom r = new SplittableRandom(5);
+        FullBilinear op = FullBilinear.homologous(c, false, Normalization.pytorch());
+        try (CudaStream s = CudaStream.create(ctx); FullBilinearCuda cuda = op.onCuda(ctx, Precision.TF32);
+             DeviceBuffer x = DeviceBuffer.of(ctx, input(r, batch * positions * c, false)); DeviceBuffer g = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * c * c));
+             DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) batch * c * c); DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) batch * positions * c)) {
+            cuda.forward(x, z, batch, positions, s);
+            cuda.backward(x, g, gx, batch, positions, s);
+            s.synchronize();
+            long free0 = ctx.memoryInfo()[0], held0 = cuda.deviceBytes();
+            for (int i = 0, n = SANITIZE ? 5 : 100; i < n; i++) {
+                cuda.forward(x, z, batch, positions, s);
+                cuda.backward(x, g, gx, batch, positions, s);
+            }
+            s.synchronize();
+            assertEquals(free0, ctx.memoryInfo()[0], "free device memory changed over repeated calls");
+            assertEquals(held0, cuda.deviceBytes());
+            cuda.release(s);
+        }
+    }
+
+    @Test void manyThreadsShareOneOp() throws Exception {
+        int batch = 4, positions = 49, c1 = 64, c2 = 32, threads = 6;
+        FullBilinear op = FullBilinear.of(c1, c2, true, Normalization.pytorch());
+        SplittableRandom r = new SplittableRandom(8);
+        List<float[]> xs = new ArrayList<>(), ys = new ArrayList<>();
+        for (int t = 0; t < threads; t++) { xs.add(input(r, batch * positions * c1, false)); ys.add(input(r, batch * positions * c2, false)); }
+        ExecutorService pool = Executors.newFixedThreadPool(threads);
+        try (FullBilinearCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+            List<Future<float[]>> fs = new ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                int i = t;
+                fs.add(pool.submit(() -> {
+                    float[] z = null;
+                    for (int k = 0; k < 20; k++) z = cuda.forward(xs.get(i), ys.get(i), batch, positions);
+                    return z;
+                }));
+            }
+            for (int t = 0; t < threads; t++) {
+                assertBelow(Stats.relativeL2(fs.get(t).get(), FullBilinearReference.forward(op, xs.get(t), ys.get(t), batch, positions)), TOL, "thread " + t);
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    @Test void badDeviceArgumentsAreRejectedBeforeAnyLaunch() {
+        FullBilinear op = FullBilinear.of(4, 3, false, Normalization.pytorch()), h = FullBilinear.homologous(4, false, Normalization.NONE);
+        try (CudaStream s = CudaStream.create(ctx); FullBilinearCuda cuda = op.onCuda(ctx, Precision.FP32); FullBilinearCuda hc = h.onCuda(ctx, Precision.BF16);
+             DeviceBuffer x = DeviceBuffer.allocateFloats(ctx, 2 * 5 * 4); DeviceBuffer y = DeviceBuffer.allocateFloats(ctx, 2 * 5 * 3);
+             DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, 2 * 16)) {
+            DeviceBuffer closed = DeviceBuffer.allocateFloats(ctx, 40);
+            closed.close();
+            expect("x: the device buffer is closed", () -> cuda.forward(closed, y, z, 2, 5, s));
+            expect("y: expected at least 2 × 5 × 3 floats (120 bytes), got 116 bytes", () -> cuda.forward(x, DeviceMemory.wrap(y.address(), 116), z, 2, 5, s));
+            expect("out: expected device memory", () -> cuda.forward(x, y, null, 2, 5, s));
+            expect("batch: expected >= 1, got 0", () -> cuda.forward(x, y, z, 0, 5, s));
+            expect("positions: expected L >= 1", () -> cuda.forward(x, y, z, 2, 0, s));
+            expect("gradY: expected at least 2 × 5 × 3 floats", () -> cuda.backward(x, y, z, x, DeviceMemory.wrap(y.address(), 8), 2, 5, s));
+            expect("out: expected a 4-byte aligned address", () -> cuda.forward(x, y, DeviceMemory.wrap(z.address() + 2, 100), 2, 5, s));
+            expect("stream: expected a CudaStream", () -> cuda.forward(x, y, z, 2, 5, null));
+            expect("y: this op takes two inputs", () -> cuda.forward(x, z, 2, 5, s));
+            expect("y: this op is homologous", () -> hc.forward(x, x, z, 2, 5, s));
+            expect("gradOut: expected at least 2 × 16 floats", () -> hc.backward(x, DeviceMemory.wrap(z.address(), 64), x, 2, 5, s));
+            expect("precision: expected FP32, TF32 or BF16", () -> op.onCuda(ctx, null));
+        }
+    }
+
+    static float[] input(SplittableRandom r, int n, boolean signed) {
+        float[] a = Stats.gaussian(r, n);
+        if (!signed) for (int i = 0; i < n; i++) a[i] = Math.max(0f, a[i]);
+        return a;
+    }
+
+    /** Forward then backward on fresh device buffers, outputs NaN-poisoned first: {out, gradX, gradY (null if homologous)}. */
+    static float[][] run(FullBilinearCuda cuda, float[] x, float[] y, float[] g, int batch, int positions) {
+        FullBilinear op = cuda.op();
+        boolean h = op.isHomologous();
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, h ? new float[1] : y);
+             DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputSize());
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, x.length); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, h ? 1 : y.length)) {
+            z.fill(Float.NaN);
+            gx.fill(Float.NaN);
+            gy.fill(Float.NaN);
+            if (h) {
+                cuda.forward(dx, z, batch, positions, st);
+                cuda.backward(dx, dg, gx, batch, positions, st);
+            } else {
+                cuda.forward(dx, dy, z, batch, positions, st);
+                cuda.backward(dx, dy, dg, gx, gy, batch, positions, st);
+            }
+            float[] rz = new float[batch * op.outputSize()], rx = new float[x.length], ry = h ? null : new float[y.length];
+            z.read(rz, st);
+            gx.read(rx, st);
+            if (!h) gy.read(ry, st);
+            cuda.release(st);
+            return new float[][] {rz, rx, ry};
+        }
+    }
+
+    private static void expect(String message, Runnable call) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call::run);
+        assertTrue(e.getMessage().contains(message), "'" + e.getMessage() + "' lacks '" + message + "'");
+    }
+
+    private static void assertBelow(double err, double tol, String what) {
+        assertTrue(err <= tol, what + ": relative L2 error " + err + " > " + tol);
+    }
+
+    private static void upload(DeviceMemory m, float[] data) {
+        assertEquals(0, jcuda.driver.JCudaDriver.cuMemcpyHtoD(DeviceBuffer.devicePointer(m), jcuda.Pointer.to(data), 4L * data.length));
+        assertEquals(0, jcuda.driver.JCudaDriver.cuCtxSynchronize()); // before any stream reads it
+    }
+
+    private static float[] download(DeviceMemory m, int n, CudaStream s) {
+        s.synchronize();
+        float[] out = new float[n];
+        assertEquals(0, jcuda.driver.JCudaDriver.cuMemcpyDtoH(jcuda.Pointer.to(out), DeviceBuffer.devicePointer(m), 4L * n));
+        return out;
+    }
+}

@@ -1,0 +1,249 @@
+package io.bifuse.cuda;
+
+import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.bifuse.Activation;
+import io.bifuse.Linear;
+import io.bifuse.Mfb;
+import io.bifuse.Normalization;
+import io.bifuse.Precision;
+import io.bifuse.reference.MfbReference;
+import io.bifuse.tools.Stats;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * {@code cuda/Mfb.cu} + cuBLAS against the float64 reference, at the spec's sizes (B = 512, Dx = 1024,
+ * Dy = 2048, o = 1000, k = 5; MFB and MFH with 2 blocks) and at odd small sizes, on fresh random inputs
+ * (the seed is in the failure message), every output and gradient buffer NaN-poisoned before the run.
+ *
+ * <p>Tolerances (forward: relative L2; backward: the largest over dx, dy and every block's weight and
+ * bias gradients of {@link MfbReference#maxScaledError}, the relative L2 error except where the l2
+ * backward's two terms cancel, e.g. the {@code o = 1} case, whose exact gradient through {@code F.normalize}
+ * is 0: there the error is measured against the terms' size). Forward: 1e-5 in FP32 (float32 GEMMs over Dx = 2048 and the fused kernel give ~1e-7),
+ * {@link Precision#bound()} in TF32/BF16. Backward: the signed sqrt's derivative {@code 0.5/sqrt|z|}
+ * amplifies the float error of z wherever {@code z ≈ 0}, and a sum of k products has a continuous
+ * density at 0, so some such entries always exist; as for MCB ({@code io.bifuse.tools.Check}) the bound
+ * is {@code max(base, 10 × baseline)}, the baseline being the float64 backward fed z with noise
+ * {@code 1e-7·rms(z)} (FP32; base 1e-5) or {@code u·rms(z)}, u = bound/4 the mode's unit roundoff
+ * (TF32/BF16; base = bound). Without normalization the bound is the base itself. Skipped without a GPU.
+ */
+@Tag("gpu")
+class MfbCudaTest {
+    static final double TOL = 1e-5;
+    static final boolean SANITIZE = Boolean.getBoolean("bifuse.sanitize");
+    static CudaContext ctx;
+
+    @BeforeAll static void open() {
+        if (Cuda.isAvailable() && CublasHandle.libraryAvailable()) ctx = CudaContext.open(0);
+    }
+
+    @BeforeEach void requireGpu() {
+        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
+        assumeTrue(CublasHandle.libraryAvailable(), CublasHandle::describeLibrary);
+    }
+
+    @AfterAll static void close() { if (ctx != null) ctx.close(); }
+
+    @ParameterizedTest(name = "B={0} Dx={1} Dy={2} o={3} k={4} blocks={5} {6}")
+    @CsvSource({"512,1024,2048,1000,5,1,NONE", "512,1024,2048,1000,5,2,RELU", "64,1024,2048,1000,5,2,TANH",
+                "1,1,1,1,1,1,NONE", "3,7,5,3,2,2,RELU", "5,33,17,7,3,3,TANH", "2,300,257,301,1,2,NONE", "7,20,9,3,7,8,RELU"})
+    void matchesReference(int batch, int dx, int dy, int o, int k, int blocks, Activation act) {
+        assumeTrue(!SANITIZE || batch <= 64, "under compute-sanitizer only B <= 64");
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        for (Normalization n : new Normalization[] {Normalization.NONE, Normalization.pytorch(), Normalization.caffe()}) {
+            if (batch >= 512 && !n.equals(Normalization.pytorch())) continue; // the reference costs long there; the others run at smaller B
+            Mfb op = Mfb.random(dx, dy, o, k, blocks, act, n, r.nextLong());
+            float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * op.outputWidth());
+            double[] zRef = MfbReference.forward(op, x, y, batch);
+            MfbReference.Grads gRef = MfbReference.backward(op, x, y, g, batch), gScale = MfbReference.backwardScale(op, x, y, g, batch);
+            for (Precision p : Precision.values()) {
+                double fwdTol = p == Precision.FP32 ? TOL : p.bound();
+                double bwdTol = backwardTolerance(op, p, x, y, g, batch, gRef, gScale, seed);
+                try (MfbCuda cuda = op.onCuda(ctx, p)) {
+                    Object[] out = run(cuda, x, y, g, batch);
+                    String what = op + " " + p + " seed " + seed;
+                    assertBelow(Stats.relativeL2((float[]) out[0], zRef), fwdTol, what + " forward");
+                    assertBelow(MfbReference.maxScaledError(op, (Mfb.Gradients) out[1], gRef, gScale), bwdTol, what + " backward");
+                }
+            }
+        }
+    }
+
+    @Test void hostConveniencesMatchTheDeviceCalls() {
+        SplittableRandom r = new SplittableRandom(1);
+        Mfb op = Mfb.random(64, 48, 20, 5, 2, Activation.RELU, Normalization.pytorch(), 3);
+        float[] x = Stats.gaussian(r, 4 * 64), y = Stats.gaussian(r, 4 * 48), g = Stats.gaussian(r, 4 * 40);
+        try (MfbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+            Object[] dev = run(cuda, x, y, g, 4);
+            assertArrayEquals((float[]) dev[0], cuda.forward(x, y, 4));
+            Mfb.Gradients a = (Mfb.Gradients) dev[1], b = cuda.backward(x, y, g, 4);
+            assertArrayEquals(a.dx(), b.dx());
+            assertArrayEquals(a.v().get(1).weight(), b.v().get(1).weight());
+        }
+    }
+
+    /**
+     * Per-block weights that live on the device replace the uploaded ones (each copied into its block's
+     * slice of the stacked layers): the op then computes the other model, to the FP32 tolerance.
+     */
+    @Test void loadsWeightsFromDeviceTensors() {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        int batch = 5, dx = 37, dy = 29, o = 11, k = 3;
+        Mfb initial = Mfb.random(dx, dy, o, k, 3, Activation.NONE, Normalization.pytorch(), 1);
+        List<Linear> us = List.of(Linear.random(o * k, dx, true, 2), Linear.random(o * k, dx, false, 3), Linear.random(o * k, dx, true, 4));
+        List<Linear> vs = List.of(Linear.random(o * k, dy, true, 5), Linear.random(o * k, dy, true, 6), Linear.random(o * k, dy, false, 7));
+        Mfb trained = Mfb.mfh(us, vs, k, Activation.NONE, Normalization.pytorch());
+        Mfb sameBiases = Mfb.mfh(List.of(initial.us().get(0), Linear.random(o * k, dx, false, 8), initial.us().get(2)),
+                List.of(initial.vs().get(0), initial.vs().get(1), Linear.random(o * k, dy, false, 9)), k, Activation.NONE, Normalization.pytorch());
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy);
+        java.util.ArrayList<DeviceBuffer> tensors = new java.util.ArrayList<>();
+        // The op's bias layout must match the tensors': load into an op whose blocks have biases exactly where trained's do.
+        try (CudaStream s = CudaStream.create(ctx); MfbCuda cuda = sameBiases.onCuda(ctx, Precision.FP32)) {
+            try {
+                for (int i = 0; i < 3; i++) {
+                    for (Linear l : List.of(us.get(i), vs.get(i))) {
+                        tensors.add(DeviceBuffer.of(ctx, l.weight()));
+                        if (l.hasBias()) tensors.add(DeviceBuffer.of(ctx, l.bias()));
+                    }
+                }
+                assertEquals(List.of("u[0].weight", "u[0].bias", "v[0].weight", "v[0].bias", "u[1].weight", "v[1].weight", "v[1].bias",
+                        "u[2].weight", "u[2].bias", "v[2].weight"), cuda.weightNames());
+                expect("v[0].weight: expected exactly 957 floats", () -> cuda.loadWeights(List.of(tensors.get(0), tensors.get(1), tensors.get(0),
+                        tensors.get(3), tensors.get(4), tensors.get(5), tensors.get(6), tensors.get(7), tensors.get(8), tensors.get(9)), s));
+                cuda.loadWeights(tensors, s);
+                s.synchronize();
+                assertBelow(Stats.relativeL2(cuda.forward(x, y, batch), MfbReference.forward(trained, x, y, batch)), 1e-5,
+                        "forward with device-loaded weights, seed " + seed);
+            } finally {
+                cuda.release(s);
+                tensors.forEach(DeviceBuffer::close);
+            }
+        }
+    }
+
+    @Test void bitIdenticalAcrossRuns() {
+        // Fixed-order reductions in the fused kernels and in the bias sums; cuBLAS FP32 GEMMs with the
+        // default (non-split-K-atomic) algorithms are run-to-run reproducible on one GPU.
+        SplittableRandom r = new SplittableRandom(2);
+        Mfb op = Mfb.random(1024, 2048, 1000, 5, 2, Activation.RELU, Normalization.pytorch(), 4);
+        float[] x = Stats.gaussian(r, 64 * 1024), y = Stats.gaussian(r, 64 * 2048), g = Stats.gaussian(r, 64 * 2000);
+        try (MfbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+            Object[] a = run(cuda, x, y, g, 64), b = run(cuda, x, y, g, 64);
+            assertArrayEquals((float[]) a[0], (float[]) b[0]);
+            Mfb.Gradients ga = (Mfb.Gradients) a[1], gb = (Mfb.Gradients) b[1];
+            assertArrayEquals(ga.dx(), gb.dx());
+            assertArrayEquals(ga.u().get(0).weight(), gb.u().get(0).weight());
+            assertArrayEquals(ga.v().get(1).bias(), gb.v().get(1).bias());
+        }
+    }
+
+    @Test void repeatedCallsLeaveDeviceMemoryUnchanged() {
+        int batch = 64;
+        SplittableRandom r = new SplittableRandom(5);
+        Mfb op = Mfb.random(1024, 2048, 1000, 5, 2, Activation.RELU, Normalization.pytorch(), 6);
+        int nw = 2 * 5000;
+        try (CudaStream s = CudaStream.create(ctx); MfbCuda cuda = op.onCuda(ctx, Precision.FP32);
+             DeviceBuffer x = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 1024)); DeviceBuffer y = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2048));
+             DeviceBuffer g = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2000));
+             DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, batch * 2000L);
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, batch * 1024L); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, batch * 2048L);
+             DeviceBuffer gu = DeviceBuffer.allocateFloats(ctx, nw * 1024L); DeviceBuffer gv = DeviceBuffer.allocateFloats(ctx, nw * 2048L)) {
+            cuda.forward(x, y, z, batch, s);
+            cuda.backward(x, y, g, gx, gy, gu, null, gv, null, batch, s);
+            s.synchronize();
+            long free0 = ctx.memoryInfo()[0], held0 = cuda.deviceBytes();
+            for (int i = 0, n = SANITIZE ? 5 : 100; i < n; i++) {
+                cuda.forward(x, y, z, batch, s);
+                cuda.backward(x, y, g, gx, gy, gu, null, gv, null, batch, s);
+            }
+            s.synchronize();
+            assertEquals(free0, ctx.memoryInfo()[0], "free device memory changed over repeated calls");
+            assertEquals(held0, cuda.deviceBytes());
+            cuda.release(s);
+        }
+    }
+
+    @Test void badArgumentsAreRejectedBeforeAnyLaunch() {
+        Mfb op = Mfb.random(8, 4, 3, 2, 2, Activation.NONE, Normalization.pytorch(), 1);
+        int nw = 12;
+        List<Linear> us = java.util.Collections.nCopies(MfbCuda.MAX_BLOCKS + 1, Linear.random(6, 8, true, 1));
+        List<Linear> vs = java.util.Collections.nCopies(MfbCuda.MAX_BLOCKS + 1, Linear.random(6, 4, true, 2));
+        Mfb tooMany = Mfb.mfh(us, vs, 2, Activation.NONE, Normalization.NONE);
+        expect("op: expected at most 8 MFH blocks on CUDA, got 9", () -> tooMany.onCuda(ctx, Precision.FP32));
+        expect("precision: expected FP32, TF32 or BF16, got null", () -> op.onCuda(ctx, null));
+        try (CudaStream s = CudaStream.create(ctx); MfbCuda cuda = op.onCuda(ctx, Precision.FP32);
+             DeviceBuffer x = DeviceBuffer.allocateFloats(ctx, 16); DeviceBuffer y = DeviceBuffer.allocateFloats(ctx, 8);
+             DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, 12);
+             DeviceBuffer gu = DeviceBuffer.allocateFloats(ctx, nw * 8); DeviceBuffer gv = DeviceBuffer.allocateFloats(ctx, nw * 4)) {
+            DeviceBuffer closed = DeviceBuffer.allocateFloats(ctx, 16);
+            closed.close();
+            expect("x: the device buffer is closed", () -> cuda.forward(closed, y, z, 2, s));
+            expect("y: expected at least 3 × 4 floats (48 bytes), got 32 bytes", () -> cuda.forward(DeviceMemory.wrap(x.address(), 96), y, z, 3, s));
+            expect("out: expected device memory", () -> cuda.forward(x, y, null, 2, s));
+            expect("out: expected at least 2 × 6 floats", () -> cuda.forward(x, y, DeviceMemory.wrap(z.address(), 40), 2, s));
+            expect("batch: expected >= 1, got 0", () -> cuda.forward(x, y, z, 0, s));
+            expect("stream: expected a CudaStream", () -> cuda.forward(x, y, z, 2, null));
+            expect("gradU: expected at least 12 × 8 floats", () -> cuda.backward(x, y, z, x, y, DeviceMemory.wrap(gu.address(), 8), null, gv, null, 2, s));
+            expect("gradBiasV: expected at least 1 × 12 floats", () -> cuda.backward(x, y, z, x, y, gu, null, gv, DeviceMemory.wrap(gv.address(), 8), 2, s));
+            expect("gradOut: expected at least 2 × 6 floats", () -> cuda.backward(x, y, DeviceMemory.wrap(z.address(), 4), x, y, gu, null, gv, null, 2, s));
+            expect("out: expected a 4-byte aligned address", () -> cuda.forward(x, y, DeviceMemory.wrap(z.address() + 2, 128), 2, s));
+            cuda.release(s);
+        }
+    }
+
+    static double backwardTolerance(Mfb op, Precision p, float[] x, float[] y, float[] g, int batch, MfbReference.Grads ref, MfbReference.Grads scale,
+                                    long seed) {
+        double base = p == Precision.FP32 ? TOL : p.bound();
+        double noise = p == Precision.FP32 ? 1e-7 : p.bound() / 4;
+        return Math.max(base, 10 * MfbReference.conditioningBaseline(op, x, y, g, batch, ref, scale, noise, seed));
+    }
+
+    /** Forward then backward on NaN-poisoned device outputs: {@code {out, Mfb.Gradients}}. */
+    static Object[] run(MfbCuda cuda, float[] x, float[] y, float[] g, int batch) {
+        Mfb op = cuda.op();
+        int nw = op.blocks() * op.width();
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputWidth());
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dx());
+             DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dy());
+             DeviceBuffer gu = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dx());
+             DeviceBuffer gv = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dy());
+             DeviceBuffer gbu = DeviceBuffer.allocateFloats(ctx, nw); DeviceBuffer gbv = DeviceBuffer.allocateFloats(ctx, nw)) {
+            for (DeviceBuffer d : new DeviceBuffer[] {out, gx, gy, gu, gv, gbu, gbv}) d.fill(Float.NaN);
+            cuda.forward(dx, dy, out, batch, st);
+            cuda.backward(dx, dy, dg, gx, gy, gu, gbu, gv, gbv, batch, st);
+            float[] ro = new float[batch * op.outputWidth()], rx = new float[batch * op.dx()], ry = new float[batch * op.dy()];
+            float[] ru = new float[nw * op.dx()], rv = new float[nw * op.dy()], rbu = new float[nw], rbv = new float[nw];
+            out.read(ro, st);
+            gx.read(rx, st);
+            gy.read(ry, st);
+            gu.read(ru, st);
+            gv.read(rv, st);
+            gbu.read(rbu, st);
+            gbv.read(rbv, st);
+            cuda.release(st);
+            return new Object[] {ro, cuda.split(rx, ry, ru, rbu, rv, rbv)};
+        }
+    }
+
+    private static void expect(String message, Runnable call) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call::run);
+        assertTrue(e.getMessage().contains(message), "'" + e.getMessage() + "' lacks '" + message + "'");
+    }
+
+    private static void assertBelow(double err, double tol, String what) {
+        assertTrue(err <= tol, what + ": error " + err + " > " + tol);
+    }
+}

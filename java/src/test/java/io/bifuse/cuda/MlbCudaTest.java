@@ -1,0 +1,331 @@
+package io.bifuse.cuda;
+
+import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.bifuse.Activation;
+import io.bifuse.Linear;
+import io.bifuse.LinearGradients;
+import io.bifuse.Mlb;
+import io.bifuse.Precision;
+import io.bifuse.reference.MlbReference;
+import io.bifuse.tools.Stats;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * {@code cuda/Mlb.cu} + cuBLAS against the float64 reference at the spec's size and at odd small
+ * sizes, on fresh random inputs (the seed is in the failure message), every output and gradient
+ * buffer NaN-poisoned before the run so that an unwritten element fails. Tolerance, relative L2 of
+ * the output and of each of the eight gradients: 1e-5 in FP32 (float32 GEMMs over <= 2400 terms land
+ * near 1e-7; an indexing mistake gives ~1), {@link Precision#bound()} in TF32 / BF16 (MlbTest measures
+ * the emulated operand rounding at the spec's size below half of it). Skipped without a GPU.
+ */
+@Tag("gpu")
+class MlbCudaTest {
+    /** Set by the bundle's {@code run sanitize}: compute-sanitizer slows kernels 10-100×, so skip the largest sizes. */
+    static final boolean SANITIZE = Boolean.getBoolean("bifuse.sanitize");
+    static CudaContext ctx;
+
+    @BeforeAll static void open() {
+        if (Cuda.isAvailable() && CublasHandle.libraryAvailable()) ctx = CudaContext.open(0);
+    }
+
+    /** Per test, so that each GPU test is reported as skipped (with the reason) rather than vanishing. */
+    @BeforeEach void requireGpu() {
+        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
+        assumeTrue(CublasHandle.libraryAvailable(), CublasHandle::describeLibrary);
+    }
+
+    @AfterAll static void close() { if (ctx != null) ctx.close(); }
+
+    static double tolerance(Precision p) { return p == Precision.FP32 ? 1e-5 : p.bound(); }
+
+    @ParameterizedTest(name = "B={0} Dx={1} Dy={2} J={3} Out={4} {5}")
+    @CsvSource({"512,2400,2048,1200,2000,TANH", "64,2400,2048,1200,2000,RELU", "1,2400,2048,1200,2000,NONE",
+                "3,1,1,1,1,TANH", "5,7,3,2,9,RELU", "7,33,17,257,129,TANH", "2,300,201,1001,3,NONE"})
+    void matchesReference(int batch, int dx, int dy, int j, int out, Activation act) {
+        assumeTrue(!SANITIZE || batch <= 64, "under compute-sanitizer only B <= 64");
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        Mlb op = Mlb.random(dx, dy, j, out, act, r.nextLong());
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
+        double[] fRef = MlbReference.forward(op, x, y, batch);
+        MlbReference.Grads gRef = MlbReference.backward(op, x, y, g, batch);
+        for (Precision p : Precision.values()) {
+            try (MlbCuda cuda = op.onCuda(ctx, p)) {
+                Run run = run(cuda, x, y, g, batch);
+                assertMatches(run, fRef, gRef, tolerance(p), p + " " + act + " seed " + seed);
+            }
+        }
+    }
+
+    @Test void layersWithoutBias() {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        int batch = 9, dx = 50, dy = 40, j = 30, out = 20;
+        Mlb op = Mlb.of(Linear.random(j, dx, false, 1), Linear.random(j, dy, true, 2), Linear.random(out, j, false, 3), Activation.TANH);
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
+        try (MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+            Run run = run(cuda, x, y, g, batch);
+            assertNull(run.grads.u().bias());
+            assertNull(run.grads.p().bias());
+            assertMatches(run, MlbReference.forward(op, x, y, batch), MlbReference.backward(op, x, y, g, batch), 1e-5, "no bias, seed " + seed);
+        }
+    }
+
+    @Test void hostConveniencesMatchTheDevicePath() {
+        SplittableRandom r = new SplittableRandom(3);
+        int batch = 6, dx = 70, dy = 50, j = 40, out = 30;
+        Mlb op = Mlb.random(dx, dy, j, out, Activation.TANH, 5);
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
+        try (MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+            Run dev = run(cuda, x, y, g, batch);
+            assertArrayEquals(dev.out, cuda.forward(x, y, batch));
+            Mlb.Gradients host = cuda.backward(x, y, g, batch);
+            assertArrayEquals(dev.grads.dx(), host.dx());
+            assertArrayEquals(dev.grads.u().weight(), host.u().weight());
+            assertArrayEquals(dev.grads.p().bias(), host.p().bias());
+        }
+    }
+
+    @Test void bitIdenticalAcrossRuns() {
+        SplittableRandom r = new SplittableRandom(1);
+        Mlb op = Mlb.random(2400, 2048, 1200, 2000, Activation.TANH, 3);
+        int batch = 64;
+        float[] x = Stats.gaussian(r, batch * 2400), y = Stats.gaussian(r, batch * 2048), g = Stats.gaussian(r, batch * 2000);
+        try (MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+            Run a = run(cuda, x, y, g, batch), b = run(cuda, x, y, g, batch);
+            assertArrayEquals(a.out, b.out);
+            assertArrayEquals(a.grads.dx(), b.grads.dx());
+            assertArrayEquals(a.grads.u().weight(), b.grads.u().weight());
+            assertArrayEquals(a.grads.v().bias(), b.grads.v().bias());
+        }
+    }
+
+    @Test void runsOnMemoryFromOutsideAtOddOffsets() {
+        // Inputs and outputs carved out of one foreign allocation, 4 bytes off any 256-byte boundary.
+        int batch = 5, dx = 31, dy = 23, j = 17, out = 13;
+        SplittableRandom r = new SplittableRandom(2);
+        Mlb op = Mlb.random(dx, dy, j, out, Activation.TANH, 4);
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy);
+        try (DeviceBuffer arena = DeviceBuffer.allocate(ctx, 4L * (batch * (dx + dy + out) + 64)); CudaStream s = CudaStream.create(ctx);
+             MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+            arena.fill(Float.NaN);
+            long base = arena.address() + 4;
+            DeviceMemory dX = DeviceMemory.wrap(base, 4L * batch * dx), dY = DeviceMemory.wrap(base + 4L * batch * dx, 4L * batch * dy);
+            DeviceMemory dF = DeviceMemory.wrap(base + 4L * batch * (dx + dy), 4L * batch * out);
+            try (DeviceBuffer hx = DeviceBuffer.of(ctx, x); DeviceBuffer hy = DeviceBuffer.of(ctx, y)) {
+                copy(hx, dX, s);
+                copy(hy, dY, s);
+                cuda.forward(dX, dY, dF, batch, s);
+                float[] f = new float[batch * out];
+                try (DeviceBuffer tmp = DeviceBuffer.allocateFloats(ctx, (long) batch * out)) {
+                    copy(dF, tmp, s);
+                    tmp.read(f, s);
+                }
+                assertTrue(Stats.relativeL2(f, MlbReference.forward(op, x, y, batch)) <= 1e-5);
+            } finally {
+                cuda.release(s);
+            }
+        }
+    }
+
+    @Test void repeatedCallsLeaveDeviceMemoryUnchanged() {
+        int batch = 64;
+        SplittableRandom r = new SplittableRandom(5);
+        Mlb op = Mlb.random(2400, 2048, 1200, 2000, Activation.TANH, 6);
+        List<DeviceBuffer> bufs = new ArrayList<>();
+        try (CudaStream s = CudaStream.create(ctx); MlbCuda cuda = op.onCuda(ctx, Precision.TF32)) {
+            try {
+                DeviceBuffer x = keep(bufs, DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2400)));
+                DeviceBuffer y = keep(bufs, DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2048)));
+                DeviceBuffer g = keep(bufs, DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2000)));
+                DeviceBuffer f = keep(bufs, DeviceBuffer.allocateFloats(ctx, batch * 2000L));
+                MlbCuda.DeviceGradients gr = cuda.allocateGradients(batch, bufs);
+                cuda.forward(x, y, f, batch, s);
+                cuda.backward(x, y, g, gr, batch, s);
+                s.synchronize();
+                long free0 = ctx.memoryInfo()[0], held0 = cuda.deviceBytes();
+                for (int i = 0, n = SANITIZE ? 10 : 200; i < n; i++) {
+                    cuda.forward(x, y, f, batch, s);
+                    cuda.backward(x, y, g, gr, batch, s);
+                }
+                s.synchronize();
+                assertEquals(free0, ctx.memoryInfo()[0], "free device memory changed over repeated calls");
+                assertEquals(held0, cuda.deviceBytes());
+            } finally {
+                cuda.release(s);
+                bufs.forEach(DeviceBuffer::close);
+            }
+        }
+    }
+
+    @Test void manyThreadsShareOneOp() throws Exception {
+        int batch = 16, threads = 6;
+        Mlb op = Mlb.random(300, 200, 128, 50, Activation.TANH, 7);
+        SplittableRandom r = new SplittableRandom(8);
+        List<float[]> xs = new ArrayList<>(), ys = new ArrayList<>();
+        for (int t = 0; t < threads; t++) { xs.add(Stats.gaussian(r, batch * 300)); ys.add(Stats.gaussian(r, batch * 200)); }
+        ExecutorService pool = Executors.newFixedThreadPool(threads);
+        try (MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+            List<Future<float[]>> fs = new ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                int i = t;
+                fs.add(pool.submit(() -> {
+                    float[] f = null;
+                    for (int k = 0; k < 20; k++) f = cuda.forward(xs.get(i), ys.get(i), batch);
+                    return f;
+                }));
+            }
+            for (int t = 0; t < threads; t++) {
+                double e = Stats.relativeL2(fs.get(t).get(), MlbReference.forward(op, xs.get(t), ys.get(t), batch));
+                assertTrue(e <= 1e-5, "thread " + t + ": " + e);
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    /**
+     * Weights that live on the device (as another library's state dict would) replace the uploaded
+     * ones: after {@code loadWeights} the op computes the other model, to the FP32 tolerance.
+     */
+    @Test void loadsWeightsFromDeviceTensors() {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        int batch = 6, dx = 41, dy = 23, j = 19, out = 7;
+        Mlb initial = Mlb.of(Linear.random(j, dx, true, 1), Linear.random(j, dy, false, 2), Linear.random(out, j, true, 3), Activation.RELU);
+        Mlb trained = Mlb.of(Linear.random(j, dx, true, 4), Linear.random(j, dy, false, 5), Linear.random(out, j, true, 6), Activation.RELU);
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy);
+        List<DeviceBuffer> tensors = new ArrayList<>();
+        try (CudaStream s = CudaStream.create(ctx); MlbCuda cuda = initial.onCuda(ctx, Precision.FP32)) {
+            try {
+                for (Linear l : List.of(trained.u(), trained.v(), trained.p())) {
+                    tensors.add(DeviceBuffer.of(ctx, l.weight()));
+                    if (l.hasBias()) tensors.add(DeviceBuffer.of(ctx, l.bias()));
+                }
+                assertEquals(List.of("u.weight", "u.bias", "v.weight", "p.weight", "p.bias"), cuda.weightNames());
+                expect("tensors: expected 5 device tensors", () -> cuda.loadWeights(tensors.subList(0, 4), s));
+                expect("v.weight: expected exactly 437 floats (1748 bytes), got 3116 bytes",
+                        () -> cuda.loadWeights(List.of(tensors.get(0), tensors.get(1), tensors.get(0), tensors.get(3), tensors.get(4)), s));
+                cuda.loadWeights(tensors, s);
+                s.synchronize();
+                assertBelow(Stats.relativeL2(cuda.forward(x, y, batch), MlbReference.forward(trained, x, y, batch)), 1e-5,
+                        "forward with device-loaded weights, seed " + seed);
+            } finally {
+                cuda.release(s);
+                tensors.forEach(DeviceBuffer::close);
+            }
+        }
+    }
+
+    @Test void badDeviceArgumentsAreRejectedBeforeAnyLaunch() {
+        Mlb op = Mlb.of(Linear.random(4, 8, true, 1), Linear.random(4, 6, false, 2), Linear.random(3, 4, true, 3), Activation.TANH);
+        List<DeviceBuffer> bufs = new ArrayList<>();
+        try (CudaStream s = CudaStream.create(ctx); MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+            try {
+                DeviceBuffer x = keep(bufs, DeviceBuffer.allocateFloats(ctx, 16)), y = keep(bufs, DeviceBuffer.allocateFloats(ctx, 12));
+                DeviceBuffer f = keep(bufs, DeviceBuffer.allocateFloats(ctx, 6));
+                MlbCuda.DeviceGradients gr = cuda.allocateGradients(2, bufs);
+                assertNull(gr.bv());
+                DeviceBuffer closed = DeviceBuffer.allocateFloats(ctx, 16);
+                closed.close();
+                expect("x: the device buffer is closed", () -> cuda.forward(closed, y, f, 2, s));
+                expect("y: expected at least 3 × 6 floats (72 bytes), got 48 bytes", () -> cuda.forward(DeviceMemory.wrap(x.address(), 96), y, f, 3, s));
+                expect("out: expected device memory", () -> cuda.forward(x, y, null, 2, s));
+                expect("batch: expected >= 1, got 0", () -> cuda.forward(x, y, f, 0, s));
+                expect("stream: expected a CudaStream", () -> cuda.forward(x, y, f, 2, null));
+                expect("out: expected a 4-byte aligned address", () -> cuda.forward(x, y, DeviceMemory.wrap(f.address() + 2, 24), 2, s));
+                expect("gradOut: expected at least 2 × 3 floats", () -> cuda.backward(x, y, DeviceMemory.wrap(f.address(), 20), gr, 2, s));
+                expect("grads: expected DeviceGradients", () -> cuda.backward(x, y, f, null, 2, s));
+                expect("grads.u: expected at least 4 × 8 floats", () -> cuda.backward(x, y, f,
+                        new MlbCuda.DeviceGradients(gr.dx(), gr.dy(), gr.dx(), gr.bu(), gr.v(), null, gr.p(), gr.bp()), 2, s));
+                expect("grads.bv: expected null (the layer has no bias)", () -> cuda.backward(x, y, f,
+                        new MlbCuda.DeviceGradients(gr.dx(), gr.dy(), gr.u(), gr.bu(), gr.v(), gr.bu(), gr.p(), gr.bp()), 2, s));
+                expect("grads.bp: expected device memory for 1 × 3 floats, got null", () -> cuda.backward(x, y, f,
+                        new MlbCuda.DeviceGradients(gr.dx(), gr.dy(), gr.u(), gr.bu(), gr.v(), null, gr.p(), null), 2, s));
+                expect("grads.dy: expected at least 2 × 6 floats", () -> cuda.backward(x, y, f,
+                        new MlbCuda.DeviceGradients(gr.dx(), gr.bu(), gr.u(), gr.bu(), gr.v(), null, gr.p(), gr.bp()), 2, s));
+            } finally {
+                cuda.release(s);
+                bufs.forEach(DeviceBuffer::close);
+            }
+        }
+        expect("precision: expected FP32, TF32 or BF16, got null", () -> op.onCuda(ctx, null));
+    }
+
+    record Run(float[] out, Mlb.Gradients grads) {}
+
+    /** Forward and backward on device buffers, every output NaN-poisoned first. */
+    static Run run(MlbCuda cuda, float[] x, float[] y, float[] g, int batch) {
+        Mlb op = cuda.op();
+        List<DeviceBuffer> bufs = new ArrayList<>();
+        try (CudaStream st = CudaStream.create(ctx)) {
+            try {
+                DeviceBuffer dx = keep(bufs, DeviceBuffer.of(ctx, x)), dy = keep(bufs, DeviceBuffer.of(ctx, y));
+                DeviceBuffer dg = keep(bufs, DeviceBuffer.of(ctx, g));
+                DeviceBuffer f = keep(bufs, DeviceBuffer.allocateFloats(ctx, (long) batch * op.out()));
+                MlbCuda.DeviceGradients gr = cuda.allocateGradients(batch, bufs);
+                for (DeviceBuffer b : bufs.subList(3, bufs.size())) b.fill(Float.NaN);
+                cuda.forward(dx, dy, f, batch, st);
+                cuda.backward(dx, dy, dg, gr, batch, st);
+                return new Run(read(f, st), new Mlb.Gradients(read(gr.dx(), st), read(gr.dy(), st),
+                        new LinearGradients(read(gr.u(), st), read(gr.bu(), st)), new LinearGradients(read(gr.v(), st), read(gr.bv(), st)),
+                        new LinearGradients(read(gr.p(), st), read(gr.bp(), st))));
+            } finally {
+                cuda.release(st);
+                for (int i = bufs.size() - 1; i >= 0; i--) bufs.get(i).close();
+            }
+        }
+    }
+
+    static void assertMatches(Run run, double[] fRef, MlbReference.Grads gRef, double tol, String what) {
+        assertBelow(Stats.relativeL2(run.out, fRef), tol, what + " forward");
+        Mlb.Gradients g = run.grads;
+        float[][] got = {g.dx(), g.dy(), g.u().weight(), g.u().bias(), g.v().weight(), g.v().bias(), g.p().weight(), g.p().bias()};
+        String[] names = {"dx", "dy", "dU", "db_u", "dV", "db_v", "dP", "db_p"};
+        double[][] ref = gRef.all();
+        for (int t = 0; t < got.length; t++) {
+            if (got[t] == null) continue; // a layer without bias: checked by the caller
+            assertBelow(Stats.relativeL2(got[t], ref[t]), tol, what + " " + names[t]);
+        }
+    }
+
+    private static DeviceBuffer keep(List<DeviceBuffer> l, DeviceBuffer b) {
+        l.add(b);
+        return b;
+    }
+
+    private static float[] read(DeviceMemory m, CudaStream s) {
+        if (m == null) return null;
+        float[] r = new float[(int) (m.byteSize() / 4)];
+        ((DeviceBuffer) m).read(r, s);
+        return r;
+    }
+
+    private static void copy(DeviceMemory from, DeviceMemory to, CudaStream s) {
+        s.synchronize();
+        assertEquals(0, jcuda.driver.JCudaDriver.cuMemcpyDtoD(DeviceBuffer.devicePointer(to), DeviceBuffer.devicePointer(from), from.byteSize()));
+    }
+
+    private static void expect(String message, Runnable call) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call::run);
+        assertTrue(e.getMessage().contains(message), "'" + e.getMessage() + "' lacks '" + message + "'");
+    }
+
+    private static void assertBelow(double err, double tol, String what) {
+        assertTrue(err <= tol, what + ": relative L2 error " + err + " > " + tol);
+    }
+}

@@ -1,0 +1,66 @@
+package io.bifuse.cuda;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The workspace cache's policy needs no device: wrapped stream handles key it and workspaces that own
+ * nothing are never synchronized on (closing one with no resources touches no driver call).
+ */
+class WorkspacesTest {
+    static final class Ws extends Workspaces.Workspace {
+        final int shape;
+        Ws(CudaStream s, int shape) {
+            super(null, s);
+            this.shape = shape;
+        }
+        boolean closed() { synchronized (this) { return isClosed(); } }
+    }
+
+    final List<Ws> made = new ArrayList<>();
+
+    Ws make(Workspaces<Integer, Ws> cache, CudaStream s, int shape) {
+        return cache.get(s, shape, st -> { Ws w = new Ws(st, shape); made.add(w); return w; });
+    }
+
+    @Test void oneWorkspacePerStreamAndShapeLeastRecentlyUsedEvictedAndClosed() {
+        Workspaces<Integer, Ws> cache = new Workspaces<>("TestOp", 2);
+        CudaStream a = CudaStream.wrap(0x10), b = CudaStream.wrap(0x20);
+        Ws a1 = make(cache, a, 1);
+        assertSame(a1, make(cache, a, 1));
+        Ws b1 = make(cache, b, 1);
+        assertNotSame(a1, b1);
+        make(cache, a, 1);          // a1 is now the most recent
+        Ws a2 = make(cache, a, 2);  // evicts b1, the least recently used
+        assertTrue(b1.closed());
+        assertFalse(a1.closed());
+        assertFalse(a2.closed());
+        assertEquals(3, made.size());
+        assertNotSame(b1, make(cache, b, 1)); // made again after eviction
+    }
+
+    @Test void releaseFreesOnlyThatStreamsWorkspaces() {
+        Workspaces<Integer, Ws> cache = new Workspaces<>("TestOp", 4);
+        CudaStream a = CudaStream.wrap(0x10), b = CudaStream.wrap(0x20);
+        Ws a1 = make(cache, a, 1), a2 = make(cache, a, 2), b1 = make(cache, b, 1);
+        cache.release(a);
+        assertTrue(a1.closed());
+        assertTrue(a2.closed());
+        assertFalse(b1.closed());
+        assertSame(b1, make(cache, b, 1));
+    }
+
+    @Test void closedCacheClosesEverythingAndRefusesNewWork() {
+        Workspaces<Integer, Ws> cache = new Workspaces<>("TestOp", 4);
+        Ws a1 = make(cache, CudaStream.wrap(0x10), 1);
+        assertTrue(cache.close());
+        assertFalse(cache.close());
+        assertTrue(a1.closed());
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> make(cache, CudaStream.wrap(0x10), 1));
+        assertEquals("TestOp is closed", e.getMessage());
+        assertEquals(0, cache.bytes());
+    }
+}
