@@ -5,9 +5,7 @@ import io.bifuse.LinearGradients;
 import io.bifuse.MlbAttention;
 import io.bifuse.Precision;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 /**
  * {@link MlbAttention} on one GPU: cuBLAS GEMMs in the op's {@link Precision} and the fused kernels of
@@ -75,8 +73,7 @@ public final class MlbAttentionCuda implements AutoCloseable {
     private final List<AutoCloseable> weights = new ArrayList<>();
     private final DeviceBuffer questionWeight, questionBias, glimpseWeight, glimpseBias;
     private final LinearCuda cells, logits, answer;
-    private final Map<WorkspaceKey, Workspace> workspaces = new LinkedHashMap<>(8, 0.75f, true);
-    private boolean closed;
+    private final Workspaces<Shape, Workspace> workspaces = new Workspaces<>("MlbAttentionCuda", MAX_WORKSPACES);
 
     public MlbAttentionCuda(MlbAttention op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected an MlbAttention, got null");
@@ -118,22 +115,54 @@ public final class MlbAttentionCuda implements AutoCloseable {
     public Precision precision() { return precision; }
 
     /**
+     * The tensors {@link #loadWeights} takes, in the order of the op's gradient names without
+     * {@code dq, dv}: {@code question, cells, logits, glimpses[0..G), questionFusion, answer}, each
+     * {@code .weight} then {@code .bias} (a bias only where that layer has one).
+     */
+    public List<String> weightNames() { return DeviceWeights.names(weightEntries()); }
+
+    /**
+     * Replaces this op's device weights with tensors already on the device, each in its layer's
+     * {@code nn.Linear} layout (see {@link DeviceWeights}): one device-to-device copy each (into its
+     * slice where layers are stacked), queued on {@code stream}; every tensor is checked by name first.
+     * Work queued on other streams that uses this op must have finished.
+     */
+    public void loadWeights(List<? extends DeviceMemory> tensors, CudaStream stream) {
+        DeviceWeights.load(context, weightEntries(), tensors, stream);
+    }
+
+    private List<DeviceWeights.Entry> weightEntries() {
+        MlbAttention.Weights w = op.weights();
+        List<DeviceWeights.Entry> e = new ArrayList<>();
+        DeviceWeights.add(e, "question", w.question(), questionWeight, questionBias);
+        DeviceWeights.add(e, "cells", w.cells(), cells.weight(), cells.bias());
+        DeviceWeights.add(e, "logits", w.logits(), logits.weight(), logits.bias());
+        for (int i = 0; i < g; i++) {
+            DeviceWeights.add(e, "glimpses[" + i + "]", w.glimpses().get(i), glimpseWeight.slice(4L * i * j * dv, 4L * j * dv),
+                    glimpseBias.slice(4L * i * j, 4L * j));
+        }
+        DeviceWeights.add(e, "questionFusion", w.questionFusion(), questionWeight.slice(4L * j * dq, 4L * gj * dq), questionBias.slice(4L * j, 4L * gj));
+        DeviceWeights.add(e, "answer", w.answer(), answer.weight(), answer.bias());
+        return e;
+    }
+
+    /**
      * {@code out (B × Out) = op(q (B × Dq), v (B × L × Dv))}, and the attention maps into
      * {@code attention} ({@code B × G × L}) unless it is null; queued on {@code stream}.
      */
     public void forward(DeviceMemory q, DeviceMemory v, DeviceMemory out, DeviceMemory attention, int batch, int cells, CudaStream stream) {
         checkSizes(batch, cells);
-        checkMemory("q", q, batch, dq);
-        checkMemory("v", v, (long) batch * cells, dv);
-        checkMemory("out", out, batch, outDim);
-        if (attention != null) checkMemory("attention", attention, (long) batch * g, cells);
-        checkStream(stream);
+        DeviceArgs.memory("q", q, batch, dq);
+        DeviceArgs.memory("v", v, (long) batch * cells, dv);
+        DeviceArgs.memory("out", out, batch, outDim);
+        if (attention != null) DeviceArgs.memory("attention", attention, (long) batch * g, cells);
+        DeviceArgs.stream(stream);
         Workspace w = workspace(stream, batch, cells);
         synchronized (w) {
-            if (w.closed) { forward(q, v, out, attention, batch, cells, stream); return; } // evicted meanwhile: take a fresh one
+            if (w.isClosed()) { forward(q, v, out, attention, batch, cells, stream); return; } // evicted meanwhile: take a fresh one
             context.makeCurrent();
             attend(w, q, v, attention == null ? w.alpha : attention, batch, cells, stream);
-            context.launch(FUSE, grid((long) batch * gj), 1, BLOCK, 0, stream, w.up, glimpseBias, w.qp, qcols, j, batch, gj, act);
+            context.launch(FUSE, DeviceArgs.grid(context, (long) batch * gj, BLOCK), 1, BLOCK, 0, stream, w.up, glimpseBias, w.qp, qcols, j, batch, gj, act);
             answer.forward(w.blas, precision, w.up, gj, batch, out, outDim, stream);
         }
     }
@@ -142,7 +171,7 @@ public final class MlbAttentionCuda implements AutoCloseable {
     private void attend(Workspace w, DeviceMemory q, DeviceMemory v, DeviceMemory alpha, int batch, int cells, CudaStream stream) {
         CublasHandle blas = w.blas;
         blas.gemm(precision, false, true, batch, qcols, dq, 1f, q, dq, questionWeight, dq, 0f, w.qp, qcols);
-        context.launch(QUESTION, grid((long) batch * qcols), 1, BLOCK, 0, stream, w.qp, questionBias, batch, qcols, act);
+        context.launch(QUESTION, DeviceArgs.grid(context, (long) batch * qcols, BLOCK), 1, BLOCK, 0, stream, w.qp, questionBias, batch, qcols, act);
         this.cells.project(blas, precision, v, dv, batch * cells, w.pv, j);
         long groups = (long) batch * ((cells + CELLS_PER_BLOCK - 1) / CELLS_PER_BLOCK);
         context.launch(LOGITS, units(groups), 1, BLOCK, 0, stream, w.pv, this.cells.bias(), w.qp, qcols, logits.weight(), logits.bias(),
@@ -160,21 +189,21 @@ public final class MlbAttentionCuda implements AutoCloseable {
      */
     public void backward(DeviceMemory q, DeviceMemory v, DeviceMemory gradOut, GradientBuffers grads, int batch, int cells, CudaStream stream) {
         checkSizes(batch, cells);
-        checkMemory("q", q, batch, dq);
-        checkMemory("v", v, (long) batch * cells, dv);
-        checkMemory("gradOut", gradOut, batch, outDim);
+        DeviceArgs.memory("q", q, batch, dq);
+        DeviceArgs.memory("v", v, (long) batch * cells, dv);
+        DeviceArgs.memory("gradOut", gradOut, batch, outDim);
         checkGradients(grads, batch, cells);
-        checkStream(stream);
+        DeviceArgs.stream(stream);
         Workspace w = workspace(stream, batch, cells);
         synchronized (w) {
-            if (w.closed) { backward(q, v, gradOut, grads, batch, cells, stream); return; } // evicted meanwhile
+            if (w.isClosed()) { backward(q, v, gradOut, grads, batch, cells, stream); return; } // evicted meanwhile
             context.makeCurrent();
             w.ensureBackward();
             CublasHandle blas = w.blas;
             Precision p = precision;
             attend(w, q, v, w.alpha, batch, cells, stream);
             answer.backwardInput(blas, p, gradOut, outDim, batch, 0f, w.dz, gj);
-            context.launch(FUSE_BACKWARD, grid((long) batch * gj), 1, BLOCK, 0, stream, w.up, glimpseBias, w.qp, qcols, j, w.dz, w.z, w.dp,
+            context.launch(FUSE_BACKWARD, DeviceArgs.grid(context, (long) batch * gj, BLOCK), 1, BLOCK, 0, stream, w.up, glimpseBias, w.qp, qcols, j, w.dz, w.z, w.dp,
                     batch, gj, act);
             answer.backwardParameters(blas, p, gradOut, outDim, w.z, gj, batch, grads.answer.weight(), grads.answer.bias(), stream);
             // glimpses: w.up now holds dp_u (B × G·J)
@@ -328,12 +357,6 @@ public final class MlbAttentionCuda implements AutoCloseable {
         Driver.check("cuMemsetD32Async", jcuda.driver.JCudaDriver.cuMemsetD32Async(DeviceBuffer.devicePointer(m), 0, floats, stream.jcuda()));
     }
 
-    /** Grid-stride elementwise kernels: enough blocks to fill the GPU, never more than the work. */
-    private int grid(long threads) {
-        long blocks = (threads + BLOCK - 1) / BLOCK;
-        return (int) Math.max(1, Math.min(blocks, 32L * context.multiprocessorCount() * (2048 / BLOCK)));
-    }
-
     /** Kernels that loop over work units (one block each): one block per unit up to a cap. */
     private int units(long n) {
         return (int) Math.max(1, Math.min(n, 64L * context.multiprocessorCount()));
@@ -351,14 +374,10 @@ public final class MlbAttentionCuda implements AutoCloseable {
         }
     }
 
-    private static void checkStream(CudaStream stream) {
-        if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
-    }
-
     private void checkGradients(GradientBuffers grads, int batch, int cells) {
         if (grads == null) throw new IllegalArgumentException("grads: expected GradientBuffers, got null");
-        checkMemory("grads.dq", grads.dq(), batch, dq);
-        checkMemory("grads.dv", grads.dv(), (long) batch * cells, dv);
+        DeviceArgs.memory("grads.dq", grads.dq(), batch, dq);
+        DeviceArgs.memory("grads.dv", grads.dv(), (long) batch * cells, dv);
         MlbAttention.Weights w = op.weights();
         checkLayer("grads.question", grads.question(), w.question());
         checkLayer("grads.cells", grads.cells(), w.cells());
@@ -374,71 +393,26 @@ public final class MlbAttentionCuda implements AutoCloseable {
 
     private static void checkLayer(String name, LayerBuffers b, Linear l) {
         if (b == null) throw new IllegalArgumentException(name + ": expected LayerBuffers, got null");
-        checkMemory(name + ".weight", b.weight(), l.out(), l.in());
-        if (l.hasBias()) checkMemory(name + ".bias", b.bias(), 1, l.out());
+        DeviceArgs.memory(name + ".weight", b.weight(), l.out(), l.in());
+        if (l.hasBias()) DeviceArgs.memory(name + ".bias", b.bias(), 1, l.out());
         else if (b.bias() != null) throw new IllegalArgumentException(name + ".bias: expected null (the layer has no bias), got device memory");
     }
 
-    private static void checkMemory(String name, DeviceMemory m, long rows, int cols) {
-        if (m == null) throw new IllegalArgumentException(name + ": expected device memory for " + rows + " × " + cols + " floats, got null");
-        if (!m.isOpen()) throw new IllegalArgumentException(name + ": the device buffer is closed");
-        long need = 4L * rows * cols;
-        if (m.byteSize() < need) {
-            throw new IllegalArgumentException(name + ": expected at least " + rows + " × " + cols + " floats (" + need
-                    + " bytes), got " + m.byteSize() + " bytes");
-        }
-        if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
-    }
-
     private Workspace workspace(CudaStream stream, int batch, int cells) {
-        WorkspaceKey key = new WorkspaceKey(stream.handle(), batch, cells);
-        List<Workspace> evicted = new ArrayList<>();
-        Workspace w;
-        synchronized (workspaces) {
-            if (closed) throw new IllegalStateException("MlbAttentionCuda is closed");
-            w = workspaces.get(key);
-            if (w == null) {
-                w = new Workspace(stream, batch, cells);
-                workspaces.put(key, w);
-                var it = workspaces.values().iterator();
-                while (workspaces.size() > MAX_WORKSPACES && it.hasNext()) {
-                    Workspace old = it.next();
-                    if (old != w) { it.remove(); evicted.add(old); }
-                }
-            }
-        }
-        for (Workspace old : evicted) old.close();
-        return w;
+        return workspaces.get(stream, new Shape(batch, cells), s -> new Workspace(s, batch, cells));
     }
 
     /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
-    public void release(CudaStream stream) {
-        List<Workspace> gone = new ArrayList<>();
-        synchronized (workspaces) {
-            workspaces.values().removeIf(w -> { if (w.streamHandle == stream.handle()) { gone.add(w); return true; } return false; });
-        }
-        for (Workspace w : gone) w.close();
-    }
+    public void release(CudaStream stream) { workspaces.release(stream); }
 
     /** Bytes of device memory this op holds now (weights and workspaces). */
     public long deviceBytes() {
-        synchronized (workspaces) {
-            long total = questionWeight.byteSize() + questionBias.byteSize() + glimpseWeight.byteSize() + glimpseBias.byteSize()
-                    + cells.deviceBytes() + logits.deviceBytes() + answer.deviceBytes();
-            for (Workspace w : workspaces.values()) total += w.bytes();
-            return total;
-        }
+        return questionWeight.byteSize() + questionBias.byteSize() + glimpseWeight.byteSize() + glimpseBias.byteSize()
+                + cells.deviceBytes() + logits.deviceBytes() + answer.deviceBytes() + workspaces.bytes();
     }
 
     @Override public void close() {
-        List<Workspace> all;
-        synchronized (workspaces) {
-            if (closed) return;
-            closed = true;
-            all = new ArrayList<>(workspaces.values());
-            workspaces.clear();
-        }
-        for (Workspace w : all) w.close();
+        if (!workspaces.close()) return;
         closeWeights();
     }
 
@@ -466,22 +440,17 @@ public final class MlbAttentionCuda implements AutoCloseable {
         return r;
     }
 
-    private record WorkspaceKey(long stream, int batch, int cells) {}
+    private record Shape(int batch, int cells) {}
 
     /** Buffers and the cuBLAS handle for one (stream, B, L). */
-    private final class Workspace implements AutoCloseable {
-        final long streamHandle;
-        final CudaStream stream;
+    private final class Workspace extends Workspaces.Workspace {
         final int batch, cells;
-        final List<AutoCloseable> owned = new ArrayList<>();
         final CublasHandle blas;
         final DeviceBuffer qp, pv, logits, alpha, vhat, up;
         DeviceBuffer dz, z, dp, vhat2, dalpha, tq, dbv; // made on first backward
-        boolean closed;                                  // guarded by this
 
         Workspace(CudaStream stream, int batch, int cells) {
-            this.stream = stream;
-            this.streamHandle = stream.handle();
+            super(MlbAttentionCuda.this.context, stream);
             this.batch = batch;
             this.cells = cells;
             try {
@@ -510,36 +479,5 @@ public final class MlbAttentionCuda implements AutoCloseable {
         }
 
         private DeviceBuffer alloc(long floats) { return own(DeviceBuffer.allocateFloats(context, floats)); }
-
-        private <T extends AutoCloseable> T own(T r) {
-            owned.add(r);
-            return r;
-        }
-
-        long bytes() {
-            long total = 0;
-            for (AutoCloseable r : owned) if (r instanceof DeviceBuffer b) total += b.byteSize();
-            return total;
-        }
-
-        @Override public synchronized void close() {
-            if (closed) return;
-            closed = true;
-            // Work queued on the stream may still use these buffers.
-            try {
-                if (!owned.isEmpty()) {
-                    try {
-                        stream.synchronize();
-                    } catch (IllegalStateException streamClosed) {
-                        context.synchronize();
-                    }
-                }
-            } finally {
-                for (int i = owned.size() - 1; i >= 0; i--) {
-                    try { owned.get(i).close(); } catch (Exception ignored) { /* keep freeing the rest */ }
-                }
-                owned.clear();
-            }
-        }
     }
 }

@@ -101,6 +101,46 @@ class MlbAttentionCudaTest {
         }
     }
 
+    /**
+     * Weights that live on the device replace the uploaded ones, each copied into its slice where
+     * layers are stacked (question + question fusion, the glimpses): the op then computes the other
+     * model's output and attention maps, to the FP32 tolerance.
+     */
+    @Test void loadsWeightsFromDeviceTensors() {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        int batch = 3, cells = 11, dq = 23, dv = 19, j = 13, g = 3, out = 7;
+        MlbAttention initial = MlbAttention.random(dq, dv, j, g, out, Activation.TANH, 1);
+        MlbAttention trained = MlbAttention.random(dq, dv, j, g, out, Activation.TANH, 2);
+        float[] q = Stats.gaussian(r, batch * dq), v = Stats.gaussian(r, batch * cells * dv);
+        MlbAttention.Weights w = trained.weights();
+        List<Linear> layers = new ArrayList<>(List.of(w.question(), w.cells(), w.logits()));
+        layers.addAll(w.glimpses());
+        layers.add(w.questionFusion());
+        layers.add(w.answer());
+        List<DeviceBuffer> tensors = new ArrayList<>();
+        try (CudaStream s = CudaStream.create(ctx); MlbAttentionCuda cuda = initial.onCuda(ctx, Precision.FP32)) {
+            try {
+                for (Linear l : layers) {
+                    tensors.add(DeviceBuffer.of(ctx, l.weight()));
+                    if (l.hasBias()) tensors.add(DeviceBuffer.of(ctx, l.bias()));
+                }
+                List<String> names = initial.gradientNames();
+                assertEquals(names.subList(2, names.size()), cuda.weightNames());
+                expect("tensors: expected " + tensors.size() + " device tensors", () -> cuda.loadWeights(tensors.subList(1, tensors.size()), s));
+                cuda.loadWeights(tensors, s);
+                s.synchronize();
+                MlbAttention.Result got = cuda.forwardWithAttention(q, v, batch, cells);
+                MlbAttentionReference.Result ref = MlbAttentionReference.forward(trained, q, v, batch, cells);
+                assertBelow(Stats.relativeL2(got.out(), ref.out()), TOL, "forward with device-loaded weights, seed " + seed);
+                assertBelow(Stats.relativeL2(got.attention(), ref.attention()), TOL, "attention with device-loaded weights, seed " + seed);
+            } finally {
+                cuda.release(s);
+                tensors.forEach(DeviceBuffer::close);
+            }
+        }
+    }
+
     @Test void hostConveniencesMatchTheDevicePath() {
         SplittableRandom r = new SplittableRandom(3);
         int batch = 3, cells = 50, dq = 70, dv = 60, j = 40, out = 30;
