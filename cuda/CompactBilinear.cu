@@ -30,20 +30,16 @@
 //   backward: forward's sketches and R2C, then R2C(B) of g, grad product (2 x 6BF), C2R(2B), gathers.
 //             Compulsory: 4B(2C + d). FLOPs ~ 3BC + 5 * 2.5 B d log2 d + 12BF (+10Bd norm)
 //             (the backward alone; the benchmarks' fwd+bwd row adds the forward's count).
-#include <cuda_runtime.h>
-#include <stdint.h>
+#include "bifuse_device.cuh"
 
 #define CBP_BLOCK 256
-
-static __device__ __forceinline__ int64_t cbp_tid() { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
-static __device__ __forceinline__ int64_t cbp_stride() { return (int64_t)gridDim.x * blockDim.x; }
 
 // out[b*d + j] for all b < rows, j < d. in is rows x cols (row stride cols).
 extern "C" __global__ void cbp_sketch_gather(const float* __restrict__ in, const int* __restrict__ bin_start,
                                              const int* __restrict__ bin_index, const float* __restrict__ bin_sign,
                                              float* __restrict__ out, int rows, int cols, int d) {
     const int64_t total = (int64_t)rows * d;
-    for (int64_t t = cbp_tid(); t < total; t += cbp_stride()) {
+    for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
         const int64_t b = t / d;
         const int j = (int)(t - b * d);
         const float* row = in + b * cols;
@@ -57,7 +53,7 @@ extern "C" __global__ void cbp_sketch_atomic(const float* __restrict__ in, const
                                              const float* __restrict__ s, float* __restrict__ out,
                                              int rows, int cols, int d) {
     const int64_t total = (int64_t)rows * cols;
-    for (int64_t t = cbp_tid(); t < total; t += cbp_stride()) {
+    for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
         const int64_t b = t / cols;
         const int i = (int)(t - b * cols);
         atomicAdd(out + b * d + h[i], s[i] * in[t]);
@@ -75,7 +71,7 @@ static __device__ __forceinline__ float2 cmul_conj(float2 a, float2 b) {  // a *
 extern "C" __global__ void cbp_spectral_product(const float2* __restrict__ spectra, float2* __restrict__ out,
                                                 int rows, int freq, float scale) {
     const int64_t total = (int64_t)rows * freq;
-    for (int64_t t = cbp_tid(); t < total; t += cbp_stride()) {
+    for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
         float2 p = cmul(spectra[t], spectra[t + total]);
         out[t] = make_float2(p.x * scale, p.y * scale);
     }
@@ -85,7 +81,7 @@ extern "C" __global__ void cbp_spectral_product(const float2* __restrict__ spect
 extern "C" __global__ void cbp_spectral_grad(const float2* __restrict__ g, const float2* __restrict__ spectra,
                                              float2* __restrict__ out, int rows, int freq, float scale) {
     const int64_t total = (int64_t)rows * freq;
-    for (int64_t t = cbp_tid(); t < total; t += cbp_stride()) {
+    for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
         const float2 gv = g[t];
         const float2 gx = cmul_conj(gv, spectra[t + total]);
         const float2 gy = cmul_conj(gv, spectra[t]);
@@ -93,8 +89,6 @@ extern "C" __global__ void cbp_spectral_grad(const float2* __restrict__ g, const
         out[t + total] = make_float2(gy.x * scale, gy.y * scale);
     }
 }
-
-static __device__ __forceinline__ float cbp_ssqrt(float v) { return copysignf(sqrtf(fabsf(v)), v); }
 
 // Block-wide sum of two doubles in a fixed tree order (deterministic). blockDim.x == CBP_BLOCK.
 static __device__ __forceinline__ double2 cbp_block_sum2(double a, double b) {
@@ -114,18 +108,6 @@ static __device__ __forceinline__ double2 cbp_block_sum2(double a, double b) {
     return r;
 }
 
-// l2_mode: 0 none; 1 u / max(|u|, eps) (PyTorch F.normalize); 2 u * (|u|^2 + eps)^-1/2 (Caffe).
-static __device__ __forceinline__ float cbp_inv_norm(double sumsq, int l2_mode, float eps, int* active) {
-    if (l2_mode == 1) {
-        const double n = sqrt(sumsq);
-        *active = n > (double)eps;
-        return (float)(1.0 / (*active ? n : (double)eps));
-    }
-    if (l2_mode == 2) { *active = 1; return (float)(1.0 / sqrt(sumsq + (double)eps)); }
-    *active = 0;
-    return 1.f;
-}
-
 // One block per sample b (grid-stride over samples). z, out: rows x d. out may alias z.
 extern "C" __global__ void cbp_normalize_forward(const float* z, float* out, int rows, int d,
                                                  int signed_sqrt, int l2_mode, float l2_eps) {
@@ -135,14 +117,14 @@ extern "C" __global__ void cbp_normalize_forward(const float* z, float* out, int
         double ss = 0.0;
         if (l2_mode != 0) {
             for (int j = threadIdx.x; j < d; j += blockDim.x) {
-                const float u = signed_sqrt ? cbp_ssqrt(zr[j]) : zr[j];
+                const float u = signed_sqrt ? bf_ssqrt(zr[j]) : zr[j];
                 ss += (double)u * u;
             }
         }
         int active;
-        const float inv = cbp_inv_norm(cbp_block_sum2(ss, 0.0).x, l2_mode, l2_eps, &active);
+        const float inv = bf_inv_norm(cbp_block_sum2(ss, 0.0).x, l2_mode, l2_eps, &active);
         for (int j = threadIdx.x; j < d; j += blockDim.x) {
-            const float u = signed_sqrt ? cbp_ssqrt(zr[j]) : zr[j];
+            const float u = signed_sqrt ? bf_ssqrt(zr[j]) : zr[j];
             orow[j] = u * inv;
         }
     }
@@ -161,14 +143,14 @@ extern "C" __global__ void cbp_normalize_backward(const float* __restrict__ z, c
         double ss = 0.0, ug = 0.0;
         if (l2_mode != 0) {
             for (int j = threadIdx.x; j < d; j += blockDim.x) {
-                const float u = signed_sqrt ? cbp_ssqrt(zr[j]) : zr[j];
+                const float u = signed_sqrt ? bf_ssqrt(zr[j]) : zr[j];
                 ss += (double)u * u;
                 ug += (double)u * gr[j];
             }
         }
         const double2 sums = cbp_block_sum2(ss, ug);
         int active;
-        const float inv = cbp_inv_norm(sums.x, l2_mode, l2_eps, &active);
+        const float inv = bf_inv_norm(sums.x, l2_mode, l2_eps, &active);
         // <o, g> * inv = <u, g> * inv^2, folded into one coefficient on u.
         const float coef = active ? (float)(sums.y * (double)inv * (double)inv) : 0.f;
         const bool identity = !signed_sqrt && l2_mode == 0;
@@ -176,7 +158,7 @@ extern "C" __global__ void cbp_normalize_backward(const float* __restrict__ z, c
             float du = gr[j];
             if (!identity) {  // z is only read (and only has to be initialized) when it matters
                 const float zv = zr[j];
-                const float u = signed_sqrt ? cbp_ssqrt(zv) : zv;
+                const float u = signed_sqrt ? bf_ssqrt(zv) : zv;
                 du = inv * (du - coef * u);
                 if (signed_sqrt) {
                     const float r = sqrtf(fabsf(zv)) + ssqrt_eps;
@@ -193,7 +175,7 @@ extern "C" __global__ void cbp_sketch_grad(const float* __restrict__ dpsi, const
                                            const float* __restrict__ s, float* __restrict__ dx,
                                            int rows, int cols, int d) {
     const int64_t total = (int64_t)rows * cols;
-    for (int64_t t = cbp_tid(); t < total; t += cbp_stride()) {
+    for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
         const int64_t b = t / cols;
         const int a = (int)(t - b * cols);
         dx[t] = s[a] * dpsi[b * d + h[a]];

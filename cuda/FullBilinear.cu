@@ -32,12 +32,9 @@
 //   backward: recomputes Z (the forward's GEMM, into a B x d workspace; skipped without normalization),
 //             partial reads 8Bd, normalize reads 8Bd + writes 4Bd, then dX and dY GEMMs (2 x 2BLd FLOPs;
 //             homologous: two GEMMs into dX, the second with beta = 1). Compulsory: 4B(2L(C1+C2) + d).
-#include <cuda_runtime.h>
-#include <stdint.h>
+#include "bifuse_device.cuh"
 
 #define FBP_BLOCK 256
-
-static __device__ __forceinline__ float fbp_ssqrt(float v) { return copysignf(sqrtf(fabsf(v)), v); }
 
 // Block-wide sum of two doubles in a fixed tree order (deterministic). blockDim.x == FBP_BLOCK.
 static __device__ __forceinline__ double2 fbp_block_sum2(double a, double b) {
@@ -68,18 +65,6 @@ static __device__ __forceinline__ double2 fbp_combine(const double* partial, int
     return fbp_block_sum2(a, b);
 }
 
-// inv = 1 / max(|u|, eps) (mode 1) or (|u|^2 + eps)^-1/2 (mode 2) or 1; *active: the norm varies with u.
-static __device__ __forceinline__ float fbp_inv_norm(double sumsq, int l2_mode, float eps, int* active) {
-    if (l2_mode == 1) {
-        const double n = sqrt(sumsq);
-        *active = n > (double)eps;
-        return (float)(1.0 / (*active ? n : (double)eps));
-    }
-    if (l2_mode == 2) { *active = 1; return (float)(1.0 / sqrt(sumsq + (double)eps)); }
-    *active = 0;
-    return 1.f;
-}
-
 // partial[b*chunks + k] = sum over chunk k of sample b of u^2.   z: rows x d.
 extern "C" __global__ void fbp_partial_forward(const float* __restrict__ z, double* __restrict__ partial, int rows, int d,
                                                int chunk, int chunks, int signed_sqrt) {
@@ -89,7 +74,7 @@ extern "C" __global__ void fbp_partial_forward(const float* __restrict__ z, doub
             const int64_t start = (int64_t)k * chunk, end = start + chunk < d ? start + chunk : d;
             double ss = 0.0;
             for (int64_t j = start + threadIdx.x; j < end; j += blockDim.x) {
-                const float u = signed_sqrt ? fbp_ssqrt(zr[j]) : zr[j];
+                const float u = signed_sqrt ? bf_ssqrt(zr[j]) : zr[j];
                 ss += (double)u * u;
             }
             const double2 s = fbp_block_sum2(ss, 0.0);
@@ -104,13 +89,13 @@ extern "C" __global__ void fbp_normalize_forward(const float* z, const double* _
     for (int64_t b = blockIdx.y; b < rows; b += gridDim.y) {
         const double sumsq = l2_mode != 0 ? fbp_combine(partial + b * chunks, chunks, 1).x : 0.0;
         int active;
-        const float inv = fbp_inv_norm(sumsq, l2_mode, l2_eps, &active);
+        const float inv = bf_inv_norm(sumsq, l2_mode, l2_eps, &active);
         const float* zr = z + b * d;
         float* orow = out + b * d;
         for (int k = blockIdx.x; k < chunks; k += gridDim.x) {
             const int64_t start = (int64_t)k * chunk, end = start + chunk < d ? start + chunk : d;
             for (int64_t j = start + threadIdx.x; j < end; j += blockDim.x) {
-                const float u = signed_sqrt ? fbp_ssqrt(zr[j]) : zr[j];
+                const float u = signed_sqrt ? bf_ssqrt(zr[j]) : zr[j];
                 orow[j] = u * inv;
             }
         }
@@ -127,7 +112,7 @@ extern "C" __global__ void fbp_partial_backward(const float* __restrict__ z, con
             const int64_t start = (int64_t)k * chunk, end = start + chunk < d ? start + chunk : d;
             double ss = 0.0, ug = 0.0;
             for (int64_t j = start + threadIdx.x; j < end; j += blockDim.x) {
-                const float u = signed_sqrt ? fbp_ssqrt(zr[j]) : zr[j];
+                const float u = signed_sqrt ? bf_ssqrt(zr[j]) : zr[j];
                 ss += (double)u * u;
                 ug += (double)u * gr[j];
             }
@@ -147,7 +132,7 @@ extern "C" __global__ void fbp_normalize_backward(const float* z, const float* _
     for (int64_t b = blockIdx.y; b < rows; b += gridDim.y) {
         const double2 sums = l2_mode != 0 ? fbp_combine(partial + 2 * b * chunks, chunks, 2) : make_double2(0.0, 0.0);
         int active;
-        const float inv = fbp_inv_norm(sums.x, l2_mode, l2_eps, &active);
+        const float inv = bf_inv_norm(sums.x, l2_mode, l2_eps, &active);
         // s^2 <u, g>, folded into one coefficient on u.
         const float coef = active ? (float)(sums.y * (double)inv * (double)inv) : 0.f;
         const float* zr = z + b * d;
@@ -157,7 +142,7 @@ extern "C" __global__ void fbp_normalize_backward(const float* z, const float* _
             const int64_t start = (int64_t)k * chunk, end = start + chunk < d ? start + chunk : d;
             for (int64_t j = start + threadIdx.x; j < end; j += blockDim.x) {
                 const float zv = zr[j];
-                const float u = signed_sqrt ? fbp_ssqrt(zv) : zv;
+                const float u = signed_sqrt ? bf_ssqrt(zv) : zv;
                 float du = inv * (gr[j] - coef * u);
                 if (signed_sqrt) {
                     const float r = sqrtf(fabsf(zv)) + ssqrt_eps;

@@ -35,26 +35,10 @@
 //   backward: reads P, Q (8 B n w), g (4 B n o), writes gP, gQ (8 B n w), zbuf (4 B n o, read back).
 //             ~(12 + 2n) B n w FLOPs. GEMMs (cuBLAS): forward 2 B n w (Dx + Dy); backward the two
 //             projections again plus dx, dy, dU, dV: 6 B n w (Dx + Dy).
-#include <cuda_runtime.h>
-#include <stdint.h>
+#include "bifuse_device.cuh"
 
 #define MFB_BLOCK 256
 #define MFB_MAX_BLOCKS 8
-
-static __device__ __forceinline__ float mfb_act(float p, int act) {
-    if (act == 1) return p > 0.f ? p : 0.f;
-    if (act == 2) return tanhf(p);
-    return p;
-}
-
-// d act / d p written in terms of the activation's output a (io.bifuse.Activation.derivativeFromOutput).
-static __device__ __forceinline__ float mfb_dact(float a, int act) {
-    if (act == 1) return a > 0.f ? 1.f : 0.f;
-    if (act == 2) return 1.f - a * a;
-    return 1.f;
-}
-
-static __device__ __forceinline__ float mfb_ssqrt(float v) { return copysignf(sqrtf(fabsf(v)), v); }
 
 // Block-wide sums of two doubles in a fixed tree order (deterministic). blockDim.x == MFB_BLOCK.
 static __device__ __forceinline__ double2 mfb_block_sum2(double a, double b) {
@@ -74,18 +58,6 @@ static __device__ __forceinline__ double2 mfb_block_sum2(double a, double b) {
     return r;
 }
 
-// The l2 scale 1/norm and whether the norm is active (its derivative counts), as cbp_inv_norm.
-static __device__ __forceinline__ float mfb_inv_norm(double sumsq, int l2_mode, float eps, int* active) {
-    if (l2_mode == 1) {
-        const double nrm = sqrt(sumsq);
-        *active = nrm > (double)eps;
-        return (float)(1.0 / (*active ? nrm : (double)eps));
-    }
-    if (l2_mode == 2) { *active = 1; return (float)(1.0 / sqrt(sumsq + (double)eps)); }
-    *active = 0;
-    return 1.f;
-}
-
 // z_i[u] for every block i of one group u (k adjacent units), the chain carried in a register.
 static __device__ __forceinline__ void mfb_group_pool(const float* pr, const float* qr, const float* bu, const float* bv,
                                                       int u, int n, int w, int k, int act, float* z) {
@@ -95,7 +67,7 @@ static __device__ __forceinline__ void mfb_group_pool(const float* pr, const flo
         float e = 1.f;
         for (int i = 0; i < n; ++i) {
             const int col = i * w + j;
-            e *= mfb_act(pr[col] + bu[col], act) * mfb_act(qr[col] + bv[col], act);
+            e *= bf_act(pr[col] + bu[col], act) * bf_act(qr[col] + bv[col], act);
             z[i] += e;
         }
     }
@@ -117,7 +89,7 @@ extern "C" __global__ void mfb_forward(const float* __restrict__ P, const float*
             mfb_group_pool(pr, qr, bu, bv, u, n, w, k, act, z);
             for (int i = 0; i < n; ++i) {
                 orow[i * o + u] = z[i];
-                const float s = signed_sqrt ? mfb_ssqrt(z[i]) : z[i];
+                const float s = signed_sqrt ? bf_ssqrt(z[i]) : z[i];
                 ss[i] += (double)s * s;
             }
         }
@@ -125,12 +97,12 @@ extern "C" __global__ void mfb_forward(const float* __restrict__ P, const float*
         float inv[MFB_MAX_BLOCKS];
         for (int i = 0; i < n; ++i) {
             int active;
-            inv[i] = mfb_inv_norm(mfb_block_sum2(ss[i], 0.0).x, l2_mode, l2_eps, &active);
+            inv[i] = bf_inv_norm(mfb_block_sum2(ss[i], 0.0).x, l2_mode, l2_eps, &active);
         }
         for (int u = threadIdx.x; u < o; u += blockDim.x) {  // the same u as pass 1: this thread's own values
             for (int i = 0; i < n; ++i) {
                 const float zv = orow[i * o + u];
-                orow[i * o + u] = (signed_sqrt ? mfb_ssqrt(zv) : zv) * inv[i];
+                orow[i * o + u] = (signed_sqrt ? bf_ssqrt(zv) : zv) * inv[i];
             }
         }
     }
@@ -158,7 +130,7 @@ extern "C" __global__ void mfb_backward(const float* __restrict__ P, const float
                 mfb_group_pool(pr, qr, bu, bv, u, n, w, k, act, z);
                 for (int i = 0; i < n; ++i) {
                     zrow[i * o + u] = z[i];
-                    const float s = signed_sqrt ? mfb_ssqrt(z[i]) : z[i];
+                    const float s = signed_sqrt ? bf_ssqrt(z[i]) : z[i];
                     ss[i] += (double)s * s;
                     ug[i] += (double)s * grow[i * o + u];
                 }
@@ -166,7 +138,7 @@ extern "C" __global__ void mfb_backward(const float* __restrict__ P, const float
             for (int i = 0; i < n; ++i) {
                 const double2 sums = mfb_block_sum2(ss[i], ug[i]);
                 int active;
-                inv[i] = mfb_inv_norm(sums.x, l2_mode, l2_eps, &active);
+                inv[i] = bf_inv_norm(sums.x, l2_mode, l2_eps, &active);
                 // <o, g>·inv = <u, g>·inv²: one coefficient on u, as in cbp_normalize_backward.
                 coef[i] = active ? (float)(sums.y * (double)inv[i] * (double)inv[i]) : 0.f;
             }
@@ -177,7 +149,7 @@ extern "C" __global__ void mfb_backward(const float* __restrict__ P, const float
                 float du = grow[i * o + u];
                 if (!identity) {
                     const float zv = zrow[i * o + u];  // this thread's own pass-1 value
-                    const float s = signed_sqrt ? mfb_ssqrt(zv) : zv;
+                    const float s = signed_sqrt ? bf_ssqrt(zv) : zv;
                     du = inv[i] * (du - coef[i] * s);
                     if (signed_sqrt) {
                         const float r = sqrtf(fabsf(zv)) + ssqrt_eps;
@@ -192,8 +164,8 @@ extern "C" __global__ void mfb_backward(const float* __restrict__ P, const float
                 float e = 1.f;
                 for (int i = 0; i < n; ++i) {
                     const int col = i * w + j;
-                    a[i] = mfb_act(pr[col] + bu[col], act);
-                    c[i] = mfb_act(qr[col] + bv[col], act);
+                    a[i] = bf_act(pr[col] + bu[col], act);
+                    c[i] = bf_act(qr[col] + bv[col], act);
                     pre[i] = e;  // e_{i-1}: the chain before block i
                     e *= a[i] * c[i];
                 }
@@ -202,8 +174,8 @@ extern "C" __global__ void mfb_backward(const float* __restrict__ P, const float
                     ge = i + 1 < n ? gz[i] + ge * (a[i + 1] * c[i + 1]) : gz[i];
                     const float gh = ge * pre[i];
                     const int col = i * w + j;
-                    gpr[col] = gh * c[i] * mfb_dact(a[i], act);
-                    gqr[col] = gh * a[i] * mfb_dact(c[i], act);
+                    gpr[col] = gh * c[i] * bf_act_grad(a[i], act);
+                    gqr[col] = gh * a[i] * bf_act_grad(c[i], act);
                 }
             }
         }

@@ -22,21 +22,7 @@
 //   forward  GEMM FLOPs 2BJ(Dx + Dy) + 2B Out J = 7.9 GFLOP; elementwise traffic 12BJ = 7.4 MB.
 //   backward GEMM FLOPs 2 x forward's (input and weight gradients) + the recomputed projections
 //            2BJ(Dx + Dy); elementwise traffic 24BJ = 14.7 MB plus the bias column sums.
-#include <cuda_runtime.h>
-#include <stdint.h>
-
-static __device__ __forceinline__ float mlb_act(float p, int act) {
-    if (act == 2) return tanhf(p);
-    if (act == 1) return p > 0.f ? p : 0.f;
-    return p;
-}
-
-// d sigma / dp written in terms of a = sigma(p) (io.bifuse.Activation.derivativeFromOutput).
-static __device__ __forceinline__ float mlb_act_grad(float a, int act) {
-    if (act == 2) return 1.f - a * a;
-    if (act == 1) return a > 0.f ? 1.f : 0.f;
-    return 1.f;
-}
+#include "bifuse_device.cuh"
 
 // proj: rows x 2*joint (row stride 2*joint); h: rows x joint.
 extern "C" __global__ void mlb_forward(const float* __restrict__ proj, const float* __restrict__ bu,
@@ -46,8 +32,8 @@ extern "C" __global__ void mlb_forward(const float* __restrict__ proj, const flo
         const int64_t r = t / joint;
         const int j = (int)(t - r * joint);
         const float* row = proj + r * 2 * joint;
-        const float au = mlb_act(row[j] + bu[j], act);
-        const float av = mlb_act(row[joint + j] + bv[j], act);
+        const float au = bf_act(row[j] + bu[j], act);
+        const float av = bf_act(row[joint + j] + bv[j], act);
         h[t] = au * av;
     }
 }
@@ -60,11 +46,11 @@ extern "C" __global__ void mlb_backward(float* __restrict__ proj, const float* _
         const int64_t r = t / joint;
         const int j = (int)(t - r * joint);
         float* row = proj + r * 2 * joint;
-        const float au = mlb_act(row[j] + bu[j], act);
-        const float av = mlb_act(row[joint + j] + bv[j], act);
+        const float au = bf_act(row[j] + bu[j], act);
+        const float av = bf_act(row[joint + j] + bv[j], act);
         const float g = gh[t];
         h[t] = au * av;
-        row[j] = g * av * mlb_act_grad(au, act);
-        row[joint + j] = g * au * mlb_act_grad(av, act);
+        row[j] = g * av * bf_act_grad(au, act);
+        row[joint + j] = g * au * bf_act_grad(av, act);
     }
 }

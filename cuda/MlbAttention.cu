@@ -45,8 +45,7 @@
 //              (pv -> dp_v) plus B (2J + GJ) outputs, ~(4G + 6) B L J FLOPs.
 //   The B x L x J tensor is written once in the forward (the pv GEMM) and twice in the backward (the
 //   recomputed pv GEMM, then dp_v in place, which the dW_v and dv GEMMs read).
-#include <cuda_runtime.h>
-#include <stdint.h>
+#include "bifuse_device.cuh"
 
 #define MLBA_MAX_G 16
 #define MLBA_BLOCK 256        // elementwise kernels, logits, pool
@@ -54,22 +53,6 @@
 #define MLBA_LANES 32         // threads per cell in mlb_att_logits
 #define MLBA_TILE 32          // cells per shared-memory tile of alpha / da
 #define MLBA_BWD_BLOCK 128    // mlb_att_cells_backward
-
-static __device__ __forceinline__ float mlba_act(float p, int act) {
-    if (act == 2) return tanhf(p);
-    if (act == 1) return p < 0.f ? 0.f : p;  // NaN passes through (poisoned buffers stay visible)
-    return p;
-}
-
-// d sigma / dp at the point whose output is a (tanh' = 1 - a^2, relu' = [a > 0], none' = 1).
-static __device__ __forceinline__ float mlba_act_grad(float a, int act) {
-    if (act == 2) return 1.f - a * a;
-    if (act == 1) return a > 0.f ? 1.f : 0.f;
-    return 1.f;
-}
-
-static __device__ __forceinline__ int64_t mlba_tid() { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
-static __device__ __forceinline__ int64_t mlba_stride() { return (int64_t)gridDim.x * blockDim.x; }
 
 // Block-wide max (is_max) or sum of v over n threads in a fixed tree; red has n floats, n a power of 2.
 // Every thread gets the result.
@@ -87,9 +70,9 @@ static __device__ __forceinline__ float mlba_block_reduce(float* red, float v, i
 
 extern "C" __global__ void mlb_att_question(float* __restrict__ qp, const float* __restrict__ bias, int rows, int cols, int act) {
     const int64_t total = (int64_t)rows * cols;
-    for (int64_t t = mlba_tid(); t < total; t += mlba_stride()) {
+    for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
         const int c = (int)(t % cols);
-        qp[t] = mlba_act(qp[t] + bias[c], act);
+        qp[t] = bf_act(qp[t] + bias[c], act);
     }
 }
 
@@ -111,7 +94,7 @@ extern "C" __global__ void mlb_att_logits(const float* __restrict__ pv, const fl
             const float* row = pv + (b * cells + s) * J;
             const float* qrow = qa + b * ldq;
             for (int j = lane; j < J; j += MLBA_LANES) {
-                const float h = qrow[j] * mlba_act(row[j] + cell_bias[j], act);
+                const float h = qrow[j] * bf_act(row[j] + cell_bias[j], act);
 #pragma unroll
                 for (int g = 0; g < MLBA_MAX_G; ++g)
                     if (g < G) acc[g] = fmaf(wa[(int64_t)g * J + j], h, acc[g]);
@@ -194,10 +177,10 @@ extern "C" __global__ void mlb_att_pool(const float* __restrict__ logits, const 
 extern "C" __global__ void mlb_att_fuse(float* __restrict__ up, const float* __restrict__ glimpse_bias, const float* __restrict__ qa,
                                         int ldq, int f_off, int batch, int gj, int act) {
     const int64_t total = (int64_t)batch * gj;
-    for (int64_t t = mlba_tid(); t < total; t += mlba_stride()) {
+    for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
         const int64_t b = t / gj;
         const int k = (int)(t - b * gj);
-        up[t] = mlba_act(up[t] + glimpse_bias[k], act) * qa[b * ldq + f_off + k];
+        up[t] = bf_act(up[t] + glimpse_bias[k], act) * qa[b * ldq + f_off + k];
     }
 }
 
@@ -207,13 +190,13 @@ extern "C" __global__ void mlb_att_fuse_backward(float* __restrict__ up, const f
                                                  const float* __restrict__ qa, int ldq, int f_off, const float* __restrict__ dz,
                                                  float* __restrict__ z, float* __restrict__ dp, int batch, int gj, int act) {
     const int64_t total = (int64_t)batch * gj;
-    for (int64_t t = mlba_tid(); t < total; t += mlba_stride()) {
+    for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
         const int64_t b = t / gj;
         const int k = (int)(t - b * gj);
-        const float u = mlba_act(up[t] + glimpse_bias[k], act), f = qa[b * ldq + f_off + k], g = dz[t];
+        const float u = bf_act(up[t] + glimpse_bias[k], act), f = qa[b * ldq + f_off + k], g = dz[t];
         z[t] = u * f;
-        up[t] = g * f * mlba_act_grad(u, act);
-        dp[b * ldq + f_off + k] = g * u * mlba_act_grad(f, act);
+        up[t] = g * f * bf_act_grad(u, act);
+        dp[b * ldq + f_off + k] = g * u * bf_act_grad(f, act);
     }
 }
 
@@ -261,7 +244,7 @@ extern "C" __global__ void mlb_att_cells_backward(float* __restrict__ pv, const 
             if (live) {
                 float* col = pv + (b * cells + s0) * J + j;
                 for (int c = 0; c < n; ++c) {
-                    const float va = mlba_act(col[(int64_t)c * J] + bias, act);
+                    const float va = bf_act(col[(int64_t)c * J] + bias, act);
                     float dh = 0.f;
 #pragma unroll
                     for (int g = 0; g < MLBA_MAX_G; ++g)
@@ -269,7 +252,7 @@ extern "C" __global__ void mlb_att_cells_backward(float* __restrict__ pv, const 
                             dh = fmaf(tile[g][c], wj[g], dh);
                             t[g] = fmaf(tile[g][c], va, t[g]);
                         }
-                    const float d = dh * qv * mlba_act_grad(va, act);
+                    const float d = dh * qv * bf_act_grad(va, act);
                     col[(int64_t)c * J] = d;
                     sb += d;
                     dq = fmaf(dh, va, dq);
@@ -278,7 +261,7 @@ extern "C" __global__ void mlb_att_cells_backward(float* __restrict__ pv, const 
             __syncthreads();
         }
         if (live) {
-            dp[b * ldq + j] = dq * mlba_act_grad(qv, act);
+            dp[b * ldq + j] = dq * bf_act_grad(qv, act);
             dbv[b * J + j] = sb;
 #pragma unroll
             for (int g = 0; g < MLBA_MAX_G; ++g)

@@ -33,7 +33,7 @@ for src in "${sources[@]}"; do
   name=$(basename "$src" .cpp)
   bin="$out/$name$suffix"
   echo "== $name"
-  if ! "${CXX:-g++}" "${flags[@]}" ${EMU_CXXFLAGS:-} -I "$root/native-build/emu" "$src" -o "$bin"; then
+  if ! "${CXX:-g++}" "${flags[@]}" ${EMU_CXXFLAGS:-} -I "$root/native-build/emu" -I "$root/cuda" "$src" -o "$bin"; then
     echo "$name: emulator build failed"
     failed=$((failed + 1)); continue
   fi

@@ -1,0 +1,46 @@
+// Device helpers shared by the operators' kernels: one definition of each piece of math that must
+// mean the same thing in every op (the activations of io.bifuse.Activation, the signed square root
+// and the l2 modes of io.bifuse.Normalization). Included by each cuda/*.cu (all of which are
+// compiled as one unity translation unit, and one at a time by the CPU emulation), hence the guard.
+#ifndef BIFUSE_DEVICE_CUH
+#define BIFUSE_DEVICE_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+// io.bifuse.Activation.code(): 0 none, 1 relu, 2 tanh.
+static __device__ __forceinline__ float bf_act(float p, int act) {
+    if (act == 2) return tanhf(p);
+    if (act == 1) return p > 0.f ? p : 0.f;
+    return p;
+}
+
+// d sigma / dp written in terms of the activation's output a = sigma(p)
+// (io.bifuse.Activation.derivativeFromOutput): backward kernels keep a, not p.
+static __device__ __forceinline__ float bf_act_grad(float a, int act) {
+    if (act == 2) return 1.f - a * a;
+    if (act == 1) return a > 0.f ? 1.f : 0.f;
+    return 1.f;
+}
+
+static __device__ __forceinline__ float bf_ssqrt(float v) { return copysignf(sqrtf(fabsf(v)), v); }
+
+// The l2 scale 1/norm of a vector whose squares sum to sumsq, by io.bifuse.Normalization.L2.code():
+// 0 none; 1 u / max(|u|, eps) (PyTorch F.normalize); 2 u * (|u|^2 + eps)^-1/2 (Caffe).
+// *active: whether the norm varies with u (its derivative counts in backward).
+static __device__ __forceinline__ float bf_inv_norm(double sumsq, int l2_mode, float eps, int* active) {
+    if (l2_mode == 1) {
+        const double n = sqrt(sumsq);
+        *active = n > (double)eps;
+        return (float)(1.0 / (*active ? n : (double)eps));
+    }
+    if (l2_mode == 2) { *active = 1; return (float)(1.0 / sqrt(sumsq + (double)eps)); }
+    *active = 0;
+    return 1.f;
+}
+
+// Grid-stride loops over 64-bit element indices.
+static __device__ __forceinline__ int64_t bf_tid() { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
+static __device__ __forceinline__ int64_t bf_stride() { return (int64_t)gridDim.x * blockDim.x; }
+
+#endif
