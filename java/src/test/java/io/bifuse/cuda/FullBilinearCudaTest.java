@@ -15,9 +15,6 @@ import java.util.SplittableRandom;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -41,7 +38,7 @@ import org.junit.jupiter.params.provider.CsvSource;
  * rounding of about 1e-3 in z) the gradients are only required to be finite.
  */
 @Tag("gpu")
-class FullBilinearCudaTest {
+class FullBilinearCudaTest extends CublasOpTest {
     static final double TOL = 1e-5;
     /**
      * Above this baseline a gradient comparison means nothing (the bound would exceed 10%): signed
@@ -49,21 +46,6 @@ class FullBilinearCudaTest {
      * rectified inputs: 3e-8 to 5e-4 in every mode).
      */
     static final double NOT_COMPARABLE = 1e-2;
-    /** Set by the bundle's {@code run sanitize}: compute-sanitizer slows kernels 10-100×, so skip the largest sizes. */
-    static final boolean SANITIZE = Boolean.getBoolean("bifuse.sanitize");
-    static CudaContext ctx;
-
-    @BeforeAll static void open() {
-        if (Cuda.isAvailable() && CublasHandle.libraryAvailable()) ctx = CudaContext.open(0);
-    }
-
-    /** Per test, so that each GPU test is reported as skipped (with the reason) rather than vanishing. */
-    @BeforeEach void requireGpu() {
-        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
-        assumeTrue(CublasHandle.libraryAvailable(), CublasHandle::describeLibrary);
-    }
-
-    @AfterAll static void close() { if (ctx != null) ctx.close(); }
 
     @ParameterizedTest(name = "B={0} L={1} C1={2} C2={3} homologous={4} avg={5} signed={6}")
     @CsvSource({"32,784,512,512,true,false,false", "32,784,512,256,false,false,false", "32,784,512,256,false,true,true",
@@ -255,15 +237,6 @@ class FullBilinearCudaTest {
             cuda.release(st);
             return new float[][] {rz, rx, ry};
         }
-    }
-
-    private static void expect(String message, Runnable call) {
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call::run);
-        assertTrue(e.getMessage().contains(message), "'" + e.getMessage() + "' lacks '" + message + "'");
-    }
-
-    private static void assertBelow(double err, double tol, String what) {
-        assertTrue(err <= tol, what + ": relative L2 error " + err + " > " + tol);
     }
 
     private static void upload(DeviceMemory m, float[] data) {

@@ -12,9 +12,6 @@ import io.bifuse.reference.MfbReference;
 import io.bifuse.tools.Stats;
 import java.util.List;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -37,21 +34,8 @@ import org.junit.jupiter.params.provider.CsvSource;
  * (TF32/BF16; base = bound). Without normalization the bound is the base itself. Skipped without a GPU.
  */
 @Tag("gpu")
-class MfbCudaTest {
+class MfbCudaTest extends CublasOpTest {
     static final double TOL = 1e-5;
-    static final boolean SANITIZE = Boolean.getBoolean("bifuse.sanitize");
-    static CudaContext ctx;
-
-    @BeforeAll static void open() {
-        if (Cuda.isAvailable() && CublasHandle.libraryAvailable()) ctx = CudaContext.open(0);
-    }
-
-    @BeforeEach void requireGpu() {
-        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
-        assumeTrue(CublasHandle.libraryAvailable(), CublasHandle::describeLibrary);
-    }
-
-    @AfterAll static void close() { if (ctx != null) ctx.close(); }
 
     @ParameterizedTest(name = "B={0} Dx={1} Dy={2} o={3} k={4} blocks={5} {6}")
     @CsvSource({"512,1024,2048,1000,5,1,NONE", "512,1024,2048,1000,5,2,RELU", "64,1024,2048,1000,5,2,TANH",
@@ -236,14 +220,5 @@ class MfbCudaTest {
             cuda.release(st);
             return new Object[] {ro, cuda.split(rx, ry, ru, rbu, rv, rbv)};
         }
-    }
-
-    private static void expect(String message, Runnable call) {
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call::run);
-        assertTrue(e.getMessage().contains(message), "'" + e.getMessage() + "' lacks '" + message + "'");
-    }
-
-    private static void assertBelow(double err, double tol, String what) {
-        assertTrue(err <= tol, what + ": error " + err + " > " + tol);
     }
 }

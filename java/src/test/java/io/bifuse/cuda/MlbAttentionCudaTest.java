@@ -15,9 +15,6 @@ import java.util.SplittableRandom;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -41,23 +38,8 @@ import org.junit.jupiter.params.provider.CsvSource;
  * with σ = identity) must be exact zeros, as the reference returns them. Skipped without a GPU.
  */
 @Tag("gpu")
-class MlbAttentionCudaTest {
+class MlbAttentionCudaTest extends CublasOpTest {
     static final double TOL = 1e-5;
-    /** Set by the bundle's {@code run sanitize}: compute-sanitizer slows kernels 10-100×, so skip the largest sizes. */
-    static final boolean SANITIZE = Boolean.getBoolean("bifuse.sanitize");
-    static CudaContext ctx;
-
-    @BeforeAll static void open() {
-        if (Cuda.isAvailable() && CublasHandle.libraryAvailable()) ctx = CudaContext.open(0);
-    }
-
-    /** Per test, so that each GPU test is reported as skipped (with the reason) rather than vanishing. */
-    @BeforeEach void requireGpu() {
-        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
-        assumeTrue(CublasHandle.libraryAvailable(), CublasHandle::describeLibrary);
-    }
-
-    @AfterAll static void close() { if (ctx != null) ctx.close(); }
 
     static double tolerance(Precision p) { return p == Precision.FP32 ? TOL : p.bound(); }
 
@@ -410,14 +392,5 @@ class MlbAttentionCudaTest {
     private static void copy(DeviceMemory from, DeviceMemory to, CudaStream s) {
         s.synchronize();
         assertEquals(0, jcuda.driver.JCudaDriver.cuMemcpyDtoD(DeviceBuffer.devicePointer(to), DeviceBuffer.devicePointer(from), from.byteSize()));
-    }
-
-    private static void expect(String message, Runnable call) {
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call::run);
-        assertTrue(e.getMessage().contains(message), "'" + e.getMessage() + "' lacks '" + message + "'");
-    }
-
-    private static void assertBelow(double err, double tol, String what) {
-        assertTrue(err <= tol, what + ": relative L2 error " + err + " > " + tol);
     }
 }
