@@ -21,23 +21,14 @@
 #endif
 
 #include "emu_harness.h"
+#include "emu_reference.h"
 
-#include <signal.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <chrono>
-#include <cinttypes>
-#include <cstdlib>
-#include <limits>
-#include <random>
-#include <set>
 #include <iomanip>
+#include <map>
 #include <sstream>
 
 namespace {
 constexpr int kBlock = 256;     // CompactBilinearCuda.BLOCK
-constexpr int kSmCount = 132;   // multiprocessorCount() of an H100/H200, for the Java grid() formula
 
 // ---- cuFFT stand-in: naive DFT in double with cuFFT's conventions ---------------------------------------
 struct Twiddles {
@@ -104,20 +95,11 @@ void fft_c2r(float2* in, float* out, long batch, int d) {
 }
 
 // ---- the op ----------------------------------------------------------------------------------------------
-struct Norm {
-    std::string name;
-    int signed_sqrt;
-    float ssqrt_eps;
-    int l2_mode;  // 0 NONE, 1 MAX_NORM, 2 SUM_SQUARES
-    float l2_eps;
-    bool identity() const { return !signed_sqrt && l2_mode == 0; }
-};
-
 struct Op {
     int dx, dy, d;
     std::vector<int> h1, h2;
     std::vector<float> s1, s2;
-    Norm n;
+    EmuNorm n;
 };
 
 enum class Sketch { DETERMINISTIC, ATOMIC };
@@ -165,11 +147,7 @@ struct CudaOp {  // CompactBilinearCuda
     HashTable hx, hy;
     CudaOp(const Op& o, Sketch s, GridPolicy p) : op(o), sketch(s), policy(p), hx(o.h1, o.s1, o.d), hy(o.h2, o.s2, o.d) {}
 
-    unsigned grid(long threads) const {
-        long blocks = (threads + kBlock - 1) / kBlock;
-        long cap = policy == GridPolicy::FULL ? 32L * kSmCount * (2048 / kBlock) : 3;
-        return (unsigned)std::max(1L, std::min(blocks, cap));
-    }
+    unsigned grid(long threads) const { return emu_grid(threads, kBlock, policy == GridPolicy::FULL); }
     unsigned rowGrid(int rows) const { return (unsigned)std::min(rows, policy == GridPolicy::FULL ? 65535 : 2); }
 
     void sketchBoth(Workspace& w, DevBuf& x, DevBuf& y, int B) {
@@ -225,54 +203,9 @@ struct CudaOp {  // CompactBilinearCuda
 };
 
 // ---- reference: the definition, in double ------------------------------------------------------------
-void ref_norm_forward(const Norm& n, const double* z, int d, double* out) {  // NormalizationReference.forward
-    std::vector<double> u(d);
-    double sumsq = 0;
-    for (int j = 0; j < d; ++j) {
-        u[j] = n.signed_sqrt ? (z[j] > 0 ? 1.0 : z[j] < 0 ? -1.0 : 0.0) * std::sqrt(std::fabs(z[j])) : z[j];
-        sumsq += u[j] * u[j];
-    }
-    double scale = 1;
-    if (n.l2_mode == 1) scale = 1 / std::max(std::sqrt(sumsq), (double)n.l2_eps);
-    if (n.l2_mode == 2) scale = 1 / std::sqrt(sumsq + (double)n.l2_eps);
-    for (int j = 0; j < d; ++j) out[j] = u[j] * scale;
-}
-
-// Returns rho = |dL/du| / (s |g|): the part of g that survives the l2 normalization's projection (1 without l2).
-double ref_norm_backward(const Norm& n, const double* z, const double* g, int d, double* gz) {  // NormalizationReference.backward
-    std::vector<double> u(d);
-    double sumsq = 0, ug = 0;
-    for (int j = 0; j < d; ++j) {
-        u[j] = n.signed_sqrt ? (z[j] > 0 ? 1.0 : z[j] < 0 ? -1.0 : 0.0) * std::sqrt(std::fabs(z[j])) : z[j];
-        sumsq += u[j] * u[j];
-        ug += u[j] * g[j];
-    }
-    double s = 1, ds = 0;
-    if (n.l2_mode == 1) {
-        double norm = std::sqrt(sumsq);
-        if (norm > n.l2_eps) { s = 1 / norm; ds = -1 / (norm * norm * norm); }
-        else { s = 1 / (double)n.l2_eps; ds = 0; }
-    } else if (n.l2_mode == 2) {
-        s = 1 / std::sqrt(sumsq + n.l2_eps);
-        ds = -s * s * s;
-    }
-    double gu2 = 0, sg2 = 0;
-    for (int j = 0; j < d; ++j) {
-        double gu = s * g[j] + ds * u[j] * ug;
-        gu2 += gu * gu;
-        sg2 += s * g[j] * s * g[j];
-        if (n.signed_sqrt) {
-            double r = std::sqrt(std::fabs(z[j])) + n.ssqrt_eps;
-            gu = r > 0 ? gu * 0.5 / r : 0;
-        }
-        gz[j] = gu;
-    }
-    return sg2 > 0 ? std::sqrt(gu2 / sg2) : 1.0;
-}
-
 struct RefResult {
     std::vector<double> z, out, gx, gy;
-    double min_rho = 1;  // smallest rho over the rows (see ref_norm_backward)
+    double min_rho = 1;  // smallest rho over the rows (see emu_ref_norm_backward)
 };
 
 // zgiven: use this z (e.g. the kernels' own float z) instead of computing it from the definition.
@@ -289,11 +222,10 @@ RefResult reference(const Op& op, int B, const std::vector<float>& x, const std:
             for (int c = 0; c < op.dy; ++c)
                 r.z[(size_t)b * d + (op.h1[a] + op.h2[c]) % d] += xa * op.s2[c] * (double)y[(size_t)b * op.dy + c];
         }
-    std::vector<double> gd(g.begin(), g.end()), gz((size_t)B * d);
-    for (int b = 0; b < B; ++b) {
-        ref_norm_forward(op.n, &r.z[(size_t)b * d], d, &r.out[(size_t)b * d]);
-        r.min_rho = std::min(r.min_rho, ref_norm_backward(op.n, &r.z[(size_t)b * d], &gd[(size_t)b * d], d, &gz[(size_t)b * d]));
-    }
+    r.out = emu_ref_norm_forward_rows(op.n, r.z, d);
+    const EmuNormGrad ng = emu_ref_norm_backward_rows(op.n, r.z, g, d);
+    const std::vector<double>& gz = ng.gz;
+    r.min_rho = ng.min_rho;
     r.gx.assign((size_t)B * op.dx, 0.0);
     r.gy.assign((size_t)B * op.dy, 0.0);
     for (int b = 0; b < B; ++b)
@@ -304,21 +236,6 @@ RefResult reference(const Op& op, int B, const std::vector<float>& x, const std:
                 r.gy[(size_t)b * op.dy + c] += (double)op.s2[c] * op.s1[a] * x[(size_t)b * op.dx + a] * gzv;
             }
     return r;
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<double>& want) {
-    double num = 0, den = 0;
-    for (size_t k = 0; k < want.size(); ++k) {
-        const double e = (double)got[k] - want[k];
-        num += e * e;
-        den += want[k] * want[k];
-    }
-    if (den == 0) return std::sqrt(num);  // all-zero reference: absolute error
-    return std::sqrt(num / den);
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * 4) == 0;
 }
 
 // ---- test driver -------------------------------------------------------------------------------------------
@@ -333,26 +250,13 @@ std::string describe(const Size& s) {
     return buf;
 }
 
-void record(bool ok, const std::string& line) {
-    (ok ? g_passed : g_failed)++;
-    printf("%-4s %s\n", ok ? "pass" : "FAIL", line.c_str());
-    fflush(stdout);
-}
-
-Op make_op(const Size& s, const Norm& n, uint64_t seed) {
+Op make_op(const Size& s, const EmuNorm& n, uint64_t seed) {
     std::mt19937_64 rng(seed);
     Op op{s.dx, s.dy, s.d, {}, {}, {}, {}, n};
     std::uniform_int_distribution<int> hd(0, s.d - 1), sd(0, 1);
     for (int a = 0; a < s.dx; ++a) { op.h1.push_back(hd(rng)); op.s1.push_back(sd(rng) ? 1.f : -1.f); }
     for (int c = 0; c < s.dy; ++c) { op.h2.push_back(hd(rng)); op.s2.push_back(sd(rng) ? 1.f : -1.f); }
     return op;
-}
-
-std::vector<float> gaussian(size_t n, std::mt19937_64& rng) {
-    std::normal_distribution<float> nd(0.f, 1.f);
-    std::vector<float> v(n);
-    for (float& f : v) f = nd(rng);
-    return v;
 }
 
 struct RunOut {
@@ -377,18 +281,16 @@ RunOut run_once(const Op& op, const Size& s, Sketch mode, GridPolicy policy, boo
     cop.backward(w, dx, dy, dg, gx, gy, s.B);
     check_guards("the host sequence (FFT stand-in)");
     RunOut r{out.get(out.words), gx.get(gx.words), gy.get(gy.words), w.pooled.get(w.pooled.words), 0};
-    const std::vector<float> gcopy = dg.get(dg.words), xcopy = dx.get(dx.words), ycopy = dy.get(dy.words);
-    if (!same_bits(gcopy, g) || !same_bits(xcopy, x) || !same_bits(ycopy, y)) emu::report_error("an input buffer was modified");
-    r.errors = emu::runtime_errors() - e0;
-    g_attributed += r.errors;
+    if (!dg.holds(g) || !dx.holds(x) || !dy.holds(y)) emu::report_error("an input buffer was modified");
+    r.errors = emu_case_errors(e0);
     return r;
 }
 
 // Normalize kernels in isolation: rows > grid (grid-stride over samples), and in-place calls
 // (out aliases z in the forward, gz aliases g in the backward) give the same bits as out-of-place.
-void normalize_alias_test(const Norm& n, int rows, int d, unsigned grid, uint64_t seed) {
+void normalize_alias_test(const EmuNorm& n, int rows, int d, unsigned grid, uint64_t seed) {
     std::mt19937_64 rng(seed);
-    std::vector<float> z = gaussian((size_t)rows * d, rng), g = gaussian((size_t)rows * d, rng);
+    std::vector<float> z = emu_gaussian((size_t)rows * d, rng), g = emu_gaussian((size_t)rows * d, rng);
     for (float& v : z) v *= 3.f;
     const long e0 = emu::runtime_errors();
     DevBuf bz("z", z.size()), bout("out", z.size()), bg("g", g.size()), bgz("gz", g.size());
@@ -397,33 +299,23 @@ void normalize_alias_test(const Norm& n, int rows, int d, unsigned grid, uint64_
     emu::launch(cbp_normalize_forward, grid, kBlock, bz.f(), bout.f(), rows, d, n.signed_sqrt, n.l2_mode, n.l2_eps);
     emu::launch(cbp_normalize_backward, grid, kBlock, bz.f(), bg.f(), bgz.f(), rows, d, n.signed_sqrt, n.ssqrt_eps, n.l2_mode, n.l2_eps);
     std::vector<float> out = bout.get(bout.words), gz = bgz.get(bgz.words);
-    // reference
-    std::vector<double> zd(z.begin(), z.end()), gd(g.begin(), g.end()), ro((size_t)rows * d), rg((size_t)rows * d);
-    for (int b = 0; b < rows; ++b) {
-        ref_norm_forward(n, &zd[(size_t)b * d], d, &ro[(size_t)b * d]);
-        ref_norm_backward(n, &zd[(size_t)b * d], &gd[(size_t)b * d], d, &rg[(size_t)b * d]);
-    }
-    const double ef = rel_l2(out, ro), eb = rel_l2(gz, rg);
+    const std::vector<double> zd(z.begin(), z.end());
+    const double ef = emu_rel_l2(out, emu_ref_norm_forward_rows(n, zd, d)), eb = emu_rel_l2(gz, emu_ref_norm_backward_rows(n, zd, g, d).gz);
     // in place
     emu::launch(cbp_normalize_backward, grid, kBlock, bz.f(), bg.f(), bg.f(), rows, d, n.signed_sqrt, n.ssqrt_eps, n.l2_mode, n.l2_eps);
     emu::launch(cbp_normalize_forward, grid, kBlock, bz.f(), bz.f(), rows, d, n.signed_sqrt, n.l2_mode, n.l2_eps);
-    const bool inplace_ok = same_bits(bz.get(bz.words), out) && same_bits(bg.get(bg.words), gz);
-    const long errs = emu::runtime_errors() - e0;
-    g_attributed += errs;
+    const bool inplace_ok = bz.holds(out) && bg.holds(gz);
+    const long errs = emu_case_errors(e0);
     char buf[256];
     snprintf(buf, sizeof buf, "normalize kernels alone rows=%d d=%d grid=%u norm=%-11s fwd %.2e bwd %.2e in-place %s%s", rows, d, grid,
              n.name.c_str(), ef, eb, inplace_ok ? "bit-identical" : "DIFFERS", errs ? " RUNTIME ERRORS" : "");
-    record(ef <= kTol && eb <= kTol && inplace_ok && errs == 0, buf);
+    emu_record(ef <= kTol && eb <= kTol && inplace_ok && errs == 0, buf);
 }
 
 }  // namespace
 
 int main() {
-    signal(SIGSEGV, on_fatal_signal);
-    signal(SIGBUS, on_fatal_signal);
-    signal(SIGFPE, on_fatal_signal);
-    const auto t0 = std::chrono::steady_clock::now();
-
+    emu_start();
     emu::expect_block(cbp_sketch_gather, "cbp_sketch_gather", kBlock);
     emu::expect_block(cbp_sketch_atomic, "cbp_sketch_atomic", kBlock);
     emu::expect_block(cbp_spectral_product, "cbp_spectral_product", kBlock);
@@ -431,12 +323,11 @@ int main() {
     emu::expect_block(cbp_normalize_forward, "cbp_normalize_forward", CBP_BLOCK);
     emu::expect_block(cbp_normalize_backward, "cbp_normalize_backward", CBP_BLOCK);
     emu::expect_block(cbp_sketch_grad, "cbp_sketch_grad", kBlock);
-    emu::after_launch() = [](const std::string& name) { check_guards(name); };
 
     printf("CPU emulation of cuda/CompactBilinear.cu (%d threads per block, shared section %zu bytes), tolerance rel L2 %.0e\n", kBlock,
            emu::shared_bytes(), kTol);
 
-    const std::vector<Norm> norms = {
+    const std::vector<EmuNorm> norms = {
         {"none", 0, 0.f, 0, 0.f},
         {"pytorch", 1, 0.f, 1, 1e-12f},
         {"caffe", 1, 0.03f, 2, 1e-7f},
@@ -452,12 +343,12 @@ int main() {
 
     uint64_t seed = 20240611;
     for (const Size& s : sizes) {
-        for (const Norm& n : norms) {
+        for (const EmuNorm& n : norms) {
             ++seed;
             const Op op = make_op(s, n, seed);
             std::mt19937_64 rng(seed * 7919);
-            const std::vector<float> x = gaussian((size_t)s.B * s.dx, rng), y = gaussian((size_t)s.B * s.dy, rng),
-                                     g = gaussian((size_t)s.B * s.d, rng);
+            const std::vector<float> x = emu_gaussian((size_t)s.B * s.dx, rng), y = emu_gaussian((size_t)s.B * s.dy, rng),
+                                     g = emu_gaussian((size_t)s.B * s.d, rng);
             const RefResult ref = reference(op, s.B, x, y, g);
             // Conditioning of the gradient with respect to z. Any float32 pipeline gets z with an absolute
             // error of about 1e-7 * rms(z) in every bin (FFT rounding), and the signed-sqrt derivative
@@ -465,17 +356,10 @@ int main() {
             // when z is perturbed by +-kTolZ * rms(z) per bin (the largest z error the z check lets through), in double.
             double sens = 0;
             if (!n.identity()) {
-                std::mt19937_64 prng(seed ^ 0x5eed);
-                std::vector<double> zp = ref.z;
-                for (int b = 0; b < s.B; ++b) {
-                    double ms = 0;
-                    for (int j = 0; j < s.d; ++j) ms += ref.z[(size_t)b * s.d + j] * ref.z[(size_t)b * s.d + j];
-                    const double amp = kTolZ * std::sqrt(ms / s.d);
-                    for (int j = 0; j < s.d; ++j) zp[(size_t)b * s.d + j] += (prng() & 1) ? amp : -amp;
-                }
+                const std::vector<double> zp = emu_perturb_rows(ref.z, s.d, kTolZ, seed ^ 0x5eed);
                 const RefResult rp = reference(op, s.B, x, y, g, &zp);
                 std::vector<float> pgx(rp.gx.begin(), rp.gx.end()), pgy(rp.gy.begin(), rp.gy.end());
-                sens = std::max(rel_l2(pgx, ref.gx), rel_l2(pgy, ref.gy));
+                sens = std::max(emu_rel_l2(pgx, ref.gx), emu_rel_l2(pgy, ref.gy));
             }
             const double tol_e2e = std::max(kTol, sens);
             // With l2 normalization the component of g along o is projected out; where almost nothing is left
@@ -493,13 +377,13 @@ int main() {
                              << (n.identity() ? (aligned ? " out=aligned(C2R direct)" : " out=unaligned(normalize)") : "");
                         g_current = name.str();
                         RunOut r = run_once(op, s, mode, policy, aligned, x, y, g);
-                        const double ef = rel_l2(r.out, ref.out);
+                        const double ef = emu_rel_l2(r.out, ref.out);
                         bool ok = ef <= kTol && r.errors == 0;
                         std::ostringstream msg;
                         msg << std::scientific << std::setprecision(2) << "  fwd " << ef;
                         if (!n.identity()) {
                             // z: the pooled vector the backward's normalization used (the backward's own C2R output)
-                            const double ez = rel_l2(r.z, ref.z);
+                            const double ez = emu_rel_l2(r.z, ref.z);
                             ok = ok && ez <= kTolZ;
                             msg << "  z " << ez;
                         }
@@ -508,8 +392,8 @@ int main() {
                         const std::vector<double> zk(r.z.begin(), r.z.end());
                         const RefResult rk = n.identity() ? ref : reference(op, s.B, x, y, g, &zk);
                         if (resolvable) {
-                            const double ekx = rel_l2(r.gx, rk.gx), eky = rel_l2(r.gy, rk.gy);
-                            const double eex = rel_l2(r.gx, ref.gx), eey = rel_l2(r.gy, ref.gy);
+                            const double ekx = emu_rel_l2(r.gx, rk.gx), eky = emu_rel_l2(r.gy, rk.gy);
+                            const double eex = emu_rel_l2(r.gx, ref.gx), eey = emu_rel_l2(r.gy, ref.gy);
                             ok = ok && ekx <= kTol && eky <= kTol && eex <= tol_e2e && eey <= tol_e2e;
                             msg << "  dx " << ekx << "  dy " << eky;
                             if (!n.identity()) msg << "  | end-to-end dx " << eex << " dy " << eey << " (tol " << tol_e2e << ")";
@@ -517,20 +401,19 @@ int main() {
                             msg << "  (grads not compared: rho " << ref.min_rho << ", g is parallel to o)";
                         }
                         // NaN anywhere in the gradients is a failure even when they are not compared
-                        for (float v : r.gx) ok = ok && std::isfinite(v);
-                        for (float v : r.gy) ok = ok && std::isfinite(v);
+                        ok = ok && emu_all_finite(r.gx) && emu_all_finite(r.gy);
                         std::string line = name.str() + msg.str() + (r.errors ? "  RUNTIME ERRORS" : "");
-                        record(ok, line);
+                        emu_record(ok, line);
 
                         if (mode == Sketch::DETERMINISTIC && aligned) {
                             if (policy == GridPolicy::FULL) {
                                 det_full = r;
                                 RunOut again = run_once(op, s, mode, policy, aligned, x, y, g);
-                                const bool same = same_bits(again.out, r.out) && same_bits(again.gx, r.gx) && same_bits(again.gy, r.gy);
-                                record(same, describe(s) + " norm=" + n.name + " gather: two runs bit-identical: " + (same ? "yes" : "NO"));
+                                const bool same = emu_same_bits(again.out, r.out) && emu_same_bits(again.gx, r.gx) && emu_same_bits(again.gy, r.gy);
+                                emu_record(same, describe(s) + " norm=" + n.name + " gather: two runs bit-identical: " + (same ? "yes" : "NO"));
                             } else {
-                                const bool same = same_bits(det_full.out, r.out) && same_bits(det_full.gx, r.gx) && same_bits(det_full.gy, r.gy);
-                                record(same, describe(s) + " norm=" + n.name + " gather: java grid vs small grid bit-identical: " + (same ? "yes" : "NO"));
+                                const bool same = emu_same_bits(det_full.out, r.out) && emu_same_bits(det_full.gx, r.gx) && emu_same_bits(det_full.gy, r.gy);
+                                emu_record(same, describe(s) + " norm=" + n.name + " gather: java grid vs small grid bit-identical: " + (same ? "yes" : "NO"));
                             }
                         }
                     }
@@ -541,7 +424,7 @@ int main() {
 
     g_current = "normalize kernels alone";
     uint64_t nseed = 99;
-    for (const Norm& n : norms) {
+    for (const EmuNorm& n : norms) {
         normalize_alias_test(n, 5, 300, 2, ++nseed);   // rows > grid, d > block: both loops iterate
         normalize_alias_test(n, 3, 7, 3, ++nseed);     // d < block: idle threads in the reduction
         normalize_alias_test(n, 4, 512, 4, ++nseed);      // Java rowGrid: one block per row
@@ -556,14 +439,8 @@ int main() {
         const bool launched = emu::launch(cbp_normalize_forward, 1, 128, z.f(), o.f(), 1, 16, 0, 0, 0.f);
         const bool refused = !launched && emu::runtime_errors() == e0 + 1;
         emu::runtime_error_count().fetch_sub(refused ? 1 : 0);  // expected error: don't count it
-        record(refused, std::string("runtime refuses cbp_normalize_forward with block 128: ") + (refused ? "yes" : "NO"));
+        emu_record(refused, std::string("runtime refuses cbp_normalize_forward with block 128: ") + (refused ? "yes" : "NO"));
     }
 
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const long stray = emu::runtime_errors() - g_attributed;
-    if (stray) record(false, "runtime errors outside the cases: " + std::to_string(stray));
-    printf("time %.1f s\n", secs);
-    emu::pool().shutdown();
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return emu_finish();
 }

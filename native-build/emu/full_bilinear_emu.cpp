@@ -22,10 +22,9 @@
 #endif
 
 #include "emu_harness.h"
+#include "emu_reference.h"
 
-#include <chrono>
 #include <iomanip>
-#include <random>
 #include <sstream>
 
 namespace {
@@ -33,19 +32,10 @@ constexpr int kBlock = 256;          // FullBilinearCuda.BLOCK
 constexpr int kChunkTarget = 4096;   // FullBilinearCuda.CHUNK_TARGET
 constexpr int kMaxChunks = 1024;     // FullBilinearCuda.MAX_CHUNKS
 
-struct Norm {
-    std::string name;
-    int signed_sqrt;
-    float ssqrt_eps;
-    int l2_mode;  // 0 NONE, 1 MAX_NORM, 2 SUM_SQUARES (Normalization.L2.code())
-    float l2_eps;
-    bool identity() const { return !signed_sqrt && l2_mode == 0; }
-};
-
 struct Op {
     int c1, c2;
     bool homologous, average;
-    Norm n;
+    EmuNorm n;
     int d() const { return c1 * c2; }
     float alpha(int L) const { return (float)(average ? 1.0 / L : 1.0); }  // (float) op.scale(positions)
 };
@@ -90,7 +80,7 @@ struct CudaOp {  // FullBilinearCuda
     // y == x for a homologous op (FullBilinearCuda passes x twice).
     void forward(Workspace& w, const float* x, const float* y, float* out, int B, int L) {
         pooled(x, y, out, B, L);
-        const Norm& n = op.n;
+        const EmuNorm& n = op.n;
         if (n.identity()) return;
         if (n.l2_mode != 0)
             emu::launch2d(fbp_partial_forward, geo.gridX, geo.gridY, kBlock, out, w.p(), B, op.d(), geo.chunk, geo.chunks, n.signed_sqrt);
@@ -99,7 +89,7 @@ struct CudaOp {  // FullBilinearCuda
     }
 
     void backward(Workspace& w, const float* x, const float* y, const float* gradOut, float* gradX, float* gradY, int B, int L) {
-        const Norm& n = op.n;
+        const EmuNorm& n = op.n;
         const float* g = gradOut;
         if (!n.identity()) {
             float* z = w.pooled.f();
@@ -125,51 +115,6 @@ struct CudaOp {  // FullBilinearCuda
 };
 
 // ---- reference: the definition, in double ------------------------------------------------------------
-void ref_norm_forward(const Norm& n, const double* z, int d, double* out) {  // NormalizationReference.forward
-    std::vector<double> u(d);
-    double sumsq = 0;
-    for (int j = 0; j < d; ++j) {
-        u[j] = n.signed_sqrt ? (z[j] > 0 ? 1.0 : z[j] < 0 ? -1.0 : 0.0) * std::sqrt(std::fabs(z[j])) : z[j];
-        sumsq += u[j] * u[j];
-    }
-    double scale = 1;
-    if (n.l2_mode == 1) scale = 1 / std::max(std::sqrt(sumsq), (double)n.l2_eps);
-    if (n.l2_mode == 2) scale = 1 / std::sqrt(sumsq + (double)n.l2_eps);
-    for (int j = 0; j < d; ++j) out[j] = u[j] * scale;
-}
-
-// Returns rho = |dL/du| / (s |g|): what survives the l2 normalization's projection of g (1 without l2).
-double ref_norm_backward(const Norm& n, const double* z, const double* g, int d, double* gz) {  // NormalizationReference.backward
-    std::vector<double> u(d);
-    double sumsq = 0, ug = 0;
-    for (int j = 0; j < d; ++j) {
-        u[j] = n.signed_sqrt ? (z[j] > 0 ? 1.0 : z[j] < 0 ? -1.0 : 0.0) * std::sqrt(std::fabs(z[j])) : z[j];
-        sumsq += u[j] * u[j];
-        ug += u[j] * g[j];
-    }
-    double s = 1, ds = 0;
-    if (n.l2_mode == 1) {
-        const double norm = std::sqrt(sumsq);
-        if (norm > n.l2_eps) { s = 1 / norm; ds = -1 / (norm * norm * norm); }
-        else { s = 1 / (double)n.l2_eps; ds = 0; }
-    } else if (n.l2_mode == 2) {
-        s = 1 / std::sqrt(sumsq + n.l2_eps);
-        ds = -s * s * s;
-    }
-    double gu2 = 0, sg2 = 0;
-    for (int j = 0; j < d; ++j) {
-        double gu = s * g[j] + ds * u[j] * ug;
-        gu2 += gu * gu;
-        sg2 += s * g[j] * s * g[j];
-        if (n.signed_sqrt) {
-            const double r = std::sqrt(std::fabs(z[j])) + n.ssqrt_eps;
-            gu = r > 0 ? gu * 0.5 / r : 0;
-        }
-        gz[j] = gu;
-    }
-    return sg2 > 0 ? std::sqrt(gu2 / sg2) : 1.0;
-}
-
 struct RefResult {
     std::vector<double> z, out, gx, gy;
     double min_rho = 1;
@@ -193,11 +138,10 @@ RefResult reference(const Op& op, int B, int L, const std::vector<float>& x, con
                     for (int l = 0; l < L; ++l) acc += (double)x[((size_t)b * L + l) * c1 + a] * y[((size_t)b * L + l) * c2 + c];
                     r.z[(size_t)b * d + a * c2 + c] = alpha * acc;
                 }
-    std::vector<double> gd(g.begin(), g.end()), gz((size_t)B * d);
-    for (int b = 0; b < B; ++b) {
-        ref_norm_forward(op.n, &r.z[(size_t)b * d], d, &r.out[(size_t)b * d]);
-        r.min_rho = std::min(r.min_rho, ref_norm_backward(op.n, &r.z[(size_t)b * d], &gd[(size_t)b * d], d, &gz[(size_t)b * d]));
-    }
+    r.out = emu_ref_norm_forward_rows(op.n, r.z, d);
+    const EmuNormGrad ng = emu_ref_norm_backward_rows(op.n, r.z, g, d);
+    const std::vector<double>& gz = ng.gz;
+    r.min_rho = ng.min_rho;
     r.gx.assign((size_t)B * L * c1, 0.0);
     r.gy.assign(op.homologous ? 0 : (size_t)B * L * c2, 0.0);
     for (int b = 0; b < B; ++b)
@@ -215,37 +159,11 @@ RefResult reference(const Op& op, int B, int L, const std::vector<float>& x, con
     return r;
 }
 
-double rel_l2(const std::vector<float>& got, const std::vector<double>& want) {
-    double num = 0, den = 0;
-    for (size_t k = 0; k < want.size(); ++k) {
-        const double e = (double)got[k] - want[k];
-        num += e * e;
-        den += want[k] * want[k];
-    }
-    if (den == 0) return std::sqrt(num);
-    return std::sqrt(num / den);
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * 4) == 0;
-}
-
-bool all_finite(const std::vector<float>& v) {
-    for (float f : v)
-        if (!std::isfinite(f)) return false;
-    return true;
-}
-
-void record(bool ok, const std::string& line) {
-    (ok ? g_passed : g_failed)++;
-    printf("%-4s %s\n", ok ? "pass" : "FAIL", line.c_str());
-    fflush(stdout);
-}
-
-std::vector<float> gaussian(size_t n, std::mt19937_64& rng, bool relu) {
-    std::normal_distribution<float> nd(0.f, 1.f);
-    std::vector<float> v(n);
-    for (float& f : v) f = relu ? std::max(0.f, nd(rng)) : nd(rng);
+// Rectified inputs (ReLU conv features) draw as many numbers as signed ones, so the cases' seeds keep their data.
+std::vector<float> inputs(size_t n, std::mt19937_64& rng, bool relu) {
+    std::vector<float> v = emu_gaussian(n, rng);
+    if (relu)
+        for (float& f : v) f = std::max(0.f, f);
     return v;
 }
 
@@ -271,10 +189,8 @@ RunOut run_once(const Op& op, int B, int L, int precision, Policy policy, const 
     w.garbage();  // backward must not rely on anything the forward left in the workspace
     cop.backward(w, dx.f(), yp, dg.f(), gx.f(), gy.f(), B, L);
     RunOut r{out.get(out.words), gx.get(gx.words), op.homologous ? std::vector<float>() : gy.get(gy.words), 0};
-    if (!same_bits(dg.get(dg.words), g) || !same_bits(dx.get(dx.words), x) || (!op.homologous && !same_bits(dy.get(dy.words), y)))
-        emu::report_error("an input buffer was modified");
-    r.errors = emu::runtime_errors() - e0;
-    g_attributed += r.errors;
+    if (!dg.holds(g) || !dx.holds(x) || (!op.homologous && !dy.holds(y))) emu::report_error("an input buffer was modified");
+    r.errors = emu_case_errors(e0);
     return r;
 }
 
@@ -306,19 +222,15 @@ constexpr double kTol = 1e-5;
 }  // namespace
 
 int main() {
-    signal(SIGSEGV, on_fatal_signal);
-    signal(SIGBUS, on_fatal_signal);
-    signal(SIGFPE, on_fatal_signal);
-    const auto t0 = std::chrono::steady_clock::now();
+    emu_start();
     emu::expect_block(fbp_partial_forward, "fbp_partial_forward", FBP_BLOCK);
     emu::expect_block(fbp_normalize_forward, "fbp_normalize_forward", FBP_BLOCK);
     emu::expect_block(fbp_partial_backward, "fbp_partial_backward", FBP_BLOCK);
     emu::expect_block(fbp_normalize_backward, "fbp_normalize_backward", FBP_BLOCK);
-    emu::after_launch() = [](const std::string& name) { check_guards(name); };
     printf("CPU emulation of cuda/FullBilinear.cu (%d threads per block, shared section %zu bytes), tolerance rel L2 %.0e\n", kBlock,
            emu::shared_bytes(), kTol);
 
-    const std::vector<Norm> norms = {
+    const std::vector<EmuNorm> norms = {
         {"none", 0, 0.f, 0, 0.f},           {"pytorch", 1, 0.f, 1, 1e-12f},    {"caffe", 1, 0.03f, 2, 1e-7f},
         {"l2max", 0, 0.f, 1, 1e-12f},       {"l2max-clamp", 0, 0.f, 1, 1e4f}, {"l2sumsq", 0, 0.f, 2, 1e-7f},
         {"ssqrt-only", 1, 0.03f, 0, 0.f},   {"ssqrt-exact", 1, 0.f, 0, 0.f},
@@ -333,15 +245,15 @@ int main() {
 
     uint64_t seed = 20250101;
     for (const Case& c : cases) {
-        for (const Norm& n : norms) {
+        for (const EmuNorm& n : norms) {
             ++seed;
             const Op op{c.c1, c.homologous ? c.c1 : c.c2, c.homologous, c.average, n};
             std::mt19937_64 rng(seed);
             // Rectified inputs (conv features) where the exact ssqrt derivative would meet z ~ 0, signed otherwise.
             const bool relu = n.signed_sqrt && n.ssqrt_eps == 0.f;
-            const std::vector<float> x = gaussian((size_t)c.B * c.L * c.c1, rng, relu);
-            const std::vector<float> y = c.homologous ? std::vector<float>() : gaussian((size_t)c.B * c.L * op.c2, rng, relu);
-            const std::vector<float> g = gaussian((size_t)c.B * op.d(), rng, false);
+            const std::vector<float> x = inputs((size_t)c.B * c.L * c.c1, rng, relu);
+            const std::vector<float> y = c.homologous ? std::vector<float>() : inputs((size_t)c.B * c.L * op.c2, rng, relu);
+            const std::vector<float> g = emu_gaussian((size_t)c.B * op.d(), rng);
             const RefResult ref = reference(op, c.B, c.L, x, y, g);
             // The kernels' own error, isolated from z's float rounding: the exact chain rule at the kernels' z.
             const std::vector<double> zk = kernel_z(op, c.B, c.L, x, y);
@@ -355,13 +267,13 @@ int main() {
                      << "x" << geo.chunk << ")";
                 g_current = name.str();
                 RunOut r = run_once(op, c.B, c.L, 0, policy, x, y, g);
-                const double ef = rel_l2(r.out, ref.out), efk = rel_l2(r.out, rk.out);
-                bool ok = ef <= kTol && efk <= kTol && r.errors == 0 && all_finite(r.gx) && all_finite(r.gy);
+                const double ef = emu_rel_l2(r.out, ref.out), efk = emu_rel_l2(r.out, rk.out);
+                bool ok = ef <= kTol && efk <= kTol && r.errors == 0 && emu_all_finite(r.gx) && emu_all_finite(r.gy);
                 std::ostringstream msg;
                 msg << std::scientific << std::setprecision(2) << "  fwd " << ef;
                 if (resolvable) {
-                    const double ex = rel_l2(r.gx, rk.gx), ey = c.homologous ? 0 : rel_l2(r.gy, rk.gy);
-                    const double eex = rel_l2(r.gx, ref.gx), eey = c.homologous ? 0 : rel_l2(r.gy, ref.gy);
+                    const double ex = emu_rel_l2(r.gx, rk.gx), ey = c.homologous ? 0 : emu_rel_l2(r.gy, rk.gy);
+                    const double eex = emu_rel_l2(r.gx, ref.gx), eey = c.homologous ? 0 : emu_rel_l2(r.gy, ref.gy);
                     ok = ok && ex <= kTol && ey <= kTol && eex <= kTol && eey <= kTol;
                     msg << "  dx " << ex << (c.homologous ? "" : "  dy ") ;
                     if (!c.homologous) msg << ey;
@@ -369,44 +281,44 @@ int main() {
                 } else {
                     msg << "  (grads not compared: rho " << ref.min_rho << ", g is parallel to o; finite: " << (ok ? "yes" : "NO") << ")";
                 }
-                record(ok, name.str() + msg.str() + (r.errors ? "  RUNTIME ERRORS" : ""));
+                emu_record(ok, name.str() + msg.str() + (r.errors ? "  RUNTIME ERRORS" : ""));
                 if (policy == Policy::JAVA) {
                     first = r;
                     RunOut again = run_once(op, c.B, c.L, 0, policy, x, y, g);
-                    const bool same = same_bits(again.out, r.out) && same_bits(again.gx, r.gx) && same_bits(again.gy, r.gy);
-                    record(same, describe(c) + " norm=" + n.name + " two runs bit-identical: " + (same ? "yes" : "NO"));
+                    const bool same = emu_same_bits(again.out, r.out) && emu_same_bits(again.gx, r.gx) && emu_same_bits(again.gy, r.gy);
+                    emu_record(same, describe(c) + " norm=" + n.name + " two runs bit-identical: " + (same ? "yes" : "NO"));
                 }
             }
         }
         // Reduced precision: the GEMMs round their operands; the bound is Precision.bound() (rectified inputs).
         for (int prec : {1, 2}) {
-            const Norm& n = norms[1];  // pytorch
+            const EmuNorm& n = norms[1];  // pytorch
             const Op op{c.c1, c.homologous ? c.c1 : c.c2, c.homologous, c.average, n};
             std::mt19937_64 rng(++seed);
-            const std::vector<float> x = gaussian((size_t)c.B * c.L * c.c1, rng, true);
-            const std::vector<float> y = c.homologous ? std::vector<float>() : gaussian((size_t)c.B * c.L * op.c2, rng, true);
-            const std::vector<float> g = gaussian((size_t)c.B * op.d(), rng, false);
+            const std::vector<float> x = inputs((size_t)c.B * c.L * c.c1, rng, true);
+            const std::vector<float> y = c.homologous ? std::vector<float>() : inputs((size_t)c.B * c.L * op.c2, rng, true);
+            const std::vector<float> g = emu_gaussian((size_t)c.B * op.d(), rng);
             const RefResult ref = reference(op, c.B, c.L, x, y, g);
-            const double bound = prec == 1 ? 4 * 0x1p-11 : 4 * 0x1p-8;
+            const double bound = emu_precision_bound(prec);
             g_current = describe(c) + " precision";
             RunOut r = run_once(op, c.B, c.L, prec, Policy::JAVA, x, y, g);
-            const double ef = rel_l2(r.out, ref.out);
-            const double eb = ref.min_rho >= 1e-2 ? std::max(rel_l2(r.gx, ref.gx), c.homologous ? 0 : rel_l2(r.gy, ref.gy)) : 0;
+            const double ef = emu_rel_l2(r.out, ref.out);
+            const double eb = ref.min_rho >= 1e-2 ? std::max(emu_rel_l2(r.gx, ref.gx), c.homologous ? 0 : emu_rel_l2(r.gy, ref.gy)) : 0;
             std::ostringstream msg;
             msg << describe(c) << " norm=pytorch " << (prec == 1 ? "TF32" : "BF16") << std::scientific << std::setprecision(2) << "  fwd " << ef
                 << "  bwd " << eb << "  (bound " << bound << ")";
-            record(ef <= bound && eb <= bound && r.errors == 0 && all_finite(r.gx), msg.str());
+            emu_record(ef <= bound && eb <= bound && r.errors == 0 && emu_all_finite(r.gx), msg.str());
         }
     }
 
     // The normalization kernels alone: out-of-place and in-place (how Java calls them) give the same bits.
     g_current = "normalize kernels alone";
-    for (const Norm& n : norms) {
+    for (const EmuNorm& n : norms) {
         if (n.identity()) continue;
         const int rows = 3, d = 1000;
         const Geometry geo = geometry(d, rows, Policy::SMALL);
         std::mt19937_64 rng(++seed);
-        std::vector<float> z = gaussian((size_t)rows * d, rng, false), g = gaussian((size_t)rows * d, rng, false);
+        std::vector<float> z = emu_gaussian((size_t)rows * d, rng), g = emu_gaussian((size_t)rows * d, rng);
         DevBuf bz("z", z.size()), bo("o", z.size()), bg("g", g.size()), bgz("gz", g.size()), bp("partial", 4 * rows * geo.chunks);
         double* p = reinterpret_cast<double*>(bp.raw());
         const long e0 = emu::runtime_errors();
@@ -422,31 +334,20 @@ int main() {
         // in place: gz over z (backward first, since it reads z), then a fresh z for the forward in place
         emu::launch2d(fbp_normalize_backward, geo.gridX, geo.gridY, kBlock, bz.f(), bg.f(), p, bz.f(), rows, d, geo.chunk, geo.chunks,
                       n.signed_sqrt, n.ssqrt_eps, n.l2_mode, n.l2_eps);
-        const bool bwd_same = same_bits(bz.get(bz.words), gz);
+        const bool bwd_same = bz.holds(gz);
         bz.put(z);
         emu::launch2d(fbp_partial_forward, geo.gridX, geo.gridY, kBlock, bz.f(), p, rows, d, geo.chunk, geo.chunks, n.signed_sqrt);
         emu::launch2d(fbp_normalize_forward, geo.gridX, geo.gridY, kBlock, bz.f(), p, bz.f(), rows, d, geo.chunk, geo.chunks, n.signed_sqrt,
                       n.l2_mode, n.l2_eps);
-        const bool fwd_same = same_bits(bz.get(bz.words), o);
-        std::vector<double> zd(z.begin(), z.end()), gd(g.begin(), g.end()), ro(zd.size()), rg(zd.size());
-        for (int b = 0; b < rows; ++b) {
-            ref_norm_forward(n, &zd[(size_t)b * d], d, &ro[(size_t)b * d]);
-            ref_norm_backward(n, &zd[(size_t)b * d], &gd[(size_t)b * d], d, &rg[(size_t)b * d]);
-        }
-        const double ef = rel_l2(o, ro), eb = rel_l2(gz, rg);
-        const long errs = emu::runtime_errors() - e0;
-        g_attributed += errs;
+        const bool fwd_same = bz.holds(o);
+        const std::vector<double> zd(z.begin(), z.end());
+        const double ef = emu_rel_l2(o, emu_ref_norm_forward_rows(n, zd, d)), eb = emu_rel_l2(gz, emu_ref_norm_backward_rows(n, zd, g, d).gz);
+        const long errs = emu_case_errors(e0);
         char buf[256];
         snprintf(buf, sizeof buf, "normalize kernels alone rows=%d d=%d chunks=%dx%d norm=%-11s fwd %.2e bwd %.2e in-place %s%s", rows, d,
                  geo.chunks, geo.chunk, n.name.c_str(), ef, eb, fwd_same && bwd_same ? "bit-identical" : "DIFFERS", errs ? " RUNTIME ERRORS" : "");
-        record(ef <= kTol && eb <= kTol && fwd_same && bwd_same && errs == 0, buf);
+        emu_record(ef <= kTol && eb <= kTol && fwd_same && bwd_same && errs == 0, buf);
     }
 
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const long stray = emu::runtime_errors() - g_attributed;
-    if (stray) record(false, "runtime errors outside the cases: " + std::to_string(stray));
-    printf("time %.1f s\n", secs);
-    emu::pool().shutdown();
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return emu_finish();
 }

@@ -23,80 +23,28 @@
 #include "../../cuda/Linear.cu"
 
 #include "emu_harness.h"
+#include "emu_reference.h"
 
-#include <chrono>
 #include <iomanip>
-#include <random>
 #include <sstream>
 
 namespace {
 constexpr int kBlock = 256;  // MfbCuda.BLOCK, LinearCuda.BLOCK
-
-struct Norm {
-    std::string name;
-    int signed_sqrt;
-    float ssqrt_eps;
-    int l2_mode;  // 0 NONE, 1 MAX_NORM, 2 SUM_SQUARES
-    float l2_eps;
-    bool identity() const { return !signed_sqrt && l2_mode == 0; }
-};
 
 struct Size { int B, dx, dy, o, k, n; };
 
 struct Op {
     Size s;
     int act;  // 0 none, 1 relu, 2 tanh
-    Norm norm;
+    EmuNorm norm;
     std::vector<float> U, V, bu, bv;  // stacked: U n*w x dx, V n*w x dy, biases n*w
     int w() const { return s.o * s.k; }
     int nw() const { return s.n * w(); }
 };
 
 // ---- reference from the definition, in double ---------------------------------------------------------------
-double act_d(double p, int act) { return act == 1 ? (p > 0 ? p : 0) : act == 2 ? std::tanh(p) : p; }
+// From the activation's output a (activations() keeps no pre-activation): 1 - a^2 for tanh.
 double dact_d(double a, int act) { return act == 1 ? (a > 0 ? 1 : 0) : act == 2 ? 1 - a * a : 1; }
-
-void ref_norm_forward(const Norm& n, const double* z, int d, double* out) {
-    std::vector<double> u(d);
-    double ss = 0;
-    for (int j = 0; j < d; ++j) {
-        u[j] = n.signed_sqrt ? (z[j] < 0 ? -1 : z[j] > 0 ? 1 : 0) * std::sqrt(std::fabs(z[j])) : z[j];
-        ss += u[j] * u[j];
-    }
-    double scale = 1;
-    if (n.l2_mode == 1) scale = 1 / std::max(std::sqrt(ss), (double)n.l2_eps);
-    if (n.l2_mode == 2) scale = 1 / std::sqrt(ss + n.l2_eps);
-    for (int j = 0; j < d; ++j) out[j] = u[j] * scale;
-}
-
-// unprojected: leave out the l2 normalization's projection term (ds = 0), giving the magnitude of the terms
-// whose difference the backward takes (see scaled_err).
-void ref_norm_backward(const Norm& n, const double* z, const double* g, int d, double* gz, bool unprojected) {
-    std::vector<double> u(d);
-    double ss = 0, ug = 0;
-    for (int j = 0; j < d; ++j) {
-        u[j] = n.signed_sqrt ? (z[j] < 0 ? -1 : z[j] > 0 ? 1 : 0) * std::sqrt(std::fabs(z[j])) : z[j];
-        ss += u[j] * u[j];
-        ug += u[j] * g[j];
-    }
-    double s = 1, ds = 0;  // gu = s g + ds u <u, g>
-    if (n.l2_mode == 1) {
-        const double nrm = std::sqrt(ss);
-        if (nrm > n.l2_eps) { s = 1 / nrm; ds = -1 / (nrm * nrm * nrm); } else { s = 1 / (double)n.l2_eps; }
-    } else if (n.l2_mode == 2) {
-        s = 1 / std::sqrt(ss + n.l2_eps);
-        ds = -s * s * s;
-    }
-    if (unprojected) ds = 0;
-    for (int j = 0; j < d; ++j) {
-        double gu = s * g[j] + ds * u[j] * ug;
-        if (n.signed_sqrt) {
-            const double r = std::sqrt(std::fabs(z[j])) + n.ssqrt_eps;
-            gu = r > 0 ? gu * 0.5 / r : 0;
-        }
-        gz[j] = gu;
-    }
-}
 
 struct Ref {
     std::vector<double> z, out, gx, gy, gU, gV, gbu, gbv;
@@ -110,7 +58,7 @@ std::vector<double> activations(const std::vector<float>& W, const std::vector<f
         for (int c = 0; c < cols; ++c) {
             double p = bias[c];
             for (int d = 0; d < dim; ++d) p += (double)W[(size_t)c * dim + d] * in[(size_t)b * dim + d];
-            a[(size_t)b * cols + c] = act_d(p, act);
+            a[(size_t)b * cols + c] = emu_act(act, p);
         }
     return a;
 }
@@ -134,11 +82,8 @@ Ref reference(const Op& op, const std::vector<float>& x, const std::vector<float
                 r.z[(size_t)b * no + (size_t)i * o + j / k] += e;
             }
         }
-    r.out.resize(r.z.size());
-    for (int row = 0; row < B * n; ++row) ref_norm_forward(op.norm, &r.z[(size_t)row * o], o, &r.out[(size_t)row * o]);
-    const std::vector<double>& zb = z_override ? *z_override : r.z;
-    std::vector<double> gd(g.begin(), g.end()), gz(gd.size());
-    for (int row = 0; row < B * n; ++row) ref_norm_backward(op.norm, &zb[(size_t)row * o], &gd[(size_t)row * o], o, &gz[(size_t)row * o], unprojected);
+    r.out = emu_ref_norm_forward_rows(op.norm, r.z, o);
+    const std::vector<double> gz = emu_ref_norm_backward_rows(op.norm, z_override ? *z_override : r.z, g, o, unprojected).gz;
     std::vector<double> gp((size_t)B * nw), gq((size_t)B * nw);
     for (int b = 0; b < B; ++b)
         for (int j = 0; j < w; ++j) {
@@ -208,7 +153,7 @@ Run run_once(const Op& op, int precision, GridPolicy policy, const std::vector<f
     dy.put(y);
     dg.put(g);
     const unsigned grid = policy == GridPolicy::JAVA ? (unsigned)std::min(B, 65535) : 2u;
-    const Norm& n = op.norm;
+    const EmuNorm& n = op.norm;
     auto project = [&] {
         emu_gemm(precision, false, true, B, nw, s.dx, 1.f, dx.f(), s.dx, U.f(), s.dx, 0.f, P.f(), nw);
         emu_gemm(precision, false, true, B, nw, s.dy, 1.f, dy.f(), s.dy, V.f(), s.dy, 0.f, Q.f(), nw);
@@ -231,22 +176,9 @@ Run run_once(const Op& op, int precision, GridPolicy policy, const std::vector<f
     check_guards("the host sequence");
     Run r{out.get(out.words), gx.get(gx.words), gy.get(gy.words), gU.get(gU.words), gV.get(gV.words), gbu.get(nw), gbv.get(nw),
           pooled.get(pooled.words), 0};
-    std::vector<float> xc = dx.get(dx.words), yc = dy.get(dy.words), gc = dg.get(dg.words);
-    if (memcmp(xc.data(), x.data(), x.size() * 4) || memcmp(yc.data(), y.data(), y.size() * 4) || memcmp(gc.data(), g.data(), g.size() * 4))
-        emu::report_error("an input buffer was modified");
-    r.errors = emu::runtime_errors() - e0;
-    g_attributed += r.errors;
+    if (!dx.holds(x) || !dy.holds(y) || !dg.holds(g)) emu::report_error("an input buffer was modified");
+    r.errors = emu_case_errors(e0);
     return r;
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<double>& want) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-        const double e = (double)got[i] - want[i];
-        num += e * e;
-        den += want[i] * want[i];
-    }
-    return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
 }
 
 // Gradient error: ||got - want|| / max(||want||, ||scale||), scale being the same gradient with the l2
@@ -293,57 +225,35 @@ double grad_err_ref(const Ref& a, const Ref& ref, const Ref& sc) {
     return e;
 }
 
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * 4) == 0;
-}
-
 bool same_run(const Run& a, const Run& b) {
-    return same_bits(a.out, b.out) && same_bits(a.gx, b.gx) && same_bits(a.gy, b.gy) && same_bits(a.gU, b.gU) && same_bits(a.gV, b.gV) &&
-           same_bits(a.gbu, b.gbu) && same_bits(a.gbv, b.gbv);
+    return emu_same_bits(a.out, b.out) && emu_same_bits(a.gx, b.gx) && emu_same_bits(a.gy, b.gy) && emu_same_bits(a.gU, b.gU) && emu_same_bits(a.gV, b.gV) &&
+           emu_same_bits(a.gbu, b.gbu) && emu_same_bits(a.gbv, b.gbv);
 }
 
-void record(bool ok, const std::string& line) {
-    (ok ? g_passed : g_failed)++;
-    printf("%-4s %s\n", ok ? "pass" : "FAIL", line.c_str());
-    fflush(stdout);
-}
-
-std::vector<float> gaussian(size_t n, std::mt19937_64& rng, float scale = 1.f) {
-    std::normal_distribution<float> nd(0.f, 1.f);
-    std::vector<float> v(n);
-    for (float& f : v) f = scale * nd(rng);
-    return v;
-}
-
-Op make_op(const Size& s, int act, const Norm& n, uint64_t seed) {
+Op make_op(const Size& s, int act, const EmuNorm& n, uint64_t seed) {
     std::mt19937_64 rng(seed);
     Op op{s, act, n, {}, {}, {}, {}};
     // nn.Linear's scale: weights ~ 1/sqrt(in)
-    op.U = gaussian((size_t)op.nw() * s.dx, rng, 1.f / std::sqrt((float)s.dx));
-    op.V = gaussian((size_t)op.nw() * s.dy, rng, 1.f / std::sqrt((float)s.dy));
-    op.bu = gaussian(op.nw(), rng, 0.3f);
-    op.bv = gaussian(op.nw(), rng, 0.3f);
+    op.U = emu_gaussian((size_t)op.nw() * s.dx, rng, 1.f / std::sqrt((float)s.dx));
+    op.V = emu_gaussian((size_t)op.nw() * s.dy, rng, 1.f / std::sqrt((float)s.dy));
+    op.bu = emu_gaussian(op.nw(), rng, 0.3f);
+    op.bv = emu_gaussian(op.nw(), rng, 0.3f);
     return op;
 }
 
 constexpr double kTol = 1e-5;
-const char* kActs[] = {"none", "relu", "tanh"};
 
 }  // namespace
 
 int main() {
-    signal(SIGSEGV, on_fatal_signal);
-    signal(SIGBUS, on_fatal_signal);
-    signal(SIGFPE, on_fatal_signal);
-    const auto t0 = std::chrono::steady_clock::now();
+    emu_start();
     emu::expect_block(mfb_forward, "mfb_forward", MFB_BLOCK);
     emu::expect_block(mfb_backward, "mfb_backward", MFB_BLOCK);
     emu::expect_block(lin_bias_grad, "lin_bias_grad", kBlock);
-    emu::after_launch() = [](const std::string& name) { check_guards(name); };
     printf("CPU emulation of cuda/Mfb.cu (%d threads per block, shared section %zu bytes), tolerance %.0e (relative L2; gradients: scaled_err)\n", kBlock,
            emu::shared_bytes(), kTol);
 
-    const std::vector<Norm> norms = {
+    const std::vector<EmuNorm> norms = {
         {"none", 0, 0.f, 0, 0.f},          {"pytorch", 1, 0.f, 1, 1e-12f},      {"caffe", 1, 0.03f, 2, 1e-7f},
         {"l2max", 0, 0.f, 1, 1e-12f},      {"l2max-clamp", 0, 0.f, 1, 1e3f},    {"ssqrt-only", 1, 0.03f, 0, 0.f},
     };
@@ -358,42 +268,35 @@ int main() {
     int idx = 0;
     for (const Size& s : sizes) {
         for (size_t ni = 0; ni < norms.size(); ++ni) {
-            const Norm& n = norms[ni];
+            const EmuNorm& n = norms[ni];
             const int act = (int)((idx + ni) % 3);
             ++seed;
             const Op op = make_op(s, act, n, seed);
             std::mt19937_64 rng(seed * 7919);
-            const std::vector<float> x = gaussian((size_t)s.B * s.dx, rng), y = gaussian((size_t)s.B * s.dy, rng),
-                                     g = gaussian((size_t)s.B * s.n * s.o, rng);
+            const std::vector<float> x = emu_gaussian((size_t)s.B * s.dx, rng), y = emu_gaussian((size_t)s.B * s.dy, rng),
+                                     g = emu_gaussian((size_t)s.B * s.n * s.o, rng);
             const Ref ref = reference(op, x, y, g);
             const Ref scale = n.identity() ? ref : reference(op, x, y, g, nullptr, true);
             // Conditioning: the exact gradients' change when z moves by 3e-7·rms(z) per entry (about the float32
             // error of the projections summed k at a time); end-to-end errors are held to max(1e-5, 10× that).
             double sens = 0;
             if (n.signed_sqrt) {
-                std::mt19937_64 prng(seed ^ 0x5eed);
-                std::vector<double> zp = ref.z;
-                for (int row = 0; row < s.B * s.n; ++row) {
-                    double ms = 0;
-                    for (int j = 0; j < s.o; ++j) ms += ref.z[(size_t)row * s.o + j] * ref.z[(size_t)row * s.o + j];
-                    const double amp = 3e-7 * std::sqrt(ms / s.o);
-                    for (int j = 0; j < s.o; ++j) zp[(size_t)row * s.o + j] += (prng() & 1) ? amp : -amp;
-                }
+                const std::vector<double> zp = emu_perturb_rows(ref.z, s.o, 3e-7, seed ^ 0x5eed);
                 sens = grad_err_ref(reference(op, x, y, g, &zp), ref, scale);
             }
             const double tol_e2e = std::max(kTol, 10 * sens);
             std::ostringstream base;
-            base << "B=" << s.B << " Dx=" << s.dx << " Dy=" << s.dy << " o=" << s.o << " k=" << s.k << " n=" << s.n << " act=" << kActs[act]
+            base << "B=" << s.B << " Dx=" << s.dx << " Dy=" << s.dy << " o=" << s.o << " k=" << s.k << " n=" << s.n << " act=" << emu_act_name(act)
                  << " norm=" << n.name;
             Run java_grid;
             for (GridPolicy policy : {GridPolicy::JAVA, GridPolicy::SMALL}) {
                 const std::string name = base.str() + (policy == GridPolicy::JAVA ? " grid=java" : " grid=2");
                 g_current = name;
                 const Run r = run_once(op, 0, policy, x, y, g);
-                const double ef = rel_l2(r.out, ref.out);
+                const double ef = emu_rel_l2(r.out, ref.out);
                 // the kernels' own z (the backward's pooled workspace) against the definition
                 double ez = 0;
-                if (!n.identity()) ez = rel_l2(r.pooled, ref.z);
+                if (!n.identity()) ez = emu_rel_l2(r.pooled, ref.z);
                 // gradients against the exact chain rule at the kernels' own z (isolates the kernels from the
                 // conditioning of z), and end to end
                 std::vector<double> zk(r.pooled.begin(), r.pooled.end());
@@ -404,13 +307,13 @@ int main() {
                 std::ostringstream msg;
                 msg << std::scientific << std::setprecision(2) << "  fwd " << ef << "  z " << ez << "  grads@own-z " << ek << "  end-to-end " << ee
                     << " (tol " << tol_e2e << ")" << (r.errors ? "  RUNTIME ERRORS" : "");
-                record(ok, name + msg.str());
+                emu_record(ok, name + msg.str());
                 if (policy == GridPolicy::JAVA) {
                     java_grid = r;
                     const Run again = run_once(op, 0, policy, x, y, g);
-                    record(same_run(r, again), base.str() + ": two runs bit-identical");
+                    emu_record(same_run(r, again), base.str() + ": two runs bit-identical");
                 } else {
-                    record(same_run(java_grid, r), base.str() + ": java grid vs grid=2 bit-identical");
+                    emu_record(same_run(java_grid, r), base.str() + ": java grid vs grid=2 bit-identical");
                 }
             }
         }
@@ -420,28 +323,21 @@ int main() {
     // Reduced-precision GEMMs (operands rounded as TF32 / BF16): the forward stays within Precision.bound().
     {
         const Size s{4, 64, 48, 20, 5, 2};
-        const double bounds[] = {0, 4 * 0x1p-11, 4 * 0x1p-8};
         for (int p = 1; p <= 2; ++p) {
             const Op op = make_op(s, 1, norms[1], 777 + p);
             std::mt19937_64 rng(99 + p);
-            const std::vector<float> x = gaussian((size_t)s.B * s.dx, rng), y = gaussian((size_t)s.B * s.dy, rng),
-                                     g = gaussian((size_t)s.B * s.n * s.o, rng);
+            const std::vector<float> x = emu_gaussian((size_t)s.B * s.dx, rng), y = emu_gaussian((size_t)s.B * s.dy, rng),
+                                     g = emu_gaussian((size_t)s.B * s.n * s.o, rng);
             const Ref ref = reference(op, x, y, g);
             g_current = "reduced precision";
             const Run r = run_once(op, p, GridPolicy::JAVA, x, y, g);
-            const double ef = rel_l2(r.out, ref.out);
+            const double ef = emu_rel_l2(r.out, ref.out);
             std::ostringstream msg;
             msg << (p == 1 ? "TF32" : "BF16") << " GEMMs, MFH n=2 relu pytorch-norm B=4: fwd " << std::scientific << std::setprecision(2) << ef
-                << " (bound " << bounds[p] << ")";
-            record(ef <= bounds[p] && r.errors == 0, msg.str());
+                << " (bound " << emu_precision_bound(p) << ")";
+            emu_record(ef <= emu_precision_bound(p) && r.errors == 0, msg.str());
         }
     }
 
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const long stray = emu::runtime_errors() - g_attributed;
-    if (stray) record(false, "runtime errors outside the cases: " + std::to_string(stray));
-    printf("time %.1f s\n", secs);
-    emu::pool().shutdown();
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return emu_finish();
 }

@@ -29,37 +29,27 @@
 #endif
 
 #include "emu_harness.h"
+#include "emu_reference.h"
 
-#include <chrono>
-#include <cmath>
 #include <iomanip>
 #include <memory>
-#include <random>
 #include <sstream>
 
 namespace {
 constexpr int kBlock = 256;     // MlbAttentionCuda.BLOCK and LinearCuda.BLOCK
 constexpr int kCells = 8;       // MlbAttentionCuda.CELLS_PER_BLOCK
 constexpr int kBwdBlock = 128;  // MlbAttentionCuda.BWD_BLOCK
-constexpr int kSmCount = 132;   // multiprocessorCount() of an H100/H200, for the Java grid() / units() formulas
 
 enum class GridPolicy { FULL, SMALL };  // FULL: the Java formulas; SMALL: at most 3 blocks (loops over units iterate)
-
-struct Layer {  // a Linear: weight out x in, bias out
-    int out, in;
-    bool has_bias;
-    std::vector<float> w, b;
-    std::vector<float> bias_or_zeros() const { return has_bias ? b : std::vector<float>((size_t)out, 0.f); }  // Linear.biasArray
-};
 
 struct Size { int B, L, dq, dv, j, G, out; };
 
 struct Op {
     Size s;
     int act;  // 0 none, 1 relu, 2 tanh (Activation.code())
-    Layer question, cells, logits;
-    std::vector<Layer> glimpses;
-    Layer fusion, answer;
+    EmuLayer question, cells, logits;
+    std::vector<EmuLayer> glimpses;
+    EmuLayer fusion, answer;
 };
 
 std::string describe(const Size& s) {
@@ -67,9 +57,6 @@ std::string describe(const Size& s) {
     snprintf(buf, sizeof buf, "B=%d L=%d Dq=%d Dv=%d J=%d G=%d Out=%d", s.B, s.L, s.dq, s.dv, s.j, s.G, s.out);
     return buf;
 }
-
-const char* act_name(int a) { return a == 0 ? "none" : a == 1 ? "relu" : "tanh"; }
-const char* prec_name(int p) { return p == 0 ? "fp32" : p == 1 ? "tf32" : "bf16"; }
 
 std::vector<float> concat(const std::vector<std::vector<float>>& parts) {
     std::vector<float> r;
@@ -82,17 +69,14 @@ struct Uploaded {  // a weight on the device, with the host copy it must still e
     std::vector<float> host;
     Uploaded(const std::string& name, std::vector<float> v) : d(name, v.size()), host(std::move(v)) { d.put(host); }
     float* f() { return d.f(); }
-    bool intact() const { return same_bits_(d.get(d.words), host); }
-    static bool same_bits_(const std::vector<float>& a, const std::vector<float>& b) {
-        return a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * 4) == 0;
-    }
+    bool intact() const { return d.holds(host); }
 };
 
 // MlbAttentionCuda.GradientBuffers (bias buffers of 0 words, passed as null, where the layer has none)
 struct LayerGrad {
     DevBuf w, b;
     bool has_bias;
-    LayerGrad(const std::string& name, const Layer& l)
+    LayerGrad(const std::string& name, const EmuLayer& l)
         : w(name + ".weight", (size_t)l.out * l.in), b(name + ".bias", l.has_bias ? l.out : 0), has_bias(l.has_bias) {}
     float* bias() { return has_bias ? b.f() : nullptr; }
 };
@@ -148,7 +132,7 @@ struct CudaOp {  // MlbAttentionCuda with one workspace (one stream, one (B, L))
 
     static std::vector<float> concat_glimpses(const Op& o, bool weights) {
         std::vector<std::vector<float>> parts;
-        for (const Layer& l : o.glimpses) parts.push_back(weights ? l.w : l.bias_or_zeros());
+        for (const EmuLayer& l : o.glimpses) parts.push_back(weights ? l.w : l.bias_or_zeros());
         return concat(parts);
     }
 
@@ -159,20 +143,14 @@ struct CudaOp {  // MlbAttentionCuda with one workspace (one stream, one (B, L))
         return true;
     }
 
-    unsigned grid(long threads) const {  // MlbAttentionCuda.grid and LinearCuda.grid
-        long blocks = (threads + kBlock - 1) / kBlock;
-        long cap = policy == GridPolicy::FULL ? 32L * kSmCount * (2048 / kBlock) : 3;
-        return (unsigned)std::max(1L, std::min(blocks, cap));
-    }
+    // MlbAttentionCuda.grid and LinearCuda.grid
+    unsigned grid(long threads) const { return emu_grid(threads, kBlock, policy == GridPolicy::FULL); }
     unsigned units(long n) const {  // MlbAttentionCuda.units
-        long cap = policy == GridPolicy::FULL ? 64L * kSmCount : 2;
+        long cap = policy == GridPolicy::FULL ? 64L * kEmuSmCount : 2;
         return (unsigned)std::max(1L, std::min(n, cap));
     }
-    unsigned bias_grad_grid(int cols) const {  // LinearCuda.biasGradient
-        return policy == GridPolicy::FULL ? (unsigned)std::max(1, (cols + kBlock - 1) / kBlock) : 1u;
-    }
     void bias_gradient(const float* g, int ldg, int rows, int cols, float* gb) {  // LinearCuda.biasGradient
-        emu::launch(lin_bias_grad, bias_grad_grid(cols), kBlock, g, gb, rows, cols, ldg);
+        emu::launch(lin_bias_grad, emu_bias_grad_grid(cols, kBlock, policy == GridPolicy::FULL), kBlock, g, gb, rows, cols, ldg);
     }
 
     // Everything up to the glimpse projections (MlbAttentionCuda.attend).
@@ -235,12 +213,9 @@ struct CudaOp {  // MlbAttentionCuda with one workspace (one stream, one (B, L))
 };
 
 // ---- reference: the definition and its chain rule, in double, one sample at a time ----------------------
-double act_d(int a, double p) { return a == 2 ? std::tanh(p) : a == 1 ? (p > 0 ? p : 0) : p; }
-double act_grad_d(int a, double p) { return a == 2 ? 1 - std::tanh(p) * std::tanh(p) : a == 1 ? (p > 0 ? 1 : 0) : 1; }
-
 struct RefLayer {  // a layer's gradient
     std::vector<double> w, b;
-    explicit RefLayer(const Layer& l) : w((size_t)l.out * l.in, 0.0), b(l.has_bias ? l.out : 0, 0.0) {}
+    explicit RefLayer(const EmuLayer& l) : w((size_t)l.out * l.in, 0.0), b(l.has_bias ? l.out : 0, 0.0) {}
 };
 
 struct Ref {
@@ -259,17 +234,9 @@ struct Ref {
     }
 };
 
-// y = W x + b for a layer (x of length in)
-std::vector<double> affine(const Layer& l, const float* x) {
-    std::vector<double> y(l.out);
-    for (int o = 0; o < l.out; ++o) {
-        double a = l.has_bias ? l.b[o] : 0.0;
-        for (int i = 0; i < l.in; ++i) a += (double)l.w[(size_t)o * l.in + i] * x[i];
-        y[o] = a;
-    }
-    return y;
-}
-std::vector<double> affine(const Layer& l, const double* x) {
+// y = W x + b for a layer (x of length in: the float inputs, or double activations)
+template <class X>
+std::vector<double> affine(const EmuLayer& l, const X* x) {
     std::vector<double> y(l.out);
     for (int o = 0; o < l.out; ++o) {
         double a = l.has_bias ? l.b[o] : 0.0;
@@ -280,7 +247,7 @@ std::vector<double> affine(const Layer& l, const double* x) {
 }
 // Backward of y = W x + b: gW += dy x^T, gb += dy, dx += W^T dy.
 template <class X>
-void affine_backward(const Layer& l, const X* x, const std::vector<double>& dy, RefLayer& g, double* dx) {
+void affine_backward(const EmuLayer& l, const X* x, const std::vector<double>& dy, RefLayer& g, double* dx) {
     for (int o = 0; o < l.out; ++o) {
         const double d = dy[o];
         if (l.has_bias) g.b[o] += d;
@@ -302,7 +269,7 @@ Ref reference(const Op& op, const std::vector<float>& qv, const std::vector<floa
     r.layers.emplace_back(op.question);
     r.layers.emplace_back(op.cells);
     r.layers.emplace_back(op.logits);
-    for (const Layer& l : op.glimpses) r.layers.emplace_back(l);
+    for (const EmuLayer& l : op.glimpses) r.layers.emplace_back(l);
     r.layers.emplace_back(op.fusion);
     r.layers.emplace_back(op.answer);
     RefLayer &gQ = r.layers[0], &gV = r.layers[1], &gA = r.layers[2], &gF = r.layers[3 + G], &gO = r.layers[4 + G];
@@ -314,13 +281,13 @@ Ref reference(const Op& op, const std::vector<float>& qv, const std::vector<floa
         // forward
         const std::vector<double> pq = affine(op.question, q), pf = affine(op.fusion, q);
         std::vector<double> qa(J), f(G * J);
-        for (int k = 0; k < J; ++k) qa[k] = act_d(op.act, pq[k]);
-        for (int k = 0; k < G * J; ++k) f[k] = act_d(op.act, pf[k]);
+        for (int k = 0; k < J; ++k) qa[k] = emu_act(op.act, pq[k]);
+        for (int k = 0; k < G * J; ++k) f[k] = emu_act(op.act, pf[k]);
         std::vector<std::vector<double>> pvs(L), hs(L), logit(L);
         for (int c = 0; c < L; ++c) {
             pvs[c] = affine(op.cells, v + (size_t)c * Dv);
             hs[c].resize(J);
-            for (int k = 0; k < J; ++k) hs[c][k] = qa[k] * act_d(op.act, pvs[c][k]);
+            for (int k = 0; k < J; ++k) hs[c][k] = qa[k] * emu_act(op.act, pvs[c][k]);
             logit[c] = affine(op.logits, hs[c].data());
         }
         std::vector<double> alpha((size_t)G * L), vhat((size_t)G * Dv, 0.0);
@@ -340,7 +307,7 @@ Ref reference(const Op& op, const std::vector<float>& qv, const std::vector<floa
             const std::vector<double> p = affine(op.glimpses[g], &vhat[(size_t)g * Dv]);
             for (int k = 0; k < J; ++k) {
                 pu[(size_t)g * J + k] = p[k];
-                u[(size_t)g * J + k] = act_d(op.act, p[k]);
+                u[(size_t)g * J + k] = emu_act(op.act, p[k]);
                 zz[(size_t)g * J + k] = u[(size_t)g * J + k] * f[(size_t)g * J + k];
             }
         }
@@ -354,8 +321,8 @@ Ref reference(const Op& op, const std::vector<float>& qv, const std::vector<floa
             std::vector<double> dpu(J);
             for (int k = 0; k < J; ++k) {
                 const size_t at = (size_t)g * J + k;
-                dpu[k] = dz[at] * f[at] * act_grad_d(op.act, pu[at]);
-                dpf[at] = dz[at] * u[at] * act_grad_d(op.act, pf[at]);
+                dpu[k] = dz[at] * f[at] * emu_act_grad(op.act, pu[at]);
+                dpf[at] = dz[at] * u[at] * emu_act_grad(op.act, pf[at]);
             }
             affine_backward(op.glimpses[g], &vhat[(size_t)g * Dv], dpu, r.layers[3 + g], &dvhat[(size_t)g * Dv]);
         }
@@ -383,16 +350,16 @@ Ref reference(const Op& op, const std::vector<float>& qv, const std::vector<floa
                 dba_abs[g] += std::fabs(dal[c]);
                 std::vector<double> dpv(J);
                 for (int k = 0; k < J; ++k) {
-                    const double va = act_d(op.act, pvs[c][k]);
+                    const double va = emu_act(op.act, pvs[c][k]);
                     dqa[k] += dh[k] * va;
-                    dpv[k] = dh[k] * qa[k] * act_grad_d(op.act, pvs[c][k]);
+                    dpv[k] = dh[k] * qa[k] * emu_act_grad(op.act, pvs[c][k]);
                     dbv_abs[k] += std::fabs(dpv[k]);
                 }
                 affine_backward(op.cells, v + (size_t)c * Dv, dpv, gV, dvb + (size_t)c * Dv);
             }
         }
         std::vector<double> dpq(J);
-        for (int k = 0; k < J; ++k) dpq[k] = dqa[k] * act_grad_d(op.act, pq[k]);
+        for (int k = 0; k < J; ++k) dpq[k] = dqa[k] * emu_act_grad(op.act, pq[k]);
         affine_backward(op.question, q, dpq, gQ, &r.dq[(size_t)b * s.dq]);
         affine_backward(op.fusion, q, dpf, gF, &r.dq[(size_t)b * s.dq]);
     }
@@ -403,42 +370,6 @@ Ref reference(const Op& op, const std::vector<float>& qv, const std::vector<floa
         std::fill(gV.b.begin(), gV.b.end(), 0.0);
     }
     return r;
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<double>& want) {
-    double num = 0, den = 0;
-    for (size_t k = 0; k < want.size(); ++k) {
-        const double e = (double)got[k] - want[k];
-        num += e * e;
-        den += want[k] * want[k];
-    }
-    if (den == 0) return std::sqrt(num);
-    return std::sqrt(num / den);
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * 4) == 0;
-}
-
-void record(bool ok, const std::string& line) {
-    (ok ? g_passed : g_failed)++;
-    printf("%-4s %s\n", ok ? "pass" : "FAIL", line.c_str());
-    fflush(stdout);
-}
-
-std::vector<float> gaussian(size_t n, std::mt19937_64& rng) {
-    std::normal_distribution<float> nd(0.f, 1.f);
-    std::vector<float> v(n);
-    for (float& f : v) f = nd(rng);
-    return v;
-}
-
-Layer make_layer(int out, int in, bool bias, std::mt19937_64& rng, float scale = 1.f) {  // as nn.Linear: U(+-1/sqrt(in))
-    std::uniform_real_distribution<float> ud(-1.f / std::sqrt((float)in), 1.f / std::sqrt((float)in));
-    Layer l{out, in, bias, std::vector<float>((size_t)out * in), {}};
-    for (float& w : l.w) w = scale * ud(rng);
-    if (bias) { l.b.resize(out); for (float& b : l.b) b = ud(rng); }
-    return l;
 }
 
 struct RunOut {
@@ -474,17 +405,15 @@ RunOut run_once(const Op& op, int precision, GridPolicy policy, const std::vecto
     r.att = att.get(att.words);
     r.out_no_att = without_attention ? out2.get(out2.words) : r.out;
     for (DevBuf* b : gr.tensors()) r.grads.push_back(b->get(b->words));
-    if (!same_bits(dq.get(dq.words), q) || !same_bits(dv.get(dv.words), v) || !same_bits(dg.get(dg.words), g))
-        emu::report_error("an input buffer was modified");
+    if (!dq.holds(q) || !dv.holds(v) || !dg.holds(g)) emu::report_error("an input buffer was modified");
     if (!cop.weights_intact()) emu::report_error("an uploaded weight was modified");
-    r.errors = emu::runtime_errors() - e0;
-    g_attributed += r.errors;
+    r.errors = emu_case_errors(e0);
     return r;
 }
 
 std::vector<std::string> gradient_names(const Op& op) {  // MlbAttention.gradientNames()
     std::vector<std::string> n = {"dq", "dv"};
-    auto add = [&](const std::string& name, const Layer& l) {
+    auto add = [&](const std::string& name, const EmuLayer& l) {
         n.push_back(name + ".weight");
         if (l.has_bias) n.push_back(name + ".bias");
     };
@@ -500,10 +429,7 @@ std::vector<std::string> gradient_names(const Op& op) {  // MlbAttention.gradien
 }  // namespace
 
 int main() {
-    signal(SIGSEGV, on_fatal_signal);
-    signal(SIGBUS, on_fatal_signal);
-    signal(SIGFPE, on_fatal_signal);
-    const auto t0 = std::chrono::steady_clock::now();
+    emu_start();
     emu::expect_block(mlb_att_question, "mlb_att_question", kBlock);
     emu::expect_block(mlb_att_logits, "mlb_att_logits", kBlock);
     emu::expect_block(mlb_att_pool, "mlb_att_pool", kBlock);
@@ -512,9 +438,8 @@ int main() {
     emu::expect_block(mlb_att_cells_backward, "mlb_att_cells_backward", kBwdBlock);
     emu::expect_block(lin_bias_rows, "lin_bias_rows", kBlock);
     emu::expect_block(lin_bias_grad, "lin_bias_grad", kBlock);
-    emu::after_launch() = [](const std::string& name) { check_guards(name); };
     printf("CPU emulation of cuda/MlbAttention.cu + cuda/Linear.cu; tolerance rel L2 1e-5 (fp32), Precision.bound() "
-           "(tf32 %.2e, bf16 %.2e)\n", 4 * std::ldexp(1.0, -11), 4 * std::ldexp(1.0, -8));
+           "(tf32 %.2e, bf16 %.2e)\n", emu_precision_bound(1), emu_precision_bound(2));
 
     // sharp: the logits layer's weights scaled by 8, so that the softmax is far from uniform (the attention
     // then depends strongly on which cell is which, and exp overflows without the max subtraction).
@@ -544,25 +469,25 @@ int main() {
         ++seed;
         const Size& s = c.s;
         std::mt19937_64 rng(seed);
-        Op op{s, c.act, make_layer(s.j, s.dq, c.biases, rng), make_layer(s.j, s.dv, c.biases, rng), make_layer(s.G, s.j, c.biases, rng, c.sharp),
+        Op op{s, c.act, emu_make_layer(s.j, s.dq, c.biases, rng), emu_make_layer(s.j, s.dv, c.biases, rng), emu_make_layer(s.G, s.j, c.biases, rng, c.sharp),
               {}, {}, {}};
-        for (int i = 0; i < s.G; ++i) op.glimpses.push_back(make_layer(s.j, s.dv, c.biases, rng));
-        op.fusion = make_layer(s.G * s.j, s.dq, c.biases, rng);
-        op.answer = make_layer(s.out, s.G * s.j, c.biases, rng);
-        const std::vector<float> q = gaussian((size_t)s.B * s.dq, rng), v = gaussian((size_t)s.B * s.L * s.dv, rng),
-                                 g = gaussian((size_t)s.B * s.out, rng);
+        for (int i = 0; i < s.G; ++i) op.glimpses.push_back(emu_make_layer(s.j, s.dv, c.biases, rng));
+        op.fusion = emu_make_layer(s.G * s.j, s.dq, c.biases, rng);
+        op.answer = emu_make_layer(s.out, s.G * s.j, c.biases, rng);
+        const std::vector<float> q = emu_gaussian((size_t)s.B * s.dq, rng), v = emu_gaussian((size_t)s.B * s.L * s.dv, rng),
+                                 g = emu_gaussian((size_t)s.B * s.out, rng);
         const Ref ref = reference(op, q, v, g);
         const auto want = ref.tensors();
         const std::vector<std::string> names = gradient_names(op);
         const bool big = s.dq >= 2400;
         for (int precision : c.precisions) {
-        const double tol = precision == 0 ? 1e-5 : precision == 1 ? 4 * std::ldexp(1.0, -11) : 4 * std::ldexp(1.0, -8);
+        const double tol = emu_precision_bound(precision);
         RunOut full;
         for (GridPolicy policy : {GridPolicy::FULL, GridPolicy::SMALL}) {
             if ((big || precision != 0) && policy == GridPolicy::SMALL) continue;  // the grid only changes loop trip counts: covered by fp32 at small sizes
             std::ostringstream name;
-            name << describe(s) << " " << act_name(c.act) << (c.biases ? "" : " no-bias") << (c.sharp != 1.f ? " sharp" : "") << " "
-                 << prec_name(precision) << " grid=" << (policy == GridPolicy::FULL ? "java" : "small");
+            name << describe(s) << " " << emu_act_name(c.act) << (c.biases ? "" : " no-bias") << (c.sharp != 1.f ? " sharp" : "") << " "
+                 << emu_precision_name(precision) << " grid=" << (policy == GridPolicy::FULL ? "java" : "small");
             g_current = name.str();
             const auto tc = std::chrono::steady_clock::now();
             RunOut r = run_once(op, precision, policy, q, v, g, policy == GridPolicy::FULL && precision == 0);
@@ -573,7 +498,7 @@ int main() {
             std::ostringstream msg;
             msg << std::scientific << std::setprecision(2);
             auto check = [&](const std::string& n, const std::vector<float>& got, const std::vector<double>& w, bool show) {
-                const double e = rel_l2(got, w);
+                const double e = emu_rel_l2(got, w);
                 ok = ok && e <= tol;  // NaN fails
                 if (std::isnan(e) || e > worst) { worst = e; worst_name = n; }
                 if (show) msg << " " << n << " " << e;
@@ -590,26 +515,20 @@ int main() {
                 }
                 check(names[t], r.grads[t], *want[t], names[t] == "dq" || names[t] == "dv" || names[t] == "cells.weight" || names[t] == "logits.weight");
             }
-            const bool same_out = same_bits(r.out, r.out_no_att);
+            const bool same_out = emu_same_bits(r.out, r.out_no_att);
             ok = ok && same_out;
             msg << "  worst " << worst << " (" << worst_name << ", tol " << tol << ")" << (same_out ? "" : "  forward without attention buffer DIFFERS");
-            record(ok, name.str() + msg.str() + (r.errors ? "  RUNTIME ERRORS" : ""));
+            emu_record(ok, name.str() + msg.str() + (r.errors ? "  RUNTIME ERRORS" : ""));
             if (policy == GridPolicy::FULL) {
                 full = std::move(r);
             } else {
-                bool same = same_bits(r.out, full.out) && same_bits(r.att, full.att);
-                for (size_t t = 0; t < r.grads.size(); ++t) same = same && same_bits(r.grads[t], full.grads[t]);
-                record(same, describe(s) + " " + act_name(c.act) + ": java grid vs small grid bit-identical: " + (same ? "yes" : "NO"));
+                bool same = emu_same_bits(r.out, full.out) && emu_same_bits(r.att, full.att);
+                for (size_t t = 0; t < r.grads.size(); ++t) same = same && emu_same_bits(r.grads[t], full.grads[t]);
+                emu_record(same, describe(s) + " " + emu_act_name(c.act) + ": java grid vs small grid bit-identical: " + (same ? "yes" : "NO"));
             }
         }
         }
     }
 
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const long stray = emu::runtime_errors() - g_attributed;
-    if (stray) record(false, "runtime errors outside the cases: " + std::to_string(stray));
-    printf("time %.1f s\n", secs);
-    emu::pool().shutdown();
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return emu_finish();
 }

@@ -23,28 +23,19 @@
 #endif
 
 #include "emu_harness.h"
+#include "emu_reference.h"
 
-#include <chrono>
-#include <cmath>
 #include <iomanip>
-#include <random>
 #include <sstream>
 
 namespace {
 constexpr int kBlock = 256;    // MlbCuda.BLOCK and LinearCuda.BLOCK
-constexpr int kSmCount = 132;  // multiprocessorCount() of an H100/H200, for the Java grid() formula
 
 enum class GridPolicy { FULL, SMALL };  // FULL: the Java grid() formula; SMALL: at most 3 blocks (grid-stride loops iterate)
 
-struct Layer {  // a Linear: weight out x in, bias out (zeros on the device when absent, as LinearCuda uploads)
-    int out, in;
-    bool has_bias;
-    std::vector<float> w, b;
-};
-
 struct Op {
     int dx, dy, j, out, act;  // act: 0 none, 1 relu, 2 tanh (Activation.code())
-    Layer u, v, p;
+    EmuLayer u, v, p;
 };
 
 struct Size { int B, dx, dy, j, out; };
@@ -55,16 +46,13 @@ std::string describe(const Size& s) {
     return buf;
 }
 
-const char* act_name(int a) { return a == 0 ? "none" : a == 1 ? "relu" : "tanh"; }
-const char* prec_name(int p) { return p == 0 ? "fp32" : p == 1 ? "tf32" : "bf16"; }
-
 struct LinearDev {  // LinearCuda: weight and bias uploaded once
-    const Layer& l;
+    const EmuLayer& l;
     DevBuf w, b;
-    explicit LinearDev(const Layer& layer, const std::string& name)
+    explicit LinearDev(const EmuLayer& layer, const std::string& name)
         : l(layer), w(name + ".weight", (size_t)layer.out * layer.in), b(name + ".bias", (size_t)layer.out) {
         w.put(layer.w);
-        b.put(layer.has_bias ? layer.b : std::vector<float>((size_t)layer.out, 0.f));
+        b.put(layer.bias_or_zeros());
     }
 };
 
@@ -87,14 +75,7 @@ struct CudaOp {  // MlbCuda
         : op(o), precision(prec), policy(pol), u(o.u, "U"), v(o.v, "V"), p(o.p, "P"), proj("proj", 2L * batch * o.j),
           h("h", (size_t)batch * o.j), gh("gh", (size_t)batch * o.j), B(batch) {}
 
-    unsigned grid(long threads) const {  // MlbCuda.grid and LinearCuda.grid
-        long blocks = (threads + kBlock - 1) / kBlock;
-        long cap = policy == GridPolicy::FULL ? 32L * kSmCount * (2048 / kBlock) : 3;
-        return (unsigned)std::max(1L, std::min(blocks, cap));
-    }
-    unsigned bias_grad_grid(int cols) const {  // LinearCuda.biasGradient
-        return policy == GridPolicy::FULL ? (unsigned)std::max(1, (cols + kBlock - 1) / kBlock) : 1u;
-    }
+    unsigned grid(long threads) const { return emu_grid(threads, kBlock, policy == GridPolicy::FULL); }  // MlbCuda.grid, LinearCuda.grid
     void garbage() { for (DevBuf* b : {&proj, &h, &gh}) b->fill_nan(); }
     float* projRight() { return proj.f() + op.j; }
 
@@ -111,7 +92,7 @@ struct CudaOp {  // MlbCuda
     }
     void lin_backward_parameters(LinearDev& l, const float* g, int ldg, const float* x, int ldx, float* gw, float* gb) {
         emu_gemm(precision, true, false, l.l.out, l.l.in, B, 1.f, g, ldg, x, ldx, 0.f, gw, l.l.in);
-        if (gb) emu::launch(lin_bias_grad, bias_grad_grid(l.l.out), kBlock, g, gb, B, l.l.out, ldg);
+        if (gb) emu::launch(lin_bias_grad, emu_bias_grad_grid(l.l.out, kBlock, policy == GridPolicy::FULL), kBlock, g, gb, B, l.l.out, ldg);
     }
 
     void project(const float* x, const float* y) {
@@ -139,9 +120,6 @@ struct CudaOp {  // MlbCuda
 };
 
 // ---- reference: the definition, in double ------------------------------------------------------------
-double act_d(int a, double p) { return a == 2 ? std::tanh(p) : a == 1 ? (p > 0 ? p : 0) : p; }
-double act_grad_d(int a, double p) { return a == 2 ? 1 - std::tanh(p) * std::tanh(p) : a == 1 ? (p > 0 ? 1 : 0) : 1; }
-
 struct Ref { std::vector<double> out, dx, dy, u, bu, v, bv, p, bp; };
 
 Ref reference(const Op& op, int B, const std::vector<float>& x, const std::vector<float>& y, const std::vector<float>& g) {
@@ -164,7 +142,7 @@ Ref reference(const Op& op, int B, const std::vector<float>& x, const std::vecto
             for (int i = 0; i < op.dy; ++i) c += (double)op.v.w[(size_t)k * op.dy + i] * y[(size_t)b * op.dy + i];
             pu[k] = a;
             pv[k] = c;
-            h[k] = act_d(op.act, a) * act_d(op.act, c);
+            h[k] = emu_act(op.act, a) * emu_act(op.act, c);
         }
         for (int o = 0; o < O; ++o) {
             double f = op.p.has_bias ? op.p.b[o] : 0;
@@ -181,8 +159,8 @@ Ref reference(const Op& op, int B, const std::vector<float>& x, const std::vecto
             }
         }
         for (int k = 0; k < J; ++k) {
-            const double dpu = gh[k] * act_d(op.act, pv[k]) * act_grad_d(op.act, pu[k]);
-            const double dpv = gh[k] * act_d(op.act, pu[k]) * act_grad_d(op.act, pv[k]);
+            const double dpu = gh[k] * emu_act(op.act, pv[k]) * emu_act_grad(op.act, pu[k]);
+            const double dpv = gh[k] * emu_act(op.act, pu[k]) * emu_act_grad(op.act, pv[k]);
             r.bu[k] += dpu;
             r.bv[k] += dpv;
             for (int i = 0; i < op.dx; ++i) {
@@ -196,42 +174,6 @@ Ref reference(const Op& op, int B, const std::vector<float>& x, const std::vecto
         }
     }
     return r;
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<double>& want) {
-    double num = 0, den = 0;
-    for (size_t k = 0; k < want.size(); ++k) {
-        const double e = (double)got[k] - want[k];
-        num += e * e;
-        den += want[k] * want[k];
-    }
-    if (den == 0) return std::sqrt(num);
-    return std::sqrt(num / den);
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * 4) == 0;
-}
-
-void record(bool ok, const std::string& line) {
-    (ok ? g_passed : g_failed)++;
-    printf("%-4s %s\n", ok ? "pass" : "FAIL", line.c_str());
-    fflush(stdout);
-}
-
-std::vector<float> gaussian(size_t n, std::mt19937_64& rng) {
-    std::normal_distribution<float> nd(0.f, 1.f);
-    std::vector<float> v(n);
-    for (float& f : v) f = nd(rng);
-    return v;
-}
-
-Layer make_layer(int out, int in, bool bias, std::mt19937_64& rng) {  // as nn.Linear initializes: U(+-1/sqrt(in))
-    std::uniform_real_distribution<float> ud(-1.f / std::sqrt((float)in), 1.f / std::sqrt((float)in));
-    Layer l{out, in, bias, std::vector<float>((size_t)out * in), {}};
-    for (float& w : l.w) w = ud(rng);
-    if (bias) { l.b.resize(out); for (float& b : l.b) b = ud(rng); }
-    return l;
 }
 
 struct RunOut {
@@ -255,25 +197,19 @@ RunOut run_once(const Op& op, int B, int precision, GridPolicy policy, const std
     check_guards("the host sequence");
     RunOut r;
     for (DevBuf* b : {&out, &gr.dx, &gr.dy, &gr.u, &gr.bu, &gr.v, &gr.bv, &gr.p, &gr.bp}) r.t.push_back(b->get(b->words));
-    if (!same_bits(dx.get(dx.words), x) || !same_bits(dy.get(dy.words), y) || !same_bits(dg.get(dg.words), g))
-        emu::report_error("an input buffer was modified");
-    r.errors = emu::runtime_errors() - e0;
-    g_attributed += r.errors;
+    if (!dx.holds(x) || !dy.holds(y) || !dg.holds(g)) emu::report_error("an input buffer was modified");
+    r.errors = emu_case_errors(e0);
     return r;
 }
 
 }  // namespace
 
 int main() {
-    signal(SIGSEGV, on_fatal_signal);
-    signal(SIGBUS, on_fatal_signal);
-    signal(SIGFPE, on_fatal_signal);
-    const auto t0 = std::chrono::steady_clock::now();
+    emu_start();
     emu::expect_block(mlb_forward, "mlb_forward", kBlock);
     emu::expect_block(mlb_backward, "mlb_backward", kBlock);
     emu::expect_block(lin_bias_rows, "lin_bias_rows", kBlock);
     emu::expect_block(lin_bias_grad, "lin_bias_grad", kBlock);
-    emu::after_launch() = [](const std::string& name) { check_guards(name); };
     printf("CPU emulation of cuda/Mlb.cu + cuda/Linear.cu (%d threads per block); tolerance rel L2 1e-5 (fp32), "
            "4u (tf32 1.95e-3, bf16 1.56e-2)\n", kBlock);
 
@@ -296,19 +232,19 @@ int main() {
         ++seed;
         const Size& s = c.s;
         std::mt19937_64 rng(seed);
-        Op op{s.dx, s.dy, s.j, s.out, c.act, make_layer(s.j, s.dx, c.biases, rng), make_layer(s.j, s.dy, c.biases, rng),
-              make_layer(s.out, s.j, c.biases, rng)};
-        const std::vector<float> x = gaussian((size_t)s.B * s.dx, rng), y = gaussian((size_t)s.B * s.dy, rng),
-                                 g = gaussian((size_t)s.B * s.out, rng);
+        Op op{s.dx, s.dy, s.j, s.out, c.act, emu_make_layer(s.j, s.dx, c.biases, rng), emu_make_layer(s.j, s.dy, c.biases, rng),
+              emu_make_layer(s.out, s.j, c.biases, rng)};
+        const std::vector<float> x = emu_gaussian((size_t)s.B * s.dx, rng), y = emu_gaussian((size_t)s.B * s.dy, rng),
+                                 g = emu_gaussian((size_t)s.B * s.out, rng);
         const Ref ref = reference(op, s.B, x, y, g);
         const std::vector<const std::vector<double>*> want = {&ref.out, &ref.dx, &ref.dy, &ref.u, &ref.bu, &ref.v, &ref.bv, &ref.p, &ref.bp};
-        const double tol = c.precision == 0 ? 1e-5 : c.precision == 1 ? 4 * std::ldexp(1.0, -11) : 4 * std::ldexp(1.0, -8);
+        const double tol = emu_precision_bound(c.precision);
         const bool big = s.dx >= 2400;
         RunOut full;
         for (GridPolicy policy : {GridPolicy::FULL, GridPolicy::SMALL}) {
             if (big && policy == GridPolicy::SMALL) continue;  // the grid only changes the elementwise loops, covered at small sizes
             std::ostringstream name;
-            name << describe(s) << " " << act_name(c.act) << (c.biases ? "" : " no-bias") << " " << prec_name(c.precision)
+            name << describe(s) << " " << emu_act_name(c.act) << (c.biases ? "" : " no-bias") << " " << emu_precision_name(c.precision)
                  << " grid=" << (policy == GridPolicy::FULL ? "java" : "small");
             g_current = name.str();
             RunOut r = run_once(op, s.B, c.precision, policy, x, y, g);
@@ -319,28 +255,22 @@ int main() {
             for (size_t t = 0; t < r.t.size(); ++t) {
                 const bool is_bias = t == 4 || t == 6 || t == 8;
                 if (is_bias && !c.biases) continue;  // no bias: no bias gradient buffer
-                const double e = rel_l2(r.t[t], *want[t]);
+                const double e = emu_rel_l2(r.t[t], *want[t]);
                 ok = ok && e <= tol;  // NaN fails
                 worst = std::isnan(e) || e > worst ? e : worst;
                 if (t == 0 || t == 1 || t == 3 || t == 7) msg << " " << names[t] << " " << e;
             }
             msg << "  worst " << worst << " (tol " << tol << ")";
-            record(ok, name.str() + msg.str() + (r.errors ? "  RUNTIME ERRORS" : ""));
+            emu_record(ok, name.str() + msg.str() + (r.errors ? "  RUNTIME ERRORS" : ""));
             if (policy == GridPolicy::FULL) {
                 full = r;
             } else {
                 bool same = true;
-                for (size_t t = 0; t < r.t.size(); ++t) same = same && same_bits(r.t[t], full.t[t]);
-                record(same, describe(s) + " " + act_name(c.act) + ": java grid vs small grid bit-identical: " + (same ? "yes" : "NO"));
+                for (size_t t = 0; t < r.t.size(); ++t) same = same && emu_same_bits(r.t[t], full.t[t]);
+                emu_record(same, describe(s) + " " + emu_act_name(c.act) + ": java grid vs small grid bit-identical: " + (same ? "yes" : "NO"));
             }
         }
     }
 
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const long stray = emu::runtime_errors() - g_attributed;
-    if (stray) record(false, "runtime errors outside the cases: " + std::to_string(stray));
-    printf("time %.1f s\n", secs);
-    emu::pool().shutdown();
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return emu_finish();
 }
