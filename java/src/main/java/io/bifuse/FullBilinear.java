@@ -108,6 +108,11 @@ public final class FullBilinear {
         return toFloat(backwardDouble(x, x, gradOut, batch, positions)[0]);
     }
 
+    /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only through {@link #onCuda(CudaContext, Precision)}). */
+    public FullBilinearCuda onCuda(CudaContext context) {
+        return onCuda(context, Precision.FP32);
+    }
+
     /** This op on a GPU with its GEMMs in {@code precision}; close it to free its workspaces. */
     public FullBilinearCuda onCuda(CudaContext context, Precision precision) {
         return new FullBilinearCuda(this, context, Precision.require("precision", precision));

@@ -142,6 +142,11 @@ public final class Mfb {
         return new Gradients(toFloat(g.dx()), toFloat(g.dy()), List.copyOf(gu), List.copyOf(gv));
     }
 
+    /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only through {@link #onCuda(CudaContext, Precision)}). */
+    public MfbCuda onCuda(CudaContext context) {
+        return onCuda(context, Precision.FP32);
+    }
+
     /** This op on a GPU with its GEMMs in {@code precision}: uploads the weights once; close it to free them and its workspaces. */
     public MfbCuda onCuda(CudaContext context, Precision precision) {
         return new MfbCuda(this, context, precision);

@@ -113,6 +113,11 @@ public final class Mlb {
                 new LinearGradients(toFloat(g.p()), p.hasBias() ? toFloat(g.bp()) : null));
     }
 
+    /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only through {@link #onCuda(CudaContext, Precision)}). */
+    public MlbCuda onCuda(CudaContext context) {
+        return onCuda(context, Precision.FP32);
+    }
+
     /**
      * This op on a GPU with the projections' GEMMs in {@code precision} ({@link Precision#FP32}
      * unless you accept the documented error of the reduced modes). Uploads the weights once; close

@@ -186,6 +186,11 @@ public final class MlbAttention {
         return new LinearGradients(w, b);
     }
 
+    /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only through {@link #onCuda(CudaContext, Precision)}). */
+    public MlbAttentionCuda onCuda(CudaContext context) {
+        return onCuda(context, Precision.FP32);
+    }
+
     /** This op on a GPU in the GEMM arithmetic {@code precision}: uploads the weights once; close it to free them. */
     public MlbAttentionCuda onCuda(CudaContext context, Precision precision) {
         return new MlbAttentionCuda(this, context, precision);

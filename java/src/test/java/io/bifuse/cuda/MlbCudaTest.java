@@ -53,6 +53,17 @@ class MlbCudaTest extends CublasOpTest {
         }
     }
 
+    /** TF32 and BF16 are never chosen silently: every low-rank op's one-argument onCuda is FP32. */
+    @Test void defaultPrecisionIsFp32() {
+        try (MlbCuda a = Mlb.random(5, 4, 3, 2, Activation.TANH, 1).onCuda(ctx);
+             MfbCuda b = io.bifuse.Mfb.random(5, 4, 3, 2, 2, Activation.NONE, io.bifuse.Normalization.pytorch(), 2).onCuda(ctx);
+             MlbAttentionCuda c = io.bifuse.MlbAttention.random(5, 4, 3, 2, 2, Activation.TANH, 3).onCuda(ctx);
+             FullBilinearCuda d = io.bifuse.FullBilinear.homologous(4, false, io.bifuse.Normalization.pytorch()).onCuda(ctx)) {
+            assertEquals(List.of(Precision.FP32, Precision.FP32, Precision.FP32, Precision.FP32),
+                    List.of(a.precision(), b.precision(), c.precision(), d.precision()));
+        }
+    }
+
     @Test void layersWithoutBias() {
         long seed = System.nanoTime();
         SplittableRandom r = new SplittableRandom(seed);
