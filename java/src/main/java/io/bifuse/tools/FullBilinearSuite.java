@@ -99,10 +99,10 @@ final class FullBilinearSuite implements Suite {
                     double baseline = FullBilinearReference.float32Baseline(op, x, y, g, b, l, p, gRef);
                     double bwdTol = Math.max(fwdTol, Check.BASELINE_FACTOR * baseline);
                     try (FullBilinearCuda cuda = op.onCuda(ctx, p)) {
-                        float[][] r = runCuda(ctx, cuda, x, y, g, b, l);
+                        DeviceRuns.FullBilinearRun r = DeviceRuns.fullBilinear(ctx, cuda, x, y, g, b, l);
                         String backend = "cuda-" + p.name().toLowerCase();
-                        report.add("FullBilinear.forward", backend, size, r[0], zRef, fwdTol);
-                        if (baseline <= NOT_COMPARABLE) addBackward(report, backend, size, op, new Gradients(r[1], r[2]), gRef, bwdTol);
+                        report.add("FullBilinear.forward", backend, size, r.out(), zRef, fwdTol);
+                        if (baseline <= NOT_COMPARABLE) addBackward(report, backend, size, op, new Gradients(r.gradX(), r.gradY()), gRef, bwdTol);
                         else report.skipped("FullBilinear.backward " + backend + " " + size, String.format(
                                 "the float32 baseline alone is %.1e: the exact ssqrt derivative at z ≈ 0 does not survive %s rounding", baseline, p));
                     }
@@ -116,34 +116,6 @@ final class FullBilinearSuite implements Suite {
         else report.add(Check.row("FullBilinear.backward", backend, size, got, ref, tol));
     }
 
-    /** Forward then backward on device buffers whose outputs were NaN-poisoned first: {out, gradX, gradY (null if homologous)}. */
-    static float[][] runCuda(CudaContext ctx, FullBilinearCuda cuda, float[] x, float[] y, float[] g, int batch, int positions) {
-        FullBilinear op = cuda.op();
-        boolean h = op.isHomologous();
-        try (CudaStream st = CudaStream.create(ctx);
-             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, h ? new float[1] : y);
-             DeviceBuffer dg = DeviceBuffer.of(ctx, g);
-             DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputSize());
-             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, x.length);
-             DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, h ? 1 : y.length)) {
-            z.fill(Float.NaN);
-            gx.fill(Float.NaN);
-            gy.fill(Float.NaN);
-            if (h) {
-                cuda.forward(dx, z, batch, positions, st);
-                cuda.backward(dx, dg, gx, batch, positions, st);
-            } else {
-                cuda.forward(dx, dy, z, batch, positions, st);
-                cuda.backward(dx, dy, dg, gx, gy, batch, positions, st);
-            }
-            float[] rz = new float[batch * op.outputSize()], rx = new float[x.length], ry = h ? null : new float[y.length];
-            z.read(rz, st);
-            gx.read(rx, st);
-            if (!h) gy.read(ry, st);
-            cuda.release(st);
-            return new float[][] {rz, rx, ry};
-        }
-    }
 
     @Override public void bench(boolean quick, Bench.Session session) {
         SplittableRandom rnd = session.random();

@@ -102,9 +102,9 @@ final class MfbSuite implements Suite {
                 double fwdTol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
                 double bwdTol = backwardTolerance(op, p, x, y, g, b, gRef, gScale, baselineSeed);
                 try (MfbCuda cuda = op.onCuda(ctx, p)) {
-                    Object[] r = runCuda(ctx, cuda, x, y, g, b);
-                    report.add("Mfb.forward", backend, c.label(), (float[]) r[0], zRef, fwdTol);
-                    report.add(gradRow(backend, c, op, (Mfb.Gradients) r[1], gRef, gScale, bwdTol));
+                    DeviceRuns.MfbRun r = DeviceRuns.mfb(ctx, cuda, x, y, g, b);
+                    report.add("Mfb.forward", backend, c.label(), r.out(), zRef, fwdTol);
+                    report.add(gradRow(backend, c, op, r.grads(), gRef, gScale, bwdTol));
                 }
             }
         }
@@ -115,34 +115,6 @@ final class MfbSuite implements Suite {
         return new Check.Row("Mfb.backward", backend, c.label(), e, tol, e <= tol);
     }
 
-    /** Forward then backward on device buffers whose outputs were NaN-poisoned first: {@code {out, Mfb.Gradients}}. */
-    static Object[] runCuda(CudaContext ctx, MfbCuda cuda, float[] x, float[] y, float[] g, int batch) {
-        Mfb op = cuda.op();
-        int nw = op.blocks() * op.width();
-        try (CudaStream st = CudaStream.create(ctx);
-             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
-             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputWidth());
-             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dx());
-             DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dy());
-             DeviceBuffer gu = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dx());
-             DeviceBuffer gv = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dy());
-             DeviceBuffer gbu = DeviceBuffer.allocateFloats(ctx, nw); DeviceBuffer gbv = DeviceBuffer.allocateFloats(ctx, nw)) {
-            for (DeviceBuffer d : new DeviceBuffer[] {out, gx, gy, gu, gv, gbu, gbv}) d.fill(Float.NaN);
-            cuda.forward(dx, dy, out, batch, st);
-            cuda.backward(dx, dy, dg, gx, gy, gu, gbu, gv, gbv, batch, st);
-            float[] ro = new float[batch * op.outputWidth()], rx = new float[batch * op.dx()], ry = new float[batch * op.dy()];
-            float[] ru = new float[nw * op.dx()], rv = new float[nw * op.dy()], rbu = new float[nw], rbv = new float[nw];
-            out.read(ro, st);
-            gx.read(rx, st);
-            gy.read(ry, st);
-            gu.read(ru, st);
-            gv.read(rv, st);
-            gbu.read(rbu, st);
-            gbv.read(rbv, st);
-            cuda.release(st);
-            return new Object[] {ro, cuda.split(rx, ry, ru, rbu, rv, rbv)};
-        }
-    }
 
     /** Cost model per call (see the brief's conventions): {bytes, flops}. */
     static double[] cost(String op, Case c) {

@@ -89,8 +89,8 @@ final class MlbAttentionSuite implements Suite {
                 String backend = "cuda-" + p.name().toLowerCase();
                 double tol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
                 try (MlbAttentionCuda cuda = op.onCuda(ctx, p)) {
-                    Run r = runCuda(ctx, cuda, q, v, g, b, l);
-                    report.add(forwardRow(backend, s, r.result(), fRef, tol));
+                    DeviceRuns.MlbAttentionRun r = DeviceRuns.mlbAttention(ctx, cuda, q, v, g, b, l);
+                    report.add(forwardRow(backend, s, new MlbAttention.Result(r.out(), r.attention()), fRef, tol));
                     report.add(backwardRow(backend, s, r.grads(), gRef, tol));
                 }
             }
@@ -119,32 +119,6 @@ final class MlbAttentionSuite implements Suite {
         return worst;
     }
 
-    /** Forward output with attention maps, and every gradient. */
-    record Run(MlbAttention.Result result, MlbAttention.Gradients grads) {}
-
-    /** Forward and backward on device buffers whose outputs and gradients were NaN-poisoned first. */
-    static Run runCuda(CudaContext ctx, MlbAttentionCuda cuda, float[] q, float[] v, float[] g, int batch, int cells) {
-        MlbAttention op = cuda.op();
-        try (CudaStream st = CudaStream.create(ctx);
-             DeviceBuffer dq = DeviceBuffer.of(ctx, q); DeviceBuffer dv = DeviceBuffer.of(ctx, v); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
-             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.out());
-             DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) batch * op.glimpses() * cells);
-             MlbAttentionCuda.OwnedGradients gr = cuda.allocateGradients(batch, cells)) {
-            try {
-                out.fill(Float.NaN);
-                att.fill(Float.NaN);
-                gr.fill(Float.NaN);
-                cuda.forward(dq, dv, out, att, batch, cells, st);
-                cuda.backward(dq, dv, dg, gr.buffers(), batch, cells, st);
-                float[] o = new float[batch * op.out()], a = new float[batch * op.glimpses() * cells];
-                out.read(o, st);
-                att.read(a, st);
-                return new Run(new MlbAttention.Result(o, a), gr.read(st));
-            } finally {
-                cuda.release(st);
-            }
-        }
-    }
 
     @Override public void bench(boolean quick, Bench.Session session) {
         SplittableRandom rnd = session.random();

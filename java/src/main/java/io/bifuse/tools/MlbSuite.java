@@ -8,7 +8,6 @@ import io.bifuse.cuda.CublasHandle;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
-import io.bifuse.cuda.DeviceMemory;
 import io.bifuse.cuda.Kernels;
 import io.bifuse.cuda.MlbCuda;
 import io.bifuse.reference.MlbReference;
@@ -80,7 +79,7 @@ final class MlbSuite implements Suite {
                 String backend = "cuda-" + p.name().toLowerCase();
                 double tol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
                 try (MlbCuda cuda = op.onCuda(ctx, p)) {
-                    Result r = runCuda(ctx, cuda, x, y, g, s.batch());
+                    DeviceRuns.MlbRun r = DeviceRuns.mlb(ctx, cuda, x, y, g, s.batch());
                     report.add("Mlb.forward", backend, s.label(), r.out(), fRef, tol);
                     report.add(backwardRow(backend, s, r.grads(), gRef, tol));
                 }
@@ -105,43 +104,9 @@ final class MlbSuite implements Suite {
         return worst;
     }
 
-    /** Forward output and every gradient. */
-    record Result(float[] out, Mlb.Gradients grads) {}
-
-    /** Forward and backward on device buffers whose outputs were NaN-poisoned first. */
-    static Result runCuda(CudaContext ctx, MlbCuda cuda, float[] x, float[] y, float[] g, int batch) {
-        Mlb op = cuda.op();
-        List<DeviceBuffer> bufs = new ArrayList<>();
-        try (CudaStream st = CudaStream.create(ctx)) {
-            try {
-                DeviceBuffer dx = add(bufs, DeviceBuffer.of(ctx, x)), dy = add(bufs, DeviceBuffer.of(ctx, y));
-                DeviceBuffer dg = add(bufs, DeviceBuffer.of(ctx, g));
-                DeviceBuffer out = add(bufs, DeviceBuffer.allocateFloats(ctx, (long) batch * op.out()));
-                MlbCuda.DeviceGradients gr = cuda.allocateGradients(batch, bufs);
-                for (DeviceBuffer b : bufs.subList(3, bufs.size())) b.fill(Float.NaN);
-                cuda.forward(dx, dy, out, batch, st);
-                cuda.backward(dx, dy, dg, gr, batch, st);
-                return new Result(read(out, st), new Mlb.Gradients(read(gr.dx(), st), read(gr.dy(), st),
-                        new io.bifuse.LinearGradients(read(gr.u(), st), read(gr.bu(), st)),
-                        new io.bifuse.LinearGradients(read(gr.v(), st), read(gr.bv(), st)),
-                        new io.bifuse.LinearGradients(read(gr.p(), st), read(gr.bp(), st))));
-            } finally {
-                cuda.release(st);
-                for (int i = bufs.size() - 1; i >= 0; i--) bufs.get(i).close();
-            }
-        }
-    }
-
     private static DeviceBuffer add(List<DeviceBuffer> l, DeviceBuffer b) {
         l.add(b);
         return b;
-    }
-
-    private static float[] read(DeviceMemory m, CudaStream s) {
-        if (m == null) return null;
-        float[] r = new float[(int) (m.byteSize() / 4)];
-        ((DeviceBuffer) m).read(r, s);
-        return r;
     }
 
     @Override public void bench(boolean quick, Bench.Session session) {

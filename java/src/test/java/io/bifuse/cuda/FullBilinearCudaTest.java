@@ -8,6 +8,7 @@ import io.bifuse.Gradients;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
 import io.bifuse.reference.FullBilinearReference;
+import io.bifuse.tools.DeviceRuns;
 import io.bifuse.tools.Stats;
 import java.util.ArrayList;
 import java.util.List;
@@ -213,30 +214,8 @@ class FullBilinearCudaTest extends CublasOpTest {
 
     /** Forward then backward on fresh device buffers, outputs NaN-poisoned first: {out, gradX, gradY (null if homologous)}. */
     static float[][] run(FullBilinearCuda cuda, float[] x, float[] y, float[] g, int batch, int positions) {
-        FullBilinear op = cuda.op();
-        boolean h = op.isHomologous();
-        try (CudaStream st = CudaStream.create(ctx);
-             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, h ? new float[1] : y);
-             DeviceBuffer dg = DeviceBuffer.of(ctx, g);
-             DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputSize());
-             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, x.length); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, h ? 1 : y.length)) {
-            z.fill(Float.NaN);
-            gx.fill(Float.NaN);
-            gy.fill(Float.NaN);
-            if (h) {
-                cuda.forward(dx, z, batch, positions, st);
-                cuda.backward(dx, dg, gx, batch, positions, st);
-            } else {
-                cuda.forward(dx, dy, z, batch, positions, st);
-                cuda.backward(dx, dy, dg, gx, gy, batch, positions, st);
-            }
-            float[] rz = new float[batch * op.outputSize()], rx = new float[x.length], ry = h ? null : new float[y.length];
-            z.read(rz, st);
-            gx.read(rx, st);
-            if (!h) gy.read(ry, st);
-            cuda.release(st);
-            return new float[][] {rz, rx, ry};
-        }
+        DeviceRuns.FullBilinearRun r = DeviceRuns.fullBilinear(ctx, cuda, x, y, g, batch, positions);
+        return new float[][] {r.out(), r.gradX(), r.gradY()};
     }
 
     private static void upload(DeviceMemory m, float[] data) {

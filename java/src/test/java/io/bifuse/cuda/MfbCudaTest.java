@@ -9,6 +9,7 @@ import io.bifuse.Mfb;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
 import io.bifuse.reference.MfbReference;
+import io.bifuse.tools.DeviceRuns;
 import io.bifuse.tools.Stats;
 import java.util.List;
 import java.util.SplittableRandom;
@@ -195,30 +196,7 @@ class MfbCudaTest extends CublasOpTest {
 
     /** Forward then backward on NaN-poisoned device outputs: {@code {out, Mfb.Gradients}}. */
     static Object[] run(MfbCuda cuda, float[] x, float[] y, float[] g, int batch) {
-        Mfb op = cuda.op();
-        int nw = op.blocks() * op.width();
-        try (CudaStream st = CudaStream.create(ctx);
-             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
-             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputWidth());
-             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dx());
-             DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dy());
-             DeviceBuffer gu = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dx());
-             DeviceBuffer gv = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dy());
-             DeviceBuffer gbu = DeviceBuffer.allocateFloats(ctx, nw); DeviceBuffer gbv = DeviceBuffer.allocateFloats(ctx, nw)) {
-            for (DeviceBuffer d : new DeviceBuffer[] {out, gx, gy, gu, gv, gbu, gbv}) d.fill(Float.NaN);
-            cuda.forward(dx, dy, out, batch, st);
-            cuda.backward(dx, dy, dg, gx, gy, gu, gbu, gv, gbv, batch, st);
-            float[] ro = new float[batch * op.outputWidth()], rx = new float[batch * op.dx()], ry = new float[batch * op.dy()];
-            float[] ru = new float[nw * op.dx()], rv = new float[nw * op.dy()], rbu = new float[nw], rbv = new float[nw];
-            out.read(ro, st);
-            gx.read(rx, st);
-            gy.read(ry, st);
-            gu.read(ru, st);
-            gv.read(rv, st);
-            gbu.read(rbu, st);
-            gbv.read(rbv, st);
-            cuda.release(st);
-            return new Object[] {ro, cuda.split(rx, ry, ru, rbu, rv, rbv)};
-        }
+        DeviceRuns.MfbRun r = DeviceRuns.mfb(ctx, cuda, x, y, g, batch);
+        return new Object[] {r.out(), r.grads()};
     }
 }

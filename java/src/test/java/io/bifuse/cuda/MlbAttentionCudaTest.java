@@ -8,6 +8,7 @@ import io.bifuse.Linear;
 import io.bifuse.MlbAttention;
 import io.bifuse.Precision;
 import io.bifuse.reference.MlbAttentionReference;
+import io.bifuse.tools.DeviceRuns;
 import io.bifuse.tools.Stats;
 import java.util.ArrayList;
 import java.util.List;
@@ -331,26 +332,8 @@ class MlbAttentionCudaTest extends CublasOpTest {
 
     /** Forward (with the attention maps) and backward on device buffers, every output NaN-poisoned first. */
     static Run run(MlbAttentionCuda cuda, float[] q, float[] v, float[] go, int batch, int cells) {
-        MlbAttention op = cuda.op();
-        try (CudaStream st = CudaStream.create(ctx);
-             DeviceBuffer dq = DeviceBuffer.of(ctx, q); DeviceBuffer dv = DeviceBuffer.of(ctx, v); DeviceBuffer dg = DeviceBuffer.of(ctx, go);
-             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.out());
-             DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) batch * op.glimpses() * cells);
-             MlbAttentionCuda.OwnedGradients gr = cuda.allocateGradients(batch, cells)) {
-            try {
-                out.fill(Float.NaN);
-                att.fill(Float.NaN);
-                gr.fill(Float.NaN);
-                cuda.forward(dq, dv, out, att, batch, cells, st);
-                cuda.backward(dq, dv, dg, gr.buffers(), batch, cells, st);
-                float[] o = new float[batch * op.out()], a = new float[batch * op.glimpses() * cells];
-                out.read(o, st);
-                att.read(a, st);
-                return new Run(o, a, gr.read(st));
-            } finally {
-                cuda.release(st);
-            }
-        }
+        DeviceRuns.MlbAttentionRun r = DeviceRuns.mlbAttention(ctx, cuda, q, v, go, batch, cells);
+        return new Run(r.out(), r.attention(), r.grads());
     }
 
     static void assertMatches(MlbAttention op, Run run, MlbAttentionReference.Result fRef, MlbAttentionReference.Grads gRef, double tol, String what) {

@@ -5,10 +5,10 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.bifuse.Activation;
 import io.bifuse.Linear;
-import io.bifuse.LinearGradients;
 import io.bifuse.Mlb;
 import io.bifuse.Precision;
 import io.bifuse.reference.MlbReference;
+import io.bifuse.tools.DeviceRuns;
 import io.bifuse.tools.Stats;
 import java.util.ArrayList;
 import java.util.List;
@@ -263,25 +263,8 @@ class MlbCudaTest extends CublasOpTest {
 
     /** Forward and backward on device buffers, every output NaN-poisoned first. */
     static Run run(MlbCuda cuda, float[] x, float[] y, float[] g, int batch) {
-        Mlb op = cuda.op();
-        List<DeviceBuffer> bufs = new ArrayList<>();
-        try (CudaStream st = CudaStream.create(ctx)) {
-            try {
-                DeviceBuffer dx = keep(bufs, DeviceBuffer.of(ctx, x)), dy = keep(bufs, DeviceBuffer.of(ctx, y));
-                DeviceBuffer dg = keep(bufs, DeviceBuffer.of(ctx, g));
-                DeviceBuffer f = keep(bufs, DeviceBuffer.allocateFloats(ctx, (long) batch * op.out()));
-                MlbCuda.DeviceGradients gr = cuda.allocateGradients(batch, bufs);
-                for (DeviceBuffer b : bufs.subList(3, bufs.size())) b.fill(Float.NaN);
-                cuda.forward(dx, dy, f, batch, st);
-                cuda.backward(dx, dy, dg, gr, batch, st);
-                return new Run(read(f, st), new Mlb.Gradients(read(gr.dx(), st), read(gr.dy(), st),
-                        new LinearGradients(read(gr.u(), st), read(gr.bu(), st)), new LinearGradients(read(gr.v(), st), read(gr.bv(), st)),
-                        new LinearGradients(read(gr.p(), st), read(gr.bp(), st))));
-            } finally {
-                cuda.release(st);
-                for (int i = bufs.size() - 1; i >= 0; i--) bufs.get(i).close();
-            }
-        }
+        DeviceRuns.MlbRun r = DeviceRuns.mlb(ctx, cuda, x, y, g, batch);
+        return new Run(r.out(), r.grads());
     }
 
     static void assertMatches(Run run, double[] fRef, MlbReference.Grads gRef, double tol, String what) {
@@ -299,13 +282,6 @@ class MlbCudaTest extends CublasOpTest {
     private static DeviceBuffer keep(List<DeviceBuffer> l, DeviceBuffer b) {
         l.add(b);
         return b;
-    }
-
-    private static float[] read(DeviceMemory m, CudaStream s) {
-        if (m == null) return null;
-        float[] r = new float[(int) (m.byteSize() / 4)];
-        ((DeviceBuffer) m).read(r, s);
-        return r;
     }
 
     private static void copy(DeviceMemory from, DeviceMemory to, CudaStream s) {

@@ -1,0 +1,141 @@
+package io.bifuse.tools;
+
+import io.bifuse.FullBilinear;
+import io.bifuse.LinearGradients;
+import io.bifuse.Mfb;
+import io.bifuse.Mlb;
+import io.bifuse.MlbAttention;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaStream;
+import io.bifuse.cuda.DeviceBuffer;
+import io.bifuse.cuda.DeviceMemory;
+import io.bifuse.cuda.FullBilinearCuda;
+import io.bifuse.cuda.MfbCuda;
+import io.bifuse.cuda.MlbAttentionCuda;
+import io.bifuse.cuda.MlbCuda;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * One forward and one backward of an op on the GPU, the way {@code check} and the GPU tests verify it:
+ * inputs uploaded, every output and gradient buffer NaN-poisoned first (so an unwritten element shows
+ * as NaN in the error), results read back. On a private stream whose workspaces are released after.
+ */
+public final class DeviceRuns {
+    private DeviceRuns() {}
+
+    public record MlbRun(float[] out, Mlb.Gradients grads) {}
+
+    public record MfbRun(float[] out, Mfb.Gradients grads) {}
+
+    public record MlbAttentionRun(float[] out, float[] attention, MlbAttention.Gradients grads) {}
+
+    /** {@code gradY} is null when the op is homologous. */
+    public record FullBilinearRun(float[] out, float[] gradX, float[] gradY) {}
+
+    public static MlbRun mlb(CudaContext ctx, MlbCuda cuda, float[] x, float[] y, float[] g, int batch) {
+        Mlb op = cuda.op();
+        List<DeviceBuffer> bufs = new ArrayList<>();
+        try (CudaStream st = CudaStream.create(ctx)) {
+            try {
+                DeviceBuffer dx = keep(bufs, DeviceBuffer.of(ctx, x)), dy = keep(bufs, DeviceBuffer.of(ctx, y));
+                DeviceBuffer dg = keep(bufs, DeviceBuffer.of(ctx, g));
+                DeviceBuffer out = keep(bufs, DeviceBuffer.allocateFloats(ctx, (long) batch * op.out()));
+                MlbCuda.DeviceGradients gr = cuda.allocateGradients(batch, bufs);
+                for (DeviceBuffer b : bufs.subList(3, bufs.size())) b.fill(Float.NaN);
+                cuda.forward(dx, dy, out, batch, st);
+                cuda.backward(dx, dy, dg, gr, batch, st);
+                return new MlbRun(read(out, st), new Mlb.Gradients(read(gr.dx(), st), read(gr.dy(), st),
+                        new LinearGradients(read(gr.u(), st), read(gr.bu(), st)),
+                        new LinearGradients(read(gr.v(), st), read(gr.bv(), st)),
+                        new LinearGradients(read(gr.p(), st), read(gr.bp(), st))));
+            } finally {
+                cuda.release(st);
+                for (int i = bufs.size() - 1; i >= 0; i--) bufs.get(i).close();
+            }
+        }
+    }
+
+    public static MfbRun mfb(CudaContext ctx, MfbCuda cuda, float[] x, float[] y, float[] g, int batch) {
+        Mfb op = cuda.op();
+        int nw = op.blocks() * op.width();
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputWidth());
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dx());
+             DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dy());
+             DeviceBuffer gu = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dx());
+             DeviceBuffer gv = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dy());
+             DeviceBuffer gbu = DeviceBuffer.allocateFloats(ctx, nw); DeviceBuffer gbv = DeviceBuffer.allocateFloats(ctx, nw)) {
+            try {
+                for (DeviceBuffer d : new DeviceBuffer[] {out, gx, gy, gu, gv, gbu, gbv}) d.fill(Float.NaN);
+                cuda.forward(dx, dy, out, batch, st);
+                cuda.backward(dx, dy, dg, gx, gy, gu, gbu, gv, gbv, batch, st);
+                return new MfbRun(read(out, st), cuda.split(read(gx, st), read(gy, st), read(gu, st), read(gbu, st), read(gv, st), read(gbv, st)));
+            } finally {
+                cuda.release(st);
+            }
+        }
+    }
+
+    public static MlbAttentionRun mlbAttention(CudaContext ctx, MlbAttentionCuda cuda, float[] q, float[] v, float[] g, int batch, int cells) {
+        MlbAttention op = cuda.op();
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dq = DeviceBuffer.of(ctx, q); DeviceBuffer dv = DeviceBuffer.of(ctx, v); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.out());
+             DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) batch * op.glimpses() * cells);
+             MlbAttentionCuda.OwnedGradients gr = cuda.allocateGradients(batch, cells)) {
+            try {
+                out.fill(Float.NaN);
+                att.fill(Float.NaN);
+                gr.fill(Float.NaN);
+                cuda.forward(dq, dv, out, att, batch, cells, st);
+                cuda.backward(dq, dv, dg, gr.buffers(), batch, cells, st);
+                return new MlbAttentionRun(read(out, st), read(att, st), gr.read(st));
+            } finally {
+                cuda.release(st);
+            }
+        }
+    }
+
+    /** {@code y} is ignored (may be null) when the op is homologous. */
+    public static FullBilinearRun fullBilinear(CudaContext ctx, FullBilinearCuda cuda, float[] x, float[] y, float[] g, int batch, int positions) {
+        FullBilinear op = cuda.op();
+        boolean h = op.isHomologous();
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, h ? new float[1] : y);
+             DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputSize());
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, x.length);
+             DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, h ? 1 : y.length)) {
+            try {
+                z.fill(Float.NaN);
+                gx.fill(Float.NaN);
+                gy.fill(Float.NaN);
+                if (h) {
+                    cuda.forward(dx, z, batch, positions, st);
+                    cuda.backward(dx, dg, gx, batch, positions, st);
+                } else {
+                    cuda.forward(dx, dy, z, batch, positions, st);
+                    cuda.backward(dx, dy, dg, gx, gy, batch, positions, st);
+                }
+                return new FullBilinearRun(read(z, st), read(gx, st), h ? null : read(gy, st));
+            } finally {
+                cuda.release(st);
+            }
+        }
+    }
+
+    private static DeviceBuffer keep(List<DeviceBuffer> l, DeviceBuffer b) {
+        l.add(b);
+        return b;
+    }
+
+    /** The whole memory as floats, after the work queued on {@code s}; null for null. */
+    private static float[] read(DeviceMemory m, CudaStream s) {
+        if (m == null) return null;
+        float[] r = new float[(int) (m.byteSize() / 4)];
+        ((DeviceBuffer) m).read(r, s);
+        return r;
+    }
+}
