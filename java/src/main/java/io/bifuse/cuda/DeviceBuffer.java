@@ -71,6 +71,9 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
     /** Copies into {@code dst} after all work queued on {@code stream} so far. */
     public void read(float[] dst, CudaStream stream) { copyOut(Pointer.to(dst), 4L * dst.length, stream); }
 
+    /** Copies into {@code dst} after all work queued on {@code stream} so far. */
+    public void read(int[] dst, CudaStream stream) { copyOut(Pointer.to(dst), 4L * dst.length, stream); }
+
     /** Fills every 32-bit word with {@code value}; {@code Float.NaN} poisons a buffer before a test. */
     public void fill(float value) {
         context.makeCurrent();

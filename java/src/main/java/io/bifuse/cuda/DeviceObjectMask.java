@@ -1,0 +1,95 @@
+package io.bifuse.cuda;
+
+import io.bifuse.ObjectMask;
+
+/**
+ * An {@link ObjectMask} on a GPU, in its compact form: {@code counts} ({@code B} int32, the real objects
+ * of each sample) and {@code indices} ({@code B × N} int32: row {@code b} lists the real objects of
+ * sample {@code b} in ascending order; entries past {@code counts[b]} are unspecified). Kernels loop over
+ * {@code indices[b, 0..counts[b])} only, so padded objects cost no work, and a sample with
+ * {@code counts[b] == 0} gets the documented all-zero attention.
+ *
+ * <p>Built from a host mask ({@link #upload}) or on the device from the zero rows of the objects' input
+ * (no host round trip). Owns its two buffers; close it when the work that reads it has finished.
+ */
+public final class DeviceObjectMask implements AutoCloseable {
+    private final int batch, objects;
+    private final DeviceBuffer counts, indices;
+
+    DeviceObjectMask(int batch, int objects, DeviceBuffer counts, DeviceBuffer indices) {
+        this.batch = batch;
+        this.objects = objects;
+        this.counts = counts;
+        this.indices = indices;
+    }
+
+    /** Allocates an unfilled mask for {@code batch × objects} (for the device-side builders). */
+    static DeviceObjectMask allocate(CudaContext context, int batch, int objects) {
+        DeviceBuffer c = DeviceBuffer.allocate(context, 4L * batch);
+        try {
+            return new DeviceObjectMask(batch, objects, c, DeviceBuffer.allocate(context, 4L * batch * objects));
+        } catch (RuntimeException e) {
+            c.close();
+            throw e;
+        }
+    }
+
+    /** Copies a host mask to the device (synchronously). */
+    public static DeviceObjectMask upload(CudaContext context, ObjectMask mask) {
+        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
+        if (mask == null) throw new IllegalArgumentException("mask: expected an ObjectMask, got null");
+        DeviceObjectMask m = allocate(context, mask.batch(), mask.objects());
+        try {
+            m.counts.write(mask.counts());
+            m.indices.write(mask.indices());
+            return m;
+        } catch (RuntimeException e) {
+            m.close();
+            throw e;
+        }
+    }
+
+    public int batch() { return batch; }
+    /** N, the padded number of objects per sample. */
+    public int objects() { return objects; }
+    /** {@code B} int32 counts. */
+    public DeviceMemory counts() { return counts; }
+    /** {@code B × N} int32 index lists. */
+    public DeviceMemory indices() { return indices; }
+    public boolean isOpen() { return counts.isOpen() && indices.isOpen(); }
+
+    /** Reads the mask back (after the work queued on {@code stream}): for tests and debugging. */
+    public ObjectMask download(CudaStream stream) {
+        int[] c = new int[batch], idx = new int[batch * objects];
+        counts.read(c, stream);
+        indices.read(idx, stream);
+        boolean[] real = new boolean[batch * objects];
+        for (int b = 0; b < batch; b++) {
+            for (int k = 0; k < c[b]; k++) real[b * objects + idx[b * objects + k]] = true;
+        }
+        return ObjectMask.of(real, batch, objects);
+    }
+
+    /**
+     * Checks, by name, that this mask is open and covers {@code batch} samples of {@code objects}
+     * objects; a null mask is accepted when {@code optional} (then every object is real).
+     */
+    static void check(String name, DeviceObjectMask m, int batch, int objects, boolean optional) {
+        if (m == null) {
+            if (optional) return;
+            throw new IllegalArgumentException(name + ": expected a DeviceObjectMask for " + batch + " × " + objects + " objects, got null");
+        }
+        if (!m.isOpen()) throw new IllegalArgumentException(name + ": the mask is closed");
+        if (m.batch != batch || m.objects != objects) {
+            throw new IllegalArgumentException(name + ": expected a mask for " + batch + " samples × " + objects + " objects, got "
+                    + m.batch + " × " + m.objects);
+        }
+    }
+
+    @Override public void close() {
+        counts.close();
+        indices.close();
+    }
+
+    @Override public String toString() { return "DeviceObjectMask[" + batch + " × " + objects + "]"; }
+}
