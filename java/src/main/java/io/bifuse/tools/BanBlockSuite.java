@@ -1,0 +1,180 @@
+package io.bifuse.tools;
+
+import io.bifuse.BanBlock;
+import io.bifuse.ObjectMask;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.reference.BanBlockReference;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * {@link BanBlock} in check and bench. Tolerance: the CPU backend against 1e-5. Forward rows compare
+ * the output and the attention maps (the worse of the two); backward rows the worst relative L2 over
+ * every gradient tensor ({@code dx}, {@code dy} and each layer's weight_v, weight_g, bias; the logits
+ * bias gradient is exactly zero on both sides, where the error is absolute).
+ *
+ * <p>Object masks: small sizes have an empty sample (zero attention, the documented result) and a
+ * single-object sample; the spec's sizes draw 10..N real objects per sample (ban-vqa's detector gives
+ * 10..100 boxes), as {@code ban_peer.py} does.
+ *
+ * <p>The float64 reference costs about {@code N·Dx·(K + G·K')} multiply-adds per sample and forward
+ * (1.3·10⁹ at N = 36, 2.8·10⁹ at N = 100) and about three times that for backward (3 s + 9 s at B = 2,
+ * N = 36 on two cores), so check runs the spec's layers at B = 2 (N = 36) and B = 1 (N = 100), and the
+ * CPU backend (the reference rounded to float) is benchmarked at B = 1 and N = 36; its rows say so.
+ * GPU rows: not yet (see {@link #checkCuda} and {@link #benchCuda}).
+ */
+final class BanBlockSuite implements Suite {
+
+    /** Batch, objects (padded), tokens, object and token dims, attention width, glimpses, pooling width, group. */
+    record Size(int batch, int objects, int tokens, int dx, int dy, int width, int glimpses, int glimpseWidth, int group) {
+        String label() {
+            return "B=" + batch + " N=" + objects + " M=" + tokens + " Dx=" + dx + " Dy=" + dy + " K=" + width + " G=" + glimpses + " K'="
+                    + glimpseWidth + (group == 1 ? "" : " k=" + group);
+        }
+
+        /** The size string shared with the PyTorch peer (ban_peer.py); the batch is its own column. */
+        String csvSize() {
+            return "N=" + objects + ",M=" + tokens + ",Dx=" + dx + ",Dy=" + dy + ",K=" + width + ",G=" + glimpses + ",Kp=" + glimpseWidth
+                    + ",group=" + group;
+        }
+
+        Size withBatch(int b) { return new Size(b, objects, tokens, dx, dy, width, glimpses, glimpseWidth, group); }
+
+        BanBlock op(long seed) { return BanBlock.random(dx, dy, width, glimpseWidth, glimpses, group, seed); }
+
+        /** Every parameter float in state-dict form (weight_v, weight_g, bias per layer): {@link BanBlock#parameterCount()}. */
+        double parameters() {
+            double k = width, g = glimpses, kp = glimpseWidth;
+            return (k * dx + 1 + k) + (k * dy + 1 + k) + (g * k + 1 + g) + g * (kp * dx + 1 + kp) + g * (kp * dy + 1 + kp)
+                    + g * ((double) dy * (glimpseWidth / group) + 1 + dy);
+        }
+    }
+
+    static final Size SPEC36 = new Size(256, 36, 14, 2048, 1280, 3840, 8, 1280, 1);
+    static final Size SPEC100 = new Size(256, 100, 14, 2048, 1280, 3840, 8, 1280, 1);
+    static final Size MEDIUM = new Size(4, 20, 7, 128, 96, 192, 4, 96, 1);
+
+    /** Odd small sizes (group 1 and 3, one object, one token), a medium one; not quick: odd larger and the spec's layers at B = 2 and 1. */
+    static List<Size> sizes(boolean quick) {
+        List<Size> s = new ArrayList<>();
+        s.add(new Size(4, 7, 5, 13, 11, 9, 3, 6, 1));
+        s.add(new Size(3, 5, 4, 6, 5, 6, 2, 15, 3));
+        s.add(new Size(3, 1, 1, 3, 2, 3, 1, 2, 2));
+        s.add(MEDIUM);
+        if (!quick) {
+            s.add(new Size(5, 37, 13, 301, 257, 387, 3, 129, 3));
+            s.add(SPEC36.withBatch(2));
+            s.add(SPEC100.withBatch(1));
+        }
+        return s;
+    }
+
+    /**
+     * Real objects per sample: at small N sample 0 has none (the documented empty-sample result) and
+     * sample 1 one; otherwise {@code min(10, N)..N}, uniform, like ban-vqa's 10..100 boxes.
+     */
+    static ObjectMask mask(SplittableRandom rnd, Size s) {
+        int n = s.objects();
+        int[] counts = new int[s.batch()];
+        for (int b = 0; b < counts.length; b++) {
+            int lo = Math.min(10, n);
+            counts[b] = rnd.nextInt(lo, n + 1);
+            if (n < 30 && s.batch() >= 3 && b < 2) counts[b] = b;
+        }
+        return ObjectMask.counts(counts, n);
+    }
+
+    /** The cost model shared with the PyTorch peer (bilinear maps and GEMMs only): {bytes, flops}. */
+    static double[] cost(String op, Size s) {
+        double b = s.batch(), n = s.objects(), m = s.tokens(), dx = s.dx(), dy = s.dy(), k = s.width(), g = s.glimpses(),
+                kp = s.glimpseWidth(), pooled = s.glimpseWidth() / s.group();
+        double in = b * n * dx + b * m * dy, w = s.parameters(), out = b * dy;
+        double mac = b * n * dx * (k + g * kp) + b * m * dy * (k + g * kp) + b * g * n * m * k + g * b * n * kp * (m + 1) + g * b * dy * pooled;
+        if (op.endsWith("forward")) return new double[] {4 * (in + w + out), 2 * mac};
+        return new double[] {4 * (3 * in + 3 * w + 2 * out), 6 * mac};
+    }
+
+    @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
+        if (ctx != null) report.skipped("BanBlock", "no CUDA implementation yet (BanBlockCuda)");
+        for (Size s : sizes(quick)) {
+            BanBlock op = s.op(rnd.nextLong());
+            int b = s.batch(), n = s.objects(), m = s.tokens();
+            float[] x = Stats.gaussian(rnd, b * n * s.dx()), y = Stats.gaussian(rnd, b * m * s.dy()), g = Stats.gaussian(rnd, b * s.dy());
+            ObjectMask mask = mask(rnd, s);
+            BanBlockReference.Result fRef = BanBlockReference.forward(op, x, y, mask, b, n, m);
+            List<double[]> gRef = BanBlockReference.backward(op, x, y, mask, g, b, n, m).tensors();
+            // The CPU backend is the reference rounded to float; at the spec's layers it would only
+            // double the time of check to confirm that rounding.
+            if (s.dx() != SPEC36.dx()) {
+                report.add(forwardRow("cpu", s, op.forwardWithAttention(x, y, mask, b, n, m), fRef, Check.TOLERANCE));
+                report.add(backwardRow("cpu", s, op.backward(x, y, mask, g, b, n, m), gRef, Check.TOLERANCE));
+            }
+            checkCuda(ctx, s, op, x, y, mask, g, fRef, gRef, report);
+        }
+    }
+
+    /**
+     * GPU check rows: TO BE ADDED with BanBlockCuda (coordinator). For each {@code Precision}: the CUDA
+     * block's output and attention maps ({@link #forwardRow}) and every gradient ({@link #backwardRow})
+     * against {@code fRef} / {@code gRef}, 1e-5 in FP32, {@code Precision.bound()} in TF32/BF16, outputs
+     * NaN-poisoned first (a DeviceRuns helper, like {@code DeviceRuns.mlbAttention}).
+     */
+    static void checkCuda(CudaContext ctx, Size s, BanBlock op, float[] x, float[] y, ObjectMask mask, float[] g,
+                          BanBlockReference.Result fRef, List<double[]> gRef, Check.Report report) {
+        // GPU rows go here (BanBlockCuda).
+    }
+
+    static Check.Row forwardRow(String backend, Size s, BanBlock.Result got, BanBlockReference.Result ref, double tol) {
+        double e = Math.max(Stats.relativeL2(got.out(), ref.out()), Stats.relativeL2(got.attention(), ref.attention())); // NaN propagates
+        return new Check.Row("BanBlock.forward", backend, s.label(), e, tol, e <= tol);
+    }
+
+    static Check.Row backwardRow(String backend, Size s, BanBlock.Gradients got, List<double[]> ref, double tol) {
+        double e = worstError(got, ref);
+        return new Check.Row("BanBlock.backward", backend, s.label(), e, tol, e <= tol);
+    }
+
+    /** The largest relative L2 error over every gradient tensor; NaN (an unwritten element) sticks. */
+    static double worstError(BanBlock.Gradients got, List<double[]> ref) {
+        List<float[]> g = got.tensors();
+        if (g.size() != ref.size()) throw new IllegalStateException("gradient tensors: " + g.size() + " vs " + ref.size());
+        double worst = 0;
+        for (int i = 0; i < g.size(); i++) {
+            double e = g.get(i) == null ? Double.NaN : Stats.relativeL2(g.get(i), ref.get(i));
+            if (!(e <= worst)) worst = e;
+        }
+        return worst;
+    }
+
+    @Override public void bench(boolean quick, Bench.Session session) {
+        SplittableRandom rnd = session.random();
+        List<Size> sizes = quick ? List.of(MEDIUM) : List.of(SPEC36, SPEC100);
+        {
+            Size s = quick ? MEDIUM : SPEC36.withBatch(1); // the CPU backend is the float64 reference: see the class comment
+            BanBlock op = s.op(42);
+            int b = s.batch(), n = s.objects(), m = s.tokens();
+            float[] x = Stats.gaussian(rnd, b * n * s.dx()), y = Stats.gaussian(rnd, b * m * s.dy()), g = Stats.gaussian(rnd, b * s.dy());
+            ObjectMask mask = mask(rnd, s);
+            String label = s.label() + (quick ? "" : " (CPU: float64 reference, small batch)");
+            session.cpu("BanBlock.forward", "bifuse-cpu", label, s.csvSize(), b, cost("BanBlock.forward", s), () -> op.forward(x, y, mask, b, n, m));
+            session.cpu("BanBlock.fwd+bwd", "bifuse-cpu", label, s.csvSize(), b, cost("BanBlock.fwd+bwd", s), () -> {
+                op.forward(x, y, mask, b, n, m);
+                op.backward(x, y, mask, g, b, n, m);
+            });
+        }
+        CudaContext ctx = session.gpu();
+        if (ctx == null) return;
+        for (Size s : sizes) benchCuda(session, ctx, s, rnd);
+    }
+
+    /**
+     * GPU bench rows: TO BE ADDED with BanBlockCuda (coordinator). For each {@code Precision}: rows
+     * {@code BanBlock.forward} and {@code BanBlock.fwd+bwd} with backends {@code bifuse-cuda},
+     * {@code bifuse-cuda-tf32}, {@code bifuse-cuda-bf16}, {@code s.csvSize()} and {@link #cost}, inputs
+     * and a {@link #mask} on the device, through {@code session.gpu(...)}.
+     */
+    static void benchCuda(Bench.Session session, CudaContext ctx, Size s, SplittableRandom rnd) {
+        session.skipped("BanBlock " + s.label(), "no CUDA implementation yet (BanBlockCuda)");
+    }
+}
