@@ -1,0 +1,124 @@
+package io.bifuse.bench;
+
+import io.bifuse.BanPooling;
+import io.bifuse.ObjectMask;
+import io.bifuse.cuda.BanPoolingCuda;
+import io.bifuse.cuda.Cuda;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaStream;
+import io.bifuse.cuda.DeviceBuffer;
+import io.bifuse.cuda.DeviceObjectMask;
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.*;
+
+/**
+ * JMH benchmarks of {@link BanPooling} (bilinear attention pooling) at the spec's sizes: B = 256,
+ * N ∈ {36, 100} objects (each sample 10..N real, the rest padding), M = 14 tokens, K' = 1280 with group 1
+ * (a BAN glimpse) or K' = 3840 with group 3. Attention maps are a softmax over each sample's real entries,
+ * the projections ReLU outputs. CPU: the float64 reference backend (about 4·B·N·M·K' multiply-adds per
+ * training step; seconds a call at B = 256). GPU (FP32 kernels, no cuBLAS): each invocation queues one
+ * call (or a forward + backward training step) and waits for the stream; {@code io.bifuse.tools.Main
+ * bench} reports CUDA-event times alongside. GPU benchmarks fail their trial with the reason where CUDA
+ * is missing.
+ *
+ * <pre>
+ *   java --enable-native-access=ALL-UNNAMED -cp "benchmarks/target/classes:benchmarks/target/lib/*" \
+ *        org.openjdk.jmh.Main BanPoolingBenchmark
+ * </pre>
+ */
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MICROSECONDS)
+@Warmup(iterations = 3, time = 1)
+@Measurement(iterations = 5, time = 1)
+@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
+@State(Scope.Benchmark)
+public class BanPoolingBenchmark {
+    @Param({"36", "100"}) public int objects;
+    /** "1280:1" (a BAN glimpse) or "3840:3" (a BCNet with k = 3): width K' and group k. */
+    @Param({"1280:1", "3840:3"}) public String widthGroup;
+
+    static final int B = 256, M = 14;
+    BanPooling op;
+    ObjectMask mask;
+    float[] att, x, y, g;
+
+    @Setup(Level.Trial) public void setup() {
+        String[] wg = widthGroup.split(":");
+        op = BanPooling.of(Integer.parseInt(wg[0]), Integer.parseInt(wg[1]));
+        SplittableRandom r = new SplittableRandom(7);
+        int n = objects, w = op.width();
+        int[] counts = new int[B];
+        for (int b = 0; b < B; b++) counts[b] = 10 + r.nextInt(n - 10 + 1);
+        mask = ObjectMask.counts(counts, n);
+        att = new float[B * n * M];
+        for (int b = 0; b < B; b++) {
+            double sum = 0;
+            for (int e = 0; e < counts[b] * M; e++) sum += att[b * n * M + e] = (float) Math.exp(r.nextGaussian());
+            for (int e = 0; e < counts[b] * M; e++) att[b * n * M + e] /= (float) sum;
+        }
+        x = FullBilinearBenchmark.relu(MlbBenchmark.random(r, B * n * w));
+        y = FullBilinearBenchmark.relu(MlbBenchmark.random(r, B * M * w));
+        g = MlbBenchmark.random(r, B * op.outWidth());
+    }
+
+    @Benchmark public float[] cpuForward() { return op.forward(att, x, y, mask, B, objects, M); }
+
+    @Benchmark public Object cpuTrainingStep() {
+        op.forward(att, x, y, mask, B, objects, M);
+        return op.backward(att, x, y, mask, g, B, objects, M);
+    }
+
+    /** Device-resident state for the GPU benchmarks. */
+    @State(Scope.Benchmark)
+    public static class Gpu {
+        CudaContext ctx;
+        CudaStream stream;
+        BanPoolingCuda cuda;
+        DeviceObjectMask mask;
+        DeviceBuffer att, x, y, g, out, ga, gx, gy;
+        int n, w;
+
+        @Setup(Level.Trial) public void setup(BanPoolingBenchmark b) {
+            if (!Cuda.isAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + Cuda.status().reason());
+            ctx = CudaContext.open(0);
+            stream = CudaStream.create(ctx);
+            cuda = b.op.onCuda(ctx);
+            n = b.objects;
+            w = b.op.width();
+            mask = DeviceObjectMask.upload(ctx, b.mask);
+            att = DeviceBuffer.of(ctx, b.att);
+            x = DeviceBuffer.of(ctx, b.x);
+            y = DeviceBuffer.of(ctx, b.y);
+            g = DeviceBuffer.of(ctx, b.g);
+            out = DeviceBuffer.allocateFloats(ctx, (long) B * b.op.outWidth());
+            ga = DeviceBuffer.allocateFloats(ctx, b.att.length);
+            gx = DeviceBuffer.allocateFloats(ctx, b.x.length);
+            gy = DeviceBuffer.allocateFloats(ctx, b.y.length);
+        }
+
+        void forward() { cuda.forward(att, (long) n * M, x, w, y, w, mask, B, n, M, out, stream); }
+
+        void backward() { cuda.backward(att, (long) n * M, x, w, y, w, mask, B, n, M, g, ga, gx, w, gy, w, false, stream); }
+
+        @TearDown(Level.Trial) public void tearDown() {
+            if (ctx == null) return;
+            for (DeviceBuffer buf : new DeviceBuffer[] {att, x, y, g, out, ga, gx, gy}) if (buf != null) buf.close();
+            mask.close();
+            cuda.close();
+            stream.close();
+            ctx.close();
+        }
+    }
+
+    @Benchmark public void gpuForward(Gpu s) {
+        s.forward();
+        s.stream.synchronize();
+    }
+
+    @Benchmark public void gpuTrainingStep(Gpu s) {
+        s.forward();
+        s.backward();
+        s.stream.synchronize();
+    }
+}

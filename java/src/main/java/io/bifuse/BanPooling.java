@@ -1,0 +1,148 @@
+package io.bifuse;
+
+import io.bifuse.cuda.BanPoolingCuda;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.reference.BanPoolingReference;
+import java.util.List;
+
+/**
+ * Bilinear attention pooling (Kim et al. 2018, "Bilinear Attention Networks", the pooling step of
+ * ban-vqa's {@code BCNet.forward_with_weights}): an immutable op descriptor. No parameters.
+ *
+ * <p>Math, per sample {@code b}, with {@code A_b ∈ R^{N×M}} an attention map over objects × tokens,
+ * {@code X''_b ∈ R^{N×K'}} the objects' and {@code Y''_b ∈ R^{M×K'}} the tokens' projections (ReLU
+ * outputs in BAN), {@code k} the group and {@code R_b} the real (unpadded) objects of the sample:
+ * <pre>
+ *   F[b, c]  = Σ_{i ∈ R_b} Σ_{j &lt; M} A[b,i,j] · X''[b,i,c] · Y''[b,j,c]          c &lt; K'
+ *   f[b, u]  = Σ_{t &lt; k} F[b, u·k + t]                                           u &lt; K'/k
+ * </pre>
+ * i.e. {@code F[b,c] = X''[:,c]ᵀ A_b Y''[:,c]}, then sum pooling over groups of {@code k} adjacent
+ * units. Backward, given {@code g = ∂L/∂f} ({@code B × K'/k}) and {@code dF[b,c] = g[b, c / k]}:
+ * <pre>
+ *   ∂L/∂A[b,i,j]  = Σ_c dF[b,c] · X''[b,i,c] · Y''[b,j,c]      (i ∈ R_b; 0 for a padded i)
+ *   ∂L/∂X''[b,i,c] = dF[b,c] · Σ_j A[b,i,j] · Y''[b,j,c]        (i ∈ R_b; 0 for a padded i)
+ *   ∂L/∂Y''[b,j,c] = dF[b,c] · Σ_{i ∈ R_b} A[b,i,j] · X''[b,i,c]
+ * </pre>
+ *
+ * <p>Parity with jnhwkim/ban-vqa: its {@code einsum('bvk,bvq,bqk->bk', v_, w, q_)} is {@code F} with
+ * {@code v} the objects, {@code q} the tokens and {@code w = A}; for a BCNet with {@code k > 1} it then
+ * applies {@code AvgPool1d(k, stride=k)} and multiplies by {@code k}, which is exactly the group sum
+ * above. AvgPool1d silently drops a remainder of {@code K' mod k} units; this op instead REJECTS a width
+ * that the group does not divide. In the BAN model each glimpse's BCNet has {@code K' = 1280, k = 1}.
+ *
+ * <p>Mask: an {@link ObjectMask} (null = every object real). Padded objects contribute nothing, even
+ * where {@code A} is nonzero on their rows (ban-vqa's softmax gives them zero attention; here the rule
+ * does not depend on that), and their rows of {@code ∂L/∂A} and {@code ∂L/∂X''} are zero. A sample
+ * without any real object pools to zeros and gets zero gradients. Tokens are not masked.
+ *
+ * <p>Shapes, row-major: {@code attention} {@code B × N × M}, {@code x} {@code B × N × K'}, {@code y}
+ * {@code B × M × K'}, output {@code B × K'/k}. Any {@code B, N, M >= 1}. The CUDA form
+ * ({@link #onCuda}) also takes row strides and a per-sample stride of the attention maps, so that it
+ * reads one glimpse of a {@code B × G × N × M} tensor and column slices of wider projections in place.
+ *
+ * <p>Backends: {@link #forward}/{@link #backward} run on the CPU and are {@link BanPoolingReference}
+ * (the float64 definition) rounded to float, parallel over the batch: exact, not fast.
+ */
+public final class BanPooling {
+    private final int width, group;
+
+    private BanPooling(int width, int group) {
+        this.width = width;
+        this.group = group;
+    }
+
+    /**
+     * Gradients of a loss with respect to the three inputs, in their layouts: {@code da}
+     * {@code B × N × M}, {@code dx} {@code B × N × K'}, {@code dy} {@code B × M × K'}.
+     */
+    public record Gradients(float[] da, float[] dx, float[] dy) {
+        /** The tensors in the order of {@link #NAMES}. */
+        public List<float[]> tensors() { return List.of(da, dx, dy); }
+
+        /** The names of {@link #tensors()}. */
+        public static final List<String> NAMES = List.of("da", "dx", "dy");
+    }
+
+    /**
+     * Pooling of projections of width {@code width} (K') summed in groups of {@code group} (k)
+     * adjacent units: the output has {@code width / group} units per sample.
+     */
+    public static BanPooling of(int width, int group) {
+        if (width < 1) throw new IllegalArgumentException("width: expected K' >= 1 units, got " + width);
+        if (group < 1) throw new IllegalArgumentException("group: expected k >= 1 units per pooled group, got " + group);
+        if (width % group != 0) {
+            throw new IllegalArgumentException("group: expected a divisor of width " + width + " (ban-vqa's AvgPool1d would drop "
+                    + width % group + " units; bifuse rejects it), got " + group);
+        }
+        return new BanPooling(width, group);
+    }
+
+    /** K', the width of the projections. */
+    public int width() { return width; }
+    /** k, the number of adjacent units summed into one output unit. */
+    public int group() { return group; }
+    /** K'/k, the output units per sample. */
+    public int outWidth() { return width / group; }
+
+    /**
+     * Forward on the CPU: {@code attention (B × N × M)}, {@code x (B × N × K')}, {@code y (B × M × K')}
+     * → {@code B × K'/k}. {@code mask} null means every object is real.
+     */
+    public float[] forward(float[] attention, float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens) {
+        checkInputs(attention, x, y, mask, batch, objects, tokens);
+        return toFloat(BanPoolingReference.forward(this, attention, x, y, mask, batch, objects, tokens));
+    }
+
+    /** Backward on the CPU: the gradients of the three inputs given {@code gradOut = ∂L/∂f} ({@code B × K'/k}). */
+    public Gradients backward(float[] attention, float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects, int tokens) {
+        checkInputs(attention, x, y, mask, batch, objects, tokens);
+        CompactBilinear.checkLength("gradOut", gradOut, batch, outWidth());
+        BanPoolingReference.Grads g = BanPoolingReference.backward(this, attention, x, y, mask, gradOut, batch, objects, tokens);
+        return new Gradients(toFloat(g.da()), toFloat(g.dx()), toFloat(g.dy()));
+    }
+
+    /** This op on a GPU (its own FP32 kernels; stateless, no weights, no cuBLAS). */
+    public BanPoolingCuda onCuda(CudaContext context) {
+        return new BanPoolingCuda(this, context);
+    }
+
+    /** Checks the sizes alone: {@code batch, objects, tokens >= 1}, and every tensor's element count below 2^31. */
+    public void checkSizes(int batch, int objects, int tokens) {
+        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1 samples, got " + batch);
+        if (objects < 1) throw new IllegalArgumentException("objects: expected N >= 1 objects per sample, got " + objects);
+        if (tokens < 1) throw new IllegalArgumentException("tokens: expected M >= 1 tokens per sample, got " + tokens);
+        long maps = (long) batch * objects * tokens, xs = (long) batch * objects * width, ys = (long) batch * tokens * width;
+        if (Math.max(maps, Math.max(xs, ys)) > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("batch: expected B·N·M, B·N·K' and B·M·K' < 2^31, got B = " + batch + ", N = " + objects
+                    + ", M = " + tokens + ", K' = " + width);
+        }
+    }
+
+    /** Checks host inputs by name; every CPU entry point calls it before any work. */
+    public void checkInputs(float[] attention, float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens) {
+        checkSizes(batch, objects, tokens);
+        checkLength("attention", attention, batch, objects, tokens, "B × N × M");
+        checkLength("x", x, batch, objects, width, "B × N × K'");
+        checkLength("y", y, batch, tokens, width, "B × M × K'");
+        if (mask != null) mask.requireShape("mask", batch, objects);
+    }
+
+    private static void checkLength(String name, float[] a, int batch, int rows, int cols, String dims) {
+        long n = (long) batch * rows * cols;
+        String shape = batch + " × " + rows + " × " + cols;
+        if (a == null) throw new IllegalArgumentException(name + ": expected " + dims + " = " + shape + " floats, got null");
+        if (a.length != n) throw new IllegalArgumentException(name + ": expected " + dims + " = " + shape + " = " + n + " floats, got " + a.length);
+    }
+
+    private static float[] toFloat(double[] a) {
+        float[] r = new float[a.length];
+        for (int i = 0; i < a.length; i++) r[i] = (float) a[i];
+        return r;
+    }
+
+    @Override public boolean equals(Object o) { return o instanceof BanPooling p && p.width == width && p.group == group; }
+
+    @Override public int hashCode() { return 31 * width + group; }
+
+    @Override public String toString() { return "BanPooling[K'=" + width + ", k=" + group + "]"; }
+}

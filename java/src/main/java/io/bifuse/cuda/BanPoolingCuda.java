@@ -1,0 +1,181 @@
+package io.bifuse.cuda;
+
+import io.bifuse.BanPooling;
+import io.bifuse.CompactBilinear;
+import io.bifuse.ObjectMask;
+import java.util.List;
+
+/**
+ * {@link BanPooling} on one GPU: the three FP32 kernels of {@code cuda/BanPooling.cu}, no cuBLAS (the op
+ * is a bilinear form per column, {@code X''[:,c]ᵀ A Y''[:,c]}, which no GEMM covers without writing an
+ * {@code N × K'} or {@code M × K'} intermediate; the fused kernels write nothing but the results).
+ *
+ * <p>Forward: {@code ban_pool_forward}, one block per (sample, column tile), one thread per column,
+ * {@code A} staged in shared memory over the real objects only, the group sum in shared memory, one
+ * write of {@code f}. Backward: {@code ban_pool_backward_xy} ({@code dX''} and {@code dY''} in one pass
+ * over {@code X''}, {@code Y''} and {@code A}) and {@code ban_pool_grad_attention} ({@code dA}, the
+ * {@code K'} reduction tiled through shared memory). The op is stateless: backward saves nothing and
+ * needs nothing from the forward (the gradients are bilinear in the inputs, nothing is recomputed
+ * beyond reading them again), and there are no workspaces, so calls on any streams run concurrently
+ * and allocate nothing.
+ *
+ * <p>Layouts: {@code attention} holds sample {@code b}'s {@code N × M} map at float offset
+ * {@code b·attStride} ({@code attStride = N·M} for a dense {@code B × N × M} map; {@code G·N·M} with
+ * {@code attention} a slice starting at glimpse {@code g} of a {@code B × G × N × M} tensor). Row
+ * {@code b·N + i} of {@code x} starts at {@code (b·N + i)·ldx}, row {@code b·M + j} of {@code y} at
+ * {@code (b·M + j)·ldy}; {@code ld* >= K'} so that column slices of a wider projection are read in
+ * place; the gradients use their own strides and only their first {@code K'} columns are written
+ * ({@code gradAttention}: only the {@code N·M} entries of each sample's map). {@code mask} null means
+ * every object is real; padded objects cost no work, contribute nothing, and get zero rows of
+ * {@code gradX} and {@code gradAttention}. {@code throughRelu}: {@code x} and {@code y} are ReLU outputs
+ * and the gradients written are those of the pre-activations, {@code g·[x > 0]}. Gradients are written,
+ * not accumulated.
+ *
+ * <p>Every argument is checked by name (sizes, strides, openness, 4-byte alignment, the mask's shape)
+ * before anything is queued. Calls are asynchronous with respect to the host, except the
+ * {@code float[]} conveniences.
+ */
+public final class BanPoolingCuda implements AutoCloseable {
+    public static final KernelSpec FORWARD = new KernelSpec("ban_pool_forward", "plpipippiiiiiip");
+    public static final KernelSpec BACKWARD_XY = new KernelSpec("ban_pool_backward_xy", "plpipippiiiiiippipii");
+    public static final KernelSpec GRAD_ATTENTION = new KernelSpec("ban_pool_grad_attention", "pipippiiiiiippl");
+    static final List<KernelSpec> KERNELS = List.of(FORWARD, BACKWARD_XY, GRAD_ATTENTION);
+
+    /** The kernels' BP_BLOCK, BP_GA_BLOCK and the tile sizes that set the units of work. */
+    static final int BLOCK = 128, GA_BLOCK = 256, GA_TI = 16, GA_TJ = 16;
+
+    private final BanPooling op;
+    private final CudaContext context;
+
+    public BanPoolingCuda(BanPooling op, CudaContext context) {
+        if (op == null) throw new IllegalArgumentException("op: expected a BanPooling, got null");
+        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
+        this.op = op;
+        this.context = context;
+    }
+
+    public BanPooling op() { return op; }
+
+    /** {@code out (B × K'/k) = op(attention, x, y)} over the real objects of {@code mask}, queued on {@code stream}. */
+    public void forward(DeviceMemory attention, long attStride, DeviceMemory x, int ldx, DeviceMemory y, int ldy,
+                        DeviceObjectMask mask, int batch, int objects, int tokens, DeviceMemory out, CudaStream s) {
+        checkInputs(attention, attStride, x, ldx, y, ldy, mask, batch, objects, tokens);
+        DeviceArgs.memory("out", out, batch, op.outWidth());
+        DeviceArgs.stream(s);
+        context.makeCurrent();
+        DeviceMemory counts = mask == null ? attention : mask.counts(), indices = mask == null ? attention : mask.indices();
+        context.launch(FORWARD, units((long) batch * forwardTiles()), 1, BLOCK, 0, s, attention, attStride, x, ldx, y, ldy, counts, indices,
+                mask == null ? 0 : 1, batch, objects, tokens, op.width(), op.group(), out);
+    }
+
+    /**
+     * The gradients of {@code attention}, {@code x} and {@code y} from {@code gradOut = ∂L/∂f}
+     * ({@code B × K'/k}), queued on {@code stream}. {@code gradAttention} has the layout of
+     * {@code attention} (the same {@code attStride}).
+     */
+    public void backward(DeviceMemory attention, long attStride, DeviceMemory x, int ldx, DeviceMemory y, int ldy,
+                         DeviceObjectMask mask, int batch, int objects, int tokens, DeviceMemory gradOut,
+                         DeviceMemory gradAttention, DeviceMemory gradX, int ldgx, DeviceMemory gradY, int ldgy,
+                         boolean throughRelu, CudaStream s) {
+        checkInputs(attention, attStride, x, ldx, y, ldy, mask, batch, objects, tokens);
+        DeviceArgs.memory("gradOut", gradOut, batch, op.outWidth());
+        strided("gradAttention", gradAttention, batch, attStride, (long) objects * tokens);
+        rows("gradX", "ldgx", gradX, (long) batch * objects, ldgx);
+        rows("gradY", "ldgy", gradY, (long) batch * tokens, ldgy);
+        DeviceArgs.stream(s);
+        context.makeCurrent();
+        DeviceMemory counts = mask == null ? attention : mask.counts(), indices = mask == null ? attention : mask.indices();
+        int masked = mask == null ? 0 : 1, w = op.width(), k = op.group();
+        long tiles = (w + BLOCK - 1) / BLOCK;
+        context.launch(BACKWARD_XY, units(batch * tiles), 1, BLOCK, 0, s, attention, attStride, x, ldx, y, ldy, counts, indices, masked,
+                batch, objects, tokens, w, k, gradOut, gradX, ldgx, gradY, ldgy, throughRelu ? 1 : 0);
+        long maps = (long) batch * ((objects + GA_TI - 1) / GA_TI) * ((tokens + GA_TJ - 1) / GA_TJ);
+        context.launch(GRAD_ATTENTION, units(maps), 1, GA_BLOCK, 0, s, x, ldx, y, ldy, counts, indices, masked, batch, objects, tokens,
+                w, k, gradOut, gradAttention, attStride);
+    }
+
+    /** Host convenience: dense inputs copied in, run on a private stream, the output copied out. */
+    public float[] forward(float[] attention, float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens) {
+        op.checkInputs(attention, x, y, mask, batch, objects, tokens);
+        int w = op.width();
+        try (CudaStream s = CudaStream.create(context);
+             DeviceBuffer da = DeviceBuffer.of(context, attention); DeviceBuffer dx = DeviceBuffer.of(context, x);
+             DeviceBuffer dy = DeviceBuffer.of(context, y); DeviceObjectMask dm = mask == null ? null : DeviceObjectMask.upload(context, mask);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * op.outWidth())) {
+            forward(da, (long) objects * tokens, dx, w, dy, w, dm, batch, objects, tokens, out, s);
+            float[] r = new float[batch * op.outWidth()];
+            out.read(r, s);
+            return r;
+        }
+    }
+
+    /** Host convenience: dense inputs, gradients of the inputs themselves ({@code throughRelu} false). */
+    public BanPooling.Gradients backward(float[] attention, float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects,
+                                         int tokens) {
+        op.checkInputs(attention, x, y, mask, batch, objects, tokens);
+        CompactBilinear.checkLength("gradOut", gradOut, batch, op.outWidth());
+        int w = op.width();
+        try (CudaStream s = CudaStream.create(context);
+             DeviceBuffer da = DeviceBuffer.of(context, attention); DeviceBuffer dx = DeviceBuffer.of(context, x);
+             DeviceBuffer dy = DeviceBuffer.of(context, y); DeviceObjectMask dm = mask == null ? null : DeviceObjectMask.upload(context, mask);
+             DeviceBuffer g = DeviceBuffer.of(context, gradOut);
+             DeviceBuffer ga = DeviceBuffer.allocateFloats(context, attention.length);
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(context, x.length); DeviceBuffer gy = DeviceBuffer.allocateFloats(context, y.length)) {
+            backward(da, (long) objects * tokens, dx, w, dy, w, dm, batch, objects, tokens, g, ga, gx, w, gy, w, false, s);
+            float[] ra = new float[attention.length], rx = new float[x.length], ry = new float[y.length];
+            ga.read(ra, s);
+            gx.read(rx, s);
+            gy.read(ry, s);
+            return new BanPooling.Gradients(ra, rx, ry);
+        }
+    }
+
+    private void checkInputs(DeviceMemory attention, long attStride, DeviceMemory x, int ldx, DeviceMemory y, int ldy,
+                             DeviceObjectMask mask, int batch, int objects, int tokens) {
+        op.checkSizes(batch, objects, tokens);
+        long map = (long) objects * tokens;
+        if (attStride < map) {
+            throw new IllegalArgumentException("attStride: expected >= N·M = " + objects + " × " + tokens + " = " + map
+                    + " floats between samples' maps, got " + attStride);
+        }
+        strided("attention", attention, batch, attStride, map);
+        rows("x", "ldx", x, (long) batch * objects, ldx);
+        rows("y", "ldy", y, (long) batch * tokens, ldy);
+        DeviceObjectMask.check("mask", mask, batch, objects, true);
+    }
+
+    /** {@code rows} rows of K' floats, {@code ld} floats apart. */
+    private void rows(String name, String ldName, DeviceMemory m, long rows, int ld) {
+        if (ld < op.width()) throw new IllegalArgumentException(ldName + ": expected a row stride >= K' = " + op.width() + " floats, got " + ld);
+        strided(name, m, rows, ld, op.width());
+    }
+
+    /** {@code count} runs of {@code len} floats, {@code stride} floats apart: {@code (count − 1)·stride + len} floats. */
+    private static void strided(String name, DeviceMemory m, long count, long stride, long len) {
+        long need = (count - 1) * stride + len;
+        String shape = count + " × " + len + " floats" + (stride == len ? "" : " at a stride of " + stride);
+        if (m == null) throw new IllegalArgumentException(name + ": expected device memory for " + shape + ", got null");
+        if (!m.isOpen()) throw new IllegalArgumentException(name + ": the device buffer is closed");
+        if (m.byteSize() < 4 * need) {
+            throw new IllegalArgumentException(name + ": expected at least " + need + " floats (" + shape + ", " + 4 * need + " bytes), got "
+                    + m.byteSize() + " bytes");
+        }
+        if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
+    }
+
+    /** Column tiles of the forward: whole groups per tile (one group when k > BLOCK). */
+    long forwardTiles() {
+        int per = op.group() >= BLOCK ? 1 : BLOCK / op.group();
+        return (op.outWidth() + per - 1) / per;
+    }
+
+    /** Kernels that loop over work units (one block each): one block per unit up to a cap. */
+    private int units(long n) {
+        return (int) Math.max(1, Math.min(n, 64L * context.multiprocessorCount()));
+    }
+
+    /** Nothing to free: the op holds no device memory. */
+    @Override public void close() {}
+
+    @Override public String toString() { return "BanPoolingCuda[" + op + "]"; }
+}

@@ -1,0 +1,170 @@
+package io.bifuse.tools;
+
+import io.bifuse.BanPooling;
+import io.bifuse.ObjectMask;
+import io.bifuse.cuda.BanPoolingCuda;
+import io.bifuse.cuda.Cuda;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaStream;
+import io.bifuse.cuda.DeviceBuffer;
+import io.bifuse.cuda.DeviceObjectMask;
+import io.bifuse.reference.BanPoolingReference;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * {@link BanPooling} in check and bench, at the spec's sizes: B = 256, N ∈ {36, 100} objects, M = 14
+ * tokens, K' = 1280 with group 1 (each BAN glimpse's pooling) and K' = 3840 with group 3 (a BCNet with
+ * k = 3). Objects are masked as a detector's boxes are: each sample has 10..N real objects (counts
+ * drawn uniformly), the rest padding; attention maps are softmax-like (positive, summing to 1 over the
+ * real objects' entries) and the projections ReLU outputs, as in the BAN model.
+ *
+ * <p>Tolerances: the CPU backend (the float64 reference rounded to float) and the CUDA kernels (FP32,
+ * no cuBLAS, so no TF32/BF16 rows) against 1e-5. Forward rows compare the output; backward rows the
+ * worst relative L2 of {@code da}, {@code dx}, {@code dy}. The reference costs about 4·B·N·M·K'
+ * multiply-adds per forward + backward (6·10⁹ at N = 100, K' = 3840): seconds, so check runs the
+ * spec's full batch on the GPU rows (the CPU backend, the same reference rounded to float, runs at the
+ * odd sizes only); bench times the CPU backend at B = 16 and says so.
+ */
+final class BanPoolingSuite implements Suite {
+
+    /** Batch, objects, tokens, width K', group k. */
+    record Size(int batch, int objects, int tokens, int width, int group) {
+        String label() { return "B=" + batch + " N=" + objects + " M=" + tokens + " K'=" + width + " k=" + group; }
+
+        /** The size string shared with the PyTorch peer (ban_pooling_peer.py); the batch is its own column. */
+        String csvSize() { return "N=" + objects + ",M=" + tokens + ",K'=" + width + ",k=" + group; }
+
+        Size withBatch(int b) { return new Size(b, objects, tokens, width, group); }
+
+        BanPooling op() { return BanPooling.of(width, group); }
+    }
+
+    static final List<Size> SPEC = List.of(new Size(256, 36, 14, 1280, 1), new Size(256, 100, 14, 1280, 1),
+            new Size(256, 36, 14, 3840, 3), new Size(256, 100, 14, 3840, 3));
+
+    static List<Size> sizes(boolean quick) {
+        List<Size> s = new ArrayList<>(List.of(new Size(3, 7, 5, 12, 3), new Size(2, 1, 1, 1, 1), new Size(4, 36, 14, 129, 1),
+                new Size(3, 40, 17, 390, 3)));
+        if (!quick) s.addAll(SPEC);
+        return s;
+    }
+
+    /** The cost model shared with the PyTorch peer: {bytes, flops}. */
+    static double[] cost(String op, Size s) {
+        double b = s.batch(), n = s.objects(), m = s.tokens(), k = s.width();
+        double in = b * n * m + b * (n + m) * k, w = 0, out = b * k / s.group(), mac = b * n * k * (m + 1);
+        if (op.endsWith("forward")) return new double[] {4 * (in + w + out), 2 * mac};
+        return new double[] {4 * (3 * in + 3 * w + 2 * out), 6 * mac};
+    }
+
+    /** Inputs as the BAN model gives them: masks with 10..N real objects, a softmax over the real entries, ReLU features. */
+    record Inputs(float[] att, float[] x, float[] y, float[] go, ObjectMask mask) {
+        static Inputs random(Size s, SplittableRandom r) {
+            int b = s.batch(), n = s.objects(), m = s.tokens(), w = s.width();
+            int[] counts = new int[b];
+            int lo = Math.min(10, n);
+            for (int i = 0; i < b; i++) counts[i] = lo + r.nextInt(n - lo + 1);
+            ObjectMask mask = ObjectMask.counts(counts, n);
+            float[] att = new float[b * n * m];
+            for (int i = 0; i < b; i++) {
+                double sum = 0;
+                for (int e = 0; e < counts[i] * m; e++) sum += att[i * n * m + e] = (float) Math.exp(r.nextGaussian());
+                for (int e = 0; e < counts[i] * m; e++) att[i * n * m + e] /= (float) sum;
+            }
+            float[] x = Stats.gaussian(r, b * n * w), y = Stats.gaussian(r, b * m * w);
+            for (int e = 0; e < x.length; e++) x[e] = Math.max(0f, x[e]);
+            for (int e = 0; e < y.length; e++) y[e] = Math.max(0f, y[e]);
+            return new Inputs(att, x, y, Stats.gaussian(r, b * w / s.group()), mask);
+        }
+    }
+
+    @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
+        boolean gpu = ctx != null && Cuda.isAvailable();
+        for (Size s : sizes(quick)) {
+            BanPooling op = s.op();
+            Inputs in = Inputs.random(s, rnd);
+            int b = s.batch(), n = s.objects(), m = s.tokens();
+            double[] fRef = BanPoolingReference.forward(op, in.att, in.x, in.y, in.mask, b, n, m);
+            BanPoolingReference.Grads gRef = BanPoolingReference.backward(op, in.att, in.x, in.y, in.mask, in.go, b, n, m);
+            // The CPU backend is the reference rounded to float; at the spec's sizes it would only double the time of check.
+            if (!SPEC.contains(s)) {
+                report.add("BanPooling.forward", "cpu", s.label(), op.forward(in.att, in.x, in.y, in.mask, b, n, m), fRef, Check.TOLERANCE);
+                report.add(backwardRow("cpu", s, op.backward(in.att, in.x, in.y, in.mask, in.go, b, n, m), gRef));
+            }
+            if (!gpu) continue;
+            try (BanPoolingCuda cuda = op.onCuda(ctx)) {
+                float[][] r = runCuda(ctx, cuda, s, in);
+                report.add("BanPooling.forward", "cuda-fp32", s.label(), r[0], fRef, Check.TOLERANCE);
+                report.add(backwardRow("cuda-fp32", s, new BanPooling.Gradients(r[1], r[2], r[3]), gRef));
+            }
+        }
+    }
+
+    static Check.Row backwardRow(String backend, Size s, BanPooling.Gradients got, BanPoolingReference.Grads ref) {
+        double e = 0;
+        double[] errs = {Stats.relativeL2(got.da(), ref.da()), Stats.relativeL2(got.dx(), ref.dx()), Stats.relativeL2(got.dy(), ref.dy())};
+        for (double v : errs) if (!(v <= e)) e = v; // NaN (an unwritten element) sticks
+        return new Check.Row("BanPooling.backward", backend, s.label(), e, Check.TOLERANCE, e <= Check.TOLERANCE);
+    }
+
+    /** Forward and backward on dense device buffers, every output NaN-poisoned first: {out, da, dx, dy}. */
+    static float[][] runCuda(CudaContext ctx, BanPoolingCuda cuda, Size s, Inputs in) {
+        int b = s.batch(), n = s.objects(), m = s.tokens(), w = s.width(), ow = w / s.group();
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer a = DeviceBuffer.of(ctx, in.att); DeviceBuffer x = DeviceBuffer.of(ctx, in.x); DeviceBuffer y = DeviceBuffer.of(ctx, in.y);
+             DeviceBuffer g = DeviceBuffer.of(ctx, in.go); DeviceObjectMask mask = DeviceObjectMask.upload(ctx, in.mask);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * ow); DeviceBuffer ga = DeviceBuffer.allocateFloats(ctx, in.att.length);
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, in.x.length); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, in.y.length)) {
+            for (DeviceBuffer d : List.of(out, ga, gx, gy)) d.fill(Float.NaN);
+            long stride = (long) n * m;
+            cuda.forward(a, stride, x, w, y, w, mask, b, n, m, out, st);
+            cuda.backward(a, stride, x, w, y, w, mask, b, n, m, g, ga, gx, w, gy, w, false, st);
+            float[][] r = {new float[b * ow], new float[in.att.length], new float[in.x.length], new float[in.y.length]};
+            out.read(r[0], st);
+            ga.read(r[1], st);
+            gx.read(r[2], st);
+            gy.read(r[3], st);
+            return r;
+        }
+    }
+
+    @Override public void bench(boolean quick, Bench.Session session) {
+        SplittableRandom rnd = session.random();
+        List<Size> sizes = quick ? List.of(new Size(8, 36, 14, 256, 1)) : SPEC;
+        for (Size s : sizes) {
+            BanPooling op = s.op();
+            Size cpu = quick ? s : s.withBatch(16); // the CPU backend is the float64 reference: see the class comment
+            {
+                Inputs in = Inputs.random(cpu, rnd);
+                int b = cpu.batch(), n = cpu.objects(), m = cpu.tokens();
+                String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
+                session.cpu("BanPooling.forward", "bifuse-cpu", label, cpu.csvSize(), b, cost("BanPooling.forward", cpu),
+                        () -> op.forward(in.att, in.x, in.y, in.mask, b, n, m));
+                session.cpu("BanPooling.fwd+bwd", "bifuse-cpu", label, cpu.csvSize(), b, cost("BanPooling.fwd+bwd", cpu), () -> {
+                    op.forward(in.att, in.x, in.y, in.mask, b, n, m);
+                    op.backward(in.att, in.x, in.y, in.mask, in.go, b, n, m);
+                });
+            }
+            CudaContext ctx = session.gpu();
+            if (ctx == null) continue;
+            Inputs in = Inputs.random(s, rnd);
+            int b = s.batch(), n = s.objects(), m = s.tokens(), w = s.width();
+            long stride = (long) n * m;
+            try (CudaStream st = CudaStream.create(ctx); BanPoolingCuda cuda = op.onCuda(ctx);
+                 DeviceBuffer a = DeviceBuffer.of(ctx, in.att); DeviceBuffer x = DeviceBuffer.of(ctx, in.x); DeviceBuffer y = DeviceBuffer.of(ctx, in.y);
+                 DeviceBuffer g = DeviceBuffer.of(ctx, in.go); DeviceObjectMask mask = DeviceObjectMask.upload(ctx, in.mask);
+                 DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * op.outWidth());
+                 DeviceBuffer ga = DeviceBuffer.allocateFloats(ctx, in.att.length);
+                 DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, in.x.length); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, in.y.length)) {
+                session.gpu("BanPooling.forward", "bifuse-cuda", s.label(), s.csvSize(), b, cost("BanPooling.forward", s), st,
+                        () -> cuda.forward(a, stride, x, w, y, w, mask, b, n, m, out, st));
+                session.gpu("BanPooling.fwd+bwd", "bifuse-cuda", s.label(), s.csvSize(), b, cost("BanPooling.fwd+bwd", s), st, () -> {
+                    cuda.forward(a, stride, x, w, y, w, mask, b, n, m, out, st);
+                    cuda.backward(a, stride, x, w, y, w, mask, b, n, m, g, ga, gx, w, gy, w, false, st);
+                });
+            }
+        }
+    }
+}
