@@ -20,6 +20,6 @@ interface Suite {
     void bench(boolean quick, Bench.Session session);
 
     static List<Suite> all() {
-        return List.of(new CompactBilinearSuite(), new MlbSuite(), new MfbSuite(), new MlbAttentionSuite(), new FullBilinearSuite());
+        return List.of(new CompactBilinearSuite(), new MlbSuite(), new MfbSuite(), new MlbAttentionSuite(), new FullBilinearSuite(), new BanAttentionSuite());
     }
 }
