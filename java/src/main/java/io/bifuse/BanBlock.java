@@ -1,5 +1,8 @@
 package io.bifuse;
 
+import io.bifuse.cuda.BanBlockCuda;
+import io.bifuse.cuda.CudaContext;
+
 import io.bifuse.reference.BanBlockReference;
 import java.util.ArrayList;
 import java.util.List;
@@ -199,6 +202,16 @@ public final class BanBlock {
         for (int g = 0; g < glimpses; g++) res.add(WeightNormLinear.random(dy, glimpseWidth / group, true, seed + 3 + 2L * glimpses + g));
         return of(new Weights(WeightNormLinear.random(width, dx, true, seed), WeightNormLinear.random(width, dy, true, seed + 1),
                 WeightNormLinear.random(glimpses, width, true, seed + 2), go, gt, res), group);
+    }
+
+    /** This block on a GPU with FP32 GEMMs (the default; TF32 and BF16 only through {@link #onCuda(CudaContext, Precision)}). */
+    public BanBlockCuda onCuda(CudaContext context) {
+        return onCuda(context, Precision.FP32);
+    }
+
+    /** This block on a GPU, its projections in the GEMM arithmetic {@code precision}: uploads the weights once; close it to free them. */
+    public BanBlockCuda onCuda(CudaContext context, Precision precision) {
+        return new BanBlockCuda(this, context, precision);
     }
 
     public Weights weights() { return weights; }

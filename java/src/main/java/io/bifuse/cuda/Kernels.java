@@ -14,7 +14,8 @@ public final class Kernels {
 
     /** Every kernel any op launches; {@link CudaContext#launch} refuses kernels not listed here. */
     public static List<KernelSpec> all() {
-        return Stream.of(CompactBilinearCuda.KERNELS, LinearCuda.KERNELS, MlbCuda.KERNELS, MfbCuda.KERNELS, MlbAttentionCuda.KERNELS, FullBilinearCuda.KERNELS, BanPoolingCuda.KERNELS)
+        return Stream.of(CompactBilinearCuda.KERNELS, LinearCuda.KERNELS, MlbCuda.KERNELS, MfbCuda.KERNELS, MlbAttentionCuda.KERNELS, FullBilinearCuda.KERNELS,
+                        BanAttentionCuda.KERNELS, BanPoolingCuda.KERNELS, BanBlockCuda.KERNELS)
                 .flatMap(List::stream).toList();
     }
 

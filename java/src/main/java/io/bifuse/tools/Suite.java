@@ -20,6 +20,7 @@ interface Suite {
     void bench(boolean quick, Bench.Session session);
 
     static List<Suite> all() {
-        return List.of(new CompactBilinearSuite(), new MlbSuite(), new MfbSuite(), new MlbAttentionSuite(), new FullBilinearSuite(), new BanPoolingSuite());
+        return List.of(new CompactBilinearSuite(), new MlbSuite(), new MfbSuite(), new MlbAttentionSuite(), new FullBilinearSuite(),
+                new BanAttentionSuite(), new BanPoolingSuite(), new BanBlockSuite());
     }
 }

@@ -1,0 +1,111 @@
+package io.bifuse.bench;
+
+import io.bifuse.BanAttention;
+import io.bifuse.ObjectMask;
+import io.bifuse.cuda.BanAttentionCuda;
+import io.bifuse.cuda.Cuda;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaStream;
+import io.bifuse.cuda.DeviceBuffer;
+import io.bifuse.cuda.DeviceObjectMask;
+import io.bifuse.cuda.Kernels;
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.*;
+
+/**
+ * JMH benchmarks of {@link BanAttention} (the BAN attention maps) at the spec's sizes: N ∈ {36, 100}
+ * objects padded (10..N real per sample, as ban-vqa's detector gives), M = 14 tokens, K = 3840, G = 8.
+ * CPU: the float64 reference backend, about {@code 5·B·G·N·M·K} multiply-adds per training step, so
+ * B = 256 takes seconds a call there (B = 8 is the CPU row to read). GPU: each invocation queues one
+ * forward (the maps only, as a model runs it) or a forward + backward training step and waits for the
+ * stream; {@code io.bifuse.tools.Main bench} reports CUDA-event times alongside. GPU benchmarks fail
+ * their trial with the reason where CUDA or the kernels are missing (no cuBLAS needed).
+ *
+ * <pre>
+ *   java --enable-native-access=ALL-UNNAMED -cp "benchmarks/target/classes:benchmarks/target/lib/*" \
+ *        org.openjdk.jmh.Main BanAttentionBenchmark
+ * </pre>
+ */
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MICROSECONDS)
+@Warmup(iterations = 3, time = 1)
+@Measurement(iterations = 5, time = 1)
+@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
+@State(Scope.Benchmark)
+public class BanAttentionBenchmark {
+    @Param({"8", "256"}) public int batch;
+    @Param({"36", "100"}) public int objects;
+
+    static final int M = 14, K = 3840, G = 8;
+    BanAttention op;
+    float[] xp, yp, ga;
+    ObjectMask mask;
+
+    @Setup(Level.Trial) public void setup() {
+        op = BanAttention.random(G, K, 42);
+        SplittableRandom r = new SplittableRandom(7);
+        xp = MlbBenchmark.random(r, batch * objects * K);
+        yp = MlbBenchmark.random(r, batch * M * K);
+        ga = MlbBenchmark.random(r, batch * G * objects * M);
+        int[] counts = new int[batch];
+        for (int b = 0; b < batch; b++) counts[b] = 10 + r.nextInt(objects - 9);
+        mask = ObjectMask.counts(counts, objects);
+    }
+
+    @Benchmark public Object cpuForward() { return op.forward(xp, yp, mask, batch, objects, M); }
+
+    @Benchmark public Object cpuTrainingStep() {
+        op.forward(xp, yp, mask, batch, objects, M);
+        return op.backward(xp, yp, mask, ga, batch, objects, M);
+    }
+
+    /** Device-resident state for the GPU benchmarks. */
+    @State(Scope.Benchmark)
+    public static class Gpu {
+        CudaContext ctx;
+        CudaStream stream;
+        BanAttentionCuda cuda;
+        DeviceBuffer xp, yp, ga, att, gx, gy, gw, gb;
+        DeviceObjectMask mask;
+
+        @Setup(Level.Trial) public void setup(BanAttentionBenchmark b) {
+            if (!Cuda.isAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + Cuda.status().reason());
+            if (Kernels.fatbin() == null) throw new IllegalStateException("GPU benchmark skipped: no CUDA kernels in this build");
+            ctx = CudaContext.open(0);
+            stream = CudaStream.create(ctx);
+            cuda = b.op.onCuda(ctx);
+            xp = DeviceBuffer.of(ctx, b.xp);
+            yp = DeviceBuffer.of(ctx, b.yp);
+            ga = DeviceBuffer.of(ctx, b.ga);
+            mask = DeviceObjectMask.upload(ctx, b.mask);
+            att = DeviceBuffer.allocateFloats(ctx, b.ga.length);
+            gx = DeviceBuffer.allocateFloats(ctx, b.xp.length);
+            gy = DeviceBuffer.allocateFloats(ctx, b.yp.length);
+            gw = DeviceBuffer.allocateFloats(ctx, (long) G * K);
+            gb = DeviceBuffer.allocateFloats(ctx, G);
+        }
+
+        @TearDown(Level.Trial) public void tearDown() {
+            if (ctx == null) return;
+            cuda.release(stream);
+            for (DeviceBuffer buf : new DeviceBuffer[] {xp, yp, ga, att, gx, gy, gw, gb}) buf.close();
+            mask.close();
+            cuda.close();
+            stream.close();
+            ctx.close();
+        }
+    }
+
+    /** The forward as a model runs it: the maps only (the logits are an optional output). */
+    @Benchmark public void gpuForward(Gpu s) {
+        s.cuda.forward(s.xp, K, s.yp, K, s.mask, batch, objects, M, s.att, null, s.stream);
+        s.stream.synchronize();
+    }
+
+    @Benchmark public void gpuTrainingStep(Gpu s) {
+        s.cuda.forward(s.xp, K, s.yp, K, s.mask, batch, objects, M, s.att, null, s.stream);
+        s.cuda.backward(s.xp, K, s.yp, K, s.mask, batch, objects, M, s.att, s.ga, s.gx, K, s.gy, K, s.gw, s.gb, false, s.stream);
+        s.stream.synchronize();
+    }
+}

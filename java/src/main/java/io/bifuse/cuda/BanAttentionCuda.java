@@ -1,0 +1,288 @@
+package io.bifuse.cuda;
+
+import io.bifuse.BanAttention;
+import io.bifuse.LinearGradients;
+import io.bifuse.ObjectMask;
+import java.util.List;
+
+/**
+ * {@link BanAttention} on one GPU: the FP32 kernels of {@code cuda/BanAttention.cu} (no GEMM, hence no
+ * cuBLAS and no {@link io.bifuse.Precision}).
+ *
+ * <p>Forward, B samples of N objects and M tokens, width K, G glimpses:
+ * <ul>
+ *   <li>N <= {@value #FUSED_MAX_OBJECTS} and M <= {@value #FUSED_MAX_TOKENS} (ban-vqa's maps: N = 36 or
+ *       100, M = 14): {@code ban_att_fused}, one block per (b, g) map: the logits of the real objects
+ *       (K reduced over shared-memory tiles of {@code X'} rows and {@code p[g]·Y'}), the mask, the softmax over
+ *       the flattened map, one write of A (and of the logits if asked). No {@code B×G×N×K} or
+ *       {@code B×G×M×K} intermediate is ever written, nor any logits the caller did not ask for.</li>
+ *   <li>larger maps: {@code ban_att_logits} (the same reduction per tile of 64 objects × 16 tokens, writing
+ *       the logits, {@code −inf} at padded objects) then {@code ban_att_softmax} over maps of any length.</li>
+ * </ul>
+ * Backward takes the forward's attention maps (saved by the caller: they are the forward's output) and
+ * recomputes nothing of the logits: {@code ban_att_backward}, one block per (b, 128 columns of K), applies the
+ * softmax Jacobian on the fly and writes {@code dX'}, {@code dY'} and per-sample partials of {@code dp};
+ * {@code ban_att_dp_reduce} sums the partials over b in a fixed order (deterministic); the bias gradient
+ * is exactly zero (see {@link BanAttention}) and written as zeros (a memset).
+ *
+ * <p>{@code X'} and {@code Y'} may be column blocks of wider matrices: row {@code r} at {@code r·ld}, any
+ * {@code ld >= K}. Masks are {@link DeviceObjectMask}s (null = every object real); the kernels only
+ * read the real objects' rows. Gradients are written, never accumulated, and must not alias the inputs.
+ *
+ * <p>Workspaces, made once per (stream, B, N, M) and kept (the {@value #MAX_WORKSPACES} most recently
+ * used): the tiled path's logits when the caller passes none ({@code 4·B·G·N·M} bytes), and the backward's
+ * {@code dp} partials ({@code 4·B·G·K} bytes). The fused forward needs none. Every argument is checked by
+ * name before anything is queued; calls are asynchronous, except the {@code float[]} conveniences.
+ */
+public final class BanAttentionCuda implements AutoCloseable {
+    /** The largest N (objects) that the fused forward kernel takes; more objects take the tiled path. */
+    public static final int FUSED_MAX_OBJECTS = 128;
+    /** The largest M (tokens) that the fused forward kernel takes; more tokens take the tiled path. */
+    public static final int FUSED_MAX_TOKENS = 16;
+
+    public static final KernelSpec FUSED = new KernelSpec("ban_att_fused", "pipippppippiiiiii");
+    public static final KernelSpec LOGITS = new KernelSpec("ban_att_logits", "pipippppipiiiii");
+    public static final KernelSpec SOFTMAX = new KernelSpec("ban_att_softmax", "ppii");
+    public static final KernelSpec BACKWARD = new KernelSpec("ban_att_backward", "pipipppipppipipiiiiii");
+    public static final KernelSpec DP_REDUCE = new KernelSpec("ban_att_dp_reduce", "ppii");
+    /** The kernel of {@link DeviceObjectMask#fromZeroRows}. */
+    public static final KernelSpec ZERO_ROWS = new KernelSpec("ban_att_zero_rows", "piiiipp");
+    static final List<KernelSpec> KERNELS = List.of(FUSED, LOGITS, SOFTMAX, BACKWARD, DP_REDUCE, ZERO_ROWS);
+
+    static final int MAX_WORKSPACES = 4;
+    // BAN_BLOCK, BAN_TILE_R, BAN_TILE_J, BAN_BWD_BLOCK, BAN_MASK_BLOCK in BanAttention.cu
+    static final int BLOCK = 256, TILE_R = 64, TILE_J = 16, BWD_BLOCK = 128, MASK_BLOCK = 256;
+
+    private final BanAttention op;
+    private final CudaContext context;
+    private final int g, k;
+    private final DeviceBuffer weight, bias;
+    private final Workspaces<Shape, Workspace> workspaces = new Workspaces<>("BanAttentionCuda", MAX_WORKSPACES);
+    private volatile boolean forceTiled;
+
+    public BanAttentionCuda(BanAttention op, CudaContext context) {
+        if (op == null) throw new IllegalArgumentException("op: expected a BanAttention, got null");
+        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
+        this.op = op;
+        this.context = context;
+        this.g = op.glimpses();
+        this.k = op.width();
+        DeviceBuffer w = DeviceBuffer.of(context, op.logits().weightArray());
+        try {
+            bias = DeviceBuffer.of(context, op.logits().biasArray());
+        } catch (RuntimeException e) {
+            w.close();
+            throw e;
+        }
+        weight = w;
+    }
+
+    public BanAttention op() { return op; }
+
+    /** p ({@code G × K}) on the device: the block's weight-norm backward reads it. */
+    DeviceMemory weight() { return weight; }
+
+    /** Whether a forward of N objects and M tokens runs the fused kernel (else the tiled path). */
+    public boolean isFused(int objects, int tokens) {
+        return !forceTiled && objects <= FUSED_MAX_OBJECTS && tokens <= FUSED_MAX_TOKENS;
+    }
+
+    /** Tests: run the tiled path at every size, so that both paths can be checked at small sizes. */
+    void forceTiled(boolean on) { forceTiled = on; }
+
+    /**
+     * The attention maps into {@code attention} ({@code B×G×N×M} dense) and, unless {@code logits} is
+     * null, the logits ({@code B×G×N×M}, {@code −inf} at padded objects), queued on {@code stream}.
+     *
+     * @param xp   {@code X'}: {@code B·N} rows of K floats, row {@code b·N + i} at {@code (b·N + i)·ldx}
+     * @param yp   {@code Y'}: {@code B·M} rows, stride {@code ldy}
+     * @param mask the real objects, or null (all real)
+     */
+    public void forward(DeviceMemory xp, int ldx, DeviceMemory yp, int ldy, DeviceObjectMask mask, int batch, int objects, int tokens,
+                        DeviceMemory attention, DeviceMemory logits, CudaStream stream) {
+        op.checkSizes(batch, objects, tokens);
+        rows("xp", xp, (long) batch * objects, ldx, "ldx", k);
+        rows("yp", yp, (long) batch * tokens, ldy, "ldy", k);
+        DeviceObjectMask.check("mask", mask, batch, objects, true);
+        DeviceArgs.memory("attention", attention, (long) batch * g, (long) objects * tokens);
+        if (logits != null) DeviceArgs.memory("logits", logits, (long) batch * g, (long) objects * tokens);
+        DeviceArgs.stream(stream);
+        context.makeCurrent();
+        DeviceMemory counts = mask == null ? xp : mask.counts(), indices = mask == null ? xp : mask.indices();
+        int masked = mask == null ? 0 : 1;
+        if (isFused(objects, tokens)) {
+            context.launch(FUSED, units((long) batch * g), 1, BLOCK, 0, stream, xp, ldx, yp, ldy, weight, bias, counts, indices, masked,
+                    attention, logits == null ? attention : logits, logits == null ? 0 : 1, batch, objects, tokens, k, g);
+            return;
+        }
+        if (logits != null) {
+            tiled(xp, ldx, yp, ldy, counts, indices, masked, batch, objects, tokens, attention, logits, stream);
+            return;
+        }
+        Workspace w = workspace(stream, batch, objects, tokens);
+        synchronized (w) {
+            if (w.isClosed()) { forward(xp, ldx, yp, ldy, mask, batch, objects, tokens, attention, null, stream); return; } // evicted meanwhile
+            tiled(xp, ldx, yp, ldy, counts, indices, masked, batch, objects, tokens, attention, w.logits(), stream);
+        }
+    }
+
+    private void tiled(DeviceMemory xp, int ldx, DeviceMemory yp, int ldy, DeviceMemory counts, DeviceMemory indices, int masked, int batch,
+                       int objects, int tokens, DeviceMemory attention, DeviceMemory logits, CudaStream stream) {
+        // N + 1 object slots: the last one owns the padded objects after the last real one
+        long rtiles = (objects + TILE_R) / TILE_R, jtiles = (tokens + TILE_J - 1) / TILE_J;
+        context.launch(LOGITS, units((long) batch * g * rtiles * jtiles), 1, BLOCK, 0, stream, xp, ldx, yp, ldy, weight, bias, counts, indices,
+                masked, logits, batch, objects, tokens, k, g);
+        context.launch(SOFTMAX, units((long) batch * g), 1, BLOCK, 0, stream, logits, attention, batch * g, objects * tokens);
+    }
+
+    /**
+     * Every gradient from {@code gradAttention = ∂L/∂A} ({@code B×G×N×M}) and the forward's inputs and
+     * attention maps, queued on {@code stream}: {@code gradXp} ({@code B·N} rows, stride {@code ldgx};
+     * padded objects' rows written 0), {@code gradYp} ({@code B·M} rows, stride {@code ldgy}),
+     * {@code gradWeight} ({@code G×K}) and {@code gradBias} ({@code G} zeros; null exactly when the layer
+     * has no bias). {@code throughRelu}: {@code xp}, {@code yp} are ReLU outputs and the gradients written
+     * are those of the pre-activations ({@code g·[x > 0]}).
+     */
+    public void backward(DeviceMemory xp, int ldx, DeviceMemory yp, int ldy, DeviceObjectMask mask, int batch, int objects, int tokens,
+                         DeviceMemory attention, DeviceMemory gradAttention, DeviceMemory gradXp, int ldgx, DeviceMemory gradYp, int ldgy,
+                         DeviceMemory gradWeight, DeviceMemory gradBias, boolean throughRelu, CudaStream stream) {
+        op.checkSizes(batch, objects, tokens);
+        rows("xp", xp, (long) batch * objects, ldx, "ldx", k);
+        rows("yp", yp, (long) batch * tokens, ldy, "ldy", k);
+        DeviceObjectMask.check("mask", mask, batch, objects, true);
+        DeviceArgs.memory("attention", attention, (long) batch * g, (long) objects * tokens);
+        DeviceArgs.memory("gradAttention", gradAttention, (long) batch * g, (long) objects * tokens);
+        rows("gradXp", gradXp, (long) batch * objects, ldgx, "ldgx", k);
+        rows("gradYp", gradYp, (long) batch * tokens, ldgy, "ldgy", k);
+        DeviceArgs.layer("gradWeight", "gradBias", gradWeight, gradBias, op.logits());
+        DeviceArgs.stream(stream);
+        Workspace w = workspace(stream, batch, objects, tokens);
+        synchronized (w) {
+            if (w.isClosed()) { // evicted meanwhile: take a fresh one
+                backward(xp, ldx, yp, ldy, mask, batch, objects, tokens, attention, gradAttention, gradXp, ldgx, gradYp, ldgy, gradWeight, gradBias,
+                        throughRelu, stream);
+                return;
+            }
+            context.makeCurrent();
+            DeviceMemory counts = mask == null ? xp : mask.counts(), indices = mask == null ? xp : mask.indices();
+            DeviceMemory dpart = w.partials();
+            long ctiles = (k + BWD_BLOCK - 1) / BWD_BLOCK;
+            context.launch(BACKWARD, units(batch * ctiles), 1, BWD_BLOCK, 0, stream, xp, ldx, yp, ldy, weight, counts, indices, mask == null ? 0 : 1,
+                    attention, gradAttention, gradXp, ldgx, gradYp, ldgy, dpart, throughRelu ? 1 : 0, batch, objects, tokens, k, g);
+            context.launch(DP_REDUCE, DeviceArgs.grid(context, (long) g * k, BLOCK), 1, BLOCK, 0, stream, dpart, gradWeight, batch, g * k);
+            if (gradBias != null) {
+                Driver.check("cuMemsetD32Async", jcuda.driver.JCudaDriver.cuMemsetD32Async(DeviceBuffer.devicePointer(gradBias), 0, g, stream.jcuda()));
+            }
+        }
+    }
+
+    /** Host convenience: copies in (and the mask, if any), runs on a private stream, copies the maps and logits out. */
+    public BanAttention.Result forward(float[] xp, float[] yp, ObjectMask mask, int batch, int objects, int tokens) {
+        op.checkInputs(xp, yp, mask, batch, objects, tokens);
+        int maps = batch * g * objects * tokens;
+        try (CudaStream s = CudaStream.create(context); DeviceBuffer dx = DeviceBuffer.of(context, xp); DeviceBuffer dy = DeviceBuffer.of(context, yp);
+             DeviceObjectMask dm = mask == null ? null : DeviceObjectMask.upload(context, mask);
+             DeviceBuffer att = DeviceBuffer.allocateFloats(context, maps); DeviceBuffer lg = DeviceBuffer.allocateFloats(context, maps)) {
+            try {
+                forward(dx, k, dy, k, dm, batch, objects, tokens, att, lg, s);
+                float[] a = new float[maps], l = new float[maps];
+                att.read(a, s);
+                lg.read(l, s);
+                return new BanAttention.Result(a, l);
+            } finally {
+                release(s);
+            }
+        }
+    }
+
+    /** Host convenience: the forward (for the maps backward needs), then the backward, on a private stream. */
+    public BanAttention.Gradients backward(float[] xp, float[] yp, ObjectMask mask, float[] gradAttention, int batch, int objects, int tokens) {
+        op.checkInputs(xp, yp, mask, batch, objects, tokens);
+        op.checkMaps("gradAttention", gradAttention, batch, objects, tokens);
+        int maps = batch * g * objects * tokens;
+        try (CudaStream s = CudaStream.create(context); DeviceBuffer dx = DeviceBuffer.of(context, xp); DeviceBuffer dy = DeviceBuffer.of(context, yp);
+             DeviceObjectMask dm = mask == null ? null : DeviceObjectMask.upload(context, mask);
+             DeviceBuffer att = DeviceBuffer.allocateFloats(context, maps); DeviceBuffer ga = DeviceBuffer.of(context, gradAttention);
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(context, xp.length); DeviceBuffer gy = DeviceBuffer.allocateFloats(context, yp.length);
+             DeviceBuffer gw = DeviceBuffer.allocateFloats(context, (long) g * k); DeviceBuffer gb = DeviceBuffer.allocateFloats(context, g)) {
+            try {
+                boolean hasBias = op.logits().hasBias();
+                forward(dx, k, dy, k, dm, batch, objects, tokens, att, null, s);
+                backward(dx, k, dy, k, dm, batch, objects, tokens, att, ga, gx, k, gy, k, gw, hasBias ? gb : null, false, s);
+                float[] rx = new float[xp.length], ry = new float[yp.length], rw = new float[g * k], rb = hasBias ? new float[g] : null;
+                gx.read(rx, s);
+                gy.read(ry, s);
+                gw.read(rw, s);
+                if (hasBias) gb.read(rb, s);
+                return new BanAttention.Gradients(rx, ry, new LinearGradients(rw, rb));
+            } finally {
+                release(s);
+            }
+        }
+    }
+
+    /**
+     * Checks by name that {@code m} holds {@code rows} rows of {@code cols} floats at a row stride of
+     * {@code ld} floats ({@code (rows − 1)·ld + cols} floats), is open and 4-byte aligned, and that
+     * {@code ld >= cols} (named {@code ldName}).
+     */
+    static void rows(String name, DeviceMemory m, long rows, int ld, String ldName, int cols) {
+        if (ld < cols) throw new IllegalArgumentException(ldName + ": expected a row stride >= " + cols + " floats (the width), got " + ld);
+        long floats = (rows - 1) * ld + cols;
+        if (m == null) {
+            throw new IllegalArgumentException(name + ": expected device memory for " + rows + " rows of " + cols + " floats (stride " + ld + "), got null");
+        }
+        if (!m.isOpen()) throw new IllegalArgumentException(name + ": the device buffer is closed");
+        if (m.byteSize() < 4 * floats) {
+            throw new IllegalArgumentException(name + ": expected at least " + rows + " rows of " + cols + " floats at a stride of " + ld + " ("
+                    + floats + " floats, " + 4 * floats + " bytes), got " + m.byteSize() + " bytes");
+        }
+        if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
+    }
+
+    /** Kernels that loop over work units (one block each): one block per unit, up to a cap. */
+    int units(long n) {
+        return (int) Math.max(1, Math.min(n, 64L * context.multiprocessorCount()));
+    }
+
+    private Workspace workspace(CudaStream stream, int batch, int objects, int tokens) {
+        return workspaces.get(stream, new Shape(batch, objects, tokens), s -> new Workspace(s, batch, objects, tokens));
+    }
+
+    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
+    public void release(CudaStream stream) { workspaces.release(stream); }
+
+    /** Bytes of device memory this op holds now (p, bias and workspaces). */
+    public long deviceBytes() { return weight.byteSize() + bias.byteSize() + workspaces.bytes(); }
+
+    @Override public void close() {
+        if (!workspaces.close()) return;
+        weight.close();
+        bias.close();
+    }
+
+    private record Shape(int batch, int objects, int tokens) {}
+
+    /** The tiled path's logits and the backward's dp partials for one (stream, B, N, M), each made on first use. */
+    private final class Workspace extends Workspaces.Workspace {
+        final int batch, objects, tokens;
+        private DeviceBuffer logits, partials;
+
+        Workspace(CudaStream stream, int batch, int objects, int tokens) {
+            super(BanAttentionCuda.this.context, stream);
+            this.batch = batch;
+            this.objects = objects;
+            this.tokens = tokens;
+        }
+
+        DeviceBuffer logits() {
+            if (logits == null) logits = own(DeviceBuffer.allocateFloats(context, (long) batch * g * objects * tokens));
+            return logits;
+        }
+
+        DeviceBuffer partials() {
+            if (partials == null) partials = own(DeviceBuffer.allocateFloats(context, (long) batch * g * k));
+            return partials;
+        }
+    }
+}

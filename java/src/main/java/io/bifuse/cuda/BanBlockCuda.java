@@ -1,0 +1,521 @@
+package io.bifuse.cuda;
+
+import io.bifuse.BanAttention;
+import io.bifuse.BanBlock;
+import io.bifuse.BanPooling;
+import io.bifuse.Linear;
+import io.bifuse.ObjectMask;
+import io.bifuse.Precision;
+import io.bifuse.WeightNormGradients;
+import io.bifuse.WeightNormLinear;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * {@link BanBlock} on one GPU: the projections through cuBLAS in the op's {@link Precision}, the
+ * attention maps through {@link BanAttentionCuda}, the pooling through {@link BanPoolingCuda}, and the
+ * small kernels of {@code cuda/BanBlock.cu} between them.
+ *
+ * <p>Forward, B samples of N objects and M tokens ({@code K} attention width, {@code K'} glimpse width,
+ * {@code G} glimpses):
+ * <ol>
+ *   <li>the object mask: the caller's, or built on the device from the zero rows of {@code x};</li>
+ *   <li>ONE GEMM for every projection of the objects, which none of the glimpses changes:
+ *       {@code Zx = x·[U; U_0; …; U_{G−1}]ᵀ} ({@code B·N × (K + G·K')}), then bias + ReLU in place;</li>
+ *   <li>one GEMM for the two projections of the original question, {@code Zy = y·[V; V_0]ᵀ}
+ *       ({@code B·M × (K + K')}), bias + ReLU;</li>
+ *   <li>the G attention maps from the column slices {@code Zx[:, :K]}, {@code Zy[:, :K]} (fused logits,
+ *       mask and softmax: no {@code B×G×N×K} intermediate);</li>
+ *   <li>per glimpse: {@code Y''_g} (glimpse 0 from step 3; later glimpses from the updated question, one
+ *       GEMM each), the pooling {@code f_g} from {@code A_g} and the slice {@code Zx[:, K + g·K' ...]},
+ *       the residual layer {@code W_g f_g + b_g} and its broadcast to every token;</li>
+ *   <li>{@code out = Σ_j Y_G[b, j]}.</li>
+ * </ol>
+ * Weight norm: the effective weights {@code g·V/‖V‖_F} are computed once on the host (in double) and
+ * uploaded; backward turns each effective-weight gradient into {@code (dV, dg)} on the device.
+ *
+ * <p>Backward recomputes the forward (the op is stateless, like every bifuse op) keeping {@code Zx},
+ * {@code Zy}, the maps, every {@code Y_g}, {@code Y''_g} and {@code f_g}; then walks the glimpses
+ * backwards (residual layer, pooling backward writing {@code dA_g} and the gradient of {@code Zx}'s
+ * glimpse slice with the ReLU derivative fused, the question's path), the attention backward, and
+ * finishes with ONE GEMM for {@code dx} through the stacked object weights and one for the question.
+ *
+ * <p>Workspaces (and a cuBLAS handle bound to the stream) are made once per (stream, B, N, M) and kept
+ * (the {@value #MAX_WORKSPACES} most recently used). The largest piece is {@code Zx},
+ * {@code 4·B·N·(K + G·K')} bytes (1.4 GB at B = 256, N = 100, the sizes of ban-vqa), twice that once
+ * backward has run (its gradient). Every argument is checked before anything is queued.
+ */
+public final class BanBlockCuda implements AutoCloseable {
+    public static final KernelSpec BIAS_RELU = new KernelSpec("bnb_bias_relu", "ppiii");
+    public static final KernelSpec RESIDUAL = new KernelSpec("bnb_residual", "pppiii");
+    public static final KernelSpec TOKEN_SUM = new KernelSpec("bnb_token_sum", "ppiii");
+    public static final KernelSpec BROADCAST = new KernelSpec("bnb_broadcast", "ppiii");
+    public static final KernelSpec WN_PARTIAL = new KernelSpec("bnb_wn_partial", "pplp");
+    public static final KernelSpec WN_FINISH = new KernelSpec("bnb_wn_finish", "pfp");
+    public static final KernelSpec WN_GRAD = new KernelSpec("bnb_wn_grad", "pplpffp");
+    static final List<KernelSpec> KERNELS = List.of(BIAS_RELU, RESIDUAL, TOKEN_SUM, BROADCAST, WN_PARTIAL, WN_FINISH, WN_GRAD);
+
+    static final int MAX_WORKSPACES = 2;
+    private static final int BLOCK = 256, WN_BLOCKS = 256; // BNB_THREADS, BNB_WN_BLOCKS
+
+    /** One weight-normed layer's gradient buffers: {@code weightV} out × in, {@code weightG} one float, {@code bias} out (null iff no bias). */
+    public record LayerBuffers(DeviceMemory weightV, DeviceMemory weightG, DeviceMemory bias) {}
+
+    /** Where {@link #backward} writes: {@code dx} (B × N × Dx), {@code dy} (B × M × Dy) and each layer's buffers, as {@link BanBlock.Gradients}. */
+    public record GradientBuffers(DeviceMemory dx, DeviceMemory dy, LayerBuffers objects, LayerBuffers tokens, LayerBuffers logits,
+                                  List<LayerBuffers> glimpseObjects, List<LayerBuffers> glimpseTokens, List<LayerBuffers> residuals) {
+        public GradientBuffers {
+            glimpseObjects = glimpseObjects == null ? null : java.util.Collections.unmodifiableList(new ArrayList<>(glimpseObjects));
+            glimpseTokens = glimpseTokens == null ? null : java.util.Collections.unmodifiableList(new ArrayList<>(glimpseTokens));
+            residuals = residuals == null ? null : java.util.Collections.unmodifiableList(new ArrayList<>(residuals));
+        }
+    }
+
+    private final BanBlock op;
+    private final CudaContext context;
+    private final Precision precision;
+    private final int dx, dy, k, kg, g, kp, sx, sy;
+    private final List<AutoCloseable> owned = new ArrayList<>();
+    private final LinearCuda objects, tokens;              // stacked: [U; U_0..U_{G-1}] and [V; V_0]
+    private final List<LinearCuda> glimpseTokens = new ArrayList<>(), residuals = new ArrayList<>(); // V_g (index 0 unused), W_g
+    private final BanAttentionCuda attention;
+    private final BanPoolingCuda pooling;
+    private final Workspaces<Shape, Workspace> workspaces = new Workspaces<>("BanBlockCuda", MAX_WORKSPACES);
+
+    public BanBlockCuda(BanBlock op, CudaContext context, Precision precision) {
+        if (op == null) throw new IllegalArgumentException("op: expected a BanBlock, got null");
+        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
+        if (precision == null) throw new IllegalArgumentException("precision: expected FP32, TF32 or BF16, got null");
+        if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("BanBlock on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
+        this.op = op;
+        this.context = context;
+        this.precision = precision;
+        BanBlock.Weights w = op.weights();
+        dx = op.dx();
+        dy = op.dy();
+        k = op.width();
+        kg = op.glimpseWidth();
+        g = op.glimpses();
+        kp = kg / op.group();
+        sx = k + g * kg;
+        sy = k + kg;
+        try {
+            List<WeightNormLinear> xs = new ArrayList<>(List.of(w.objects()));
+            xs.addAll(w.glimpseObjects());
+            objects = own(new LinearCuda(context, stack(xs)));
+            tokens = own(new LinearCuda(context, stack(List.of(w.tokens(), w.glimpseTokens().get(0)))));
+            for (int i = 0; i < g; i++) {
+                glimpseTokens.add(i == 0 ? null : own(new LinearCuda(context, w.glimpseTokens().get(i).effective())));
+                residuals.add(own(new LinearCuda(context, w.residuals().get(i).effective())));
+            }
+            attention = own(BanAttention.of(w.logits().effective()).onCuda(context));
+            pooling = own(BanPooling.of(kg, op.group()).onCuda(context));
+        } catch (RuntimeException e) {
+            closeOwned();
+            throw e;
+        }
+    }
+
+    public BanBlock op() { return op; }
+    public Precision precision() { return precision; }
+
+    /**
+     * {@code out (B × Dy) = op(x (B × N × Dx), y (B × M × Dy))}, queued on {@code stream}; the attention
+     * maps ({@code B × G × N × M}) into {@code attentionOut} unless it is null. {@code mask} null: an
+     * object is padding exactly when its row of {@code x} is all zeros (ban-vqa's rule), found on the device.
+     */
+    public void forward(DeviceMemory x, DeviceMemory y, DeviceObjectMask mask, int batch, int objectsN, int tokensM,
+                        DeviceMemory out, DeviceMemory attentionOut, CudaStream stream) {
+        checkSizes(batch, objectsN, tokensM);
+        DeviceArgs.memory("x", x, (long) batch * objectsN, dx);
+        DeviceArgs.memory("y", y, (long) batch * tokensM, dy);
+        DeviceObjectMask.check("mask", mask, batch, objectsN, true);
+        DeviceArgs.memory("out", out, batch, dy);
+        if (attentionOut != null) DeviceArgs.memory("attentionOut", attentionOut, (long) batch * g * objectsN, tokensM);
+        DeviceArgs.stream(stream);
+        Workspace w = workspace(stream, batch, objectsN, tokensM);
+        synchronized (w) {
+            if (w.isClosed()) { forward(x, y, mask, batch, objectsN, tokensM, out, attentionOut, stream); return; }
+            context.makeCurrent();
+            DeviceObjectMask m = run(w, x, y, mask, stream);
+            context.launch(TOKEN_SUM, DeviceArgs.grid(context, (long) batch * dy, BLOCK), 1, BLOCK, 0, stream, w.ys.get(g - 1), out, batch, tokensM, dy);
+            if (attentionOut != null) {
+                Driver.check("cuMemcpyDtoDAsync", jcuda.driver.JCudaDriver.cuMemcpyDtoDAsync(DeviceBuffer.devicePointer(attentionOut),
+                        DeviceBuffer.devicePointer(w.att), 4L * batch * g * objectsN * tokensM, stream.jcuda()));
+            }
+        }
+    }
+
+    /** Steps 1 to 5 of the class comment: fills w.zx, w.zy, w.att, w.ypp, w.f and w.ys; returns the mask used. */
+    private DeviceObjectMask run(Workspace w, DeviceMemory x, DeviceMemory y, DeviceObjectMask mask, CudaStream stream) {
+        int b = w.batch, n = w.objects, mt = w.tokens;
+        DeviceObjectMask m = mask;
+        if (m == null) {
+            DeviceObjectMask.fillFromZeroRows(context, w.mask, x, dx, dx, stream);
+            m = w.mask;
+        }
+        CublasHandle blas = w.blas;
+        objects.project(blas, precision, x, dx, b * n, w.zx, sx);
+        context.launch(BIAS_RELU, DeviceArgs.grid(context, (long) b * n * sx, BLOCK), 1, BLOCK, 0, stream, w.zx, objects.bias(), b * n, sx, sx);
+        tokens.project(blas, precision, y, dy, b * mt, w.zy, sy);
+        context.launch(BIAS_RELU, DeviceArgs.grid(context, (long) b * mt * sy, BLOCK), 1, BLOCK, 0, stream, w.zy, tokens.bias(), b * mt, sy, sy);
+        attention.forward(w.zx, sx, w.zy, sy, m, b, n, mt, w.att, null, stream);
+        long mapFloats = (long) n * mt, attStride = g * mapFloats;
+        DeviceMemory ycur = y;
+        for (int i = 0; i < g; i++) {
+            DeviceMemory ypp = ypp(w, i);
+            if (i > 0) {
+                LinearCuda v = glimpseTokens.get(i);
+                v.project(blas, precision, ycur, dy, b * mt, ypp, kg);
+                context.launch(BIAS_RELU, DeviceArgs.grid(context, (long) b * mt * kg, BLOCK), 1, BLOCK, 0, stream, ypp, v.bias(), b * mt, kg, kg);
+            }
+            pooling.forward(floats(w.att, i * mapFloats), attStride, floats(w.zx, k + (long) i * kg), sx, ypp, lpp(i), m, b, n, mt,
+                    w.f.get(i), stream);
+            residuals.get(i).forward(blas, precision, w.f.get(i), kp, b, w.r, dy, stream);
+            context.launch(RESIDUAL, DeviceArgs.grid(context, (long) b * mt * dy, BLOCK), 1, BLOCK, 0, stream, ycur, w.r, w.ys.get(i), b, mt, dy);
+            ycur = w.ys.get(i);
+        }
+        return m;
+    }
+
+    /** Y''_g: glimpse 0's is the column slice of Zy, later ones have their own buffer. */
+    private DeviceMemory ypp(Workspace w, int i) { return i == 0 ? floats(w.zy, k) : w.ypp.get(i - 1); }
+
+    private int lpp(int i) { return i == 0 ? sy : kg; }
+
+    /**
+     * Every gradient ({@code grads}) from {@code gradOut = ∂L/∂out (B × Dy)} and the forward's inputs,
+     * queued on {@code stream}. Gradients are written, not accumulated.
+     */
+    public void backward(DeviceMemory x, DeviceMemory y, DeviceObjectMask mask, int batch, int objectsN, int tokensM,
+                         DeviceMemory gradOut, GradientBuffers grads, CudaStream stream) {
+        checkSizes(batch, objectsN, tokensM);
+        DeviceArgs.memory("x", x, (long) batch * objectsN, dx);
+        DeviceArgs.memory("y", y, (long) batch * tokensM, dy);
+        DeviceObjectMask.check("mask", mask, batch, objectsN, true);
+        DeviceArgs.memory("gradOut", gradOut, batch, dy);
+        checkGradients(grads, batch, objectsN, tokensM);
+        DeviceArgs.stream(stream);
+        Workspace w = workspace(stream, batch, objectsN, tokensM);
+        synchronized (w) {
+            if (w.isClosed()) { backward(x, y, mask, batch, objectsN, tokensM, gradOut, grads, stream); return; }
+            context.makeCurrent();
+            w.ensureBackward();
+            DeviceObjectMask m = run(w, x, y, mask, stream);
+            int b = batch, n = objectsN, mt = tokensM;
+            CublasHandle blas = w.blas;
+            Precision p = precision;
+            BanBlock.Weights wt = op.weights();
+            long mapFloats = (long) n * mt, attStride = g * mapFloats;
+            DeviceMemory dY = grads.dy();
+            context.launch(BROADCAST, DeviceArgs.grid(context, (long) b * mt * dy, BLOCK), 1, BLOCK, 0, stream, gradOut, dY, b, mt, dy);
+            for (int i = g - 1; i >= 0; i--) {
+                // the residual term W_i f_i + b_i reaches every token: its gradient is the token sum
+                context.launch(TOKEN_SUM, DeviceArgs.grid(context, (long) b * dy, BLOCK), 1, BLOCK, 0, stream, dY, w.dr, b, mt, dy);
+                LinearCuda res = residuals.get(i);
+                LayerBuffers rb = grads.residuals().get(i);
+                res.backwardParameters(blas, p, w.dr, dy, w.f.get(i), kp, b, w.dw, rb.bias(), stream);
+                weightNorm(w, w.dw, res.weight(), wt.residuals().get(i), rb, stream);
+                res.backwardInput(blas, p, w.dr, dy, b, 0f, w.df, kp);
+                DeviceMemory dypp = i == 0 ? floats(w.dzy, k) : w.dypp;
+                pooling.backward(floats(w.att, i * mapFloats), attStride, floats(w.zx, k + (long) i * kg), sx, ypp(w, i), lpp(i), m, b, n, mt,
+                        w.df, floats(w.datt, i * mapFloats), floats(w.dzx, k + (long) i * kg), sx, dypp, lpp(i), true, stream);
+                if (i > 0) {
+                    LinearCuda v = glimpseTokens.get(i);
+                    LayerBuffers vb = grads.glimpseTokens().get(i);
+                    DeviceMemory yin = w.ys.get(i - 1); // Y_i, the residual output of glimpse i − 1
+                    v.backwardParameters(blas, p, w.dypp, kg, yin, dy, b * mt, w.dw, vb.bias(), stream);
+                    weightNorm(w, w.dw, v.weight(), wt.glimpseTokens().get(i), vb, stream);
+                    v.backwardInput(blas, p, w.dypp, kg, b * mt, 1f, dY, dy);
+                }
+            }
+            attention.backward(w.zx, sx, w.zy, sy, m, b, n, mt, w.att, w.datt, w.dzx, sx, w.dzy, sy, w.dw, grads.logits().bias(), true, stream);
+            weightNorm(w, w.dw, attention.weight(), wt.logits(), grads.logits(), stream);
+            // x: one GEMM through every stacked object projection
+            objects.backwardInput(blas, p, w.dzx, sx, b * n, 0f, grads.dx(), dx);
+            objects.backwardParameters(blas, p, w.dzx, sx, x, dx, b * n, w.dwx, null, stream);
+            layerGrads(w, w.dzx, sx, b * n, w.dwx, objects.weight(), 0, wt.objects(), grads.objects(), stream);
+            for (int i = 0; i < g; i++) {
+                layerGrads(w, w.dzx, sx, b * n, w.dwx, objects.weight(), k + i * kg, wt.glimpseObjects().get(i), grads.glimpseObjects().get(i), stream);
+            }
+            // y: the original question's two projections, added to the residual path's gradient
+            tokens.backwardInput(blas, p, w.dzy, sy, b * mt, 1f, dY, dy);
+            tokens.backwardParameters(blas, p, w.dzy, sy, y, dy, b * mt, w.dwy, null, stream);
+            layerGrads(w, w.dzy, sy, b * mt, w.dwy, tokens.weight(), 0, wt.tokens(), grads.tokens(), stream);
+            layerGrads(w, w.dzy, sy, b * mt, w.dwy, tokens.weight(), k, wt.glimpseTokens().get(0), grads.glimpseTokens().get(0), stream);
+        }
+    }
+
+    /** A layer stacked at rows {@code [row, row + out)} of a stacked projection: its bias gradient (a column slice of dz) and its weight norm. */
+    private void layerGrads(Workspace w, DeviceMemory dz, int ldz, int rows, DeviceMemory dwStacked, DeviceMemory wStacked, int row,
+                            WeightNormLinear layer, LayerBuffers out, CudaStream stream) {
+        if (out.bias() != null) LinearCuda.biasGradient(context, floats(dz, row), ldz, rows, layer.out(), out.bias(), stream);
+        long off = (long) row * layer.in(), n = (long) layer.out() * layer.in();
+        weightNorm(w, dwStacked.slice(4 * off, 4 * n), wStacked.slice(4 * off, 4 * n), layer, out, stream);
+    }
+
+    /** {@code (dV, dg)} of a weight-normed layer from the gradient of its effective weight (three kernels, deterministic). */
+    private void weightNorm(Workspace w, DeviceMemory dW, DeviceMemory W, WeightNormLinear layer, LayerBuffers out, CudaStream stream) {
+        long n = (long) layer.out() * layer.in();
+        float gain = layer.g();
+        context.launch(WN_PARTIAL, WN_BLOCKS, 1, BLOCK, 0, stream, dW, W, n, w.partial);
+        context.launch(WN_FINISH, 1, 1, BLOCK, 0, stream, w.partial, gain, out.weightG());
+        context.launch(WN_GRAD, DeviceArgs.grid(context, n, BLOCK), 1, BLOCK, 0, stream, dW, W, n, out.weightG(), gain,
+                (float) (gain / layer.norm()), out.weightV());
+    }
+
+    /** Host convenience: copies in, runs on a private stream, copies out ({@code mask} null: ban-vqa's zero-row rule). */
+    public float[] forward(float[] x, float[] y, ObjectMask mask, int batch, int objectsN, int tokensM) {
+        return forwardWithAttention(x, y, mask, batch, objectsN, tokensM).out();
+    }
+
+    /** Host convenience: the output ({@code B × Dy}) and the attention maps ({@code B × G × N × M}). */
+    public BanBlock.Result forwardWithAttention(float[] x, float[] y, ObjectMask mask, int batch, int objectsN, int tokensM) {
+        op.checkInputs(x, y, mask, batch, objectsN, tokensM);
+        try (CudaStream s = CudaStream.create(context);
+             DeviceBuffer xb = DeviceBuffer.of(context, x); DeviceBuffer yb = DeviceBuffer.of(context, y);
+             DeviceObjectMask m = mask == null ? null : DeviceObjectMask.upload(context, mask);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * dy);
+             DeviceBuffer att = DeviceBuffer.allocateFloats(context, (long) batch * g * objectsN * tokensM)) {
+            try {
+                forward(xb, yb, m, batch, objectsN, tokensM, out, att, s);
+                float[] o = new float[batch * dy], a = new float[batch * g * objectsN * tokensM];
+                out.read(o, s);
+                att.read(a, s);
+                return new BanBlock.Result(o, a);
+            } finally {
+                release(s);
+            }
+        }
+    }
+
+    /** Host convenience: every gradient given {@code gradOut = ∂L/∂out} ({@code B × Dy}). */
+    public BanBlock.Gradients backward(float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objectsN, int tokensM) {
+        op.checkInputs(x, y, mask, batch, objectsN, tokensM);
+        io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, dy);
+        try (CudaStream s = CudaStream.create(context);
+             DeviceBuffer xb = DeviceBuffer.of(context, x); DeviceBuffer yb = DeviceBuffer.of(context, y);
+             DeviceObjectMask m = mask == null ? null : DeviceObjectMask.upload(context, mask);
+             DeviceBuffer gb = DeviceBuffer.of(context, gradOut);
+             OwnedGradients grads = allocateGradients(batch, objectsN, tokensM)) {
+            try {
+                backward(xb, yb, m, batch, objectsN, tokensM, gb, grads.buffers(), s);
+                return grads.read(s);
+            } finally {
+                release(s);
+            }
+        }
+    }
+
+    /** Device buffers for every gradient of a {@code (B, N, M)} call, owned by the result (close it to free them). */
+    public OwnedGradients allocateGradients(int batch, int objectsN, int tokensM) {
+        checkSizes(batch, objectsN, tokensM);
+        return new OwnedGradients(batch, objectsN, tokensM);
+    }
+
+    /** Gradient buffers allocated by {@link #allocateGradients}: poison them, pass {@link #buffers()}, read them back. */
+    public final class OwnedGradients implements AutoCloseable {
+        private final List<DeviceBuffer> all = new ArrayList<>();
+        private final GradientBuffers buffers;
+        private final int batch, objectsN, tokensM;
+
+        private OwnedGradients(int batch, int objectsN, int tokensM) {
+            this.batch = batch;
+            this.objectsN = objectsN;
+            this.tokensM = tokensM;
+            BanBlock.Weights w = op.weights();
+            try {
+                DeviceBuffer gx = alloc((long) batch * objectsN * dx), gy = alloc((long) batch * tokensM * dy);
+                buffers = new GradientBuffers(gx, gy, layer(w.objects()), layer(w.tokens()), layer(w.logits()),
+                        w.glimpseObjects().stream().map(this::layer).toList(), w.glimpseTokens().stream().map(this::layer).toList(),
+                        w.residuals().stream().map(this::layer).toList());
+            } catch (RuntimeException e) {
+                close();
+                throw e;
+            }
+        }
+
+        private DeviceBuffer alloc(long floats) {
+            DeviceBuffer b = DeviceBuffer.allocateFloats(context, floats);
+            all.add(b);
+            return b;
+        }
+
+        private LayerBuffers layer(WeightNormLinear l) {
+            return new LayerBuffers(alloc((long) l.out() * l.in()), alloc(1), l.hasBias() ? alloc(l.out()) : null);
+        }
+
+        public GradientBuffers buffers() { return buffers; }
+
+        /** Fills every buffer with {@code value} (NaN before a test, so that an unwritten gradient shows). */
+        public void fill(float value) { for (DeviceBuffer b : all) b.fill(value); }
+
+        /** Copies every gradient to the host after the work queued on {@code stream}. */
+        public BanBlock.Gradients read(CudaStream stream) {
+            BanBlock.Weights w = op.weights();
+            List<WeightNormGradients> go = new ArrayList<>(), gt = new ArrayList<>(), gr = new ArrayList<>();
+            for (int i = 0; i < g; i++) {
+                go.add(read(buffers.glimpseObjects().get(i), w.glimpseObjects().get(i), stream));
+                gt.add(read(buffers.glimpseTokens().get(i), w.glimpseTokens().get(i), stream));
+                gr.add(read(buffers.residuals().get(i), w.residuals().get(i), stream));
+            }
+            return new BanBlock.Gradients(read(buffers.dx(), batch * objectsN * dx, stream), read(buffers.dy(), batch * tokensM * dy, stream),
+                    read(buffers.objects(), w.objects(), stream), read(buffers.tokens(), w.tokens(), stream),
+                    read(buffers.logits(), w.logits(), stream), go, gt, gr);
+        }
+
+        private WeightNormGradients read(LayerBuffers b, WeightNormLinear l, CudaStream stream) {
+            return new WeightNormGradients(read(b.weightV(), l.out() * l.in(), stream), read(b.weightG(), 1, stream)[0],
+                    b.bias() == null ? null : read(b.bias(), l.out(), stream));
+        }
+
+        private float[] read(DeviceMemory m, int n, CudaStream stream) {
+            float[] r = new float[n];
+            ((DeviceBuffer) m).read(r, stream);
+            return r;
+        }
+
+        @Override public void close() { for (DeviceBuffer b : all) b.close(); }
+    }
+
+    private void checkSizes(int batch, int objectsN, int tokensM) {
+        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
+        if (objectsN < 1) throw new IllegalArgumentException("objects: expected N >= 1 objects per sample, got " + objectsN);
+        if (tokensM < 1) throw new IllegalArgumentException("tokens: expected M >= 1 tokens per sample, got " + tokensM);
+        if ((long) batch * objectsN * Math.max(sx, dx) > Integer.MAX_VALUE || (long) batch * tokensM * Math.max(sy, dy) > Integer.MAX_VALUE) {
+            // cuBLAS takes 32-bit dimensions and our row counts are ints; the kernels index in 64 bits
+            throw new IllegalArgumentException("batch, objects, tokens: expected B·N·max(Dx, K + G·K') and B·M·max(Dy, K + K') <= "
+                    + Integer.MAX_VALUE + ", got B = " + batch + ", N = " + objectsN + ", M = " + tokensM);
+        }
+    }
+
+    private void checkGradients(GradientBuffers grads, int batch, int objectsN, int tokensM) {
+        if (grads == null) throw new IllegalArgumentException("grads: expected GradientBuffers, got null");
+        DeviceArgs.memory("grads.dx", grads.dx(), (long) batch * objectsN, dx);
+        DeviceArgs.memory("grads.dy", grads.dy(), (long) batch * tokensM, dy);
+        BanBlock.Weights w = op.weights();
+        checkLayer("grads.objects", grads.objects(), w.objects());
+        checkLayer("grads.tokens", grads.tokens(), w.tokens());
+        checkLayer("grads.logits", grads.logits(), w.logits());
+        checkLayers("grads.glimpseObjects", grads.glimpseObjects(), w.glimpseObjects());
+        checkLayers("grads.glimpseTokens", grads.glimpseTokens(), w.glimpseTokens());
+        checkLayers("grads.residuals", grads.residuals(), w.residuals());
+    }
+
+    private void checkLayers(String name, List<LayerBuffers> b, List<WeightNormLinear> l) {
+        if (b == null || b.size() != g) {
+            throw new IllegalArgumentException(name + ": expected " + g + " layers' buffers (one per glimpse), got " + (b == null ? "null" : b.size()));
+        }
+        for (int i = 0; i < g; i++) checkLayer(name + "[" + i + "]", b.get(i), l.get(i));
+    }
+
+    private static void checkLayer(String name, LayerBuffers b, WeightNormLinear l) {
+        if (b == null) throw new IllegalArgumentException(name + ": expected LayerBuffers, got null");
+        DeviceArgs.memory(name + ".weightV", b.weightV(), l.out(), l.in());
+        DeviceArgs.memory(name + ".weightG", b.weightG(), 1, 1);
+        if (l.hasBias()) DeviceArgs.memory(name + ".bias", b.bias(), 1, l.out());
+        else if (b.bias() != null) throw new IllegalArgumentException(name + ".bias: expected null (the layer has no bias), got device memory");
+    }
+
+    private Workspace workspace(CudaStream stream, int batch, int objectsN, int tokensM) {
+        return workspaces.get(stream, new Shape(batch, objectsN, tokensM), s -> new Workspace(s, batch, objectsN, tokensM));
+    }
+
+    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
+    public void release(CudaStream stream) {
+        workspaces.release(stream);
+        attention.release(stream);
+    }
+
+    /** Bytes of device memory this op holds now (weights and workspaces). */
+    public long deviceBytes() {
+        long b = objects.deviceBytes() + tokens.deviceBytes() + attention.deviceBytes() + workspaces.bytes();
+        for (int i = 0; i < g; i++) b += residuals.get(i).deviceBytes() + (i == 0 ? 0 : glimpseTokens.get(i).deviceBytes());
+        return b;
+    }
+
+    @Override public void close() {
+        if (!workspaces.close()) return;
+        closeOwned();
+    }
+
+    private <T extends AutoCloseable> T own(T r) {
+        owned.add(r);
+        return r;
+    }
+
+    private void closeOwned() {
+        for (int i = owned.size() - 1; i >= 0; i--) {
+            try { owned.get(i).close(); } catch (Exception ignored) { /* keep freeing the rest */ }
+        }
+        owned.clear();
+    }
+
+    private record Shape(int batch, int objects, int tokens) {}
+
+    /** Buffers, the zero-row mask and the cuBLAS handle for one (stream, B, N, M). */
+    private final class Workspace extends Workspaces.Workspace {
+        final int batch, objects, tokens;
+        final CublasHandle blas;
+        final DeviceObjectMask mask;
+        final DeviceBuffer zx, zy, att, r;
+        final List<DeviceBuffer> ypp = new ArrayList<>(), f = new ArrayList<>(), ys = new ArrayList<>();
+        DeviceBuffer dzx, dzy, datt, dr, df, dypp, dw, dwx, dwy, partial; // made on first backward
+
+        Workspace(CudaStream stream, int batch, int objectsN, int tokensM) {
+            super(BanBlockCuda.this.context, stream);
+            this.batch = batch;
+            this.objects = objectsN;
+            this.tokens = tokensM;
+            try {
+                blas = own(new CublasHandle(context, stream));
+                mask = own(DeviceObjectMask.allocate(context, batch, objectsN));
+                zx = alloc((long) batch * objectsN * sx);
+                zy = alloc((long) batch * tokensM * sy);
+                att = alloc((long) batch * g * objectsN * tokensM);
+                r = alloc((long) batch * dy);
+                for (int i = 0; i < g; i++) {
+                    if (i > 0) ypp.add(alloc((long) batch * tokensM * kg));
+                    f.add(alloc((long) batch * kp));
+                    ys.add(alloc((long) batch * tokensM * dy));
+                }
+            } catch (RuntimeException e) {
+                close();
+                throw e;
+            }
+        }
+
+        void ensureBackward() {
+            if (dzx != null) return;
+            dzx = alloc((long) batch * objects * sx);
+            dzy = alloc((long) batch * tokens * sy);
+            datt = alloc((long) batch * g * objects * tokens);
+            dr = alloc((long) batch * dy);
+            df = alloc((long) batch * kp);
+            dypp = alloc((long) batch * tokens * kg);
+            dw = alloc(Math.max(Math.max((long) dy * kp, (long) kg * dy), (long) g * k));
+            dwx = alloc((long) sx * dx);
+            dwy = alloc((long) sy * dy);
+            partial = own(DeviceBuffer.allocate(context, 8L * WN_BLOCKS));
+        }
+
+        private DeviceBuffer alloc(long floats) { return own(DeviceBuffer.allocateFloats(context, floats)); }
+    }
+    private static DeviceMemory floats(DeviceMemory m, long offsetFloats) {
+        return m.slice(4 * offsetFloats, m.byteSize() - 4 * offsetFloats);
+    }
+
+    private static Linear stack(List<WeightNormLinear> layers) {
+        int out = 0, in = layers.get(0).in();
+        for (WeightNormLinear l : layers) out = Math.addExact(out, l.out());
+        float[] wv = new float[Math.multiplyExact(out, in)], bv = new float[out];
+        int row = 0;
+        for (WeightNormLinear l : layers) {
+            Linear e = l.effective();
+            System.arraycopy(e.weightArray(), 0, wv, row * in, l.out() * in);
+            System.arraycopy(e.biasArray(), 0, bv, row, l.out());
+            row += l.out();
+        }
+        return new Linear(out, in, wv, bv);
+    }
+}

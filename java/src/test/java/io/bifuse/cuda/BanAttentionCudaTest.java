@@ -1,0 +1,293 @@
+package io.bifuse.cuda;
+
+import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.bifuse.BanAttention;
+import io.bifuse.Linear;
+import io.bifuse.ObjectMask;
+import io.bifuse.reference.BanAttentionReference;
+import io.bifuse.tools.BanAttentionRuns;
+import io.bifuse.tools.Stats;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * {@code cuda/BanAttention.cu} against the float64 reference at the spec's sizes (B = 256, N ∈ {36, 100},
+ * M = 14, K = 3840, G = 8, 10..N real objects per sample) and at odd small sizes, on both forward paths
+ * (fused, and tiled: forced at small sizes, natural past N = 128 or M = 16), with fresh random inputs
+ * (the seed is in the failure message), masks from counts and from zero rows (empty and single-object
+ * samples included), strided inputs and throughRelu. Every output and gradient buffer is NaN-poisoned
+ * before the run, so an unwritten element fails.
+ *
+ * <p>Tolerance, relative L2 of the maps, the finite logits and each gradient: 1e-5 (FP32 kernels; float
+ * sums over K = 3840 terms and a softmax over 1400 entries land near 3e-7, as the kernel emulation
+ * {@code native-build/emu/ban_attention_emu.cpp} measures at these widths; an indexing or masking mistake
+ * gives ~1 or NaN). Exact: {@code −inf} logits at padded objects, zero maps of empty samples, the bias
+ * gradient (zeros), padded objects' rows of {@code dxp}. Needs only the driver and the kernels (no cuBLAS);
+ * every test is SKIPPED, with the reason, without them. {@code -Dbifuse.sanitize=true} skips the spec sizes.
+ */
+@Tag("gpu")
+class BanAttentionCudaTest {
+    static final double TOL = 1e-5;
+    static final boolean SANITIZE = Boolean.getBoolean("bifuse.sanitize");
+    static CudaContext ctx;
+
+    @BeforeAll static void open() {
+        if (Cuda.isAvailable() && Kernels.fatbin() != null) ctx = CudaContext.open(0);
+    }
+
+    @BeforeEach void requireGpu() {
+        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
+        assumeTrue(Kernels.fatbin() != null, "no CUDA kernels in this build (built without nvcc)");
+    }
+
+    @AfterAll static void close() {
+        if (ctx != null) ctx.close();
+        ctx = null;
+    }
+
+    // mask: none | counts (10..N real, sample 0 empty, sample 1 a single object when B > 2) | full (counts, none padded)
+    @ParameterizedTest(name = "B={0} N={1} M={2} K={3} G={4} mask={5} path={6} pad={7} relu={8}")
+    @CsvSource({"256,36,14,3840,8,counts,auto,0,false", "256,100,14,3840,8,counts,auto,0,true", "16,100,14,3840,8,counts,tiled,0,false",
+                "1,1,1,1,1,none,auto,0,false", "1,1,1,1,1,none,tiled,0,false", "3,5,3,33,3,counts,auto,0,false", "3,5,3,33,3,counts,tiled,3,true",
+                "4,128,16,40,2,counts,auto,1,false", "4,129,3,20,2,counts,auto,0,false", "3,5,17,24,3,counts,auto,0,true",
+                "3,70,33,130,1,counts,auto,2,true", "3,8,5,45,32,counts,auto,0,false", "5,36,14,300,8,full,tiled,5,true",
+                "2,200,40,64,4,none,auto,0,false"})
+    void matchesReference(int batch, int objects, int tokens, int width, int glimpses, String maskKind, String path, int pad, boolean relu) {
+        assumeTrue(!SANITIZE || (long) batch * objects * width <= 1L << 22, "under compute-sanitizer only B·N·K <= 2^22");
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        BanAttention op = BanAttention.random(glimpses, width, r.nextLong());
+        float[] xp = inputs(r, batch * objects * width, relu), yp = inputs(r, batch * tokens * width, relu);
+        float[] ga = Stats.gaussian(r, batch * glimpses * objects * tokens);
+        ObjectMask mask = switch (maskKind) {
+            case "none" -> null;
+            case "full" -> ObjectMask.all(batch, objects);
+            default -> counts(r, batch, objects);
+        };
+        try (BanAttentionCuda cuda = op.onCuda(ctx)) {
+            if (path.equals("tiled")) cuda.forceTiled(true);
+            assertEquals(!path.equals("tiled") && objects <= 128 && tokens <= 16, cuda.isFused(objects, tokens));
+            BanAttentionRuns.Run run = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, batch, objects, tokens, pad, relu);
+            assertMatches(op, run, xp, yp, mask, ga, batch, objects, tokens, relu,
+                    op + " B=" + batch + " N=" + objects + " M=" + tokens + " " + maskKind + " " + path + " seed " + seed);
+        }
+    }
+
+    @Test void fusedAndTiledPathsGiveTheSameLogits() {
+        // One per-entry order of the K sum in both kernels: the logits agree bit for bit; the maps to rounding.
+        SplittableRandom r = new SplittableRandom(1);
+        int b = 4, n = 36, m = 14, k = 300, g = 8;
+        BanAttention op = BanAttention.random(g, k, 2);
+        float[] xp = Stats.gaussian(r, b * n * k), yp = Stats.gaussian(r, b * m * k), ga = Stats.gaussian(r, b * g * n * m);
+        ObjectMask mask = ObjectMask.counts(new int[] {36, 0, 1, 20}, n);
+        try (BanAttentionCuda fused = op.onCuda(ctx); BanAttentionCuda tiled = op.onCuda(ctx)) {
+            tiled.forceTiled(true);
+            BanAttentionRuns.Run a = BanAttentionRuns.run(ctx, fused, xp, yp, mask, ga, b, n, m, 0, false);
+            BanAttentionRuns.Run t = BanAttentionRuns.run(ctx, tiled, xp, yp, mask, ga, b, n, m, 0, false);
+            assertArrayEquals(a.logits(), t.logits());
+            assertTrue(Stats.relativeL2(t.attention(), toDouble(a.attention())) <= 1e-6);
+            assertArrayEquals(a.grads().dxp(), t.grads().dxp(), 1e-5f);
+        }
+    }
+
+    @Test void masksFromZeroRowsMatchTheHostRule() {
+        // Raw objects with padding scattered (±0 rows), a fully padded sample, a single-object sample, a row
+        // whose only nonzero is a NaN (real), a row with a nonzero last entry; read through a stride ldx > dim.
+        SplittableRandom r = new SplittableRandom(3);
+        int b = 5, n = 37, dim = 45, ldx = 50;
+        float[] x = Stats.gaussian(r, b * n * dim);
+        for (int row = 0; row < b * n; row++) {
+            int s = row / n;
+            boolean pad = s == 1 || (s == 2 && row % n != 17) || (s >= 3 && r.nextInt(3) == 0);
+            if (pad) for (int d = 0; d < dim; d++) x[row * dim + d] = d % 2 == 0 ? 0f : -0f;
+        }
+        for (int d = 0; d < dim; d++) x[(3 * n + 4) * dim + d] = d == dim - 1 ? 2f : 0f;
+        for (int d = 0; d < dim; d++) x[(4 * n + 5) * dim + d] = d == 7 ? Float.NaN : 0f;
+        ObjectMask host = ObjectMask.zeroRows(x, b, n, dim);
+        assertEquals(1, host.emptySamples());
+        assertEquals(1, host.count(2));
+        float[] strided = BanAttentionRuns.strided(x, dim, ldx);
+        for (int i = 0; i < strided.length; i++) if (i % ldx >= dim) strided[i] = 1f; // a read past dim would make padding real
+        try (CudaStream s = CudaStream.create(ctx); DeviceBuffer dx = DeviceBuffer.of(ctx, strided);
+             DeviceObjectMask dm = DeviceObjectMask.fromZeroRows(ctx, dx, ldx, b, n, dim, s)) {
+            assertEquals(host, dm.download(s));
+            int[] counts = new int[b], idx = new int[b * n];
+            ((DeviceBuffer) dm.counts()).read(counts, s);
+            ((DeviceBuffer) dm.indices()).read(idx, s);
+            assertArrayEquals(host.counts(), counts);
+            assertArrayEquals(host.indices(), idx, "ascending real indices, then −1");
+            // and the maps with it equal the maps with the host mask
+            int m = 6, k = 40, g = 3;
+            BanAttention op = BanAttention.random(g, k, 4);
+            float[] xp = Stats.gaussian(r, b * n * k), yp = Stats.gaussian(r, b * m * k);
+            try (BanAttentionCuda cuda = op.onCuda(ctx); DeviceBuffer dxp = DeviceBuffer.of(ctx, xp); DeviceBuffer dyp = DeviceBuffer.of(ctx, yp);
+                 DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) b * g * n * m)) {
+                try {
+                    att.fill(Float.NaN);
+                    cuda.forward(dxp, k, dyp, k, dm, b, n, m, att, null, s);
+                    float[] got = new float[b * g * n * m];
+                    att.read(got, s);
+                    assertTrue(Stats.relativeL2(got, BanAttentionReference.forward(op, xp, yp, host, b, n, m).attention()) <= TOL);
+                } finally {
+                    cuda.release(s);
+                }
+            }
+        }
+    }
+
+    @Test void hostConveniencesMatchTheDevicePath() {
+        SplittableRandom r = new SplittableRandom(5);
+        int b = 3, n = 9, m = 14, k = 70, g = 8;
+        BanAttention op = BanAttention.random(g, k, 6);
+        float[] xp = Stats.gaussian(r, b * n * k), yp = Stats.gaussian(r, b * m * k), ga = Stats.gaussian(r, b * g * n * m);
+        ObjectMask mask = ObjectMask.counts(new int[] {9, 4, 0}, n);
+        try (BanAttentionCuda cuda = op.onCuda(ctx)) {
+            BanAttentionRuns.Run dev = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, b, n, m, 0, false);
+            BanAttention.Result host = cuda.forward(xp, yp, mask, b, n, m);
+            assertArrayEquals(dev.attention(), host.attention());
+            assertArrayEquals(dev.logits(), host.logits());
+            List<float[]> a = dev.grads().tensors(), h = cuda.backward(xp, yp, mask, ga, b, n, m).tensors();
+            for (int i = 0; i < a.size(); i++) assertArrayEquals(a.get(i), h.get(i), op.gradientNames().get(i));
+        }
+    }
+
+    @Test void bitIdenticalAcrossRuns() {
+        SplittableRandom r = new SplittableRandom(7);
+        int b = SANITIZE ? 2 : 32, n = 100, m = 14, k = 3840, g = 8;
+        BanAttention op = BanAttention.random(g, k, 8);
+        float[] xp = inputs(r, b * n * k, true), yp = inputs(r, b * m * k, true), ga = Stats.gaussian(r, b * g * n * m);
+        ObjectMask mask = counts(r, b, n);
+        try (BanAttentionCuda cuda = op.onCuda(ctx)) {
+            BanAttentionRuns.Run x = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, b, n, m, 0, true);
+            BanAttentionRuns.Run y = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, b, n, m, 0, true);
+            assertArrayEquals(x.attention(), y.attention());
+            for (int i = 0; i < x.grads().tensors().size(); i++) assertArrayEquals(x.grads().tensors().get(i), y.grads().tensors().get(i));
+        }
+    }
+
+    @Test void argumentsAreCheckedByNameBeforeAnythingIsQueued() {
+        int b = 2, n = 3, m = 4, k = 5, g = 2;
+        BanAttention op = BanAttention.random(g, k, 9);
+        List<DeviceBuffer> bufs = new ArrayList<>();
+        try (CudaStream s = CudaStream.create(ctx); BanAttentionCuda cuda = op.onCuda(ctx); DeviceObjectMask wrong = DeviceObjectMask.upload(ctx, ObjectMask.all(b, n + 1))) {
+            try {
+                DeviceBuffer xp = keep(bufs, DeviceBuffer.allocateFloats(ctx, b * n * k)), yp = keep(bufs, DeviceBuffer.allocateFloats(ctx, b * m * k));
+                DeviceBuffer att = keep(bufs, DeviceBuffer.allocateFloats(ctx, b * g * n * m)), ga = keep(bufs, DeviceBuffer.allocateFloats(ctx, b * g * n * m));
+                DeviceBuffer gx = keep(bufs, DeviceBuffer.allocateFloats(ctx, b * n * k)), gy = keep(bufs, DeviceBuffer.allocateFloats(ctx, b * m * k));
+                DeviceBuffer gw = keep(bufs, DeviceBuffer.allocateFloats(ctx, g * k)), gb = keep(bufs, DeviceBuffer.allocateFloats(ctx, g));
+                DeviceBuffer closed = DeviceBuffer.allocateFloats(ctx, b * n * k);
+                closed.close();
+                for (DeviceBuffer d : List.of(att, gx, gy, gw, gb)) d.fill(7f);
+                expect("ldx: expected a row stride >= 5 floats (the width), got 4", () -> cuda.forward(xp, 4, yp, k, null, b, n, m, att, null, s));
+                expect("xp: expected at least 6 rows of 5 floats at a stride of 6 (35 floats, 140 bytes), got 120 bytes",
+                        () -> cuda.forward(xp, 6, yp, k, null, b, n, m, att, null, s));
+                expect("xp: the device buffer is closed", () -> cuda.forward(closed, k, yp, k, null, b, n, m, att, null, s));
+                expect("yp: expected device memory for 8 rows of 5 floats", () -> cuda.forward(xp, k, null, k, null, b, n, m, att, null, s));
+                expect("mask: expected a mask for 2 samples × 3 objects, got 2 × 4", () -> cuda.forward(xp, k, yp, k, wrong, b, n, m, att, null, s));
+                expect("attention: expected at least 4 × 12 floats", () -> cuda.forward(xp, k, yp, k, null, b, n, m, gw, null, s));
+                expect("logits: expected at least 4 × 12 floats", () -> cuda.forward(xp, k, yp, k, null, b, n, m, att, gw, s));
+                expect("objects: expected >= 1, got 0", () -> cuda.forward(xp, k, yp, k, null, b, 0, m, att, null, s));
+                expect("stream: expected a CudaStream", () -> cuda.forward(xp, k, yp, k, null, b, n, m, att, null, null));
+                expect("gradAttention: expected at least 4 × 12 floats", () -> cuda.backward(xp, k, yp, k, null, b, n, m, att, gw, gx, k, gy, k, gw, gb, false, s));
+                expect("ldgy: expected a row stride >= 5", () -> cuda.backward(xp, k, yp, k, null, b, n, m, att, ga, gx, k, gy, 3, gw, gb, false, s));
+                expect("gradWeight: expected at least 2 × 5 floats", () -> cuda.backward(xp, k, yp, k, null, b, n, m, att, ga, gx, k, gy, k, gb, gb, false, s));
+                expect("gradBias: expected device memory for 1 × 2 floats, got null",
+                        () -> cuda.backward(xp, k, yp, k, null, b, n, m, att, ga, gx, k, gy, k, gw, null, false, s));
+                expect("x: expected at least 6 rows of 5 floats", () -> DeviceObjectMask.fromZeroRows(ctx, gw, k, b, n, k, s));
+                expect("dim: expected >= 1 features per object, got 0", () -> DeviceObjectMask.fromZeroRows(ctx, xp, k, b, n, 0, s));
+                expect("ldx: expected a row stride >= 5 floats (the width), got 4", () -> DeviceObjectMask.fromZeroRows(ctx, xp, 4, b, n, k, s));
+                try (BanAttentionCuda noBias = BanAttention.of(Linear.random(g, k, false, 1)).onCuda(ctx)) {
+                    expect("gradBias: expected null (the layer has no bias)",
+                            () -> noBias.backward(xp, k, yp, k, null, b, n, m, att, ga, gx, k, gy, k, gw, gb, false, s));
+                }
+                for (DeviceBuffer d : List.of(att, gx, gy, gw, gb)) {
+                    float[] h = new float[(int) (d.byteSize() / 4)];
+                    d.read(h, s);
+                    for (float v : h) assertEquals(7f, v, "a rejected call queued work");
+                }
+            } finally {
+                cuda.release(s);
+                bufs.forEach(DeviceBuffer::close);
+            }
+        }
+    }
+
+    static void assertMatches(BanAttention op, BanAttentionRuns.Run run, float[] xp, float[] yp, ObjectMask mask, float[] ga, int b, int n, int m,
+                              boolean relu, String what) {
+        BanAttentionReference.Result f = BanAttentionReference.forward(op, xp, yp, mask, b, n, m);
+        BanAttentionReference.Grads gr = BanAttentionReference.backward(op, xp, yp, mask, ga, b, n, m);
+        assertBelow(Stats.relativeL2(run.attention(), f.attention()), what + " attention");
+        int finite = 0;
+        for (double v : f.logits()) if (v != Double.NEGATIVE_INFINITY) finite++;
+        float[] lg = new float[finite];
+        double[] lr = new double[finite];
+        for (int i = 0, c = 0; i < f.logits().length; i++) {
+            if (f.logits()[i] == Double.NEGATIVE_INFINITY) assertEquals(Float.NEGATIVE_INFINITY, run.logits()[i], what + " logits[" + i + "]");
+            else { lg[c] = run.logits()[i]; lr[c++] = f.logits()[i]; }
+        }
+        assertBelow(Stats.relativeL2(lg, lr), what + " logits");
+        double[] dx = gr.dxp().clone(), dy = gr.dyp().clone();
+        if (relu) {
+            for (int i = 0; i < dx.length; i++) if (!(xp[i] > 0)) dx[i] = 0;
+            for (int i = 0; i < dy.length; i++) if (!(yp[i] > 0)) dy[i] = 0;
+        }
+        assertBelow(Stats.relativeL2(run.grads().dxp(), dx), what + " dxp");
+        assertBelow(Stats.relativeL2(run.grads().dyp(), dy), what + " dyp");
+        assertBelow(Stats.relativeL2(run.grads().logits().weight(), gr.dweight()), what + " logits.weight");
+        if (op.logits().hasBias()) assertArrayEquals(new float[op.glimpses()], run.grads().logits().bias(), what + " logits.bias must be exact zeros");
+        assertTrue(run.paddingUntouched(), what + ": a gradient was written past K in a strided row");
+        int k = op.width();
+        for (int s = 0; s < b; s++) {
+            for (int i = 0; i < n; i++) {
+                if (mask != null && !mask.isReal(s, i)) for (int kk = 0; kk < k; kk++) assertEquals(0f, run.grads().dxp()[(s * n + i) * k + kk], what);
+            }
+        }
+    }
+
+    static void assertBelow(double err, String what) {
+        assertTrue(err <= TOL, what + ": relative L2 " + err + " > " + TOL);
+    }
+
+    /** ban-vqa's detector gives 10..100 boxes: counts in [min(10, N), N]; sample 0 empty and sample 1 a single object when B > 2. */
+    static ObjectMask counts(SplittableRandom r, int batch, int objects) {
+        int[] c = new int[batch];
+        for (int s = 0; s < batch; s++) c[s] = Math.min(10, objects) + r.nextInt(objects - Math.min(10, objects) + 1);
+        if (batch > 2) {
+            c[0] = 0;
+            c[1] = 1;
+        }
+        return ObjectMask.counts(c, objects);
+    }
+
+    static float[] inputs(SplittableRandom r, int n, boolean relu) {
+        float[] a = Stats.gaussian(r, n);
+        if (relu) for (int i = 0; i < n; i++) a[i] = Math.max(a[i], 0f);
+        return a;
+    }
+
+    static double[] toDouble(float[] a) {
+        double[] d = new double[a.length];
+        for (int i = 0; i < a.length; i++) d[i] = a[i];
+        return d;
+    }
+
+    static void expect(String message, Runnable call) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, call::run);
+        assertTrue(e.getMessage().startsWith(message), "'" + e.getMessage() + "' does not start with '" + message + "'");
+    }
+
+    private static DeviceBuffer keep(List<DeviceBuffer> l, DeviceBuffer b) {
+        l.add(b);
+        return b;
+    }
+}
