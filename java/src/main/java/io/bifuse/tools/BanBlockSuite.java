@@ -2,6 +2,11 @@ package io.bifuse.tools;
 
 import io.bifuse.BanBlock;
 import io.bifuse.ObjectMask;
+import io.bifuse.Precision;
+import io.bifuse.cuda.BanBlockCuda;
+import io.bifuse.cuda.CudaStream;
+import io.bifuse.cuda.DeviceBuffer;
+import io.bifuse.cuda.DeviceObjectMask;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.reference.BanBlockReference;
 import java.util.ArrayList;
@@ -9,7 +14,8 @@ import java.util.List;
 import java.util.SplittableRandom;
 
 /**
- * {@link BanBlock} in check and bench. Tolerance: the CPU backend against 1e-5. Forward rows compare
+ * {@link BanBlock} in check and bench. Tolerances: the CPU backend and CUDA in FP32 against 1e-5; CUDA in
+ * TF32 / BF16 (the projections' GEMMs) against {@link Precision#bound()}. Forward rows compare
  * the output and the attention maps (the worse of the two); backward rows the worst relative L2 over
  * every gradient tensor ({@code dx}, {@code dy} and each layer's weight_v, weight_g, bias; the logits
  * bias gradient is exactly zero on both sides, where the error is absolute).
@@ -22,7 +28,7 @@ import java.util.SplittableRandom;
  * (1.3·10⁹ at N = 36, 2.8·10⁹ at N = 100) and about three times that for backward (3 s + 9 s at B = 2,
  * N = 36 on two cores), so check runs the spec's layers at B = 2 (N = 36) and B = 1 (N = 100), and the
  * CPU backend (the reference rounded to float) is benchmarked at B = 1 and N = 36; its rows say so.
- * GPU rows: not yet (see {@link #checkCuda} and {@link #benchCuda}).
+ * GPU rows: {@link #checkCuda} (FP32, TF32, BF16 against the same reference) and {@link #benchCuda}.
  */
 final class BanBlockSuite implements Suite {
 
@@ -96,7 +102,9 @@ final class BanBlockSuite implements Suite {
     }
 
     @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
-        if (ctx != null) report.skipped("BanBlock", "no CUDA implementation yet (BanBlockCuda)");
+        String noGpu = ctx == null ? null : MlbSuite.gpuUnavailableReason();
+        if (noGpu != null) report.skipped("BanBlock", noGpu);
+        CudaContext gpu = ctx != null && noGpu == null ? ctx : null;
         for (Size s : sizes(quick)) {
             BanBlock op = s.op(rnd.nextLong());
             int b = s.batch(), n = s.objects(), m = s.tokens();
@@ -110,19 +118,37 @@ final class BanBlockSuite implements Suite {
                 report.add(forwardRow("cpu", s, op.forwardWithAttention(x, y, mask, b, n, m), fRef, Check.TOLERANCE));
                 report.add(backwardRow("cpu", s, op.backward(x, y, mask, g, b, n, m), gRef, Check.TOLERANCE));
             }
-            checkCuda(ctx, s, op, x, y, mask, g, fRef, gRef, report);
+            if (gpu != null) checkCuda(gpu, s, op, x, y, mask, g, fRef, gRef, report);
         }
     }
 
     /**
-     * GPU check rows: TO BE ADDED with BanBlockCuda (coordinator). For each {@code Precision}: the CUDA
-     * block's output and attention maps ({@link #forwardRow}) and every gradient ({@link #backwardRow})
-     * against {@code fRef} / {@code gRef}, 1e-5 in FP32, {@code Precision.bound()} in TF32/BF16, outputs
-     * NaN-poisoned first (a DeviceRuns helper, like {@code DeviceRuns.mlbAttention}).
+     * GPU rows, for each {@link Precision}: the CUDA block's output and attention maps and every gradient
+     * against the reference, 1e-5 in FP32, {@link Precision#bound()} in TF32/BF16, every output
+     * NaN-poisoned first ({@link DeviceRuns#banBlock}). The explicit mask and, on the odd sizes, the
+     * zero-row rule found on the device (padded rows of x zeroed, mask null) are both checked.
      */
     static void checkCuda(CudaContext ctx, Size s, BanBlock op, float[] x, float[] y, ObjectMask mask, float[] g,
                           BanBlockReference.Result fRef, List<double[]> gRef, Check.Report report) {
-        // GPU rows go here (BanBlockCuda).
+        int b = s.batch(), n = s.objects(), m = s.tokens();
+        for (Precision p : Precision.values()) {
+            String backend = "cuda-" + p.name().toLowerCase();
+            double tol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
+            try (BanBlockCuda cuda = op.onCuda(ctx, p)) {
+                DeviceRuns.BanBlockRun r = DeviceRuns.banBlock(ctx, cuda, x, y, mask, g, b, n, m);
+                report.add(forwardRow(backend, s, new BanBlock.Result(r.out(), r.attention()), fRef, tol));
+                report.add(backwardRow(backend, s, r.grads(), gRef, tol));
+                if (p == Precision.FP32 && s.dx() != SPEC36.dx()) {
+                    // ban-vqa's rule on the device: zero the padded rows, pass no mask; same reference (padded rows are never read)
+                    float[] xz = x.clone();
+                    for (int bb = 0; bb < b; bb++) {
+                        for (int i = 0; i < n; i++) if (!mask.isReal(bb, i)) java.util.Arrays.fill(xz, (bb * n + i) * s.dx(), (bb * n + i + 1) * s.dx(), 0f);
+                    }
+                    DeviceRuns.BanBlockRun z = DeviceRuns.banBlock(ctx, cuda, xz, y, null, g, b, n, m);
+                    report.add(forwardRow(backend + "-zero-rows", s, new BanBlock.Result(z.out(), z.attention()), fRef, tol));
+                }
+            }
+        }
     }
 
     static Check.Row forwardRow(String backend, Size s, BanBlock.Result got, BanBlockReference.Result ref, double tol) {
@@ -165,16 +191,34 @@ final class BanBlockSuite implements Suite {
         }
         CudaContext ctx = session.gpu();
         if (ctx == null) return;
+        if (MlbSuite.gpuUnavailableReason() != null) { session.skipped("BanBlock", MlbSuite.gpuUnavailableReason()); return; }
         for (Size s : sizes) benchCuda(session, ctx, s, rnd);
     }
 
-    /**
-     * GPU bench rows: TO BE ADDED with BanBlockCuda (coordinator). For each {@code Precision}: rows
-     * {@code BanBlock.forward} and {@code BanBlock.fwd+bwd} with backends {@code bifuse-cuda},
-     * {@code bifuse-cuda-tf32}, {@code bifuse-cuda-bf16}, {@code s.csvSize()} and {@link #cost}, inputs
-     * and a {@link #mask} on the device, through {@code session.gpu(...)}.
-     */
+    /** GPU rows, for each {@link Precision}: forward (the output only, as a model uses it) and a training step, mask on the device. */
     static void benchCuda(Bench.Session session, CudaContext ctx, Size s, SplittableRandom rnd) {
-        session.skipped("BanBlock " + s.label(), "no CUDA implementation yet (BanBlockCuda)");
+        int b = s.batch(), n = s.objects(), m = s.tokens();
+        BanBlock op = s.op(42);
+        float[] x = Stats.gaussian(rnd, b * n * s.dx()), y = Stats.gaussian(rnd, b * m * s.dy()), g = Stats.gaussian(rnd, b * s.dy());
+        ObjectMask mask = mask(rnd, s);
+        double[] fwd = cost("BanBlock.forward", s), step = cost("BanBlock.fwd+bwd", s);
+        for (Precision p : Precision.values()) {
+            String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
+            try (CudaStream st = CudaStream.create(ctx); BanBlockCuda cuda = op.onCuda(ctx, p);
+                 DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+                 DeviceObjectMask dm = DeviceObjectMask.upload(ctx, mask);
+                 DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * s.dy());
+                 BanBlockCuda.OwnedGradients gr = cuda.allocateGradients(b, n, m)) {
+                try {
+                    session.gpu("BanBlock.forward", backend, s.label(), s.csvSize(), b, fwd, st, () -> cuda.forward(dx, dy, dm, b, n, m, out, null, st));
+                    session.gpu("BanBlock.fwd+bwd", backend, s.label(), s.csvSize(), b, step, st, () -> {
+                        cuda.forward(dx, dy, dm, b, n, m, out, null, st);
+                        cuda.backward(dx, dy, dm, b, n, m, dg, gr.buffers(), st);
+                    });
+                } finally {
+                    cuda.release(st);
+                }
+            }
+        }
     }
 }

@@ -1,14 +1,18 @@
 package io.bifuse.tools;
 
+import io.bifuse.BanBlock;
 import io.bifuse.FullBilinear;
+import io.bifuse.ObjectMask;
 import io.bifuse.LinearGradients;
 import io.bifuse.Mfb;
 import io.bifuse.Mlb;
 import io.bifuse.MlbAttention;
+import io.bifuse.cuda.BanBlockCuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.DeviceMemory;
+import io.bifuse.cuda.DeviceObjectMask;
 import io.bifuse.cuda.FullBilinearCuda;
 import io.bifuse.cuda.MfbCuda;
 import io.bifuse.cuda.MlbAttentionCuda;
@@ -32,6 +36,31 @@ public final class DeviceRuns {
 
     /** {@code gradY} is null when the op is homologous. */
     public record FullBilinearRun(float[] out, float[] gradX, float[] gradY) {}
+
+    public record BanBlockRun(float[] out, float[] attention, BanBlock.Gradients grads) {}
+
+    /** {@code mask} null: the block finds padding from the zero rows of {@code x} on the device (ban-vqa's rule). */
+    public static BanBlockRun banBlock(CudaContext ctx, BanBlockCuda cuda, float[] x, float[] y, ObjectMask mask, float[] g,
+                                       int batch, int objects, int tokens) {
+        BanBlock op = cuda.op();
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceObjectMask m = mask == null ? null : DeviceObjectMask.upload(ctx, mask);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dy());
+             DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) batch * op.glimpses() * objects * tokens);
+             BanBlockCuda.OwnedGradients gr = cuda.allocateGradients(batch, objects, tokens)) {
+            try {
+                out.fill(Float.NaN);
+                att.fill(Float.NaN);
+                gr.fill(Float.NaN);
+                cuda.forward(dx, dy, m, batch, objects, tokens, out, att, st);
+                cuda.backward(dx, dy, m, batch, objects, tokens, dg, gr.buffers(), st);
+                return new BanBlockRun(read(out, st), read(att, st), gr.read(st));
+            } finally {
+                cuda.release(st);
+            }
+        }
+    }
 
     public static MlbRun mlb(CudaContext ctx, MlbCuda cuda, float[] x, float[] y, float[] g, int batch) {
         Mlb op = cuda.op();
