@@ -4,8 +4,8 @@
 Usage:
     python3 benchmarks/python/peers.py [PEER ...] [peer options]
 
-PEER is one or more of: compact_bilinear, mlb, mfb, mlb_attention, full_bilinear, ban (the
-<name>_peer.py scripts next to this one); none means all of them, in that order. The options go to
+PEER is one or more of: compact_bilinear, mlb, mfb, mlb_attention, full_bilinear, ban_attention,
+ban_pooling, ban (the <name>_peer.py scripts next to this one); none means all of them, in that order. The options go to
 every selected peer unchanged, so with several peers use the ones they share (--device, --runs,
 --warmup, --batches, --no-compile, --tf32, --seed, --check, --check-batch); a peer's own options
 (--d, --blocks, --activation, ...) need that peer alone, e.g. `peers.py mfb --blocks 2`.
@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-PEERS = ["compact_bilinear", "mlb", "mfb", "mlb_attention", "full_bilinear", "ban"]
+PEERS = ["compact_bilinear", "mlb", "mfb", "mlb_attention", "full_bilinear", "ban_attention", "ban_pooling", "ban"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
