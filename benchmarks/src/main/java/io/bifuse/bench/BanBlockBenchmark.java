@@ -2,6 +2,14 @@ package io.bifuse.bench;
 
 import io.bifuse.BanBlock;
 import io.bifuse.ObjectMask;
+import io.bifuse.Precision;
+import io.bifuse.cuda.BanBlockCuda;
+import io.bifuse.cuda.CublasHandle;
+import io.bifuse.cuda.Cuda;
+import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaStream;
+import io.bifuse.cuda.DeviceBuffer;
+import io.bifuse.cuda.DeviceObjectMask;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.*;
@@ -9,9 +17,10 @@ import org.openjdk.jmh.annotations.*;
 /**
  * JMH benchmarks of {@link BanBlock} (one BAN block) at the spec's layer sizes (M = 14 tokens,
  * Dx = 2048, Dy = 1280, K = 3840, G = 8 glimpses, K' = 1280, group 1), N = 36 or 100 padded objects
- * with 10..N real ones per sample. CPU only for now: the float64 reference backend, about
+ * with 10..N real ones per sample. The CPU backend is the float64 reference, about
  * {@code N·Dx·(K + G·K')} multiply-adds per sample and forward, so a call takes seconds per sample
- * (B = 1 is the CPU row to read). The GPU benchmarks come with BanBlockCuda.
+ * (B = 1 is the CPU row to read); the GPU rows ({@link BanBlockCuda}, FP32 / TF32 / BF16 projections)
+ * are read at the spec's B = 256.
  *
  * <pre>
  *   java --enable-native-access=ALL-UNNAMED -cp "benchmarks/target/classes:benchmarks/target/lib/*" \
@@ -25,7 +34,7 @@ import org.openjdk.jmh.annotations.*;
 @Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 @State(Scope.Benchmark)
 public class BanBlockBenchmark {
-    @Param({"1"}) public int batch;
+    @Param({"1", "256"}) public int batch;
     @Param({"36", "100"}) public int objects;
 
     static final int M = 14, DX = 2048, DY = 1280, K = 3840, G = 8, KP = 1280, GROUP = 1;
@@ -49,5 +58,54 @@ public class BanBlockBenchmark {
     @Benchmark public Object cpuTrainingStep() {
         op.forward(x, y, mask, batch, objects, M);
         return op.backward(x, y, mask, g, batch, objects, M);
+    }
+
+    /** Device-resident state for the GPU benchmarks; the GEMM precision is a parameter of the GPU rows only. */
+    @State(Scope.Benchmark)
+    public static class Gpu {
+        @Param({"FP32", "TF32", "BF16"}) public Precision precision;
+        CudaContext ctx;
+        CudaStream stream;
+        BanBlockCuda cuda;
+        DeviceBuffer x, y, g, out;
+        DeviceObjectMask mask;
+        BanBlockCuda.OwnedGradients grads;
+
+        @Setup(Level.Trial) public void setup(BanBlockBenchmark b) {
+            if (!Cuda.isAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + Cuda.status().reason());
+            if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + CublasHandle.describeLibrary());
+            ctx = CudaContext.open(0);
+            stream = CudaStream.create(ctx);
+            cuda = b.op.onCuda(ctx, precision);
+            x = DeviceBuffer.of(ctx, b.x);
+            y = DeviceBuffer.of(ctx, b.y);
+            g = DeviceBuffer.of(ctx, b.g);
+            mask = DeviceObjectMask.upload(ctx, b.mask);
+            out = DeviceBuffer.allocateFloats(ctx, (long) b.batch * DY);
+            grads = cuda.allocateGradients(b.batch, b.objects, M);
+        }
+
+        @TearDown(Level.Trial) public void tearDown() {
+            if (ctx == null) return;
+            cuda.release(stream);
+            grads.close();
+            mask.close();
+            for (DeviceBuffer buf : new DeviceBuffer[] {x, y, g, out}) buf.close();
+            cuda.close();
+            stream.close();
+            ctx.close();
+        }
+    }
+
+    /** The forward as a model runs it: the attention maps (an optional output) are not copied out. */
+    @Benchmark public void gpuForward(Gpu s) {
+        s.cuda.forward(s.x, s.y, s.mask, batch, objects, M, s.out, null, s.stream);
+        s.stream.synchronize();
+    }
+
+    @Benchmark public void gpuTrainingStep(Gpu s) {
+        s.cuda.forward(s.x, s.y, s.mask, batch, objects, M, s.out, null, s.stream);
+        s.cuda.backward(s.x, s.y, s.mask, batch, objects, M, s.g, s.grads.buffers(), s.stream);
+        s.stream.synchronize();
     }
 }
