@@ -19,8 +19,8 @@ import org.openjdk.jmh.annotations.*;
  * Dx = 2048, Dy = 1280, K = 3840, G = 8 glimpses, K' = 1280, group 1), N = 36 or 100 padded objects
  * with 10..N real ones per sample. The CPU backend is the float64 reference, about
  * {@code N·Dx·(K + G·K')} multiply-adds per sample and forward, so a call takes seconds per sample
- * (B = 1 is the CPU row to read); the GPU rows ({@link BanBlockCuda}, FP32 / TF32 / BF16 projections)
- * are read at the spec's B = 256.
+ * (B = 1); the GPU rows ({@link BanBlockCuda}, FP32 / TF32 / BF16 projections) run at the spec's
+ * B = 256 ({@code gpuBatch}).
  *
  * <pre>
  *   java --enable-native-access=ALL-UNNAMED -cp "benchmarks/target/classes:benchmarks/target/lib/*" \
@@ -34,7 +34,7 @@ import org.openjdk.jmh.annotations.*;
 @Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 @State(Scope.Benchmark)
 public class BanBlockBenchmark {
-    @Param({"1", "256"}) public int batch;
+    @Param({"1"}) public int batch;
     @Param({"36", "100"}) public int objects;
 
     static final int M = 14, DX = 2048, DY = 1280, K = 3840, G = 8, KP = 1280, GROUP = 1;
@@ -64,6 +64,9 @@ public class BanBlockBenchmark {
     @State(Scope.Benchmark)
     public static class Gpu {
         @Param({"FP32", "TF32", "BF16"}) public Precision precision;
+        /** The GPU rows' own batch: the CPU rows' B = 1 would only time launch overhead. */
+        @Param({"256"}) public int gpuBatch;
+        int objects;
         CudaContext ctx;
         CudaStream stream;
         BanBlockCuda cuda;
@@ -76,13 +79,17 @@ public class BanBlockBenchmark {
             if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + CublasHandle.describeLibrary());
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
+            objects = b.objects;
             cuda = b.op.onCuda(ctx, precision);
-            x = DeviceBuffer.of(ctx, b.x);
-            y = DeviceBuffer.of(ctx, b.y);
-            g = DeviceBuffer.of(ctx, b.g);
-            mask = DeviceObjectMask.upload(ctx, b.mask);
-            out = DeviceBuffer.allocateFloats(ctx, (long) b.batch * DY);
-            grads = cuda.allocateGradients(b.batch, b.objects, M);
+            SplittableRandom r = new SplittableRandom(11);
+            int[] counts = new int[gpuBatch];
+            for (int i = 0; i < gpuBatch; i++) counts[i] = r.nextInt(Math.min(10, objects), objects + 1);
+            x = DeviceBuffer.of(ctx, MlbBenchmark.random(r, gpuBatch * objects * DX));
+            y = DeviceBuffer.of(ctx, MlbBenchmark.random(r, gpuBatch * M * DY));
+            g = DeviceBuffer.of(ctx, MlbBenchmark.random(r, gpuBatch * DY));
+            mask = DeviceObjectMask.upload(ctx, ObjectMask.counts(counts, objects));
+            out = DeviceBuffer.allocateFloats(ctx, (long) gpuBatch * DY);
+            grads = cuda.allocateGradients(gpuBatch, objects, M);
         }
 
         @TearDown(Level.Trial) public void tearDown() {
@@ -99,13 +106,13 @@ public class BanBlockBenchmark {
 
     /** The forward as a model runs it: the attention maps (an optional output) are not copied out. */
     @Benchmark public void gpuForward(Gpu s) {
-        s.cuda.forward(s.x, s.y, s.mask, batch, objects, M, s.out, null, s.stream);
+        s.cuda.forward(s.x, s.y, s.mask, s.gpuBatch, s.objects, M, s.out, null, s.stream);
         s.stream.synchronize();
     }
 
     @Benchmark public void gpuTrainingStep(Gpu s) {
-        s.cuda.forward(s.x, s.y, s.mask, batch, objects, M, s.out, null, s.stream);
-        s.cuda.backward(s.x, s.y, s.mask, batch, objects, M, s.g, s.grads.buffers(), s.stream);
+        s.cuda.forward(s.x, s.y, s.mask, s.gpuBatch, s.objects, M, s.out, null, s.stream);
+        s.cuda.backward(s.x, s.y, s.mask, s.gpuBatch, s.objects, M, s.g, s.grads.buffers(), s.stream);
         s.stream.synchronize();
     }
 }
