@@ -1,5 +1,6 @@
 package io.bifuse.reference;
 
+import static io.bifuse.reference.Vectors.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.BanAttention;
@@ -142,18 +143,4 @@ class BanAttentionReferenceTest {
         for (int i = 0; i < w.length; i++) w[i] *= 3 / Math.sqrt(k);
         return new BanAttentionReference.Params(g, k, w, bias ? gaussian(r, g) : null);
     }
-
-    static double[] gaussian(SplittableRandom r, int n) {
-        double[] a = new double[n];
-        for (int i = 0; i < n; i++) a[i] = r.nextGaussian();
-        return a;
-    }
-
-    static double dot(double[] a, double[] b) {
-        double s = 0;
-        for (int i = 0; i < a.length; i++) s += a[i] * b[i];
-        return s;
-    }
-
-    static double norm(double[] a) { return Math.sqrt(dot(a, a)); }
 }

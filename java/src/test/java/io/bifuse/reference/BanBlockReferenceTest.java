@@ -1,5 +1,6 @@
 package io.bifuse.reference;
 
+import static io.bifuse.reference.Vectors.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.ObjectMask;
@@ -204,25 +205,5 @@ class BanBlockReferenceTest {
     static double[] relu(double[] a) {
         for (int i = 0; i < a.length; i++) a[i] = Math.max(a[i], 0);
         return a;
-    }
-
-    static double[] gaussian(SplittableRandom r, int n) {
-        double[] a = new double[n];
-        for (int i = 0; i < n; i++) a[i] = r.nextGaussian();
-        return a;
-    }
-
-    static double dot(double[] a, double[] b) {
-        double s = 0;
-        for (int i = 0; i < a.length; i++) s += a[i] * b[i];
-        return s;
-    }
-
-    static double norm(double[] a) { return Math.sqrt(dot(a, a)); }
-
-    static double relErr(double[] a, double[] ref) {
-        double num = 0;
-        for (int i = 0; i < a.length; i++) num += (a[i] - ref[i]) * (a[i] - ref[i]);
-        return Math.sqrt(num) / norm(ref);
     }
 }

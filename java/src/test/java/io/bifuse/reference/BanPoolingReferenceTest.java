@@ -1,5 +1,6 @@
 package io.bifuse.reference;
 
+import static io.bifuse.reference.Vectors.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.BanPooling;
@@ -114,11 +115,5 @@ class BanPoolingReferenceTest {
         boolean[] real = new boolean[batch * objects];
         for (int b = 0; b < batch; b++) for (int i = 0; i < objects; i++) real[b * objects + i] = b == 0 ? i % 2 == 0 : i < objects - 1;
         return ObjectMask.of(real, batch, objects);
-    }
-
-    private static double[] gaussian(SplittableRandom r, int n) {
-        double[] a = new double[n];
-        for (int i = 0; i < n; i++) a[i] = r.nextGaussian();
-        return a;
     }
 }

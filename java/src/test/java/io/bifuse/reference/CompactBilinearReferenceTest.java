@@ -1,5 +1,6 @@
 package io.bifuse.reference;
 
+import static io.bifuse.reference.Vectors.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.CompactBilinear;
@@ -129,18 +130,6 @@ class CompactBilinearReferenceTest {
         double[] out = new double[d];
         for (int i = 0; i < v.length; i++) out[h[i]] += s[i] * v[i];
         return out;
-    }
-
-    static double[] gaussian(SplittableRandom r, int n) {
-        double[] a = new double[n];
-        for (int i = 0; i < n; i++) a[i] = r.nextGaussian();
-        return a;
-    }
-
-    static double dot(double[] a, double[] b) {
-        double s = 0;
-        for (int i = 0; i < a.length; i++) s += a[i] * b[i];
-        return s;
     }
 
     static double minAbs(double[] a) {

@@ -1,5 +1,6 @@
 package io.bifuse.reference;
 
+import static io.bifuse.reference.Vectors.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.FullBilinear;
@@ -118,18 +119,6 @@ class FullBilinearReferenceTest {
     private static double[] forwardAt(FullBilinear op, boolean wrtX, double[] p, double[] x, double[] y, int batch, int len) {
         if (op.isHomologous()) return FullBilinearReference.forward(op, p, p, batch, len);
         return FullBilinearReference.forward(op, wrtX ? p : x, wrtX ? y : p, batch, len);
-    }
-
-    static double[] gaussian(SplittableRandom r, int n) {
-        double[] a = new double[n];
-        for (int i = 0; i < n; i++) a[i] = r.nextGaussian();
-        return a;
-    }
-
-    static double dot(double[] a, double[] b) {
-        double s = 0;
-        for (int i = 0; i < a.length; i++) s += a[i] * b[i];
-        return s;
     }
 
     static double minAbs(double[] a) {

@@ -1,5 +1,6 @@
 package io.bifuse.reference;
 
+import static io.bifuse.reference.Vectors.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.Activation;
@@ -248,11 +249,5 @@ class MfbReferenceTest {
         // Or an absolute floor: the probes' rounding error is ~1e-16·|L|/h = 1e-10 per entry, which
         // dominates for a tensor whose gradient is itself ~1e-5 (a block mostly switched off by ReLU).
         assertTrue(e < 1e-7 || Math.sqrt(num) < 1e-8, what + " error " + e + " (|fd| = " + Math.sqrt(den) + ", |got - fd| = " + Math.sqrt(num) + ")");
-    }
-
-    static double[] gaussian(SplittableRandom r, int n) {
-        double[] a = new double[n];
-        for (int i = 0; i < n; i++) a[i] = r.nextGaussian();
-        return a;
     }
 }

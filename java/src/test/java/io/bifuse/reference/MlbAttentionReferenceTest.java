@@ -1,5 +1,6 @@
 package io.bifuse.reference;
 
+import static io.bifuse.reference.Vectors.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.Activation;
@@ -166,24 +167,4 @@ class MlbAttentionReferenceTest {
     }
 
     static Linear one() { return new Linear(1, 1, new float[] {1}, new float[] {0}); }
-
-    static double[] gaussian(SplittableRandom r, int n) {
-        double[] a = new double[n];
-        for (int i = 0; i < n; i++) a[i] = r.nextGaussian();
-        return a;
-    }
-
-    static double dot(double[] a, double[] b) {
-        double s = 0;
-        for (int i = 0; i < a.length; i++) s += a[i] * b[i];
-        return s;
-    }
-
-    static double norm(double[] a) { return Math.sqrt(dot(a, a)); }
-
-    static double relErr(double[] a, double[] ref) {
-        double num = 0;
-        for (int i = 0; i < a.length; i++) num += (a[i] - ref[i]) * (a[i] - ref[i]);
-        return Math.sqrt(num) / norm(ref);
-    }
 }

@@ -1,5 +1,6 @@
 package io.bifuse.reference;
 
+import static io.bifuse.reference.Vectors.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.Activation;
@@ -118,18 +119,6 @@ class MlbReferenceTest {
             for (double v : MlbReference.affine(y, b, w.dy(), w.v(), w.bv(), w.joint())) m = Math.min(m, Math.abs(v));
         }
         return m;
-    }
-
-    static double[] gaussian(SplittableRandom r, int n) {
-        double[] a = new double[n];
-        for (int i = 0; i < n; i++) a[i] = r.nextGaussian();
-        return a;
-    }
-
-    static double dot(double[] a, double[] b) {
-        double s = 0;
-        for (int i = 0; i < a.length; i++) s += a[i] * b[i];
-        return s;
     }
 
     static double relErr(double[] a, double[] ref) {
