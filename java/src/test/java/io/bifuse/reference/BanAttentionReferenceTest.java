@@ -108,16 +108,7 @@ class BanAttentionReferenceTest {
         assertEquals(wrt.size(), analytic.size());
         double h = 1e-6;
         for (int t = 0; t < wrt.size(); t++) {
-            double[] v = wrt.get(t), fd = new double[v.length];
-            for (int i = 0; i < v.length; i++) {
-                double keep = v[i];
-                v[i] = keep + h;
-                double up = dot(ga, BanAttentionReference.forward(p, x, y, mask, b, n, m).attention());
-                v[i] = keep - h;
-                double down = dot(ga, BanAttentionReference.forward(p, x, y, mask, b, n, m).attention());
-                v[i] = keep;
-                fd[i] = (up - down) / (2 * h);
-            }
+            double[] v = wrt.get(t), fd = centralDifferences(v, h, () -> dot(ga, BanAttentionReference.forward(p, x, y, mask, b, n, m).attention()));
             double[] a = analytic.get(t);
             if (norm(fd) < 1e-8) {
                 assertTrue(norm(a) < 1e-9, "tensor " + t + ": finite differences " + norm(fd) + " but analytic " + norm(a));

@@ -148,16 +148,7 @@ class BanBlockReferenceTest {
         assertEquals(wrt.size(), analytic.size());
         double h = 1e-6;
         for (int t = 0; t < wrt.size(); t++) {
-            double[] v = wrt.get(t), fd = new double[v.length];
-            for (int i = 0; i < v.length; i++) {
-                double keep = v[i];
-                v[i] = keep + h;
-                double up = dot(go, BanBlockReference.forward(p, x, y, mask, batch, n, m).out());
-                v[i] = keep - h;
-                double down = dot(go, BanBlockReference.forward(p, x, y, mask, batch, n, m).out());
-                v[i] = keep;
-                fd[i] = (up - down) / (2 * h);
-            }
+            double[] v = wrt.get(t), fd = centralDifferences(v, h, () -> dot(go, BanBlockReference.forward(p, x, y, mask, batch, n, m).out()));
             double[] a = analytic.get(t);
             if (norm(fd) < 1e-8) {
                 // Zero in exact arithmetic (the logits bias; every attention parameter when each sample has

@@ -124,16 +124,7 @@ class MlbAttentionReferenceTest {
         assertEquals(wrt.size(), analytic.size());
         double h = 1e-6;
         for (int t = 0; t < wrt.size(); t++) {
-            double[] x = wrt.get(t), fd = new double[x.length];
-            for (int i = 0; i < x.length; i++) {
-                double keep = x[i];
-                x[i] = keep + h;
-                double up = dot(go, MlbAttentionReference.forward(p, q, v, batch, cells).out());
-                x[i] = keep - h;
-                double down = dot(go, MlbAttentionReference.forward(p, q, v, batch, cells).out());
-                x[i] = keep;
-                fd[i] = (up - down) / (2 * h);
-            }
+            double[] x = wrt.get(t), fd = centralDifferences(x, h, () -> dot(go, MlbAttentionReference.forward(p, q, v, batch, cells).out()));
             double[] a = analytic.get(t);
             if (norm(fd) < 1e-8) {
                 // A gradient that is zero in exact arithmetic: the logits bias, the cells bias with σ = identity

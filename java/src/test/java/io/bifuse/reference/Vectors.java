@@ -1,6 +1,7 @@
 package io.bifuse.reference;
 
 import java.util.SplittableRandom;
+import java.util.function.DoubleSupplier;
 
 /** The small double-vector helpers the reference tests share (inputs, probe directions, errors). */
 final class Vectors {
@@ -25,5 +26,20 @@ final class Vectors {
         double num = 0;
         for (int i = 0; i < a.length; i++) num += (a[i] - ref[i]) * (a[i] - ref[i]);
         return Math.sqrt(num) / norm(ref);
+    }
+
+    /** Central differences {@code (L(v + h e_i) − L(v − h e_i)) / 2h} for every entry of {@code v} (restored after each). */
+    static double[] centralDifferences(double[] v, double h, DoubleSupplier loss) {
+        double[] fd = new double[v.length];
+        for (int i = 0; i < v.length; i++) {
+            double keep = v[i];
+            v[i] = keep + h;
+            double up = loss.getAsDouble();
+            v[i] = keep - h;
+            double down = loss.getAsDouble();
+            v[i] = keep;
+            fd[i] = (up - down) / (2 * h);
+        }
+        return fd;
     }
 }
