@@ -301,7 +301,8 @@ Commands (reports and logs go to \$OUT, default <bundle>/out):
   ./run main [--quick]               check, then bench
   ./run jmh [jmh args]               JMH, e.g. ./run jmh -l, ./run jmh CompactBilinearBenchmark -p batch=64
   ./run peer [PEER ...] [args]       python3 python/peers.py: every PyTorch peer (compact_bilinear, mlb, mfb,
-                                     mlb_attention, full_bilinear) or the named ones; --csv F writes one
+                                     mlb_attention, full_bilinear, ban_attention, ban_pooling, ban)
+                                     or the named ones; --csv F writes one
                                      combined CSV; --check compares each with its float64 run
   ./run compare A.csv B.csv          python3 python/compare.py
   ./run java [args]                  the bundled java with bifuse's class path
