@@ -22,7 +22,11 @@
 //
 // Mutants: EMU_CXXFLAGS='-DEMU_KERNEL_SOURCE="/tmp/mutant.cu"' replaces cuda/BanBlock.cu;
 // -DEMU_REPLAY_MUTANT=n changes the replayed orchestration (1: glimpse-token weight gradient from Y_{i+1}
-// instead of Y_i; 2: attStride N*M instead of G*N*M).
+// instead of Y_i; 2: attStride N*M instead of G*N*M). Each of these, and the kernel mutants dV with dg*g
+// for dg/g (bnb_wn_grad) and a token sum that skips token 0 (bnb_token_sum), fails every case with G >= 2.
+//
+// Run time: nearly all of it is bnb_wn_partial, 256 blocks of 256 threads per weight-normed layer (the Java
+// grid, replayed as is); hence G <= 3 and few cases.
 //
 // Build and run: native-build/emulate-kernels.sh ban_block
 #include <cuda_runtime.h>
@@ -735,11 +739,9 @@ void run_case(const Case& c, uint64_t seed) {
         const bool good = e <= tol;
         ok = ok && good;
         if (!good) bad.push_back(n);
-        if (std::isnan(e) || e > worst || worstName.empty()) {
-            if (!(worst != worst)) {  // keep a NaN once found
-                worst = e;
-                worstName = n;
-            }
+        if (!std::isnan(worst) && (std::isnan(e) || e > worst || worstName.empty())) {  // the first NaN stays the worst
+            worst = e;
+            worstName = n;
         }
     };
     auto checkLayer = [&](const std::string& n, LayerBuf& lb, const RefLayerGrad& rg) {
