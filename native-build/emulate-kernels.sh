@@ -17,7 +17,7 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out="$root/build/emu"
 mkdir -p "$out"
-flags=(-std=c++20 -O2 -pthread -Wall -Wextra -Wno-sign-compare)
+flags=(-std=c++20 -O2 -pthread -Wall -Wextra -Wno-sign-compare -Wno-unknown-pragmas)  # #pragma unroll is for nvcc
 suffix=""
 if [ -n "${EMU_SANITIZE:-}" ]; then
   flags+=(-g -fno-omit-frame-pointer "-fsanitize=$EMU_SANITIZE")
