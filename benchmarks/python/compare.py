@@ -4,13 +4,13 @@
 Every input CSV has the header
     op,backend,size,batch,median_ms,p10_ms,p90_ms,runs,bytes,flops,gbps,gflops[,peak_mem_bytes]
 (bifuse's bench writes backends such as bifuse-cuda, bifuse-cpu, bifuse-reference; the peers write
-torch-eager-<dev> and torch-compile-<dev>, and the trailing peak_mem_bytes column, empty on CPU).
+torch-eager-<dev> and torch-compile-<dev>; the trailing peak_mem_bytes column is empty on CPU).
 Any further columns are ignored. For each (op, size, batch) one table lists every backend's median,
 GB/s and GFLOP/s, its peak device memory in MiB when some row of the table has one, and the ratio
 of its median to the baseline's (default bifuse-cuda): ratio > 1 means the baseline (bifuse) is
 faster. Rows missing on either side are shown as '-'. Rows pair on the exact op name and size
 string: both sides call the training step (forward, then backward) <Op>.fwd+bwd, for every
-operator (CompactBilinear, Mlb, Mfb, MlbAttention, FullBilinear).
+operator (CompactBilinear, Mlb, Mfb, MlbAttention, FullBilinear, BanAttention, BanPooling, BanBlock).
 
 Usage:
     python3 benchmarks/python/compare.py bifuse.csv peer-cuda.csv [more.csv ...] [--baseline bifuse-cpu]
@@ -183,7 +183,9 @@ def main(argv=None):
         summary(groups, keys, backends, args.baseline)
     print("ratio = backend median / %s median; > 1 means %s is faster." % (args.baseline, args.baseline))
     if any_mem:
-        print("peak MiB (where shown) = torch.cuda.max_memory_allocated over the timed calls, inputs and parameters included.")
+        print("peak MiB (where shown) = torch.cuda.max_memory_allocated over the timed calls (peers), or the most device memory\n"
+              "bifuse's own buffers held over them (DeviceBuffer.peakBytes: cuBLAS/cuFFT internal workspaces not counted);\n"
+              "inputs, outputs and parameters included on both sides.")
     if missing_baseline:
         print("%d of %d groups have no usable %s row." % (missing_baseline, len(keys), args.baseline))
     return 0

@@ -12,6 +12,9 @@ import jcuda.driver.CUdeviceptr;
  * non-blocking stream starts); reads go through {@code stream}, after whatever was queued on it.
  */
 public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
+    private static final java.util.concurrent.atomic.AtomicLong LIVE = new java.util.concurrent.atomic.AtomicLong(),
+            PEAK = new java.util.concurrent.atomic.AtomicLong();
+
     private final CudaContext context;
     private final long byteSize;
     private volatile long address;
@@ -28,8 +31,22 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
         context.makeCurrent();
         Addressed p = new Addressed();
         Driver.check("cuMemAlloc(" + byteSize + " bytes)", cuMemAlloc(p, Math.max(byteSize, 1)));
+        long live = LIVE.addAndGet(byteSize);
+        PEAK.accumulateAndGet(live, Math::max);
         return new DeviceBuffer(context, p.address(), byteSize);
     }
+
+    /**
+     * Bytes of device memory bifuse holds now, over every context: the buffers it allocated and has not
+     * freed (the libraries' own internal workspaces, cuBLAS's and cuFFT's, are not counted).
+     */
+    public static long liveBytes() { return LIVE.get(); }
+
+    /** The most {@link #liveBytes()} has been since the last {@link #resetPeak()}: bench's peak device memory of a call. */
+    public static long peakBytes() { return PEAK.get(); }
+
+    /** Starts a new peak from what is live now. */
+    public static void resetPeak() { PEAK.set(LIVE.get()); }
 
     /** Allocates room for {@code count} floats. */
     public static DeviceBuffer allocateFloats(CudaContext context, long count) {
@@ -107,6 +124,7 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
         long a = address;
         if (a == 0) return;
         address = 0;
+        LIVE.addAndGet(-byteSize);
         context.makeCurrent();
         Driver.check("cuMemFree", cuMemFree(devicePointer(a)));
     }

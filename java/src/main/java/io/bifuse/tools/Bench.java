@@ -2,6 +2,7 @@ package io.bifuse.tools;
 
 import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.CudaEvent;
 import io.bifuse.cuda.CudaStream;
 import java.io.IOException;
@@ -22,7 +23,8 @@ import java.util.SplittableRandom;
 final class Bench {
     private Bench() {}
 
-    record Result(String op, String backend, String label, String csvSize, int batch, double[] ms, double bytes, double flops) {
+    /** {@code peakBytes}: the device memory bifuse held at most during the timed calls (inputs, weights, workspaces), −1 for CPU rows. */
+    record Result(String op, String backend, String label, String csvSize, int batch, double[] ms, double bytes, double flops, long peakBytes) {
         double median() { return Stats.quantile(ms, 0.5); }
         double gbps() { return bytes / median() / 1e6; }
         double gflops() { return flops / median() / 1e6; }
@@ -99,13 +101,15 @@ final class Bench {
                 call.run();
                 ms.add((System.nanoTime() - t0) / 1e6);
             }
-            add(new Result(op, backend, label, csvSize, batch, ms.stream().mapToDouble(Double::doubleValue).toArray(), cost[0], cost[1]));
+            add(new Result(op, backend, label, csvSize, batch, ms.stream().mapToDouble(Double::doubleValue).toArray(), cost[0], cost[1], -1));
         }
 
         /** Times {@code call} (which queues work on {@code stream}) with CUDA events: 10 warm-up runs, then 200. */
         void gpu(String op, String backend, String label, String csvSize, int batch, double[] cost, CudaStream stream, Runnable call) {
             int runs = runsOverride > 0 ? runsOverride : 200;
             try (CudaEvent a = new CudaEvent(gpu); CudaEvent b = new CudaEvent(gpu)) {
+                stream.synchronize();
+                DeviceBuffer.resetPeak(); // from the inputs, weights and outputs already allocated, as torch's max_memory_allocated
                 for (int i = 0; i < 10; i++) call.run(); // plans, workspaces, module load, clocks
                 stream.synchronize();
                 double[] ms = new double[runs];
@@ -116,7 +120,7 @@ final class Bench {
                     b.synchronize();
                     ms[i] = CudaEvent.elapsedMillis(a, b);
                 }
-                add(new Result(op, backend, label, csvSize, batch, ms, cost[0], cost[1]));
+                add(new Result(op, backend, label, csvSize, batch, ms, cost[0], cost[1], DeviceBuffer.peakBytes()));
             }
         }
 
@@ -138,10 +142,11 @@ final class Bench {
         try {
             if (path.getParent() != null) Files.createDirectories(path.getParent());
             try (PrintWriter w = new PrintWriter(Files.newBufferedWriter(path))) {
-                w.println("op,backend,size,batch,median_ms,p10_ms,p90_ms,runs,bytes,flops,gbps,gflops");
+                w.println("op,backend,size,batch,median_ms,p10_ms,p90_ms,runs,bytes,flops,gbps,gflops,peak_mem_bytes");
                 for (Result r : results) {
-                    w.printf("%s,%s,\"%s\",%d,%.6f,%.6f,%.6f,%d,%.0f,%.0f,%.2f,%.2f%n", r.op(), r.backend(), r.csvSize(), r.batch(),
-                            r.median(), Stats.quantile(r.ms(), 0.1), Stats.quantile(r.ms(), 0.9), r.ms().length, r.bytes(), r.flops(), r.gbps(), r.gflops());
+                    w.printf("%s,%s,\"%s\",%d,%.6f,%.6f,%.6f,%d,%.0f,%.0f,%.2f,%.2f,%s%n", r.op(), r.backend(), r.csvSize(), r.batch(),
+                            r.median(), Stats.quantile(r.ms(), 0.1), Stats.quantile(r.ms(), 0.9), r.ms().length, r.bytes(), r.flops(), r.gbps(), r.gflops(),
+                            r.peakBytes() < 0 ? "" : Long.toString(r.peakBytes()));
                 }
             }
             System.out.println("bench: wrote " + path);

@@ -66,6 +66,15 @@ class CudaRuntimeTest {
             DeviceBuffer closed = DeviceBuffer.allocateFloats(ctx, 4);
             closed.close();
             assertThrows(IllegalStateException.class, closed::address);
+            // bench's peak device memory: bifuse's own buffers, counted on allocation and on close (once)
+            long live = DeviceBuffer.liveBytes();
+            DeviceBuffer.resetPeak();
+            DeviceBuffer big = DeviceBuffer.allocate(ctx, 1 << 20);
+            assertEquals(live + (1 << 20), DeviceBuffer.liveBytes());
+            big.close();
+            big.close();
+            assertEquals(live, DeviceBuffer.liveBytes());
+            assertTrue(DeviceBuffer.peakBytes() >= live + (1 << 20), "peak " + DeviceBuffer.peakBytes());
             CudaException oom = assertThrows(CudaException.class, () -> DeviceBuffer.allocate(ctx, 1L << 52));
             assertTrue(oom.getMessage().startsWith("cuMemAlloc"), oom.getMessage());
             assertTrue(oom.getMessage().contains("CUDA_ERROR_OUT_OF_MEMORY"), oom.getMessage());
