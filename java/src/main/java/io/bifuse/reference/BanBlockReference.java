@@ -434,6 +434,46 @@ public final class BanBlockReference {
         }
     }
 
+    /**
+     * The conditioning baseline of reduced-precision projections (flash-attention's "a multiple of a
+     * same-precision baseline's error" rule, made without any device code): for each gradient tensor
+     * (the order of {@link Grads#tensors()}), the largest relative L2 change from {@code ref} when x, y and
+     * every parameter (weight_v, g, bias) are multiplied elementwise by {@code 1 ± relative} with random
+     * signs, over {@code draws} draws from {@code seed}. With {@code relative} twice a precision's unit
+     * roundoff this is what the math itself does when every GEMM operand moves as far as that precision
+     * rounds it: the few ReLU decisions that flip (each wrong by its full size, not by O(u)) and the
+     * cancelling sums of the weight-norm gains ({@code dg = ⟨dW, V⟩/‖V‖}) included.
+     */
+    public static double[] perturbationBaseline(BanBlock op, float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects,
+                                                int tokens, List<double[]> ref, double relative, int draws, long seed) {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(seed);
+        double[] worst = new double[ref.size()];
+        double[] g = toDouble(gradOut);
+        for (int d = 0; d < draws; d++) {
+            Params p = params(op);
+            for (double[] t : p.tensors()) perturb(t, relative, r);
+            double[] xp = perturb(toDouble(x), relative, r), yp = perturb(toDouble(y), relative, r);
+            List<double[]> got = backward(p, xp, yp, mask, g, batch, objects, tokens).tensors();
+            for (int t = 0; t < worst.length; t++) worst[t] = Math.max(worst[t], relativeL2(got.get(t), ref.get(t)));
+        }
+        return worst;
+    }
+
+    private static double[] perturb(double[] a, double relative, java.util.SplittableRandom r) {
+        for (int i = 0; i < a.length; i++) a[i] *= r.nextBoolean() ? 1 + relative : 1 - relative;
+        return a;
+    }
+
+    /** {@code ‖a − ref‖ / ‖ref‖}; 0 when both are zero, infinite when only {@code ref} is. */
+    private static double relativeL2(double[] a, double[] ref) {
+        double num = 0, den = 0;
+        for (int i = 0; i < a.length; i++) {
+            num += (a[i] - ref[i]) * (a[i] - ref[i]);
+            den += ref[i] * ref[i];
+        }
+        return num == 0 ? 0 : Math.sqrt(num / den);
+    }
+
     public static double[] toDouble(float[] a) {
         double[] r = new double[a.length];
         for (int i = 0; i < a.length; i++) r[i] = a[i];

@@ -15,7 +15,8 @@ import java.util.SplittableRandom;
 
 /**
  * {@link BanBlock} in check and bench. Tolerances: the CPU backend and CUDA in FP32 against 1e-5; CUDA in
- * TF32 / BF16 (the projections' GEMMs) against {@link Precision#bound()}. Forward rows compare
+ * TF32 / BF16 (the projections' GEMMs) against {@link Precision#bound()} forward and against a
+ * conditioning baseline backward ({@link #reducedTolerances}). Forward rows compare
  * the output and the attention maps (the worse of the two); backward rows the worst relative L2 over
  * every gradient tensor ({@code dx}, {@code dy} and each layer's weight_v, weight_g, bias; the logits
  * bias gradient is exactly zero on both sides, where the error is absolute).
@@ -137,7 +138,8 @@ final class BanBlockSuite implements Suite {
             try (BanBlockCuda cuda = op.onCuda(ctx, p)) {
                 DeviceRuns.BanBlockRun r = DeviceRuns.banBlock(ctx, cuda, x, y, mask, g, b, n, m);
                 report.add(forwardRow(backend, s, new BanBlock.Result(r.out(), r.attention()), fRef, tol));
-                report.add(backwardRow(backend, s, r.grads(), gRef, tol));
+                if (p == Precision.FP32) report.add(backwardRow(backend, s, r.grads(), gRef, tol));
+                else report.add(backwardRow(backend, s, r.grads(), gRef, reducedTolerances(p, op, x, y, mask, g, s, gRef)));
                 if (p == Precision.FP32 && s.dx() != SPEC36.dx()) {
                     // ban-vqa's rule on the device: zero the padded rows, pass no mask; same reference (padded rows are never read)
                     float[] xz = x.clone();
@@ -154,6 +156,35 @@ final class BanBlockSuite implements Suite {
     static Check.Row forwardRow(String backend, Size s, BanBlock.Result got, BanBlockReference.Result ref, double tol) {
         double e = Math.max(Stats.relativeL2(got.out(), ref.out()), Stats.relativeL2(got.attention(), ref.attention())); // NaN propagates
         return new Check.Row("BanBlock.forward", backend, s.label(), e, tol, e <= tol);
+    }
+
+    /**
+     * TF32 / BF16 gradients: per tensor {@code max(bound, 2·base)} with {@code base} the float64 reference's
+     * own change when every input and parameter moves by ±2u ({@link BanBlockReference#perturbationBaseline},
+     * three draws): rounded operands flip a few ReLU decisions, each wrong by its full size, so a gradient
+     * cannot be held to O(u) (the kernel emulation measures 6-12× the bound); the forward can, and is.
+     */
+    static double[] reducedTolerances(Precision p, BanBlock op, float[] x, float[] y, ObjectMask mask, float[] g, Size s, List<double[]> ref) {
+        double[] base = BanBlockReference.perturbationBaseline(op, x, y, mask, g, s.batch(), s.objects(), s.tokens(), ref, p.bound() / 2, 3, 7);
+        double[] tol = new double[base.length];
+        for (int i = 0; i < tol.length; i++) tol[i] = Math.max(p.bound(), 2 * base[i]);
+        return tol;
+    }
+
+    /** A backward row with one tolerance per gradient tensor: the row shows the tensor worst against its own tolerance. */
+    static Check.Row backwardRow(String backend, Size s, BanBlock.Gradients got, List<double[]> ref, double[] tol) {
+        List<float[]> g = got.tensors();
+        double worstRatio = -1, err = Double.NaN, at = tol[0];
+        for (int i = 0; i < g.size(); i++) {
+            double e = Stats.relativeL2(g.get(i), ref.get(i));
+            if (Double.isNaN(e)) return new Check.Row("BanBlock.backward", backend, s.label(), e, tol[i], false);
+            if (e / tol[i] > worstRatio) {
+                worstRatio = e / tol[i];
+                err = e;
+                at = tol[i];
+            }
+        }
+        return new Check.Row("BanBlock.backward", backend, s.label() + " (tolerance per tensor)", err, at, err <= at);
     }
 
     static Check.Row backwardRow(String backend, Size s, BanBlock.Gradients got, List<double[]> ref, double tol) {

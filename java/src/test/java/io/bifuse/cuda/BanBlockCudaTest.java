@@ -29,8 +29,14 @@ import org.junit.jupiter.params.provider.CsvSource;
  * <p>Tolerance, relative L2 of each tensor: 1e-5 in FP32 — float32 GEMMs over at most 2048 terms, the
  * K = 3840 reductions of the maps in float32, and float32 sums over N·M ≤ 1400 map entries land near
  * 1e-6 (the kernel emulations of the three .cu files measure ≤ 1e-6); an indexing mistake gives ~1.
- * TF32 / BF16 round only the projections' GEMM operands: {@link Precision#bound()}. The logits bias
- * gradient is exactly zero on both sides (softmax invariance). Skipped without a GPU.
+ * TF32 / BF16 round only the projections' GEMM operands: the output and the attention maps stay within
+ * {@link Precision#bound()} (the emulation, {@code native-build/emu/ban_block_emu.cpp}, measures ≤ 0.1 of
+ * it), but the gradients do not: a rounded operand moves a pre-activation by ~u, a few ReLU decisions
+ * flip, and each flip is wrong by its full size; the weight-norm gains' gradients are cancelling sums.
+ * So each gradient tensor gets {@code max(bound, 2·base)}, where {@code base} is the conditioning
+ * baseline {@link BanBlockReference#perturbationBaseline}: the float64 reference's own change when every
+ * input and parameter moves by ±2u (three draws, the largest). The logits bias gradient is exactly zero on
+ * both sides (softmax invariance). Skipped without a GPU.
  */
 @Tag("gpu")
 class BanBlockCudaTest extends CublasOpTest {
@@ -65,7 +71,8 @@ class BanBlockCudaTest extends CublasOpTest {
         for (Precision p : Precision.values()) {
             try (BanBlockCuda cuda = op.onCuda(ctx, p)) {
                 DeviceRuns.BanBlockRun run = DeviceRuns.banBlock(ctx, cuda, x, y, mask, go, batch, n, m);
-                assertMatches(op, run, fRef, gRef, tolerance(p), p + " " + op + " B=" + batch + " N=" + n + " M=" + m + " seed " + seed);
+                assertMatches(op, run, fRef, gRef, tolerance(p), gradientTolerances(p, op, x, y, mask, go, batch, n, m, gRef, seed),
+                        p + " " + op + " B=" + batch + " N=" + n + " M=" + m + " seed " + seed);
             }
         }
     }
@@ -89,7 +96,7 @@ class BanBlockCudaTest extends CublasOpTest {
         List<double[]> gRef = BanBlockReference.backward(op, x, y, mask, go, batch, n, m).tensors();
         try (BanBlockCuda cuda = op.onCuda(ctx)) {
             DeviceRuns.BanBlockRun run = DeviceRuns.banBlock(ctx, cuda, x, y, null, go, batch, n, m);
-            assertMatches(op, run, fRef, gRef, TOL, "zero-row mask on the device, seed " + seed);
+            assertMatches(op, run, fRef, gRef, TOL, null, "zero-row mask on the device, seed " + seed);
         }
     }
 
@@ -138,7 +145,20 @@ class BanBlockCudaTest extends CublasOpTest {
         }
     }
 
-    static void assertMatches(BanBlock op, DeviceRuns.BanBlockRun run, BanBlockReference.Result fRef, List<double[]> gRef, double tol, String what) {
+    /** Per gradient tensor: 1e-5 in FP32; in TF32 / BF16 {@code max(bound, 2·base)} (see the class comment). */
+    static double[] gradientTolerances(Precision p, BanBlock op, float[] x, float[] y, ObjectMask mask, float[] go, int batch, int n, int m,
+                                       List<double[]> gRef, long seed) {
+        double[] tol = new double[gRef.size()];
+        Arrays.fill(tol, tolerance(p));
+        if (p == Precision.FP32) return tol;
+        double[] base = BanBlockReference.perturbationBaseline(op, x, y, mask, go, batch, n, m, gRef, p.bound() / 2, 3, seed);
+        for (int i = 0; i < tol.length; i++) tol[i] = Math.max(p.bound(), 2 * base[i]);
+        return tol;
+    }
+
+    /** {@code gradTol} null: {@code tol} for every gradient tensor too. */
+    static void assertMatches(BanBlock op, DeviceRuns.BanBlockRun run, BanBlockReference.Result fRef, List<double[]> gRef, double tol,
+                              double[] gradTol, String what) {
         assertBelow(Stats.relativeL2(run.out(), fRef.out()), tol, "out, " + what);
         assertBelow(Stats.relativeL2(run.attention(), fRef.attention()), tol, "attention, " + what);
         List<float[]> got = run.grads().tensors();
@@ -149,7 +169,7 @@ class BanBlockCudaTest extends CublasOpTest {
             if (Arrays.stream(ref).allMatch(v -> v == 0)) {
                 for (float v : got.get(i)) assertEquals(0f, v, names.get(i) + " must be exact zeros, " + what);
             } else {
-                assertBelow(Stats.relativeL2(got.get(i), ref), tol, names.get(i) + ", " + what);
+                assertBelow(Stats.relativeL2(got.get(i), ref), gradTol == null ? tol : gradTol[i], names.get(i) + ", " + what);
             }
         }
     }

@@ -14,6 +14,31 @@ import org.junit.jupiter.params.provider.CsvSource;
 /** The oracle itself: hand-computed cases, the attention's limiting cases, padding, and finite differences of every tensor. */
 class BanBlockReferenceTest {
 
+    /**
+     * The conditioning baseline behind the TF32/BF16 gradient tolerances: zero without a perturbation,
+     * first order in it where no ReLU decision flips (a 1e-9 move changes every gradient by ~1e-9), and
+     * never NaN, also with an empty and a single-object sample.
+     */
+    @Test void perturbationBaselineIsZeroWithoutPerturbationAndFirstOrderInIt() {
+        SplittableRandom r = new SplittableRandom(21);
+        int b = 3, n = 4, m = 3;
+        io.bifuse.BanBlock op = io.bifuse.BanBlock.random(6, 5, 6, 4, 2, 2, 9);
+        float[] x = io.bifuse.tools.Stats.gaussian(r, b * n * 6), y = io.bifuse.tools.Stats.gaussian(r, b * m * 5),
+                g = io.bifuse.tools.Stats.gaussian(r, b * 5);
+        ObjectMask mask = ObjectMask.counts(new int[] {0, 1, 4}, n);
+        List<double[]> ref = BanBlockReference.backward(op, x, y, mask, g, b, n, m).tensors();
+        for (double e : BanBlockReference.perturbationBaseline(op, x, y, mask, g, b, n, m, ref, 0, 2, 1)) assertEquals(0, e);
+        double[] tiny = BanBlockReference.perturbationBaseline(op, x, y, mask, g, b, n, m, ref, 1e-9, 2, 1);
+        int moved = 0;
+        for (int t = 0; t < tiny.length; t++) {
+            assertTrue(tiny[t] < 1e-7, "tensor " + t + ": " + tiny[t]); // NaN fails too
+            if (tiny[t] > 0) moved++;
+        }
+        // all but the few that do not depend on any perturbed value (the residual biases' gradients are
+        // M·Σ_b gradOut; the logits bias gradient is exactly zero)
+        assertTrue(moved > tiny.length - 2 - op.glimpses(), moved + " of " + tiny.length + " moved");
+    }
+
     @Test void handComputedScalarCase() {
         // Every width 1, one object, one token, one glimpse: A = 1 whatever the logits, so
         // out = y + Q·relu(U x + u)·relu(T y + t) + q, with each weight g·v/|v| = g·sign(v).
