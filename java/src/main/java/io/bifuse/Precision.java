@@ -16,6 +16,13 @@ package io.bifuse;
  * round-to-nearest and for the activations' slopes. Reduced modes are for inference and for users who
  * accept that error in training; they are not checked against 1e-5.
  *
+ * <p>What {@code 4u} does not cover: a ReLU whose input moves across zero under the rounding is wrong by
+ * its full size, not by O(u), so gradients through ReLU (and cancelling sums such as a weight-norm
+ * gain's gradient) can exceed the bound while the forward stays well within it. The BAN block's emulation
+ * measures 6–12× the bound on such gradients; its tests hold them to twice a float64 conditioning
+ * baseline instead ({@link io.bifuse.reference.BanBlockReference#perturbationBaseline}). The other ops'
+ * ReLU configurations in TF32/BF16 have not been measured on a GPU.
+ *
  * <p>cuBLAS compute types: {@code CUBLAS_COMPUTE_32F} (68), {@code CUBLAS_COMPUTE_32F_FAST_TF32} (77),
  * {@code CUBLAS_COMPUTE_32F_FAST_16BF} (75). Note that the environment variable
  * {@code NVIDIA_TF32_OVERRIDE=1} can make cuBLAS use TF32 even in FP32 mode; bifuse does not set it.
