@@ -1,5 +1,6 @@
 package io.bifuse;
 
+import static io.bifuse.Floats.toFloat;
 import io.bifuse.cuda.BanBlockCuda;
 import io.bifuse.cuda.CudaContext;
 
@@ -322,12 +323,6 @@ public final class BanBlock {
 
     private static void positive(String name, int v) {
         if (v < 1) throw new IllegalArgumentException(name + ": expected >= 1, got " + v);
-    }
-
-    private static float[] toFloat(double[] a) {
-        float[] r = new float[a.length];
-        for (int i = 0; i < a.length; i++) r[i] = (float) a[i];
-        return r;
     }
 
     @Override public String toString() {

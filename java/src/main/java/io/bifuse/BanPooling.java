@@ -1,5 +1,6 @@
 package io.bifuse;
 
+import static io.bifuse.Floats.toFloat;
 import io.bifuse.cuda.BanPoolingCuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.reference.BanPoolingReference;
@@ -132,12 +133,6 @@ public final class BanPooling {
         String shape = batch + " × " + rows + " × " + cols;
         if (a == null) throw new IllegalArgumentException(name + ": expected " + dims + " = " + shape + " floats, got null");
         if (a.length != n) throw new IllegalArgumentException(name + ": expected " + dims + " = " + shape + " = " + n + " floats, got " + a.length);
-    }
-
-    private static float[] toFloat(double[] a) {
-        float[] r = new float[a.length];
-        for (int i = 0; i < a.length; i++) r[i] = (float) a[i];
-        return r;
     }
 
     @Override public boolean equals(Object o) { return o instanceof BanPooling p && p.width == width && p.group == group; }

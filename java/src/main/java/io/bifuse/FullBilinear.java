@@ -1,5 +1,6 @@
 package io.bifuse;
 
+import static io.bifuse.Floats.toFloat;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.FullBilinearCuda;
 import io.bifuse.reference.NormalizationReference;
@@ -241,12 +242,6 @@ public final class FullBilinear {
         double alpha = scale(positions);
         if (alpha != 1) for (int j = 0; j < z.length; j++) z[j] *= alpha;
         return z;
-    }
-
-    private static float[] toFloat(double[] a) {
-        float[] r = new float[a.length];
-        for (int i = 0; i < a.length; i++) r[i] = (float) a[i];
-        return r;
     }
 
     private static Normalization requireNormalization(Normalization n) {

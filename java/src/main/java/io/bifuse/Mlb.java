@@ -1,5 +1,6 @@
 package io.bifuse;
 
+import static io.bifuse.Floats.toFloat;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.MlbCuda;
 import io.bifuse.reference.MlbReference;
@@ -139,12 +140,6 @@ public final class Mlb {
      * weight and bias gradients in its own layout (bias null where the layer has none).
      */
     public record Gradients(float[] dx, float[] dy, LinearGradients u, LinearGradients v, LinearGradients p) {}
-
-    private static float[] toFloat(double[] a) {
-        float[] r = new float[a.length];
-        for (int i = 0; i < a.length; i++) r[i] = (float) a[i];
-        return r;
-    }
 
     private static void positive(String name, int v) {
         if (v < 1) throw new IllegalArgumentException(name + ": expected >= 1, got " + v);

@@ -227,20 +227,7 @@ class MfbReferenceTest {
     }
 
     /** Central differences of {@code f} with respect to every entry of {@code p} (perturbed in place, restored). */
-    private static double[] fd(double[] p, java.util.function.DoubleSupplier f) {
-        double h = 1e-6;
-        double[] out = new double[p.length];
-        for (int i = 0; i < p.length; i++) {
-            double keep = p[i];
-            p[i] = keep + h;
-            double up = f.getAsDouble();
-            p[i] = keep - h;
-            double down = f.getAsDouble();
-            p[i] = keep;
-            out[i] = (up - down) / (2 * h);
-        }
-        return out;
-    }
+    private static double[] fd(double[] p, java.util.function.DoubleSupplier f) { return centralDifferences(p, 1e-6, f); }
 
     private static void assertGrad(double[] got, double[] fd, String what) {
         double num = 0, den = 0;
