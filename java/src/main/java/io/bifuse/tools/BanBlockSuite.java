@@ -188,20 +188,8 @@ final class BanBlockSuite implements Suite {
     }
 
     static Check.Row backwardRow(String backend, Size s, BanBlock.Gradients got, List<double[]> ref, double tol) {
-        double e = worstError(got, ref);
+        double e = Stats.worstError(got.tensors(), ref);
         return new Check.Row("BanBlock.backward", backend, s.label(), e, tol, e <= tol);
-    }
-
-    /** The largest relative L2 error over every gradient tensor; NaN (an unwritten element) sticks. */
-    static double worstError(BanBlock.Gradients got, List<double[]> ref) {
-        List<float[]> g = got.tensors();
-        if (g.size() != ref.size()) throw new IllegalStateException("gradient tensors: " + g.size() + " vs " + ref.size());
-        double worst = 0;
-        for (int i = 0; i < g.size(); i++) {
-            double e = g.get(i) == null ? Double.NaN : Stats.relativeL2(g.get(i), ref.get(i));
-            if (!(e <= worst)) worst = e;
-        }
-        return worst;
     }
 
     @Override public void bench(boolean quick, Bench.Session session) {

@@ -18,6 +18,17 @@ public final class Stats {
         return den == 0 ? Math.sqrt(num) : Math.sqrt(num / den);
     }
 
+    /** The largest relative L2 error over matching tensors (e.g. every gradient of an op); NaN (an unwritten element) or a null tensor sticks. */
+    public static double worstError(java.util.List<float[]> got, java.util.List<double[]> ref) {
+        if (got.size() != ref.size()) throw new IllegalStateException("tensors: " + got.size() + " vs " + ref.size());
+        double worst = 0;
+        for (int i = 0; i < got.size(); i++) {
+            double e = got.get(i) == null ? Double.NaN : relativeL2(got.get(i), ref.get(i));
+            if (!(e <= worst)) worst = e;
+        }
+        return worst;
+    }
+
     /** {@code ‖a − ref‖₂ / ‖ref‖₂} for double results. */
     public static double relativeL2(double[] a, double[] ref) {
         if (a.length != ref.length) throw new IllegalArgumentException("lengths differ: " + a.length + " vs " + ref.length);
