@@ -7,12 +7,18 @@ import jcuda.driver.JCudaDriver;
  * Whether the CUDA backend can run here, and if not, why, in one readable line. Nothing here throws:
  * no driver, no device or no kernels in the jar all end as {@code available() == false} with a reason,
  * and callers fall back to the CPU backend.
+ *
+ * <p>With {@code BIFUSE_DEVICE=sim} (or {@code -Dbifuse.device=sim}) the device is the simulated one
+ * ({@link SimulatedDevice}): {@link Status#simulated()} is true, {@link #backend()} is {@code cuda-sim},
+ * and nothing it computes may be reported as a GPU result.
  */
 public final class Cuda {
     private Cuda() {}
 
     /** The outcome of probing the driver, the devices and the embedded kernels. */
-    public record Status(boolean available, int deviceCount, String reason) {}
+    public record Status(boolean available, int deviceCount, String reason, boolean simulated) {
+        Status(boolean available, int deviceCount, String reason) { this(available, deviceCount, reason, SimulatedDevice.requested()); }
+    }
 
     private static volatile Status status;
 
@@ -28,6 +34,22 @@ public final class Cuda {
 
     public static boolean isAvailable() { return status().available(); }
 
+    /** Whether the device is the simulated one (decided by BIFUSE_DEVICE / bifuse.device, before loading). */
+    public static boolean isSimulated() { return SimulatedDevice.requested(); }
+
+    /** The label of the CUDA backend in every output: {@code cuda}, or {@code cuda-sim} on the simulated device. */
+    public static String backend() { return isSimulated() ? SimulatedDevice.BACKEND : "cuda"; }
+
+    /**
+     * {@code label} with its {@code cuda} part said as {@link #backend()}: {@code cuda-fp32} becomes
+     * {@code cuda-sim-fp32} and {@code bifuse-cuda-tf32} {@code bifuse-cuda-sim-tf32} on the simulated
+     * device, so no simulated row can pass for a GPU row.
+     */
+    public static String label(String label) {
+        if (!isSimulated() || label.contains(SimulatedDevice.BACKEND)) return label;
+        return label.replaceFirst("cuda", SimulatedDevice.BACKEND);
+    }
+
     /** Throws {@link IllegalStateException} with the reason when CUDA cannot be used. */
     public static void requireAvailable() {
         Status s = status();
@@ -35,6 +57,10 @@ public final class Cuda {
     }
 
     private static Status probe() {
+        if (SimulatedDevice.requested()) {
+            String why = SimulatedDevice.load(); // before JCuda, so that its libcuda.so.1 dependency is the stand-in
+            if (why != null) return new Status(false, 0, why);
+        }
         int rc;
         try {
             rc = JCudaDriver.cuInit(0);
@@ -53,11 +79,11 @@ public final class Cuda {
         rc = JCudaDriver.cuDeviceGetCount(count);
         if (rc != CUresult.CUDA_SUCCESS) return new Status(false, 0, "cuDeviceGetCount failed: " + CUresult.stringFor(rc));
         if (count[0] == 0) return new Status(false, 0, "no CUDA device found");
-        if (Kernels.class.getResource(Kernels.FATBIN) == null) {
+        if (Kernels.fatbin() == null) {
             return new Status(false, count[0], "the CUDA kernels were not built into this jar (nvcc was missing at build time; "
                     + "install the CUDA toolkit and rebuild)");
         }
-        return new Status(true, count[0], "ok");
+        return new Status(true, count[0], SimulatedDevice.requested() ? "ok: the simulated device (cuda-sim, not a GPU)" : "ok");
     }
 
     private static String firstLine(String s) {

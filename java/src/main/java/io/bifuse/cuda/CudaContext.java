@@ -70,6 +70,9 @@ public final class CudaContext implements AutoCloseable {
     public int computeCapability() { return ccMajor * 10 + ccMinor; }
     public int multiprocessorCount() { return multiprocessors; }
 
+    /** Whether this is the simulated device (cuda-sim): its results are never GPU results, its timings never performance. */
+    public boolean isSimulated() { return Cuda.isSimulated(); }
+
     /** Makes this context current on the calling thread (cheap; done by every bifuse call). */
     public void makeCurrent() {
         if (closed) throw new IllegalStateException("CUDA context is closed");
@@ -141,5 +144,7 @@ public final class CudaContext implements AutoCloseable {
         Driver.check("cuDevicePrimaryCtxRelease", cuDevicePrimaryCtxRelease(device));
     }
 
-    @Override public String toString() { return "CUDA device " + ordinal + " (" + name + ", sm_" + computeCapability() + ")"; }
+    @Override public String toString() {
+        return (isSimulated() ? "simulated CUDA device " : "CUDA device ") + ordinal + " (" + name + ", sm_" + computeCapability() + ")";
+    }
 }

@@ -19,8 +19,15 @@ public final class Kernels {
                 .flatMap(List::stream).toList();
     }
 
-    /** The fatbin bytes, or null when the jar was built without nvcc. */
-    public static byte[] fatbin() { return resource(FATBIN); }
+    /**
+     * The fatbin bytes, or null when the jar was built without nvcc. On the simulated device without a
+     * fatbin, the simulator's own module image (the names of the kernels it compiled for the host).
+     */
+    public static byte[] fatbin() {
+        byte[] f = resource(FATBIN);
+        if (f == null && SimulatedDevice.requested() && SimulatedDevice.load() == null) f = SimulatedDevice.moduleImage();
+        return f;
+    }
 
     /** The PTX text (same sources, same flags as the fatbin), or null when built without nvcc. */
     public static String ptx() {

@@ -32,6 +32,7 @@ final class NativeLibrary {
      * @throws IllegalStateException listing everything tried when none loads
      */
     static NativeLibrary open(String name, String overrideEnv, int... majors) {
+        if (SimulatedDevice.requested()) return openSimulated(name, majors);
         List<String> candidates = new ArrayList<>();
         String override = System.getenv(overrideEnv);
         if (override != null && !override.isBlank()) candidates.add(override);
@@ -58,6 +59,18 @@ final class NativeLibrary {
         }
         throw new IllegalStateException("lib" + name + " not found (tried " + String.join(", ", failures)
                 + "); install the CUDA toolkit's " + name + " or set " + overrideEnv + " to the library file");
+    }
+
+    /** On the simulated device, only its own stand-in of the library: never a real one next to it. */
+    private static NativeLibrary openSimulated(String name, int... majors) {
+        String why = SimulatedDevice.load();
+        if (why != null) throw new IllegalStateException(why);
+        for (int major : majors) {
+            String f = SimulatedDevice.library("lib" + name + ".so." + major);
+            if (f != null) return new NativeLibrary(f, SymbolLookup.libraryLookup(Path.of(f), Arena.global()));
+        }
+        throw new IllegalStateException("the simulated device has no lib" + name + " stand-in in " + SimulatedDevice.directory()
+                + " (rebuild it: native-build/build-sim.sh)");
     }
 
     /** {@code nvidia/<pkg>/lib} folders under the Python installations we can see. */
