@@ -23,8 +23,9 @@
 //     through CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES up to 227 KiB, registers x threads);
 //   * every other entry point JCuda imports exists and returns CUDA_ERROR_NOT_SUPPORTED
 //     (driver_stubs.gen.cpp, generated at build time), so JCuda's library loads.
-// Only one piece of device work executes at a time (one core's worth of device), so the simulation
-// never competes with the test JVM for more than one CPU.
+// Only one kernel or library call executes at a time (one core's worth of device), so the simulation
+// never competes with the test JVM for more than one CPU; copies and memsets run beside it, as a
+// GPU's copy engines do, so a copy that is not ordered after a kernel can read what it has not written.
 //
 // Configuration (environment, read at cuInit): BIFUSE_SIM_KERNELS (the kernel library; default
 // libbifuse_simkernels.so next to this file), BIFUSE_SIM_MEMORY_BYTES (capacity, default 8 GiB),
@@ -35,6 +36,8 @@
 #include <cuda.h>
 
 #include <dlfcn.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,7 +186,8 @@ struct CUctx_st {
 namespace {
 
 struct Work {
-    std::function<CUresult()> run;     // executes on the stream's worker under g_exec_mu
+    std::function<CUresult()> run;     // executes on the stream's worker
+    bool compute = false;              // kernels and library calls hold g_exec_mu; copies run beside them
     std::string what;
     std::vector<std::pair<std::shared_ptr<Stream>, uint64_t>> deps;  // (stream, sequence) to finish first
     uint64_t seq = 0;
@@ -432,6 +436,59 @@ bool is_device(CUdeviceptr p, size_t bytes) {
     return a && !a->host;
 }
 
+// ---- faults inside device work -----------------------------------------------------------------------------
+// A kernel that computes a wild address faults on the host. On a GPU that is an illegal address in
+// the context, not the end of the process: a SIGSEGV/SIGBUS raised while a stream worker executes
+// device work jumps back to the worker, which makes CUDA_ERROR_ILLEGAL_ADDRESS the context's sticky
+// error. Every other fault goes to the handler that was installed before (the JVM's, which needs
+// SIGSEGV for its own null checks and safepoints). initial-exec TLS: read from a signal handler.
+__attribute__((tls_model("initial-exec"))) thread_local sigjmp_buf* t_fault_jump = nullptr;
+__attribute__((tls_model("initial-exec"))) thread_local void* t_fault_address = nullptr;
+struct sigaction g_old_segv, g_old_bus;
+
+void on_fault(int sig, siginfo_t* info, void* uc) {
+    if (sigjmp_buf* j = t_fault_jump) {
+        t_fault_jump = nullptr;
+        t_fault_address = info ? info->si_addr : nullptr;
+        siglongjmp(*j, 1);
+    }
+    struct sigaction* old = sig == SIGBUS ? &g_old_bus : &g_old_segv;
+    if (old->sa_flags & SA_SIGINFO) {
+        if (old->sa_sigaction) { old->sa_sigaction(sig, info, uc); return; }
+    } else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+        return;
+    }
+    signal(sig, SIG_DFL);  // no handler before ours: fault again and end as the process would have
+}
+
+void install_fault_handler() {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &g_old_segv);
+    sigaction(SIGBUS, &sa, &g_old_bus);
+}
+
+// Runs one piece of device work with faults turned into CUDA_ERROR_ILLEGAL_ADDRESS.
+CUresult run_guarded(Work& w) {
+    sigjmp_buf jump;
+    if (sigsetjmp(jump, 1) != 0) {
+        logf("%s faulted at host address %p (a wild device address): CUDA_ERROR_ILLEGAL_ADDRESS", w.what.c_str(), t_fault_address);
+        // The kernel library was interrupted mid-block: let it drop its launch state.
+        if (g_kernels.handle) {
+            if (auto abort_fn = (void (*)())dlsym(g_kernels.handle, "bifuse_sim_kernels_abort")) abort_fn();
+        }
+        return CUDA_ERROR_ILLEGAL_ADDRESS;
+    }
+    t_fault_jump = &jump;
+    CUresult r = w.run();
+    t_fault_jump = nullptr;
+    return r;
+}
+
 // ---- streams -------------------------------------------------------------------------------------------
 void worker_loop(std::shared_ptr<Stream> s);
 
@@ -453,6 +510,13 @@ bool deps_done(const Work& w) {
 }
 
 void worker_loop(std::shared_ptr<Stream> s) {
+    // An alternate signal stack, so that a fault on an exhausted fiber stack can still be handled.
+    static thread_local std::vector<char> altstack(1 << 16);
+    stack_t ss;
+    memset(&ss, 0, sizeof ss);
+    ss.ss_sp = altstack.data();
+    ss.ss_size = altstack.size();
+    sigaltstack(&ss, nullptr);
     std::unique_lock<std::mutex> lk(g_mu);
     for (;;) {
         if (s->queue.empty()) {
@@ -469,9 +533,11 @@ void worker_loop(std::shared_ptr<Stream> s) {
         bool skip = ctx->sticky != CUDA_SUCCESS;  // a faulted context runs nothing more, as on a GPU
         lk.unlock();
         CUresult r = CUDA_SUCCESS;
-        if (!skip) {
+        if (!skip && w.compute) {
             std::lock_guard<std::mutex> ex(g_exec_mu);
-            r = w.run();
+            r = run_guarded(w);
+        } else if (!skip) {
+            r = run_guarded(w);  // a copy engine: concurrent with the kernels of other streams, as on a GPU
         }
         lk.lock();
         if (r != CUDA_SUCCESS && ctx->sticky == CUDA_SUCCESS) ctx->sticky = r;
@@ -482,6 +548,7 @@ void worker_loop(std::shared_ptr<Stream> s) {
 }
 
 std::vector<std::thread> g_finished_workers;  // threads of destroyed streams, joined later; under g_mu
+std::set<CUstream> g_stream_handles;          // live handles from cuStreamCreate; under g_mu
 
 // Resolves a stream handle in ctx (0 / CU_STREAM_LEGACY / CU_STREAM_PER_THREAD / created). g_mu held.
 CUresult resolve(CUctx_st* ctx, CUstream h, std::shared_ptr<Stream>* out) {
@@ -492,8 +559,8 @@ CUresult resolve(CUctx_st* ctx, CUstream h, std::shared_ptr<Stream>* out) {
         *out = s;
         return CUDA_SUCCESS;
     }
-    Stream* raw = h->s.get();
-    if (!ctx->streams.count(raw)) return CUDA_ERROR_INVALID_HANDLE;
+    // A handle is looked up before it is dereferenced: a stale or wild one is an error, not a crash.
+    if (!g_stream_handles.count(h) || !ctx->streams.count(h->s.get())) return CUDA_ERROR_INVALID_HANDLE;
     *out = h->s;
     return CUDA_SUCCESS;
 }
@@ -524,7 +591,7 @@ void wait_for(std::unique_lock<std::mutex>& lk, Stream* s, uint64_t seq) {
     g_cv.wait(lk, [&] { return s->completed >= seq; });
 }
 
-CUresult enqueue(CUstream h, const char* what, std::function<CUresult()> run, bool wait, const char* call) {
+CUresult enqueue(CUstream h, const char* what, std::function<CUresult()> run, bool wait, const char* call, bool compute = false) {
     CUctx_st* ctx;
     std::unique_lock<std::mutex> lk(g_mu);
     if (CUresult r = need_ctx(&ctx)) return fail(r, call, "no usable current context");
@@ -533,6 +600,7 @@ CUresult enqueue(CUstream h, const char* what, std::function<CUresult()> run, bo
     Work w;
     w.run = std::move(run);
     w.what = what;
+    w.compute = compute;
     uint64_t seq = enqueue_locked(s, std::move(w));
     if (wait) {
         wait_for(lk, s.get(), seq);
@@ -586,6 +654,9 @@ void destroy_ctx(std::unique_lock<std::mutex>& lk, CUctx_st* c) {
         auto keep = o->self.lock();
         c->streams.erase(o);
         stop_stream(lk, keep, true);
+    }
+    for (auto it = g_stream_handles.begin(); it != g_stream_handles.end();) {
+        if ((*it)->s->ctx == c) { delete *it; it = g_stream_handles.erase(it); } else { ++it; }
     }
     for (auto& [id, o] : c->per_thread) stop_stream(lk, o, true);
     c->per_thread.clear();
@@ -759,6 +830,7 @@ SIM_API CUresult CUDAAPI cuInit(unsigned int flags) {
     if (const char* m = getenv("BIFUSE_SIM_MEMORY_BYTES")) g_capacity = strtoull(m, nullptr, 10);
     if (const char* l = getenv("BIFUSE_SIM_LAUNCH_LATENCY_US")) g_latency = std::chrono::microseconds(atol(l));
     load_kernels();
+    if (!getenv("BIFUSE_SIM_NO_FAULT_HANDLER")) install_fault_handler();
     g_initialized = true;
     return CUDA_SUCCESS;
 }
@@ -1192,6 +1264,7 @@ SIM_API CUresult CUDAAPI cuStreamCreate(CUstream* phStream, unsigned int flags) 
     auto s = new_stream(c, flags, false, false);
     c->streams.insert(s.get());
     *phStream = new CUstream_st{s};
+    g_stream_handles.insert(*phStream);
     return CUDA_SUCCESS;
 }
 
@@ -1208,9 +1281,10 @@ SIM_API CUresult CUDAAPI cuStreamDestroy_v2(CUstream h) {
     CUctx_st* c;
     std::unique_lock<std::mutex> lk(g_mu);
     if (CUresult r = need_ctx(&c, true)) return r;
-    if (!h || h == CU_STREAM_LEGACY || h == CU_STREAM_PER_THREAD || !c->streams.count(h->s.get())) return CUDA_ERROR_INVALID_HANDLE;
+    if (!g_stream_handles.count(h) || !c->streams.count(h->s.get())) return CUDA_ERROR_INVALID_HANDLE;
     std::shared_ptr<Stream> s = h->s;
     c->streams.erase(s.get());
+    g_stream_handles.erase(h);
     delete h;
     stop_stream(lk, s, false);
     return CUDA_SUCCESS;
@@ -1598,7 +1672,7 @@ SIM_API CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned int gx, unsigned 
         std::lock_guard<std::mutex> lk(g_mu);
         if (!check_guards(&g_primary, "kernel " + name)) result = CUDA_ERROR_ILLEGAL_ADDRESS;
         return result;
-    }, false, "cuLaunchKernel");
+    }, false, "cuLaunchKernel", true);
 }
 
 // =========================================================================================================
@@ -1611,7 +1685,7 @@ SIM_API CUresult bifuse_sim_enqueue(CUstream stream, const char* what, bifuse_si
         std::lock_guard<std::mutex> lk(g_mu);
         if (!check_guards(&g_primary, name)) r = CUDA_ERROR_ILLEGAL_ADDRESS;
         return r;
-    }, false, name.c_str());
+    }, false, name.c_str(), true);
 }
 
 SIM_API int bifuse_sim_is_device_range(CUdeviceptr address, size_t bytes) {

@@ -13,26 +13,48 @@ public record KernelSpec(String name, String signature) {
 
     public int parameterCount() { return signature.length(); }
 
-    /** Converts launch arguments into the 8-byte/4-byte values the kernel reads, checking each. */
+    /** What fills the gaps of a launch's argument buffer: a value read past its own bytes reads this. */
+    static final byte POISON = (byte) 0xA5;
+
+    /**
+     * Converts launch arguments into the {@code kernelParams} array: every value packed into ONE buffer
+     * at its natural alignment (as the driver's own parameter buffer is laid out), the gaps and an
+     * 8-byte tail filled with {@link #POISON}. A kernel whose parameter is wider than what was packed
+     * (a long where an int was passed) then reads the neighbour's or the poison bytes and gets a wild
+     * value, on a GPU as on the simulated device, instead of the zero padding of a lone Java array.
+     */
     jcuda.Pointer[] marshal(Object[] args) {
         if (args.length != signature.length()) {
             throw new IllegalArgumentException(name + ": launched with " + args.length + " arguments, the kernel takes "
                     + signature.length() + " (" + signature + ")");
         }
-        jcuda.Pointer[] ps = new jcuda.Pointer[args.length];
+        int[] offsets = new int[args.length];
+        int size = 0;
+        for (int i = 0; i < args.length; i++) {
+            int w = width(signature.charAt(i));
+            size = (size + w - 1) / w * w;
+            offsets[i] = size;
+            size += w;
+        }
+        java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocate((size + 7) / 8 * 8 + 8).order(java.nio.ByteOrder.nativeOrder());
+        java.util.Arrays.fill(buf.array(), POISON);
         for (int i = 0; i < args.length; i++) {
             Object a = args[i];
-            char t = signature.charAt(i);
-            ps[i] = switch (t) {
-                case 'p' -> a instanceof DeviceMemory m ? jcuda.Pointer.to(new long[] {m.address()}) : bad(i, "device memory", a);
-                case 'i' -> a instanceof Integer v ? jcuda.Pointer.to(new int[] {v}) : bad(i, "int", a);
-                case 'l' -> a instanceof Long v ? jcuda.Pointer.to(new long[] {v}) : bad(i, "long", a);
-                case 'f' -> a instanceof Float v ? jcuda.Pointer.to(new float[] {v}) : bad(i, "float", a);
-                default -> throw new AssertionError(t);
-            };
+            int o = offsets[i];
+            switch (signature.charAt(i)) {
+                case 'p' -> { if (a instanceof DeviceMemory m) buf.putLong(o, m.address()); else bad(i, "device memory", a); }
+                case 'i' -> { if (a instanceof Integer v) buf.putInt(o, v); else bad(i, "int", a); }
+                case 'l' -> { if (a instanceof Long v) buf.putLong(o, v); else bad(i, "long", a); }
+                case 'f' -> { if (a instanceof Float v) buf.putFloat(o, v); else bad(i, "float", a); }
+                default -> throw new AssertionError(signature.charAt(i));
+            }
         }
+        jcuda.Pointer[] ps = new jcuda.Pointer[args.length];
+        for (int i = 0; i < args.length; i++) ps[i] = jcuda.Pointer.to(buf.array()).withByteOffset(offsets[i]);
         return ps;
     }
+
+    private static int width(char t) { return t == 'p' || t == 'l' ? 8 : 4; }
 
     private jcuda.Pointer bad(int i, String expected, Object got) {
         throw new IllegalArgumentException(name + ": argument " + i + " must be " + expected + ", got "

@@ -53,9 +53,11 @@ final class Bench {
     static void run(boolean quick, String csv, int runsOverride) {
         long seed = System.nanoTime();
         System.out.printf("%nbench: median of many runs per row; GB/s and GFLOP/s from each op's cost model; seed %d%n", seed);
-        CudaContext ctx = Cuda.isAvailable() ? CudaContext.open(0) : null;
+        // A simulated device's timings measure the simulator, not a kernel: none are printed or recorded.
+        CudaContext ctx = Cuda.isAvailable() && !Cuda.isSimulated() ? CudaContext.open(0) : null;
         Session session = new Session(new SplittableRandom(seed), ctx, runsOverride);
-        if (ctx == null) System.out.println("(GPU backends not benchmarked: " + Cuda.status().reason() + ")");
+        if (ctx == null) System.out.println("(GPU backends not benchmarked: " + (Cuda.isSimulated()
+                ? "the device is the simulated one (cuda-sim): its timings are not performance" : Cuda.status().reason()) + ")");
         else System.out.println("GPU: " + ctx + (session.peak == null ? ", ceilings unknown"
                 : String.format(", ceilings %.0f GB/s, %.1f TFLOP/s fp32", session.peak[0], session.peak[1] / 1e3)));
         header(session.peak != null);

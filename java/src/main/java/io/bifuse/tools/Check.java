@@ -69,6 +69,8 @@ final class Check {
         Report report = new Report();
         CudaContext ctx = Cuda.isAvailable() ? CudaContext.open(0) : null;
         if (ctx == null) System.out.println("(GPU backends not checked: " + Cuda.status().reason() + ")");
+        else if (ctx.isSimulated()) System.out.println("(GPU rows run on the SIMULATED device, labelled cuda-sim: they check the host code, "
+                + "marshalling and kernels' logic, not a GPU; " + io.bifuse.cuda.SimulatedDevice.describe() + ")");
         try {
             for (Suite suite : Suite.all()) suite.check(quick, ctx, rnd, report);
         } finally {
@@ -84,6 +86,7 @@ final class Check {
         private boolean header;
 
         void add(Row r) {
+            r = new Row(r.op(), Cuda.label(r.backend()), r.size(), r.error(), r.tolerance(), r.pass()); // cuda-sim, never cuda, when simulated
             if (!header) {
                 System.out.printf("%-26s %-18s %-48s %10s %8s  %s%n", "op", "backend", "size", "rel. L2", "tol", "result");
                 header = true;
