@@ -63,3 +63,37 @@ python3 "$sim/gen-driver-stubs.py" "$gen/jcuda-imports.txt" "$gen/driver-defined
 missing=$(comm -23 <(awk '/ cu/{print $2}' "$gen/jcuda-imports.txt" | sed 's/@.*//' | sort -u) <(nm -D --defined-only "$out/libcuda.so.1" | awk '{print $3}' | sort -u))
 [ -z "$missing" ] || { echo "[bifuse] build-sim: the stand-in driver lacks: $missing" >&2; exit 1; }
 echo "[bifuse] simulated device: libcuda.so.1 ($(grep -c ' cu' "$gen/jcuda-imports.txt") JCuda imports exported)"
+
+# 2. The kernel library: cuda/*.cu (or --kernels DIR) for the host, on the fiber shim, with each kernel's
+#    sm_90 registers and static shared memory from the fatbin when nvcc built one.
+res_args=()
+cuobjdump=""
+for c in "${CUDA_HOME:-}/bin/cuobjdump" "$(command -v cuobjdump || true)" /usr/local/cuda/bin/cuobjdump; do
+  if [ -n "$c" ] && [ -x "$c" ]; then cuobjdump=$c; break; fi
+done
+if [ -n "$cuobjdump" ] && [ -s "$fatbin" ] && [ "$kernels" = "$root/cuda" ]; then
+  "$cuobjdump" -res-usage "$fatbin" > "$gen/resource-usage.txt"
+  res_args=(-r "$gen/resource-usage.txt")
+elif [ "$kernels" != "$root/cuda" ] && [ -s "$gen/resource-usage.txt" ]; then
+  res_args=(-r "$gen/resource-usage.txt")  # a mutant copy: the originals' resources are close enough
+fi
+bash "$sim/gen-kernel-table.sh" -o "$gen" "${res_args[@]}" "$kernels" >/dev/null
+"$CXX" -std=c++20 -O2 -fPIC -shared -pthread -fvisibility=hidden -Wno-unknown-pragmas -U_FORTIFY_SOURCE \
+  -I"$sim" -I"$kernels" -I"$root/cuda" -I"$gen" -I"$cuda_inc" -o "$out/libbifuse_simkernels.so" "$sim/kernels.cpp"
+# The module image Java loads when the jar has no fatbin (built without nvcc): the kernels' names.
+{ echo "BIFUSE-SIM-MODULE"; perl -0777 -ne 's{/\*.*?\*/}{ }gs; s{//[^\n]*}{}g; while (/extern\s+"C"\s+__global__\s+void\s+([A-Za-z_]\w*)\s*\(/g) { print "$1\n" }' "$kernels"/*.cu; } > "$out/bifuse.simmodule"
+printf '\0' >> "$out/bifuse.simmodule"
+
+# 3. The cuBLAS and cuFFT stand-ins (each links the stand-in driver by its soname).
+"$CXX" "${flags[@]}" -Wl,-soname,libcublas.so.13 -shared -o "$out/libcublas.so.13" "$sim/cublas.cpp" -L"$out" -l:libcuda.so.1
+"$CXX" "${flags[@]}" -Wl,-soname,libcufft.so.12 -shared -o "$out/libcufft.so.12" "$sim/cufft.cpp" -L"$out" -l:libcuda.so.1
+
+# 4. Their self-tests (run by native-build/bifuse test): hand-worked examples, not bifuse's Java code.
+for t in cublas cufft kernels; do
+  src="$sim/tests/${t}_selftest.cpp"
+  [ -f "$src" ] || continue
+  "$CXX" -std=c++20 -O2 -pthread -I"$cuda_inc" -I"$sim" -o "$out/${t}_selftest" "$src" \
+    -L"$out" -l:libcublas.so.13 -l:libcufft.so.12 -l:libcuda.so.1 -ldl -Wl,--no-as-needed -Wl,-rpath,'$ORIGIN'
+done
+info=$(grep -o 'without ptxas resource data' "$gen/sim_kernel_table.inc" 2>/dev/null | head -n1 || true)
+echo "[bifuse] simulated device built in $out: $(grep -c '^BIFUSE_SIM_KERNEL(' "$gen/sim_kernel_table.inc") kernels$([ -n "$info" ] && echo " ($info: register and static shared memory limits not checked)")"

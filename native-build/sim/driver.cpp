@@ -141,10 +141,12 @@ int device_attribute(CUdevice_attribute a, bool* known) {
 
 // ---- state -------------------------------------------------------------------------------------------
 std::atomic<bool> g_initialized{false};
-std::mutex g_mu;               // every piece of driver state below, and the streams' queues
-std::condition_variable g_cv;  // any stream progress, any enqueue
-std::mutex g_exec_mu;          // one piece of device work at a time
-std::mutex g_log_mu;
+// The driver's state is never destroyed: stream workers may still wait on it while the process exits
+// (a JVM exits without releasing its contexts), and a destructor run under them would hang or crash.
+std::mutex& g_mu = *new std::mutex;               // every piece of driver state below, and the streams' queues
+std::condition_variable& g_cv = *new std::condition_variable;  // any stream progress, any enqueue
+std::mutex& g_exec_mu = *new std::mutex;          // one kernel or library call at a time
+std::mutex& g_log_mu = *new std::mutex;
 bool g_verbose = false;
 size_t g_capacity = size_t(8) << 30;
 std::chrono::microseconds g_latency{20};
@@ -234,7 +236,7 @@ struct CUmod_st {
 
 namespace {
 
-CUctx_st g_primary;                    // device 0's primary context
+CUctx_st& g_primary = *new CUctx_st;   // device 0's primary context
 thread_local std::vector<CUctx_st*> t_ctx_stack;
 
 // ---- the kernel library --------------------------------------------------------------------------------
@@ -245,7 +247,7 @@ struct KernelLib {
     const char* (*error)() = nullptr;
     std::string path, why;
 };
-KernelLib g_kernels;
+KernelLib& g_kernels = *new KernelLib;
 
 std::string own_dir() {
     Dl_info info;
@@ -355,8 +357,8 @@ struct Alloc {
     size_t mapped;
     bool host;        // page-locked host memory (cuMemAllocHost / cuMemHostAlloc), not device memory
 };
-std::map<uintptr_t, Alloc> g_allocs;        // by data address; guarded by g_mu
-std::map<uintptr_t, size_t> g_registered;   // cuMemHostRegister'ed host ranges, guarded by g_mu
+std::map<uintptr_t, Alloc>& g_allocs = *new std::map<uintptr_t, Alloc>;        // by data address; guarded by g_mu
+std::map<uintptr_t, size_t>& g_registered = *new std::map<uintptr_t, size_t>;   // cuMemHostRegister'ed host ranges, guarded by g_mu
 
 size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
@@ -547,8 +549,8 @@ void worker_loop(std::shared_ptr<Stream> s) {
     // s (this thread's reference) goes when the thread ends: a destroyed stream lives until it drained.
 }
 
-std::vector<std::thread> g_finished_workers;  // threads of destroyed streams, joined later; under g_mu
-std::set<CUstream> g_stream_handles;          // live handles from cuStreamCreate; under g_mu
+std::vector<std::thread>& g_finished_workers = *new std::vector<std::thread>;  // threads of destroyed streams, joined later; under g_mu
+std::set<CUstream>& g_stream_handles = *new std::set<CUstream>;          // live handles from cuStreamCreate; under g_mu
 
 // Resolves a stream handle in ctx (0 / CU_STREAM_LEGACY / CU_STREAM_PER_THREAD / created). g_mu held.
 CUresult resolve(CUctx_st* ctx, CUstream h, std::shared_ptr<Stream>* out) {
@@ -1693,7 +1695,12 @@ SIM_API int bifuse_sim_is_device_range(CUdeviceptr address, size_t bytes) {
     return is_device(address, bytes) ? 1 : 0;
 }
 
-SIM_API void bifuse_sim_log(const char* text) { logf("%s", text ? text : ""); }
+// A stand-in's argument errors (a CUBLAS_STATUS_ or CUFFT_ result, returned to the caller like any
+// status) print only with BIFUSE_SIM_VERBOSE=1; what a GPU would raise as a device fault always prints.
+SIM_API void bifuse_sim_log(const char* text) {
+    if (!text) return;
+    if (g_verbose || strstr(text, "CUDA_ERROR_")) logf("%s", text);
+}
 
 // What the Java side prints about the simulated device: the kernel library and how it was built.
 SIM_API const char* bifuse_sim_describe(void) {

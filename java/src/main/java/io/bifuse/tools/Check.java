@@ -72,7 +72,15 @@ final class Check {
         else if (ctx.isSimulated()) System.out.println("(GPU rows run on the SIMULATED device, labelled cuda-sim: they check the host code, "
                 + "marshalling and kernels' logic, not a GPU; " + io.bifuse.cuda.SimulatedDevice.describe() + ")");
         try {
-            for (Suite suite : Suite.all()) suite.check(quick, ctx, rnd, report);
+            if (ctx != null && ctx.isSimulated() && !quick) {
+                // The simulator runs kernels on one CPU core: the CPU rows at every size first, then
+                // the simulated GPU rows (and the CPU rows again) at the quick sizes.
+                for (Suite suite : Suite.all()) suite.check(false, null, rnd, report);
+                System.out.println("(GPU rows on the simulated device: at the --quick sizes)");
+                for (Suite suite : Suite.all()) suite.check(true, ctx, rnd, report);
+            } else {
+                for (Suite suite : Suite.all()) suite.check(quick, ctx, rnd, report);
+            }
         } finally {
             if (ctx != null) ctx.close();
         }
