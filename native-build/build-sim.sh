@@ -2,13 +2,14 @@
 # Builds the simulated CUDA device (native-build/sim) into build/sim: the stand-in driver libcuda.so.1,
 # the kernel library libbifuse_simkernels.so (cuda/*.cu compiled for the host with g++), and the
 # cuBLAS and cuFFT stand-ins libcublas.so.13 and libcufft.so.12, plus their self-tests. Needs g++ >= 12,
-# python3 and the CUDA toolkit's headers (cuda.h); nvcc is optional: with it, each kernel's sm_90
-# register count and static shared memory (from the fatbin, cuobjdump) are checked at every launch.
+# python3 and the CUDA toolkit's headers (cuda.h); nvcc is optional: with it (and ptxas), each kernel's
+# sm_90 register count and static shared memory are known and checked at every launch.
 #
 #   native-build/build-sim.sh [--jcuda-natives JAR] [--fatbin FILE] [--kernels DIR] [--out DIR]
 #     --jcuda-natives  JCuda's natives jar (its libJCudaDriver's imports decide which cu* symbols the
 #                      stand-in must export); default: the one in ~/.m2
-#     --fatbin         the built fatbin, for the resource table; default: java/target/generated-resources/...
+#     --fatbin         the built fatbin (its .ptx beside it gives, through ptxas, each kernel's sm_90
+#                      registers and static shared memory); default: java/target/generated-resources/...
 #     --kernels DIR    the kernel sources (default cuda/; a mutant copy for mutation testing)
 #     --out DIR        default build/sim
 # Exits 0 without building (saying why) when g++ or cuda.h is missing: GPU tests then skip with that reason.
@@ -67,12 +68,14 @@ echo "[bifuse] simulated device: libcuda.so.1 ($(grep -c ' cu' "$gen/jcuda-impor
 # 2. The kernel library: cuda/*.cu (or --kernels DIR) for the host, on the fiber shim, with each kernel's
 #    sm_90 registers and static shared memory from the fatbin when nvcc built one.
 res_args=()
-cuobjdump=""
-for c in "${CUDA_HOME:-}/bin/cuobjdump" "$(command -v cuobjdump || true)" /usr/local/cuda/bin/cuobjdump; do
-  if [ -n "$c" ] && [ -x "$c" ]; then cuobjdump=$c; break; fi
+ptxas=""
+for c in "${CUDA_HOME:-}/bin/ptxas" "$(command -v ptxas || true)" /usr/local/cuda/bin/ptxas; do
+  if [ -n "$c" ] && [ -x "$c" ]; then ptxas=$c; break; fi
 done
-if [ -n "$cuobjdump" ] && [ -s "$fatbin" ] && [ "$kernels" = "$root/cuda" ]; then
-  "$cuobjdump" -res-usage "$fatbin" > "$gen/resource-usage.txt"
+ptx="${fatbin%.fatbin}.ptx"
+if [ -n "$ptxas" ] && [ -s "$ptx" ] && [ "$kernels" = "$root/cuda" ]; then
+  # The same PTX through the same ptxas as the fatbin's sm_90 code: each kernel's registers and smem.
+  "$ptxas" -arch=sm_90 -v "$ptx" -o /dev/null 2> "$gen/resource-usage.txt"
   res_args=(-r "$gen/resource-usage.txt")
 elif [ "$kernels" != "$root/cuda" ] && [ -s "$gen/resource-usage.txt" ]; then
   res_args=(-r "$gen/resource-usage.txt")  # a mutant copy: the originals' resources are close enough
