@@ -12,6 +12,7 @@
 #                      registers and static shared memory); default: java/target/generated-resources/...
 #     --kernels DIR    the kernel sources (default cuda/; a mutant copy for mutation testing)
 #     --out DIR        default build/sim
+#     --kernels-only   build only the kernel library (a mutant's: see native-build/sim/mutate.sh)
 # Exits 0 without building (saying why) when g++ or cuda.h is missing: GPU tests then skip with that reason.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,12 +20,14 @@ out="$root/build/sim"
 kernels="$root/cuda"
 fatbin="$root/java/target/generated-resources/cuda/io/bifuse/cuda/bifuse.fatbin"
 natives=""
+only_kernels=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --jcuda-natives) natives=$2; shift 2 ;;
     --fatbin) fatbin=$2; shift 2 ;;
     --kernels) kernels=$(cd "$2" && pwd); shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --kernels-only) only_kernels=1; shift ;;
     *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
@@ -41,15 +44,16 @@ if [ -n "$why" ]; then
   echo "[bifuse] simulated device NOT built ($why): GPU tests will skip."
   exit 0
 fi
-if [ -z "$natives" ]; then
+if [ -z "$natives" ] && [ $only_kernels = 0 ]; then
   natives=$(ls "${MAVEN_REPO:-$HOME/.m2/repository}"/org/jcuda/jcuda-natives/*/jcuda-natives-*-linux-x86_64.jar 2>/dev/null | sort | tail -n1 || true)
 fi
-[ -f "$natives" ] || { echo "[bifuse] build-sim: JCuda's natives jar not found (pass --jcuda-natives)" >&2; exit 1; }
+[ $only_kernels = 1 ] || [ -f "$natives" ] || { echo "[bifuse] build-sim: JCuda's natives jar not found (pass --jcuda-natives)" >&2; exit 1; }
 gen="$out/gen"
 mkdir -p "$gen"
 sim="$root/native-build/sim"
 flags=(-std=c++20 -O2 -fPIC -pthread -fvisibility=hidden -Wall -Wextra -U_FORTIFY_SOURCE -I"$cuda_inc" -I"$sim")
 
+if [ $only_kernels = 0 ]; then
 # 1. The driver, and a stub for every other cu* symbol JCuda's driver library imports.
 (cd "$gen" && rm -rf jcuda && mkdir jcuda && cd jcuda && python3 -c "import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); [z.extract(n) for n in z.namelist() if 'libJCudaDriver' in n and n.endswith('.so')]" "$natives")
 jdriver=$(find "$gen/jcuda" -name 'libJCudaDriver*.so' | head -n1)
@@ -65,6 +69,8 @@ missing=$(comm -23 <(awk '/ cu/{print $2}' "$gen/jcuda-imports.txt" | sed 's/@.*
 [ -z "$missing" ] || { echo "[bifuse] build-sim: the stand-in driver lacks: $missing" >&2; exit 1; }
 echo "[bifuse] simulated device: libcuda.so.1 ($(grep -c ' cu' "$gen/jcuda-imports.txt") JCuda imports exported)"
 
+fi
+
 # 2. The kernel library: cuda/*.cu (or --kernels DIR) for the host, on the fiber shim, with each kernel's
 #    sm_90 registers and static shared memory from the fatbin when nvcc built one.
 res_args=()
@@ -77,8 +83,8 @@ if [ -n "$ptxas" ] && [ -s "$ptx" ] && [ "$kernels" = "$root/cuda" ]; then
   # The same PTX through the same ptxas as the fatbin's sm_90 code: each kernel's registers and smem.
   "$ptxas" -arch=sm_90 -v "$ptx" -o /dev/null 2> "$gen/resource-usage.txt"
   res_args=(-r "$gen/resource-usage.txt")
-elif [ "$kernels" != "$root/cuda" ] && [ -s "$gen/resource-usage.txt" ]; then
-  res_args=(-r "$gen/resource-usage.txt")  # a mutant copy: the originals' resources are close enough
+elif [ "$kernels" != "$root/cuda" ] && [ -s "$root/build/sim/gen/resource-usage.txt" ]; then
+  res_args=(-r "$root/build/sim/gen/resource-usage.txt")  # a mutant copy: the originals' resources are close enough
 fi
 bash "$sim/gen-kernel-table.sh" -o "$gen" "${res_args[@]}" "$kernels" >/dev/null
 "$CXX" -std=c++20 -O2 -fPIC -shared -pthread -fvisibility=hidden -Wno-unknown-pragmas -U_FORTIFY_SOURCE \
@@ -86,6 +92,8 @@ bash "$sim/gen-kernel-table.sh" -o "$gen" "${res_args[@]}" "$kernels" >/dev/null
 # The module image Java loads when the jar has no fatbin (built without nvcc): the kernels' names.
 { echo "BIFUSE-SIM-MODULE"; perl -0777 -ne 's{/\*.*?\*/}{ }gs; s{//[^\n]*}{}g; while (/extern\s+"C"\s+__global__\s+void\s+([A-Za-z_]\w*)\s*\(/g) { print "$1\n" }' "$kernels"/*.cu; } > "$out/bifuse.simmodule"
 printf '\0' >> "$out/bifuse.simmodule"
+
+if [ $only_kernels = 1 ]; then echo "[bifuse] simulated-device kernel library built: $out/libbifuse_simkernels.so (from $kernels)"; exit 0; fi
 
 # 3. The cuBLAS and cuFFT stand-ins (each links the stand-in driver by its soname).
 "$CXX" "${flags[@]}" -Wl,-soname,libcublas.so.13 -shared -o "$out/libcublas.so.13" "$sim/cublas.cpp" -L"$out" -l:libcuda.so.1
