@@ -87,8 +87,10 @@ elif [ "$kernels" != "$root/cuda" ] && [ -s "$root/build/sim/gen/resource-usage.
   res_args=(-r "$root/build/sim/gen/resource-usage.txt")  # a mutant copy: the originals' resources are close enough
 fi
 bash "$sim/gen-kernel-table.sh" -o "$gen" "${res_args[@]}" "$kernels" >/dev/null
+echo '{ global: bifuse_sim_*; local: *; };' > "$gen/kernels.map"  # only the table's API, no libstdc++ copies
 "$CXX" -std=c++20 -O2 -fPIC -shared -pthread -fvisibility=hidden -Wno-unknown-pragmas -U_FORTIFY_SOURCE \
-  -I"$sim" -I"$kernels" -I"$root/cuda" -I"$gen" -I"$cuda_inc" -o "$out/libbifuse_simkernels.so" "$sim/kernels.cpp"
+  -I"$sim" -I"$kernels" -I"$root/cuda" -I"$gen" -I"$cuda_inc" -Wl,--version-script="$gen/kernels.map" \
+  -o "$out/libbifuse_simkernels.so" "$sim/kernels.cpp"
 # The module image Java loads when the jar has no fatbin (built without nvcc): the kernels' names.
 { echo "BIFUSE-SIM-MODULE"; perl -0777 -ne 's{/\*.*?\*/}{ }gs; s{//[^\n]*}{}g; while (/extern\s+"C"\s+__global__\s+void\s+([A-Za-z_]\w*)\s*\(/g) { print "$1\n" }' "$kernels"/*.cu; } > "$out/bifuse.simmodule"
 printf '\0' >> "$out/bifuse.simmodule"
