@@ -32,6 +32,7 @@ for name in "${names[@]}"; do
   line=$(entries | awk -F ' \\| ' -v n="$name" '$1 == n' | head -n1)
   [ -n "$line" ] || { echo "mutate: no mutant named $name in $catalogue" >&2; exit 2; }
   kind=$(field "$line" 2); file=$(field "$line" 3); expr=$(field "$line" 4); tests=$(field "$line" 5); what=$(field "$line" 6)
+  read -r -a extra_env <<< "$(field "$line" 7)"  # e.g. BIFUSE_SIM_RACECHECK=1
   dir="$work/$name"
   rm -rf "$dir"; mkdir -p "$dir"
   log="$dir/test.log"
@@ -52,10 +53,10 @@ for name in "${names[@]}"; do
   if [ "$kind" = kernel ]; then
     "$root/native-build/build-sim.sh" --kernels-only --kernels "$dir/cuda" --out "$dir/sim" > "$dir/build.log" 2>&1 \
       || { echo "   mutant does not build (see $dir/build.log)"; results+=("$name|NOBUILD|$what"); continue; }
-    (cd "$root" && BIFUSE_DEVICE=sim BIFUSE_SIM_KERNELS="$dir/sim/libbifuse_simkernels.so" \
+    (cd "$root" && env "${extra_env[@]}" BIFUSE_DEVICE=sim BIFUSE_SIM_KERNELS="$dir/sim/libbifuse_simkernels.so" \
       native-build/bifuse mvn -o -pl java -Dexec.skip=true surefire:test -Dtest="$tests" -Dsurefire.failIfNoSpecifiedTests=false > "$log" 2>&1)
   else
-    (cd "$dir" && BIFUSE_DEVICE=sim BIFUSE_SIM_DIR="$root/build/sim" \
+    (cd "$dir" && env "${extra_env[@]}" BIFUSE_DEVICE=sim BIFUSE_SIM_DIR="$root/build/sim" \
       native-build/bifuse mvn -o -pl java -Dexec.skip=true test -Dtest="$tests" -Dsurefire.failIfNoSpecifiedTests=false > "$log" 2>&1)
   fi
   rc=$?
