@@ -1,6 +1,7 @@
 // Host shim for the device side of the CUDA runtime that cuda/*.cu use, for the simulated device
-// (libbifuse_simkernels.so, native-build/sim/kernels.cpp) and, through -I native-build/sim ahead of
-// native-build/emu, for the emulation harnesses native-build/emu/*_emu.cpp.
+// (libbifuse_simkernels.so, native-build/sim/kernels.cpp). It replaces the std::thread shim of the
+// retired per-operator emulation harnesses (native-build/emu, until issue 12), whose cases now run as
+// the Java GPU tests on the simulated device.
 //
 // Found before the toolkit's <cuda_runtime.h>, so cuda/*.cu compile unchanged with g++ -std=c++20.
 // Execution model:
@@ -10,7 +11,7 @@
 //     (mapped once, below a guard page, and reused). Fiber 0 runs until its next __syncthreads() (or
 //     its return), then fiber 1, ...; when every live fiber has arrived, the barrier opens and the
 //     round repeats. A legal schedule for correctly synchronized code that needs no OS threads (the
-//     std::thread shim in native-build/emu keeps a 2-core machine at a load average of ~200). Within
+//     old std::thread shim kept a 2-core machine at a load average of ~200). Within
 //     a barrier interval a thread sees the writes of lower-numbered threads and never those of
 //     higher-numbered ones, so a missing barrier usually gives a wrong result;
 //   * a fiber that returns leaves the barrier, and at the end of the block every thread must have
@@ -66,8 +67,8 @@
 #include <unistd.h>
 
 #if defined(__SANITIZE_THREAD__)
-// Fibers on one OS thread are invisible to TSan's happens-before model; use the std::thread shim of
-// native-build/emu for EMU_SANITIZE=thread, or this shim's race-check mode for shared memory.
+// Fibers on one OS thread are invisible to TSan's happens-before model: use this shim's race-check
+// mode for shared memory (global-memory races between threads need a GPU and compute-sanitizer).
 #error "native-build/sim/cuda_runtime.h does not support -fsanitize=thread"
 #endif
 #if defined(__SANITIZE_ADDRESS__)
@@ -776,67 +777,6 @@ inline void abort_grid() {
     running_grid = false;
     error_capture = nullptr;
     launch_mutex().unlock();
-}
-
-// ---- the harness API of native-build/emu/cuda_runtime.h --------------------------------------------------
-// Block size each kernel requires (0: any); set by the harness with expect_block().
-inline std::map<const void*, std::pair<std::string, unsigned>>& expectations() {
-    static std::map<const void*, std::pair<std::string, unsigned>> m;
-    return m;
-}
-template <class... P>
-void expect_block(void (*kernel)(P...), const char* name, unsigned block) {
-    expectations()[(const void*)kernel] = {name, block};
-    register_kernel_name(name);
-}
-
-// Hook run after every launch (the harness checks its buffer guards there).
-inline std::function<void(const std::string&)>& after_launch() {
-    static std::function<void(const std::string&)> f;
-    return f;
-}
-
-// kernel<<<grid, block>>>(args...) with 3-D geometry: returns false (and counts an error) when the launch
-// is refused; errors inside the launch are counted and printed, as the std::thread shim does.
-template <class... P, class... A>
-bool launch3d(void (*kernel)(P...), dim3 grid, dim3 block, A&&... args) {
-    static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
-    auto it = expectations().find((const void*)kernel);
-    if (it == expectations().end()) {
-        report_error("launch of a kernel with no registered block size");
-        return false;
-    }
-    const std::string name = it->second.first;
-    const unsigned threads = block.x * block.y * block.z;
-    if (it->second.second != 0 && threads != it->second.second) {
-        report_error(name + ": launched with block " + std::to_string(threads) + ", the kernel requires " +
-                     std::to_string(it->second.second));
-        return false;
-    }
-    if (grid.x < 1 || grid.x > 2147483647u || grid.y < 1 || grid.y > 65535u || grid.z < 1 || grid.z > 65535u || block.x < 1 ||
-        block.y < 1 || block.z < 1 || threads > 1024) {
-        report_error(name + ": invalid launch geometry grid (" + std::to_string(grid.x) + ", " + std::to_string(grid.y) + ") block " +
-                     std::to_string(block.x));
-        return false;
-    }
-    std::tuple<P...> params(static_cast<P>(std::forward<A>(args))...);  // by value, like kernel parameters
-    auto call = [&params, kernel] { std::apply(kernel, params); };
-    using Call = decltype(call);
-    run_grid(name.c_str(), [](void* c) { (*static_cast<Call*>(c))(); }, &call, grid, block);
-    if (after_launch()) after_launch()(name);
-    return true;
-}
-
-// kernel<<<dim3(gridX, gridY), block>>>(args...)
-template <class... P, class... A>
-bool launch2d(void (*kernel)(P...), unsigned grid, unsigned gridY, unsigned block, A&&... args) {
-    return launch3d(kernel, dim3(grid, gridY), dim3(block), std::forward<A>(args)...);
-}
-
-// kernel<<<grid, block>>>(args...)
-template <class... P, class... A>
-bool launch(void (*kernel)(P...), unsigned grid, unsigned block, A&&... args) {
-    return launch3d(kernel, dim3(grid), dim3(block), std::forward<A>(args)...);
 }
 
 inline void sync_threads() {

@@ -346,7 +346,12 @@ CUresult need_ctx(CUctx_st** out, bool sticky_ok = false) {
 // (the rest of the last data page plus one page)][PROT_NONE page]. An overrun of less than a page
 // changes the pattern (found after the launch); a wild one faults on the guard pages.
 constexpr size_t kPage = 4096;
-constexpr unsigned char kPattern = 0xA5;
+// The guard pattern, by absolute address: the 32-bit word 0xFFF5A5A5 is a NaN as a float, two of them a
+// NaN as a double, and a large negative int, so a READ past the end poisons what it feeds (a tiny finite
+// value would pass unseen); and it is a value no kernel writes by accident, so a write shows.
+constexpr uint32_t kPatternWord = 0xFFF5A5A5u;
+inline unsigned char pattern_at(const void* p) { return (unsigned char)(kPatternWord >> (8 * ((uintptr_t)p & 3))); }
+void fill_pattern(unsigned char* p, size_t n) { for (size_t i = 0; i < n; ++i) p[i] = pattern_at(p + i); }
 constexpr size_t kCheckNear = 512;  // pattern bytes checked next to the data after every launch
 
 struct Alloc {
@@ -371,9 +376,9 @@ bool make_alloc(size_t size, Alloc* a) {
     mprotect(base, kPage, PROT_NONE);
     mprotect(base + mapped - kPage, kPage, PROT_NONE);
     char* data = base + 2 * kPage;
-    memset(base + kPage, kPattern, kPage);
+    fill_pattern((unsigned char*)base + kPage, kPage);
     memset(data, 0xFF, size);  // NaN in every float and double: reading what nobody wrote shows
-    memset(data + size, kPattern, (data_pages - size) + kPage);
+    fill_pattern((unsigned char*)data + size, (data_pages - size) + kPage);
     a->base = base;
     a->mapped = mapped;
     a->data = (uintptr_t)data;
@@ -386,11 +391,11 @@ bool guard_intact(const Alloc& a, size_t near, long* where) {
     const unsigned char* d = (const unsigned char*)a.data;
     size_t head = std::min(near, kPage);
     for (size_t i = 1; i <= head; ++i)
-        if (d[-(long)i] != kPattern) { *where = -(long)i; return false; }
+        if (d[-(long)i] != pattern_at(d - i)) { *where = -(long)i; return false; }
     size_t tail = round_up(a.size, kPage) - a.size + kPage;
     tail = std::min(tail, near);
     for (size_t i = 0; i < tail; ++i)
-        if (d[a.size + i] != kPattern) { *where = (long)(a.size + i); return false; }
+        if (d[a.size + i] != pattern_at(d + a.size + i)) { *where = (long)(a.size + i); return false; }
     return true;
 }
 
@@ -404,8 +409,8 @@ bool check_guards(CUctx_st* ctx, const std::string& what) {
                  "CUDA_ERROR_ILLEGAL_ADDRESS", what.c_str(), where, a.size, (unsigned long)addr, where < 0 ? "before" : "past");
             // Restore the pattern so the same overrun is reported once.
             unsigned char* d = (unsigned char*)a.data;
-            memset(d - kPage, kPattern, kPage);
-            memset(d + a.size, kPattern, round_up(a.size, kPage) - a.size + kPage);
+            fill_pattern(d - kPage, kPage);
+            fill_pattern(d + a.size, round_up(a.size, kPage) - a.size + kPage);
             return false;
         }
     }

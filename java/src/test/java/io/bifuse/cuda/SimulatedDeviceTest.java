@@ -94,6 +94,21 @@ class SimulatedDeviceTest {
         DeviceBuffer.allocate(ctx, 4).close();
     }
 
+    @Test void aReadPastTheEndReadsNaN() {
+        // lin_bias_grad(g, db, rows, cols, ld): db[c] = sum_r g[r, c]. Told of one row more than g holds,
+        // it reads the guard zone after g, whose pattern is NaN as a float: the sums come out NaN, not
+        // quietly almost right.
+        int rows = 4, cols = 8;
+        float[] g = new float[(rows - 1) * cols];
+        java.util.Arrays.fill(g, 1f);
+        try (DeviceBuffer dg = DeviceBuffer.of(ctx, g); DeviceBuffer db = DeviceBuffer.allocateFloats(ctx, cols)) {
+            ctx.launch(new KernelSpec("lin_bias_grad", "ppiii"), 1, 1, 32, 0, CudaStream.LEGACY_DEFAULT, dg, db, rows, cols, cols);
+            float[] got = new float[cols];
+            db.read(got);
+            for (float v : got) assertTrue(Float.isNaN(v), "a sum over memory past the buffer's end: " + v);
+        }
+    }
+
     @Test void aWildAddressIsAnIllegalAddressNotACrash() {
         // A kernel handed an address nobody allocated faults on the host; the simulator turns that into
         // the context's CUDA_ERROR_ILLEGAL_ADDRESS, as a GPU would, and the JVM lives on.
