@@ -62,8 +62,9 @@ class BanAttentionCudaTest {
                 "4,128,16,40,2,counts,auto,1,false", "4,129,3,20,2,counts,auto,0,false", "3,5,17,24,3,counts,auto,0,true",
                 "3,70,33,130,1,counts,auto,2,true", "3,8,5,45,32,counts,auto,0,false", "5,36,14,300,8,full,tiled,5,true",
                 "2,200,40,64,4,none,auto,0,false"})
-    void matchesReference(int batch, int objects, int tokens, int width, int glimpses, String maskKind, String path, int pad, boolean relu) {
-        assumeTrue(!SANITIZE || (long) batch * objects * width <= 1L << 22, "under compute-sanitizer only B·N·K <= 2^22");
+    void matchesReference(int specBatch, int objects, int tokens, int width, int glimpses, String maskKind, String path, int pad, boolean relu) {
+        assumeTrue(!SANITIZE || (long) specBatch * objects * width <= 1L << 22, "under compute-sanitizer only B·N·K <= 2^22");
+        int batch = SimSizes.batch(specBatch);
         long seed = System.nanoTime();
         SplittableRandom r = new SplittableRandom(seed);
         BanAttention op = BanAttention.random(glimpses, width, r.nextLong());
@@ -163,7 +164,7 @@ class BanAttentionCudaTest {
 
     @Test void bitIdenticalAcrossRuns() {
         SplittableRandom r = new SplittableRandom(7);
-        int b = SANITIZE ? 2 : 32, n = 100, m = 14, k = 3840, g = 8;
+        int b = SANITIZE ? 2 : SimSizes.batch(32), n = 100, m = 14, k = 3840, g = 8;
         BanAttention op = BanAttention.random(g, k, 8);
         float[] xp = inputs(r, b * n * k, true), yp = inputs(r, b * m * k, true), ga = Stats.gaussian(r, b * g * n * m);
         ObjectMask mask = counts(r, b, n);

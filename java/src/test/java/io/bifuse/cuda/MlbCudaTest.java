@@ -27,7 +27,15 @@ import org.junit.jupiter.params.provider.CsvSource;
  * buffer NaN-poisoned before the run so that an unwritten element fails. Tolerance, relative L2 of
  * the output and of each of the eight gradients: 1e-5 in FP32 (float32 GEMMs over <= 2400 terms land
  * near 1e-7; an indexing mistake gives ~1), {@link Precision#bound()} in TF32 / BF16 (MlbTest measures
- * the emulated operand rounding at the spec's size below half of it). Skipped without a GPU.
+ * the emulated operand rounding of the output at the spec's size below half of it). Where a tensor
+ * exceeds that, its bound becomes {@code max(bound, 2·base)} of {@link Conditioning} (the reference's
+ * own change when every operand moves by the precision's error): ReLU decisions that flip under the
+ * rounding (TF32 RELU dx measured at 4× the bound at the spec's widths) and the single rounded products
+ * of the 1-wide case (BF16 db_u just past the bound) are not covered by the fixed bound. Skipped
+ * without a GPU.
+ *
+ * <p>On the simulated device ({@link SimSizes}) the spec-width cases run at B = 3 (all widths as the
+ * spec's) and the repeated-calls loop 10 times instead of 200.
  */
 @Tag("gpu")
 class MlbCudaTest extends CublasOpTest {
@@ -37,8 +45,9 @@ class MlbCudaTest extends CublasOpTest {
     @ParameterizedTest(name = "B={0} Dx={1} Dy={2} J={3} Out={4} {5}")
     @CsvSource({"512,2400,2048,1200,2000,TANH", "64,2400,2048,1200,2000,RELU", "1,2400,2048,1200,2000,NONE",
                 "3,1,1,1,1,TANH", "5,7,3,2,9,RELU", "7,33,17,257,129,TANH", "2,300,201,1001,3,NONE"})
-    void matchesReference(int batch, int dx, int dy, int j, int out, Activation act) {
-        assumeTrue(!SANITIZE || batch <= 64, "under compute-sanitizer only B <= 64");
+    void matchesReference(int specBatch, int dx, int dy, int j, int out, Activation act) {
+        assumeTrue(!SANITIZE || specBatch <= 64, "under compute-sanitizer only B <= 64");
+        int batch = SimSizes.batch(specBatch);
         long seed = System.nanoTime();
         SplittableRandom r = new SplittableRandom(seed);
         Mlb op = Mlb.random(dx, dy, j, out, act, r.nextLong());
@@ -46,9 +55,10 @@ class MlbCudaTest extends CublasOpTest {
         double[] fRef = MlbReference.forward(op, x, y, batch);
         MlbReference.Grads gRef = MlbReference.backward(op, x, y, g, batch);
         for (Precision p : Precision.values()) {
+            Conditioning cond = conditioning(p, op, x, y, g, batch, fRef, gRef, seed);
             try (MlbCuda cuda = op.onCuda(ctx, p)) {
                 Run run = run(cuda, x, y, g, batch);
-                assertMatches(run, fRef, gRef, tolerance(p), p + " " + act + " seed " + seed);
+                assertMatches(run, fRef, gRef, tolerance(p), cond, p + " " + act + " B=" + batch + " seed " + seed);
             }
         }
     }
@@ -96,7 +106,7 @@ class MlbCudaTest extends CublasOpTest {
     @Test void bitIdenticalAcrossRuns() {
         SplittableRandom r = new SplittableRandom(1);
         Mlb op = Mlb.random(2400, 2048, 1200, 2000, Activation.TANH, 3);
-        int batch = 64;
+        int batch = SimSizes.batch(64);
         float[] x = Stats.gaussian(r, batch * 2400), y = Stats.gaussian(r, batch * 2048), g = Stats.gaussian(r, batch * 2000);
         try (MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
             Run a = run(cuda, x, y, g, batch), b = run(cuda, x, y, g, batch);
@@ -136,7 +146,7 @@ class MlbCudaTest extends CublasOpTest {
     }
 
     @Test void repeatedCallsLeaveDeviceMemoryUnchanged() {
-        int batch = 64;
+        int batch = SimSizes.batch(64);
         SplittableRandom r = new SplittableRandom(5);
         Mlb op = Mlb.random(2400, 2048, 1200, 2000, Activation.TANH, 6);
         List<DeviceBuffer> bufs = new ArrayList<>();
@@ -151,7 +161,7 @@ class MlbCudaTest extends CublasOpTest {
                 cuda.backward(x, y, g, gr, batch, s);
                 s.synchronize();
                 long free0 = ctx.memoryInfo()[0], held0 = cuda.deviceBytes();
-                for (int i = 0, n = SANITIZE ? 10 : 200; i < n; i++) {
+                for (int i = 0, n = SANITIZE ? 10 : SimSizes.repeats(200); i < n; i++) {
                     cuda.forward(x, y, f, batch, s);
                     cuda.backward(x, y, g, gr, batch, s);
                 }
@@ -267,15 +277,41 @@ class MlbCudaTest extends CublasOpTest {
         return new Run(r.out(), r.grads());
     }
 
+    /** The output's, then each gradient's (the order of {@link MlbReference.Grads#all()}): 1e-5 in FP32, the {@link Conditioning} bound in TF32 / BF16. */
+    /**
+     * The {@link Conditioning} of this case (tensor 0 the output, then the gradients in the order of
+     * {@link MlbReference.Grads#all()}); the longest GEMM sum is over Dx, Dy, J, Out (g·P) or B (weight gradients).
+     */
+    static Conditioning conditioning(Precision p, Mlb op, float[] x, float[] y, float[] g, int batch, double[] fRef, MlbReference.Grads gRef,
+                                     long seed) {
+        List<double[]> ref = new ArrayList<>(List.of(fRef));
+        ref.addAll(List.of(gRef.all()));
+        int longest = Math.max(Math.max(Math.max(op.dx(), op.dy()), Math.max(op.joint(), op.out())), batch);
+        return new Conditioning(Conditioning.step(p, longest), seed, (r, e) -> {
+            Mlb q = Mlb.of(Conditioning.perturb(op.u(), e, r), Conditioning.perturb(op.v(), e, r), Conditioning.perturb(op.p(), e, r), op.activation());
+            float[] px = Conditioning.perturb(x, e, r), py = Conditioning.perturb(y, e, r);
+            List<double[]> got = new ArrayList<>(List.of(MlbReference.forward(q, px, py, batch)));
+            got.addAll(List.of(MlbReference.backward(q, px, py, Conditioning.perturb(g, e, r), batch).all()));
+            return Conditioning.errors(got, ref);
+        });
+    }
+
     static void assertMatches(Run run, double[] fRef, MlbReference.Grads gRef, double tol, String what) {
-        assertBelow(Stats.relativeL2(run.out, fRef), tol, what + " forward");
+        assertMatches(run, fRef, gRef, tol, null, what);
+    }
+
+    /** {@code cond} null: {@code tol} for every tensor; else {@code tol} raised where the case's conditioning needs it. */
+    static void assertMatches(Run run, double[] fRef, MlbReference.Grads gRef, double tol, Conditioning cond, String what) {
+        double e = Stats.relativeL2(run.out, fRef);
+        assertBelow(e, cond == null ? tol : cond.bound(0, tol, e), what + " forward");
         Mlb.Gradients g = run.grads;
         float[][] got = {g.dx(), g.dy(), g.u().weight(), g.u().bias(), g.v().weight(), g.v().bias(), g.p().weight(), g.p().bias()};
         String[] names = {"dx", "dy", "dU", "db_u", "dV", "db_v", "dP", "db_p"};
         double[][] ref = gRef.all();
         for (int t = 0; t < got.length; t++) {
             if (got[t] == null) continue; // a layer without bias: checked by the caller
-            assertBelow(Stats.relativeL2(got[t], ref[t]), tol, what + " " + names[t]);
+            e = Stats.relativeL2(got[t], ref[t]);
+            assertBelow(e, cond == null ? tol : cond.bound(1 + t, tol, e), what + " " + names[t]);
         }
     }
 

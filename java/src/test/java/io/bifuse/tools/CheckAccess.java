@@ -15,6 +15,10 @@ public final class CheckAccess {
         return Check.backwardComparable(n, new Sizes(batch, dx, dy, d));
     }
 
+    public static double forwardTolerance(io.bifuse.CompactBilinear op, float[] x, float[] y, int batch, double[] zRef, long seed) {
+        return Check.forwardTolerance(op, x, y, batch, zRef, seed);
+    }
+
     public static double backwardTolerance(io.bifuse.CompactBilinear op, float[] x, float[] y, float[] g, int batch, double[][] gRef, long seed) {
         return Check.backwardTolerance(op, x, y, g, batch, gRef, seed);
     }
