@@ -45,9 +45,14 @@ final class Check {
     static double backwardTolerance(CompactBilinear op, float[] x, float[] y, float[] g, int batch, double[][] gRef, long seed) {
         if (!op.normalization().signedSqrt()) return TOLERANCE;
         double[] xd = CompactBilinearReference.toDouble(x), yd = CompactBilinearReference.toDouble(y);
-        double[] z = noisyPooled(op, xd, yd, batch, seed);
-        double[][] base = CompactBilinearReference.backwardFromPooled(op, xd, yd, z, CompactBilinearReference.toDouble(g), batch);
-        double e = Math.max(Stats.relativeL2(base[0], gRef[0]), Stats.relativeL2(base[1], gRef[1]));
+        // The worst of three noise draws: one draw at B = 1 underestimated what a float32 pipeline moves
+        // (seen on the simulated device: 4.9e-3 against a 3e-3 bound from a single draw).
+        double e = 0;
+        for (int draw = 0; draw < 3; draw++) {
+            double[] z = noisyPooled(op, xd, yd, batch, seed + draw);
+            double[][] base = CompactBilinearReference.backwardFromPooled(op, xd, yd, z, CompactBilinearReference.toDouble(g), batch);
+            e = Math.max(e, Math.max(Stats.relativeL2(base[0], gRef[0]), Stats.relativeL2(base[1], gRef[1])));
+        }
         return Math.max(TOLERANCE, BASELINE_FACTOR * e);
     }
 
