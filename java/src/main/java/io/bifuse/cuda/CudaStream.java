@@ -50,9 +50,22 @@ public final class CudaStream implements AutoCloseable {
         return handle;
     }
 
-    /** Waits until everything queued on this stream has finished. */
+    /**
+     * Waits until everything queued on this stream has finished. Throws IllegalStateException once the
+     * stream is closed: held against {@link #close()} by this object's monitor, so that a thread
+     * freeing an evicted workspace never synchronizes a handle another thread has just destroyed (the
+     * driver answers CUDA_ERROR_INVALID_HANDLE, or waits on whatever new stream reused the handle).
+     */
     public void synchronize() {
-        Driver.check("cuStreamSynchronize", cuStreamSynchronize(jcuda()));
+        if (!owned) {
+            Driver.check("cuStreamSynchronize", cuStreamSynchronize(jcuda()));
+            return;
+        }
+        synchronized (this) {
+            if (closed) throw new IllegalStateException("stream is closed");
+            context.makeCurrent();
+            Driver.check("cuStreamSynchronize", cuStreamSynchronize(jcuda()));
+        }
     }
 
     CUstream jcuda() {
@@ -63,8 +76,11 @@ public final class CudaStream implements AutoCloseable {
     }
 
     @Override public void close() {
-        if (!owned || closed) return;
-        closed = true;
+        if (!owned) return;
+        synchronized (this) {
+            if (closed) return;
+            closed = true;
+        }
         context.makeCurrent();
         Driver.check("cuStreamDestroy", cuStreamDestroy(cuStream));
     }

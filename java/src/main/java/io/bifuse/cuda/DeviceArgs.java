@@ -33,9 +33,18 @@ final class DeviceArgs {
         else if (b != null) throw new IllegalArgumentException(bName + ": expected null (the layer has no bias), got device memory");
     }
 
+    /**
+     * At most this many blocks per grid-stride launch when positive. At the sizes tests can afford, a
+     * full grid covers the work in one trip, so the loops' second trips (the index arithmetic past
+     * {@code gridDim.x * blockDim.x}) would never run; the grid-stride tests set a cap of a block or two.
+     * Starts from the system property {@code bifuse.cuda.gridCap} (0: no cap).
+     */
+    static volatile int gridCap = Integer.getInteger("bifuse.cuda.gridCap", 0);
+
     /** Blocks for a grid-stride kernel: enough to fill the GPU, never more than the work. */
     static int grid(CudaContext context, long threads, int block) {
         long blocks = (threads + block - 1) / block;
-        return (int) Math.max(1, Math.min(blocks, 32L * context.multiprocessorCount() * (2048 / block)));
+        long full = 32L * context.multiprocessorCount() * (2048 / block), cap = gridCap;
+        return (int) Math.max(1, Math.min(blocks, cap > 0 ? Math.min(full, cap) : full));
     }
 }

@@ -73,10 +73,7 @@ public final class LinearCuda implements AutoCloseable {
         context.launch(BIAS_GRAD, Math.max(1, (cols + BLOCK - 1) / BLOCK), 1, BLOCK, 0, stream, g, gb, rows, cols, ldg);
     }
 
-    private int grid(long threads) {
-        long blocks = (threads + BLOCK - 1) / BLOCK;
-        return (int) Math.max(1, Math.min(blocks, 32L * context.multiprocessorCount() * (2048 / BLOCK)));
-    }
+    private int grid(long threads) { return DeviceArgs.grid(context, threads, BLOCK); }
 
     @Override public void close() {
         weight.close();

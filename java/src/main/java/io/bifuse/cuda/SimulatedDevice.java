@@ -64,7 +64,8 @@ public final class SimulatedDevice {
     private static String searched() {
         StringBuilder b = new StringBuilder();
         for (Path p : candidates()) b.append(b.isEmpty() ? "" : ", ").append(p);
-        return b.toString();
+        // Classes outside a source tree (a jar, a copied folder) have no build/sim to look in.
+        return b.isEmpty() ? "nowhere: neither is set, and these classes were not loaded from a bifuse source tree" : b.toString();
     }
 
     private static java.util.List<Path> candidates() {

@@ -131,6 +131,7 @@ final class Workspaces<S, W extends Workspaces.Workspace> {
             try {
                 if (!owned.isEmpty()) {
                     try {
+                        context.makeCurrent(); // close() may run on any thread, and the legacy default stream needs a current context
                         stream.synchronize();
                     } catch (IllegalStateException streamClosed) {
                         context.synchronize();

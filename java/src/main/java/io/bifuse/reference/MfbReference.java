@@ -271,15 +271,7 @@ public final class MfbReference {
         if (op.normalization().isIdentity()) return 0;
         double[] xd = toDouble(x), yd = toDouble(y);
         Params pw = Params.of(op);
-        double[] z = pooled(op, pw, xd, yd, batch);
-        java.util.SplittableRandom r = new java.util.SplittableRandom(seed);
-        int o = op.o();
-        for (int row = 0; row < batch * op.blocks(); row++) {
-            double ss = 0;
-            for (int j = 0; j < o; j++) ss += z[row * o + j] * z[row * o + j];
-            double sigma = noise * Math.sqrt(ss / o);
-            for (int j = 0; j < o; j++) z[row * o + j] += sigma * r.nextGaussian();
-        }
+        double[] z = noisyPooled(op, pw, xd, yd, batch, noise, seed);
         Grads base = backwardFromPooled(op, pw, xd, yd, z, toDouble(gradOut), batch);
         double e = Math.max(scaledL2(base.dx(), ref.dx(), scale.dx()), scaledL2(base.dy(), ref.dy(), scale.dy()));
         for (int i = 0; i < op.blocks(); i++) {
@@ -288,6 +280,20 @@ public final class MfbReference {
             if (op.v(i).hasBias()) e = Math.max(e, scaledL2(base.dbv()[i], ref.dbv()[i], scale.dbv()[i]));
         }
         return e;
+    }
+
+    /** Each block's pooled vector {@code z_i} plus noise {@code noise·rms(z_i)·N(0,1)} per entry (the baselines' model of a float z). */
+    public static double[] noisyPooled(Mfb op, Params pw, double[] x, double[] y, int batch, double noise, long seed) {
+        double[] z = pooled(op, pw, x, y, batch);
+        java.util.SplittableRandom r = new java.util.SplittableRandom(seed);
+        int o = op.o();
+        for (int row = 0; row < batch * op.blocks(); row++) {
+            double ss = 0;
+            for (int j = 0; j < o; j++) ss += z[row * o + j] * z[row * o + j];
+            double sigma = noise * Math.sqrt(ss / o);
+            for (int j = 0; j < o; j++) z[row * o + j] += sigma * r.nextGaussian();
+        }
+        return z;
     }
 
     private static double relL2(float[] a, double[] ref) { return relL2(toDouble(a), ref); }

@@ -37,7 +37,8 @@ public final class BanAttentionRuns {
         List<AutoCloseable> res = new ArrayList<>();
         try (CudaStream st = CudaStream.create(ctx)) {
             try {
-                DeviceBuffer dx = keep(res, DeviceBuffer.of(ctx, strided(xp, k, ld))), dy = keep(res, DeviceBuffer.of(ctx, strided(yp, k, ld)));
+                float[] hx = strided(xp, k, ld), hy = strided(yp, k, ld);
+                DeviceBuffer dx = keep(res, DeviceBuffer.of(ctx, hx)), dy = keep(res, DeviceBuffer.of(ctx, hy));
                 DeviceBuffer ga = keep(res, DeviceBuffer.of(ctx, gradAttention));
                 DeviceObjectMask dm = mask == null ? null : keep(res, DeviceObjectMask.upload(ctx, mask));
                 DeviceBuffer att = keep(res, DeviceBuffer.allocateFloats(ctx, maps)), lg = keep(res, DeviceBuffer.allocateFloats(ctx, maps));
@@ -49,6 +50,7 @@ public final class BanAttentionRuns {
                 cuda.backward(dx, ld, dy, ld, dm, batch, objects, tokens, att, ga, gx, ld, gy, ld, gw, bias ? gb : null, throughRelu, st);
                 float[] a = read(att, maps, st), l = read(lg, maps, st), rx = read(gx, batch * objects * ld, st), ry = read(gy, batch * tokens * ld, st);
                 boolean untouched = nanPadding(rx, k, ld) && nanPadding(ry, k, ld);
+                DeviceRuns.unchanged(st, "xp", dx, hx, "yp", dy, hy, "gradAttention", ga, gradAttention);
                 return new Run(a, l, new BanAttention.Gradients(dense(rx, k, ld), dense(ry, k, ld),
                         new LinearGradients(read(gw, g * k, st), bias ? read(gb, g, st) : null)), untouched);
             } finally {

@@ -109,7 +109,7 @@ final class BanPoolingSuite implements Suite {
         return new Check.Row("BanPooling.backward", backend, s.label(), e, Check.TOLERANCE, e <= Check.TOLERANCE);
     }
 
-    /** Forward and backward on dense device buffers, every output NaN-poisoned first: {out, da, dx, dy}. */
+    /** Forward and backward on dense device buffers, every output NaN-poisoned first, inputs unchanged after: {out, da, dx, dy}. */
     static float[][] runCuda(CudaContext ctx, BanPoolingCuda cuda, Size s, Inputs in) {
         int b = s.batch(), n = s.objects(), m = s.tokens(), w = s.width(), ow = w / s.group();
         try (CudaStream st = CudaStream.create(ctx);
@@ -126,6 +126,7 @@ final class BanPoolingSuite implements Suite {
             ga.read(r[1], st);
             gx.read(r[2], st);
             gy.read(r[3], st);
+            DeviceRuns.unchanged(st, "attention", a, in.att, "x", x, in.x, "y", y, in.y, "gradOut", g, in.go);
             return r;
         }
     }

@@ -91,11 +91,12 @@ final class Check {
 
     record Row(String op, String backend, String size, double error, double tolerance, boolean pass) {}
 
-    static int run(boolean quick) {
-        long seed = System.nanoTime();
-        System.out.printf("%ncheck: relative L2 error vs the float64 reference, tolerance %.0e unless the row says otherwise, input seed %d%n",
-                TOLERANCE, seed);
-        SplittableRandom rnd = new SplittableRandom(seed);
+    /** {@code seed}: the inputs' seed, null for a fresh one (printed either way, so a failing run can be repeated). */
+    static int run(boolean quick, Long seed) {
+        long s = seed != null ? seed : System.nanoTime();
+        System.out.printf("%ncheck: relative L2 error vs the float64 reference, tolerance %.0e unless the row says otherwise, input seed %d"
+                + " (repeat with --seed %d)%n", TOLERANCE, s, s);
+        SplittableRandom rnd = new SplittableRandom(s);
         Report report = new Report();
         CudaContext ctx = Cuda.isAvailable() ? CudaContext.open(0) : null;
         if (ctx == null) System.out.println("(GPU backends not checked: " + Cuda.status().reason() + ")");
@@ -151,7 +152,7 @@ final class Check {
         return null;
     }
 
-    /** Forward and backward on device buffers whose outputs were NaN-poisoned first. */
+    /** Forward and backward on device buffers whose outputs were NaN-poisoned first; the inputs must come back unchanged. */
     static float[][] runCuda(CudaContext ctx, CompactBilinearCuda cuda, float[] x, float[] y, float[] g, int batch) {
         CompactBilinear op = cuda.op();
         try (CudaStream st = CudaStream.create(ctx);
@@ -169,6 +170,7 @@ final class Check {
             gx.read(rx, st);
             gy.read(ry, st);
             cuda.release(st);
+            DeviceRuns.unchanged(st, "x", dx, x, "y", dy, y, "gradOut", dg, g);
             return new float[][] {rz, rx, ry};
         }
     }

@@ -24,6 +24,9 @@ import java.util.List;
  * One forward and one backward of an op on the GPU, the way {@code check} and the GPU tests verify it:
  * inputs uploaded, every output and gradient buffer NaN-poisoned first (so an unwritten element shows
  * as NaN in the error), results read back. On a private stream whose workspaces are released after.
+ * The inputs and gradOut are read back too and must come back bit for bit: an op that writes into its
+ * inputs (a kernel using one as scratch, an in-place cuFFT C2R on the caller's buffer) fails loudly here
+ * instead of corrupting a caller's activations.
  */
 public final class DeviceRuns {
     private DeviceRuns() {}
@@ -55,7 +58,9 @@ public final class DeviceRuns {
                 gr.fill(Float.NaN);
                 cuda.forward(dx, dy, m, batch, objects, tokens, out, att, st);
                 cuda.backward(dx, dy, m, batch, objects, tokens, dg, gr.buffers(), st);
-                return new BanBlockRun(read(out, st), read(att, st), gr.read(st));
+                BanBlockRun run = new BanBlockRun(read(out, st), read(att, st), gr.read(st));
+                unchanged(st, "x", dx, x, "y", dy, y, "gradOut", dg, g);
+                return run;
             } finally {
                 cuda.release(st);
             }
@@ -74,10 +79,12 @@ public final class DeviceRuns {
                 for (DeviceBuffer b : bufs.subList(3, bufs.size())) b.fill(Float.NaN);
                 cuda.forward(dx, dy, out, batch, st);
                 cuda.backward(dx, dy, dg, gr, batch, st);
-                return new MlbRun(read(out, st), new Mlb.Gradients(read(gr.dx(), st), read(gr.dy(), st),
+                MlbRun run = new MlbRun(read(out, st), new Mlb.Gradients(read(gr.dx(), st), read(gr.dy(), st),
                         new LinearGradients(read(gr.u(), st), read(gr.bu(), st)),
                         new LinearGradients(read(gr.v(), st), read(gr.bv(), st)),
                         new LinearGradients(read(gr.p(), st), read(gr.bp(), st))));
+                unchanged(st, "x", dx, x, "y", dy, y, "gradOut", dg, g);
+                return run;
             } finally {
                 cuda.release(st);
                 for (int i = bufs.size() - 1; i >= 0; i--) bufs.get(i).close();
@@ -100,7 +107,9 @@ public final class DeviceRuns {
                 for (DeviceBuffer d : new DeviceBuffer[] {out, gx, gy, gu, gv, gbu, gbv}) d.fill(Float.NaN);
                 cuda.forward(dx, dy, out, batch, st);
                 cuda.backward(dx, dy, dg, gx, gy, gu, gbu, gv, gbv, batch, st);
-                return new MfbRun(read(out, st), cuda.split(read(gx, st), read(gy, st), read(gu, st), read(gbu, st), read(gv, st), read(gbv, st)));
+                MfbRun run = new MfbRun(read(out, st), cuda.split(read(gx, st), read(gy, st), read(gu, st), read(gbu, st), read(gv, st), read(gbv, st)));
+                unchanged(st, "x", dx, x, "y", dy, y, "gradOut", dg, g);
+                return run;
             } finally {
                 cuda.release(st);
             }
@@ -120,7 +129,9 @@ public final class DeviceRuns {
                 gr.fill(Float.NaN);
                 cuda.forward(dq, dv, out, att, batch, cells, st);
                 cuda.backward(dq, dv, dg, gr.buffers(), batch, cells, st);
-                return new MlbAttentionRun(read(out, st), read(att, st), gr.read(st));
+                MlbAttentionRun run = new MlbAttentionRun(read(out, st), read(att, st), gr.read(st));
+                unchanged(st, "q", dq, q, "v", dv, v, "gradOut", dg, g);
+                return run;
             } finally {
                 cuda.release(st);
             }
@@ -148,9 +159,32 @@ public final class DeviceRuns {
                     cuda.forward(dx, dy, z, batch, positions, st);
                     cuda.backward(dx, dy, dg, gx, gy, batch, positions, st);
                 }
-                return new FullBilinearRun(read(z, st), read(gx, st), h ? null : read(gy, st));
+                FullBilinearRun run = new FullBilinearRun(read(z, st), read(gx, st), h ? null : read(gy, st));
+                unchanged(st, "x", dx, x, "gradOut", dg, g);
+                if (!h) unchanged(st, "y", dy, y);
+                return run;
             } finally {
                 cuda.release(st);
+            }
+        }
+    }
+
+    /**
+     * Each (name, device buffer, host array it was uploaded from) triple read back after the work on
+     * {@code s}, compared bit for bit; the first difference names the argument and the element.
+     */
+    public static void unchanged(CudaStream s, Object... nameBufferHost) {
+        for (int t = 0; t < nameBufferHost.length; t += 3) {
+            String name = (String) nameBufferHost[t];
+            DeviceBuffer d = (DeviceBuffer) nameBufferHost[t + 1];
+            float[] host = (float[]) nameBufferHost[t + 2];
+            float[] now = new float[host.length];
+            d.read(now, s);
+            for (int i = 0; i < host.length; i++) {
+                if (Float.floatToRawIntBits(now[i]) != Float.floatToRawIntBits(host[i])) {
+                    throw new IllegalStateException(name + ": the op wrote into this input (element " + i + " of " + host.length
+                            + " was " + host[i] + ", is " + now[i] + " after forward and backward)");
+                }
             }
         }
     }

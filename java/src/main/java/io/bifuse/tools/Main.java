@@ -13,9 +13,10 @@ import java.util.List;
  * with GB/s and GFLOP/s; {@code main} runs both; {@code env} says what was found.
  *
  * <pre>
- *   check [--quick]                 --quick: small sizes only (seconds, for smoke tests)
+ *   check [--quick] [--seed S]      --quick: small sizes only (seconds, for smoke tests);
+ *                                   --seed: the inputs of an earlier run (its header prints the seed)
  *   bench [--quick] [--csv FILE] [--runs N]
- *   main  [--quick]                 check, then bench
+ *   main  [--quick] [--seed S]      check, then bench
  * </pre>
  */
 public final class Main {
@@ -23,13 +24,14 @@ public final class Main {
 
     public static void main(String[] args) {
         if (args.length == 0) {
-            System.err.println("usage: bifuse (check|bench|main|env) [--quick] [--csv FILE] [--runs N]");
+            System.err.println("usage: bifuse (check|bench|main|env) [--quick] [--seed S] [--csv FILE] [--runs N]");
             System.exit(2);
         }
         List<String> rest = new ArrayList<>(Arrays.asList(args).subList(1, args.length));
         boolean quick = rest.remove("--quick");
         String csv = option(rest, "--csv");
         String runs = option(rest, "--runs");
+        Long seed = seed(option(rest, "--seed"));
         if (!rest.isEmpty()) {
             System.err.println("bifuse: unknown arguments " + rest);
             System.exit(2);
@@ -37,17 +39,26 @@ public final class Main {
         int rc = 0;
         switch (args[0]) {
             case "env" -> environment();
-            case "check" -> { environment(); rc = Check.run(quick); }
+            case "check" -> { environment(); rc = Check.run(quick, seed); }
             case "bench" -> { environment(); Bench.run(quick, csv, runs == null ? 0 : Integer.parseInt(runs)); }
             case "main" -> {
                 environment();
-                rc = Check.run(quick);
+                rc = Check.run(quick, seed);
                 Bench.run(quick, csv, runs == null ? 0 : Integer.parseInt(runs));
                 if (rc != 0) System.out.println("\ncheck FAILED (see the table above)");
             }
             default -> { System.err.println("bifuse: unknown command " + args[0]); rc = 2; }
         }
         System.exit(rc);
+    }
+
+    private static Long seed(String s) {
+        if (s == null) return null;
+        try {
+            return Long.parseLong(s);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("--seed: expected a long integer (the seed a check header printed), got " + s);
+        }
     }
 
     private static String option(List<String> args, String name) {

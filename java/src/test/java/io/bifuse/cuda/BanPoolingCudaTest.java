@@ -290,6 +290,7 @@ class BanPoolingCudaTest {
             ga.read(gaAll, st);
             gx.read(gxAll, st);
             gy.read(gyAll, st);
+            io.bifuse.tools.DeviceRuns.unchanged(st, "attention", da, att, "x", dx, x, "y", dy, y, "gradOut", dg, in.go);
             float[] rda = new float[b * n * m], rdx = new float[b * n * w], rdy = new float[b * m * w];
             boolean untouched = true;
             for (int s = 0; s < b; s++) {

@@ -51,6 +51,22 @@ class CudaRuntimeTest {
         assertEquals("cuLaunchKernel", e.call());
     }
 
+    @Tag("gpu") @Test void inputsWrittenByAnOpAreCaught() {
+        // DeviceRuns.unchanged is what makes every DeviceRuns run (tests and check) fail when an op
+        // writes into its inputs: it must see a single changed element, even by one ulp.
+        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
+        float[] host = io.bifuse.tools.Stats.gaussian(new java.util.SplittableRandom(5), 300);
+        try (CudaContext ctx = CudaContext.open(0); CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer same = DeviceBuffer.of(ctx, host); DeviceBuffer changed = DeviceBuffer.of(ctx, host)) {
+            assertDoesNotThrow(() -> io.bifuse.tools.DeviceRuns.unchanged(st, "x", same, host));
+            float[] moved = host.clone();
+            moved[299] = Math.nextUp(moved[299]); // one ulp in the last element
+            changed.write(moved);
+            var e = assertThrows(IllegalStateException.class, () -> io.bifuse.tools.DeviceRuns.unchanged(st, "x", same, host, "gradOut", changed, host));
+            assertTrue(e.getMessage().startsWith("gradOut: the op wrote into this input (element 299 of 300"), e.getMessage());
+        }
+    }
+
     @Tag("gpu") @Test void deviceBuffersRoundTripAndFailLoudly() {
         assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
         try (CudaContext ctx = CudaContext.open(0)) {

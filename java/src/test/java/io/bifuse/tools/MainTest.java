@@ -7,7 +7,7 @@ import org.junit.jupiter.api.Test;
 /** The main job's pieces on the quick sizes: check passes on every available backend; bench produces rows. */
 class MainTest {
     @Test void quickCheckPasses() {
-        assertEquals(0, Check.run(true));
+        assertEquals(0, Check.run(true, null));
     }
 
     @Test void quickBenchWritesCsv() throws Exception {
