@@ -121,7 +121,7 @@ public final class BanAttentionCuda implements AutoCloseable {
         }
         Workspace w = workspace(stream, batch, objects, tokens);
         synchronized (w) {
-            if (w.isClosed()) { forward(xp, ldx, yp, ldy, mask, batch, objects, tokens, attention, null, stream); return; } // evicted meanwhile
+            if (!w.begin()) { forward(xp, ldx, yp, ldy, mask, batch, objects, tokens, attention, null, stream); return; } // evicted meanwhile
             tiled(xp, ldx, yp, ldy, counts, indices, masked, batch, objects, tokens, attention, w.logits(), stream);
         }
     }
@@ -158,7 +158,7 @@ public final class BanAttentionCuda implements AutoCloseable {
         DeviceArgs.stream(stream);
         Workspace w = workspace(stream, batch, objects, tokens);
         synchronized (w) {
-            if (w.isClosed()) { // evicted meanwhile: take a fresh one
+            if (!w.begin()) { // evicted meanwhile: take a fresh one
                 backward(xp, ldx, yp, ldy, mask, batch, objects, tokens, attention, gradAttention, gradXp, ldgx, gradYp, ldgy, gradWeight, gradBias,
                         throughRelu, stream);
                 return;

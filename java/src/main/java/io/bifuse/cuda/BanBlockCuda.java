@@ -135,7 +135,7 @@ public final class BanBlockCuda implements AutoCloseable {
         DeviceArgs.stream(stream);
         Workspace w = workspace(stream, batch, objectsN, tokensM);
         synchronized (w) {
-            if (w.isClosed()) { forward(x, y, mask, batch, objectsN, tokensM, out, attentionOut, stream); return; }
+            if (!w.begin()) { forward(x, y, mask, batch, objectsN, tokensM, out, attentionOut, stream); return; }
             context.makeCurrent();
             DeviceObjectMask m = run(w, x, y, mask, stream);
             context.launch(TOKEN_SUM, DeviceArgs.grid(context, (long) batch * dy, BLOCK), 1, BLOCK, 0, stream, w.ys.get(g - 1), out, batch, tokensM, dy);
@@ -198,7 +198,7 @@ public final class BanBlockCuda implements AutoCloseable {
         DeviceArgs.stream(stream);
         Workspace w = workspace(stream, batch, objectsN, tokensM);
         synchronized (w) {
-            if (w.isClosed()) { backward(x, y, mask, batch, objectsN, tokensM, gradOut, grads, stream); return; }
+            if (!w.begin()) { backward(x, y, mask, batch, objectsN, tokensM, gradOut, grads, stream); return; }
             context.makeCurrent();
             w.ensureBackward();
             DeviceObjectMask m = run(w, x, y, mask, stream);

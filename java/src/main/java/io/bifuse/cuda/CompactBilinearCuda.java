@@ -81,7 +81,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
         if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
         Workspace w = workspace(stream, batch);
         synchronized (w) {
-            if (w.isClosed()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
+            if (!w.begin()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
             context.makeCurrent();
             sketchBoth(w, x, y, batch, stream);
             w.r2c2B.execute(w.sketches, w.spectra);
@@ -113,7 +113,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
         if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream, got null");
         Workspace w = workspace(stream, batch);
         synchronized (w) {
-            if (w.isClosed()) { backward(x, y, gradOut, gradX, gradY, batch, stream); return; } // evicted meanwhile
+            if (!w.begin()) { backward(x, y, gradOut, gradX, gradY, batch, stream); return; } // evicted meanwhile
             context.makeCurrent();
             w.ensureBackwardPlans();
             int d = op.d();

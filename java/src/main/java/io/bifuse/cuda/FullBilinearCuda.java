@@ -129,7 +129,7 @@ public final class FullBilinearCuda implements AutoCloseable {
     private void forwardChecked(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, int positions, CudaStream stream) {
         Workspace w = workspace(stream, batch);
         synchronized (w) {
-            if (w.isClosed()) { forwardChecked(x, y, out, batch, positions, stream); return; } // evicted meanwhile: take a fresh one
+            if (!w.begin()) { forwardChecked(x, y, out, batch, positions, stream); return; } // evicted meanwhile: take a fresh one
             context.makeCurrent();
             pooled(w, x, y, out, batch, positions);
             Normalization n = op.normalization();
@@ -148,7 +148,7 @@ public final class FullBilinearCuda implements AutoCloseable {
                                  int batch, int positions, CudaStream stream) {
         Workspace w = workspace(stream, batch);
         synchronized (w) {
-            if (w.isClosed()) { backwardChecked(x, y, gradOut, gradX, gradY, batch, positions, stream); return; } // evicted meanwhile
+            if (!w.begin()) { backwardChecked(x, y, gradOut, gradX, gradY, batch, positions, stream); return; } // evicted meanwhile
             context.makeCurrent();
             Normalization n = op.normalization();
             DeviceMemory g = gradOut;

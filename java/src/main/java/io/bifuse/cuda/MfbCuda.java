@@ -136,7 +136,7 @@ public final class MfbCuda implements AutoCloseable {
         DeviceArgs.stream(stream);
         Workspace ws = workspace(stream, batch);
         synchronized (ws) {
-            if (ws.isClosed()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
+            if (!ws.begin()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
             context.makeCurrent();
             project(ws, x, y, batch);
             Normalization nm = op.normalization();
@@ -168,7 +168,7 @@ public final class MfbCuda implements AutoCloseable {
         DeviceArgs.stream(stream);
         Workspace ws = workspace(stream, batch);
         synchronized (ws) {
-            if (ws.isClosed()) { // evicted meanwhile
+            if (!ws.begin()) { // evicted meanwhile
                 backward(x, y, gradOut, gradX, gradY, gradU, gradBiasU, gradV, gradBiasV, batch, stream);
                 return;
             }

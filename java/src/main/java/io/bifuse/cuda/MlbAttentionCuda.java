@@ -159,7 +159,7 @@ public final class MlbAttentionCuda implements AutoCloseable {
         DeviceArgs.stream(stream);
         Workspace w = workspace(stream, batch, cells);
         synchronized (w) {
-            if (w.isClosed()) { forward(q, v, out, attention, batch, cells, stream); return; } // evicted meanwhile: take a fresh one
+            if (!w.begin()) { forward(q, v, out, attention, batch, cells, stream); return; } // evicted meanwhile: take a fresh one
             context.makeCurrent();
             attend(w, q, v, attention == null ? w.alpha : attention, batch, cells, stream);
             context.launch(FUSE, DeviceArgs.grid(context, (long) batch * gj, BLOCK), 1, BLOCK, 0, stream, w.up, glimpseBias, w.qp, qcols, j, batch, gj, act);
@@ -196,7 +196,7 @@ public final class MlbAttentionCuda implements AutoCloseable {
         DeviceArgs.stream(stream);
         Workspace w = workspace(stream, batch, cells);
         synchronized (w) {
-            if (w.isClosed()) { backward(q, v, gradOut, grads, batch, cells, stream); return; } // evicted meanwhile
+            if (!w.begin()) { backward(q, v, gradOut, grads, batch, cells, stream); return; } // evicted meanwhile
             context.makeCurrent();
             w.ensureBackward();
             CublasHandle blas = w.blas;

@@ -108,7 +108,7 @@ public final class MlbCuda implements AutoCloseable {
         DeviceArgs.stream(stream);
         Workspace w = workspace(stream, batch);
         synchronized (w) {
-            if (w.isClosed()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
+            if (!w.begin()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
             context.makeCurrent();
             project(w, x, y, batch);
             int j = op.joint();
@@ -135,7 +135,7 @@ public final class MlbCuda implements AutoCloseable {
         DeviceArgs.stream(stream);
         Workspace w = workspace(stream, batch);
         synchronized (w) {
-            if (w.isClosed()) { backward(x, y, gradOut, grads, batch, stream); return; } // evicted meanwhile
+            if (!w.begin()) { backward(x, y, gradOut, grads, batch, stream); return; } // evicted meanwhile
             context.makeCurrent();
             int j = op.joint(), ld = 2 * j;
             project(w, x, y, batch);

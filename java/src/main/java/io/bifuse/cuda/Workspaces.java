@@ -1,5 +1,7 @@
 package io.bifuse.cuda;
 
+import static jcuda.driver.JCudaDriver.cuMemsetD32Async;
+
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -17,6 +19,13 @@ import java.util.function.Function;
  * @param <W> the op's workspace type
  */
 final class Workspaces<S, W extends Workspaces.Workspace> {
+    /**
+     * NaN-fill every workspace at the start of each call ({@link Workspace#begin}): on by default on the
+     * simulated device (the tests' device: a memset costs nothing there beside the kernels), off on a
+     * GPU; the system property {@code bifuse.cuda.poisonWorkspaces} overrides both.
+     */
+    static final boolean POISON = Boolean.parseBoolean(System.getProperty("bifuse.cuda.poisonWorkspaces", String.valueOf(Cuda.isSimulated())));
+
     private record Key(long stream, Object shape) {}
 
     private final String owner;
@@ -32,7 +41,7 @@ final class Workspaces<S, W extends Workspaces.Workspace> {
 
     /**
      * The workspace for ({@code stream}, {@code shape}), made by {@code make} if there is none. The
-     * caller synchronizes on it and re-asks when it finds it {@link Workspace#isClosed closed} (evicted
+     * caller synchronizes on it and re-asks when {@link Workspace#begin} finds it closed (evicted
      * by another thread in between).
      */
     W get(CudaStream stream, S shape, Function<CudaStream, W> make) {
@@ -121,8 +130,27 @@ final class Workspaces<S, W extends Workspaces.Workspace> {
             return total;
         }
 
-        /** Call with this workspace's monitor held. */
-        final boolean isClosed() { return closed; }
+        /**
+         * Call with this workspace's monitor held, first thing in every op call: false when the workspace
+         * was closed (evicted by another thread meanwhile: take a fresh one). With {@link #POISON} on, every
+         * owned buffer is first NaN-filled on the stream, so that a call reading scratch its own launches
+         * did not write this time (a backward relying on a forward's leftovers, a kernel reading past the
+         * part it wrote) gives NaN instead of a stale, plausible value.
+         */
+        final boolean begin() {
+            if (closed) return false;
+            if (POISON && !owned.isEmpty()) {
+                context.makeCurrent();
+                for (AutoCloseable r : owned) {
+                    if (r instanceof DeviceBuffer b) {
+                        Driver.check("cuMemsetD32Async", cuMemsetD32Async(DeviceBuffer.devicePointer(b), Float.floatToRawIntBits(Float.NaN),
+                                b.byteSize() / 4, stream.jcuda()));
+                    }
+                }
+            }
+            return true;
+        }
+
 
         @Override public final synchronized void close() {
             if (closed) return;

@@ -13,11 +13,12 @@ import org.junit.jupiter.api.Test;
 class WorkspacesTest {
     static final class Ws extends Workspaces.Workspace {
         final int shape;
-        Ws(CudaStream s, int shape) {
-            super(null, s);
+        Ws(CudaStream s, int shape) { this(null, s, shape); }
+        Ws(CudaContext c, CudaStream s, int shape) {
+            super(c, s);
             this.shape = shape;
         }
-        boolean closed() { synchronized (this) { return isClosed(); } }
+        boolean closed() { synchronized (this) { return !begin(); } }
     }
 
     final List<Ws> made = new ArrayList<>();
@@ -51,6 +52,22 @@ class WorkspacesTest {
         assertTrue(a2.closed());
         assertFalse(b1.closed());
         assertSame(b1, make(cache, b, 1));
+    }
+
+    @org.junit.jupiter.api.Tag("gpu") @Test void poisonedWorkspacesStartEveryCallAsNaN() {
+        // What makes the GPU tests on the simulated device catch a call that reads scratch it did not write.
+        org.junit.jupiter.api.Assumptions.assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
+        org.junit.jupiter.api.Assumptions.assumeTrue(Workspaces.POISON, "workspace poisoning is off (bifuse.cuda.poisonWorkspaces)");
+        try (CudaContext ctx = CudaContext.open(0); CudaStream st = CudaStream.create(ctx)) {
+            Workspaces<Integer, Ws> cache = new Workspaces<>("TestOp", 2);
+            Ws w = cache.get(st, 1, s -> new Ws(ctx, s, 1));
+            DeviceBuffer b = w.own(DeviceBuffer.of(ctx, new float[] {1, 2, 3}));
+            float[] back = new float[3];
+            synchronized (w) { assertTrue(w.begin()); }
+            b.read(back, st);
+            for (float v : back) assertTrue(Float.isNaN(v), java.util.Arrays.toString(back));
+            cache.close();
+        }
     }
 
     @Test void closedCacheClosesEverythingAndRefusesNewWork() {
