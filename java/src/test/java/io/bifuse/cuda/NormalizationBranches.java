@@ -59,6 +59,7 @@ final class NormalizationBranches {
 
     /** A short name for the failure message. */
     static String describe(Normalization n) {
+        if (n.isIdentity()) return "none";
         if (n.equals(Normalization.pytorch())) return "pytorch";
         if (n.equals(Normalization.caffe())) return "caffe";
         if (n.equals(L2_MAX)) return "l2max";
