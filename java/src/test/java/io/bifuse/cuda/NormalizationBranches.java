@@ -11,8 +11,8 @@ import java.util.List;
  * {@code caffe()}) leave out, as the retired replay harnesses (native-build/emu, removed in d14f9eb)
  * ran them: l2 alone in both modes, the signed sqrt alone with Caffe's gradient eps and with the exact
  * derivative, and {@code F.normalize}'s clamp {@code ‖u‖ <= eps} (the scale becomes the constant
- * {@code 1/eps} and the projection term vanishes). Also the reference forward and backward scale at a
- * given pooled {@code z}, for the checks at the device's own z.
+ * {@code 1/eps} and the projection term vanishes). Also the float64 normalization of a given pooled
+ * {@code z}, for the checks at the device's own z.
  */
 final class NormalizationBranches {
     private NormalizationBranches() {}
