@@ -90,6 +90,121 @@ class CompactBilinearCudaTest {
         }
     }
 
+    /**
+     * The normalization branches the presets leave out ({@link NormalizationBranches}), end to end as
+     * {@link #matchesReference} checks them, and every non-identity normalization against the float64
+     * reference evaluated at the device's own pooled z, as the retired replay harness did. That z is the
+     * identity op's output: the same gather sketches, R2C, spectral product and C2R that the normalized
+     * op's backward runs into its workspace, so the same bits. There the signed sqrt's amplification of
+     * z's float32 error is gone from the comparison, and the forward and both gradients are held to 1e-5
+     * (a float32 normalization of exact-given z and an FFT backward: ~1e-7; a wrong branch, eps or
+     * projection: O(1)), the exact-derivative rows included, which end to end are not comparable on a
+     * sparse sketch. Sample 0's x is scaled by 1/4 so that the rows' norms straddle the clamp's eps.
+     * Small sizes: d = 1 with B = 1, d odd and prime, Dx·Dy below 16·d (sparse) and above.
+     */
+    @ParameterizedTest(name = "B={0} Dx={1} Dy={2} d={3}")
+    @CsvSource({"1,1,1,1", "1,64,48,100", "4,33,20,31", "3,40,30,97", "2,256,200,1000"})
+    void everyNormalizationBranchAlsoAtTheDevicesOwnZ(int batch, int dx, int dy, int d) {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        CompactBilinear plain = CompactBilinear.seeded(dx, dy, d, r.nextLong());
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * d);
+        if (batch > 1) for (int i = 0; i < dx; i++) x[i] *= 0.25f;
+        double[] xd = CompactBilinearReference.toDouble(x), yd = CompactBilinearReference.toDouble(y), gd = CompactBilinearReference.toDouble(g);
+        double[] zRef = CompactBilinearReference.pooled(plain, xd, yd, batch);
+        float[] zDev;
+        try (CompactBilinearCuda cuda = new CompactBilinearCuda(plain, ctx, CompactBilinearCuda.Sketch.DETERMINISTIC)) {
+            zDev = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, batch)[0];
+        }
+        assertBelow(Stats.relativeL2(zDev, zRef), "pooled z, seed " + seed);
+        double[] zOwn = NormalizationBranches.toDouble(zDev);
+        for (Normalization n : NormalizationBranches.all(zRef, batch, d)) {
+            CompactBilinear op = plain.withNormalization(n);
+            double[] outRef = CompactBilinearReference.forward(op, xd, yd, batch);
+            boolean comparable = io.bifuse.tools.CheckAccess.backwardComparable(n, batch, dx, dy, d);
+            double[][] gRef = comparable ? CompactBilinearReference.backward(op, xd, yd, gd, batch) : null;
+            double[][] gScale = comparable ? backwardScale(op, x, y, g, batch) : null;
+            // End to end: the bounds of matchesReference, for the same reasons.
+            double fwdTol = io.bifuse.tools.CheckAccess.forwardTolerance(op, x, y, batch, outRef, seed);
+            double bwdTol = comparable ? io.bifuse.tools.CheckAccess.backwardTolerance(op, x, y, g, batch, gRef, seed) : Double.NaN;
+            double[] outOwn = NormalizationBranches.forwardAt(n, zOwn, batch, d);
+            double[][] gOwn = CompactBilinearReference.backwardFromPooled(op, xd, yd, zOwn, gd, batch);
+            double[][] sOwn = CompactBilinearReference.backwardFromPooled(op.withNormalization(L2Terms.withoutL2(n)), xd, yd, zOwn,
+                    CompactBilinearReference.toDouble(L2Terms.scaledGradOut(n, zOwn, g, batch, d)), batch);
+            for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
+                try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode)) {
+                    float[][] out = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, batch);
+                    String what = mode + " " + NormalizationBranches.describe(n) + " B=" + batch + " seed " + seed;
+                    assertBelow(Stats.relativeL2(out[0], outRef), fwdTol, what + " forward");
+                    assertTrue(NormalizationBranches.allFinite(out[1]) && NormalizationBranches.allFinite(out[2]), what + ": a gradient is not finite");
+                    if (comparable) {
+                        assertBelow(L2Terms.error(out[1], gRef[0], gScale[0]), bwdTol, what + " dx");
+                        assertBelow(L2Terms.error(out[2], gRef[1], gScale[1]), bwdTol, what + " dy");
+                    }
+                    // The atomic sketch sums in no fixed order: its z need not be the gather's bits.
+                    if (mode != CompactBilinearCuda.Sketch.DETERMINISTIC) continue;
+                    assertBelow(Stats.relativeL2(out[0], outOwn), what + " forward at the device's z");
+                    assertBelow(L2Terms.error(out[1], gOwn[0], sOwn[0]), what + " dx at the device's z");
+                    assertBelow(L2Terms.error(out[2], gOwn[1], sOwn[1]), what + " dy at the device's z");
+                }
+            }
+        }
+    }
+
+    /**
+     * The normalization kernels launched directly, as the replay harness did, with what
+     * CompactBilinearCuda never does: a grid smaller than the rows (it launches one block per row up to
+     * 65535, so the grid-stride loop runs only past B = 65535), and in place (the kernels document that
+     * {@code out} may alias {@code z} and {@code gz} may alias {@code g}). Against the float64
+     * normalization of the same float z: relative L2 1e-5 (float32 arithmetic on given z, double sums:
+     * ~1e-7; a skipped or repeated row: O(1)); striding and aliasing must not change a bit.
+     */
+    @Test void normalizeKernelsStrideOverRowsAndRunInPlace() {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        // rows > grid with d > block (both loops iterate), and d < block (idle threads in the reduction).
+        int[][] shapes = {{5, 300, 2}, {3, 7, 2}};
+        try (CudaStream s = CudaStream.create(ctx)) {
+            for (int[] shape : shapes) {
+                int rows = shape[0], d = shape[1], grid = shape[2];
+                float[] z = Stats.gaussian(r, rows * d), g = Stats.gaussian(r, rows * d);
+                double[] zd = NormalizationBranches.toDouble(z), gd = NormalizationBranches.toDouble(g);
+                for (Normalization n : NormalizationBranches.all(zd, rows, d)) {
+                    String what = NormalizationBranches.describe(n) + " rows=" + rows + " d=" + d + " seed " + seed;
+                    float[][] strided = normalizeKernels(s, n, z, g, rows, d, grid, false);
+                    float[][] perRow = normalizeKernels(s, n, z, g, rows, d, rows, false);
+                    float[][] inPlace = normalizeKernels(s, n, z, g, rows, d, grid, true);
+                    double[] gzRef = new double[rows * d];
+                    for (int b = 0; b < rows; b++) io.bifuse.reference.NormalizationReference.backward(n, zd, gd, b * d, d, gzRef);
+                    assertBelow(Stats.relativeL2(strided[0], NormalizationBranches.forwardAt(n, zd, rows, d)), what + " forward");
+                    assertBelow(Stats.relativeL2(strided[1], gzRef), what + " backward");
+                    for (int i = 0; i < 2; i++) {
+                        assertArrayEquals(perRow[i], strided[i], what + (i == 0 ? " forward" : " backward") + ": grid " + grid + " vs one block per row");
+                        assertArrayEquals(strided[i], inPlace[i], what + (i == 0 ? " forward" : " backward") + ": in place vs out of place");
+                    }
+                }
+            }
+        }
+    }
+
+    /** {@code {out, gz}} of the two normalize kernels on {@code grid} blocks; in place: out over z, gz over g. Outputs NaN-poisoned first. */
+    private static float[][] normalizeKernels(CudaStream s, Normalization n, float[] z, float[] g, int rows, int d, int grid, boolean inPlace) {
+        int ss = n.signedSqrt() ? 1 : 0;
+        try (DeviceBuffer dz = DeviceBuffer.of(ctx, z); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) rows * d); DeviceBuffer gz = DeviceBuffer.allocateFloats(ctx, (long) rows * d)) {
+            out.fill(Float.NaN);
+            gz.fill(Float.NaN);
+            // The backward first: in place, the forward then overwrites the z it reads.
+            ctx.launch(CompactBilinearCuda.NORMALIZE_BACKWARD, grid, 1, 256, 0, s, dz, dg, inPlace ? dg : gz, rows, d, ss,
+                    n.signedSqrtGradEps(), n.l2().code(), n.l2Eps());
+            ctx.launch(CompactBilinearCuda.NORMALIZE_FORWARD, grid, 1, 256, 0, s, dz, inPlace ? dz : out, rows, d, ss, n.l2().code(), n.l2Eps());
+            float[] o = new float[rows * d], b = new float[rows * d];
+            (inPlace ? dz : out).read(o, s);
+            (inPlace ? dg : gz).read(b, s);
+            return new float[][] {o, b};
+        }
+    }
+
     @Test void deterministicSketchIsBitIdenticalAcrossRuns() {
         SplittableRandom r = new SplittableRandom(1);
         CompactBilinear op = CompactBilinear.seeded(2048, 2048, 16000, 3).withNormalization(Normalization.pytorch());

@@ -91,6 +91,163 @@ class FullBilinearCudaTest extends CublasOpTest {
         }
     }
 
+    /**
+     * The normalization branches the presets leave out ({@link NormalizationBranches}), end to end with
+     * {@link #matchesReference}'s bounds, and every non-identity normalization against the float64
+     * reference evaluated at the device's own pooled z, as the retired replay harness did. That z is the
+     * identity op's output: the same strided-batched GEMM the normalized op's backward runs into its
+     * workspace, so the same bits. There the signed sqrt no longer amplifies z's rounding, and the
+     * forward and gradients are held to 1e-5 in FP32 (float32 normalization of given z, GEMMs over at
+     * most 71 terms: ~1e-7; a wrong branch, eps or projection: O(1)), the signed inputs with the exact
+     * derivative included, which end to end are not comparable (baseline above {@link #NOT_COMPARABLE}).
+     * TF32 / BF16 at their own z: {@link Precision#bound()} for the pytorch preset, whose end-to-end
+     * rows on signed inputs are only checked for being finite; where that fails the
+     * {@link Conditioning} rule applies (inputs, gradOut and the given z moved by 2u). Sample 0's x is
+     * scaled by 1/4 so that the rows' norms straddle the clamp's eps. Sizes: B = 1 homologous with two
+     * normalization chunks (d = 5041), d = 4500 (two chunks), B = 9 at 5 × 3, odd widths.
+     */
+    @ParameterizedTest(name = "B={0} L={1} C1={2} C2={3} homologous={4} avg={5}")
+    @CsvSource({"1,2,71,71,true,false", "2,3,100,45,false,true", "4,3,33,20,false,false", "2,9,17,17,true,true", "9,2,5,3,false,false"})
+    void everyNormalizationBranchAlsoAtTheDevicesOwnZ(int batch, int positions, int c1, int c2, boolean homologous, boolean average) {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        FullBilinear plain = homologous ? FullBilinear.homologous(c1, average, Normalization.NONE) : FullBilinear.of(c1, c2, average, Normalization.NONE);
+        int d = plain.outputSize();
+        float[] x = input(r, batch * positions * c1, true), y = homologous ? null : input(r, batch * positions * c2, true);
+        float[] g = Stats.gaussian(r, batch * d);
+        if (batch > 1) for (int i = 0; i < positions * c1; i++) x[i] *= 0.25f;
+        double[] xd = FullBilinearReference.toDouble(x), yd = homologous ? xd : FullBilinearReference.toDouble(y), gd = FullBilinearReference.toDouble(g);
+        double[] zRef = FullBilinearReference.pooled(plain, xd, yd, batch, positions);
+        for (Precision p : Precision.values()) {
+            double[] zOwn;
+            try (FullBilinearCuda cuda = plain.onCuda(ctx, p)) {
+                float[] zDev = run(cuda, x, y, g, batch, positions)[0];
+                assertBelow(Stats.relativeL2(zDev, zRef), p == Precision.FP32 ? TOL : p.bound(), p + " pooled z, seed " + seed);
+                zOwn = NormalizationBranches.toDouble(zDev);
+            }
+            for (Normalization n : NormalizationBranches.all(zRef, batch, d)) {
+                if (p != Precision.FP32 && !n.equals(Normalization.pytorch())) continue;
+                FullBilinear op = homologous ? FullBilinear.homologous(c1, average, n) : FullBilinear.of(c1, c2, average, n);
+                String what = p + " " + NormalizationBranches.describe(n) + " B=" + batch + " L=" + positions + " seed " + seed;
+                double base = p == Precision.FP32 ? TOL : p.bound();
+                double[] outOwn = NormalizationBranches.forwardAt(n, zOwn, batch, d);
+                double[][] gOwn = FullBilinearReference.backwardFromPooled(op, xd, yd, zOwn, gd, batch, positions);
+                double[][] sOwn = ownScale(op, xd, yd, zOwn, g, batch, positions);
+                try (FullBilinearCuda cuda = op.onCuda(ctx, p)) {
+                    float[][] out = run(cuda, x, y, g, batch, positions);
+                    for (int i = 0; i < 3; i++) if (out[i] != null) assertTrue(NormalizationBranches.allFinite(out[i]), what + ": output " + i + " not finite");
+                    if (p == Precision.FP32) {
+                        // End to end, as matchesReference.
+                        double[] outRef = FullBilinearReference.forward(op, xd, yd, batch, positions);
+                        double[][] gRef = FullBilinearReference.backward(op, xd, yd, gd, batch, positions);
+                        double[][] gScale = backwardScale(op, x, y, g, batch, positions);
+                        double baseline = FullBilinearReference.float32Baseline(op, x, y, g, batch, positions, p, gRef);
+                        assertBelow(Stats.relativeL2(out[0], outRef), TOL, what + " forward");
+                        if (baseline <= NOT_COMPARABLE) {
+                            double bwdTol = Math.max(TOL, 10 * baseline);
+                            assertBelow(L2Terms.error(out[1], gRef[0], gScale[0]), bwdTol, what + " dx");
+                            if (!homologous) assertBelow(L2Terms.error(out[2], gRef[1], gScale[1]), bwdTol, what + " dy");
+                        }
+                    }
+                    double[] e = {Stats.relativeL2(out[0], outOwn), L2Terms.error(out[1], gOwn[0], sOwn[0]),
+                            homologous ? 0 : L2Terms.error(out[2], gOwn[1], sOwn[1])};
+                    Conditioning cond = p == Precision.FP32 ? null : ownZConditioning(op, p, x, y, g, zOwn, batch, positions, outOwn, gOwn, sOwn, seed);
+                    String[] names = {" forward", " dx", " dy"};
+                    for (int t = 0; t < 3; t++) {
+                        double tol = cond == null ? base : cond.bound(t, base, e[t]);
+                        assertBelow(e[t], tol, what + names[t] + " at the device's z" + (cond == null ? "" : " (" + cond.draws() + " draws)"));
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * The four normalization kernels launched directly, as the replay harness did, on a geometry
+     * FullBilinearCuda never uses: 28 chunks of 36 entries on a 2 × 2 grid, so that the loops over chunks
+     * and over samples both stride and the combine sums many partials (the op launches one block per
+     * chunk and per sample, with chunks of ~4096 entries). Against the float64 normalization of the same
+     * float z: relative L2 1e-5 (float32 arithmetic on given z, double partial sums: ~1e-7; a skipped
+     * chunk or sample, or a partial combined twice: O(1)). In place, as the op calls them (out over z, gz
+     * over z), must give the out-of-place bits; without l2 the partial kernels are not launched and the
+     * partials stay NaN (the normalize kernels must not read them).
+     */
+    @Test void normalizeKernelsStrideOverChunksAndSamples() {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        int rows = 3, d = 1000, chunks = 28, chunk = (d + chunks - 1) / chunks;
+        float[] z = Stats.gaussian(r, rows * d), g = Stats.gaussian(r, rows * d);
+        double[] zd = NormalizationBranches.toDouble(z), gd = NormalizationBranches.toDouble(g);
+        try (CudaStream s = CudaStream.create(ctx)) {
+            for (Normalization n : NormalizationBranches.all(zd, rows, d)) {
+                String what = NormalizationBranches.describe(n) + " rows=" + rows + " d=" + d + " seed " + seed;
+                float[][] apart = normalizeKernels(s, n, z, g, rows, d, chunk, chunks, false), together = normalizeKernels(s, n, z, g, rows, d, chunk, chunks, true);
+                double[] gzRef = new double[rows * d];
+                for (int b = 0; b < rows; b++) io.bifuse.reference.NormalizationReference.backward(n, zd, gd, b * d, d, gzRef);
+                assertBelow(Stats.relativeL2(apart[0], NormalizationBranches.forwardAt(n, zd, rows, d)), TOL, what + " forward");
+                assertBelow(Stats.relativeL2(apart[1], gzRef), TOL, what + " backward");
+                assertArrayEquals(apart[0], together[0], what + " forward: in place vs out of place");
+                assertArrayEquals(apart[1], together[1], what + " backward: in place vs out of place");
+            }
+        }
+    }
+
+    /** {@code {out, gz}} of the normalization kernels on a 2 × 2 grid; in place: each over its own copy of z. Outputs and partials NaN-poisoned. */
+    private static float[][] normalizeKernels(CudaStream s, Normalization n, float[] z, float[] g, int rows, int d, int chunk, int chunks, boolean inPlace) {
+        int ss = n.signedSqrt() ? 1 : 0, l2 = n.l2().code();
+        boolean partials = n.l2() != Normalization.L2.NONE;
+        try (DeviceBuffer dz = DeviceBuffer.of(ctx, z); DeviceBuffer dz2 = DeviceBuffer.of(ctx, z); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) rows * d); DeviceBuffer gz = DeviceBuffer.allocateFloats(ctx, (long) rows * d);
+             DeviceBuffer partial = DeviceBuffer.allocateFloats(ctx, 4L * rows * chunks)) {
+            out.fill(Float.NaN);
+            gz.fill(Float.NaN);
+            partial.fill(Float.NaN);
+            DeviceBuffer o = inPlace ? dz : out, b = inPlace ? dz2 : gz;
+            if (partials) ctx.launch(FullBilinearCuda.PARTIAL_FORWARD, 2, 2, 256, 0, s, dz, partial, rows, d, chunk, chunks, ss);
+            ctx.launch(FullBilinearCuda.NORMALIZE_FORWARD, 2, 2, 256, 0, s, dz, partial, o, rows, d, chunk, chunks, ss, l2, n.l2Eps());
+            if (partials) ctx.launch(FullBilinearCuda.PARTIAL_BACKWARD, 2, 2, 256, 0, s, dz2, dg, partial, rows, d, chunk, chunks, ss);
+            ctx.launch(FullBilinearCuda.NORMALIZE_BACKWARD, 2, 2, 256, 0, s, dz2, dg, partial, b, rows, d, chunk, chunks, ss,
+                    n.signedSqrtGradEps(), l2, n.l2Eps());
+            float[] fo = new float[rows * d], fb = new float[rows * d];
+            o.read(fo, s);
+            b.read(fb, s);
+            return new float[][] {fo, fb};
+        }
+    }
+
+    /** {@link L2Terms}'s error scale at a given z: the backward at z without the l2 projection term. */
+    static double[][] ownScale(FullBilinear op, double[] xd, double[] yd, double[] z, float[] g, int batch, int positions) {
+        Normalization n = op.normalization(), plain = L2Terms.withoutL2(n);
+        FullBilinear noL2 = op.isHomologous() ? FullBilinear.homologous(op.c1(), op.averages(), plain) : FullBilinear.of(op.c1(), op.c2(), op.averages(), plain);
+        return FullBilinearReference.backwardFromPooled(noL2, xd, yd, z,
+                FullBilinearReference.toDouble(L2Terms.scaledGradOut(n, z, g, batch, op.outputSize())), batch, positions);
+    }
+
+    /**
+     * The {@link Conditioning} of a reduced-precision row at the device's own z: the forward and both
+     * gradients (as {@link L2Terms}) when x, y, gradOut and the given z each move by {@code 1 ± step},
+     * step = 2u (the operand rounding the GEMMs apply; z here is given, so it moves as its rounding would).
+     */
+    static Conditioning ownZConditioning(FullBilinear op, Precision p, float[] x, float[] y, float[] g, double[] z, int batch, int positions,
+                                         double[] outOwn, double[][] gOwn, double[][] sOwn, long seed) {
+        int d = op.outputSize();
+        return new Conditioning(Conditioning.step(p, 0), seed, (r, e) -> {
+            float[] px = Conditioning.perturb(x, e, r), py = op.isHomologous() ? null : Conditioning.perturb(y, e, r), pg = Conditioning.perturb(g, e, r);
+            double[] pz = z.clone();
+            for (int i = 0; i < pz.length; i++) pz[i] *= r.nextBoolean() ? 1 + e : 1 - e;
+            double[] pxd = FullBilinearReference.toDouble(px), pyd = op.isHomologous() ? pxd : FullBilinearReference.toDouble(py);
+            double[][] m = FullBilinearReference.backwardFromPooled(op, pxd, pyd, pz, FullBilinearReference.toDouble(pg), batch, positions);
+            return new double[] {Stats.relativeL2(NormalizationBranches.forwardAt(op.normalization(), pz, batch, d), outOwn),
+                    L2Terms.error(toFloat(m[0]), gOwn[0], sOwn[0]), op.isHomologous() ? 0 : L2Terms.error(toFloat(m[1]), gOwn[1], sOwn[1])};
+        });
+    }
+
+    private static float[] toFloat(double[] a) {
+        float[] f = new float[a.length];
+        for (int i = 0; i < a.length; i++) f[i] = (float) a[i];
+        return f;
+    }
+
     @Test void floatConveniencesMatchTheDeviceForms() {
         SplittableRandom r = new SplittableRandom(3);
         int batch = 4, positions = 30, c1 = 20, c2 = 12;

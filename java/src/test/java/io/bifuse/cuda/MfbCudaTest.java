@@ -90,6 +90,115 @@ class MfbCudaTest extends CublasOpTest {
         }
     }
 
+    /**
+     * The normalization branches the presets leave out ({@link NormalizationBranches}), FP32 end to end
+     * with {@link #matchesReference}'s bounds, and every non-identity normalization against the float64
+     * reference evaluated at the device's own pooled z, as the retired replay harness did. That z is the
+     * identity op's output: mfb_forward pools exactly as mfb_backward pools into its workspace, from the
+     * same GEMMs' P and Q, so the same bits. There the signed sqrt no longer amplifies z's rounding and
+     * the forward and every gradient ({@link MfbReference#maxScaledError}, the scale taken at that z too)
+     * are held to 1e-5 (float32 normalization of given z, GEMMs over at most 16 terms, activations from
+     * float P and Q: ~1e-7; a wrong branch, eps or projection: O(1)). A ReLU flipping under P's float32
+     * rounding would break that bound; at these ~10³ pre-activations of spread ~1 the chance is ~1e-4
+     * per run. The clamp's eps lies between the rows' norms where they differ enough. Sizes: B = 1, MFH
+     * with 3 blocks, o > 256 in one block (threads own two groups), prime o with k = 5.
+     */
+    @ParameterizedTest(name = "B={0} Dx={1} Dy={2} o={3} k={4} blocks={5} {6}")
+    @CsvSource({"1,9,4,5,3,2,TANH", "3,8,6,7,3,3,NONE", "2,10,8,260,2,1,TANH", "5,12,10,37,5,2,RELU"})
+    void everyNormalizationBranchAlsoAtTheDevicesOwnZ(int batch, int dx, int dy, int o, int k, int blocks, Activation act) {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        Mfb plain = Mfb.random(dx, dy, o, k, blocks, act, Normalization.NONE, r.nextLong());
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * plain.outputWidth());
+        double[] xd = MfbReference.toDouble(x), yd = MfbReference.toDouble(y), gd = MfbReference.toDouble(g);
+        MfbReference.Params pw = MfbReference.Params.of(plain);
+        double[] zRef = MfbReference.pooled(plain, pw, xd, yd, batch);
+        int rows = batch * blocks;
+        double[] zOwn;
+        try (MfbCuda cuda = plain.onCuda(ctx, Precision.FP32)) {
+            float[] zDev = (float[]) run(cuda, x, y, g, batch)[0];
+            assertBelow(Stats.relativeL2(zDev, zRef), TOL, "pooled z, seed " + seed);
+            zOwn = NormalizationBranches.toDouble(zDev);
+        }
+        for (Normalization n : NormalizationBranches.all(zRef, rows, o)) {
+            Mfb op = Mfb.mfh(plain.us(), plain.vs(), k, act, n);
+            String what = op + " " + NormalizationBranches.describe(n) + " B=" + batch + " seed " + seed;
+            double[] outRef = MfbReference.forward(op, xd, yd, batch);
+            MfbReference.Grads gRef = MfbReference.backward(op, x, y, g, batch), gScale = MfbReference.backwardScale(op, x, y, g, batch);
+            Conditioning cond = conditioning(op, Precision.FP32, x, y, g, batch, outRef, gRef, gScale, seed);
+            double[] outOwn = NormalizationBranches.forwardAt(n, zOwn, rows, o);
+            MfbReference.Grads gOwn = MfbReference.backwardFromPooled(op, pw, xd, yd, zOwn, gd, batch);
+            Mfb noL2 = Mfb.mfh(plain.us(), plain.vs(), k, act, L2Terms.withoutL2(n));
+            MfbReference.Grads sOwn = MfbReference.backwardFromPooled(noL2, pw, xd, yd, zOwn,
+                    MfbReference.toDouble(L2Terms.scaledGradOut(n, zOwn, g, rows, o)), batch);
+            try (MfbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+                Object[] out = run(cuda, x, y, g, batch);
+                Mfb.Gradients got = (Mfb.Gradients) out[1];
+                // End to end, as matchesReference.
+                double e = Stats.relativeL2((float[]) out[0], outRef);
+                assertBelow(e, cond.bound(0, TOL, e), what + " forward");
+                e = MfbReference.maxScaledError(op, got, gRef, gScale);
+                double bwdTol = e <= TOL ? TOL : backwardTolerance(op, Precision.FP32, x, y, g, batch, gRef, gScale, seed);
+                assertBelow(e, cond.bound(1, bwdTol, e), what + " backward");
+                assertBelow(Stats.relativeL2((float[]) out[0], outOwn), TOL, what + " forward at the device's z");
+                assertBelow(MfbReference.maxScaledError(op, got, gOwn, sOwn), TOL, what + " backward at the device's z");
+            }
+        }
+    }
+
+    /**
+     * mfb_forward and mfb_backward launched directly, as the replay harness did, on 2 blocks for 5 rows:
+     * MfbCuda launches one block per sample up to 65535, so only there would the grid-stride loop over
+     * samples run. Striding must not change a bit of the output, the pooled workspace or ∂L/∂P, ∂L/∂Q,
+     * all NaN-poisoned first (a skipped sample stays NaN), for every normalization and activation.
+     */
+    @Test void fusedKernelsStrideOverSamples() {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        int rows = 5, n = 2, o = 37, k = 3, w = o * k;
+        float[] p = Stats.gaussian(r, rows * n * w), q = Stats.gaussian(r, rows * n * w), bu = Stats.gaussian(r, n * w), bv = Stats.gaussian(r, n * w);
+        float[] g = Stats.gaussian(r, rows * n * o);
+        // The clamp at eps 1e3, far above these rows' norms (~10), as the harness ran it.
+        List<Normalization> norms = List.of(Normalization.NONE, Normalization.pytorch(), Normalization.caffe(), NormalizationBranches.L2_MAX,
+                NormalizationBranches.L2_SUM_SQUARES, NormalizationBranches.SSQRT_ONLY, NormalizationBranches.SSQRT_EXACT,
+                new Normalization(false, 0f, Normalization.L2.MAX_NORM, 1e3f));
+        try (CudaStream s = CudaStream.create(ctx); DeviceBuffer dp = DeviceBuffer.of(ctx, p); DeviceBuffer dq = DeviceBuffer.of(ctx, q);
+             DeviceBuffer dbu = DeviceBuffer.of(ctx, bu); DeviceBuffer dbv = DeviceBuffer.of(ctx, bv); DeviceBuffer dg = DeviceBuffer.of(ctx, g)) {
+            for (Normalization norm : norms) {
+                for (Activation act : Activation.values()) {
+                    float[][] strided = fusedKernels(s, dp, dq, dbu, dbv, dg, norm, act, rows, n, o, k, 2);
+                    float[][] perRow = fusedKernels(s, dp, dq, dbu, dbv, dg, norm, act, rows, n, o, k, rows);
+                    String[] names = {"out", "pooled", "gP", "gQ"};
+                    for (int i = 0; i < 4; i++) {
+                        if (i == 1 && norm.isIdentity()) continue; // the pooled workspace is only written through a normalization
+                        assertArrayEquals(perRow[i], strided[i], NormalizationBranches.describe(norm) + " " + act + " " + names[i]
+                                + ": grid 2 vs one block per row, seed " + seed);
+                        assertTrue(NormalizationBranches.allFinite(strided[i]), names[i] + " not written, seed " + seed);
+                    }
+                }
+            }
+        }
+    }
+
+    /** {@code {out, pooled, gP, gQ}} of the two fused kernels on {@code grid} blocks, every output NaN-poisoned first. */
+    private static float[][] fusedKernels(CudaStream s, DeviceBuffer p, DeviceBuffer q, DeviceBuffer bu, DeviceBuffer bv, DeviceBuffer g,
+                                          Normalization norm, Activation act, int rows, int n, int o, int k, int grid) {
+        int w = o * k, ss = norm.signedSqrt() ? 1 : 0;
+        try (DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) rows * n * o); DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) rows * n * o);
+             DeviceBuffer gp = DeviceBuffer.allocateFloats(ctx, (long) rows * n * w); DeviceBuffer gq = DeviceBuffer.allocateFloats(ctx, (long) rows * n * w)) {
+            for (DeviceBuffer b : new DeviceBuffer[] {out, z, gp, gq}) b.fill(Float.NaN);
+            ctx.launch(MfbCuda.FORWARD, grid, 1, 256, 0, s, p, q, bu, bv, out, rows, n, o, k, act.code(), ss, norm.l2().code(), norm.l2Eps());
+            ctx.launch(MfbCuda.BACKWARD, grid, 1, 256, 0, s, p, q, bu, bv, g, z, gp, gq, rows, n, o, k, act.code(), ss,
+                    norm.signedSqrtGradEps(), norm.l2().code(), norm.l2Eps());
+            float[][] res = {new float[rows * n * o], new float[rows * n * o], new float[rows * n * w], new float[rows * n * w]};
+            out.read(res[0], s);
+            z.read(res[1], s);
+            gp.read(res[2], s);
+            gq.read(res[3], s);
+            return res;
+        }
+    }
+
     @Test void hostConveniencesMatchTheDeviceCalls() {
         SplittableRandom r = new SplittableRandom(1);
         Mfb op = Mfb.random(64, 48, 20, 5, 2, Activation.RELU, Normalization.pytorch(), 3);
