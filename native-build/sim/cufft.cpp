@@ -57,8 +57,8 @@
 
 // ---- cuFFT's public types (cuFFT docs, "cuFFT API Reference": cufftResult, cufftType, cufftHandle) ----
 extern "C" {
-// cuFFT 12 numbering. 10, 12 and 15 (INCOMPLETE_PARAMETER_LIST, PARSE_ERROR, LICENSE_ERROR in cuFFT
-// 11) are no longer listed by cuFFT 12 and are never returned here.
+// cuFFT 12 numbering, the codes this stand-in can return. cuFFT 12 renumbered the others (PARSE_ERROR
+// 10, LICENSE_ERROR 12, INCOMPLETE_PARAMETER_LIST -42; 11 had 10, 12 and 15) and added 17-20.
 typedef enum cufftResult_t : int {
     CUFFT_SUCCESS = 0x0,
     CUFFT_INVALID_PLAN = 0x1,

@@ -3,12 +3,10 @@ package io.bifuse.bench;
 import io.bifuse.BanAttention;
 import io.bifuse.ObjectMask;
 import io.bifuse.cuda.BanAttentionCuda;
-import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.DeviceObjectMask;
-import io.bifuse.cuda.Kernels;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.*;
@@ -70,8 +68,7 @@ public class BanAttentionBenchmark {
         DeviceObjectMask mask;
 
         @Setup(Level.Trial) public void setup(BanAttentionBenchmark b) {
-            if (!Cuda.isAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + Cuda.status().reason());
-            if (Kernels.fatbin() == null) throw new IllegalStateException("GPU benchmark skipped: no CUDA kernels in this build");
+            GpuTrial.require(false);
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
             cuda = b.op.onCuda(ctx);

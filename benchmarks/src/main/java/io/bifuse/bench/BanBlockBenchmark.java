@@ -4,8 +4,6 @@ import io.bifuse.BanBlock;
 import io.bifuse.ObjectMask;
 import io.bifuse.Precision;
 import io.bifuse.cuda.BanBlockCuda;
-import io.bifuse.cuda.CublasHandle;
-import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
@@ -75,8 +73,7 @@ public class BanBlockBenchmark {
         BanBlockCuda.OwnedGradients grads;
 
         @Setup(Level.Trial) public void setup(BanBlockBenchmark b) {
-            if (!Cuda.isAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + Cuda.status().reason());
-            if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + CublasHandle.describeLibrary());
+            GpuTrial.require(true);
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
             objects = b.objects;

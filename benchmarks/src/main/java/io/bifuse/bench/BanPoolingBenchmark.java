@@ -3,7 +3,6 @@ package io.bifuse.bench;
 import io.bifuse.BanPooling;
 import io.bifuse.ObjectMask;
 import io.bifuse.cuda.BanPoolingCuda;
-import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
@@ -80,7 +79,7 @@ public class BanPoolingBenchmark {
         int n, w;
 
         @Setup(Level.Trial) public void setup(BanPoolingBenchmark b) {
-            if (!Cuda.isAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + Cuda.status().reason());
+            GpuTrial.require(false);
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
             cuda = b.op.onCuda(ctx);

@@ -3,7 +3,6 @@ package io.bifuse.bench;
 import io.bifuse.CompactBilinear;
 import io.bifuse.Normalization;
 import io.bifuse.cuda.CompactBilinearCuda;
-import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
@@ -65,7 +64,7 @@ public class CompactBilinearBenchmark {
         DeviceBuffer x, y, z, g, gx, gy;
 
         @Setup(Level.Trial) public void setup(CompactBilinearBenchmark b) {
-            if (!Cuda.isAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + Cuda.status().reason());
+            GpuTrial.require(false);
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
             cuda = b.op.onCuda(ctx);

@@ -3,8 +3,6 @@ package io.bifuse.bench;
 import io.bifuse.FullBilinear;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
-import io.bifuse.cuda.CublasHandle;
-import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
@@ -77,8 +75,7 @@ public class FullBilinearBenchmark {
         DeviceBuffer x, y, g, out, gx, gy;
 
         @Setup(Level.Trial) public void setup(FullBilinearBenchmark b) {
-            if (!Cuda.isAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + Cuda.status().reason());
-            if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + CublasHandle.describeLibrary());
+            GpuTrial.require(true);
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
             cuda = b.op.onCuda(ctx, precision);

@@ -4,8 +4,6 @@ import io.bifuse.Activation;
 import io.bifuse.Mfb;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
-import io.bifuse.cuda.CublasHandle;
-import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
@@ -78,8 +76,7 @@ public class MfbBenchmark {
         final List<DeviceBuffer> owned = new ArrayList<>();
 
         @Setup(Level.Trial) public void setup(MfbBenchmark b) {
-            if (!Cuda.isAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + Cuda.status().reason());
-            if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + CublasHandle.describeLibrary());
+            GpuTrial.require(true);
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
             cuda = b.op.onCuda(ctx, precision);

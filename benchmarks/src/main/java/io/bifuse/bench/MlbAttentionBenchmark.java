@@ -3,8 +3,6 @@ package io.bifuse.bench;
 import io.bifuse.Activation;
 import io.bifuse.MlbAttention;
 import io.bifuse.Precision;
-import io.bifuse.cuda.CublasHandle;
-import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
@@ -66,8 +64,7 @@ public class MlbAttentionBenchmark {
         MlbAttentionCuda.OwnedGradients grads;
 
         @Setup(Level.Trial) public void setup(MlbAttentionBenchmark b) {
-            if (!Cuda.isAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + Cuda.status().reason());
-            if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("GPU benchmark skipped: " + CublasHandle.describeLibrary());
+            GpuTrial.require(true);
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
             cuda = b.op.onCuda(ctx, precision);

@@ -19,11 +19,38 @@ final class Cufft {
     static final int R2C = 0x2a;
     static final int C2R = 0x2c;
 
-    private static final String[] RESULT_NAMES = {
+    // cufftResult names by value. cuFFT 12 (CUDA 13) renumbered some: PARSE_ERROR 12 -> 10, LICENSE_ERROR
+    // 15 -> 12, INCOMPLETE_PARAMETER_LIST 10 -> -42, and added 17-20; cuFFT 11 keeps the old values.
+    private static final String[] COMMON = {
         "CUFFT_SUCCESS", "CUFFT_INVALID_PLAN", "CUFFT_ALLOC_FAILED", "CUFFT_INVALID_TYPE", "CUFFT_INVALID_VALUE",
-        "CUFFT_INTERNAL_ERROR", "CUFFT_EXEC_FAILED", "CUFFT_SETUP_FAILED", "CUFFT_INVALID_SIZE", "CUFFT_UNALIGNED_DATA",
-        "CUFFT_INCOMPLETE_PARAMETER_LIST", "CUFFT_INVALID_DEVICE", "CUFFT_PARSE_ERROR", "CUFFT_NO_WORKSPACE",
-        "CUFFT_NOT_IMPLEMENTED", "CUFFT_LICENSE_ERROR", "CUFFT_NOT_SUPPORTED"};
+        "CUFFT_INTERNAL_ERROR", "CUFFT_EXEC_FAILED", "CUFFT_SETUP_FAILED", "CUFFT_INVALID_SIZE", "CUFFT_UNALIGNED_DATA"};
+
+    /** The name of {@code result} as cuFFT {@code major} numbers it. */
+    static String resultName(int result, int major) {
+        if (result >= 0 && result < COMMON.length) return COMMON[result];
+        String name = switch (result) {
+            case 11 -> "CUFFT_INVALID_DEVICE";
+            case 13 -> "CUFFT_NO_WORKSPACE";
+            case 14 -> "CUFFT_NOT_IMPLEMENTED";
+            case 16 -> "CUFFT_NOT_SUPPORTED";
+            default -> major >= 12 ? switch (result) {
+                case 10 -> "CUFFT_PARSE_ERROR";
+                case 12 -> "CUFFT_LICENSE_ERROR";
+                case 17 -> "CUFFT_MISSING_DEPENDENCY";
+                case 18 -> "CUFFT_NVRTC_FAILURE";
+                case 19 -> "CUFFT_NVJITLINK_FAILURE";
+                case 20 -> "CUFFT_NVSHMEM_FAILURE";
+                case -42 -> "CUFFT_INCOMPLETE_PARAMETER_LIST";
+                default -> null;
+            } : switch (result) {
+                case 10 -> "CUFFT_INCOMPLETE_PARAMETER_LIST";
+                case 12 -> "CUFFT_PARSE_ERROR";
+                case 15 -> "CUFFT_LICENSE_ERROR";
+                default -> null;
+            };
+        };
+        return name != null ? name : "cufftResult " + result;
+    }
 
     final String library;
     final int version;
@@ -86,8 +113,9 @@ final class Cufft {
 
     static void check(String call, int result) {
         if (result != 0) {
-            String name = result >= 0 && result < RESULT_NAMES.length ? RESULT_NAMES[result] : "cufftResult " + result;
-            throw new CudaException(call, result, name);
+            // The numbering of the loaded library; cuFFT 12's before one is loaded (cufftGetVersion itself failing).
+            int major = loaded instanceof Cufft c ? c.version / 1000 : 12;
+            throw new CudaException(call, result, resultName(result, major));
         }
     }
 }

@@ -44,6 +44,18 @@ class CudaRuntimeTest {
         assertTrue(e.getMessage().startsWith("byteSize:"));
     }
 
+    @Test void cufftResultsAreNamedAsTheLoadedMajorNumbersThem() {
+        assertEquals("CUFFT_INVALID_SIZE", Cufft.resultName(8, 12));
+        assertEquals("CUFFT_PARSE_ERROR", Cufft.resultName(10, 12));
+        assertEquals("CUFFT_INCOMPLETE_PARAMETER_LIST", Cufft.resultName(10, 11));
+        assertEquals("CUFFT_LICENSE_ERROR", Cufft.resultName(12, 12));
+        assertEquals("CUFFT_PARSE_ERROR", Cufft.resultName(12, 11));
+        assertEquals("CUFFT_INCOMPLETE_PARAMETER_LIST", Cufft.resultName(-42, 12));
+        assertEquals("CUFFT_NVJITLINK_FAILURE", Cufft.resultName(19, 12));
+        assertEquals("cufftResult 19", Cufft.resultName(19, 11));
+        assertEquals("CUFFT_NOT_SUPPORTED", Cufft.resultName(16, 11));
+    }
+
     @Test void cudaExceptionNamesCallAndCode() {
         CudaException e = new CudaException("cuLaunchKernel", 1, "CUDA_ERROR_INVALID_VALUE");
         assertEquals("cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE (1)", e.getMessage());
