@@ -639,6 +639,7 @@ CUresult check_operand(const char* what, const char* operand, CUdeviceptr p, uns
 
 CUresult run_exec(void* arg) {
     std::unique_ptr<ExecWork> w(static_cast<ExecWork*>(arg));
+    if (bifuse_sim_discarding()) return CUDA_SUCCESS;  // a faulted context: only free the work
     try {
         const Engine& e = *w->eng;
         // "Data Layout" (cuFFT docs 2.4): in place, the basic layout's real rows are padded to whole

@@ -187,9 +187,12 @@ struct CUctx_st {
 
 namespace {
 
+thread_local bool t_discarding = false;  // the worker runs library work of a faulted context only to free it
+
 struct Work {
     std::function<CUresult()> run;     // executes on the stream's worker
     bool compute = false;              // kernels and library calls hold g_exec_mu; copies run beside them
+    bool run_to_discard = false;       // library work: run even in a faulted context, told to only free its argument
     std::string what;
     std::vector<std::pair<std::shared_ptr<Stream>, uint64_t>> deps;  // (stream, sequence) to finish first
     uint64_t seq = 0;
@@ -540,7 +543,11 @@ void worker_loop(std::shared_ptr<Stream> s) {
         bool skip = ctx->sticky != CUDA_SUCCESS;  // a faulted context runs nothing more, as on a GPU
         lk.unlock();
         CUresult r = CUDA_SUCCESS;
-        if (!skip && w.compute) {
+        if (skip && w.run_to_discard) {
+            t_discarding = true;  // bifuse_sim_discarding(): the stand-in frees what it owns and does nothing
+            w.run();
+            t_discarding = false;
+        } else if (!skip && w.compute) {
             std::lock_guard<std::mutex> ex(g_exec_mu);
             r = run_guarded(w);
         } else if (!skip) {
@@ -598,7 +605,8 @@ void wait_for(std::unique_lock<std::mutex>& lk, Stream* s, uint64_t seq) {
     g_cv.wait(lk, [&] { return s->completed >= seq; });
 }
 
-CUresult enqueue(CUstream h, const char* what, std::function<CUresult()> run, bool wait, const char* call, bool compute = false) {
+CUresult enqueue(CUstream h, const char* what, std::function<CUresult()> run, bool wait, const char* call, bool compute = false,
+                 bool run_to_discard = false) {
     CUctx_st* ctx;
     std::unique_lock<std::mutex> lk(g_mu);
     if (CUresult r = need_ctx(&ctx)) return fail(r, call, "no usable current context");
@@ -608,6 +616,7 @@ CUresult enqueue(CUstream h, const char* what, std::function<CUresult()> run, bo
     w.run = std::move(run);
     w.what = what;
     w.compute = compute;
+    w.run_to_discard = run_to_discard;
     uint64_t seq = enqueue_locked(s, std::move(w));
     if (wait) {
         wait_for(lk, s.get(), seq);
@@ -1692,8 +1701,10 @@ SIM_API CUresult bifuse_sim_enqueue(CUstream stream, const char* what, bifuse_si
         std::lock_guard<std::mutex> lk(g_mu);
         if (!check_guards(&g_primary, name)) r = CUDA_ERROR_ILLEGAL_ADDRESS;
         return r;
-    }, false, name.c_str(), true);
+    }, false, name.c_str(), true, true);
 }
+
+SIM_API int bifuse_sim_discarding(void) { return t_discarding ? 1 : 0; }
 
 SIM_API int bifuse_sim_is_device_range(CUdeviceptr address, size_t bytes) {
     std::lock_guard<std::mutex> lk(g_mu);

@@ -27,8 +27,11 @@ extern "C" {
 // Returns CUDA_SUCCESS, CUDA_ERROR_INVALID_CONTEXT (no current context), CUDA_ERROR_INVALID_HANDLE
 // (not a stream of the current context), or the context's sticky error (then run is not queued and
 // arg is freed by the caller).
+// Once queued, run is called exactly once, so it can free arg: to execute, or, when the context faulted
+// before the work's turn came, with bifuse_sim_discarding() nonzero, to free arg and touch nothing else.
 typedef CUresult (*bifuse_sim_work_fn)(void* arg);
 CUresult bifuse_sim_enqueue(CUstream stream, const char* what, bifuse_sim_work_fn run, void* arg);
+int bifuse_sim_discarding(void);
 
 // Whether [address, address + bytes) lies inside one live device allocation (bytes 0: whether the
 // address is inside one). Safe from any thread. For the stand-ins to check each operand before they
