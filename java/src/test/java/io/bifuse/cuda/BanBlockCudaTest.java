@@ -7,6 +7,7 @@ import io.bifuse.BanBlock;
 import io.bifuse.ObjectMask;
 import io.bifuse.Precision;
 import io.bifuse.reference.BanBlockReference;
+import io.bifuse.tools.Conditioning;
 import io.bifuse.tools.DeviceRuns;
 import io.bifuse.tools.Stats;
 import java.util.Arrays;

@@ -8,6 +8,7 @@ import io.bifuse.Gradients;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
 import io.bifuse.reference.FullBilinearReference;
+import io.bifuse.tools.Conditioning;
 import io.bifuse.tools.DeviceRuns;
 import io.bifuse.tools.Stats;
 import java.util.ArrayList;

@@ -9,6 +9,7 @@ import io.bifuse.Mfb;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
 import io.bifuse.reference.MfbReference;
+import io.bifuse.tools.Conditioning;
 import io.bifuse.tools.DeviceRuns;
 import io.bifuse.tools.Stats;
 import java.util.List;
@@ -326,47 +327,16 @@ class MfbCudaTest extends CublasOpTest {
     /** The signed sqrt's backward bound of the class comment: {@code max(base, 10 × baseline)}, the baseline the largest of 3 noise draws. */
     static double backwardTolerance(Mfb op, Precision p, float[] x, float[] y, float[] g, int batch, MfbReference.Grads ref,
                                     MfbReference.Grads scale, long seed) {
-        double base = p == Precision.FP32 ? TOL : p.bound();
-        double noise = p == Precision.FP32 ? 0x1p-24 * Math.sqrt(Math.max(op.dx(), op.dy())) : p.bound() / 4;
-        double ssqrt = 0;
-        for (int d = 0; d < 3; d++) ssqrt = Math.max(ssqrt, MfbReference.conditioningBaseline(op, x, y, g, batch, ref, scale, noise, seed + d));
-        return Math.max(base, 10 * ssqrt);
+        return io.bifuse.tools.CheckAccess.mfbBackwardTolerance(op, p, x, y, g, batch, ref, scale, seed);
     }
 
     /**
-     * The {@link Conditioning} of this case: tensor 0 the forward (relative L2), tensor 1 the backward
-     * (measured as {@link MfbReference#maxScaledError}); the longest sum is over Dx, Dy or B.
+     * The {@link Conditioning} of this case, the one check's MFB rows use: tensor 0 the forward
+     * (relative L2), tensor 1 the backward (measured as {@link MfbReference#maxScaledError}).
      */
     static Conditioning conditioning(Mfb op, Precision p, float[] x, float[] y, float[] g, int batch, double[] zRef, MfbReference.Grads ref,
                                      MfbReference.Grads scale, long seed) {
-        return new Conditioning(Conditioning.step(p, Math.max(Math.max(op.dx(), op.dy()), batch)), seed, (r, e) -> {
-            List<Linear> us = new java.util.ArrayList<>(), vs = new java.util.ArrayList<>();
-            for (int i = 0; i < op.blocks(); i++) {
-                us.add(Conditioning.perturb(op.u(i), e, r));
-                vs.add(Conditioning.perturb(op.v(i), e, r));
-            }
-            Mfb moved = Mfb.mfh(us, vs, op.k(), op.activation(), op.normalization());
-            float[] px = Conditioning.perturb(x, e, r), py = Conditioning.perturb(y, e, r);
-            MfbReference.Grads m = MfbReference.backward(moved, px, py, Conditioning.perturb(g, e, r), batch);
-            return new double[] {Stats.relativeL2(MfbReference.forward(moved, px, py, batch), zRef),
-                    MfbReference.maxScaledError(op, asFloats(op, m), ref, scale)};
-        });
-    }
-
-    /** The reference's gradients as an op's float result (biases only where the layer has one). */
-    static Mfb.Gradients asFloats(Mfb op, MfbReference.Grads m) {
-        List<io.bifuse.LinearGradients> u = new java.util.ArrayList<>(), v = new java.util.ArrayList<>();
-        for (int i = 0; i < op.blocks(); i++) {
-            u.add(new io.bifuse.LinearGradients(toFloat(m.du()[i]), op.u(i).hasBias() ? toFloat(m.dbu()[i]) : null));
-            v.add(new io.bifuse.LinearGradients(toFloat(m.dv()[i]), op.v(i).hasBias() ? toFloat(m.dbv()[i]) : null));
-        }
-        return new Mfb.Gradients(toFloat(m.dx()), toFloat(m.dy()), u, v);
-    }
-
-    private static float[] toFloat(double[] a) {
-        float[] f = new float[a.length];
-        for (int i = 0; i < a.length; i++) f[i] = (float) a[i];
-        return f;
+        return io.bifuse.tools.CheckAccess.mfbConditioning(op, p, x, y, g, batch, zRef, ref, scale, seed);
     }
 
     /** Forward then backward on NaN-poisoned device outputs: {@code {out, Mfb.Gradients}}. */

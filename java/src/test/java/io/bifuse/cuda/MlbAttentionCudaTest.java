@@ -8,6 +8,7 @@ import io.bifuse.Linear;
 import io.bifuse.MlbAttention;
 import io.bifuse.Precision;
 import io.bifuse.reference.MlbAttentionReference;
+import io.bifuse.tools.Conditioning;
 import io.bifuse.tools.DeviceRuns;
 import io.bifuse.tools.Stats;
 import java.util.ArrayList;

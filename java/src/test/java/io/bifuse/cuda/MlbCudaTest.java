@@ -8,6 +8,7 @@ import io.bifuse.Linear;
 import io.bifuse.Mlb;
 import io.bifuse.Precision;
 import io.bifuse.reference.MlbReference;
+import io.bifuse.tools.Conditioning;
 import io.bifuse.tools.DeviceRuns;
 import io.bifuse.tools.Stats;
 import java.util.ArrayList;

@@ -22,4 +22,14 @@ public final class CheckAccess {
     public static double backwardTolerance(io.bifuse.CompactBilinear op, float[] x, float[] y, float[] g, int batch, double[][] gRef, long seed) {
         return Check.backwardTolerance(op, x, y, g, batch, gRef, seed);
     }
+
+    public static Conditioning mfbConditioning(io.bifuse.Mfb op, io.bifuse.Precision p, float[] x, float[] y, float[] g, int batch, double[] zRef,
+                                               io.bifuse.reference.MfbReference.Grads ref, io.bifuse.reference.MfbReference.Grads scale, long seed) {
+        return MfbSuite.conditioning(op, p, x, y, g, batch, zRef, ref, scale, seed);
+    }
+
+    public static double mfbBackwardTolerance(io.bifuse.Mfb op, io.bifuse.Precision p, float[] x, float[] y, float[] g, int batch,
+                                              io.bifuse.reference.MfbReference.Grads ref, io.bifuse.reference.MfbReference.Grads scale, long seed) {
+        return MfbSuite.backwardTolerance(op, p, x, y, g, batch, ref, scale, seed);
+    }
 }
