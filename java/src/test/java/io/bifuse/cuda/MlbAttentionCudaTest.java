@@ -59,7 +59,8 @@ class MlbAttentionCudaTest extends CublasOpTest {
     @ParameterizedTest(name = "B={0} L={1} Dq={2} Dv={3} J={4} G={5} Out={6} {7}")
     @CsvSource({"64,196,2400,2048,1200,2,2000,TANH", "8,196,2400,2048,1200,2,2000,RELU", "3,196,2400,2048,1200,2,2000,NONE",
                 "1,1,1,1,1,1,1,TANH", "3,1,5,6,7,1,2,RELU", "2,9,7,5,33,3,4,NONE", "2,40,12,257,129,2,7,TANH",
-                "1,17,9,11,13,16,5,TANH", "3,197,33,300,130,4,9,RELU", "5,33,64,256,128,2,10,NONE"})
+                "1,17,9,11,13,16,5,TANH", "3,197,33,300,130,4,9,RELU", "5,33,64,256,128,2,10,NONE",
+                "2,3,4,5,6,2,3,RELU", "3,9,7,5,33,3,4,TANH", "2,40,12,257,129,2,7,NONE"})
     void matchesReference(int specBatch, int specCells, int dq, int dv, int j, int g, int out, Activation act) {
         assumeTrue(!SANITIZE || (long) specBatch * specCells <= 8 * 196, "under compute-sanitizer only B·L <= 8·196");
         int batch = SimSizes.batch(specBatch), cells = specCells == 196 ? SimSizes.extent(196, CELLS) : specCells;
@@ -101,7 +102,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
      * layersWithoutBias keeps), and the logits layer's weights scaled by {@code sharp} so that the
      * softmax over the cells is far from uniform and often nearly one-hot (in trial runs at these scales
      * the largest weight of a map ranged 0.25 .. 1 − 10⁻⁵; tanh bounds the logits' inputs, so it needs a
-     * larger scale than none) and exp of the logits overflows float unless the kernels subtract the maximum.
+     * larger scale than none).
      *
      * <p>Tolerance: 1e-5 in FP32 and {@link Precision#bound()} in BF16, raised to {@link Conditioning}'s
      * {@code max(bound, 2·base)} where a tensor exceeds it: a sharp softmax is ill-conditioned at the
