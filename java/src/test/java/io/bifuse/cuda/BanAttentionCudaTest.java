@@ -61,7 +61,7 @@ class BanAttentionCudaTest {
                 "1,1,1,1,1,none,auto,0,false", "1,1,1,1,1,none,tiled,0,false", "3,5,3,33,3,counts,auto,0,false", "3,5,3,33,3,counts,tiled,3,true",
                 "4,128,16,40,2,counts,auto,1,false", "4,129,3,20,2,counts,auto,0,false", "3,5,17,24,3,counts,auto,0,true",
                 "3,70,33,130,1,counts,auto,2,true", "3,8,5,45,32,counts,auto,0,false", "5,36,14,300,8,full,tiled,5,true",
-                "2,200,40,64,4,none,auto,0,false"})
+                "2,200,40,64,4,none,auto,0,false", "3,128,16,40,2,counts,tiled,1,false"})
     void matchesReference(int specBatch, int objects, int tokens, int width, int glimpses, String maskKind, String path, int pad, boolean relu) {
         assumeTrue(!SANITIZE || (long) specBatch * objects * width <= 1L << 22, "under compute-sanitizer only B·N·K <= 2^22");
         int batch = SimSizes.batch(specBatch);
@@ -81,6 +81,46 @@ class BanAttentionCudaTest {
             BanAttentionRuns.Run run = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, batch, objects, tokens, pad, relu);
             assertMatches(op, run, xp, yp, mask, ga, batch, objects, tokens, relu,
                     op + " B=" + batch + " N=" + objects + " M=" + tokens + " " + maskKind + " " + path + " seed " + seed);
+        }
+    }
+
+    /**
+     * Logits layers {@link BanAttention#random} never gives: without a bias (the kernels then read the
+     * zeros BanAttentionCuda uploads, and no bias gradient is written), and with p scaled by {@code sharp}
+     * so that the logits, of standard deviation ≈ sharp/√3 here (±40 at the extremes), make most maps
+     * nearly one-hot (the largest entry of a map 0.3 .. 1 − 10⁻⁶ at sharp 24). Masks: counts with an
+     * empty and a single-object sample, or holes (real objects scattered). Both forward paths.
+     *
+     * <p>Tolerance: 1e-5 as in {@link #matchesReference} where it holds; a sharp map is ill-conditioned at
+     * float32's own error, since its logits carry an absolute error ~2⁻²⁴·|logit| that the softmax turns
+     * into a relative error of the map, and the backward's {@code A ⊙ (ga − ⟨A, ga⟩)} cancels where A is
+     * nearly one-hot (measured on the simulated device at sharp 24: up to 3e-6 on the gradients, at 32 up
+     * to 8e-6, at 128 2.5e-5). So a tensor past 1e-5 gets {@link Conditioning}'s {@code max(1e-5, 2·base)},
+     * {@code base} from {@link #sharpConditioning}: measured 2..4e-5 for the gradients at sharp 24 (10× the
+     * errors; 1e-4..4e-4 at sharp 128, still 5× the errors there), so an indexing or masking mistake (~1)
+     * fails.
+     */
+    @ParameterizedTest(name = "B={0} N={1} M={2} K={3} G={4} sharp={5} bias={6} mask={7} path={8} pad={9} relu={10}")
+    @CsvSource({"3,5,3,33,3,1,false,counts,auto,0,false", "3,5,3,33,3,1,false,holes,tiled,2,true",
+                "3,7,6,37,2,24,true,holes,auto,3,true", "3,9,14,70,8,24,true,counts,auto,1,false",
+                "3,9,14,70,8,24,false,holes,tiled,0,false", "2,20,18,30,2,24,true,holes,auto,0,false"})
+    void biaslessAndSharpLogits(int batch, int objects, int tokens, int width, int glimpses, float sharp, boolean bias, String maskKind,
+                                String path, int pad, boolean relu) {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        Linear l = Linear.random(glimpses, width, bias, r.nextLong());
+        float[] p = l.weight();
+        for (int i = 0; i < p.length; i++) p[i] *= sharp;
+        BanAttention op = BanAttention.of(new Linear(glimpses, width, p, l.bias()));
+        float[] xp = inputs(r, batch * objects * width, relu), yp = inputs(r, batch * tokens * width, relu);
+        float[] ga = Stats.gaussian(r, batch * glimpses * objects * tokens);
+        ObjectMask mask = maskKind.equals("holes") ? holes(r, batch, objects) : counts(r, batch, objects);
+        try (BanAttentionCuda cuda = op.onCuda(ctx)) {
+            if (path.equals("tiled")) cuda.forceTiled(true);
+            BanAttentionRuns.Run run = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, batch, objects, tokens, pad, relu);
+            assertEquals(bias, run.grads().logits().bias() != null);
+            assertMatches(op, run, xp, yp, mask, ga, batch, objects, tokens, relu, sharpConditioning(op, xp, yp, mask, ga, batch, objects, tokens, relu, seed),
+                    op + " sharp=" + sharp + " B=" + batch + " N=" + objects + " M=" + tokens + " " + maskKind + " " + path + " seed " + seed);
         }
     }
 
@@ -225,9 +265,18 @@ class BanAttentionCudaTest {
 
     static void assertMatches(BanAttention op, BanAttentionRuns.Run run, float[] xp, float[] yp, ObjectMask mask, float[] ga, int b, int n, int m,
                               boolean relu, String what) {
+        assertMatches(op, run, xp, yp, mask, ga, b, n, m, relu, null, what);
+    }
+
+    /**
+     * {@code cond} null: 1e-5 for every tensor; else 1e-5 raised where the case's conditioning needs it
+     * (tensors in the order attention, finite logits, dxp, dyp, logits.weight).
+     */
+    static void assertMatches(BanAttention op, BanAttentionRuns.Run run, float[] xp, float[] yp, ObjectMask mask, float[] ga, int b, int n, int m,
+                              boolean relu, Conditioning cond, String what) {
         BanAttentionReference.Result f = BanAttentionReference.forward(op, xp, yp, mask, b, n, m);
         BanAttentionReference.Grads gr = BanAttentionReference.backward(op, xp, yp, mask, ga, b, n, m);
-        assertBelow(Stats.relativeL2(run.attention(), f.attention()), what + " attention");
+        assertBelow(Stats.relativeL2(run.attention(), f.attention()), cond, 0, what + " attention");
         int finite = 0;
         for (double v : f.logits()) if (v != Double.NEGATIVE_INFINITY) finite++;
         float[] lg = new float[finite];
@@ -236,15 +285,11 @@ class BanAttentionCudaTest {
             if (f.logits()[i] == Double.NEGATIVE_INFINITY) assertEquals(Float.NEGATIVE_INFINITY, run.logits()[i], what + " logits[" + i + "]");
             else { lg[c] = run.logits()[i]; lr[c++] = f.logits()[i]; }
         }
-        assertBelow(Stats.relativeL2(lg, lr), what + " logits");
-        double[] dx = gr.dxp().clone(), dy = gr.dyp().clone();
-        if (relu) {
-            for (int i = 0; i < dx.length; i++) if (!(xp[i] > 0)) dx[i] = 0;
-            for (int i = 0; i < dy.length; i++) if (!(yp[i] > 0)) dy[i] = 0;
-        }
-        assertBelow(Stats.relativeL2(run.grads().dxp(), dx), what + " dxp");
-        assertBelow(Stats.relativeL2(run.grads().dyp(), dy), what + " dyp");
-        assertBelow(Stats.relativeL2(run.grads().logits().weight(), gr.dweight()), what + " logits.weight");
+        assertBelow(Stats.relativeL2(lg, lr), cond, 1, what + " logits");
+        double[] dx = throughRelu(gr.dxp(), xp, relu), dy = throughRelu(gr.dyp(), yp, relu);
+        assertBelow(Stats.relativeL2(run.grads().dxp(), dx), cond, 2, what + " dxp");
+        assertBelow(Stats.relativeL2(run.grads().dyp(), dy), cond, 3, what + " dyp");
+        assertBelow(Stats.relativeL2(run.grads().logits().weight(), gr.dweight()), cond, 4, what + " logits.weight");
         if (op.logits().hasBias()) assertArrayEquals(new float[op.glimpses()], run.grads().logits().bias(), what + " logits.bias must be exact zeros");
         assertTrue(run.paddingUntouched(), what + ": a gradient was written past K in a strided row");
         int k = op.width();
@@ -257,6 +302,88 @@ class BanAttentionCudaTest {
 
     static void assertBelow(double err, String what) {
         assertTrue(err <= TOL, what + ": relative L2 " + err + " > " + TOL);
+    }
+
+    /** {@code err <= TOL}, or with {@code cond} its bound for tensor {@code t}; a NaN error fails. */
+    static void assertBelow(double err, Conditioning cond, int t, String what) {
+        double bound = cond == null ? TOL : cond.bound(t, TOL, err);
+        assertTrue(err <= bound, what + ": relative L2 " + err + " > " + bound + (cond == null ? "" : " (" + cond.draws() + " conditioning draws)"));
+    }
+
+    /** The gradient of the pre-activations when the inputs are ReLU outputs: zero where the input is not positive. */
+    static double[] throughRelu(double[] grad, float[] input, boolean relu) {
+        double[] d = grad.clone();
+        if (relu) for (int i = 0; i < d.length; i++) if (!(input[i] > 0)) d[i] = 0;
+        return d;
+    }
+
+    /**
+     * The {@link Conditioning} of a BAN attention case (tensors: the maps, the finite logits, dxp, dyp,
+     * logits.weight) at FP32's step for the longest float sum, over K or over a map's N·M entries. Each
+     * draw moves xp, yp, p and gradAttention by {@code 1 ± step} and recomputes the reference's maps and
+     * logits, and also moves the maps the backward takes by {@code 1 ± step} entrywise before the
+     * gradients are formed from them ({@link #gradientsFromMaps}). The backward's maps are an operand
+     * like any other (BanAttentionCuda.backward reads the forward's float32 maps, whose entries carry
+     * float error and do not sum to exactly 1), and the reference, which renormalizes its own, would
+     * otherwise hide how much {@code ⟨A, ga⟩}'s cancellation amplifies that error.
+     */
+    static Conditioning sharpConditioning(BanAttention op, float[] xp, float[] yp, ObjectMask mask, float[] ga, int b, int n, int m, boolean relu,
+                                          long seed) {
+        BanAttentionReference.Result f = BanAttentionReference.forward(op, xp, yp, mask, b, n, m);
+        BanAttentionReference.Grads gr = BanAttentionReference.backward(op, xp, yp, mask, ga, b, n, m);
+        List<double[]> ref = List.of(f.attention(), finite(f.logits()), throughRelu(gr.dxp(), xp, relu), throughRelu(gr.dyp(), yp, relu), gr.dweight());
+        return new Conditioning(Conditioning.step(io.bifuse.Precision.FP32, Math.max(op.width(), n * m)), seed, (r, e) -> {
+            BanAttention moved = BanAttention.of(Conditioning.perturb(op.logits(), e, r));
+            float[] px = Conditioning.perturb(xp, e, r), py = Conditioning.perturb(yp, e, r), pg = Conditioning.perturb(ga, e, r);
+            BanAttentionReference.Result pf = BanAttentionReference.forward(moved, px, py, mask, b, n, m);
+            double[] maps = pf.attention().clone();
+            for (int i = 0; i < maps.length; i++) maps[i] *= r.nextBoolean() ? 1 + e : 1 - e;
+            double[][] g = gradientsFromMaps(moved, maps, px, py, pg, b, n, m);
+            List<double[]> got = List.of(pf.attention(), finite(pf.logits()), throughRelu(g[0], xp, relu), throughRelu(g[1], yp, relu), g[2]);
+            return Conditioning.errors(got, ref);
+        });
+    }
+
+    /**
+     * dxp, dyp and dp of BAN attention in double from given maps A (padded objects' entries are 0 in
+     * them, so they contribute nothing): {@code dl = A ⊙ (ga − ⟨A, ga⟩)} per map, then the three sums of
+     * the definition (see {@link BanAttention}).
+     */
+    static double[][] gradientsFromMaps(BanAttention op, double[] maps, float[] xp, float[] yp, float[] ga, int b, int n, int m) {
+        int g = op.glimpses(), k = op.width(), nm = n * m;
+        float[] p = op.logits().weightArray();
+        double[] dx = new double[b * n * k], dy = new double[b * m * k], dp = new double[g * k];
+        for (int s = 0; s < b; s++) {
+            for (int q = 0; q < g; q++) {
+                int at = (s * g + q) * nm;
+                double c = 0;
+                for (int e = 0; e < nm; e++) c += maps[at + e] * ga[at + e];
+                for (int i = 0; i < n; i++) {
+                    for (int j = 0; j < m; j++) {
+                        double dl = maps[at + i * m + j] * (ga[at + i * m + j] - c);
+                        if (dl == 0) continue;
+                        int xi = (s * n + i) * k, yj = (s * m + j) * k;
+                        for (int kk = 0; kk < k; kk++) {
+                            dx[xi + kk] += p[q * k + kk] * dl * yp[yj + kk];
+                            dy[yj + kk] += p[q * k + kk] * dl * xp[xi + kk];
+                            dp[q * k + kk] += dl * xp[xi + kk] * yp[yj + kk];
+                        }
+                    }
+                }
+            }
+        }
+        return new double[][] {dx, dy, dp};
+    }
+
+    private static double[] finite(double[] logits) {
+        return java.util.Arrays.stream(logits).filter(v -> v != Double.NEGATIVE_INFINITY).toArray();
+    }
+
+    /** Each object real with probability 2/3, independently: real objects scattered, some samples possibly empty. */
+    static ObjectMask holes(SplittableRandom r, int batch, int objects) {
+        boolean[] real = new boolean[batch * objects];
+        for (int i = 0; i < real.length; i++) real[i] = r.nextInt(3) != 0;
+        return ObjectMask.of(real, batch, objects);
     }
 
     /** ban-vqa's detector gives 10..100 boxes: counts in [min(10, N), N]; sample 0 empty and sample 1 a single object when B > 2. */

@@ -4,12 +4,15 @@ import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.bifuse.BanBlock;
+import io.bifuse.Linear;
 import io.bifuse.ObjectMask;
 import io.bifuse.Precision;
+import io.bifuse.WeightNormLinear;
 import io.bifuse.reference.BanBlockReference;
 import io.bifuse.tools.Conditioning;
 import io.bifuse.tools.DeviceRuns;
 import io.bifuse.tools.Stats;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
@@ -87,6 +90,73 @@ class BanBlockCudaTest extends CublasOpTest {
                         p + " " + op + " B=" + batch + " N=" + n + " M=" + m + " seed " + seed);
             }
         }
+    }
+
+    /**
+     * Blocks {@link BanBlock#random} never gives, as a trained model's are: every gain g = ±‖V‖·(0.6..1.4)
+     * rather than ‖V‖ (so W ≠ V, and the weight-norm backward's g/‖V‖ factors and its projection of dW
+     * off V are tested at values other than 1; a negative gain, legal, in the objects layer of every case
+     * and in others at random), the logits, residual 0 and glimpse-token 1 layers without biases, K' > K,
+     * and the real objects scattered (not the first count of each sample): an explicit mask whose padded
+     * rows of x are nonzero and must be ignored, or the zero-row rule on the device with padded rows ±0
+     * and some real rows holding a zero. Every precision, at {@link #matchesReference}'s bounds.
+     */
+    @ParameterizedTest(name = "B={0} N={1} M={2} Dx={3} Dy={4} K={5} G={6} K'={7} k={8} mask={9} some-no-bias={10}")
+    @CsvSource({"3,5,4,7,6,9,2,6,3,explicit,false", "3,6,5,9,7,11,3,12,3,zeroRows,true", "2,20,18,6,5,10,2,4,1,explicit,true"})
+    void trainedWeightsAndScatteredObjects(int batch, int n, int m, int dx, int dy, int k, int g, int kg, int group, String maskKind, boolean someNoBias) {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        List<WeightNormLinear> go = new ArrayList<>(), gt = new ArrayList<>(), res = new ArrayList<>();
+        WeightNormLinear objects = trained(k, dx, true, r, true), tokens = trained(k, dy, true, r, false), logits = trained(g, k, !someNoBias, r, false);
+        for (int i = 0; i < g; i++) go.add(trained(kg, dx, true, r, false));
+        for (int i = 0; i < g; i++) gt.add(trained(kg, dy, !(someNoBias && i == 1), r, false));
+        for (int i = 0; i < g; i++) res.add(trained(dy, kg / group, !(someNoBias && i == 0), r, false));
+        BanBlock op = BanBlock.of(new BanBlock.Weights(objects, tokens, logits, go, gt, res), group);
+        boolean[] real = new boolean[batch * n];
+        for (int b = 0; b < batch; b++) {
+            // all but one object, a single one, none (all-zero maps), then any count; positions drawn, not the first ones
+            int count = b == 0 ? n - 1 : b == 1 ? 1 : b == 2 ? 0 : r.nextInt(0, n + 1);
+            int[] order = r.ints(0, Integer.MAX_VALUE).limit(n).toArray();
+            Integer[] idx = new Integer[n];
+            for (int i = 0; i < n; i++) idx[i] = i;
+            Arrays.sort(idx, (a, c) -> Integer.compare(order[a], order[c]));
+            for (int q = 0; q < count; q++) real[b * n + idx[q]] = true;
+        }
+        ObjectMask mask = ObjectMask.of(real, batch, n);
+        boolean zeroRows = maskKind.equals("zeroRows");
+        float[] x = Stats.gaussian(r, batch * n * dx), y = Stats.gaussian(r, batch * m * dy), gOut = Stats.gaussian(r, batch * dy);
+        for (int row = 0; row < batch * n; row++) {
+            if (real[row]) {
+                if (row % 3 == 1) x[row * dx] = 0f; // a real row may hold zeros: it stays real under the zero-row rule
+            } else if (zeroRows) {
+                for (int d = 0; d < dx; d++) x[row * dx + d] = d % 2 == 0 ? 0f : -0f;
+            }
+        }
+        if (zeroRows) assertEquals(mask, ObjectMask.zeroRows(x, batch, n, dx));
+        BanBlockReference.Result fRef = BanBlockReference.forward(op, x, y, mask, batch, n, m);
+        List<double[]> gRef = BanBlockReference.backward(op, x, y, mask, gOut, batch, n, m).tensors();
+        for (Precision p : Precision.values()) {
+            try (BanBlockCuda cuda = op.onCuda(ctx, p)) {
+                DeviceRuns.BanBlockRun run = DeviceRuns.banBlock(ctx, cuda, x, y, zeroRows ? null : mask, gOut, batch, n, m);
+                assertEquals(op.gradientNames().size(), run.grads().tensors().size());
+                assertMatches(op, run, fRef, gRef, tolerance(p), null, p == Precision.FP32 ? gainScales(op, gRef) : null,
+                        conditioning(p, op, x, y, mask, gOut, batch, n, m, gRef, seed),
+                        p + " trained " + op + " B=" + batch + " N=" + n + " M=" + m + " " + maskKind + " seed " + seed);
+            }
+        }
+    }
+
+    /**
+     * A weight-normed layer as training leaves it: V and the bias as nn.Linear draws them, the gain
+     * ‖V‖ times a factor in [0.6, 1.4), negated when {@code negative} or else with probability 1/4.
+     */
+    static WeightNormLinear trained(int out, int in, boolean bias, SplittableRandom r, boolean negative) {
+        Linear l = Linear.random(out, in, bias, r.nextLong());
+        double norm = 0;
+        for (float v : l.weightArray()) norm += (double) v * v;
+        float gain = (float) (Math.sqrt(norm) * r.nextDouble(0.6, 1.4));
+        if (negative || r.nextInt(4) == 0) gain = -gain;
+        return new WeightNormLinear(out, in, l.weight(), gain, l.bias());
     }
 
     /** ban-vqa's rule found on the device (mask null, padded rows of x zero) gives what the explicit mask gives. */

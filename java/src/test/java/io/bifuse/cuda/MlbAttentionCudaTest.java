@@ -60,7 +60,8 @@ class MlbAttentionCudaTest extends CublasOpTest {
     @ParameterizedTest(name = "B={0} L={1} Dq={2} Dv={3} J={4} G={5} Out={6} {7}")
     @CsvSource({"64,196,2400,2048,1200,2,2000,TANH", "8,196,2400,2048,1200,2,2000,RELU", "3,196,2400,2048,1200,2,2000,NONE",
                 "1,1,1,1,1,1,1,TANH", "3,1,5,6,7,1,2,RELU", "2,9,7,5,33,3,4,NONE", "2,40,12,257,129,2,7,TANH",
-                "1,17,9,11,13,16,5,TANH", "3,197,33,300,130,4,9,RELU", "5,33,64,256,128,2,10,NONE"})
+                "1,17,9,11,13,16,5,TANH", "3,197,33,300,130,4,9,RELU", "5,33,64,256,128,2,10,NONE",
+                "2,3,4,5,6,2,3,RELU", "3,9,7,5,33,3,4,TANH", "2,40,12,257,129,2,7,NONE"})
     void matchesReference(int specBatch, int specCells, int dq, int dv, int j, int g, int out, Activation act) {
         assumeTrue(!SANITIZE || (long) specBatch * specCells <= 8 * 196, "under compute-sanitizer only B·L <= 8·196");
         int batch = SimSizes.batch(specBatch), cells = specCells == 196 ? SimSizes.extent(196, CELLS) : specCells;
@@ -94,6 +95,46 @@ class MlbAttentionCudaTest extends CublasOpTest {
             assertNotNull(run.grads.glimpses().get(1).bias());
             assertMatches(op, run, MlbAttentionReference.forward(op, q, v, batch, cells), MlbAttentionReference.backward(op, q, v, go, batch, cells),
                     TOL, "no bias, seed " + seed);
+        }
+    }
+
+    /**
+     * Layers {@link MlbAttention#random} never gives: no bias in any layer (the cells' included, which
+     * layersWithoutBias keeps), and the logits layer's weights scaled by {@code sharp} so that the
+     * softmax over the cells is far from uniform and often nearly one-hot (in trial runs at these scales
+     * the largest weight of a map ranged 0.25 .. 1 − 10⁻⁵; tanh bounds the logits' inputs, so it needs a
+     * larger scale than none).
+     *
+     * <p>Tolerance: 1e-5 in FP32 and {@link Precision#bound()} in BF16, raised to {@link Conditioning}'s
+     * {@code max(bound, 2·base)} where a tensor exceeds it: a sharp softmax is ill-conditioned at the
+     * precision's own error (its logits' absolute error becomes the maps' relative error, and
+     * {@code α ⊙ (dα − ⟨α, dα⟩)} cancels where α is nearly one-hot; FP32 measured on the simulated device
+     * up to 3e-6 at these scales, 1.2e-4 on {@code cells.bias} at tanh × 512), and ReLU decisions flip.
+     */
+    @ParameterizedTest(name = "B={0} L={1} Dq={2} Dv={3} J={4} G={5} Out={6} {7} bias={8} sharp={9}")
+    @CsvSource({"2,33,20,300,70,4,9,TANH,false,1", "2,65,10,40,30,2,6,RELU,false,96", "3,21,16,24,40,2,11,NONE,true,32",
+                "3,21,16,24,40,2,11,TANH,true,64", "2,40,12,257,129,2,7,RELU,false,1"})
+    void biaslessAndSharpLayers(int batch, int cells, int dq, int dv, int j, int g, int out, Activation act, boolean bias, float sharp) {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        Linear logits = Linear.random(g, j, bias, r.nextLong());
+        float[] w = logits.weight();
+        for (int i = 0; i < w.length; i++) w[i] *= sharp;
+        List<Linear> glimpses = new ArrayList<>();
+        for (int i = 0; i < g; i++) glimpses.add(Linear.random(j, dv, bias, r.nextLong()));
+        MlbAttention op = MlbAttention.of(new MlbAttention.Weights(Linear.random(j, dq, bias, r.nextLong()), Linear.random(j, dv, bias, r.nextLong()),
+                new Linear(g, j, w, logits.bias()), glimpses, Linear.random(g * j, dq, bias, r.nextLong()),
+                Linear.random(out, g * j, bias, r.nextLong())), act);
+        float[] q = Stats.gaussian(r, batch * dq), v = Stats.gaussian(r, batch * cells * dv), go = Stats.gaussian(r, batch * out);
+        MlbAttentionReference.Result fRef = MlbAttentionReference.forward(op, q, v, batch, cells);
+        MlbAttentionReference.Grads gRef = MlbAttentionReference.backward(op, q, v, go, batch, cells);
+        for (Precision p : bias ? List.of(Precision.FP32, Precision.BF16) : List.of(Precision.FP32)) {
+            try (MlbAttentionCuda cuda = op.onCuda(ctx, p)) {
+                Run run = run(cuda, q, v, go, batch, cells);
+                assertEquals(bias, run.grads.cells().bias() != null);
+                assertMatches(op, run, fRef, gRef, tolerance(p), conditioning(p, op, q, v, go, batch, cells, fRef, gRef, seed),
+                        p + " " + act + " bias=" + bias + " sharp=" + sharp + " B=" + batch + " L=" + cells + " seed " + seed);
+            }
         }
     }
 

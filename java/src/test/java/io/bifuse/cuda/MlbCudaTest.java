@@ -45,7 +45,8 @@ class MlbCudaTest extends CublasOpTest {
 
     @ParameterizedTest(name = "B={0} Dx={1} Dy={2} J={3} Out={4} {5}")
     @CsvSource({"512,2400,2048,1200,2000,TANH", "64,2400,2048,1200,2000,RELU", "1,2400,2048,1200,2000,NONE",
-                "3,1,1,1,1,TANH", "5,7,3,2,9,RELU", "7,33,17,257,129,TANH", "2,300,201,1001,3,NONE"})
+                "3,1,1,1,1,TANH", "5,7,3,2,9,RELU", "7,33,17,257,129,TANH", "2,300,201,1001,3,NONE",
+                "3,5,7,2,4,NONE", "2,17,9,33,5,RELU", "5,40,31,257,13,NONE", "4,64,48,300,260,RELU"})
     void matchesReference(int specBatch, int dx, int dy, int j, int out, Activation act) {
         assumeTrue(!SANITIZE || specBatch <= 64, "under compute-sanitizer only B <= 64");
         int batch = SimSizes.batch(specBatch);
@@ -86,6 +87,30 @@ class MlbCudaTest extends CublasOpTest {
             assertNull(run.grads.u().bias());
             assertNull(run.grads.p().bias());
             assertMatches(run, MlbReference.forward(op, x, y, batch), MlbReference.backward(op, x, y, g, batch), 1e-5, "no bias, seed " + seed);
+        }
+    }
+
+    /**
+     * No bias in any layer, v's included (layersWithoutBias keeps v's): then no bias buffer is uploaded
+     * for the kernel to read, and backward writes no bias gradient for any of the three layers. Tanh, and
+     * ReLU whose decisions may flip at float32's error, so both at {@link Conditioning}'s FP32 bound
+     * where 1e-5 does not hold (see the class comment).
+     */
+    @ParameterizedTest(name = "B={0} Dx={1} Dy={2} J={3} Out={4} {5}")
+    @CsvSource({"3,19,11,29,7,TANH", "6,33,20,300,270,RELU"})
+    void noLayerHasABias(int batch, int dx, int dy, int j, int out, Activation act) {
+        long seed = System.nanoTime();
+        SplittableRandom r = new SplittableRandom(seed);
+        Mlb op = Mlb.of(Linear.random(j, dx, false, r.nextLong()), Linear.random(j, dy, false, r.nextLong()), Linear.random(out, j, false, r.nextLong()), act);
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
+        double[] fRef = MlbReference.forward(op, x, y, batch);
+        MlbReference.Grads gRef = MlbReference.backward(op, x, y, g, batch);
+        try (MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+            Run run = run(cuda, x, y, g, batch);
+            assertNull(run.grads.u().bias());
+            assertNull(run.grads.v().bias());
+            assertNull(run.grads.p().bias());
+            assertMatches(run, fRef, gRef, 1e-5, conditioning(Precision.FP32, op, x, y, g, batch, fRef, gRef, seed), act + " no bias, seed " + seed);
         }
     }
 
