@@ -7,6 +7,7 @@ import io.bifuse.BanAttention;
 import io.bifuse.Linear;
 import io.bifuse.ObjectMask;
 import io.bifuse.reference.BanAttentionReference;
+import io.bifuse.tools.Conditioning;
 import io.bifuse.tools.BanAttentionRuns;
 import io.bifuse.tools.Stats;
 import java.util.ArrayList;
