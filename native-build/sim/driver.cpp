@@ -1475,6 +1475,11 @@ CUresult load_module(CUmodule* module, const void* image, const char* call) {
     std::lock_guard<std::mutex> lk(g_mu);
     if (CUresult r = need_ctx(&c)) return r;
     if (!module || !image) return CUDA_ERROR_INVALID_VALUE;
+    // A fatbin's and an ELF cubin's headers hold 8-byte fields read in place: an image that is only
+    // 4-byte aligned (a Java array's payload under compact object headers) is refused here, so that
+    // bifuse's copy into an aligned native buffer is what every test runs.
+    if (reinterpret_cast<uintptr_t>(image) % 8 != 0 && static_cast<const char*>(image)[0] != '.' && static_cast<const char*>(image)[0] != '/')
+        return fail(CUDA_ERROR_INVALID_IMAGE, call, "the image is not 8-byte aligned");
     if (!plausible_image(image)) return fail(CUDA_ERROR_INVALID_IMAGE, call, "not a fatbin, cubin or PTX image");
     if (!g_kernels.table) {
         logf("%s: %s", call, g_kernels.why.c_str());

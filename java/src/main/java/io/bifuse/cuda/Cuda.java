@@ -15,9 +15,17 @@ import jcuda.driver.JCudaDriver;
 public final class Cuda {
     private Cuda() {}
 
-    /** The outcome of probing the driver, the devices and the embedded kernels. */
-    public record Status(boolean available, int deviceCount, String reason, boolean simulated) {
-        Status(boolean available, int deviceCount, String reason) { this(available, deviceCount, reason, SimulatedDevice.requested()); }
+    /**
+     * The outcome of probing the driver, the devices and the embedded kernels. {@code driverVersion}:
+     * {@code cuDriverGetVersion}'s 1000·major + 10·minor, 0 where no driver answered.
+     */
+    public record Status(boolean available, int deviceCount, String reason, boolean simulated, int driverVersion) {
+        Status(boolean available, int deviceCount, String reason, int driverVersion) {
+            this(available, deviceCount, reason, SimulatedDevice.requested(), driverVersion);
+        }
+
+        /** "13.0", or "unknown" where no driver answered. */
+        public String driver() { return driverVersion <= 0 ? "unknown" : driverVersion / 1000 + "." + driverVersion % 1000 / 10; }
     }
 
     private static volatile Status status;
@@ -50,6 +58,19 @@ public final class Cuda {
         return label.replaceFirst("cuda", SimulatedDevice.BACKEND);
     }
 
+    /**
+     * Strict GPU mode, {@code BIFUSE_REQUIRE_GPU=1} (or {@code -Dbifuse.requireGpu=true}): whatever cannot
+     * run on the device (no driver, device, kernels, cuBLAS or cuFFT) is a failure of the tests and of
+     * {@code check}, with its reason, instead of a skip. For runs on a GPU host, which must not look green
+     * while most of the GPU path never ran; the bundle's GPU commands set it.
+     */
+    public static boolean requireGpu() {
+        String p = System.getProperty("bifuse.requireGpu");
+        if (p != null) return Boolean.parseBoolean(p);
+        String e = System.getenv("BIFUSE_REQUIRE_GPU");
+        return e != null && (e.equals("1") || e.equalsIgnoreCase("true"));
+    }
+
     /** Throws {@link IllegalStateException} with the reason when CUDA cannot be used. */
     public static void requireAvailable() {
         Status s = status();
@@ -59,31 +80,43 @@ public final class Cuda {
     private static Status probe() {
         if (SimulatedDevice.requested()) {
             String why = SimulatedDevice.load(); // before JCuda, so that its libcuda.so.1 dependency is the stand-in
-            if (why != null) return new Status(false, 0, why);
+            if (why != null) return new Status(false, 0, why, 0);
         }
         int rc;
         try {
             rc = JCudaDriver.cuInit(0);
         } catch (Throwable t) { // UnsatisfiedLinkError, or the class failing to initialize because of it
-            String m = String.valueOf(t.getMessage());
-            String why = m.contains("libcuda") || t instanceof UnsatisfiedLinkError || t.getCause() instanceof UnsatisfiedLinkError
-                    ? "no NVIDIA driver: libcuda.so.1 could not be loaded"
-                    : "the JCuda driver binding could not load (" + t.getClass().getSimpleName() + ": " + firstLine(m) + ")";
-            return new Status(false, 0, why);
+            return new Status(false, 0, linkFailure(t), 0);
         }
+        int[] version = new int[1];
+        if (JCudaDriver.cuDriverGetVersion(version) != CUresult.CUDA_SUCCESS) version[0] = 0;
+        int v = version[0];
         if (rc != CUresult.CUDA_SUCCESS) {
             return new Status(false, 0, "cuInit failed: " + CUresult.stringFor(rc) + " (" + rc + ")"
-                    + (rc == CUresult.CUDA_ERROR_NO_DEVICE ? ": no CUDA-capable device" : ""));
+                    + (rc == CUresult.CUDA_ERROR_NO_DEVICE ? ": no CUDA-capable device" : ""), v);
         }
         int[] count = new int[1];
         rc = JCudaDriver.cuDeviceGetCount(count);
-        if (rc != CUresult.CUDA_SUCCESS) return new Status(false, 0, "cuDeviceGetCount failed: " + CUresult.stringFor(rc));
-        if (count[0] == 0) return new Status(false, 0, "no CUDA device found");
+        if (rc != CUresult.CUDA_SUCCESS) return new Status(false, 0, "cuDeviceGetCount failed: " + CUresult.stringFor(rc), v);
+        if (count[0] == 0) return new Status(false, 0, "no CUDA device found", v);
         if (Kernels.fatbin() == null) {
             return new Status(false, count[0], "the CUDA kernels were not built into this jar (nvcc was missing at build time; "
-                    + "install the CUDA toolkit and rebuild)");
+                    + "install the CUDA toolkit and rebuild)", v);
         }
-        return new Status(true, count[0], SimulatedDevice.requested() ? "ok: the simulated device (cuda-sim, not a GPU)" : "ok");
+        return new Status(true, count[0], SimulatedDevice.requested() ? "ok: the simulated device (cuda-sim, not a GPU)" : "ok", v);
+    }
+
+    /**
+     * Why JCuda's driver binding did not load, in one line: the NVIDIA driver's libcuda.so.1 missing
+     * (what a machine without a GPU gives) told apart from JCuda's own native library failing (missing
+     * from the class path, built for another platform, or an unresolved symbol of an older driver).
+     */
+    static String linkFailure(Throwable t) {
+        StringBuilder all = new StringBuilder();
+        for (Throwable c = t; c != null; c = c.getCause()) all.append(c.getMessage()).append(' ');
+        String m = all.toString();
+        if (m.contains("libcuda.so")) return "no NVIDIA driver: libcuda.so.1 could not be loaded";
+        return "JCuda's native driver library could not load (" + t.getClass().getSimpleName() + ": " + firstLine(String.valueOf(t.getMessage())) + ")";
     }
 
     private static String firstLine(String s) {

@@ -128,7 +128,11 @@ public final class CudaContext implements AutoCloseable {
                     byte[] fatbin = Kernels.fatbin();
                     if (fatbin == null) throw new IllegalStateException("no CUDA kernels in this jar (built without nvcc)");
                     m = new CUmodule();
-                    Driver.check("cuModuleLoadData(bifuse.fatbin)", cuModuleLoadData(m, fatbin));
+                    // In an aligned native copy: a Java array's payload is only 4-byte aligned with compact
+                    // object headers, and the fatbin's 8-byte header fields are read in place.
+                    java.nio.ByteBuffer image = java.nio.ByteBuffer.allocateDirect((fatbin.length + 255) / 256 * 256 + 256).alignedSlice(256);
+                    image.put(0, fatbin);
+                    Driver.check("cuModuleLoadDataEx(bifuse.fatbin)", cuModuleLoadDataEx(m, Pointer.to(image), 0, new int[0], new Pointer()));
                     module = m;
                 }
             }

@@ -27,6 +27,7 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
 
     /** Allocates {@code byteSize} bytes (at least one, so that every buffer has a real address). */
     public static DeviceBuffer allocate(CudaContext context, long byteSize) {
+        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
         if (byteSize < 0) throw new IllegalArgumentException("byteSize: expected >= 0, got " + byteSize);
         context.makeCurrent();
         Addressed p = new Addressed();
@@ -50,11 +51,14 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
 
     /** Allocates room for {@code count} floats. */
     public static DeviceBuffer allocateFloats(CudaContext context, long count) {
-        return allocate(context, Math.multiplyExact(count, 4L));
+        if (count < 0) throw new IllegalArgumentException("count: expected >= 0 floats, got " + count);
+        if (count > Long.MAX_VALUE / 4) throw new IllegalArgumentException("count: " + count + " floats do not fit in 2^63 bytes");
+        return allocate(context, 4L * count);
     }
 
     /** A new buffer holding a copy of {@code data}. */
     public static DeviceBuffer of(CudaContext context, float[] data) {
+        if (data == null) throw new IllegalArgumentException("data: expected a float[] to copy, got null");
         DeviceBuffer b = allocateFloats(context, data.length);
         b.write(data);
         return b;
@@ -62,6 +66,7 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
 
     /** A new buffer holding a copy of {@code data}. */
     public static DeviceBuffer of(CudaContext context, int[] data) {
+        if (data == null) throw new IllegalArgumentException("data: expected a int[] to copy, got null");
         DeviceBuffer b = allocate(context, 4L * data.length);
         b.write(data);
         return b;

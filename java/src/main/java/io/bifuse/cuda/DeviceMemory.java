@@ -30,9 +30,10 @@ public sealed interface DeviceMemory permits DeviceBuffer, DeviceMemory.View {
 
     /** A sub-range of this memory: {@code [byteOffset, byteOffset + byteSize)}. */
     default DeviceMemory slice(long byteOffset, long byteSize) {
-        if (byteOffset < 0 || byteSize < 0 || byteOffset + byteSize > byteSize()) {
-            throw new IllegalArgumentException("slice [" + byteOffset + ", " + (byteOffset + byteSize)
-                    + ") is outside the " + byteSize() + " bytes of this memory");
+        // byteOffset + byteSize can overflow (slice(Long.MAX_VALUE, 1)): compare against what is left instead.
+        if (byteOffset < 0 || byteSize < 0 || byteOffset > byteSize() || byteSize > byteSize() - byteOffset) {
+            throw new IllegalArgumentException("slice: offset " + byteOffset + " and size " + byteSize
+                    + " bytes are outside the " + byteSize() + " bytes of this memory");
         }
         return new View(this, byteOffset, byteSize);
     }

@@ -29,6 +29,9 @@ public final class Kernels {
         return f;
     }
 
+    /** The fatbin nvcc built into this jar, or null: never the simulator's stand-in image. */
+    static byte[] builtFatbin() { return resource(FATBIN); }
+
     /** The PTX text (same sources, same flags as the fatbin), or null when built without nvcc. */
     public static String ptx() {
         byte[] b = resource(PTX);

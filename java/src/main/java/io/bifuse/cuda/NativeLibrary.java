@@ -52,6 +52,7 @@ final class NativeLibrary {
         List<String> failures = new ArrayList<>();
         for (String c : candidates) {
             try {
+                preloadCompanion(name, c);
                 return new NativeLibrary(c, SymbolLookup.libraryLookup(c, Arena.global()));
             } catch (IllegalArgumentException | IllegalCallerException e) {
                 failures.add(c);
@@ -59,6 +60,25 @@ final class NativeLibrary {
         }
         throw new IllegalStateException("lib" + name + " not found (tried " + String.join(", ", failures)
                 + "); install the CUDA toolkit's " + name + " or set " + overrideEnv + " to the library file");
+    }
+
+    /**
+     * libcublas.so.N needs libcublasLt.so.N, which the dynamic loader finds only on its own search path:
+     * loading libcublas by full path (from a pip wheel's folder) does not add that folder. A library
+     * already loaded under the soname satisfies the dependency, so the one beside {@code file} is
+     * opened first. A bare soname (the loader's own search) needs nothing.
+     */
+    private static void preloadCompanion(String name, String file) {
+        if (!name.equals("cublas") || !file.contains("/")) return;
+        Path f = Path.of(file);
+        String lt = f.getFileName().toString().replace("libcublas.so", "libcublasLt.so");
+        Path companion = f.resolveSibling(lt);
+        if (!Files.exists(companion)) return;
+        try {
+            SymbolLookup.libraryLookup(companion, Arena.global());
+        } catch (IllegalArgumentException | IllegalCallerException e) {
+            // then libcublas's own load fails and says what is missing
+        }
     }
 
     /** On the simulated device, only its own stand-in of the library: never a real one next to it. */
@@ -81,7 +101,29 @@ final class NativeLibrary {
             String v = System.getenv(env);
             if (v != null) roots.add(Path.of(v, "lib"));
         }
+        for (Path prefix : pythonPrefixesOnPath(System.getenv("PATH"))) roots.add(prefix.resolve("lib"));
         return pythonWheelLibDirs(roots);
+    }
+
+    /**
+     * The installation prefix of each {@code python3} on {@code path}: the folder above its {@code bin}.
+     * A virtual environment's {@code bin/python3} is a link into the base interpreter, which is not where
+     * the environment's packages are, so the link is not followed: {@code <venv>/bin/python3} gives
+     * {@code <venv>}, what {@code sys.prefix} says there, without running Python.
+     */
+    static List<Path> pythonPrefixesOnPath(String path) {
+        List<Path> prefixes = new ArrayList<>();
+        if (path == null) return prefixes;
+        for (String dir : path.split(java.io.File.pathSeparator)) {
+            if (dir.isEmpty()) continue;
+            try {
+                Path bin = Path.of(dir).toAbsolutePath();
+                if (Files.exists(bin.resolve("python3")) && bin.getParent() != null && !prefixes.contains(bin.getParent())) prefixes.add(bin.getParent());
+            } catch (RuntimeException e) {
+                // a malformed PATH entry: nothing there
+            }
+        }
+        return prefixes;
     }
 
     static List<Path> pythonWheelLibDirs(List<Path> roots) {

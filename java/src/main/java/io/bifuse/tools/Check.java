@@ -98,8 +98,9 @@ final class Check {
                 + " (repeat with --seed %d)%n", TOLERANCE, s, s);
         SplittableRandom rnd = new SplittableRandom(s);
         Report report = new Report();
+        if (Cuda.requireGpu()) System.out.println("(strict GPU mode, BIFUSE_REQUIRE_GPU: a GPU part that cannot run is a failure)");
         CudaContext ctx = Cuda.isAvailable() ? CudaContext.open(0) : null;
-        if (ctx == null) System.out.println("(GPU backends not checked: " + Cuda.status().reason() + ")");
+        if (ctx == null) report.skipped("every op", Cuda.status().reason());
         else if (ctx.isSimulated()) System.out.println("(GPU rows run on the SIMULATED device, labelled cuda-sim: they check the host code, "
                 + "marshalling and kernels' logic, not a GPU; " + io.bifuse.cuda.SimulatedDevice.describe() + ")");
         try {
@@ -138,8 +139,18 @@ final class Check {
         /** Adds the row {@code relativeL2(got, ref) <= tol}. */
         void add(String op, String backend, String size, float[] got, double[] ref, double tol) { add(row(op, backend, size, got, ref, tol)); }
 
-        /** A GPU part of a suite that cannot run: said once, not counted. */
-        void skipped(String what, String why) { System.out.println("(" + what + " not checked on the GPU: " + why + ")"); }
+        /** A GPU part of a suite that cannot run: said once, not counted; in strict GPU mode a failure. */
+        void skipped(String what, String why) {
+            if (Cuda.requireGpu()) {
+                System.out.println("FAIL (strict GPU mode): " + what + " not checked on the GPU: " + why);
+                failed++;
+            } else {
+                System.out.println("(" + what + " not checked on the GPU: " + why + ")");
+            }
+        }
+
+        /** A row that ran but whose comparison means nothing at this precision: said, not counted. */
+        void notCompared(String what, String why) { System.out.println("(" + what + " not compared: " + why + ")"); }
 
         int passed() { return passed; }
         int failed() { return failed; }

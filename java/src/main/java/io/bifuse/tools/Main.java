@@ -77,7 +77,7 @@ public final class Main {
                 rt.availableProcessors());
         Cuda.Status s = Cuda.status();
         if (s.available()) {
-            System.out.printf("CUDA: %d device(s); cuFFT: %s; cuBLAS: %s%n", s.deviceCount(), CufftPlan.describeLibrary(),
+            System.out.printf("CUDA: %d device(s), driver %s; cuFFT: %s; cuBLAS: %s%n", s.deviceCount(), s.driver(), CufftPlan.describeLibrary(),
                     CublasHandle.describeLibrary());
         } else {
             System.out.println("CUDA: no GPU backend: " + s.reason() + ". Running on the CPU only.");

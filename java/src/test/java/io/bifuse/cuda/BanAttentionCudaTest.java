@@ -47,8 +47,7 @@ class BanAttentionCudaTest {
     }
 
     @BeforeEach void requireGpu() {
-        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
-        assumeTrue(Kernels.fatbin() != null, "no CUDA kernels in this build (built without nvcc)");
+        RequireGpu.device();
     }
 
     @AfterAll static void close() {

@@ -49,7 +49,7 @@ class BanPoolingCudaTest {
     }
 
     @BeforeEach void requireGpu() {
-        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
+        RequireGpu.device();
     }
 
     @AfterAll static void close() {

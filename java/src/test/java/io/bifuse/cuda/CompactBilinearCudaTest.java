@@ -50,8 +50,7 @@ class CompactBilinearCudaTest {
 
     /** Per test, so that each GPU test is reported as skipped (with the reason) rather than vanishing. */
     @BeforeEach void requireGpu() {
-        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
-        assumeTrue(CufftPlan.libraryAvailable(), CufftPlan::describeLibrary);
+        RequireGpu.cufft();
     }
 
     @AfterAll static void close() { if (ctx != null) ctx.close(); }

@@ -2,7 +2,6 @@ package io.bifuse.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -25,8 +24,7 @@ abstract class CublasOpTest {
     }
 
     @BeforeEach void requireGpu() {
-        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
-        assumeTrue(CublasHandle.libraryAvailable(), CublasHandle::describeLibrary);
+        RequireGpu.cublas();
     }
 
     @AfterAll static void close() {

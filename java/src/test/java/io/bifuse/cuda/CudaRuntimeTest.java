@@ -1,7 +1,6 @@
 package io.bifuse.cuda;
 
 import static org.junit.jupiter.api.Assertions.*;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -20,6 +19,15 @@ class CudaRuntimeTest {
         }
     }
 
+    @Test void aMissingDriverIsToldApartFromJCudasOwnLibrary() {
+        // What the JVM reports in each case (JCuda wraps the loader's message).
+        assertEquals("no NVIDIA driver: libcuda.so.1 could not be loaded", Cuda.linkFailure(new UnsatisfiedLinkError(
+                "Error while loading native library \"JCudaDriver-12.6.0-linux-x86_64\"\nlibcuda.so.1: cannot open shared object file")));
+        String jcuda = Cuda.linkFailure(new NoClassDefFoundError("Could not initialize class jcuda.driver.JCudaDriver"));
+        assertTrue(jcuda.startsWith("JCuda's native driver library could not load (NoClassDefFoundError: Could not initialize"), jcuda);
+        assertTrue(Cuda.linkFailure(new UnsatisfiedLinkError("no JCudaDriver-12.6.0-linux-x86_64 in java.library.path")).startsWith("JCuda's"));
+    }
+
     @Test void libraryProbesNeverThrow() {
         assertNotNull(assertDoesNotThrow(CufftPlan::describeLibrary));
         assertNotNull(assertDoesNotThrow(CublasHandle::describeLibrary));
@@ -34,6 +42,19 @@ class CudaRuntimeTest {
         assertEquals(java.util.Set.of(lib, old), java.util.Set.copyOf(found));
     }
 
+    @Test void findsTheVirtualEnvironmentOfPython3OnPath(@org.junit.jupiter.api.io.TempDir java.nio.file.Path root) throws Exception {
+        // PyTorch's venv on the GPU hosts: python3 on PATH is <venv>/bin/python3 and VIRTUAL_ENV is not exported.
+        var venv = root.resolve("venv");
+        var bin = java.nio.file.Files.createDirectories(venv.resolve("bin"));
+        java.nio.file.Files.createFile(bin.resolve("python3"));
+        var lib = java.nio.file.Files.createDirectories(venv.resolve("lib/python3.12/site-packages/nvidia/cu13/lib"));
+        var empty = java.nio.file.Files.createDirectories(root.resolve("other/bin"));
+        String path = empty + java.io.File.pathSeparator + bin + java.io.File.pathSeparator + java.io.File.pathSeparator + bin;
+        assertEquals(java.util.List.of(venv), NativeLibrary.pythonPrefixesOnPath(path));
+        assertEquals(java.util.List.of(lib), NativeLibrary.pythonWheelLibDirs(java.util.List.of(venv.resolve("lib"))));
+        assertTrue(NativeLibrary.pythonPrefixesOnPath(null).isEmpty());
+    }
+
     @Test void wrappedMemoryAndSlicesCheckTheirArguments() {
         DeviceMemory m = DeviceMemory.wrap(0x1000, 64);
         assertEquals(0x1000 + 16, m.slice(16, 32).address());
@@ -42,6 +63,16 @@ class CudaRuntimeTest {
         assertTrue(e.getMessage().startsWith("address:"));
         e = assertThrows(IllegalArgumentException.class, () -> DeviceMemory.wrap(16, -1));
         assertTrue(e.getMessage().startsWith("byteSize:"));
+        // offset + size overflows to a negative number: still outside, not a wild address
+        e = assertThrows(IllegalArgumentException.class, () -> m.slice(Long.MAX_VALUE, 1));
+        assertTrue(e.getMessage().startsWith("slice:"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> m.slice(65, 0));
+        assertEquals(0, m.slice(64, 0).byteSize());
+        // a null context is named before any driver call, whether or not there is a GPU
+        e = assertThrows(IllegalArgumentException.class, () -> DeviceBuffer.allocate(null, 16));
+        assertTrue(e.getMessage().startsWith("context:"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> DeviceBuffer.of(null, (float[]) null));
+        assertTrue(e.getMessage().startsWith("data:") || e.getMessage().startsWith("context:"), e.getMessage());
     }
 
     @Test void cufftResultsAreNamedAsTheLoadedMajorNumbersThem() {
@@ -66,7 +97,7 @@ class CudaRuntimeTest {
     @Tag("gpu") @Test void inputsWrittenByAnOpAreCaught() {
         // DeviceRuns.unchanged is what makes every DeviceRuns run (tests and check) fail when an op
         // writes into its inputs: it must see a single changed element, even by one ulp.
-        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
+        RequireGpu.device();
         float[] host = io.bifuse.tools.Stats.gaussian(new java.util.SplittableRandom(5), 300);
         try (CudaContext ctx = CudaContext.open(0); CudaStream st = CudaStream.create(ctx);
              DeviceBuffer same = DeviceBuffer.of(ctx, host); DeviceBuffer changed = DeviceBuffer.of(ctx, host)) {
@@ -80,7 +111,7 @@ class CudaRuntimeTest {
     }
 
     @Tag("gpu") @Test void deviceBuffersRoundTripAndFailLoudly() {
-        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
+        RequireGpu.device();
         try (CudaContext ctx = CudaContext.open(0)) {
             float[] data = {1, 2, 3, Float.NaN};
             try (DeviceBuffer b = DeviceBuffer.of(ctx, data)) {
@@ -110,8 +141,7 @@ class CudaRuntimeTest {
     }
 
     @Tag("gpu") @Test void cublasRowMajorSgemmMatchesTheCpu() {
-        assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
-        assumeTrue(CublasHandle.libraryAvailable(), CublasHandle::describeLibrary);
+        RequireGpu.cublas();
         int m = 37, n = 23, k = 19;
         var r = new java.util.SplittableRandom(1);
         float[] a = new float[m * k], b = new float[k * n];

@@ -133,7 +133,7 @@ class GridStrideTest extends CublasOpTest {
 
     @Test void compactBilinear() {
         // the spectral product and its gradient over B·(d/2+1) = 1503, the sketches over B·d and B·dx
-        org.junit.jupiter.api.Assumptions.assumeTrue(CufftPlan.libraryAvailable(), CufftPlan::describeLibrary);
+        RequireGpu.cufft();
         SplittableRandom r = new SplittableRandom(35);
         CompactBilinear op = CompactBilinear.seeded(700, 600, 1000, 5);
         int b = 3;

@@ -27,7 +27,7 @@ class SimulatedDeviceTest {
 
     @BeforeEach void open() {
         assumeTrue(Cuda.isSimulated(), "only on the simulated device (BIFUSE_DEVICE=sim)");
-        assumeTrue(Cuda.isAvailable(), () -> "simulated device unavailable: " + Cuda.status().reason());
+        RequireGpu.that(Cuda.isAvailable(), () -> "simulated device unavailable: " + Cuda.status().reason());
         ctx = CudaContext.open(0);
     }
 

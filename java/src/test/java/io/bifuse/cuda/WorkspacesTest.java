@@ -56,7 +56,7 @@ class WorkspacesTest {
 
     @org.junit.jupiter.api.Tag("gpu") @Test void poisonedWorkspacesStartEveryCallAsNaN() {
         // What makes the GPU tests on the simulated device catch a call that reads scratch it did not write.
-        org.junit.jupiter.api.Assumptions.assumeTrue(Cuda.isAvailable(), () -> "no GPU: " + Cuda.status().reason());
+        RequireGpu.device();
         org.junit.jupiter.api.Assumptions.assumeTrue(Workspaces.POISON, "workspace poisoning is off (bifuse.cuda.poisonWorkspaces)");
         try (CudaContext ctx = CudaContext.open(0); CudaStream st = CudaStream.create(ctx)) {
             Workspaces<Integer, Ws> cache = new Workspaces<>("TestOp", 2);
