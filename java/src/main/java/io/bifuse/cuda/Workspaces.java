@@ -26,7 +26,11 @@ final class Workspaces<S, W extends Workspaces.Workspace> {
      */
     static final boolean POISON = Boolean.parseBoolean(System.getProperty("bifuse.cuda.poisonWorkspaces", String.valueOf(Cuda.isSimulated())));
 
-    private record Key(long stream, Object shape) {}
+    /** {@code CU_STREAM_PER_THREAD}: one handle that names a different stream in every host thread. */
+    static final long PER_THREAD_STREAM = 0x2;
+
+    /** {@code thread}: the caller's thread for the per-thread default stream, else null (one stream, one workspace). */
+    private record Key(long stream, Thread thread, Object shape) {}
 
     private final String owner;
     private final int max;
@@ -45,7 +49,10 @@ final class Workspaces<S, W extends Workspaces.Workspace> {
      * by another thread in between).
      */
     W get(CudaStream stream, S shape, Function<CudaStream, W> make) {
-        Key key = new Key(stream.handle(), shape);
+        long h = stream.handle();
+        // Threads on the per-thread default stream run on different streams: sharing a workspace there
+        // would be a data race between them, so each thread gets its own.
+        Key key = new Key(h, h == PER_THREAD_STREAM ? Thread.currentThread() : null, shape);
         List<W> evicted = new ArrayList<>();
         W w;
         synchronized (cache) {
@@ -160,7 +167,9 @@ final class Workspaces<S, W extends Workspaces.Workspace> {
                 if (!owned.isEmpty()) {
                     try {
                         context.makeCurrent(); // close() may run on any thread, and the legacy default stream needs a current context
-                        stream.synchronize();
+                        // On another thread the per-thread handle names that thread's stream, not this workspace's.
+                        if (streamHandle == PER_THREAD_STREAM) context.synchronize();
+                        else stream.synchronize();
                     } catch (IllegalStateException streamClosed) {
                         context.synchronize();
                     }

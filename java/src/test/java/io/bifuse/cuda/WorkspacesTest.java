@@ -43,6 +43,19 @@ class WorkspacesTest {
         assertNotSame(b1, make(cache, b, 1)); // made again after eviction
     }
 
+    @Test void thePerThreadDefaultStreamGetsOneWorkspacePerThread() throws Exception {
+        Workspaces<Integer, Ws> cache = new Workspaces<>("TestOp", 8);
+        CudaStream perThread = CudaStream.wrap(Workspaces.PER_THREAD_STREAM), other = CudaStream.wrap(0x10);
+        Ws here = make(cache, perThread, 1), hereOther = make(cache, other, 1);
+        Ws[] there = new Ws[2];
+        Thread t = new Thread(() -> { there[0] = make(cache, perThread, 1); there[1] = make(cache, other, 1); });
+        t.start();
+        t.join();
+        assertNotSame(here, there[0], "two threads on CU_STREAM_PER_THREAD run on two streams");
+        assertSame(hereOther, there[1], "one created stream is one stream whichever thread queues on it");
+        assertSame(here, make(cache, perThread, 1));
+    }
+
     @Test void releaseFreesOnlyThatStreamsWorkspaces() {
         Workspaces<Integer, Ws> cache = new Workspaces<>("TestOp", 4);
         CudaStream a = CudaStream.wrap(0x10), b = CudaStream.wrap(0x20);
