@@ -12,8 +12,12 @@ import java.util.List;
  */
 public final class LinearCuda implements AutoCloseable {
     public static final KernelSpec BIAS_ROWS = new KernelSpec("lin_bias_rows", "ppiii");
-    public static final KernelSpec BIAS_GRAD = new KernelSpec("lin_bias_grad", "ppiii");
-    static final List<KernelSpec> KERNELS = List.of(BIAS_ROWS, BIAS_GRAD);
+    public static final KernelSpec BIAS_GRAD = new KernelSpec("lin_bias_grad_tiled", "ppiii");
+    /** The one-thread-per-column version, the tiled one's cross-check (tests only). */
+    static final KernelSpec BIAS_GRAD_SIMPLE = new KernelSpec("lin_bias_grad", "ppiii");
+    static final List<KernelSpec> KERNELS = List.of(BIAS_ROWS, BIAS_GRAD, BIAS_GRAD_SIMPLE);
+    /** lin_bias_grad_tiled's columns per block (LIN_COLS in Linear.cu). */
+    static final int BIAS_GRAD_COLS = 8;
     private static final int BLOCK = 256;
 
     private final CudaContext context;
@@ -70,7 +74,8 @@ public final class LinearCuda implements AutoCloseable {
 
     /** {@code gb[c] = Σ_r g[r, c]} for a {@code rows × cols} matrix of row stride {@code ldg}. */
     public static void biasGradient(CudaContext context, DeviceMemory g, int ldg, int rows, int cols, DeviceMemory gb, CudaStream stream) {
-        context.launch(BIAS_GRAD, Math.max(1, (cols + BLOCK - 1) / BLOCK), 1, BLOCK, 0, stream, g, gb, rows, cols, ldg);
+        context.launch(BIAS_GRAD, DeviceArgs.grid(context, (long) (cols + BIAS_GRAD_COLS - 1) / BIAS_GRAD_COLS * BLOCK, BLOCK), 1, BLOCK, 0,
+                stream, g, gb, rows, cols, ldg);
     }
 
     private int grid(long threads) { return DeviceArgs.grid(context, threads, BLOCK); }
