@@ -184,7 +184,10 @@ B=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 OUT=${OUT:-$B/out}
 PY=${PYTHON:-python3}
 read -r -a extra <<<"${BIFUSE_JAVA_OPTS:-}"
-JAVA=("$B/jre/bin/java" --enable-native-access=ALL-UNNAMED -Xss4m ${extra[@]+"${extra[@]}"} -cp "$B/lib/*")
+# Strict GPU mode (io.bifuse.cuda.Cuda.requireGpu): the bundle is for GPU hosts, where a test or check row
+# that cannot reach the GPU (driver, kernels, cuBLAS, cuFFT) must fail, not skip. BIFUSE_REQUIRE_GPU=0: off.
+strict=true; [ "${BIFUSE_REQUIRE_GPU:-1}" = 0 ] && strict=false
+JAVA=("$B/jre/bin/java" --enable-native-access=ALL-UNNAMED -Xss4m -Dbifuse.requireGpu=$strict ${extra[@]+"${extra[@]}"} -cp "$B/lib/*")
 tests_jar=$(ls "$B"/lib/bifuse-*-tests.jar 2>/dev/null | head -n1)
 
 usage() { echo "usage: $0 COMMAND [args]"; sed -n '5,21p' "$B/run" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -292,7 +295,8 @@ host with an NVIDIA driver and the CUDA libraries (libcufft, libcublas; compute-
 
 Commands (reports and logs go to \$OUT, default <bundle>/out):
   ./run env                          java -version, nvidia-smi -L, what bifuse found
-  ./run gpu-tests [junit args]       the whole test suite; GPU tests skip (with the reason) without a GPU
+  ./run gpu-tests [junit args]       the whole test suite; in strict GPU mode (the default here; BIFUSE_REQUIRE_GPU=0
+                                     turns it off) a GPU test that cannot reach the GPU fails with the reason
   ./run sanitize [memcheck|racecheck|initcheck|synccheck] [junit args]
                                      the gpu-tagged tests of io.bifuse.cuda under compute-sanitizer
                                      (exit code 9 when it finds an error; slow: the JVM runs under it)
