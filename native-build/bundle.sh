@@ -153,6 +153,12 @@ else
   say "(strip not found: the runtime keeps its native symbol tables, about 5 MB more)"
 fi
 
+# --- the simulated device, for the bring-up's dry run (run bringup --dry-run) ------------------------
+mkdir -p "$bundle/sim"
+for f in libcuda.so.1 libcublas.so.13 libcufft.so.12 libbifuse_simkernels.so bifuse.simmodule; do
+  if [ -f "$root/build/sim/$f" ]; then cp "$root/build/sim/$f" "$bundle/sim/"; else say "(no build/sim/$f: run bringup --dry-run will not work)"; fi
+done
+
 # --- Python peers ----------------------------------------------------------------------------------
 cp benchmarks/python/*.py "$bundle/python/"
 
@@ -176,6 +182,13 @@ cat >"$bundle/run" <<'RUN'
 #   run compare A.csv B.csv [...]         python/compare.py
 #   run env                               java -version, nvidia-smi -L, what bifuse found
 #   run java [args]                       the bundle's java with bifuse's class path
+#   run bringup [--dry-run]               first contact with a GPU host, every phase time-boxed (about 8 min
+#                                         on an H200), strict GPU mode: env, the GPU tests, compute-sanitizer
+#                                         memcheck + racecheck on one test class per operator, check, bench
+#                                         beside the PyTorch peers; at most 8 files in $OUT/bringup, summary.md
+#                                         first. --dry-run: the same on the bundled simulated device
+#                                         (sanitizer and peers not run, check and bench at --quick sizes),
+#                                         time boxes x BRINGUP_SCALE (4)
 #   run all                               env, gpu-tests, main (CSV), peer-check, peer (CSV, every peer),
 #                                         compare: each logged to $OUT/<step>.log, going on past failures;
 #                                         sanitizers run apart (minutes each): run sanitize memcheck|racecheck
@@ -258,6 +271,81 @@ case "$cmd" in
     exec "${JAVA[@]}" io.bifuse.tools.Main env ;;
   java)
     exec "${JAVA[@]}" "$@" ;;
+  bringup)
+    dry=0; [ "${1:-}" = --dry-run ] && { dry=1; shift; }
+    scale=${BRINGUP_SCALE:-1}
+    if [ "$dry" = 1 ]; then
+      scale=${BRINGUP_SCALE:-4}   # the simulator runs kernels on one CPU core
+      export BIFUSE_DEVICE=sim BIFUSE_SIM_DIR=$B/sim
+    fi
+    dir=$OUT/bringup; rm -rf "$dir"; mkdir -p "$dir"
+    rows=(); t0=$(date +%s)
+    # The boxes add up to 480 s (8 minutes) on a GPU host; a phase that fails or runs out does not stop
+    # the next one, and the summary says which did what.
+    # phase NAME SECONDS LOG COMMAND...: runs COMMAND under a time box of SECONDS x scale, its output
+    # appended to LOG, and records the outcome for the summary (124: the time box ran out).
+    phase() {
+      local name=$1 box=$(( $2 * scale )) logname=$3 log=$dir/$3 rc start; shift 3
+      echo "=== $name (time box ${box} s): $*" | tee -a "$log"
+      start=$(date +%s); set +e
+      timeout --kill-after=10 "$box" "$@" >>"$log" 2>&1; rc=$?; set -e
+      local took=$(( $(date +%s) - start )) what=pass
+      [ "$rc" = 0 ] || what="FAIL (exit $rc)"
+      [ "$rc" = 124 ] || [ "$rc" = 137 ] && what="TIME BOX (${box} s) ran out"
+      rows+=("| $name | $what | $took s | $logname |"); echo "=== $name: $what in $took s"
+    }
+    skip() { rows+=("| $1 | not run: $2 | | |"); echo "=== $1: not run: $2"; }
+    phase env 15 env.log "$B/run" env
+    junit_args --select-package io.bifuse -- --include-tag gpu
+    phase gpu-tests 150 gpu-tests.log "${JAVA[@]}" "${ARGS[@]}"
+    if [ "$dry" = 1 ]; then
+      skip sanitize "the simulated device has no compute-sanitizer"
+    elif cs=$(find_sanitizer); then
+      # Sanitizer support on these hosts is unproven: one method first, the subset only if that works.
+      junit_args --select-method io.bifuse.cuda.MlbCudaTest#bitIdenticalAcrossRuns --
+      phase sanitize-probe 45 sanitize.log "$cs" --tool memcheck --error-exitcode 9 --target-processes all --launch-timeout 120 \
+        "${JAVA[@]}" -Dbifuse.sanitize=true "${ARGS[@]}"
+      probe_ok=0; case "${rows[-1]}" in *"| pass |"*) probe_ok=1 ;; esac
+      if [ "$probe_ok" = 1 ]; then
+        subset=()
+        for c in CompactBilinear Mlb Mfb MlbAttention FullBilinear BanAttention BanPooling BanBlock; do subset+=(--select-class "io.bifuse.cuda.${c}CudaTest"); done
+        junit_args "${subset[@]}" -- --include-tag gpu
+        for tool in memcheck racecheck; do
+          phase "sanitize-$tool" 45 sanitize.log "$cs" --tool "$tool" --error-exitcode 9 --target-processes all --launch-timeout 120 \
+            "${JAVA[@]}" -Dbifuse.sanitize=true "${ARGS[@]}"
+        done
+      else
+        skip sanitize-subset "the one-method probe did not pass (see sanitize.log)"
+      fi
+    else
+      skip sanitize "compute-sanitizer not found (PATH, \$CUDA_HOME/bin, /usr/local/cuda/bin)"
+    fi
+    # The dry run checks and benches at the quick sizes: the simulator's CPU is no place for the spec's.
+    quick=(); [ "$dry" = 1 ] && quick=(--quick)
+    phase check 75 check.log "${JAVA[@]}" io.bifuse.tools.Main check ${quick[@]+"${quick[@]}"}
+    phase bench 45 bench.log "${JAVA[@]}" io.bifuse.tools.Main bench ${quick[@]+"${quick[@]}"} --csv "$dir/bifuse.csv"
+    if [ "$dry" = 1 ]; then
+      skip peers "the dry run times nothing"
+    else
+      phase peers 50 bench.log "$PY" "$B/python/peers.py" --csv "$dir/peer.csv"
+      phase compare 10 bench.log "$PY" "$B/python/compare.py" "$dir/bifuse.csv" "$dir/peer.csv"
+    fi
+    {
+      echo "# bifuse bring-up$( [ "$dry" = 1 ] && echo ': DRY RUN on the simulated device (no GPU result)')"
+      echo
+      echo "$(date -u +%Y-%m-%dT%H:%MZ), $(head -n1 "$B/README.txt" | sed 's/^bifuse //'), $(( $(date +%s) - t0 )) s in all, time boxes x$scale"
+      echo "GPU: $(command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | head -n1 || echo 'nvidia-smi not found')"
+      grep -m1 '^CUDA' "$dir/env.log" || true
+      echo
+      echo "| phase | result | time | log |"
+      echo "|---|---|---|---|"
+      printf '%s\n' "${rows[@]}"
+      echo
+      echo "Tests: $(grep -E '^\[ *[0-9]+ tests (successful|failed|skipped)' "$dir/gpu-tests.log" | tr -s ' []' ' ' | paste -sd, - || true)"
+      echo "check: $(grep -m1 '^check: [0-9]* passed' "$dir/check.log" || echo 'no total (see check.log)')"
+    } > "$dir/summary.md"
+    cat "$dir/summary.md"
+    for r in "${rows[@]}"; do case "$r" in *"| pass |"*|*"not run"*) ;; *) exit 1 ;; esac; done ;;
   all)
     mkdir -p "$OUT"
     status=()
