@@ -342,7 +342,7 @@ case "$cmd" in
       printf '%s\n' "${rows[@]}"
       echo
       echo "Tests: $(grep -E '^\[ *[0-9]+ tests (successful|failed|skipped)' "$dir/gpu-tests.log" | tr -s ' []' ' ' | paste -sd, - || true)"
-      echo "check: $(grep -m1 '^check: [0-9]* passed' "$dir/check.log" || echo 'no total (see check.log)')"
+      echo "$(grep -m1 '^check: [0-9]* passed' "$dir/check.log" || echo 'check: no total (see check.log)')"
     } > "$dir/summary.md"
     cat "$dir/summary.md"
     for r in "${rows[@]}"; do case "$r" in *"| pass |"*|*"not run"*) ;; *) exit 1 ;; esac; done ;;
