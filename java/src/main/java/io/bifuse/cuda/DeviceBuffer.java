@@ -84,9 +84,21 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
 
     @Override public boolean isOpen() { return address != 0; }
 
-    public void write(float[] src) { copyIn(Pointer.to(src), 4L * src.length); }
+    /**
+     * Copies {@code src} in; done when this returns. Ordered like the legacy default stream (after the
+     * work of the blocking streams queued before it), and waits for that copy only, not for every
+     * stream of the context: {@link #write(float[], CudaStream)} orders it on one stream instead.
+     */
+    public void write(float[] src) { copyIn(Pointer.to(src), 4L * src.length, CudaStream.LEGACY_DEFAULT); }
 
-    public void write(int[] src) { copyIn(Pointer.to(src), 4L * src.length); }
+    /** As {@link #write(float[])}. */
+    public void write(int[] src) { copyIn(Pointer.to(src), 4L * src.length, CudaStream.LEGACY_DEFAULT); }
+
+    /** Copies {@code src} in after the work queued on {@code stream} so far; done when this returns. */
+    public void write(float[] src, CudaStream stream) { copyIn(Pointer.to(src), 4L * src.length, stream); }
+
+    /** As {@link #write(float[], CudaStream)}. */
+    public void write(int[] src, CudaStream stream) { copyIn(Pointer.to(src), 4L * src.length, stream); }
 
     public void read(float[] dst) { copyOut(Pointer.to(dst), 4L * dst.length, CudaStream.LEGACY_DEFAULT); }
 
@@ -96,18 +108,28 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
     /** Copies into {@code dst} after all work queued on {@code stream} so far. */
     public void read(int[] dst, CudaStream stream) { copyOut(Pointer.to(dst), 4L * dst.length, stream); }
 
-    /** Fills every 32-bit word with {@code value}; {@code Float.NaN} poisons a buffer before a test. */
+    /**
+     * Fills every 32-bit word with {@code value} ({@code Float.NaN} poisons a buffer before a test);
+     * done when this returns, ordered like the legacy default stream (see {@link #write(float[])}).
+     */
     public void fill(float value) {
-        context.makeCurrent();
-        Driver.check("cuMemsetD32", cuMemsetD32(devicePointer(this), Float.floatToRawIntBits(value), byteSize / 4));
-        Driver.check("cuCtxSynchronize", cuCtxSynchronize());
+        fill(value, CudaStream.LEGACY_DEFAULT);
+        CudaStream.LEGACY_DEFAULT.synchronize();
     }
 
-    private void copyIn(Pointer src, long bytes) {
-        requireFits(bytes);
+    /** Queues the fill on {@code stream} and returns: the work queued after it on that stream sees it. */
+    public void fill(float value, CudaStream stream) {
+        if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
         context.makeCurrent();
-        Driver.check("cuMemcpyHtoD", cuMemcpyHtoD(devicePointer(this), src, bytes));
-        Driver.check("cuCtxSynchronize", cuCtxSynchronize());
+        Driver.check("cuMemsetD32Async", cuMemsetD32Async(devicePointer(this), Float.floatToRawIntBits(value), byteSize / 4, stream.jcuda()));
+    }
+
+    private void copyIn(Pointer src, long bytes, CudaStream stream) {
+        requireFits(bytes);
+        if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
+        context.makeCurrent();
+        Driver.check("cuMemcpyHtoDAsync", cuMemcpyHtoDAsync(devicePointer(this), src, bytes, stream.jcuda()));
+        stream.synchronize(); // the host array may change as soon as this returns
     }
 
     private void copyOut(Pointer dst, long bytes, CudaStream stream) {

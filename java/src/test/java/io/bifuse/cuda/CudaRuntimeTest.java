@@ -94,6 +94,29 @@ class CudaRuntimeTest {
         assertEquals("cuLaunchKernel", e.call());
     }
 
+    @Tag("gpu") @Test void writesAndFillsAreOrderedOnTheirStream() {
+        // On the simulated device copies run beside kernels and a queued memset only happens in its
+        // stream's turn: a fill or write that was not ordered on the stream would read as the other value.
+        RequireGpu.device();
+        float[] data = io.bifuse.tools.Stats.gaussian(new java.util.SplittableRandom(9), 1000), back = new float[1000];
+        try (CudaContext ctx = CudaContext.open(0); CudaStream st = CudaStream.create(ctx); DeviceBuffer b = DeviceBuffer.allocateFloats(ctx, 1000)) {
+            b.write(data, st);
+            b.fill(Float.NaN, st);
+            b.read(back, st);
+            for (float v : back) assertTrue(Float.isNaN(v));
+            b.write(data, st);
+            b.read(back, st);
+            assertArrayEquals(data, back);
+            b.fill(2f);
+            b.read(back);
+            for (float v : back) assertEquals(2f, v);
+            var e = assertThrows(IllegalArgumentException.class, () -> b.fill(0f, null));
+            assertTrue(e.getMessage().startsWith("stream:"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> b.write(data, null));
+            assertTrue(e.getMessage().startsWith("stream:"), e.getMessage());
+        }
+    }
+
     @Tag("gpu") @Test void inputsWrittenByAnOpAreCaught() {
         // DeviceRuns.unchanged is what makes every DeviceRuns run (tests and check) fail when an op
         // writes into its inputs: it must see a single changed element, even by one ulp.
