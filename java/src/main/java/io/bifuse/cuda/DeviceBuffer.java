@@ -66,7 +66,7 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
 
     /** A new buffer holding a copy of {@code data}. */
     public static DeviceBuffer of(CudaContext context, int[] data) {
-        if (data == null) throw new IllegalArgumentException("data: expected a int[] to copy, got null");
+        if (data == null) throw new IllegalArgumentException("data: expected an int[] to copy, got null");
         DeviceBuffer b = allocate(context, 4L * data.length);
         b.write(data);
         return b;
@@ -119,14 +119,14 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
 
     /** Queues the fill on {@code stream} and returns: the work queued after it on that stream sees it. */
     public void fill(float value, CudaStream stream) {
-        if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
+        DeviceArgs.stream(stream);
         context.makeCurrent();
         Driver.check("cuMemsetD32Async", cuMemsetD32Async(devicePointer(this), Float.floatToRawIntBits(value), byteSize / 4, stream.jcuda()));
     }
 
     private void copyIn(Pointer src, long bytes, CudaStream stream) {
         requireFits(bytes);
-        if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
+        DeviceArgs.stream(stream);
         context.makeCurrent();
         Driver.check("cuMemcpyHtoDAsync", cuMemcpyHtoDAsync(devicePointer(this), src, bytes, stream.jcuda()));
         stream.synchronize(); // the host array may change as soon as this returns
