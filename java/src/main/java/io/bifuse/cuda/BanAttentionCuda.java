@@ -58,6 +58,7 @@ public final class BanAttentionCuda implements AutoCloseable {
     private final int g, k;
     private final DeviceBuffer weight, bias;
     private final Workspaces<Shape, Workspace> workspaces = new Workspaces<>("BanAttentionCuda", MAX_WORKSPACES);
+    private final HostCalls host;
     private volatile boolean forceTiled;
 
     public BanAttentionCuda(BanAttention op, CudaContext context) {
@@ -65,6 +66,7 @@ public final class BanAttentionCuda implements AutoCloseable {
         if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
         this.op = op;
         this.context = context;
+        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
         this.g = op.glimpses();
         this.k = op.width();
         DeviceBuffer w = DeviceBuffer.of(context, op.logits().weightArray());
@@ -176,49 +178,37 @@ public final class BanAttentionCuda implements AutoCloseable {
         }
     }
 
-    /** Host convenience: copies in (and the mask, if any), runs on a private stream, copies the maps and logits out. */
+    /**
+     * Host convenience: copies in (and the mask, if any), runs on a private stream of this op's (kept,
+     * with its buffers, for the next call), copies the maps and logits out.
+     */
     public BanAttention.Result forward(float[] xp, float[] yp, ObjectMask mask, int batch, int objects, int tokens) {
         op.checkInputs(xp, yp, mask, batch, objects, tokens);
-        int maps = batch * g * objects * tokens;
-        try (CudaStream s = CudaStream.create(context); DeviceBuffer dx = DeviceBuffer.of(context, xp); DeviceBuffer dy = DeviceBuffer.of(context, yp);
-             DeviceObjectMask dm = mask == null ? null : DeviceObjectMask.upload(context, mask);
-             DeviceBuffer att = DeviceBuffer.allocateFloats(context, maps); DeviceBuffer lg = DeviceBuffer.allocateFloats(context, maps)) {
-            try {
-                forward(dx, k, dy, k, dm, batch, objects, tokens, att, lg, s);
-                float[] a = new float[maps], l = new float[maps];
-                att.read(a, s);
-                lg.read(l, s);
-                return new BanAttention.Result(a, l);
-            } finally {
-                release(s);
-            }
-        }
+        long maps = (long) batch * g * objects * tokens;
+        return host.run(lane -> {
+            DeviceMemory dx = lane.in(xp), dy = lane.in(yp);
+            DeviceObjectMask dm = lane.in(mask);
+            DeviceMemory att = lane.floats(maps), lg = lane.floats(maps);
+            forward(dx, k, dy, k, dm, batch, objects, tokens, att, lg, lane.stream());
+            return new BanAttention.Result(lane.read(att), lane.read(lg));
+        });
     }
 
-    /** Host convenience: the forward (for the maps backward needs), then the backward, on a private stream. */
+    /** Host convenience: the forward (for the maps backward needs), then the backward, as {@link #forward(float[], float[], ObjectMask, int, int, int)}. */
     public BanAttention.Gradients backward(float[] xp, float[] yp, ObjectMask mask, float[] gradAttention, int batch, int objects, int tokens) {
         op.checkInputs(xp, yp, mask, batch, objects, tokens);
         op.checkMaps("gradAttention", gradAttention, batch, objects, tokens);
-        int maps = batch * g * objects * tokens;
-        try (CudaStream s = CudaStream.create(context); DeviceBuffer dx = DeviceBuffer.of(context, xp); DeviceBuffer dy = DeviceBuffer.of(context, yp);
-             DeviceObjectMask dm = mask == null ? null : DeviceObjectMask.upload(context, mask);
-             DeviceBuffer att = DeviceBuffer.allocateFloats(context, maps); DeviceBuffer ga = DeviceBuffer.of(context, gradAttention);
-             DeviceBuffer gx = DeviceBuffer.allocateFloats(context, xp.length); DeviceBuffer gy = DeviceBuffer.allocateFloats(context, yp.length);
-             DeviceBuffer gw = DeviceBuffer.allocateFloats(context, (long) g * k); DeviceBuffer gb = DeviceBuffer.allocateFloats(context, g)) {
-            try {
-                boolean hasBias = op.logits().hasBias();
-                forward(dx, k, dy, k, dm, batch, objects, tokens, att, null, s);
-                backward(dx, k, dy, k, dm, batch, objects, tokens, att, ga, gx, k, gy, k, gw, hasBias ? gb : null, false, s);
-                float[] rx = new float[xp.length], ry = new float[yp.length], rw = new float[g * k], rb = hasBias ? new float[g] : null;
-                gx.read(rx, s);
-                gy.read(ry, s);
-                gw.read(rw, s);
-                if (hasBias) gb.read(rb, s);
-                return new BanAttention.Gradients(rx, ry, new LinearGradients(rw, rb));
-            } finally {
-                release(s);
-            }
-        }
+        long maps = (long) batch * g * objects * tokens;
+        boolean hasBias = op.logits().hasBias();
+        return host.run(lane -> {
+            DeviceMemory dx = lane.in(xp), dy = lane.in(yp);
+            DeviceObjectMask dm = lane.in(mask);
+            DeviceMemory att = lane.floats(maps), ga = lane.in(gradAttention);
+            DeviceMemory gx = lane.floats(xp.length), gy = lane.floats(yp.length), gw = lane.floats((long) g * k), gb = hasBias ? lane.floats(g) : null;
+            forward(dx, k, dy, k, dm, batch, objects, tokens, att, null, lane.stream());
+            backward(dx, k, dy, k, dm, batch, objects, tokens, att, ga, gx, k, gy, k, gw, gb, false, lane.stream());
+            return new BanAttention.Gradients(lane.read(gx), lane.read(gy), new LinearGradients(lane.read(gw), hasBias ? lane.read(gb) : null));
+        });
     }
 
     /**
@@ -253,9 +243,10 @@ public final class BanAttentionCuda implements AutoCloseable {
     public void release(CudaStream stream) { workspaces.release(stream); }
 
     /** Bytes of device memory this op holds now (p, bias and workspaces). */
-    public long deviceBytes() { return weight.byteSize() + bias.byteSize() + workspaces.bytes(); }
+    public long deviceBytes() { return weight.byteSize() + bias.byteSize() + workspaces.bytes() + host.bytes(); }
 
     @Override public void close() {
+        host.close();
         if (!workspaces.close()) return;
         weight.close();
         bias.close();

@@ -81,6 +81,7 @@ public final class BanBlockCuda implements AutoCloseable {
     private final BanAttentionCuda attention;
     private final BanPoolingCuda pooling;
     private final Workspaces<Shape, Workspace> workspaces = new Workspaces<>("BanBlockCuda", MAX_WORKSPACES);
+    private final HostCalls host;
 
     public BanBlockCuda(BanBlock op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected a BanBlock, got null");
@@ -89,6 +90,7 @@ public final class BanBlockCuda implements AutoCloseable {
         if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("BanBlock on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
         this.op = op;
         this.context = context;
+        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
         this.precision = precision;
         BanBlock.Weights w = op.weights();
         dx = op.dx();
@@ -269,63 +271,57 @@ public final class BanBlockCuda implements AutoCloseable {
         return forwardWithAttention(x, y, mask, batch, objectsN, tokensM).out();
     }
 
-    /** Host convenience: the output ({@code B × Dy}) and the attention maps ({@code B × G × N × M}). */
+    /**
+     * Host convenience: the output ({@code B × Dy}) and the attention maps ({@code B × G × N × M}), on a
+     * private stream of this op's (kept, with its buffers, for the next call).
+     */
     public BanBlock.Result forwardWithAttention(float[] x, float[] y, ObjectMask mask, int batch, int objectsN, int tokensM) {
         op.checkInputs(x, y, mask, batch, objectsN, tokensM);
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer xb = DeviceBuffer.of(context, x); DeviceBuffer yb = DeviceBuffer.of(context, y);
-             DeviceObjectMask m = mask == null ? null : DeviceObjectMask.upload(context, mask);
-             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * dy);
-             DeviceBuffer att = DeviceBuffer.allocateFloats(context, (long) batch * g * objectsN * tokensM)) {
-            try {
-                forward(xb, yb, m, batch, objectsN, tokensM, out, att, s);
-                float[] o = new float[batch * dy], a = new float[batch * g * objectsN * tokensM];
-                out.read(o, s);
-                att.read(a, s);
-                return new BanBlock.Result(o, a);
-            } finally {
-                release(s);
-            }
-        }
+        return host.run(lane -> {
+            DeviceMemory xb = lane.in(x), yb = lane.in(y);
+            DeviceObjectMask m = lane.in(mask);
+            DeviceMemory out = lane.floats((long) batch * dy), att = lane.floats((long) batch * g * objectsN * tokensM);
+            forward(xb, yb, m, batch, objectsN, tokensM, out, att, lane.stream());
+            return new BanBlock.Result(lane.read(out), lane.read(att));
+        });
     }
 
-    /** Host convenience: every gradient given {@code gradOut = ∂L/∂out} ({@code B × Dy}). */
+    /** Host convenience: every gradient given {@code gradOut = ∂L/∂out} ({@code B × Dy}), as {@link #forwardWithAttention}. */
     public BanBlock.Gradients backward(float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objectsN, int tokensM) {
         op.checkInputs(x, y, mask, batch, objectsN, tokensM);
         io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, dy);
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer xb = DeviceBuffer.of(context, x); DeviceBuffer yb = DeviceBuffer.of(context, y);
-             DeviceObjectMask m = mask == null ? null : DeviceObjectMask.upload(context, mask);
-             DeviceBuffer gb = DeviceBuffer.of(context, gradOut);
-             OwnedGradients grads = allocateGradients(batch, objectsN, tokensM)) {
-            try {
-                backward(xb, yb, m, batch, objectsN, tokensM, gb, grads.buffers(), s);
-                return grads.read(s);
-            } finally {
-                release(s);
-            }
-        }
+        return host.run(lane -> {
+            DeviceMemory xb = lane.in(x), yb = lane.in(y);
+            DeviceObjectMask m = lane.in(mask);
+            DeviceMemory gb = lane.in(gradOut);
+            OwnedGradients grads = new OwnedGradients(batch, objectsN, tokensM, lane::floats); // the lane's buffers: nothing to close
+            backward(xb, yb, m, batch, objectsN, tokensM, gb, grads.buffers(), lane.stream());
+            return grads.read(lane.stream());
+        });
     }
 
     /** Device buffers for every gradient of a {@code (B, N, M)} call, owned by the result (close it to free them). */
     public OwnedGradients allocateGradients(int batch, int objectsN, int tokensM) {
         checkSizes(batch, objectsN, tokensM);
-        return new OwnedGradients(batch, objectsN, tokensM);
+        return new OwnedGradients(batch, objectsN, tokensM, null);
     }
 
     /** Gradient buffers allocated by {@link #allocateGradients}: poison them, pass {@link #buffers()}, read them back. */
     public final class OwnedGradients implements AutoCloseable {
-        private final List<DeviceBuffer> all = new ArrayList<>();
+        private final List<DeviceBuffer> all = new ArrayList<>(); // empty when the memory is someone else's
+        private final java.util.function.LongFunction<DeviceMemory> alloc;
         private final GradientBuffers buffers;
         private final int batch, objectsN, tokensM;
 
-        private OwnedGradients(int batch, int objectsN, int tokensM) {
+        /** {@code alloc}: where the buffers come from (floats → memory), or null for new buffers of this object's own. */
+        private OwnedGradients(int batch, int objectsN, int tokensM, java.util.function.LongFunction<DeviceMemory> alloc) {
             this.batch = batch;
             this.objectsN = objectsN;
             this.tokensM = tokensM;
+            this.alloc = alloc;
             BanBlock.Weights w = op.weights();
             try {
-                DeviceBuffer gx = alloc((long) batch * objectsN * dx), gy = alloc((long) batch * tokensM * dy);
+                DeviceMemory gx = alloc((long) batch * objectsN * dx), gy = alloc((long) batch * tokensM * dy);
                 buffers = new GradientBuffers(gx, gy, layer(w.objects()), layer(w.tokens()), layer(w.logits()),
                         w.glimpseObjects().stream().map(this::layer).toList(), w.glimpseTokens().stream().map(this::layer).toList(),
                         w.residuals().stream().map(this::layer).toList());
@@ -335,7 +331,8 @@ public final class BanBlockCuda implements AutoCloseable {
             }
         }
 
-        private DeviceBuffer alloc(long floats) {
+        private DeviceMemory alloc(long floats) {
+            if (alloc != null) return alloc.apply(floats);
             DeviceBuffer b = DeviceBuffer.allocateFloats(context, floats);
             all.add(b);
             return b;
@@ -371,7 +368,7 @@ public final class BanBlockCuda implements AutoCloseable {
 
         private float[] read(DeviceMemory m, int n, CudaStream stream) {
             float[] r = new float[n];
-            ((DeviceBuffer) m).read(r, stream);
+            DeviceBuffer.copyOut(context, m, jcuda.Pointer.to(r), 4L * n, stream);
             return r;
         }
 
@@ -429,12 +426,13 @@ public final class BanBlockCuda implements AutoCloseable {
 
     /** Bytes of device memory this op holds now (weights and workspaces). */
     public long deviceBytes() {
-        long b = objects.deviceBytes() + tokens.deviceBytes() + attention.deviceBytes() + workspaces.bytes();
+        long b = objects.deviceBytes() + tokens.deviceBytes() + attention.deviceBytes() + workspaces.bytes() + host.bytes();
         for (int i = 0; i < g; i++) b += residuals.get(i).deviceBytes() + (i == 0 ? 0 : glimpseTokens.get(i).deviceBytes());
         return b;
     }
 
     @Override public void close() {
+        host.close();
         if (!workspaces.close()) return;
         closeOwned();
     }

@@ -46,12 +46,14 @@ public final class BanPoolingCuda implements AutoCloseable {
 
     private final BanPooling op;
     private final CudaContext context;
+    private final HostCalls host;
 
     public BanPoolingCuda(BanPooling op, CudaContext context) {
         if (op == null) throw new IllegalArgumentException("op: expected a BanPooling, got null");
         if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
         this.op = op;
         this.context = context;
+        this.host = new HostCalls(context, 4, s -> { }); // no workspaces to release
     }
 
     public BanPooling op() { return op; }
@@ -94,19 +96,20 @@ public final class BanPoolingCuda implements AutoCloseable {
                 w, k, gradOut, gradAttention, attStride);
     }
 
-    /** Host convenience: dense inputs copied in, run on a private stream, the output copied out. */
+    /**
+     * Host convenience: dense inputs copied in, run on a private stream of this op's (kept, with its
+     * buffers, for the next call), the output copied out.
+     */
     public float[] forward(float[] attention, float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens) {
         op.checkInputs(attention, x, y, mask, batch, objects, tokens);
         int w = op.width();
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer da = DeviceBuffer.of(context, attention); DeviceBuffer dx = DeviceBuffer.of(context, x);
-             DeviceBuffer dy = DeviceBuffer.of(context, y); DeviceObjectMask dm = mask == null ? null : DeviceObjectMask.upload(context, mask);
-             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * op.outWidth())) {
-            forward(da, (long) objects * tokens, dx, w, dy, w, dm, batch, objects, tokens, out, s);
-            float[] r = new float[batch * op.outWidth()];
-            out.read(r, s);
-            return r;
-        }
+        return host.run(lane -> {
+            DeviceMemory da = lane.in(attention), dx = lane.in(x), dy = lane.in(y);
+            DeviceObjectMask dm = lane.in(mask);
+            DeviceMemory out = lane.floats((long) batch * op.outWidth());
+            forward(da, (long) objects * tokens, dx, w, dy, w, dm, batch, objects, tokens, out, lane.stream());
+            return lane.read(out);
+        });
     }
 
     /** Host convenience: dense inputs, gradients of the inputs themselves ({@code throughRelu} false). */
@@ -115,19 +118,14 @@ public final class BanPoolingCuda implements AutoCloseable {
         op.checkInputs(attention, x, y, mask, batch, objects, tokens);
         CompactBilinear.checkLength("gradOut", gradOut, batch, op.outWidth());
         int w = op.width();
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer da = DeviceBuffer.of(context, attention); DeviceBuffer dx = DeviceBuffer.of(context, x);
-             DeviceBuffer dy = DeviceBuffer.of(context, y); DeviceObjectMask dm = mask == null ? null : DeviceObjectMask.upload(context, mask);
-             DeviceBuffer g = DeviceBuffer.of(context, gradOut);
-             DeviceBuffer ga = DeviceBuffer.allocateFloats(context, attention.length);
-             DeviceBuffer gx = DeviceBuffer.allocateFloats(context, x.length); DeviceBuffer gy = DeviceBuffer.allocateFloats(context, y.length)) {
-            backward(da, (long) objects * tokens, dx, w, dy, w, dm, batch, objects, tokens, g, ga, gx, w, gy, w, false, s);
-            float[] ra = new float[attention.length], rx = new float[x.length], ry = new float[y.length];
-            ga.read(ra, s);
-            gx.read(rx, s);
-            gy.read(ry, s);
-            return new BanPooling.Gradients(ra, rx, ry);
-        }
+        return host.run(lane -> {
+            DeviceMemory da = lane.in(attention), dx = lane.in(x), dy = lane.in(y);
+            DeviceObjectMask dm = lane.in(mask);
+            DeviceMemory g = lane.in(gradOut);
+            DeviceMemory ga = lane.floats(attention.length), gx = lane.floats(x.length), gy = lane.floats(y.length);
+            backward(da, (long) objects * tokens, dx, w, dy, w, dm, batch, objects, tokens, g, ga, gx, w, gy, w, false, lane.stream());
+            return new BanPooling.Gradients(lane.read(ga), lane.read(gx), lane.read(gy));
+        });
     }
 
     private void checkInputs(DeviceMemory attention, long attStride, DeviceMemory x, int ldx, DeviceMemory y, int ldy,
@@ -174,8 +172,11 @@ public final class BanPoolingCuda implements AutoCloseable {
         return (int) Math.max(1, Math.min(n, 64L * context.multiprocessorCount()));
     }
 
-    /** Nothing to free: the op holds no device memory. */
-    @Override public void close() {}
+    /** Device bytes this op holds now: only the host conveniences' kept buffers (it has no weights or workspaces). */
+    public long deviceBytes() { return host.bytes(); }
+
+    /** Frees the host conveniences' streams and buffers. */
+    @Override public void close() { host.close(); }
 
     @Override public String toString() { return "BanPoolingCuda[" + op + "]"; }
 }

@@ -49,6 +49,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
     private final Sketch sketch;
     private final HashTable hx, hy;
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("CompactBilinearCuda", MAX_WORKSPACES);
+    private final HostCalls host;
 
     public CompactBilinearCuda(CompactBilinear op, CudaContext context, Sketch sketch) {
         if (op == null) throw new IllegalArgumentException("op: expected a CompactBilinear, got null");
@@ -57,6 +58,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
         if (!CufftPlan.libraryAvailable()) throw new IllegalStateException("CompactBilinear on CUDA needs cuFFT: " + CufftPlan.describeLibrary());
         this.op = op;
         this.context = context;
+        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
         this.sketch = sketch;
         HashTable a = null;
         try {
@@ -141,42 +143,26 @@ public final class CompactBilinearCuda implements AutoCloseable {
         }
     }
 
-    /** Host convenience: copies in, runs on a private stream, copies out. */
+    /** Host convenience: copies in, runs on a private stream of this op's (kept, with its buffers and plans, for the next call), copies out. */
     public float[] forward(float[] x, float[] y, int batch) {
         op.checkInputs(x, y, batch);
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer dx = DeviceBuffer.of(context, x); DeviceBuffer dy = DeviceBuffer.of(context, y);
-             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * op.d())) {
-            try {
-                forward(dx, dy, out, batch, s);
-                float[] z = new float[batch * op.d()];
-                out.read(z, s);
-                return z;
-            } finally {
-                release(s); // its handle may be reused by the next stream the driver creates
-            }
-        }
+        return host.run(lane -> {
+            DeviceMemory out = lane.floats((long) batch * op.d());
+            forward(lane.in(x), lane.in(y), out, batch, lane.stream());
+            return lane.read(out);
+        });
     }
 
-    /** Host convenience: copies in, runs on a private stream, copies out. */
+    /** Host convenience: as {@link #forward(float[], float[], int)}. */
     public Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
         op.checkInputs(x, y, batch);
         CompactBilinear.checkLength("gradOut", gradOut, batch, op.d());
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer dx = DeviceBuffer.of(context, x); DeviceBuffer dy = DeviceBuffer.of(context, y);
-             DeviceBuffer g = DeviceBuffer.of(context, gradOut);
-             DeviceBuffer gx = DeviceBuffer.allocateFloats(context, (long) batch * op.dx());
-             DeviceBuffer gy = DeviceBuffer.allocateFloats(context, (long) batch * op.dy())) {
-            try {
-                backward(dx, dy, g, gx, gy, batch, s);
-                float[] rx = new float[batch * op.dx()], ry = new float[batch * op.dy()];
-                gx.read(rx, s);
-                gy.read(ry, s);
-                return new Gradients(rx, ry);
-            } finally {
-                release(s);
-            }
-        }
+        return host.run(lane -> {
+            DeviceMemory dx = lane.in(x), dy = lane.in(y), g = lane.in(gradOut);
+            DeviceMemory gx = lane.floats((long) batch * op.dx()), gy = lane.floats((long) batch * op.dy());
+            backward(dx, dy, g, gx, gy, batch, lane.stream());
+            return new Gradients(lane.read(gx), lane.read(gy));
+        });
     }
 
     private void sketchBoth(Workspace w, DeviceMemory x, DeviceMemory y, int batch, CudaStream stream) {
@@ -214,10 +200,11 @@ public final class CompactBilinearCuda implements AutoCloseable {
 
     /** Bytes of device memory this op holds now (hash tables, workspaces, cuFFT work areas). */
     public long deviceBytes() {
-        return hx.bytes() + hy.bytes() + workspaces.bytes();
+        return hx.bytes() + hy.bytes() + workspaces.bytes() + host.bytes();
     }
 
     @Override public void close() {
+        host.close();
         if (!workspaces.close()) return;
         hx.close();
         hy.close();

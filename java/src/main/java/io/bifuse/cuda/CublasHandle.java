@@ -34,6 +34,7 @@ public final class CublasHandle implements AutoCloseable {
             MemorySegment h = a.allocate(ADDRESS);
             check("cublasCreate_v2", (int) lib.create.invokeExact(h));
             handle = h.get(ADDRESS, 0);
+            ResourceCounts.CUBLAS_HANDLES.increment();
             check("cublasSetStream_v2", (int) lib.setStream.invokeExact(handle, MemorySegment.ofAddress(stream.handle())));
         } catch (Throwable t) {
             throw NativeLibrary.rethrow(t);

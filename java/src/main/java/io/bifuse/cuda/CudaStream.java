@@ -34,6 +34,7 @@ public final class CudaStream implements AutoCloseable {
         context.makeCurrent();
         HandleStream s = new HandleStream();
         Driver.check("cuStreamCreate", cuStreamCreate(s, CUstream_flags.CU_STREAM_DEFAULT));
+        ResourceCounts.STREAMS.increment();
         CudaStream stream = new CudaStream(context, s.handle(), true);
         stream.cuStream = s;
         return stream;

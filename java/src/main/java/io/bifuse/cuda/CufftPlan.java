@@ -54,6 +54,7 @@ public final class CufftPlan implements AutoCloseable {
                 throw e;
             }
             workBytes = work.get(JAVA_LONG, 0);
+            ResourceCounts.CUFFT_PLANS.increment();
         } catch (Throwable t) {
             throw NativeLibrary.rethrow(t);
         }

@@ -32,6 +32,7 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
         context.makeCurrent();
         Addressed p = new Addressed();
         Driver.check("cuMemAlloc(" + byteSize + " bytes)", cuMemAlloc(p, Math.max(byteSize, 1)));
+        ResourceCounts.ALLOCATIONS.increment();
         long live = LIVE.addAndGet(byteSize);
         PEAK.accumulateAndGet(live, Math::max);
         return new DeviceBuffer(context, p.address(), byteSize);
@@ -124,25 +125,36 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
         Driver.check("cuMemsetD32Async", cuMemsetD32Async(devicePointer(this), Float.floatToRawIntBits(value), byteSize / 4, stream.jcuda()));
     }
 
-    private void copyIn(Pointer src, long bytes, CudaStream stream) {
-        requireFits(bytes);
+    private void copyIn(Pointer src, long bytes, CudaStream stream) { copyIn(context, this, src, bytes, stream); }
+
+    private void copyOut(Pointer dst, long bytes, CudaStream stream) { copyOut(context, this, dst, bytes, stream); }
+
+    /**
+     * Copies {@code bytes} from host memory into {@code dst} (a buffer or a slice of one in
+     * {@code context}) after the work queued on {@code stream}; done when this returns, since the host
+     * array may change as soon as it does.
+     */
+    static void copyIn(CudaContext context, DeviceMemory dst, Pointer src, long bytes, CudaStream stream) {
+        requireFits(bytes, dst);
         DeviceArgs.stream(stream);
         context.makeCurrent();
-        Driver.check("cuMemcpyHtoDAsync", cuMemcpyHtoDAsync(devicePointer(this), src, bytes, stream.jcuda()));
-        stream.synchronize(); // the host array may change as soon as this returns
-    }
-
-    private void copyOut(Pointer dst, long bytes, CudaStream stream) {
-        requireFits(bytes);
-        context.makeCurrent();
-        Driver.check("cuMemcpyDtoHAsync", cuMemcpyDtoHAsync(dst, devicePointer(this), bytes, stream.jcuda()));
+        Driver.check("cuMemcpyHtoDAsync", cuMemcpyHtoDAsync(devicePointer(dst), src, bytes, stream.jcuda()));
         stream.synchronize();
     }
 
-    private void requireFits(long bytes) {
-        if (bytes > byteSize) {
-            throw new IllegalArgumentException("host array of " + bytes + " bytes does not fit the device buffer of "
-                    + byteSize + " bytes");
+    /** Copies {@code bytes} of {@code src} into host memory after the work queued on {@code stream}; done when this returns. */
+    static void copyOut(CudaContext context, DeviceMemory src, Pointer dst, long bytes, CudaStream stream) {
+        requireFits(bytes, src);
+        DeviceArgs.stream(stream);
+        context.makeCurrent();
+        Driver.check("cuMemcpyDtoHAsync", cuMemcpyDtoHAsync(dst, devicePointer(src), bytes, stream.jcuda()));
+        stream.synchronize();
+    }
+
+    private static void requireFits(long bytes, DeviceMemory m) {
+        if (bytes > m.byteSize()) {
+            throw new IllegalArgumentException("host array of " + bytes + " bytes does not fit the device memory of "
+                    + m.byteSize() + " bytes");
         }
     }
 

@@ -10,24 +10,40 @@ import io.bifuse.ObjectMask;
  * {@code counts[b] == 0} gets the documented all-zero attention.
  *
  * <p>Built from a host mask ({@link #upload}) or on the device from the zero rows of the objects' input
- * (no host round trip). Owns its two buffers; close it when the work that reads it has finished.
+ * (no host round trip). Owns its two buffers, unless it is a view of memory an op keeps (the host
+ * conveniences' masks); close it when the work that reads it has finished.
  */
 public final class DeviceObjectMask implements AutoCloseable {
+    private final CudaContext context;
     private final int batch, objects;
-    private final DeviceBuffer counts, indices;
+    private final DeviceMemory counts, indices;
+    private final boolean owned;
 
-    DeviceObjectMask(int batch, int objects, DeviceBuffer counts, DeviceBuffer indices) {
+    private DeviceObjectMask(CudaContext context, int batch, int objects, DeviceMemory counts, DeviceMemory indices, boolean owned) {
+        this.context = context;
         this.batch = batch;
         this.objects = objects;
         this.counts = counts;
         this.indices = indices;
+        this.owned = owned;
+    }
+
+    /**
+     * {@code mask} copied into memory that someone else owns and frees ({@code counts}: {@code B} int32,
+     * {@code indices}: {@code B × N} int32, both in {@code context}), after the work queued on
+     * {@code stream}; done when this returns. Closing the result frees nothing.
+     */
+    static DeviceObjectMask uploadInto(CudaContext context, ObjectMask mask, DeviceMemory counts, DeviceMemory indices, CudaStream stream) {
+        DeviceBuffer.copyIn(context, counts, jcuda.Pointer.to(mask.counts()), 4L * mask.batch(), stream);
+        DeviceBuffer.copyIn(context, indices, jcuda.Pointer.to(mask.indices()), 4L * mask.batch() * mask.objects(), stream);
+        return new DeviceObjectMask(context, mask.batch(), mask.objects(), counts, indices, false);
     }
 
     /** Allocates an unfilled mask for {@code batch × objects} (for the device-side builders). */
     static DeviceObjectMask allocate(CudaContext context, int batch, int objects) {
         DeviceBuffer c = DeviceBuffer.allocate(context, 4L * batch);
         try {
-            return new DeviceObjectMask(batch, objects, c, DeviceBuffer.allocate(context, 4L * batch * objects));
+            return new DeviceObjectMask(context, batch, objects, c, DeviceBuffer.allocate(context, 4L * batch * objects), true);
         } catch (RuntimeException e) {
             c.close();
             throw e;
@@ -40,8 +56,8 @@ public final class DeviceObjectMask implements AutoCloseable {
         if (mask == null) throw new IllegalArgumentException("mask: expected an ObjectMask, got null");
         DeviceObjectMask m = allocate(context, mask.batch(), mask.objects());
         try {
-            m.counts.write(mask.counts());
-            m.indices.write(mask.indices());
+            ((DeviceBuffer) m.counts).write(mask.counts());
+            ((DeviceBuffer) m.indices).write(mask.indices());
             return m;
         } catch (RuntimeException e) {
             m.close();
@@ -96,8 +112,8 @@ public final class DeviceObjectMask implements AutoCloseable {
     /** Reads the mask back (after the work queued on {@code stream}): for tests and debugging. */
     public ObjectMask download(CudaStream stream) {
         int[] c = new int[batch], idx = new int[batch * objects];
-        counts.read(c, stream);
-        indices.read(idx, stream);
+        DeviceBuffer.copyOut(context, counts, jcuda.Pointer.to(c), 4L * c.length, stream);
+        DeviceBuffer.copyOut(context, indices, jcuda.Pointer.to(idx), 4L * idx.length, stream);
         boolean[] real = new boolean[batch * objects];
         for (int b = 0; b < batch; b++) {
             for (int k = 0; k < c[b]; k++) real[b * objects + idx[b * objects + k]] = true;
@@ -122,8 +138,9 @@ public final class DeviceObjectMask implements AutoCloseable {
     }
 
     @Override public void close() {
-        counts.close();
-        indices.close();
+        if (!owned) return;
+        ((DeviceBuffer) counts).close();
+        ((DeviceBuffer) indices).close();
     }
 
     @Override public String toString() { return "DeviceObjectMask[" + batch + " × " + objects + "]"; }

@@ -55,6 +55,7 @@ public final class FullBilinearCuda implements AutoCloseable {
     private final Precision precision;
     private final int chunks, chunk;
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("FullBilinearCuda", MAX_WORKSPACES);
+    private final HostCalls host;
 
     public FullBilinearCuda(FullBilinear op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected a FullBilinear, got null");
@@ -63,6 +64,7 @@ public final class FullBilinearCuda implements AutoCloseable {
         if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("FullBilinear on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
         this.op = op;
         this.context = context;
+        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
         this.precision = precision;
         this.chunks = chunks(op.outputSize());
         this.chunk = (int) ((op.outputSize() + (long) chunks - 1) / chunks);
@@ -190,74 +192,49 @@ public final class FullBilinearCuda implements AutoCloseable {
                 y, c2, (long) len * c2, 0f, z, c2, (long) c1 * c2, batch);
     }
 
-    /** Host convenience for a two-input op: copies in, runs on a private stream, copies out. */
+    /**
+     * Host convenience for a two-input op: copies in, runs on a private stream of this op's (kept, with
+     * its buffers, for the next call), copies out.
+     */
     public float[] forward(float[] x, float[] y, int batch, int positions) {
         op.checkInputs(x, y, batch, positions);
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer dx = DeviceBuffer.of(context, x); DeviceBuffer dy = DeviceBuffer.of(context, y);
-             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * op.outputSize())) {
-            try {
-                forward(dx, dy, out, batch, positions, s);
-                return read(out, batch * op.outputSize(), s);
-            } finally {
-                release(s); // its handle may be reused by the next stream the driver creates
-            }
-        }
+        return host.run(lane -> {
+            DeviceMemory out = lane.floats((long) batch * op.outputSize());
+            forward(lane.in(x), lane.in(y), out, batch, positions, lane.stream());
+            return lane.read(out);
+        });
     }
 
     /** Host convenience for a homologous op. */
     public float[] forward(float[] x, int batch, int positions) {
         op.checkInput(x, batch, positions);
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer dx = DeviceBuffer.of(context, x);
-             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * op.outputSize())) {
-            try {
-                forward(dx, out, batch, positions, s);
-                return read(out, batch * op.outputSize(), s);
-            } finally {
-                release(s);
-            }
-        }
+        return host.run(lane -> {
+            DeviceMemory out = lane.floats((long) batch * op.outputSize());
+            forward(lane.in(x), out, batch, positions, lane.stream());
+            return lane.read(out);
+        });
     }
 
     /** Host convenience for a two-input op. */
     public Gradients backward(float[] x, float[] y, float[] gradOut, int batch, int positions) {
         op.checkInputs(x, y, batch, positions);
         FullBilinear.checkLength("gradOut", gradOut, batch, op.outputSize());
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer dx = DeviceBuffer.of(context, x); DeviceBuffer dy = DeviceBuffer.of(context, y);
-             DeviceBuffer g = DeviceBuffer.of(context, gradOut);
-             DeviceBuffer gx = DeviceBuffer.allocateFloats(context, (long) x.length);
-             DeviceBuffer gy = DeviceBuffer.allocateFloats(context, (long) y.length)) {
-            try {
-                backward(dx, dy, g, gx, gy, batch, positions, s);
-                return new Gradients(read(gx, x.length, s), read(gy, y.length, s));
-            } finally {
-                release(s);
-            }
-        }
+        return host.run(lane -> {
+            DeviceMemory dx = lane.in(x), dy = lane.in(y), g = lane.in(gradOut), gx = lane.floats(x.length), gy = lane.floats(y.length);
+            backward(dx, dy, g, gx, gy, batch, positions, lane.stream());
+            return new Gradients(lane.read(gx), lane.read(gy));
+        });
     }
 
     /** Host convenience for a homologous op: {@code ∂L/∂x}. */
     public float[] backward(float[] x, float[] gradOut, int batch, int positions) {
         op.checkInput(x, batch, positions);
         FullBilinear.checkLength("gradOut", gradOut, batch, op.outputSize());
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer dx = DeviceBuffer.of(context, x); DeviceBuffer g = DeviceBuffer.of(context, gradOut);
-             DeviceBuffer gx = DeviceBuffer.allocateFloats(context, (long) x.length)) {
-            try {
-                backward(dx, g, gx, batch, positions, s);
-                return read(gx, x.length, s);
-            } finally {
-                release(s);
-            }
-        }
-    }
-
-    private static float[] read(DeviceBuffer b, int n, CudaStream s) {
-        float[] r = new float[n];
-        b.read(r, s);
-        return r;
+        return host.run(lane -> {
+            DeviceMemory dx = lane.in(x), g = lane.in(gradOut), gx = lane.floats(x.length);
+            backward(dx, g, gx, batch, positions, lane.stream());
+            return lane.read(gx);
+        });
     }
 
     private void requireTwoInputs() {
@@ -296,10 +273,13 @@ public final class FullBilinearCuda implements AutoCloseable {
 
     /** Bytes of device memory this op holds now (its workspaces; cuBLAS's own handle memory not counted). */
     public long deviceBytes() {
-        return workspaces.bytes();
+        return workspaces.bytes() + host.bytes();
     }
 
-    @Override public void close() { workspaces.close(); }
+    @Override public void close() {
+        host.close();
+        workspaces.close();
+    }
 
     /** The buffers and the cuBLAS handle of one (stream, B). */
     private final class Workspace extends Workspaces.Workspace {

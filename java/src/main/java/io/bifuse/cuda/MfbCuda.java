@@ -57,6 +57,7 @@ public final class MfbCuda implements AutoCloseable {
     private final int n, w, nw;
     private final LinearCuda u, v;
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("MfbCuda", MAX_WORKSPACES);
+    private final HostCalls host;
 
     public MfbCuda(Mfb op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected an Mfb, got null");
@@ -72,6 +73,7 @@ public final class MfbCuda implements AutoCloseable {
         if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("Mfb on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
         this.op = op;
         this.context = context;
+        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
         this.precision = precision;
         this.n = op.blocks();
         this.w = op.width();
@@ -186,52 +188,27 @@ public final class MfbCuda implements AutoCloseable {
         }
     }
 
-    /** Host convenience: copies in, runs on a private stream, copies out. */
+    /** Host convenience: copies in, runs on a private stream of this op's (kept, with its buffers, for the next call), copies out. */
     public float[] forward(float[] x, float[] y, int batch) {
         op.checkInputs(x, y, batch);
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer dx = DeviceBuffer.of(context, x); DeviceBuffer dy = DeviceBuffer.of(context, y);
-             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * op.outputWidth())) {
-            try {
-                forward(dx, dy, out, batch, s);
-                float[] z = new float[batch * op.outputWidth()];
-                out.read(z, s);
-                return z;
-            } finally {
-                release(s); // its handle may be reused by the next stream the driver creates
-            }
-        }
+        return host.run(lane -> {
+            DeviceMemory out = lane.floats((long) batch * op.outputWidth());
+            forward(lane.in(x), lane.in(y), out, batch, lane.stream());
+            return lane.read(out);
+        });
     }
 
-    /** Host convenience: copies in, runs on a private stream, copies out, splits the stacked parameter gradients per block. */
+    /** Host convenience: as {@link #forward(float[], float[], int)}; splits the stacked parameter gradients per block. */
     public Mfb.Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
         op.checkInputs(x, y, batch);
         io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, op.outputWidth());
-        int dx = op.dx(), dy = op.dy();
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer bx = DeviceBuffer.of(context, x); DeviceBuffer by = DeviceBuffer.of(context, y);
-             DeviceBuffer g = DeviceBuffer.of(context, gradOut);
-             DeviceBuffer gx = DeviceBuffer.allocateFloats(context, (long) batch * dx);
-             DeviceBuffer gy = DeviceBuffer.allocateFloats(context, (long) batch * dy);
-             DeviceBuffer gu = DeviceBuffer.allocateFloats(context, (long) nw * dx);
-             DeviceBuffer gv = DeviceBuffer.allocateFloats(context, (long) nw * dy);
-             DeviceBuffer gbu = DeviceBuffer.allocateFloats(context, nw);
-             DeviceBuffer gbv = DeviceBuffer.allocateFloats(context, nw)) {
-            try {
-                backward(bx, by, g, gx, gy, gu, gbu, gv, gbv, batch, s);
-                float[] rx = new float[batch * dx], ry = new float[batch * dy];
-                float[] ru = new float[nw * dx], rv = new float[nw * dy], rbu = new float[nw], rbv = new float[nw];
-                gx.read(rx, s);
-                gy.read(ry, s);
-                gu.read(ru, s);
-                gv.read(rv, s);
-                gbu.read(rbu, s);
-                gbv.read(rbv, s);
-                return split(rx, ry, ru, rbu, rv, rbv);
-            } finally {
-                release(s);
-            }
-        }
+        return host.run(lane -> {
+            DeviceMemory bx = lane.in(x), by = lane.in(y), g = lane.in(gradOut);
+            DeviceMemory gx = lane.floats((long) batch * op.dx()), gy = lane.floats((long) batch * op.dy());
+            DeviceMemory gu = lane.floats((long) nw * op.dx()), gv = lane.floats((long) nw * op.dy()), gbu = lane.floats(nw), gbv = lane.floats(nw);
+            backward(bx, by, g, gx, gy, gu, gbu, gv, gbv, batch, lane.stream());
+            return split(lane.read(gx), lane.read(gy), lane.read(gu), lane.read(gbu), lane.read(gv), lane.read(gbv));
+        });
     }
 
     /** Per-block {@link LinearGradients} from the stacked gradients (bias null for a layer without bias). */
@@ -263,10 +240,11 @@ public final class MfbCuda implements AutoCloseable {
 
     /** Bytes of device memory this op holds now (stacked weights and biases, workspaces). */
     public long deviceBytes() {
-        return u.deviceBytes() + v.deviceBytes() + workspaces.bytes();
+        return u.deviceBytes() + v.deviceBytes() + workspaces.bytes() + host.bytes();
     }
 
     @Override public void close() {
+        host.close();
         if (!workspaces.close()) return;
         u.close();
         v.close();

@@ -74,6 +74,7 @@ public final class MlbAttentionCuda implements AutoCloseable {
     private final DeviceBuffer questionWeight, questionBias, glimpseWeight, glimpseBias;
     private final LinearCuda cells, logits, answer;
     private final Workspaces<Shape, Workspace> workspaces = new Workspaces<>("MlbAttentionCuda", MAX_WORKSPACES);
+    private final HostCalls host;
 
     public MlbAttentionCuda(MlbAttention op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected an MlbAttention, got null");
@@ -82,6 +83,7 @@ public final class MlbAttentionCuda implements AutoCloseable {
         if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("MlbAttention on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
         this.op = op;
         this.context = context;
+        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
         this.precision = precision;
         MlbAttention.Weights w = op.weights();
         dq = op.dq();
@@ -249,60 +251,53 @@ public final class MlbAttentionCuda implements AutoCloseable {
         return forwardWithAttention(q, v, batch, cells).out();
     }
 
-    /** Host convenience: the output and the attention maps ({@code B × G × L}). */
+    /**
+     * Host convenience: the output and the attention maps ({@code B × G × L}), on a private stream of
+     * this op's (kept, with its buffers, for the next call).
+     */
     public MlbAttention.Result forwardWithAttention(float[] q, float[] v, int batch, int cells) {
         op.checkInputs(q, v, batch, cells);
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer dqb = DeviceBuffer.of(context, q); DeviceBuffer dvb = DeviceBuffer.of(context, v);
-             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * outDim);
-             DeviceBuffer att = DeviceBuffer.allocateFloats(context, (long) batch * g * cells)) {
-            try {
-                forward(dqb, dvb, out, att, batch, cells, s);
-                float[] o = new float[batch * outDim], a = new float[batch * g * cells];
-                out.read(o, s);
-                att.read(a, s);
-                return new MlbAttention.Result(o, a);
-            } finally {
-                release(s); // its handle may be reused by the next stream the driver creates
-            }
-        }
+        return host.run(lane -> {
+            DeviceMemory dqb = lane.in(q), dvb = lane.in(v);
+            DeviceMemory out = lane.floats((long) batch * outDim), att = lane.floats((long) batch * g * cells);
+            forward(dqb, dvb, out, att, batch, cells, lane.stream());
+            return new MlbAttention.Result(lane.read(out), lane.read(att));
+        });
     }
 
-    /** Host convenience: copies in, runs on a private stream, copies out. */
+    /** Host convenience: as {@link #forwardWithAttention}. */
     public MlbAttention.Gradients backward(float[] q, float[] v, float[] gradOut, int batch, int cells) {
         op.checkInputs(q, v, batch, cells);
         io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, outDim);
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer dqb = DeviceBuffer.of(context, q); DeviceBuffer dvb = DeviceBuffer.of(context, v);
-             DeviceBuffer dg = DeviceBuffer.of(context, gradOut);
-             OwnedGradients grads = allocateGradients(batch, cells)) {
-            try {
-                backward(dqb, dvb, dg, grads.buffers(), batch, cells, s);
-                return grads.read(s);
-            } finally {
-                release(s);
-            }
-        }
+        return host.run(lane -> {
+            DeviceMemory dqb = lane.in(q), dvb = lane.in(v), dg = lane.in(gradOut);
+            OwnedGradients grads = new OwnedGradients(batch, cells, lane::floats); // the lane's buffers: nothing to close
+            backward(dqb, dvb, dg, grads.buffers(), batch, cells, lane.stream());
+            return grads.read(lane.stream());
+        });
     }
 
     /** Device buffers for every gradient of a {@code (B, L)} call, owned by the result (close it to free them). */
     public OwnedGradients allocateGradients(int batch, int cells) {
         checkSizes(batch, cells);
-        return new OwnedGradients(batch, cells);
+        return new OwnedGradients(batch, cells, null);
     }
 
     /** Gradient buffers allocated by {@link #allocateGradients}: poison them, pass {@link #buffers()}, read them back. */
     public final class OwnedGradients implements AutoCloseable {
-        private final List<DeviceBuffer> all = new ArrayList<>();
+        private final List<DeviceBuffer> all = new ArrayList<>(); // empty when the memory is someone else's
+        private final java.util.function.LongFunction<DeviceMemory> alloc;
         private final GradientBuffers buffers;
         private final int batch, cells;
 
-        private OwnedGradients(int batch, int cells) {
+        /** {@code alloc}: where the buffers come from (floats → memory), or null for new buffers of this object's own. */
+        private OwnedGradients(int batch, int cells, java.util.function.LongFunction<DeviceMemory> alloc) {
             this.batch = batch;
             this.cells = cells;
+            this.alloc = alloc;
             MlbAttention.Weights w = op.weights();
             try {
-                DeviceBuffer gq = alloc((long) batch * dq), gv = alloc((long) batch * cells * dv);
+                DeviceMemory gq = alloc((long) batch * dq), gv = alloc((long) batch * cells * dv);
                 List<LayerBuffers> gl = new ArrayList<>();
                 for (Linear l : w.glimpses()) gl.add(layer(l));
                 buffers = new GradientBuffers(gq, gv, layer(w.question()), layer(w.cells()), layer(w.logits()), gl, layer(w.questionFusion()),
@@ -313,7 +308,8 @@ public final class MlbAttentionCuda implements AutoCloseable {
             }
         }
 
-        private DeviceBuffer alloc(long floats) {
+        private DeviceMemory alloc(long floats) {
+            if (alloc != null) return alloc.apply(floats);
             DeviceBuffer b = DeviceBuffer.allocateFloats(context, floats);
             all.add(b);
             return b;
@@ -345,7 +341,7 @@ public final class MlbAttentionCuda implements AutoCloseable {
 
         private float[] read(DeviceMemory m, int n, CudaStream stream) {
             float[] r = new float[n];
-            ((DeviceBuffer) m).read(r, stream);
+            DeviceBuffer.copyOut(context, m, jcuda.Pointer.to(r), 4L * n, stream);
             return r;
         }
 
@@ -408,10 +404,11 @@ public final class MlbAttentionCuda implements AutoCloseable {
     /** Bytes of device memory this op holds now (weights and workspaces). */
     public long deviceBytes() {
         return questionWeight.byteSize() + questionBias.byteSize() + glimpseWeight.byteSize() + glimpseBias.byteSize()
-                + cells.deviceBytes() + logits.deviceBytes() + answer.deviceBytes() + workspaces.bytes();
+                + cells.deviceBytes() + logits.deviceBytes() + answer.deviceBytes() + workspaces.bytes() + host.bytes();
     }
 
     @Override public void close() {
+        host.close();
         if (!workspaces.close()) return;
         closeWeights();
     }

@@ -42,6 +42,7 @@ public final class MlbCuda implements AutoCloseable {
     private final Precision precision;
     private final LinearCuda u, v, p;
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("MlbCuda", MAX_WORKSPACES);
+    private final HostCalls host;
 
     public MlbCuda(Mlb op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected an Mlb, got null");
@@ -51,6 +52,7 @@ public final class MlbCuda implements AutoCloseable {
         this.op = op;
         this.context = context;
         this.precision = precision;
+        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
         List<LinearCuda> made = new ArrayList<>();
         try {
             made.add(new LinearCuda(context, op.u()));
@@ -151,41 +153,37 @@ public final class MlbCuda implements AutoCloseable {
         }
     }
 
-    /** Host convenience: copies in, runs on a private stream, copies out. */
+    /** Host convenience: copies in, runs on a private stream of this op's (kept, with its buffers, for the next call), copies out. */
     public float[] forward(float[] x, float[] y, int batch) {
         op.checkInputs(x, y, batch);
-        try (CudaStream s = CudaStream.create(context);
-             DeviceBuffer dx = DeviceBuffer.of(context, x); DeviceBuffer dy = DeviceBuffer.of(context, y);
-             DeviceBuffer out = DeviceBuffer.allocateFloats(context, (long) batch * op.out())) {
-            try {
-                forward(dx, dy, out, batch, s);
-                float[] f = new float[batch * op.out()];
-                out.read(f, s);
-                return f;
-            } finally {
-                release(s); // its handle may be reused by the next stream the driver creates
-            }
-        }
+        return host.run(lane -> {
+            DeviceMemory out = lane.floats((long) batch * op.out());
+            forward(lane.in(x), lane.in(y), out, batch, lane.stream());
+            return lane.read(out);
+        });
     }
 
-    /** Host convenience: copies in, runs on a private stream, copies out. */
+    /** Host convenience: as {@link #forward(float[], float[], int)}. */
     public Mlb.Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
         op.checkInputs(x, y, batch);
         io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, op.out());
-        List<DeviceBuffer> bufs = new ArrayList<>();
-        try (CudaStream s = CudaStream.create(context)) {
-            try {
-                DeviceBuffer dx = add(bufs, DeviceBuffer.of(context, x)), dy = add(bufs, DeviceBuffer.of(context, y));
-                DeviceBuffer g = add(bufs, DeviceBuffer.of(context, gradOut));
-                DeviceGradients gr = allocateGradients(batch, bufs);
-                backward(dx, dy, g, gr, batch, s);
-                return new Mlb.Gradients(read(gr.dx(), s), read(gr.dy(), s), read(gr.u(), gr.bu(), s), read(gr.v(), gr.bv(), s),
-                        read(gr.p(), gr.bp(), s));
-            } finally {
-                release(s);
-                for (int i = bufs.size() - 1; i >= 0; i--) bufs.get(i).close();
-            }
-        }
+        return host.run(lane -> {
+            DeviceMemory dx = lane.in(x), dy = lane.in(y), g = lane.in(gradOut);
+            DeviceGradients gr = new DeviceGradients(lane.floats((long) batch * op.dx()), lane.floats((long) batch * op.dy()),
+                    weightGrad(lane, op.u()), biasGrad(lane, op.u()), weightGrad(lane, op.v()), biasGrad(lane, op.v()),
+                    weightGrad(lane, op.p()), biasGrad(lane, op.p()));
+            backward(dx, dy, g, gr, batch, lane.stream());
+            return new Mlb.Gradients(lane.read(gr.dx()), lane.read(gr.dy()), read(lane, gr.u(), gr.bu()), read(lane, gr.v(), gr.bv()),
+                    read(lane, gr.p(), gr.bp()));
+        });
+    }
+
+    private static DeviceMemory weightGrad(HostCalls.Lane lane, Linear l) { return lane.floats((long) l.out() * l.in()); }
+
+    private static DeviceMemory biasGrad(HostCalls.Lane lane, Linear l) { return l.hasBias() ? lane.floats(l.out()) : null; }
+
+    private static LinearGradients read(HostCalls.Lane lane, DeviceMemory w, DeviceMemory b) {
+        return new LinearGradients(lane.read(w), b == null ? null : lane.read(b));
     }
 
     /**
@@ -212,16 +210,6 @@ public final class MlbCuda implements AutoCloseable {
         return b;
     }
 
-    private static float[] read(DeviceMemory m, CudaStream s) {
-        float[] r = new float[(int) (m.byteSize() / 4)];
-        ((DeviceBuffer) m).read(r, s);
-        return r;
-    }
-
-    private static LinearGradients read(DeviceMemory w, DeviceMemory b, CudaStream s) {
-        return new LinearGradients(read(w, s), b == null ? null : read(b, s));
-    }
-
     /** {@code proj = [x·Uᵀ | y·Vᵀ]}: both projections, biases left to the fused kernel. */
     private void project(Workspace w, DeviceMemory x, DeviceMemory y, int batch) {
         int ld = 2 * op.joint();
@@ -238,10 +226,11 @@ public final class MlbCuda implements AutoCloseable {
 
     /** Bytes of device memory this op holds now (weights, biases, workspaces). */
     public long deviceBytes() {
-        return u.deviceBytes() + v.deviceBytes() + p.deviceBytes() + workspaces.bytes();
+        return u.deviceBytes() + v.deviceBytes() + p.deviceBytes() + workspaces.bytes() + host.bytes();
     }
 
     @Override public void close() {
+        host.close();
         if (!workspaces.close()) return;
         u.close();
         v.close();
