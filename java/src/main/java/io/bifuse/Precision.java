@@ -23,25 +23,21 @@ package io.bifuse;
  * baseline instead ({@link io.bifuse.reference.BanBlockReference#perturbationBaseline}). The other ops'
  * ReLU configurations in TF32/BF16 have not been measured on a GPU.
  *
- * <p>cuBLAS compute types: {@code CUBLAS_COMPUTE_32F} (68), {@code CUBLAS_COMPUTE_32F_FAST_TF32} (77),
- * {@code CUBLAS_COMPUTE_32F_FAST_16BF} (75). Note that the environment variable
- * {@code NVIDIA_TF32_OVERRIDE=1} can make cuBLAS use TF32 even in FP32 mode; bifuse does not set it.
+ * <p>On cuBLAS these are the compute types {@code CUBLAS_COMPUTE_32F}, {@code _32F_FAST_TF32} and
+ * {@code _32F_FAST_16BF} (the mapping lives with the binding, {@code CublasHandle}). Note that the
+ * environment variable {@code NVIDIA_TF32_OVERRIDE=1} can make cuBLAS use TF32 even in FP32 mode;
+ * bifuse does not set it.
  */
 public enum Precision {
-    FP32(68, 1e-5),
-    TF32(77, 4 * 0x1p-11),
-    BF16(75, 4 * 0x1p-8);
+    FP32(1e-5),
+    TF32(4 * 0x1p-11),
+    BF16(4 * 0x1p-8);
 
-    private final int cublasComputeType;
     private final double bound;
 
-    Precision(int cublasComputeType, double bound) {
-        this.cublasComputeType = cublasComputeType;
+    Precision(double bound) {
         this.bound = bound;
     }
-
-    /** The {@code cublasComputeType_t} value passed to {@code cublasGemmEx}. */
-    public int cublasComputeType() { return cublasComputeType; }
 
     /** The documented bound on the relative L2 error of an op's outputs in this mode (see the class comment). */
     public double bound() { return bound; }

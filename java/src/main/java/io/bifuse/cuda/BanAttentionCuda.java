@@ -121,11 +121,9 @@ public final class BanAttentionCuda implements AutoCloseable {
             tiled(xp, ldx, yp, ldy, counts, indices, masked, batch, objects, tokens, attention, logits, stream);
             return;
         }
-        Workspace w = workspace(stream, batch, objects, tokens);
-        synchronized (w) {
-            if (!w.begin()) { forward(xp, ldx, yp, ldy, mask, batch, objects, tokens, attention, null, stream); return; } // evicted meanwhile
+        inWorkspace(stream, batch, objects, tokens, w -> {
             tiled(xp, ldx, yp, ldy, counts, indices, masked, batch, objects, tokens, attention, w.logits(), stream);
-        }
+        });
     }
 
     private void tiled(DeviceMemory xp, int ldx, DeviceMemory yp, int ldy, DeviceMemory counts, DeviceMemory indices, int masked, int batch,
@@ -158,14 +156,7 @@ public final class BanAttentionCuda implements AutoCloseable {
         rows("gradYp", gradYp, (long) batch * tokens, ldgy, "ldgy", k);
         DeviceArgs.layer("gradWeight", "gradBias", gradWeight, gradBias, op.logits());
         DeviceArgs.stream(stream);
-        Workspace w = workspace(stream, batch, objects, tokens);
-        synchronized (w) {
-            if (!w.begin()) { // evicted meanwhile: take a fresh one
-                backward(xp, ldx, yp, ldy, mask, batch, objects, tokens, attention, gradAttention, gradXp, ldgx, gradYp, ldgy, gradWeight, gradBias,
-                        throughRelu, stream);
-                return;
-            }
-            context.makeCurrent();
+        inWorkspace(stream, batch, objects, tokens, w -> {
             DeviceMemory counts = mask == null ? xp : mask.counts(), indices = mask == null ? xp : mask.indices();
             DeviceMemory dpart = w.partials();
             long ctiles = (k + BWD_BLOCK - 1) / BWD_BLOCK;
@@ -173,9 +164,9 @@ public final class BanAttentionCuda implements AutoCloseable {
                     attention, gradAttention, gradXp, ldgx, gradYp, ldgy, dpart, throughRelu ? 1 : 0, batch, objects, tokens, k, g);
             context.launch(DP_REDUCE, DeviceArgs.grid(context, (long) g * k, BLOCK), 1, BLOCK, 0, stream, dpart, gradWeight, batch, g * k);
             if (gradBias != null) {
-                Driver.check("cuMemsetD32Async", jcuda.driver.JCudaDriver.cuMemsetD32Async(DeviceBuffer.devicePointer(gradBias), 0, g, stream.jcuda()));
+                DeviceBuffer.fillAsync(gradBias, 0f, g, stream);
             }
-        }
+        });
     }
 
     /**
@@ -235,8 +226,9 @@ public final class BanAttentionCuda implements AutoCloseable {
         return (int) Math.max(1, Math.min(n, 64L * context.multiprocessorCount()));
     }
 
-    private Workspace workspace(CudaStream stream, int batch, int objects, int tokens) {
-        return workspaces.get(stream, new Shape(batch, objects, tokens), s -> new Workspace(s, batch, objects, tokens));
+    /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
+    private void inWorkspace(CudaStream stream, int batch, int objects, int tokens, java.util.function.Consumer<Workspace> body) {
+        workspaces.run(stream, new Shape(batch, objects, tokens), s -> new Workspace(s, batch, objects, tokens), body);
     }
 
     /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */

@@ -135,17 +135,13 @@ public final class BanBlockCuda implements AutoCloseable {
         DeviceArgs.memory("out", out, batch, dy);
         if (attentionOut != null) DeviceArgs.memory("attentionOut", attentionOut, (long) batch * g * objectsN, tokensM);
         DeviceArgs.stream(stream);
-        Workspace w = workspace(stream, batch, objectsN, tokensM);
-        synchronized (w) {
-            if (!w.begin()) { forward(x, y, mask, batch, objectsN, tokensM, out, attentionOut, stream); return; }
-            context.makeCurrent();
+        inWorkspace(stream, batch, objectsN, tokensM, w -> {
             DeviceObjectMask m = run(w, x, y, mask, stream);
             context.launch(TOKEN_SUM, DeviceArgs.grid(context, (long) batch * dy, BLOCK), 1, BLOCK, 0, stream, w.ys.get(g - 1), out, batch, tokensM, dy);
             if (attentionOut != null) {
-                Driver.check("cuMemcpyDtoDAsync", jcuda.driver.JCudaDriver.cuMemcpyDtoDAsync(DeviceBuffer.devicePointer(attentionOut),
-                        DeviceBuffer.devicePointer(w.att), 4L * batch * g * objectsN * tokensM, stream.jcuda()));
+                DeviceBuffer.copyAsync(attentionOut, w.att, 4L * batch * g * objectsN * tokensM, stream);
             }
-        }
+        });
     }
 
     /** Steps 1 to 5 of the class comment: fills w.zx, w.zy, w.att, w.ypp, w.f and w.ys; returns the mask used. */
@@ -198,10 +194,7 @@ public final class BanBlockCuda implements AutoCloseable {
         DeviceArgs.memory("gradOut", gradOut, batch, dy);
         checkGradients(grads, batch, objectsN, tokensM);
         DeviceArgs.stream(stream);
-        Workspace w = workspace(stream, batch, objectsN, tokensM);
-        synchronized (w) {
-            if (!w.begin()) { backward(x, y, mask, batch, objectsN, tokensM, gradOut, grads, stream); return; }
-            context.makeCurrent();
+        inWorkspace(stream, batch, objectsN, tokensM, w -> {
             w.ensureBackward();
             DeviceObjectMask m = run(w, x, y, mask, stream);
             int b = batch, n = objectsN, mt = tokensM;
@@ -245,7 +238,7 @@ public final class BanBlockCuda implements AutoCloseable {
             tokens.backwardParameters(blas, p, w.dzy, sy, y, dy, b * mt, w.dwy, null, stream);
             layerGrads(w, w.dzy, sy, b * mt, w.dwy, tokens.weight(), 0, wt.tokens(), grads.tokens(), stream);
             layerGrads(w, w.dzy, sy, b * mt, w.dwy, tokens.weight(), k, wt.glimpseTokens().get(0), grads.glimpseTokens().get(0), stream);
-        }
+        });
     }
 
     /** A layer stacked at rows {@code [row, row + out)} of a stacked projection: its bias gradient (a column slice of dz) and its weight norm. */
@@ -414,8 +407,9 @@ public final class BanBlockCuda implements AutoCloseable {
         else if (b.bias() != null) throw new IllegalArgumentException(name + ".bias: expected null (the layer has no bias), got device memory");
     }
 
-    private Workspace workspace(CudaStream stream, int batch, int objectsN, int tokensM) {
-        return workspaces.get(stream, new Shape(batch, objectsN, tokensM), s -> new Workspace(s, batch, objectsN, tokensM));
+    /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
+    private void inWorkspace(CudaStream stream, int batch, int objectsN, int tokensM, java.util.function.Consumer<Workspace> body) {
+        workspaces.run(stream, new Shape(batch, objectsN, tokensM), s -> new Workspace(s, batch, objectsN, tokensM), body);
     }
 
     /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */

@@ -81,10 +81,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
         DeviceArgs.memory("y", y, batch, op.dy());
         DeviceArgs.memory("out", out, batch, op.d());
         if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
-        Workspace w = workspace(stream, batch);
-        synchronized (w) {
-            if (!w.begin()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
-            context.makeCurrent();
+        inWorkspace(stream, batch, w -> {
             sketchBoth(w, x, y, batch, stream);
             w.r2c2B.execute(w.sketches, w.spectra);
             long freq = op.d() / 2 + 1;
@@ -97,7 +94,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
                 w.c2rB.execute(w.product, w.pooled);
                 normalizeForward(w.pooled, out, batch, stream);
             }
-        }
+        });
     }
 
     /**
@@ -113,10 +110,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
         DeviceArgs.memory("gradX", gradX, batch, op.dx());
         DeviceArgs.memory("gradY", gradY, batch, op.dy());
         if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream, got null");
-        Workspace w = workspace(stream, batch);
-        synchronized (w) {
-            if (!w.begin()) { backward(x, y, gradOut, gradX, gradY, batch, stream); return; } // evicted meanwhile
-            context.makeCurrent();
+        inWorkspace(stream, batch, w -> {
             w.ensureBackwardPlans();
             int d = op.d();
             long freq = d / 2 + 1;
@@ -140,7 +134,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
                     w.sketches, hx.h, hx.s, gradX, batch, op.dx(), d);
             context.launch(SKETCH_GRAD, DeviceArgs.grid(context, (long) batch * op.dy(), BLOCK), 1, BLOCK, 0, stream,
                     gradPsiY, hy.h, hy.s, gradY, batch, op.dy(), d);
-        }
+        });
     }
 
     /** Host convenience: copies in, runs on a private stream of this op's (kept, with its buffers and plans, for the next call), copies out. */
@@ -174,8 +168,7 @@ public final class CompactBilinearCuda implements AutoCloseable {
             context.launch(SKETCH_GATHER, DeviceArgs.grid(context, (long) batch * d, BLOCK), 1, BLOCK, 0, stream,
                     y, hy.binStart, hy.binIndex, hy.binSign, psiY, batch, op.dy(), d);
         } else {
-            Driver.check("cuMemsetD32Async", jcuda.driver.JCudaDriver.cuMemsetD32Async(
-                    DeviceBuffer.devicePointer(w.sketches), 0, 2L * batch * d, stream.jcuda()));
+            DeviceBuffer.fillAsync(w.sketches, 0f, 2L * batch * d, stream);
             context.launch(SKETCH_ATOMIC, DeviceArgs.grid(context, (long) batch * op.dx(), BLOCK), 1, BLOCK, 0, stream,
                     x, hx.h, hx.s, w.sketches, batch, op.dx(), d);
             context.launch(SKETCH_ATOMIC, DeviceArgs.grid(context, (long) batch * op.dy(), BLOCK), 1, BLOCK, 0, stream,
@@ -191,8 +184,9 @@ public final class CompactBilinearCuda implements AutoCloseable {
 
     private int rowGrid(int rows) { return Math.min(rows, 65535); }
 
-    private Workspace workspace(CudaStream stream, int batch) {
-        return workspaces.get(stream, batch, s -> new Workspace(s, batch));
+    /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
+    private void inWorkspace(CudaStream stream, int batch, java.util.function.Consumer<Workspace> body) {
+        workspaces.run(stream, batch, s -> new Workspace(s, batch), body);
     }
 
     /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */

@@ -21,6 +21,15 @@ import java.lang.invoke.MethodHandle;
 public final class CublasHandle implements AutoCloseable {
     private static final int OP_N = 0, OP_T = 1, R_32F = 0, GEMM_DEFAULT = -1;
 
+    /** The {@code cublasComputeType_t} of a {@link Precision}: CUBLAS_COMPUTE_32F, _32F_FAST_TF32, _32F_FAST_16BF. */
+    static int computeType(Precision p) {
+        return switch (p) {
+            case FP32 -> 68;
+            case TF32 -> 77;
+            case BF16 -> 75;
+        };
+    }
+
     private final Lib lib;
     private final CudaContext context;
     private final MemorySegment handle;
@@ -86,7 +95,7 @@ public final class CublasHandle implements AutoCloseable {
             // Column-major view: Cᵀ (n×m) = op(B)ᵀ (n×k) · op(A)ᵀ (k×m).
             MemorySegment pa = MemorySegment.ofAddress(a.address()), pb = MemorySegment.ofAddress(b.address());
             MemorySegment pc = MemorySegment.ofAddress(c.address());
-            int opA = transA ? OP_T : OP_N, opB = transB ? OP_T : OP_N, ct = precision.cublasComputeType();
+            int opA = transA ? OP_T : OP_N, opB = transB ? OP_T : OP_N, ct = computeType(precision);
             if (batch == 1) {
                 check("cublasGemmEx", (int) lib.gemmEx.invokeExact(handle, opB, opA, n, m, k, al, pb, R_32F, ldb, pa, R_32F, lda,
                         be, pc, R_32F, ldc, ct, GEMM_DEFAULT));

@@ -122,7 +122,7 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
     public void fill(float value, CudaStream stream) {
         DeviceArgs.stream(stream);
         context.makeCurrent();
-        Driver.check("cuMemsetD32Async", cuMemsetD32Async(devicePointer(this), Float.floatToRawIntBits(value), byteSize / 4, stream.jcuda()));
+        fillAsync(this, value, byteSize / 4, stream);
     }
 
     private void copyIn(Pointer src, long bytes, CudaStream stream) { copyIn(context, this, src, bytes, stream); }
@@ -149,6 +149,26 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
         context.makeCurrent();
         Driver.check("cuMemcpyDtoHAsync", cuMemcpyDtoHAsync(dst, devicePointer(src), bytes, stream.jcuda()));
         stream.synchronize();
+    }
+
+    /**
+     * Queues a fill of the first {@code words} 32-bit words of {@code m} with the bits of {@code value}
+     * on {@code stream} (the context of the op that calls it is current): the one place ops fill device
+     * memory, so none calls the driver itself.
+     */
+    static void fillAsync(DeviceMemory m, float value, long words, CudaStream stream) {
+        if (words < 0 || 4 * words > m.byteSize()) {
+            throw new IllegalArgumentException("fill: " + words + " words outside the " + m.byteSize() + " bytes of " + m);
+        }
+        Driver.check("cuMemsetD32Async", cuMemsetD32Async(devicePointer(m), Float.floatToRawIntBits(value), words, stream.jcuda()));
+    }
+
+    /** Queues a device-to-device copy of {@code bytes} from {@code src} to {@code dst} on {@code stream} (the op's context current). */
+    static void copyAsync(DeviceMemory dst, DeviceMemory src, long bytes, CudaStream stream) {
+        if (bytes < 0 || bytes > dst.byteSize() || bytes > src.byteSize()) {
+            throw new IllegalArgumentException("copy: " + bytes + " bytes from " + src.byteSize() + " into " + dst.byteSize());
+        }
+        Driver.check("cuMemcpyDtoDAsync", cuMemcpyDtoDAsync(devicePointer(dst), devicePointer(src), bytes, stream.jcuda()));
     }
 
     private static void requireFits(long bytes, DeviceMemory m) {

@@ -1,6 +1,5 @@
 package io.bifuse.cuda;
 
-import static jcuda.driver.JCudaDriver.cuMemcpyDtoDAsync;
 
 import io.bifuse.Linear;
 import java.util.ArrayList;
@@ -45,8 +44,7 @@ public final class DeviceWeights {
         context.makeCurrent();
         for (int i = 0; i < entries.size(); i++) {
             DeviceMemory dst = entries.get(i).destination(), src = sources.get(i);
-            Driver.check("cuMemcpyDtoDAsync", cuMemcpyDtoDAsync(DeviceBuffer.devicePointer(dst), DeviceBuffer.devicePointer(src),
-                    dst.byteSize(), stream.jcuda()));
+            DeviceBuffer.copyAsync(dst, src, dst.byteSize(), stream);
         }
     }
 

@@ -129,10 +129,7 @@ public final class FullBilinearCuda implements AutoCloseable {
     }
 
     private void forwardChecked(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, int positions, CudaStream stream) {
-        Workspace w = workspace(stream, batch);
-        synchronized (w) {
-            if (!w.begin()) { forwardChecked(x, y, out, batch, positions, stream); return; } // evicted meanwhile: take a fresh one
-            context.makeCurrent();
+        inWorkspace(stream, batch, w -> {
             pooled(w, x, y, out, batch, positions);
             Normalization n = op.normalization();
             if (n.isIdentity()) return;
@@ -143,15 +140,12 @@ public final class FullBilinearCuda implements AutoCloseable {
             }
             context.launch(NORMALIZE_FORWARD, chunks, rows, BLOCK, 0, stream, out, w.partial, out, batch, op.outputSize(), chunk, chunks,
                     n.signedSqrt() ? 1 : 0, n.l2().code(), n.l2Eps());
-        }
+        });
     }
 
     private void backwardChecked(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, DeviceMemory gradX, DeviceMemory gradY,
                                  int batch, int positions, CudaStream stream) {
-        Workspace w = workspace(stream, batch);
-        synchronized (w) {
-            if (!w.begin()) { backwardChecked(x, y, gradOut, gradX, gradY, batch, positions, stream); return; } // evicted meanwhile
-            context.makeCurrent();
+        inWorkspace(stream, batch, w -> {
             Normalization n = op.normalization();
             DeviceMemory g = gradOut;
             if (!n.isIdentity()) {
@@ -182,7 +176,7 @@ public final class FullBilinearCuda implements AutoCloseable {
                 w.blas.gemmStridedBatched(precision, false, false, len, c2, c1, alpha, x, c1, (long) len * c1, g, c2, d,
                         0f, gradY, c2, (long) len * c2, batch);
             }
-        }
+        });
     }
 
     /** {@code z_b = α·X_bᵀY_b} for every sample: one strided-batched GEMM (m = C1, n = C2, k = L). */
@@ -264,8 +258,9 @@ public final class FullBilinearCuda implements AutoCloseable {
         if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
     }
 
-    private Workspace workspace(CudaStream stream, int batch) {
-        return workspaces.get(stream, batch, s -> new Workspace(s, batch));
+    /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
+    private void inWorkspace(CudaStream stream, int batch, java.util.function.Consumer<Workspace> body) {
+        workspaces.run(stream, batch, s -> new Workspace(s, batch), body);
     }
 
     /** Frees the workspaces (and cuBLAS handles) that belong to {@code stream}, e.g. a short-lived stream about to be destroyed. */

@@ -136,15 +136,12 @@ public final class MfbCuda implements AutoCloseable {
         DeviceArgs.memory("y", y, batch, op.dy());
         DeviceArgs.memory("out", out, batch, op.outputWidth());
         DeviceArgs.stream(stream);
-        Workspace ws = workspace(stream, batch);
-        synchronized (ws) {
-            if (!ws.begin()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
-            context.makeCurrent();
+        inWorkspace(stream, batch, ws -> {
             project(ws, x, y, batch);
             Normalization nm = op.normalization();
             context.launch(FORWARD, rowGrid(batch), 1, BLOCK, 0, stream, ws.p, ws.q, u.bias(), v.bias(), out,
                     batch, n, op.o(), op.k(), op.activation().code(), nm.signedSqrt() ? 1 : 0, nm.l2().code(), nm.l2Eps());
-        }
+        });
     }
 
     /**
@@ -168,13 +165,7 @@ public final class MfbCuda implements AutoCloseable {
         if (gradBiasU != null) DeviceArgs.memory("gradBiasU", gradBiasU, 1, nw);
         if (gradBiasV != null) DeviceArgs.memory("gradBiasV", gradBiasV, 1, nw);
         DeviceArgs.stream(stream);
-        Workspace ws = workspace(stream, batch);
-        synchronized (ws) {
-            if (!ws.begin()) { // evicted meanwhile
-                backward(x, y, gradOut, gradX, gradY, gradU, gradBiasU, gradV, gradBiasV, batch, stream);
-                return;
-            }
-            context.makeCurrent();
+        inWorkspace(stream, batch, ws -> {
             ws.ensureBackward();
             project(ws, x, y, batch);
             Normalization nm = op.normalization();
@@ -185,7 +176,7 @@ public final class MfbCuda implements AutoCloseable {
             v.backwardInput(ws.blas, precision, ws.gq, nw, batch, 0f, gradY, op.dy());
             u.backwardParameters(ws.blas, precision, ws.gp, nw, x, op.dx(), batch, gradU, gradBiasU, stream);
             v.backwardParameters(ws.blas, precision, ws.gq, nw, y, op.dy(), batch, gradV, gradBiasV, stream);
-        }
+        });
     }
 
     /** Host convenience: copies in, runs on a private stream of this op's (kept, with its buffers, for the next call), copies out. */
@@ -231,8 +222,9 @@ public final class MfbCuda implements AutoCloseable {
 
     private int rowGrid(int rows) { return Math.min(rows, 65535); }
 
-    private Workspace workspace(CudaStream stream, int batch) {
-        return workspaces.get(stream, batch, st -> new Workspace(st, batch));
+    /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
+    private void inWorkspace(CudaStream stream, int batch, java.util.function.Consumer<Workspace> body) {
+        workspaces.run(stream, batch, st -> new Workspace(st, batch), body);
     }
 
     /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */

@@ -159,14 +159,11 @@ public final class MlbAttentionCuda implements AutoCloseable {
         DeviceArgs.memory("out", out, batch, outDim);
         if (attention != null) DeviceArgs.memory("attention", attention, (long) batch * g, cells);
         DeviceArgs.stream(stream);
-        Workspace w = workspace(stream, batch, cells);
-        synchronized (w) {
-            if (!w.begin()) { forward(q, v, out, attention, batch, cells, stream); return; } // evicted meanwhile: take a fresh one
-            context.makeCurrent();
+        inWorkspace(stream, batch, cells, w -> {
             attend(w, q, v, attention == null ? w.alpha : attention, batch, cells, stream);
             context.launch(FUSE, DeviceArgs.grid(context, (long) batch * gj, BLOCK), 1, BLOCK, 0, stream, w.up, glimpseBias, w.qp, qcols, j, batch, gj, act);
             answer.forward(w.blas, precision, w.up, gj, batch, out, outDim, stream);
-        }
+        });
     }
 
     /** Everything up to the glimpse projections: qp = [q' | f], pv, logits, alpha, v̂, up (pre-activation). */
@@ -196,10 +193,7 @@ public final class MlbAttentionCuda implements AutoCloseable {
         DeviceArgs.memory("gradOut", gradOut, batch, outDim);
         checkGradients(grads, batch, cells);
         DeviceArgs.stream(stream);
-        Workspace w = workspace(stream, batch, cells);
-        synchronized (w) {
-            if (!w.begin()) { backward(q, v, gradOut, grads, batch, cells, stream); return; } // evicted meanwhile
-            context.makeCurrent();
+        inWorkspace(stream, batch, cells, w -> {
             w.ensureBackward();
             CublasHandle blas = w.blas;
             Precision p = precision;
@@ -243,7 +237,7 @@ public final class MlbAttentionCuda implements AutoCloseable {
             DeviceMemory dpf = floats(w.dp, j);
             blas.gemm(p, true, false, gj, dq, batch, 1f, dpf, qcols, q, dq, 0f, grads.questionFusion.weight(), dq);
             if (grads.questionFusion.bias() != null) LinearCuda.biasGradient(context, dpf, qcols, batch, gj, grads.questionFusion.bias(), stream);
-        }
+        });
     }
 
     /** Host convenience: copies in, runs on a private stream, copies out. */
@@ -350,7 +344,7 @@ public final class MlbAttentionCuda implements AutoCloseable {
 
     /** Exact zeros into the first {@code floats} floats of {@code m}, queued on {@code stream}. */
     private static void zero(DeviceMemory m, int floats, CudaStream stream) {
-        Driver.check("cuMemsetD32Async", jcuda.driver.JCudaDriver.cuMemsetD32Async(DeviceBuffer.devicePointer(m), 0, floats, stream.jcuda()));
+        DeviceBuffer.fillAsync(m, 0f, floats, stream);
     }
 
     /** Kernels that loop over work units (one block each): one block per unit up to a cap. */
@@ -394,8 +388,9 @@ public final class MlbAttentionCuda implements AutoCloseable {
         else if (b.bias() != null) throw new IllegalArgumentException(name + ".bias: expected null (the layer has no bias), got device memory");
     }
 
-    private Workspace workspace(CudaStream stream, int batch, int cells) {
-        return workspaces.get(stream, new Shape(batch, cells), s -> new Workspace(s, batch, cells));
+    /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
+    private void inWorkspace(CudaStream stream, int batch, int cells, java.util.function.Consumer<Workspace> body) {
+        workspaces.run(stream, new Shape(batch, cells), s -> new Workspace(s, batch, cells), body);
     }
 
     /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */

@@ -108,15 +108,12 @@ public final class MlbCuda implements AutoCloseable {
         DeviceArgs.memory("y", y, batch, op.dy());
         DeviceArgs.memory("out", out, batch, op.out());
         DeviceArgs.stream(stream);
-        Workspace w = workspace(stream, batch);
-        synchronized (w) {
-            if (!w.begin()) { forward(x, y, out, batch, stream); return; } // evicted meanwhile: take a fresh one
-            context.makeCurrent();
+        inWorkspace(stream, batch, w -> {
             project(w, x, y, batch);
             int j = op.joint();
             context.launch(FORWARD, DeviceArgs.grid(context, (long) batch * j, BLOCK), 1, BLOCK, 0, stream, w.proj, u.bias(), v.bias(), w.h, batch, j, op.activation().code());
             p.forward(w.blas, precision, w.h, j, batch, out, op.out(), stream);
-        }
+        });
     }
 
     /**
@@ -135,10 +132,7 @@ public final class MlbCuda implements AutoCloseable {
         DeviceArgs.layer("grads.v", "grads.bv", grads.v(), grads.bv(), op.v());
         DeviceArgs.layer("grads.p", "grads.bp", grads.p(), grads.bp(), op.p());
         DeviceArgs.stream(stream);
-        Workspace w = workspace(stream, batch);
-        synchronized (w) {
-            if (!w.begin()) { backward(x, y, gradOut, grads, batch, stream); return; } // evicted meanwhile
-            context.makeCurrent();
+        inWorkspace(stream, batch, w -> {
             int j = op.joint(), ld = 2 * j;
             project(w, x, y, batch);
             p.backwardInput(w.blas, precision, gradOut, op.out(), batch, 0f, w.gh, j);
@@ -150,7 +144,7 @@ public final class MlbCuda implements AutoCloseable {
             v.backwardParameters(w.blas, precision, dpv, ld, y, op.dy(), batch, grads.v(), grads.bv(), stream);
             u.backwardInput(w.blas, precision, dpu, ld, batch, 0f, grads.dx(), op.dx());
             v.backwardInput(w.blas, precision, dpv, ld, batch, 0f, grads.dy(), op.dy());
-        }
+        });
     }
 
     /** Host convenience: copies in, runs on a private stream of this op's (kept, with its buffers, for the next call), copies out. */
@@ -217,8 +211,9 @@ public final class MlbCuda implements AutoCloseable {
         v.project(w.blas, precision, y, op.dy(), batch, w.projRight, ld);
     }
 
-    private Workspace workspace(CudaStream stream, int batch) {
-        return workspaces.get(stream, batch, s -> new Workspace(s, batch));
+    /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
+    private void inWorkspace(CudaStream stream, int batch, java.util.function.Consumer<Workspace> body) {
+        workspaces.run(stream, batch, s -> new Workspace(s, batch), body);
     }
 
     /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */

@@ -1,7 +1,5 @@
 package io.bifuse.cuda;
 
-import static jcuda.driver.JCudaDriver.cuMemsetD32Async;
-
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -70,6 +68,24 @@ final class Workspaces<S, W extends Workspaces.Workspace> {
         }
         for (W old : evicted) old.close();
         return w;
+    }
+
+    /**
+     * An op call's protocol, written once: the workspace for ({@code stream}, {@code shape}) (made by
+     * {@code make} if there is none), its monitor held so that calls on one stream queue in order,
+     * {@link Workspace#begin} (the poisoning), the context made current, then {@code body}. A workspace
+     * that another thread evicted between the lookup and the monitor is closed: take a fresh one.
+     */
+    void run(CudaStream stream, S shape, Function<CudaStream, W> make, java.util.function.Consumer<W> body) {
+        while (true) {
+            W w = get(stream, shape, make);
+            synchronized (w) {
+                if (!w.begin()) continue;
+                w.context.makeCurrent();
+                body.accept(w);
+                return;
+            }
+        }
     }
 
     /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
@@ -150,8 +166,7 @@ final class Workspaces<S, W extends Workspaces.Workspace> {
                 context.makeCurrent();
                 for (AutoCloseable r : owned) {
                     if (r instanceof DeviceBuffer b) {
-                        Driver.check("cuMemsetD32Async", cuMemsetD32Async(DeviceBuffer.devicePointer(b), Float.floatToRawIntBits(Float.NaN),
-                                b.byteSize() / 4, stream.jcuda()));
+                        DeviceBuffer.fillAsync(b, Float.NaN, b.byteSize() / 4, stream);
                     }
                 }
             }
