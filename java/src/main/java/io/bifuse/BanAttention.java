@@ -1,9 +1,5 @@
 package io.bifuse;
 
-import static io.bifuse.Floats.toFloat;
-import io.bifuse.cuda.BanAttentionCuda;
-import io.bifuse.cuda.CudaContext;
-import io.bifuse.reference.BanAttentionReference;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -42,11 +38,26 @@ import java.util.List;
  * Any {@code B, N, M, K >= 1}; {@code 1 <= G <=} {@value #MAX_GLIMPSES} (ban-vqa's {@code h_mat} path).
  * ban-vqa's sizes: N = 10..100 objects padded to 36 or 100, M = 14 tokens, K = 3840, G = 8.
  *
- * <p>Backends: {@link #forward}/{@link #backward} run on the CPU and are {@link BanAttentionReference}
- * (the float64 definition) rounded to float, parallel over the batch: exact, not fast. {@link #onCuda}
- * gives the CUDA implementation (FP32, its own kernels: no GEMM, so no {@link Precision} to choose).
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.BanAttentionCpu}, the float64 definition
+ * ({@code BanAttentionReference}) rounded to float, parallel over the batch: exact, not fast; and
+ * {@code io.bifuse.cuda.BanAttentionCuda} (FP32, its own kernels: no GEMM, so no {@link Precision} to choose).
  */
 public final class BanAttention {
+    /**
+     * What every backend of this op offers on host arrays ({@code BanAttentionCpu} in io.bifuse.cpu,
+     * {@code BanAttentionCuda} in io.bifuse.cuda): the attention maps and logits of {@code xp}
+     * ({@code B × N × K}) and {@code yp} ({@code B × M × K}) ({@code mask} null: every object is real),
+     * and every gradient given {@code gradAttention = ∂L/∂A} ({@code B × G × N × M}).
+     */
+    public interface Backend extends AutoCloseable {
+        Result forward(float[] xp, float[] yp, ObjectMask mask, int batch, int objects, int tokens);
+        Gradients backward(float[] xp, float[] yp, ObjectMask mask, float[] gradAttention, int batch, int objects, int tokens);
+        /** Which backend this is: {@code cpu-reference}, {@code cuda-fp32}, {@code cuda-sim-fp32}. */
+        String backend();
+        /** Frees what the backend holds (device weights, workspaces); nothing on the CPU. */
+        @Override void close();
+    }
+
     /** The most glimpses: ban-vqa's bilinear {@code h_mat} path is used for G <= 32; the CUDA backward keeps per-glimpse sums in registers. */
     public static final int MAX_GLIMPSES = 32;
 
@@ -97,30 +108,6 @@ public final class BanAttention {
     public int glimpses() { return logits.out(); }
     /** K, the width of {@code X'} and {@code Y'}. */
     public int width() { return logits.in(); }
-
-    /**
-     * Forward on the CPU: the attention maps and logits of {@code xp} ({@code B × N × K}) and {@code yp}
-     * ({@code B × M × K}); {@code mask} null means every object is real.
-     */
-    public Result forward(float[] xp, float[] yp, ObjectMask mask, int batch, int objects, int tokens) {
-        checkInputs(xp, yp, mask, batch, objects, tokens);
-        BanAttentionReference.Result r = BanAttentionReference.forward(this, xp, yp, mask, batch, objects, tokens);
-        return new Result(toFloat(r.attention()), toFloat(r.logits()));
-    }
-
-    /** Backward on the CPU: every gradient given {@code gradAttention = ∂L/∂A} ({@code B × G × N × M}). */
-    public Gradients backward(float[] xp, float[] yp, ObjectMask mask, float[] gradAttention, int batch, int objects, int tokens) {
-        checkInputs(xp, yp, mask, batch, objects, tokens);
-        checkMaps("gradAttention", gradAttention, batch, objects, tokens);
-        BanAttentionReference.Grads g = BanAttentionReference.backward(this, xp, yp, mask, gradAttention, batch, objects, tokens);
-        return new Gradients(toFloat(g.dxp()), toFloat(g.dyp()),
-                new LinearGradients(toFloat(g.dweight()), logits.hasBias() ? toFloat(g.dbias()) : null));
-    }
-
-    /** This op on a GPU (FP32 kernels): uploads {@code p} and the bias once; close it to free them. */
-    public BanAttentionCuda onCuda(CudaContext context) {
-        return new BanAttentionCuda(this, context);
-    }
 
     /** The names of the tensors of {@link Gradients#tensors()}, in the same order. */
     public List<String> gradientNames() {

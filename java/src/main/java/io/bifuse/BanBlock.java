@@ -1,10 +1,6 @@
 package io.bifuse;
 
-import static io.bifuse.Floats.toFloat;
-import io.bifuse.cuda.BanBlockCuda;
-import io.bifuse.cuda.CudaContext;
 
-import io.bifuse.reference.BanBlockReference;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -50,10 +46,27 @@ import java.util.List;
  * parameters ({@code weight_v}, {@code weight_g}, {@code bias}). ban-vqa's sizes: Dx = 2048,
  * Dy = K' = 1280, K = 3840, G = 8, N = 10..100 objects, M = 14 tokens.
  *
- * <p>Backends: {@link #forward}/{@link #backward} run on the CPU and are {@link BanBlockReference}
- * (the float64 definition) rounded to float, parallel over the batch: exact, not fast.
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.BanBlockCpu}, the float64 definition
+ * ({@code BanBlockReference}) rounded to float, parallel over the batch: exact, not fast; and
+ * {@code io.bifuse.cuda.BanBlockCuda}.
  */
 public final class BanBlock {
+    /**
+     * What every backend of this op offers on host arrays ({@code BanBlockCpu} in io.bifuse.cpu,
+     * {@code BanBlockCuda} in io.bifuse.cuda): the forward {@code x (B × N × Dx)}, {@code y (B × M × Dy)}
+     * → {@code B × Dy} ({@code mask} null: zero rows of x are padding), with the attention maps
+     * ({@code B × G × N × M}), and every gradient given {@code gradOut = ∂L/∂out} ({@code B × Dy}).
+     */
+    public interface Backend extends AutoCloseable {
+        float[] forward(float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens);
+        Result forwardWithAttention(float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens);
+        Gradients backward(float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects, int tokens);
+        /** Which backend this is: {@code cpu-reference}, {@code cuda-fp32}, {@code cuda-sim-tf32}, ... */
+        String backend();
+        /** Frees what the backend holds (device weights, workspaces); nothing on the CPU. */
+        @Override void close();
+    }
+
     /**
      * The most glimpses: ban-vqa's BCNet keeps the low-rank bilinear logits ({@code h_mat}) only up to
      * 32 outputs, and computes larger maps differently (a linear layer over the full outer product).
@@ -146,7 +159,7 @@ public final class BanBlock {
         }
     }
 
-    /** The result of {@link #forwardWithAttention}: the output ({@code B × Dy}) and the attention maps ({@code B × G × N × M}). */
+    /** The result of {@link Backend#forwardWithAttention}: the output ({@code B × Dy}) and the attention maps ({@code B × G × N × M}). */
     public record Result(float[] out, float[] attention) {}
 
     private final Weights weights;
@@ -205,16 +218,6 @@ public final class BanBlock {
                 WeightNormLinear.random(glimpses, width, true, seed + 2), go, gt, res), group);
     }
 
-    /** This block on a GPU with FP32 GEMMs (the default; TF32 and BF16 only through {@link #onCuda(CudaContext, Precision)}). */
-    public BanBlockCuda onCuda(CudaContext context) {
-        return onCuda(context, Precision.FP32);
-    }
-
-    /** This block on a GPU, its projections in the GEMM arithmetic {@code precision}: uploads the weights once; close it to free them. */
-    public BanBlockCuda onCuda(CudaContext context, Precision precision) {
-        return new BanBlockCuda(this, context, precision);
-    }
-
     public Weights weights() { return weights; }
     /** Object feature size Dx. */
     public int dx() { return weights.objects.in(); }
@@ -244,39 +247,6 @@ public final class BanBlock {
         l.addAll(weights.glimpseTokens);
         l.addAll(weights.residuals);
         return l;
-    }
-
-    /** Forward on the CPU: {@code x (B × N × Dx)}, {@code y (B × M × Dy)} → {@code B × Dy}; {@code mask} null: zero rows of x are padding. */
-    public float[] forward(float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens) {
-        return forwardWithAttention(x, y, mask, batch, objects, tokens).out();
-    }
-
-    /** Forward on the CPU, also returning the attention maps ({@code B × G × N × M}, zero at padded objects). */
-    public Result forwardWithAttention(float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens) {
-        BanBlockReference.Result r = BanBlockReference.forward(this, x, y, mask, batch, objects, tokens);
-        return new Result(toFloat(r.out()), toFloat(r.attention()));
-    }
-
-    /** Backward on the CPU: every gradient given {@code gradOut = ∂L/∂out} ({@code B × Dy}). */
-    public Gradients backward(float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects, int tokens) {
-        checkInputs(x, y, mask, batch, objects, tokens);
-        CompactBilinear.checkLength("gradOut", gradOut, batch, dy());
-        List<double[]> t = BanBlockReference.backward(this, x, y, mask, gradOut, batch, objects, tokens).tensors();
-        int[] next = {0};
-        float[] dx = toFloat(t.get(next[0]++)), dy = toFloat(t.get(next[0]++));
-        WeightNormGradients obj = layer(weights.objects, t, next), tok = layer(weights.tokens, t, next), log = layer(weights.logits, t, next);
-        List<WeightNormGradients> go = new ArrayList<>(), gt = new ArrayList<>(), res = new ArrayList<>();
-        for (WeightNormLinear l : weights.glimpseObjects) go.add(layer(l, t, next));
-        for (WeightNormLinear l : weights.glimpseTokens) gt.add(layer(l, t, next));
-        for (WeightNormLinear l : weights.residuals) res.add(layer(l, t, next));
-        return new Gradients(dx, dy, obj, tok, log, go, gt, res);
-    }
-
-    private static WeightNormGradients layer(WeightNormLinear l, List<double[]> t, int[] next) {
-        float[] v = toFloat(t.get(next[0]++));
-        float g = (float) t.get(next[0]++)[0];
-        float[] b = l.hasBias() ? toFloat(t.get(next[0]++)) : null;
-        return new WeightNormGradients(v, g, b);
     }
 
     /** The names of the tensors of {@link Gradients#tensors()}, in the same order (state-dict suffixes). */

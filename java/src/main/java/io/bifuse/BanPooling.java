@@ -1,9 +1,5 @@
 package io.bifuse;
 
-import static io.bifuse.Floats.toFloat;
-import io.bifuse.cuda.BanPoolingCuda;
-import io.bifuse.cuda.CudaContext;
-import io.bifuse.reference.BanPoolingReference;
 import java.util.List;
 
 /**
@@ -38,13 +34,29 @@ import java.util.List;
  *
  * <p>Shapes, row-major: {@code attention} {@code B × N × M}, {@code x} {@code B × N × K'}, {@code y}
  * {@code B × M × K'}, output {@code B × K'/k}. Any {@code B, N, M >= 1}. The CUDA form
- * ({@link #onCuda}) also takes row strides and a per-sample stride of the attention maps, so that it
+ * ({@code BanPoolingCuda}) also takes row strides and a per-sample stride of the attention maps, so that it
  * reads one glimpse of a {@code B × G × N × M} tensor and column slices of wider projections in place.
  *
- * <p>Backends: {@link #forward}/{@link #backward} run on the CPU and are {@link BanPoolingReference}
- * (the float64 definition) rounded to float, parallel over the batch: exact, not fast.
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.BanPoolingCpu}, the float64 definition
+ * ({@code BanPoolingReference}) rounded to float, parallel over the batch: exact, not fast; and
+ * {@code io.bifuse.cuda.BanPoolingCuda}.
  */
 public final class BanPooling {
+    /**
+     * What every backend of this op offers on host arrays ({@code BanPoolingCpu} in io.bifuse.cpu,
+     * {@code BanPoolingCuda} in io.bifuse.cuda): the forward {@code attention (B × N × M)},
+     * {@code x (B × N × K')}, {@code y (B × M × K')} → {@code B × K'/k} ({@code mask} null: every object is
+     * real), and the gradients of the three inputs given {@code gradOut = ∂L/∂f} ({@code B × K'/k}).
+     */
+    public interface Backend extends AutoCloseable {
+        float[] forward(float[] attention, float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens);
+        Gradients backward(float[] attention, float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects, int tokens);
+        /** Which backend this is: {@code cpu-reference}, {@code cuda-fp32}, {@code cuda-sim-fp32}. */
+        String backend();
+        /** Frees what the backend holds; nothing on the CPU. */
+        @Override void close();
+    }
+
     private final int width, group;
 
     private BanPooling(int width, int group) {
@@ -84,28 +96,6 @@ public final class BanPooling {
     public int group() { return group; }
     /** K'/k, the output units per sample. */
     public int outWidth() { return width / group; }
-
-    /**
-     * Forward on the CPU: {@code attention (B × N × M)}, {@code x (B × N × K')}, {@code y (B × M × K')}
-     * → {@code B × K'/k}. {@code mask} null means every object is real.
-     */
-    public float[] forward(float[] attention, float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens) {
-        checkInputs(attention, x, y, mask, batch, objects, tokens);
-        return toFloat(BanPoolingReference.forward(this, attention, x, y, mask, batch, objects, tokens));
-    }
-
-    /** Backward on the CPU: the gradients of the three inputs given {@code gradOut = ∂L/∂f} ({@code B × K'/k}). */
-    public Gradients backward(float[] attention, float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects, int tokens) {
-        checkInputs(attention, x, y, mask, batch, objects, tokens);
-        CompactBilinear.checkLength("gradOut", gradOut, batch, outWidth());
-        BanPoolingReference.Grads g = BanPoolingReference.backward(this, attention, x, y, mask, gradOut, batch, objects, tokens);
-        return new Gradients(toFloat(g.da()), toFloat(g.dx()), toFloat(g.dy()));
-    }
-
-    /** This op on a GPU (its own FP32 kernels; stateless, no weights, no cuBLAS). */
-    public BanPoolingCuda onCuda(CudaContext context) {
-        return new BanPoolingCuda(this, context);
-    }
 
     /** Checks the sizes alone: {@code batch, objects, tokens >= 1}, and every tensor's element count below 2^31. */
     public void checkSizes(int batch, int objects, int tokens) {

@@ -1,8 +1,5 @@
 package io.bifuse;
 
-import io.bifuse.cpu.CompactBilinearCpu;
-import io.bifuse.cuda.CompactBilinearCuda;
-import io.bifuse.cuda.CudaContext;
 import java.util.Arrays;
 
 /**
@@ -25,11 +22,26 @@ import java.util.Arrays;
  * ({@link #fromHashes}, to load a trained model) or drawn by {@link #seeded} from {@link SplitMix64}
  * in the order h1[0..Dx), s1[0..Dx), h2[0..Dy), s2[0..Dy).
  *
- * <p>Backends: {@link #forward}/{@link #backward} run on the CPU (count sketch + FFT in double);
- * {@link #onCuda} gives the CUDA implementation; {@code io.bifuse.reference.CompactBilinearReference}
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.CompactBilinearCpu} (count sketch + FFT in
+ * double) and {@code io.bifuse.cuda.CompactBilinearCuda}; {@code io.bifuse.reference.CompactBilinearReference}
  * is the definition-based oracle both are tested against.
  */
 public final class CompactBilinear {
+    /**
+     * What every backend of this op offers on host arrays ({@code CompactBilinearCpu} in io.bifuse.cpu, {@code CompactBilinearCuda}
+     * in io.bifuse.cuda): {@code forward} {@code B × Dx}, {@code B × Dy} → {@code B × d}; {@code backward}
+     * the gradients of the inputs given {@code gradOut = ∂L/∂z} ({@code B × d}),
+     * recomputing the forward from {@code x, y}, written, not accumulated.
+     */
+    public interface Backend extends AutoCloseable {
+        float[] forward(float[] x, float[] y, int batch);
+        Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
+        /** Which backend this is: {@code cpu-reference}, {@code cpu-double}, {@code cuda-fp32}, {@code cuda-sim-tf32}, ... */
+        String backend();
+        /** Frees what the backend holds (device weights, workspaces); nothing on the CPU. */
+        @Override void close();
+    }
+
     private final int dx, dy, d;
     private final int[] h1, h2;
     private final float[] s1, s2;
@@ -86,27 +98,6 @@ public final class CompactBilinear {
     public int[] h2() { return h2.clone(); }
     public float[] s1() { return s1.clone(); }
     public float[] s2() { return s2.clone(); }
-
-    /** Forward on the CPU: {@code B × Dx}, {@code B × Dy} → {@code B × d}. */
-    public float[] forward(float[] x, float[] y, int batch) {
-        checkInputs(x, y, batch);
-        return CompactBilinearCpu.forward(this, x, y, batch);
-    }
-
-    /** Backward on the CPU: gradients for {@code x} and {@code y} given {@code gradOut = ∂L/∂z} ({@code B × d}). */
-    public Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
-        checkInputs(x, y, batch);
-        checkLength("gradOut", gradOut, batch, d);
-        return CompactBilinearCpu.backward(this, x, y, gradOut, batch);
-    }
-
-    /**
-     * This op on a GPU: uploads the hash tables once; close it to free them and its workspaces.
-     * Uses the deterministic count sketch; see {@link CompactBilinearCuda.Sketch} for the alternative.
-     */
-    public CompactBilinearCuda onCuda(CudaContext context) {
-        return new CompactBilinearCuda(this, context, CompactBilinearCuda.Sketch.DETERMINISTIC);
-    }
 
     /** Checks host inputs; every op entry point calls it before any work. */
     public void checkInputs(float[] x, float[] y, int batch) {

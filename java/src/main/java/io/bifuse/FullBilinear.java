@@ -1,9 +1,5 @@
 package io.bifuse;
 
-import static io.bifuse.Floats.toFloat;
-import io.bifuse.cuda.CudaContext;
-import io.bifuse.cuda.FullBilinearCuda;
-import io.bifuse.reference.NormalizationReference;
 import java.util.stream.IntStream;
 
 /**
@@ -32,13 +28,30 @@ import java.util.stream.IntStream;
  * a channels-last feature map, e.g. an NCHW map permuted to NHWC and flattened over H·W), output
  * {@code B × C1·C2}. Any {@code B, L, C1, C2 >= 1} with {@code C1·C2 < 2^31}.
  *
- * <p>Backends: {@link #forward}/{@link #backward} run on the CPU in double (outer products accumulated
- * per sample, then {@link NormalizationReference}; results rounded to float), in parallel over the
- * samples; {@link #onCuda} gives the CUDA implementation (cuBLAS strided-batched GEMMs in a chosen
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.FullBilinearCpu}, in double (outer products
+ * accumulated per sample, then the normalization; results rounded to float), in parallel over the
+ * samples, and {@code io.bifuse.cuda.FullBilinearCuda} (cuBLAS strided-batched GEMMs in a chosen
  * {@link Precision}); {@code io.bifuse.reference.FullBilinearReference} is the definition-based oracle
  * both are tested against.
  */
 public final class FullBilinear {
+    /**
+     * What every backend of this op offers on host arrays ({@code FullBilinearCpu} in io.bifuse.cpu,
+     * {@code FullBilinearCuda} in io.bifuse.cuda): the two-input forms ({@code x (B × L × C1)},
+     * {@code y (B × L × C2)} → {@code B × C1·C2}, and {@code ∂L/∂x, ∂L/∂y} given {@code gradOut}) and the
+     * homologous ones ({@code x (B × L × C)} → {@code B × C·C}, and {@code ∂L/∂x}, the sum of both paths).
+     */
+    public interface Backend extends AutoCloseable {
+        float[] forward(float[] x, float[] y, int batch, int positions);
+        float[] forward(float[] x, int batch, int positions);
+        Gradients backward(float[] x, float[] y, float[] gradOut, int batch, int positions);
+        float[] backward(float[] x, float[] gradOut, int batch, int positions);
+        /** Which backend this is: {@code cpu-double}, {@code cuda-fp32}, {@code cuda-sim-tf32}, ... */
+        String backend();
+        /** Frees what the backend holds (workspaces); nothing on the CPU. */
+        @Override void close();
+    }
+
     private final int c1, c2;
     private final boolean homologous, average;
     private final Normalization normalization;
@@ -82,43 +95,6 @@ public final class FullBilinear {
     /** The factor α on the sum over positions: {@code 1/L} when averaging, else 1. */
     public double scale(int positions) { return average ? 1.0 / positions : 1.0; }
 
-    /** Forward on the CPU: {@code x (B × L × C1)}, {@code y (B × L × C2)} → {@code B × C1·C2}. Two-input ops only. */
-    public float[] forward(float[] x, float[] y, int batch, int positions) {
-        checkInputs(x, y, batch, positions);
-        return toFloat(forwardDouble(x, y, batch, positions));
-    }
-
-    /** Forward on the CPU of a homologous op: {@code x (B × L × C)} → {@code B × C·C}. */
-    public float[] forward(float[] x, int batch, int positions) {
-        checkInput(x, batch, positions);
-        return toFloat(forwardDouble(x, x, batch, positions));
-    }
-
-    /** Backward on the CPU: {@code ∂L/∂x}, {@code ∂L/∂y} given {@code gradOut = ∂L/∂out} ({@code B × C1·C2}). Two-input ops only. */
-    public Gradients backward(float[] x, float[] y, float[] gradOut, int batch, int positions) {
-        checkInputs(x, y, batch, positions);
-        checkLength("gradOut", gradOut, batch, outputSize());
-        double[][] g = backwardDouble(x, y, gradOut, batch, positions);
-        return new Gradients(toFloat(g[0]), toFloat(g[1]));
-    }
-
-    /** Backward on the CPU of a homologous op: {@code ∂L/∂x} ({@code B × L × C}), the sum of both paths. */
-    public float[] backward(float[] x, float[] gradOut, int batch, int positions) {
-        checkInput(x, batch, positions);
-        checkLength("gradOut", gradOut, batch, outputSize());
-        return toFloat(backwardDouble(x, x, gradOut, batch, positions)[0]);
-    }
-
-    /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only through {@link #onCuda(CudaContext, Precision)}). */
-    public FullBilinearCuda onCuda(CudaContext context) {
-        return onCuda(context, Precision.FP32);
-    }
-
-    /** This op on a GPU with its GEMMs in {@code precision}; close it to free its workspaces. */
-    public FullBilinearCuda onCuda(CudaContext context, Precision precision) {
-        return new FullBilinearCuda(this, context, Precision.require("precision", precision));
-    }
-
     /** Checks the host inputs of the two-input form; every entry point calls it before any work. */
     public void checkInputs(float[] x, float[] y, int batch, int positions) {
         if (homologous) {
@@ -145,7 +121,7 @@ public final class FullBilinear {
     private void checkHostOutput(int batch) {
         if ((long) batch * outputSize() > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException("batch: expected B·C1·C2 < 2^31 for the float[] forms, got " + batch + " · " + outputSize()
-                    + "; use the DeviceMemory forms of onCuda");
+                    + "; use the DeviceMemory forms of FullBilinearCuda");
         }
     }
 
@@ -166,82 +142,6 @@ public final class FullBilinear {
         String shape = batch + " × " + positions + " × " + channels;
         if (a == null) throw new IllegalArgumentException(name + ": expected " + shape + " floats, got null");
         if (a.length != n) throw new IllegalArgumentException(name + ": expected " + shape + " = " + n + " floats, got " + a.length);
-    }
-
-    // ---- CPU backend: double accumulation, outer products in position order --------------------------------
-
-    private double[] forwardDouble(float[] x, float[] y, int batch, int positions) {
-        int d = outputSize();
-        double[] out = new double[batch * d];
-        IntStream.range(0, batch).parallel().forEach(b -> {
-            double[] z = pooledSample(x, y, b, positions);
-            if (normalization.isIdentity()) System.arraycopy(z, 0, out, b * d, d);
-            else {
-                double[] o = new double[d];
-                NormalizationReference.forward(normalization, z, 0, d, o);
-                System.arraycopy(o, 0, out, b * d, d);
-            }
-        });
-        return out;
-    }
-
-    private double[][] backwardDouble(float[] x, float[] y, float[] gradOut, int batch, int positions) {
-        int d = outputSize();
-        double alpha = scale(positions);
-        double[] gx = new double[batch * positions * c1], gy = homologous ? null : new double[batch * positions * c2];
-        IntStream.range(0, batch).parallel().forEach(b -> {
-            double[] g = new double[d];
-            for (int j = 0; j < d; j++) g[j] = gradOut[b * d + j];
-            double[] gz = g;
-            if (!normalization.isIdentity()) {
-                gz = new double[d];
-                NormalizationReference.backward(normalization, pooledSample(x, y, b, positions), g, 0, d, gz);
-            }
-            if (homologous) { // G + Gᵀ once, then one product
-                double[] s = new double[d];
-                for (int a = 0; a < c1; a++) for (int c = 0; c < c1; c++) s[a * c1 + c] = gz[a * c1 + c] + gz[c * c1 + a];
-                gz = s;
-            }
-            int xo = b * positions * c1, yo = b * positions * c2;
-            double[] yRow = new double[c2];
-            for (int l = 0; l < positions; l++) {
-                // ∂L/∂X[l, a] = α Σ_c G[a, c] Y[l, c]   (homologous: Y = X, G symmetrized)
-                for (int c = 0; c < c2; c++) yRow[c] = y[yo + l * c2 + c];
-                for (int a = 0; a < c1; a++) {
-                    double acc = 0;
-                    for (int c = 0; c < c2; c++) acc += gz[a * c2 + c] * yRow[c];
-                    gx[xo + l * c1 + a] = alpha * acc;
-                }
-                if (homologous) continue;
-                // ∂L/∂Y[l, c] = α Σ_a X[l, a] G[a, c]
-                double[] acc = new double[c2];
-                for (int a = 0; a < c1; a++) {
-                    double xa = x[xo + l * c1 + a];
-                    if (xa == 0) continue; // post-ReLU maps are sparse
-                    for (int c = 0; c < c2; c++) acc[c] += xa * gz[a * c2 + c];
-                }
-                for (int c = 0; c < c2; c++) gy[yo + l * c2 + c] = alpha * acc[c];
-            }
-        });
-        return new double[][] {gx, gy};
-    }
-
-    /** {@code α·X_bᵀY_b} as outer products accumulated over the positions (the axpy order vectorizes). */
-    private double[] pooledSample(float[] x, float[] y, int b, int positions) {
-        double[] z = new double[c1 * c2], yRow = new double[c2];
-        int xo = b * positions * c1, yo = b * positions * c2;
-        for (int l = 0; l < positions; l++) {
-            for (int c = 0; c < c2; c++) yRow[c] = y[yo + l * c2 + c];
-            for (int a = 0; a < c1; a++) {
-                double xa = x[xo + l * c1 + a];
-                if (xa == 0) continue;
-                int row = a * c2;
-                for (int c = 0; c < c2; c++) z[row + c] += xa * yRow[c];
-            }
-        }
-        double alpha = scale(positions);
-        if (alpha != 1) for (int j = 0; j < z.length; j++) z[j] *= alpha;
-        return z;
     }
 
     private static Normalization requireNormalization(Normalization n) {

@@ -1,9 +1,5 @@
 package io.bifuse;
 
-import static io.bifuse.Floats.toFloat;
-import io.bifuse.cuda.CudaContext;
-import io.bifuse.cuda.MfbCuda;
-import io.bifuse.reference.MfbReference;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -33,10 +29,25 @@ import java.util.List;
  * {@code V_i} in their {@code nn.Linear} layout. Weights load from a PyTorch state dict as they are
  * ({@code new Linear(o·k, Dx, w.flatten(), b)}).
  *
- * <p>Backends: {@link #forward}/{@link #backward} on the CPU reuse {@link MfbReference} (float64,
- * rounded to float32); {@link #onCuda} gives the fused CUDA implementation.
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.MfbCpu} (the float64 {@code MfbReference}
+ * rounded to float32) and {@code io.bifuse.cuda.MfbCuda} (the fused CUDA implementation).
  */
 public final class Mfb {
+    /**
+     * What every backend of this op offers on host arrays ({@code MfbCpu} in io.bifuse.cpu, {@code MfbCuda}
+     * in io.bifuse.cuda): {@code forward} {@code B × Dx}, {@code B × Dy} → {@code B × blocks·o}; {@code backward}
+     * the gradients of the inputs and of every parameter given {@code gradOut = ∂L/∂f} ({@code B × blocks·o}),
+     * recomputing the forward from {@code x, y}, written, not accumulated.
+     */
+    public interface Backend extends AutoCloseable {
+        float[] forward(float[] x, float[] y, int batch);
+        Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
+        /** Which backend this is: {@code cpu-reference}, {@code cpu-double}, {@code cuda-fp32}, {@code cuda-sim-tf32}, ... */
+        String backend();
+        /** Frees what the backend holds (device weights, workspaces); nothing on the CPU. */
+        @Override void close();
+    }
+
     private final List<Linear> us, vs;
     private final int dx, dy, o, k;
     private final Activation activation;
@@ -123,35 +134,6 @@ public final class Mfb {
     public List<Linear> vs() { return vs; }
     public Linear u(int block) { return us.get(block); }
     public Linear v(int block) { return vs.get(block); }
-
-    /** Forward on the CPU: {@code B × Dx}, {@code B × Dy} → {@code B × blocks·o}. */
-    public float[] forward(float[] x, float[] y, int batch) {
-        checkInputs(x, y, batch);
-        return toFloat(MfbReference.forward(this, x, y, batch));
-    }
-
-    /** Backward on the CPU given {@code gradOut = ∂L/∂out} ({@code B × blocks·o}); gradients are written, not accumulated. */
-    public Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
-        checkInputs(x, y, batch);
-        CompactBilinear.checkLength("gradOut", gradOut, batch, outputWidth());
-        MfbReference.Grads g = MfbReference.backward(this, x, y, gradOut, batch);
-        List<LinearGradients> gu = new ArrayList<>(), gv = new ArrayList<>();
-        for (int i = 0; i < blocks(); i++) {
-            gu.add(new LinearGradients(toFloat(g.du()[i]), us.get(i).hasBias() ? toFloat(g.dbu()[i]) : null));
-            gv.add(new LinearGradients(toFloat(g.dv()[i]), vs.get(i).hasBias() ? toFloat(g.dbv()[i]) : null));
-        }
-        return new Gradients(toFloat(g.dx()), toFloat(g.dy()), List.copyOf(gu), List.copyOf(gv));
-    }
-
-    /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only through {@link #onCuda(CudaContext, Precision)}). */
-    public MfbCuda onCuda(CudaContext context) {
-        return onCuda(context, Precision.FP32);
-    }
-
-    /** This op on a GPU with its GEMMs in {@code precision}: uploads the weights once; close it to free them and its workspaces. */
-    public MfbCuda onCuda(CudaContext context, Precision precision) {
-        return new MfbCuda(this, context, precision);
-    }
 
     /** Checks host inputs; every entry point calls it before any work. */
     public void checkInputs(float[] x, float[] y, int batch) {

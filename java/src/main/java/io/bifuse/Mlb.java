@@ -1,9 +1,5 @@
 package io.bifuse;
 
-import static io.bifuse.Floats.toFloat;
-import io.bifuse.cuda.CudaContext;
-import io.bifuse.cuda.MlbCuda;
-import io.bifuse.reference.MlbReference;
 
 /**
  * Multimodal low-rank bilinear pooling (MLB, Kim et al. 2017, "Hadamard product for low-rank
@@ -31,12 +27,27 @@ import io.bifuse.reference.MlbReference;
  *   ∂U = dpuᵀ·x,  ∂b_u = Σ_rows dpu,  ∂x = dpu·U      (and the same for V, y with dpv)
  * </pre>
  *
- * <p>Backends: {@link #forward}/{@link #backward} run on the CPU and are the float64
- * {@link MlbReference} rounded to float (GEMM-shaped loops in double, rows in parallel: exact to
- * float rounding, not fast); {@link #onCuda} gives the CUDA implementation (cuBLAS projections in a
- * chosen {@link Precision}, the elementwise work fused into one kernel each way).
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.MlbCpu}, the float64 {@code MlbReference}
+ * rounded to float (GEMM-shaped loops in double, rows in parallel: exact to float rounding, not fast),
+ * and {@code io.bifuse.cuda.MlbCuda} (cuBLAS projections in a chosen {@link Precision}, the elementwise
+ * work fused into one kernel each way). The descriptor knows neither.
  */
 public final class Mlb {
+    /**
+     * What every backend of this op offers on host arrays ({@code MlbCpu} in io.bifuse.cpu, {@code MlbCuda}
+     * in io.bifuse.cuda): {@code forward} {@code B × Dx}, {@code B × Dy} → {@code B × Out}; {@code backward}
+     * the gradients of the inputs and of every parameter given {@code gradOut = ∂L/∂f} ({@code B × Out}),
+     * recomputing the forward from {@code x, y}, written, not accumulated.
+     */
+    public interface Backend extends AutoCloseable {
+        float[] forward(float[] x, float[] y, int batch);
+        Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
+        /** Which backend this is: {@code cpu-reference}, {@code cpu-double}, {@code cuda-fp32}, {@code cuda-sim-tf32}, ... */
+        String backend();
+        /** Frees what the backend holds (device weights, workspaces); nothing on the CPU. */
+        @Override void close();
+    }
+
     private final Linear u, v, p;
     private final Activation activation;
 
@@ -92,40 +103,6 @@ public final class Mlb {
     /** The same layers with another activation. */
     public Mlb withActivation(Activation activation) {
         return new Mlb(u, v, p, Activation.require("activation", activation));
-    }
-
-    /** Forward on the CPU: {@code B × Dx}, {@code B × Dy} → {@code B × Out}. */
-    public float[] forward(float[] x, float[] y, int batch) {
-        checkInputs(x, y, batch);
-        return toFloat(MlbReference.forward(this, x, y, batch));
-    }
-
-    /**
-     * Backward on the CPU: the gradients of the inputs and of every parameter given
-     * {@code gradOut = ∂L/∂f} ({@code B × Out}), recomputing the forward from {@code x, y}.
-     */
-    public Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
-        checkInputs(x, y, batch);
-        CompactBilinear.checkLength("gradOut", gradOut, batch, out());
-        MlbReference.Grads g = MlbReference.backward(this, x, y, gradOut, batch);
-        return new Gradients(toFloat(g.dx()), toFloat(g.dy()),
-                new LinearGradients(toFloat(g.u()), u.hasBias() ? toFloat(g.bu()) : null),
-                new LinearGradients(toFloat(g.v()), v.hasBias() ? toFloat(g.bv()) : null),
-                new LinearGradients(toFloat(g.p()), p.hasBias() ? toFloat(g.bp()) : null));
-    }
-
-    /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only through {@link #onCuda(CudaContext, Precision)}). */
-    public MlbCuda onCuda(CudaContext context) {
-        return onCuda(context, Precision.FP32);
-    }
-
-    /**
-     * This op on a GPU with the projections' GEMMs in {@code precision} ({@link Precision#FP32}
-     * unless you accept the documented error of the reduced modes). Uploads the weights once; close
-     * it to free them and its workspaces.
-     */
-    public MlbCuda onCuda(CudaContext context, Precision precision) {
-        return new MlbCuda(this, context, Precision.require("precision", precision));
     }
 
     /** Checks host inputs; every op entry point calls it before any work. */

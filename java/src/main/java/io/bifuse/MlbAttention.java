@@ -1,9 +1,5 @@
 package io.bifuse;
 
-import static io.bifuse.Floats.toFloat;
-import io.bifuse.cuda.CudaContext;
-import io.bifuse.cuda.MlbAttentionCuda;
-import io.bifuse.reference.MlbAttentionReference;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -40,11 +36,27 @@ import java.util.List;
  * J×Dv, {@code questionFusion} (G·J)×Dq, {@code answer} Out×(G·J). Paper sizes: Dq = 2400, Dv = 2048,
  * J = 1200, G = 2, Out = 2000, L = 196.
  *
- * <p>Backends: {@link #forward}/{@link #backward} run on the CPU and are
- * {@link MlbAttentionReference} (the float64 definition) rounded to float, parallel over the batch: exact,
- * not fast. {@link #onCuda} gives the CUDA implementation.
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.MlbAttentionCpu}, the float64 definition
+ * ({@code MlbAttentionReference}) rounded to float, parallel over the batch: exact, not fast; and
+ * {@code io.bifuse.cuda.MlbAttentionCuda}.
  */
 public final class MlbAttention {
+    /**
+     * What every backend of this op offers on host arrays ({@code MlbAttentionCpu} in io.bifuse.cpu,
+     * {@code MlbAttentionCuda} in io.bifuse.cuda): the forward {@code q (B × Dq)}, {@code v (B × L × Dv)}
+     * → {@code B × Out}, with the attention maps α ({@code B × G × L}), and every gradient given
+     * {@code gradOut = ∂L/∂out} ({@code B × Out}), written, not accumulated.
+     */
+    public interface Backend extends AutoCloseable {
+        float[] forward(float[] q, float[] v, int batch, int cells);
+        Result forwardWithAttention(float[] q, float[] v, int batch, int cells);
+        Gradients backward(float[] q, float[] v, float[] gradOut, int batch, int cells);
+        /** Which backend this is: {@code cpu-reference}, {@code cuda-fp32}, {@code cuda-sim-tf32}, ... */
+        String backend();
+        /** Frees what the backend holds (device weights, workspaces); nothing on the CPU. */
+        @Override void close();
+    }
+
     /**
      * The most glimpses the CUDA kernels support: they keep one accumulator per glimpse in registers.
      * The literature uses 1 to 4.
@@ -109,7 +121,7 @@ public final class MlbAttention {
         }
     }
 
-    /** The result of {@link #forwardWithAttention}: the output ({@code B × Out}) and the attention maps α ({@code B × G × L}). */
+    /** The result of {@link Backend#forwardWithAttention}: the output ({@code B × Out}) and the attention maps α ({@code B × G × L}). */
     public record Result(float[] out, float[] attention) {}
 
     private final Weights weights;
@@ -153,49 +165,6 @@ public final class MlbAttention {
     /** G, the number of glimpses. */
     public int glimpses() { return weights.logits.out(); }
     public int out() { return weights.answer.out(); }
-
-    /** Forward on the CPU: {@code q (B × Dq)}, {@code v (B × L × Dv)} → {@code B × Out}. */
-    public float[] forward(float[] q, float[] v, int batch, int cells) {
-        return forwardWithAttention(q, v, batch, cells).out();
-    }
-
-    /** Forward on the CPU, also returning the attention maps α ({@code B × G × L}). */
-    public Result forwardWithAttention(float[] q, float[] v, int batch, int cells) {
-        checkInputs(q, v, batch, cells);
-        MlbAttentionReference.Result r = MlbAttentionReference.forward(this, q, v, batch, cells);
-        return new Result(toFloat(r.out()), toFloat(r.attention()));
-    }
-
-    /** Backward on the CPU: every gradient given {@code gradOut = ∂L/∂out} ({@code B × Out}). */
-    public Gradients backward(float[] q, float[] v, float[] gradOut, int batch, int cells) {
-        checkInputs(q, v, batch, cells);
-        CompactBilinear.checkLength("gradOut", gradOut, batch, out());
-        List<double[]> t = MlbAttentionReference.backward(this, q, v, gradOut, batch, cells).tensors();
-        int[] next = {0};
-        float[] dq = toFloat(t.get(next[0]++)), dv = toFloat(t.get(next[0]++));
-        LinearGradients question = layer(weights.question, t, next), cellsG = layer(weights.cells, t, next);
-        LinearGradients logits = layer(weights.logits, t, next);
-        List<LinearGradients> glimpses = new ArrayList<>();
-        for (Linear l : weights.glimpses) glimpses.add(layer(l, t, next));
-        LinearGradients fusion = layer(weights.questionFusion, t, next), answer = layer(weights.answer, t, next);
-        return new Gradients(dq, dv, question, cellsG, logits, glimpses, fusion, answer);
-    }
-
-    private static LinearGradients layer(Linear l, List<double[]> t, int[] next) {
-        float[] w = toFloat(t.get(next[0]++));
-        float[] b = l.hasBias() ? toFloat(t.get(next[0]++)) : null;
-        return new LinearGradients(w, b);
-    }
-
-    /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only through {@link #onCuda(CudaContext, Precision)}). */
-    public MlbAttentionCuda onCuda(CudaContext context) {
-        return onCuda(context, Precision.FP32);
-    }
-
-    /** This op on a GPU in the GEMM arithmetic {@code precision}: uploads the weights once; close it to free them. */
-    public MlbAttentionCuda onCuda(CudaContext context, Precision precision) {
-        return new MlbAttentionCuda(this, context, precision);
-    }
 
     /** The names of the tensors of {@link Gradients#tensors()}, in the same order. */
     public List<String> gradientNames() {

@@ -1,5 +1,6 @@
 package io.bifuse;
 
+import io.bifuse.cpu.BanAttentionCpu;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.reference.BanAttentionReference;
@@ -27,10 +28,10 @@ class BanAttentionTest {
         ObjectMask mask = mask(maskKind, r, xp, batch, objects, width);
         float[] ga = Stats.gaussian(r, batch * glimpses * objects * tokens);
         BanAttentionReference.Result ref = BanAttentionReference.forward(op, xp, yp, mask, batch, objects, tokens);
-        BanAttention.Result got = op.forward(xp, yp, mask, batch, objects, tokens);
+        BanAttention.Result got = new BanAttentionCpu(op).forward(xp, yp, mask, batch, objects, tokens);
         assertTrue(Stats.relativeL2(got.attention(), ref.attention()) < TOL, "attention");
         assertLogits(got.logits(), ref.logits(), TOL, "logits");
-        List<float[]> gt = op.backward(xp, yp, mask, ga, batch, objects, tokens).tensors();
+        List<float[]> gt = new BanAttentionCpu(op).backward(xp, yp, mask, ga, batch, objects, tokens).tensors();
         List<double[]> rt = BanAttentionReference.backward(op, xp, yp, mask, ga, batch, objects, tokens).tensors();
         List<String> names = op.gradientNames();
         assertEquals(names.size(), gt.size());
@@ -48,17 +49,17 @@ class BanAttentionTest {
         assertEquals(g, op.glimpses());
         assertEquals(k, op.width());
         float[] xp = Stats.gaussian(r, b * n * k), yp = Stats.gaussian(r, b * m * k);
-        BanAttention.Result res = op.forward(xp, yp, null, b, n, m);
+        BanAttention.Result res = new BanAttentionCpu(op).forward(xp, yp, null, b, n, m);
         assertEquals(b * g * n * m, res.attention().length);
         assertEquals(b * g * n * m, res.logits().length);
-        BanAttention.Gradients gr = op.backward(xp, yp, null, Stats.gaussian(r, b * g * n * m), b, n, m);
+        BanAttention.Gradients gr = new BanAttentionCpu(op).backward(xp, yp, null, Stats.gaussian(r, b * g * n * m), b, n, m);
         assertEquals(b * n * k, gr.dxp().length);
         assertEquals(b * m * k, gr.dyp().length);
         assertEquals(g * k, gr.logits().weight().length);
         assertArrayEquals(new float[g], gr.logits().bias(), "the bias gradient is exactly zero");
         assertEquals(List.of("dxp", "dyp", "logits.weight", "logits.bias"), op.gradientNames());
         BanAttention noBias = BanAttention.of(Linear.random(g, k, false, 3));
-        assertNull(noBias.backward(xp, yp, null, new float[b * g * n * m], b, n, m).logits().bias());
+        assertNull(new BanAttentionCpu(noBias).backward(xp, yp, null, new float[b * g * n * m], b, n, m).logits().bias());
         assertEquals(List.of("dxp", "dyp", "logits.weight"), noBias.gradientNames());
         assertEquals("BanAttention[G=2, K=5]", op.toString());
         assertEquals(BanAttention.random(g, k, 7), op);
@@ -70,7 +71,7 @@ class BanAttentionTest {
         SplittableRandom r = new SplittableRandom(2);
         int b = 3, n = 5, m = 4, k = 6, g = 2;
         BanAttention op = BanAttention.random(g, k, 9);
-        float[] att = op.forward(Stats.gaussian(r, b * n * k), Stats.gaussian(r, b * m * k), null, b, n, m).attention();
+        float[] att = new BanAttentionCpu(op).forward(Stats.gaussian(r, b * n * k), Stats.gaussian(r, b * m * k), null, b, n, m).attention();
         boolean rowNotOne = false;
         for (int map = 0; map < b * g; map++) {
             double s = 0;
@@ -95,8 +96,8 @@ class BanAttentionTest {
         BanAttention op = BanAttention.random(g, k, 11);
         float[] xp = Stats.gaussian(r, b * n * k), yp = Stats.gaussian(r, b * m * k);
         ObjectMask mask = ObjectMask.counts(new int[] {4, 2}, n);
-        BanAttention.Result res = op.forward(xp, yp, mask, b, n, m);
-        BanAttention.Gradients gr = op.backward(xp, yp, mask, Stats.gaussian(r, b * g * n * m), b, n, m);
+        BanAttention.Result res = new BanAttentionCpu(op).forward(xp, yp, mask, b, n, m);
+        BanAttention.Gradients gr = new BanAttentionCpu(op).backward(xp, yp, mask, Stats.gaussian(r, b * g * n * m), b, n, m);
         for (int bb = 0; bb < b; bb++) {
             for (int i = mask.count(bb); i < n; i++) {
                 for (int gg = 0; gg < g; gg++) {
@@ -112,10 +113,10 @@ class BanAttentionTest {
         // The padded rows' content does not matter: change it, and nothing changes.
         float[] other = xp.clone();
         for (int i = 4 * k; i < n * k; i++) other[i] = 1e3f;
-        assertArrayEquals(res.attention(), op.forward(other, yp, mask, b, n, m).attention());
+        assertArrayEquals(res.attention(), new BanAttentionCpu(op).forward(other, yp, mask, b, n, m).attention());
         // A sample's maps with padding equal those of the same sample cut to its real objects.
         float[] cut = java.util.Arrays.copyOfRange(xp, n * k, n * k + 2 * k), cutY = java.util.Arrays.copyOfRange(yp, m * k, 2 * m * k);
-        float[] alone = op.forward(cut, cutY, null, 1, 2, m).attention();
+        float[] alone = new BanAttentionCpu(op).forward(cut, cutY, null, 1, 2, m).attention();
         for (int gg = 0; gg < g; gg++) {
             for (int e = 0; e < 2 * m; e++) assertEquals(alone[gg * 2 * m + e], res.attention()[((g + gg) * n) * m + e], 1e-7f);
         }
@@ -128,8 +129,8 @@ class BanAttentionTest {
         float[] xp = Stats.gaussian(r, b * n * k), yp = Stats.gaussian(r, b * m * k), ga = Stats.gaussian(r, b * g * n * m);
         ObjectMask mask = ObjectMask.counts(new int[] {3, 0, 4}, n);
         assertEquals(1, mask.emptySamples());
-        BanAttention.Result res = op.forward(xp, yp, mask, b, n, m);
-        BanAttention.Gradients gr = op.backward(xp, yp, mask, ga, b, n, m);
+        BanAttention.Result res = new BanAttentionCpu(op).forward(xp, yp, mask, b, n, m);
+        BanAttention.Gradients gr = new BanAttentionCpu(op).backward(xp, yp, mask, ga, b, n, m);
         for (float[] t : List.of(res.attention(), gr.dxp(), gr.dyp(), gr.logits().weight(), gr.logits().bias())) {
             for (float v : t) assertFalse(Float.isNaN(v));
         }
@@ -142,7 +143,7 @@ class BanAttentionTest {
         // its gradAttention does not reach the weight gradient either
         float[] ga2 = ga.clone();
         for (int e = g * n * m; e < 2 * g * n * m; e++) ga2[e] = 5;
-        assertArrayEquals(gr.logits().weight(), op.backward(xp, yp, mask, ga2, b, n, m).logits().weight());
+        assertArrayEquals(gr.logits().weight(), new BanAttentionCpu(op).backward(xp, yp, mask, ga2, b, n, m).logits().weight());
     }
 
     @Test void aSingleObjectSampleAttendsOverItsTokensOnly() {
@@ -151,7 +152,7 @@ class BanAttentionTest {
         BanAttention op = BanAttention.random(g, k, 15);
         float[] xp = Stats.gaussian(r, b * n * k), yp = Stats.gaussian(r, b * m * k);
         ObjectMask mask = ObjectMask.of(new boolean[] {false, false, true, false, true, true, true, true}, b, n);
-        float[] att = op.forward(xp, yp, mask, b, n, m).attention();
+        float[] att = new BanAttentionCpu(op).forward(xp, yp, mask, b, n, m).attention();
         for (int gg = 0; gg < g; gg++) {
             double row = 0;
             for (int i = 0; i < n; i++) {
@@ -170,7 +171,7 @@ class BanAttentionTest {
         Linear base = Linear.random(g, k, true, 17);
         BanAttention a = BanAttention.of(base), z = BanAttention.of(new Linear(g, k, base.weight(), new float[g]));
         float[] xp = Stats.gaussian(r, b * n * k), yp = Stats.gaussian(r, b * m * k);
-        BanAttention.Result ra = a.forward(xp, yp, null, b, n, m), rz = z.forward(xp, yp, null, b, n, m);
+        BanAttention.Result ra = new BanAttentionCpu(a).forward(xp, yp, null, b, n, m), rz = new BanAttentionCpu(z).forward(xp, yp, null, b, n, m);
         assertArrayEquals(rz.attention(), ra.attention(), 1e-6f);
         assertEquals(rz.logits()[0] + base.bias()[0], ra.logits()[0], 1e-5);
     }
@@ -193,21 +194,21 @@ class BanAttentionTest {
         expect("width: expected >= 1, got 0", () -> BanAttention.random(2, 0, 1));
         expect("logits: expected a Linear layer, got null", () -> BanAttention.of(null));
         expect("logits: expected at most 32 glimpses (outputs), got 33", () -> BanAttention.of(Linear.random(33, 4, true, 1)));
-        expect("batch: expected >= 1, got 0", () -> op.forward(xp, yp, null, 0, n, m));
-        expect("objects: expected >= 1, got 0", () -> op.forward(xp, yp, null, b, 0, m));
-        expect("tokens: expected >= 1, got 0", () -> op.forward(xp, yp, null, b, n, 0));
+        expect("batch: expected >= 1, got 0", () -> new BanAttentionCpu(op).forward(xp, yp, null, 0, n, m));
+        expect("objects: expected >= 1, got 0", () -> new BanAttentionCpu(op).forward(xp, yp, null, b, 0, m));
+        expect("tokens: expected >= 1, got 0", () -> new BanAttentionCpu(op).forward(xp, yp, null, b, n, 0));
         expect("xp: expected 2 × 3 × 5 = 30 floats (batch × objects × K), got 36 (width 6 instead of the layer's K = 5?)",
-                () -> op.forward(new float[b * n * 6], yp, null, b, n, m));
-        expect("xp: expected 2 × 3 × 5 = 30 floats", () -> op.forward(new float[29], yp, null, b, n, m));
-        expect("xp: expected 2 × 3 × 5 floats (batch × objects × K), got null", () -> op.forward(null, yp, null, b, n, m));
-        expect("yp: expected 2 × 4 × 5 = 40 floats (batch × tokens × K), got 32 (width 4 instead", () -> op.forward(xp, new float[32], null, b, n, m));
-        expect("mask: expected a mask for 2 samples × 3 objects, got 2 × 4", () -> op.forward(xp, yp, ObjectMask.all(2, 4), b, n, m));
-        expect("mask: expected a mask for 2 samples × 3 objects, got 3 × 3", () -> op.backward(xp, yp, ObjectMask.all(3, 3), ga, b, n, m));
+                () -> new BanAttentionCpu(op).forward(new float[b * n * 6], yp, null, b, n, m));
+        expect("xp: expected 2 × 3 × 5 = 30 floats", () -> new BanAttentionCpu(op).forward(new float[29], yp, null, b, n, m));
+        expect("xp: expected 2 × 3 × 5 floats (batch × objects × K), got null", () -> new BanAttentionCpu(op).forward(null, yp, null, b, n, m));
+        expect("yp: expected 2 × 4 × 5 = 40 floats (batch × tokens × K), got 32 (width 4 instead", () -> new BanAttentionCpu(op).forward(xp, new float[32], null, b, n, m));
+        expect("mask: expected a mask for 2 samples × 3 objects, got 2 × 4", () -> new BanAttentionCpu(op).forward(xp, yp, ObjectMask.all(2, 4), b, n, m));
+        expect("mask: expected a mask for 2 samples × 3 objects, got 3 × 3", () -> new BanAttentionCpu(op).backward(xp, yp, ObjectMask.all(3, 3), ga, b, n, m));
         expect("gradAttention: expected 2 × 2 × 3 × 4 = 48 floats (batch × G × objects × tokens), got 24",
-                () -> op.backward(xp, yp, null, new float[24], b, n, m));
-        expect("gradAttention: expected 2 × 2 × 3 × 4 floats", () -> op.backward(xp, yp, null, null, b, n, m));
-        expect("objects: expected batch·objects·K <= 2147483647", () -> op.forward(xp, yp, null, 1 << 16, 1 << 14, 1));
-        expect("batch, objects, tokens: expected batch·G·objects·tokens <= 2147483647", () -> op.forward(xp, yp, null, 1 << 10, 1 << 10, 1 << 10));
+                () -> new BanAttentionCpu(op).backward(xp, yp, null, new float[24], b, n, m));
+        expect("gradAttention: expected 2 × 2 × 3 × 4 floats", () -> new BanAttentionCpu(op).backward(xp, yp, null, null, b, n, m));
+        expect("objects: expected batch·objects·K <= 2147483647", () -> new BanAttentionCpu(op).forward(xp, yp, null, 1 << 16, 1 << 14, 1));
+        expect("batch, objects, tokens: expected batch·G·objects·tokens <= 2147483647", () -> new BanAttentionCpu(op).forward(xp, yp, null, 1 << 10, 1 << 10, 1 << 10));
     }
 
     static ObjectMask mask(String kind, SplittableRandom r, float[] xp, int batch, int objects, int width) {

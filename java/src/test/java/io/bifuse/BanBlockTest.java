@@ -1,5 +1,6 @@
 package io.bifuse;
 
+import io.bifuse.cpu.BanBlockCpu;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.reference.BanBlockReference;
@@ -30,11 +31,11 @@ class BanBlockTest {
         for (int b = 0; b < batch; b++) counts[b] = 1 + (b * 7 + 3) % n;
         ObjectMask mask = ObjectMask.counts(counts, n);
         BanBlockReference.Result ref = BanBlockReference.forward(op, x, y, mask, batch, n, m);
-        BanBlock.Result got = op.forwardWithAttention(x, y, mask, batch, n, m);
+        BanBlock.Result got = new BanBlockCpu(op).forwardWithAttention(x, y, mask, batch, n, m);
         assertTrue(Stats.relativeL2(got.out(), ref.out()) < TOL, "forward " + Stats.relativeL2(got.out(), ref.out()));
         assertTrue(Stats.relativeL2(got.attention(), ref.attention()) < TOL, "attention");
-        assertArrayEquals(got.out(), op.forward(x, y, mask, batch, n, m));
-        List<float[]> gt = op.backward(x, y, mask, go, batch, n, m).tensors();
+        assertArrayEquals(got.out(), new BanBlockCpu(op).forward(x, y, mask, batch, n, m));
+        List<float[]> gt = new BanBlockCpu(op).backward(x, y, mask, go, batch, n, m).tensors();
         List<double[]> rt = BanBlockReference.backward(op, x, y, mask, go, batch, n, m).tensors();
         List<String> names = op.gradientNames();
         assertEquals(names.size(), gt.size());
@@ -51,7 +52,7 @@ class BanBlockTest {
         int batch = 3, n = 6, m = 4, gs = 3;
         BanBlock op = BanBlock.random(5, 4, 6, 4, gs, 2, 8);
         ObjectMask mask = ObjectMask.counts(new int[] {6, 1, 3}, n);
-        float[] att = op.forwardWithAttention(Stats.gaussian(r, batch * n * 5), Stats.gaussian(r, batch * m * 4), mask, batch, n, m).attention();
+        float[] att = new BanBlockCpu(op).forwardWithAttention(Stats.gaussian(r, batch * n * 5), Stats.gaussian(r, batch * m * 4), mask, batch, n, m).attention();
         assertEquals(batch * gs * n * m, att.length);
         for (int b = 0; b < batch; b++) {
             for (int g = 0; g < gs; g++) {
@@ -78,7 +79,7 @@ class BanBlockTest {
         float[] x = new float[n * dx];
         for (int d = 0; d < dx; d++) x[2 * dx + d] = (float) r.nextGaussian();
         float[] y = Stats.gaussian(r, m * 2);
-        BanBlock.Result res = op.forwardWithAttention(x, y, null, 1, n, m);
+        BanBlock.Result res = new BanBlockCpu(op).forwardWithAttention(x, y, null, 1, n, m);
         for (int g = 0; g < gs; g++) {
             double s = 0;
             for (int i = 0; i < n; i++) {
@@ -90,7 +91,7 @@ class BanBlockTest {
             }
             assertEquals(1, s, 1e-6);
         }
-        BanBlock.Gradients gr = op.backward(x, y, null, Stats.gaussian(r, 2), 1, n, m);
+        BanBlock.Gradients gr = new BanBlockCpu(op).backward(x, y, null, Stats.gaussian(r, 2), 1, n, m);
         for (float[] t : gr.tensors()) for (float v : t) assertTrue(Float.isFinite(v));
         for (int i = 0; i < n * dx; i++) if (i / dx != 2) assertEquals(0f, gr.dx()[i]);
     }
@@ -104,7 +105,7 @@ class BanBlockTest {
         java.util.Arrays.fill(x, n * dx, 2 * n * dx, 0f);
         float[] y = Stats.gaussian(r, batch * m * dy);
         assertEquals(1, ObjectMask.zeroRows(x, batch, n, dx).emptySamples());
-        BanBlock.Result res = op.forwardWithAttention(x, y, null, batch, n, m);
+        BanBlock.Result res = new BanBlockCpu(op).forwardWithAttention(x, y, null, batch, n, m);
         for (float v : res.out()) assertFalse(Float.isNaN(v));
         for (int i = gs * n * m; i < 2 * gs * n * m; i++) assertEquals(0f, res.attention()[i]);
         for (int d = 0; d < dy; d++) {
@@ -113,7 +114,7 @@ class BanBlockTest {
             for (int g = 0; g < gs; g++) o += m * (double) op.weights().residuals().get(g).bias()[d];
             assertEquals(o, res.out()[dy + d], 1e-5);
         }
-        BanBlock.Gradients gr = op.backward(x, y, null, Stats.gaussian(r, batch * dy), batch, n, m);
+        BanBlock.Gradients gr = new BanBlockCpu(op).backward(x, y, null, Stats.gaussian(r, batch * dy), batch, n, m);
         for (float[] t : gr.tensors()) for (float v : t) assertFalse(Float.isNaN(v));
         for (int i = n * dx; i < 2 * n * dx; i++) assertEquals(0f, gr.dx()[i]);
     }
@@ -132,20 +133,20 @@ class BanBlockTest {
             java.util.Arrays.fill(x, row * dx, (row + 1) * dx, 0f);
         }
         ObjectMask explicit = ObjectMask.of(real, batch, n);
-        BanBlock.Result a = op.forwardWithAttention(x, y, null, batch, n, m), b = op.forwardWithAttention(x, y, explicit, batch, n, m);
+        BanBlock.Result a = new BanBlockCpu(op).forwardWithAttention(x, y, null, batch, n, m), b = new BanBlockCpu(op).forwardWithAttention(x, y, explicit, batch, n, m);
         assertArrayEquals(b.out(), a.out());
         assertArrayEquals(b.attention(), a.attention());
-        List<float[]> ga = op.backward(x, y, null, go, batch, n, m).tensors(), gb = op.backward(x, y, explicit, go, batch, n, m).tensors();
+        List<float[]> ga = new BanBlockCpu(op).backward(x, y, null, go, batch, n, m).tensors(), gb = new BanBlockCpu(op).backward(x, y, explicit, go, batch, n, m).tensors();
         for (int i = 0; i < ga.size(); i++) assertArrayEquals(gb.get(i), ga.get(i), op.gradientNames().get(i));
         // and the rule differs from "no padding": the zero rows would otherwise get attention
-        assertFalse(java.util.Arrays.equals(a.attention(), op.forwardWithAttention(x, y, ObjectMask.all(batch, n), batch, n, m).attention()));
+        assertFalse(java.util.Arrays.equals(a.attention(), new BanBlockCpu(op).forwardWithAttention(x, y, ObjectMask.all(batch, n), batch, n, m).attention()));
     }
 
     @Test void gradientsHaveTheLayersShapesAndNames() {
         SplittableRandom r = new SplittableRandom(9);
         int batch = 2, n = 3, m = 4, dx = 5, dy = 3, k = 6, kp = 4, gs = 2, group = 2;
         BanBlock op = BanBlock.random(dx, dy, k, kp, gs, group, 12);
-        BanBlock.Gradients gr = op.backward(Stats.gaussian(r, batch * n * dx), Stats.gaussian(r, batch * m * dy), null,
+        BanBlock.Gradients gr = new BanBlockCpu(op).backward(Stats.gaussian(r, batch * n * dx), Stats.gaussian(r, batch * m * dy), null,
                 Stats.gaussian(r, batch * dy), batch, n, m);
         assertEquals(batch * n * dx, gr.dx().length);
         assertEquals(batch * m * dy, gr.dy().length);
@@ -173,7 +174,7 @@ class BanBlockTest {
         WeightNormLinear log = WeightNormLinear.random(1, 4, false, 3);
         BanBlock op = BanBlock.of(new BanBlock.Weights(obj, tok, log, List.of(WeightNormLinear.random(3, 3, false, 4)),
                 List.of(WeightNormLinear.random(3, 2, false, 5)), List.of(WeightNormLinear.random(2, 3, false, 6))), 1);
-        BanBlock.Gradients gr = op.backward(Stats.gaussian(r, 2 * 3), Stats.gaussian(r, 3 * 2), null, Stats.gaussian(r, 2), 1, 2, 3);
+        BanBlock.Gradients gr = new BanBlockCpu(op).backward(Stats.gaussian(r, 2 * 3), Stats.gaussian(r, 3 * 2), null, Stats.gaussian(r, 2), 1, 2, 3);
         assertNull(gr.objects().bias());
         assertNull(gr.residuals().get(0).bias());
         assertEquals(2 + 6 * 2, gr.tensors().size());
@@ -238,18 +239,18 @@ class BanBlockTest {
     @Test void inputsAreValidatedByNameBeforeAnyWork() {
         BanBlock op = BanBlock.random(3, 2, 4, 3, 2, 1, 1);
         float[] x = new float[2 * 5 * 3], y = new float[2 * 4 * 2], g = new float[2 * 2];
-        expect("batch: expected >= 1, got 0", () -> op.forward(x, y, null, 0, 5, 4));
-        expect("objects: expected >= 1, got 0", () -> op.forward(x, y, null, 2, 0, 4));
-        expect("tokens: expected >= 1, got -1", () -> op.backward(x, y, null, g, 2, 5, -1));
-        expect("x: expected 2 × 5 × 3 = 30 floats, got 29", () -> op.forward(new float[29], y, null, 2, 5, 4));
-        expect("x: expected 2 × 5 × 3 floats, got null", () -> op.forwardWithAttention(null, y, null, 2, 5, 4));
-        expect("y: expected 2 × 4 × 2 = 16 floats, got 14", () -> op.forward(x, new float[14], null, 2, 5, 4));
-        expect("y: expected 2 × 3 × 2 = 12 floats, got 16", () -> op.forward(x, y, null, 2, 5, 3));
-        expect("mask: expected a mask for 2 samples × 5 objects, got 2 × 4", () -> op.forward(x, y, ObjectMask.all(2, 4), 2, 5, 4));
-        expect("mask: expected a mask for 2 samples × 5 objects, got 3 × 5", () -> op.backward(x, y, ObjectMask.all(3, 5), g, 2, 5, 4));
-        expect("gradOut: expected 2 × 2 = 4 floats, got 3", () -> op.backward(x, y, null, new float[3], 2, 5, 4));
-        expect("gradOut: expected 2 × 2 floats, got null", () -> op.backward(x, y, null, null, 2, 5, 4));
-        expect("batch, objects, tokens: expected every tensor", () -> op.forward(x, y, null, 65536, 65536, 4));
+        expect("batch: expected >= 1, got 0", () -> new BanBlockCpu(op).forward(x, y, null, 0, 5, 4));
+        expect("objects: expected >= 1, got 0", () -> new BanBlockCpu(op).forward(x, y, null, 2, 0, 4));
+        expect("tokens: expected >= 1, got -1", () -> new BanBlockCpu(op).backward(x, y, null, g, 2, 5, -1));
+        expect("x: expected 2 × 5 × 3 = 30 floats, got 29", () -> new BanBlockCpu(op).forward(new float[29], y, null, 2, 5, 4));
+        expect("x: expected 2 × 5 × 3 floats, got null", () -> new BanBlockCpu(op).forwardWithAttention(null, y, null, 2, 5, 4));
+        expect("y: expected 2 × 4 × 2 = 16 floats, got 14", () -> new BanBlockCpu(op).forward(x, new float[14], null, 2, 5, 4));
+        expect("y: expected 2 × 3 × 2 = 12 floats, got 16", () -> new BanBlockCpu(op).forward(x, y, null, 2, 5, 3));
+        expect("mask: expected a mask for 2 samples × 5 objects, got 2 × 4", () -> new BanBlockCpu(op).forward(x, y, ObjectMask.all(2, 4), 2, 5, 4));
+        expect("mask: expected a mask for 2 samples × 5 objects, got 3 × 5", () -> new BanBlockCpu(op).backward(x, y, ObjectMask.all(3, 5), g, 2, 5, 4));
+        expect("gradOut: expected 2 × 2 = 4 floats, got 3", () -> new BanBlockCpu(op).backward(x, y, null, new float[3], 2, 5, 4));
+        expect("gradOut: expected 2 × 2 floats, got null", () -> new BanBlockCpu(op).backward(x, y, null, null, 2, 5, 4));
+        expect("batch, objects, tokens: expected every tensor", () -> new BanBlockCpu(op).forward(x, y, null, 65536, 65536, 4));
         expect("x: expected", () -> BanBlockReference.forward(op, new float[1], y, null, 2, 5, 4));
     }
 

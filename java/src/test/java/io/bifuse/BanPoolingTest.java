@@ -1,5 +1,6 @@
 package io.bifuse;
 
+import io.bifuse.cpu.BanPoolingCpu;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.reference.BanPoolingReference;
@@ -26,10 +27,10 @@ class BanPoolingTest {
         float[] a = Stats.gaussian(r, batch * objects * tokens), x = Stats.gaussian(r, batch * objects * width);
         float[] y = Stats.gaussian(r, batch * tokens * width), g = Stats.gaussian(r, batch * op.outWidth());
         ObjectMask mask = masked ? randomCounts(r, batch, objects) : null;
-        float[] f = op.forward(a, x, y, mask, batch, objects, tokens);
+        float[] f = new BanPoolingCpu(op).forward(a, x, y, mask, batch, objects, tokens);
         assertEquals(batch * width / group, f.length);
         assertTrue(Stats.relativeL2(f, BanPoolingReference.forward(op, a, x, y, mask, batch, objects, tokens)) < TOL);
-        BanPooling.Gradients got = op.backward(a, x, y, mask, g, batch, objects, tokens);
+        BanPooling.Gradients got = new BanPoolingCpu(op).backward(a, x, y, mask, g, batch, objects, tokens);
         BanPoolingReference.Grads ref = BanPoolingReference.backward(op, a, x, y, mask, g, batch, objects, tokens);
         assertEquals(a.length, got.da().length);
         assertEquals(x.length, got.dx().length);
@@ -45,18 +46,18 @@ class BanPoolingTest {
         BanPooling op = BanPooling.of(2, 1);
         float[] a = {0.25f, 0.75f}, x = {1, 2, 3, 4}, y = {10, 100};
         // c = 0: (0.25·1 + 0.75·3)·10 = 25;  c = 1: (0.25·2 + 0.75·4)·100 = 350
-        assertArrayEquals(new float[] {25, 350}, op.forward(a, x, y, null, 1, 2, 1));
+        assertArrayEquals(new float[] {25, 350}, new BanPoolingCpu(op).forward(a, x, y, null, 1, 2, 1));
         // group 2 sums both: 375
-        assertArrayEquals(new float[] {375}, BanPooling.of(2, 2).forward(a, x, y, null, 1, 2, 1));
+        assertArrayEquals(new float[] {375}, new BanPoolingCpu(BanPooling.of(2, 2)).forward(a, x, y, null, 1, 2, 1));
     }
 
     @Test void groupsSumAdjacentUnitsOfTheUngroupedOutput() {
         SplittableRandom r = new SplittableRandom(7);
         int batch = 3, objects = 4, tokens = 5, width = 12;
         float[] a = Stats.gaussian(r, batch * objects * tokens), x = Stats.gaussian(r, batch * objects * width), y = Stats.gaussian(r, batch * tokens * width);
-        float[] full = BanPooling.of(width, 1).forward(a, x, y, null, batch, objects, tokens);
+        float[] full = new BanPoolingCpu(BanPooling.of(width, 1)).forward(a, x, y, null, batch, objects, tokens);
         for (int k : new int[] {2, 3, 4, 6, 12}) {
-            float[] f = BanPooling.of(width, k).forward(a, x, y, null, batch, objects, tokens);
+            float[] f = new BanPoolingCpu(BanPooling.of(width, k)).forward(a, x, y, null, batch, objects, tokens);
             assertEquals(batch * width / k, f.length);
             for (int b = 0; b < batch; b++) {
                 for (int u = 0; u < width / k; u++) {
@@ -85,9 +86,9 @@ class BanPoolingTest {
                 for (int c = 0; c < width; c++) x0[(b * objects + i) * width + c] = 0;
             }
         }
-        float[] masked = op.forward(a, x, y, mask, batch, objects, tokens);
+        float[] masked = new BanPoolingCpu(op).forward(a, x, y, mask, batch, objects, tokens);
         assertTrue(Stats.relativeL2(masked, BanPoolingReference.forward(op, a0, x0, y, null, batch, objects, tokens)) < TOL);
-        BanPooling.Gradients gr = op.backward(a, x, y, mask, g, batch, objects, tokens);
+        BanPooling.Gradients gr = new BanPoolingCpu(op).backward(a, x, y, mask, g, batch, objects, tokens);
         BanPoolingReference.Grads zeroed = BanPoolingReference.backward(op, a0, x0, y, null, g, batch, objects, tokens);
         assertTrue(Stats.relativeL2(gr.dy(), zeroed.dy()) < TOL, "dy depends on the real objects only");
         for (int b = 0; b < batch; b++) {
@@ -109,7 +110,7 @@ class BanPoolingTest {
         ObjectMask holes = ObjectMask.of(real, batch, objects);
         float[] ah = a.clone();
         for (int j = 0; j < tokens; j++) { ah[(0 * objects + 1) * tokens + j] = 0; ah[(1 * objects + 3) * tokens + j] = 0; }
-        assertTrue(Stats.relativeL2(op.forward(a, x, y, holes, batch, objects, tokens),
+        assertTrue(Stats.relativeL2(new BanPoolingCpu(op).forward(a, x, y, holes, batch, objects, tokens),
                 BanPoolingReference.forward(op, ah, x, y, null, batch, objects, tokens)) < TOL);
     }
 
@@ -120,12 +121,12 @@ class BanPoolingTest {
         ObjectMask mask = ObjectMask.counts(new int[] {0, 3}, objects);
         float[] a = Stats.gaussian(r, batch * objects * tokens), x = Stats.gaussian(r, batch * objects * width), y = Stats.gaussian(r, batch * tokens * width);
         float[] g = Stats.gaussian(r, batch * width);
-        float[] f = op.forward(a, x, y, mask, batch, objects, tokens);
+        float[] f = new BanPoolingCpu(op).forward(a, x, y, mask, batch, objects, tokens);
         for (int c = 0; c < width; c++) {
             assertEquals(0f, f[c], 0f, "empty sample's output");
             assertNotEquals(0f, f[width + c], "full sample's output");
         }
-        BanPooling.Gradients gr = op.backward(a, x, y, mask, g, batch, objects, tokens);
+        BanPooling.Gradients gr = new BanPoolingCpu(op).backward(a, x, y, mask, g, batch, objects, tokens);
         // ±0: dF·0 keeps dF's sign
         for (int e = 0; e < objects * tokens; e++) assertEquals(0f, gr.da()[e], 0f);
         for (int e = 0; e < objects * width; e++) assertEquals(0f, gr.dx()[e], 0f);
@@ -139,7 +140,7 @@ class BanPoolingTest {
         BanPooling op = BanPooling.of(width, 1);
         ObjectMask mask = ObjectMask.counts(new int[] {1}, objects);
         float[] a = Stats.gaussian(r, objects * tokens), x = Stats.gaussian(r, objects * width), y = Stats.gaussian(r, tokens * width);
-        float[] f = op.forward(a, x, y, mask, 1, objects, tokens);
+        float[] f = new BanPoolingCpu(op).forward(a, x, y, mask, 1, objects, tokens);
         for (int c = 0; c < width; c++) {
             double s = 0;
             for (int j = 0; j < tokens; j++) s += (double) a[i0 * tokens + j] * y[j * width + c];
@@ -160,16 +161,16 @@ class BanPoolingTest {
         BanPooling op = BanPooling.of(4, 2);
         int b = 2, n = 3, m = 2;
         float[] a = new float[b * n * m], x = new float[b * n * 4], y = new float[b * m * 4], g = new float[b * 2];
-        expect("batch: expected >= 1", () -> op.forward(a, x, y, null, 0, n, m));
-        expect("objects: expected N >= 1", () -> op.forward(a, x, y, null, b, 0, m));
-        expect("tokens: expected M >= 1", () -> op.forward(a, x, y, null, b, n, 0));
-        expect("attention: expected B × N × M = 2 × 3 × 2 = 12 floats, got 11", () -> op.forward(new float[11], x, y, null, b, n, m));
-        expect("attention: expected", () -> op.forward(null, x, y, null, b, n, m));
-        expect("x: expected B × N × K' = 2 × 3 × 4 = 24 floats, got 20", () -> op.forward(a, new float[20], y, null, b, n, m));
-        expect("y: expected B × M × K' = 2 × 2 × 4", () -> op.forward(a, x, new float[3], null, b, n, m));
-        expect("mask: expected a mask for 2 samples × 3 objects, got 2 × 4", () -> op.forward(a, x, y, ObjectMask.all(2, 4), b, n, m));
-        expect("gradOut: expected 2 × 2 = 4 floats, got 3", () -> op.backward(a, x, y, null, new float[3], b, n, m));
-        expect("x: expected", () -> op.backward(a, null, y, null, g, b, n, m));
+        expect("batch: expected >= 1", () -> new BanPoolingCpu(op).forward(a, x, y, null, 0, n, m));
+        expect("objects: expected N >= 1", () -> new BanPoolingCpu(op).forward(a, x, y, null, b, 0, m));
+        expect("tokens: expected M >= 1", () -> new BanPoolingCpu(op).forward(a, x, y, null, b, n, 0));
+        expect("attention: expected B × N × M = 2 × 3 × 2 = 12 floats, got 11", () -> new BanPoolingCpu(op).forward(new float[11], x, y, null, b, n, m));
+        expect("attention: expected", () -> new BanPoolingCpu(op).forward(null, x, y, null, b, n, m));
+        expect("x: expected B × N × K' = 2 × 3 × 4 = 24 floats, got 20", () -> new BanPoolingCpu(op).forward(a, new float[20], y, null, b, n, m));
+        expect("y: expected B × M × K' = 2 × 2 × 4", () -> new BanPoolingCpu(op).forward(a, x, new float[3], null, b, n, m));
+        expect("mask: expected a mask for 2 samples × 3 objects, got 2 × 4", () -> new BanPoolingCpu(op).forward(a, x, y, ObjectMask.all(2, 4), b, n, m));
+        expect("gradOut: expected 2 × 2 = 4 floats, got 3", () -> new BanPoolingCpu(op).backward(a, x, y, null, new float[3], b, n, m));
+        expect("x: expected", () -> new BanPoolingCpu(op).backward(a, null, y, null, g, b, n, m));
         expect("batch: expected B·N·M, B·N·K' and B·M·K' < 2^31", () -> BanPooling.of(1 << 16, 1).checkSizes(1 << 10, 1 << 10, 1));
     }
 

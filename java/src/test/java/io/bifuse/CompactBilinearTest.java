@@ -1,5 +1,6 @@
 package io.bifuse;
 
+import io.bifuse.cpu.CompactBilinearCpu;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.reference.CompactBilinearReference;
@@ -24,10 +25,10 @@ class CompactBilinearTest {
         for (Normalization n : new Normalization[] {Normalization.NONE, Normalization.pytorch(), Normalization.caffe()}) {
             CompactBilinear op = CompactBilinear.seeded(dx, dy, d, r.nextLong()).withNormalization(n);
             float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * d);
-            double e = Stats.relativeL2(op.forward(x, y, batch), CompactBilinearReference.forward(op, x, y, batch));
+            double e = Stats.relativeL2(new CompactBilinearCpu(op).forward(x, y, batch), CompactBilinearReference.forward(op, x, y, batch));
             assertTrue(e < TOL, n + " forward error " + e);
             if (n.equals(Normalization.pytorch()) && (long) dx * dy < 16L * d) continue; // ill-conditioned: see Check's javadoc
-            Gradients cg = op.backward(x, y, g, batch);
+            Gradients cg = new CompactBilinearCpu(op).backward(x, y, g, batch);
             double[][] ref = CompactBilinearReference.backward(op, x, y, g, batch);
             assertTrue(Stats.relativeL2(cg.dx(), ref[0]) < TOL, n + " dx error " + Stats.relativeL2(cg.dx(), ref[0]));
             assertTrue(Stats.relativeL2(cg.dy(), ref[1]) < TOL, n + " dy error " + Stats.relativeL2(cg.dy(), ref[1]));
@@ -91,13 +92,13 @@ class CompactBilinearTest {
     @Test void badInputsAreRejectedByName() {
         CompactBilinear op = CompactBilinear.seeded(3, 2, 5, 1);
         float[] x = new float[6], y = new float[4], g = new float[10];
-        assertMessage("batch: expected >= 1, got 0", () -> op.forward(x, y, 0));
-        assertMessage("x: expected 2 × 3 = 6 floats, got 5", () -> op.forward(new float[5], y, 2));
-        assertMessage("y: expected 2 × 2 = 4 floats, got 6", () -> op.forward(x, new float[6], 2));
-        assertMessage("x: expected 2 × 3 floats, got null", () -> op.forward(null, y, 2));
-        assertMessage("gradOut: expected 2 × 5 = 10 floats, got 9", () -> op.backward(x, y, new float[9], 2));
-        assertMessage("y: expected 3 × 2 = 6 floats, got 4", () -> op.backward(new float[9], y, new float[15], 3));
-        assertDoesNotThrow(() -> op.backward(x, y, g, 2));
+        assertMessage("batch: expected >= 1, got 0", () -> new CompactBilinearCpu(op).forward(x, y, 0));
+        assertMessage("x: expected 2 × 3 = 6 floats, got 5", () -> new CompactBilinearCpu(op).forward(new float[5], y, 2));
+        assertMessage("y: expected 2 × 2 = 4 floats, got 6", () -> new CompactBilinearCpu(op).forward(x, new float[6], 2));
+        assertMessage("x: expected 2 × 3 floats, got null", () -> new CompactBilinearCpu(op).forward(null, y, 2));
+        assertMessage("gradOut: expected 2 × 5 = 10 floats, got 9", () -> new CompactBilinearCpu(op).backward(x, y, new float[9], 2));
+        assertMessage("y: expected 3 × 2 = 6 floats, got 4", () -> new CompactBilinearCpu(op).backward(new float[9], y, new float[15], 3));
+        assertDoesNotThrow(() -> new CompactBilinearCpu(op).backward(x, y, g, 2));
         assertMessage("normalization: expected a Normalization", () -> op.withNormalization(null));
     }
 
@@ -114,7 +115,7 @@ class CompactBilinearTest {
         CompactBilinear op = CompactBilinear.seeded(50, 40, 997, 8);
         float[] x1 = Stats.gaussian(r, 50), x2 = Stats.gaussian(r, 50), y = Stats.gaussian(r, 40), mix = new float[50];
         for (int i = 0; i < 50; i++) mix[i] = 2 * x1[i] + x2[i];
-        float[] a = op.forward(x1, y, 1), b = op.forward(x2, y, 1), m = op.forward(mix, y, 1);
+        float[] a = new CompactBilinearCpu(op).forward(x1, y, 1), b = new CompactBilinearCpu(op).forward(x2, y, 1), m = new CompactBilinearCpu(op).forward(mix, y, 1);
         double[] expect = new double[m.length];
         for (int i = 0; i < m.length; i++) expect[i] = 2.0 * a[i] + b[i];
         assertTrue(Stats.relativeL2(m, expect) < 1e-6);

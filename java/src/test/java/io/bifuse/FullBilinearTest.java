@@ -1,5 +1,6 @@
 package io.bifuse;
 
+import io.bifuse.cpu.FullBilinearCpu;
 import static io.bifuse.CompactBilinearTest.assertMessage;
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -31,16 +32,16 @@ class FullBilinearTest {
             float[] x = relu(Stats.gaussian(r, batch * positions * c1)), y = relu(Stats.gaussian(r, batch * positions * c2));
             FullBilinear op = FullBilinear.of(c1, c2, average, n);
             float[] g = Stats.gaussian(r, batch * op.outputSize());
-            assertBelow(Stats.relativeL2(op.forward(x, y, batch, positions), FullBilinearReference.forward(op, x, y, batch, positions)), n + " forward");
-            Gradients cg = op.backward(x, y, g, batch, positions);
+            assertBelow(Stats.relativeL2(new FullBilinearCpu(op).forward(x, y, batch, positions), FullBilinearReference.forward(op, x, y, batch, positions)), n + " forward");
+            Gradients cg = new FullBilinearCpu(op).backward(x, y, g, batch, positions);
             double[][] ref = FullBilinearReference.backward(op, x, y, g, batch, positions);
             assertBelow(Stats.relativeL2(cg.dx(), ref[0]), n + " dx");
             assertBelow(Stats.relativeL2(cg.dy(), ref[1]), n + " dy");
 
             FullBilinear h = FullBilinear.homologous(c1, average, n);
             float[] gh = Stats.gaussian(r, batch * h.outputSize());
-            assertBelow(Stats.relativeL2(h.forward(x, batch, positions), FullBilinearReference.forward(h, x, null, batch, positions)), n + " homologous forward");
-            assertBelow(Stats.relativeL2(h.backward(x, gh, batch, positions), FullBilinearReference.backward(h, x, null, gh, batch, positions)[0]),
+            assertBelow(Stats.relativeL2(new FullBilinearCpu(h).forward(x, batch, positions), FullBilinearReference.forward(h, x, null, batch, positions)), n + " homologous forward");
+            assertBelow(Stats.relativeL2(new FullBilinearCpu(h).backward(x, gh, batch, positions), FullBilinearReference.backward(h, x, null, gh, batch, positions)[0]),
                     n + " homologous dx");
         }
     }
@@ -52,18 +53,18 @@ class FullBilinearTest {
         for (Normalization n : NORMS) {
             FullBilinear h = FullBilinear.homologous(c, true, n), two = FullBilinear.of(c, c, true, n);
             float[] x = relu(Stats.gaussian(r, batch * positions * c)), g = Stats.gaussian(r, batch * c * c);
-            assertArrayEquals(two.forward(x, x, batch, positions), h.forward(x, batch, positions), 1e-6f);
-            Gradients both = two.backward(x, x, g, batch, positions);
+            assertArrayEquals(new FullBilinearCpu(two).forward(x, x, batch, positions), new FullBilinearCpu(h).forward(x, batch, positions), 1e-6f);
+            Gradients both = new FullBilinearCpu(two).backward(x, x, g, batch, positions);
             double[] sum = new double[x.length];
             for (int i = 0; i < sum.length; i++) sum[i] = (double) both.dx()[i] + both.dy()[i];
-            assertBelow(Stats.relativeL2(h.backward(x, g, batch, positions), sum), n + " dx = dx + dy");
+            assertBelow(Stats.relativeL2(new FullBilinearCpu(h).backward(x, g, batch, positions), sum), n + " dx = dx + dy");
         }
     }
 
     @Test void homologousOutputIsSymmetric() {
         SplittableRandom r = new SplittableRandom(5);
         int c = 13;
-        float[] z = FullBilinear.homologous(c, false, Normalization.NONE).forward(Stats.gaussian(r, 2 * 6 * c), 2, 6);
+        float[] z = new FullBilinearCpu(FullBilinear.homologous(c, false, Normalization.NONE)).forward(Stats.gaussian(r, 2 * 6 * c), 2, 6);
         for (int b = 0; b < 2; b++)
             for (int a = 0; a < c; a++)
                 for (int k = 0; k < c; k++) assertEquals(z[b * c * c + a * c + k], z[b * c * c + k * c + a], 1e-5f);
@@ -73,20 +74,20 @@ class FullBilinearTest {
         SplittableRandom r = new SplittableRandom(6);
         int batch = 2, positions = 10, c1 = 5, c2 = 4;
         float[] x = Stats.gaussian(r, batch * positions * c1), y = Stats.gaussian(r, batch * positions * c2);
-        float[] sum = FullBilinear.of(c1, c2, false, Normalization.NONE).forward(x, y, batch, positions);
-        float[] avg = FullBilinear.of(c1, c2, true, Normalization.NONE).forward(x, y, batch, positions);
+        float[] sum = new FullBilinearCpu(FullBilinear.of(c1, c2, false, Normalization.NONE)).forward(x, y, batch, positions);
+        float[] avg = new FullBilinearCpu(FullBilinear.of(c1, c2, true, Normalization.NONE)).forward(x, y, batch, positions);
         for (int i = 0; i < sum.length; i++) assertEquals(sum[i] / positions, avg[i], 1e-5f * Math.abs(sum[i]) + 1e-7f);
         // Signed sqrt then l2: a positive factor on z scales u by its square root, which the l2 removes.
         Normalization n = Normalization.pytorch();
-        assertArrayEquals(FullBilinear.of(c1, c2, false, n).forward(x, y, batch, positions),
-                FullBilinear.of(c1, c2, true, n).forward(x, y, batch, positions), 1e-6f);
+        assertArrayEquals(new FullBilinearCpu(FullBilinear.of(c1, c2, false, n)).forward(x, y, batch, positions),
+                new FullBilinearCpu(FullBilinear.of(c1, c2, true, n)).forward(x, y, batch, positions), 1e-6f);
     }
 
     @Test void pooledIsTheSumOfOuterProducts() {
         // One sample, two positions: X = [[1, 2], [3, 4]], Y = [[5], [6]] -> Z = [[1·5 + 3·6], [2·5 + 4·6]] = [[23], [34]].
         FullBilinear op = FullBilinear.of(2, 1, false, Normalization.NONE);
-        assertArrayEquals(new float[] {23, 34}, op.forward(new float[] {1, 2, 3, 4}, new float[] {5, 6}, 1, 2), 0);
-        assertArrayEquals(new float[] {11.5f, 17}, FullBilinear.of(2, 1, true, Normalization.NONE).forward(new float[] {1, 2, 3, 4}, new float[] {5, 6}, 1, 2), 0);
+        assertArrayEquals(new float[] {23, 34}, new FullBilinearCpu(op).forward(new float[] {1, 2, 3, 4}, new float[] {5, 6}, 1, 2), 0);
+        assertArrayEquals(new float[] {11.5f, 17}, new FullBilinearCpu(FullBilinear.of(2, 1, true, Normalization.NONE)).forward(new float[] {1, 2, 3, 4}, new float[] {5, 6}, 1, 2), 0);
     }
 
     @Test void badArgumentsAreRejectedByName() {
@@ -99,23 +100,23 @@ class FullBilinearTest {
 
         FullBilinear op = FullBilinear.of(3, 2, false, Normalization.pytorch());
         float[] x = new float[2 * 5 * 3], y = new float[2 * 5 * 2], g = new float[2 * 6];
-        assertMessage("positions: expected L >= 1 spatial positions, got 0", () -> op.forward(new float[0], new float[0], 2, 0));
-        assertMessage("batch: expected >= 1, got 0", () -> op.forward(x, y, 0, 5));
-        assertMessage("x: expected 2 × 5 × 3 = 30 floats, got 29", () -> op.forward(new float[29], y, 2, 5));
-        assertMessage("y: expected 2 × 5 × 2 = 20 floats, got 30", () -> op.forward(x, x, 2, 5));
-        assertMessage("x: expected 2 × 5 × 3 floats, got null", () -> op.forward(null, y, 2, 5));
-        assertMessage("gradOut: expected 2 × 6 = 12 floats, got 11", () -> op.backward(x, y, new float[11], 2, 5));
-        assertMessage("y: this op takes two inputs", () -> op.forward(x, 2, 5));
-        assertMessage("y: this op takes two inputs", () -> op.backward(x, g, 2, 5));
-        assertDoesNotThrow(() -> op.backward(x, y, g, 2, 5));
+        assertMessage("positions: expected L >= 1 spatial positions, got 0", () -> new FullBilinearCpu(op).forward(new float[0], new float[0], 2, 0));
+        assertMessage("batch: expected >= 1, got 0", () -> new FullBilinearCpu(op).forward(x, y, 0, 5));
+        assertMessage("x: expected 2 × 5 × 3 = 30 floats, got 29", () -> new FullBilinearCpu(op).forward(new float[29], y, 2, 5));
+        assertMessage("y: expected 2 × 5 × 2 = 20 floats, got 30", () -> new FullBilinearCpu(op).forward(x, x, 2, 5));
+        assertMessage("x: expected 2 × 5 × 3 floats, got null", () -> new FullBilinearCpu(op).forward(null, y, 2, 5));
+        assertMessage("gradOut: expected 2 × 6 = 12 floats, got 11", () -> new FullBilinearCpu(op).backward(x, y, new float[11], 2, 5));
+        assertMessage("y: this op takes two inputs", () -> new FullBilinearCpu(op).forward(x, 2, 5));
+        assertMessage("y: this op takes two inputs", () -> new FullBilinearCpu(op).backward(x, g, 2, 5));
+        assertDoesNotThrow(() -> new FullBilinearCpu(op).backward(x, y, g, 2, 5));
 
         FullBilinear h = FullBilinear.homologous(3, true, Normalization.caffe());
-        assertMessage("y: this op is homologous", () -> h.forward(x, x, 2, 5));
-        assertMessage("y: this op is homologous", () -> h.backward(x, x, new float[18], 2, 5));
-        assertMessage("gradOut: expected 2 × 9 = 18 floats, got 12", () -> h.backward(x, g, 2, 5));
-        assertMessage("positions: expected L >= 1", () -> h.forward(x, 2, -1));
-        assertDoesNotThrow(() -> h.backward(x, new float[18], 2, 5));
-        assertMessage("batch: expected B·C1·C2 < 2^31", () -> FullBilinear.homologous(2048, false, Normalization.NONE).forward(new float[1], 1024, 1));
+        assertMessage("y: this op is homologous", () -> new FullBilinearCpu(h).forward(x, x, 2, 5));
+        assertMessage("y: this op is homologous", () -> new FullBilinearCpu(h).backward(x, x, new float[18], 2, 5));
+        assertMessage("gradOut: expected 2 × 9 = 18 floats, got 12", () -> new FullBilinearCpu(h).backward(x, g, 2, 5));
+        assertMessage("positions: expected L >= 1", () -> new FullBilinearCpu(h).forward(x, 2, -1));
+        assertDoesNotThrow(() -> new FullBilinearCpu(h).backward(x, new float[18], 2, 5));
+        assertMessage("batch: expected B·C1·C2 < 2^31", () -> new FullBilinearCpu(FullBilinear.homologous(2048, false, Normalization.NONE)).forward(new float[1], 1024, 1));
     }
 
     @Test void descriptorsCompareByValue() {

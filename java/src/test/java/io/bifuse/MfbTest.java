@@ -1,5 +1,6 @@
 package io.bifuse;
 
+import io.bifuse.cpu.MfbCpu;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.reference.MfbReference;
@@ -26,9 +27,9 @@ class MfbTest {
         for (Normalization n : new Normalization[] {Normalization.NONE, Normalization.pytorch(), Normalization.caffe()}) {
             Mfb op = Mfb.random(dx, dy, o, k, blocks, act, n, r.nextLong());
             float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * blocks * o);
-            double e = Stats.relativeL2(op.forward(x, y, batch), MfbReference.forward(op, x, y, batch));
+            double e = Stats.relativeL2(new MfbCpu(op).forward(x, y, batch), MfbReference.forward(op, x, y, batch));
             assertTrue(e < TOL, n + " forward error " + e);
-            Mfb.Gradients cg = op.backward(x, y, g, batch);
+            Mfb.Gradients cg = new MfbCpu(op).backward(x, y, g, batch);
             double eb = MfbReference.maxRelativeL2(op, cg, MfbReference.backward(op, x, y, g, batch));
             assertTrue(eb < TOL, n + " backward error " + eb);
             assertEquals(blocks, cg.u().size());
@@ -44,7 +45,7 @@ class MfbTest {
         Mfb mfh = Mfb.random(20, 12, 8, 5, 3, Activation.RELU, Normalization.pytorch(), 7);
         Mfb mfb = Mfb.mfb(mfh.u(0), mfh.v(0), 5, Activation.RELU, Normalization.pytorch());
         float[] x = Stats.gaussian(r, 3 * 20), y = Stats.gaussian(r, 3 * 12);
-        float[] a = mfh.forward(x, y, 3), b = mfb.forward(x, y, 3);
+        float[] a = new MfbCpu(mfh).forward(x, y, 3), b = new MfbCpu(mfb).forward(x, y, 3);
         for (int s = 0; s < 3; s++) assertArrayEquals(Arrays.copyOfRange(b, s * 8, s * 8 + 8), Arrays.copyOfRange(a, s * 24, s * 24 + 8));
     }
 
@@ -57,7 +58,7 @@ class MfbTest {
         Mfb op = Mfb.mfb(u, v, 3, Activation.NONE, Normalization.NONE);
         float[] x1 = Stats.gaussian(r, 10), x2 = Stats.gaussian(r, 10), y = Stats.gaussian(r, 6), mix = new float[10];
         for (int i = 0; i < 10; i++) mix[i] = 2 * x1[i] + x2[i];
-        float[] a = op.forward(x1, y, 1), b = op.forward(x2, y, 1), m = op.forward(mix, y, 1);
+        float[] a = new MfbCpu(op).forward(x1, y, 1), b = new MfbCpu(op).forward(x2, y, 1), m = new MfbCpu(op).forward(mix, y, 1);
         double[] expect = new double[m.length];
         for (int i = 0; i < m.length; i++) expect[i] = 2.0 * a[i] + b[i];
         assertTrue(Stats.relativeL2(m, expect) < 1e-6);
@@ -68,7 +69,7 @@ class MfbTest {
         Linear u1 = Linear.random(12, 5, false, 1), v1 = Linear.random(12, 4, true, 2);
         Linear u2 = Linear.random(12, 5, true, 3), v2 = Linear.random(12, 4, false, 4);
         Mfb op = Mfb.mfh(List.of(u1, u2), List.of(v1, v2), 4, Activation.TANH, Normalization.caffe());
-        Mfb.Gradients g = op.backward(Stats.gaussian(r, 10), Stats.gaussian(r, 8), Stats.gaussian(r, 12), 2);
+        Mfb.Gradients g = new MfbCpu(op).backward(Stats.gaussian(r, 10), Stats.gaussian(r, 8), Stats.gaussian(r, 12), 2);
         assertNull(g.u().get(0).bias());
         assertEquals(12, g.v().get(0).bias().length);
         assertEquals(12, g.u().get(1).bias().length);
@@ -121,12 +122,12 @@ class MfbTest {
     @Test void badInputsAreRejectedByName() {
         Mfb op = Mfb.random(3, 2, 2, 2, 2, Activation.RELU, Normalization.pytorch(), 1);
         float[] x = new float[6], y = new float[4], g = new float[8];
-        assertMessage("batch: expected >= 1, got 0", () -> op.forward(x, y, 0));
-        assertMessage("x: expected 2 × 3 = 6 floats, got 5", () -> op.forward(new float[5], y, 2));
-        assertMessage("y: expected 2 × 2 = 4 floats, got 6", () -> op.forward(x, new float[6], 2));
-        assertMessage("x: expected 2 × 3 floats, got null", () -> op.forward(null, y, 2));
-        assertMessage("gradOut: expected 2 × 4 = 8 floats, got 9", () -> op.backward(x, y, new float[9], 2));
-        assertDoesNotThrow(() -> op.backward(x, y, g, 2));
+        assertMessage("batch: expected >= 1, got 0", () -> new MfbCpu(op).forward(x, y, 0));
+        assertMessage("x: expected 2 × 3 = 6 floats, got 5", () -> new MfbCpu(op).forward(new float[5], y, 2));
+        assertMessage("y: expected 2 × 2 = 4 floats, got 6", () -> new MfbCpu(op).forward(x, new float[6], 2));
+        assertMessage("x: expected 2 × 3 floats, got null", () -> new MfbCpu(op).forward(null, y, 2));
+        assertMessage("gradOut: expected 2 × 4 = 8 floats, got 9", () -> new MfbCpu(op).backward(x, y, new float[9], 2));
+        assertDoesNotThrow(() -> new MfbCpu(op).backward(x, y, g, 2));
     }
 
     static void assertMessage(String expected, org.junit.jupiter.api.function.Executable call) {

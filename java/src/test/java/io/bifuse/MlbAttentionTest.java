@@ -1,5 +1,6 @@
 package io.bifuse;
 
+import io.bifuse.cpu.MlbAttentionCpu;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.reference.MlbAttentionReference;
@@ -26,11 +27,11 @@ class MlbAttentionTest {
         MlbAttention op = MlbAttention.random(dq, dv, j, g, out, act, r.nextLong());
         float[] q = Stats.gaussian(r, batch * dq), v = Stats.gaussian(r, batch * cells * dv), go = Stats.gaussian(r, batch * out);
         MlbAttentionReference.Result ref = MlbAttentionReference.forward(op, q, v, batch, cells);
-        MlbAttention.Result got = op.forwardWithAttention(q, v, batch, cells);
+        MlbAttention.Result got = new MlbAttentionCpu(op).forwardWithAttention(q, v, batch, cells);
         assertTrue(Stats.relativeL2(got.out(), ref.out()) < TOL, "forward " + Stats.relativeL2(got.out(), ref.out()));
         assertTrue(Stats.relativeL2(got.attention(), ref.attention()) < TOL, "attention");
-        assertArrayEquals(got.out(), op.forward(q, v, batch, cells));
-        List<float[]> gt = op.backward(q, v, go, batch, cells).tensors();
+        assertArrayEquals(got.out(), new MlbAttentionCpu(op).forward(q, v, batch, cells));
+        List<float[]> gt = new MlbAttentionCpu(op).backward(q, v, go, batch, cells).tensors();
         List<double[]> rt = MlbAttentionReference.backward(op, q, v, go, batch, cells).tensors();
         List<String> names = op.gradientNames();
         assertEquals(names.size(), gt.size());
@@ -45,7 +46,7 @@ class MlbAttentionTest {
         SplittableRandom r = new SplittableRandom(5);
         int batch = 3, cells = 11, g = 3;
         MlbAttention op = MlbAttention.random(4, 6, 5, g, 2, Activation.TANH, 8);
-        float[] att = op.forwardWithAttention(Stats.gaussian(r, batch * 4), Stats.gaussian(r, batch * cells * 6), batch, cells).attention();
+        float[] att = new MlbAttentionCpu(op).forwardWithAttention(Stats.gaussian(r, batch * 4), Stats.gaussian(r, batch * cells * 6), batch, cells).attention();
         assertEquals(batch * g * cells, att.length);
         for (int row = 0; row < batch * g; row++) {
             double s = 0;
@@ -60,7 +61,7 @@ class MlbAttentionTest {
     @Test void gradientsHaveTheLayersShapesAndTheLogitsBiasGradientIsZero() {
         SplittableRandom r = new SplittableRandom(6);
         MlbAttention op = MlbAttention.random(4, 6, 5, 2, 3, Activation.TANH, 9);
-        MlbAttention.Gradients gr = op.backward(Stats.gaussian(r, 2 * 4), Stats.gaussian(r, 2 * 7 * 6), Stats.gaussian(r, 2 * 3), 2, 7);
+        MlbAttention.Gradients gr = new MlbAttentionCpu(op).backward(Stats.gaussian(r, 2 * 4), Stats.gaussian(r, 2 * 7 * 6), Stats.gaussian(r, 2 * 3), 2, 7);
         assertEquals(2 * 4, gr.dq().length);
         assertEquals(2 * 7 * 6, gr.dv().length);
         assertEquals(5 * 4, gr.question().weight().length);
@@ -82,7 +83,7 @@ class MlbAttentionTest {
         MlbAttention op = MlbAttention.of(new MlbAttention.Weights(Linear.random(j, dq, false, 1), Linear.random(j, dv, false, 2),
                 Linear.random(g, j, false, 3), List.of(Linear.random(j, dv, false, 4)), Linear.random(j, dq, false, 5),
                 Linear.random(out, j, false, 6)), Activation.TANH);
-        MlbAttention.Gradients gr = op.backward(Stats.gaussian(r, dq), Stats.gaussian(r, 3 * dv), Stats.gaussian(r, out), 1, 3);
+        MlbAttention.Gradients gr = new MlbAttentionCpu(op).backward(Stats.gaussian(r, dq), Stats.gaussian(r, 3 * dv), Stats.gaussian(r, out), 1, 3);
         assertNull(gr.question().bias());
         assertNull(gr.answer().bias());
         assertEquals(8, gr.tensors().size());
@@ -118,15 +119,15 @@ class MlbAttentionTest {
     @Test void inputsAreValidatedByNameBeforeAnyWork() {
         MlbAttention op = MlbAttention.random(3, 4, 5, 2, 2, Activation.TANH, 1);
         float[] q = new float[2 * 3], v = new float[2 * 7 * 4], g = new float[2 * 2];
-        expect("cells: expected >= 1, got 0", () -> op.forward(q, new float[0], 2, 0));
-        expect("batch: expected >= 1, got 0", () -> op.forward(new float[0], new float[0], 0, 7));
-        expect("q: expected 2 × 3 = 6 floats, got 5", () -> op.forward(new float[5], v, 2, 7));
-        expect("v: expected 2 × 7 × 4 = 56 floats, got 55", () -> op.forward(q, new float[55], 2, 7));
-        expect("v: expected 2 × 7 × 4 floats, got null", () -> op.forward(q, null, 2, 7));
-        expect("v: expected 2 × 6 × 4 = 48 floats, got 56", () -> op.forwardWithAttention(q, v, 2, 6));
-        expect("gradOut: expected 2 × 2 = 4 floats, got 3", () -> op.backward(q, v, new float[3], 2, 7));
-        expect("cells: expected >= 1, got -1", () -> op.backward(q, v, g, 2, -1));
-        expect("batch, cells: expected batch·cells <= 2147483647", () -> op.forward(q, v, 65536, 65536));
+        expect("cells: expected >= 1, got 0", () -> new MlbAttentionCpu(op).forward(q, new float[0], 2, 0));
+        expect("batch: expected >= 1, got 0", () -> new MlbAttentionCpu(op).forward(new float[0], new float[0], 0, 7));
+        expect("q: expected 2 × 3 = 6 floats, got 5", () -> new MlbAttentionCpu(op).forward(new float[5], v, 2, 7));
+        expect("v: expected 2 × 7 × 4 = 56 floats, got 55", () -> new MlbAttentionCpu(op).forward(q, new float[55], 2, 7));
+        expect("v: expected 2 × 7 × 4 floats, got null", () -> new MlbAttentionCpu(op).forward(q, null, 2, 7));
+        expect("v: expected 2 × 6 × 4 = 48 floats, got 56", () -> new MlbAttentionCpu(op).forwardWithAttention(q, v, 2, 6));
+        expect("gradOut: expected 2 × 2 = 4 floats, got 3", () -> new MlbAttentionCpu(op).backward(q, v, new float[3], 2, 7));
+        expect("cells: expected >= 1, got -1", () -> new MlbAttentionCpu(op).backward(q, v, g, 2, -1));
+        expect("batch, cells: expected batch·cells <= 2147483647", () -> new MlbAttentionCpu(op).forward(q, v, 65536, 65536));
     }
 
     @Test void randomIsReproducibleAndMatchesLinearRandom() {

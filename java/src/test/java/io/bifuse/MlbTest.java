@@ -1,5 +1,7 @@
 package io.bifuse;
 
+import io.bifuse.cpu.MlbCpu;
+import io.bifuse.cuda.MlbCuda;
 import static io.bifuse.CompactBilinearTest.assertMessage;
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -24,8 +26,8 @@ class MlbTest {
         SplittableRandom r = new SplittableRandom(batch * 31L + dx);
         Mlb op = Mlb.random(dx, dy, j, out, act, r.nextLong());
         float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
-        assertTrue(Stats.relativeL2(op.forward(x, y, batch), MlbReference.forward(op, x, y, batch)) < TOL);
-        Mlb.Gradients cg = op.backward(x, y, g, batch);
+        assertTrue(Stats.relativeL2(new MlbCpu(op).forward(x, y, batch), MlbReference.forward(op, x, y, batch)) < TOL);
+        Mlb.Gradients cg = new MlbCpu(op).backward(x, y, g, batch);
         MlbReference.Grads ref = MlbReference.backward(op, x, y, g, batch);
         float[][] got = {cg.dx(), cg.dy(), cg.u().weight(), cg.u().bias(), cg.v().weight(), cg.v().bias(), cg.p().weight(), cg.p().bias()};
         for (int t = 0; t < got.length; t++) {
@@ -38,14 +40,14 @@ class MlbTest {
         SplittableRandom r = new SplittableRandom(4);
         Mlb op = Mlb.of(Linear.random(6, 5, false, 1), Linear.random(6, 3, true, 2), Linear.random(2, 6, false, 3), Activation.TANH);
         float[] x = Stats.gaussian(r, 10), y = Stats.gaussian(r, 6), g = Stats.gaussian(r, 4);
-        Mlb.Gradients gr = op.backward(x, y, g, 2);
+        Mlb.Gradients gr = new MlbCpu(op).backward(x, y, g, 2);
         assertNull(gr.u().bias());
         assertNotNull(gr.v().bias());
         assertNull(gr.p().bias());
         // A missing bias is a zero bias: the same numbers as explicit zeros.
         Mlb zeros = Mlb.of(new Linear(6, 5, op.u().weight(), new float[6]), op.v(), new Linear(2, 6, op.p().weight(), new float[2]), Activation.TANH);
-        assertArrayEquals(zeros.forward(x, y, 2), op.forward(x, y, 2));
-        assertArrayEquals(zeros.backward(x, y, g, 2).dx(), gr.dx());
+        assertArrayEquals(new MlbCpu(zeros).forward(x, y, 2), new MlbCpu(op).forward(x, y, 2));
+        assertArrayEquals(new MlbCpu(zeros).backward(x, y, g, 2).dx(), gr.dx());
     }
 
     @Test void randomFollowsTheDocumentedSeeds() {
@@ -74,19 +76,21 @@ class MlbTest {
         assertMessage("dx: expected >= 1, got -1", () -> Mlb.random(-1, 2, 2, 2, Activation.TANH, 1));
         assertMessage("out: expected >= 1, got 0", () -> Mlb.random(2, 2, 2, 0, Activation.TANH, 1));
         assertMessage("activation: expected one of", () -> Mlb.random(2, 2, 2, 2, null, 1));
-        assertMessage("precision: expected FP32, TF32 or BF16, got null", () -> Mlb.random(2, 2, 2, 2, Activation.TANH, 1).onCuda(null, null));
+        assertMessage("precision: expected FP32, TF32 or BF16, got null", () -> new MlbCuda(Mlb.random(2, 2, 2, 2, Activation.TANH, 1), null, null));
+        assertMessage("context: expected an open CudaContext, got null", () -> new MlbCuda(Mlb.random(2, 2, 2, 2, Activation.TANH, 1), null));
+        assertMessage("op: expected an Mlb, got null", () -> new io.bifuse.cpu.MlbCpu(null));
     }
 
     @Test void badInputsAreRejectedByName() {
         Mlb op = Mlb.random(3, 2, 4, 5, Activation.TANH, 1);
         float[] x = new float[6], y = new float[4], g = new float[10];
-        assertMessage("batch: expected >= 1, got 0", () -> op.forward(x, y, 0));
-        assertMessage("x: expected 2 × 3 = 6 floats, got 5", () -> op.forward(new float[5], y, 2));
-        assertMessage("y: expected 2 × 2 = 4 floats, got 6", () -> op.forward(x, new float[6], 2));
-        assertMessage("x: expected 2 × 3 floats, got null", () -> op.forward(null, y, 2));
-        assertMessage("gradOut: expected 2 × 5 = 10 floats, got 9", () -> op.backward(x, y, new float[9], 2));
-        assertMessage("gradOut: expected 2 × 5 floats, got null", () -> op.backward(x, y, null, 2));
-        assertDoesNotThrow(() -> op.backward(x, y, g, 2));
+        assertMessage("batch: expected >= 1, got 0", () -> new MlbCpu(op).forward(x, y, 0));
+        assertMessage("x: expected 2 × 3 = 6 floats, got 5", () -> new MlbCpu(op).forward(new float[5], y, 2));
+        assertMessage("y: expected 2 × 2 = 4 floats, got 6", () -> new MlbCpu(op).forward(x, new float[6], 2));
+        assertMessage("x: expected 2 × 3 floats, got null", () -> new MlbCpu(op).forward(null, y, 2));
+        assertMessage("gradOut: expected 2 × 5 = 10 floats, got 9", () -> new MlbCpu(op).backward(x, y, new float[9], 2));
+        assertMessage("gradOut: expected 2 × 5 floats, got null", () -> new MlbCpu(op).backward(x, y, null, 2));
+        assertDoesNotThrow(() -> new MlbCpu(op).backward(x, y, g, 2));
     }
 
     /**

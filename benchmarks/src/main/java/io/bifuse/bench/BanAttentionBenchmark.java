@@ -1,5 +1,6 @@
 package io.bifuse.bench;
 
+import io.bifuse.cpu.BanAttentionCpu;
 import io.bifuse.BanAttention;
 import io.bifuse.ObjectMask;
 import io.bifuse.cuda.BanAttentionCuda;
@@ -37,11 +38,13 @@ public class BanAttentionBenchmark {
 
     static final int M = 14, K = 3840, G = 8;
     BanAttention op;
+    BanAttentionCpu cpu; // made once: the CPU backend of op
     float[] xp, yp, ga;
     ObjectMask mask;
 
     @Setup(Level.Trial) public void setup() {
         op = BanAttention.random(G, K, 42);
+        cpu = new BanAttentionCpu(op);
         SplittableRandom r = new SplittableRandom(7);
         xp = MlbBenchmark.random(r, batch * objects * K);
         yp = MlbBenchmark.random(r, batch * M * K);
@@ -51,11 +54,11 @@ public class BanAttentionBenchmark {
         mask = ObjectMask.counts(counts, objects);
     }
 
-    @Benchmark public Object cpuForward() { return op.forward(xp, yp, mask, batch, objects, M); }
+    @Benchmark public Object cpuForward() { return cpu.forward(xp, yp, mask, batch, objects, M); }
 
     @Benchmark public Object cpuTrainingStep() {
-        op.forward(xp, yp, mask, batch, objects, M);
-        return op.backward(xp, yp, mask, ga, batch, objects, M);
+        cpu.forward(xp, yp, mask, batch, objects, M);
+        return cpu.backward(xp, yp, mask, ga, batch, objects, M);
     }
 
     /** Device-resident state for the GPU benchmarks. */
@@ -71,7 +74,7 @@ public class BanAttentionBenchmark {
             GpuTrial.require(false);
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
-            cuda = b.op.onCuda(ctx);
+            cuda = new BanAttentionCuda(b.op, ctx);
             xp = DeviceBuffer.of(ctx, b.xp);
             yp = DeviceBuffer.of(ctx, b.yp);
             ga = DeviceBuffer.of(ctx, b.ga);

@@ -1,5 +1,6 @@
 package io.bifuse.bench;
 
+import io.bifuse.cpu.BanBlockCpu;
 import io.bifuse.BanBlock;
 import io.bifuse.ObjectMask;
 import io.bifuse.Precision;
@@ -37,11 +38,13 @@ public class BanBlockBenchmark {
 
     static final int M = 14, DX = 2048, DY = 1280, K = 3840, G = 8, KP = 1280, GROUP = 1;
     BanBlock op;
+    BanBlockCpu cpu; // made once: the CPU backend of op
     ObjectMask mask;
     float[] x, y, g;
 
     @Setup(Level.Trial) public void setup() {
         op = BanBlock.random(DX, DY, K, KP, G, GROUP, 42);
+        cpu = new BanBlockCpu(op);
         SplittableRandom r = new SplittableRandom(7);
         int[] counts = new int[batch];
         for (int b = 0; b < batch; b++) counts[b] = r.nextInt(Math.min(10, objects), objects + 1);
@@ -51,11 +54,11 @@ public class BanBlockBenchmark {
         g = MlbBenchmark.random(r, batch * DY);
     }
 
-    @Benchmark public float[] cpuForward() { return op.forward(x, y, mask, batch, objects, M); }
+    @Benchmark public float[] cpuForward() { return cpu.forward(x, y, mask, batch, objects, M); }
 
     @Benchmark public Object cpuTrainingStep() {
-        op.forward(x, y, mask, batch, objects, M);
-        return op.backward(x, y, mask, g, batch, objects, M);
+        cpu.forward(x, y, mask, batch, objects, M);
+        return cpu.backward(x, y, mask, g, batch, objects, M);
     }
 
     /** Device-resident state for the GPU benchmarks; the GEMM precision is a parameter of the GPU rows only. */
@@ -77,7 +80,7 @@ public class BanBlockBenchmark {
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
             objects = b.objects;
-            cuda = b.op.onCuda(ctx, precision);
+            cuda = new BanBlockCuda(b.op, ctx, precision);
             SplittableRandom r = new SplittableRandom(11);
             int[] counts = new int[gpuBatch];
             for (int i = 0; i < gpuBatch; i++) counts[i] = r.nextInt(Math.min(10, objects), objects + 1);

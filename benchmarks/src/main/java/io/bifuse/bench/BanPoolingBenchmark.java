@@ -1,5 +1,6 @@
 package io.bifuse.bench;
 
+import io.bifuse.cpu.BanPoolingCpu;
 import io.bifuse.BanPooling;
 import io.bifuse.ObjectMask;
 import io.bifuse.cuda.BanPoolingCuda;
@@ -39,12 +40,14 @@ public class BanPoolingBenchmark {
 
     static final int B = 256, M = 14;
     BanPooling op;
+    BanPoolingCpu cpu; // made once: the CPU backend of op
     ObjectMask mask;
     float[] att, x, y, g;
 
     @Setup(Level.Trial) public void setup() {
         String[] wg = widthGroup.split(":");
         op = BanPooling.of(Integer.parseInt(wg[0]), Integer.parseInt(wg[1]));
+        cpu = new BanPoolingCpu(op);
         SplittableRandom r = new SplittableRandom(7);
         int n = objects, w = op.width();
         int[] counts = new int[B];
@@ -61,11 +64,11 @@ public class BanPoolingBenchmark {
         g = MlbBenchmark.random(r, B * op.outWidth());
     }
 
-    @Benchmark public float[] cpuForward() { return op.forward(att, x, y, mask, B, objects, M); }
+    @Benchmark public float[] cpuForward() { return cpu.forward(att, x, y, mask, B, objects, M); }
 
     @Benchmark public Object cpuTrainingStep() {
-        op.forward(att, x, y, mask, B, objects, M);
-        return op.backward(att, x, y, mask, g, B, objects, M);
+        cpu.forward(att, x, y, mask, B, objects, M);
+        return cpu.backward(att, x, y, mask, g, B, objects, M);
     }
 
     /** Device-resident state for the GPU benchmarks. */
@@ -82,7 +85,7 @@ public class BanPoolingBenchmark {
             GpuTrial.require(false);
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
-            cuda = b.op.onCuda(ctx);
+            cuda = new BanPoolingCuda(b.op, ctx);
             n = b.objects;
             w = b.op.width();
             mask = DeviceObjectMask.upload(ctx, b.mask);

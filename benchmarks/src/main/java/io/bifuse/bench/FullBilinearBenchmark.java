@@ -1,5 +1,6 @@
 package io.bifuse.bench;
 
+import io.bifuse.cpu.FullBilinearCpu;
 import io.bifuse.FullBilinear;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
@@ -37,12 +38,14 @@ public class FullBilinearBenchmark {
 
     static final int B = 32, L = 784, C1 = 512;
     FullBilinear op;
+    FullBilinearCpu cpu; // made once: the CPU backend of op
     float[] x, y, g;
 
     boolean homologous() { return c2 == C1; }
 
     @Setup(Level.Trial) public void setup() {
         op = homologous() ? FullBilinear.homologous(C1, false, Normalization.pytorch()) : FullBilinear.of(C1, c2, false, Normalization.pytorch());
+        cpu = new FullBilinearCpu(op);
         SplittableRandom r = new SplittableRandom(7);
         x = relu(MlbBenchmark.random(r, B * L * C1));
         y = homologous() ? null : relu(MlbBenchmark.random(r, B * L * c2));
@@ -54,15 +57,15 @@ public class FullBilinearBenchmark {
         return a;
     }
 
-    @Benchmark public float[] cpuForward() { return homologous() ? op.forward(x, B, L) : op.forward(x, y, B, L); }
+    @Benchmark public float[] cpuForward() { return homologous() ? cpu.forward(x, B, L) : cpu.forward(x, y, B, L); }
 
     @Benchmark public Object cpuTrainingStep() {
         if (homologous()) {
-            op.forward(x, B, L);
-            return op.backward(x, g, B, L);
+            cpu.forward(x, B, L);
+            return cpu.backward(x, g, B, L);
         }
-        op.forward(x, y, B, L);
-        return op.backward(x, y, g, B, L);
+        cpu.forward(x, y, B, L);
+        return cpu.backward(x, y, g, B, L);
     }
 
     /** Device-resident state for the GPU benchmarks; the GEMM precision is a parameter of the GPU rows only. */
@@ -78,7 +81,7 @@ public class FullBilinearBenchmark {
             GpuTrial.require(true);
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
-            cuda = b.op.onCuda(ctx, precision);
+            cuda = new FullBilinearCuda(b.op, ctx, precision);
             x = DeviceBuffer.of(ctx, b.x);
             gx = DeviceBuffer.allocateFloats(ctx, b.x.length);
             if (!b.homologous()) {

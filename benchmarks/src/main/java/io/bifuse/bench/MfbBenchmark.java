@@ -1,5 +1,6 @@
 package io.bifuse.bench;
 
+import io.bifuse.cpu.MfbCpu;
 import io.bifuse.Activation;
 import io.bifuse.Mfb;
 import io.bifuse.Normalization;
@@ -42,10 +43,12 @@ public class MfbBenchmark {
 
     static final int DX = 1024, DY = 2048, O = 1000, K = 5;
     Mfb op;
+    MfbCpu cpu; // made once: the CPU backend of op
     float[] x, y, g;
 
     @Setup(Level.Trial) public void setup() {
         op = Mfb.random(DX, DY, O, K, blocks, activation, Normalization.pytorch(), 42);
+        cpu = new MfbCpu(op);
         SplittableRandom r = new SplittableRandom(7);
         x = random(r, batch * DX);
         y = random(r, batch * DY);
@@ -58,11 +61,11 @@ public class MfbBenchmark {
         return a;
     }
 
-    @Benchmark public float[] cpuForward() { return op.forward(x, y, batch); }
+    @Benchmark public float[] cpuForward() { return cpu.forward(x, y, batch); }
 
     @Benchmark public Object cpuTrainingStep() {
-        op.forward(x, y, batch);
-        return op.backward(x, y, g, batch);
+        cpu.forward(x, y, batch);
+        return cpu.backward(x, y, g, batch);
     }
 
     /** Device-resident state for the GPU benchmarks; the GEMM precision is a parameter of the GPU rows only. */
@@ -79,7 +82,7 @@ public class MfbBenchmark {
             GpuTrial.require(true);
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
-            cuda = b.op.onCuda(ctx, precision);
+            cuda = new MfbCuda(b.op, ctx, precision);
             long nw = (long) b.op.blocks() * b.op.width();
             x = keep(DeviceBuffer.of(ctx, b.x));
             y = keep(DeviceBuffer.of(ctx, b.y));

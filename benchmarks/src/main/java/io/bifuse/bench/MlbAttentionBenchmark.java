@@ -1,5 +1,6 @@
 package io.bifuse.bench;
 
+import io.bifuse.cpu.MlbAttentionCpu;
 import io.bifuse.Activation;
 import io.bifuse.MlbAttention;
 import io.bifuse.Precision;
@@ -36,21 +37,23 @@ public class MlbAttentionBenchmark {
 
     static final int L = 196, DQ = 2400, DV = 2048, J = 1200, G = 2, OUT = 2000;
     MlbAttention op;
+    MlbAttentionCpu cpu; // made once: the CPU backend of op
     float[] q, v, g;
 
     @Setup(Level.Trial) public void setup() {
         op = MlbAttention.random(DQ, DV, J, G, OUT, Activation.TANH, 42);
+        cpu = new MlbAttentionCpu(op);
         SplittableRandom r = new SplittableRandom(7);
         q = MlbBenchmark.random(r, batch * DQ);
         v = MlbBenchmark.random(r, batch * L * DV);
         g = MlbBenchmark.random(r, batch * OUT);
     }
 
-    @Benchmark public float[] cpuForward() { return op.forward(q, v, batch, L); }
+    @Benchmark public float[] cpuForward() { return cpu.forward(q, v, batch, L); }
 
     @Benchmark public Object cpuTrainingStep() {
-        op.forward(q, v, batch, L);
-        return op.backward(q, v, g, batch, L);
+        cpu.forward(q, v, batch, L);
+        return cpu.backward(q, v, g, batch, L);
     }
 
     /** Device-resident state for the GPU benchmarks; the GEMM precision is a parameter of the GPU rows only. */
@@ -67,7 +70,7 @@ public class MlbAttentionBenchmark {
             GpuTrial.require(true);
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
-            cuda = b.op.onCuda(ctx, precision);
+            cuda = new MlbAttentionCuda(b.op, ctx, precision);
             q = DeviceBuffer.of(ctx, b.q);
             v = DeviceBuffer.of(ctx, b.v);
             g = DeviceBuffer.of(ctx, b.g);

@@ -1,5 +1,6 @@
 package io.bifuse.bench;
 
+import io.bifuse.cpu.MlbCpu;
 import io.bifuse.Activation;
 import io.bifuse.Mlb;
 import io.bifuse.Precision;
@@ -36,10 +37,12 @@ public class MlbBenchmark {
 
     static final int DX = 2400, DY = 2048, J = 1200, OUT = 2000;
     Mlb op;
+    MlbCpu cpu; // made once: the CPU backend of op
     float[] x, y, g;
 
     @Setup(Level.Trial) public void setup() {
         op = Mlb.random(DX, DY, J, OUT, Activation.TANH, 42);
+        cpu = new MlbCpu(op);
         SplittableRandom r = new SplittableRandom(7);
         x = random(r, batch * DX);
         y = random(r, batch * DY);
@@ -52,11 +55,11 @@ public class MlbBenchmark {
         return a;
     }
 
-    @Benchmark public float[] cpuForward() { return op.forward(x, y, batch); }
+    @Benchmark public float[] cpuForward() { return cpu.forward(x, y, batch); }
 
     @Benchmark public Object cpuTrainingStep() {
-        op.forward(x, y, batch);
-        return op.backward(x, y, g, batch);
+        cpu.forward(x, y, batch);
+        return cpu.backward(x, y, g, batch);
     }
 
     /** Device-resident state for the GPU benchmarks; the GEMM precision is a parameter of the GPU rows only. */
@@ -74,7 +77,7 @@ public class MlbBenchmark {
             GpuTrial.require(true);
             ctx = CudaContext.open(0);
             stream = CudaStream.create(ctx);
-            cuda = b.op.onCuda(ctx, precision);
+            cuda = new MlbCuda(b.op, ctx, precision);
             x = keep(DeviceBuffer.of(ctx, b.x));
             y = keep(DeviceBuffer.of(ctx, b.y));
             g = keep(DeviceBuffer.of(ctx, b.g));

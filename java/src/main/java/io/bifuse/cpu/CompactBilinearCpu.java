@@ -13,10 +13,26 @@ import java.util.stream.IntStream;
  * <p>Both sketches go through one complex FFT: with {@code p = Ψx + i·Ψy},
  * {@code X[k] = (P[k] + conj(P[d−k]))/2} and {@code Y[k] = (P[k] − conj(P[d−k]))/(2i)}.
  */
-public final class CompactBilinearCpu {
-    private CompactBilinearCpu() {}
+public final class CompactBilinearCpu extends CpuBackend<CompactBilinear> implements CompactBilinear.Backend {
+    public CompactBilinearCpu(CompactBilinear op) {
+        super(op, "a CompactBilinear", Backends.DOUBLE);
+    }
 
-    public static float[] forward(CompactBilinear op, float[] x, float[] y, int batch) {
+    /** {@code B × Dx}, {@code B × Dy} → {@code B × d}. */
+    @Override public float[] forward(float[] x, float[] y, int batch) {
+        op.checkInputs(x, y, batch);
+        return forward(op, x, y, batch);
+    }
+
+    /** Gradients for {@code x} and {@code y} given {@code gradOut = ∂L/∂z} ({@code B × d}). */
+    @Override public Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
+        op.checkInputs(x, y, batch);
+        CompactBilinear.checkLength("gradOut", gradOut, batch, op.d());
+        return backward(op, x, y, gradOut, batch);
+    }
+
+
+    private static float[] forward(CompactBilinear op, float[] x, float[] y, int batch) {
         int d = op.d();
         float[] out = new float[batch * d];
         int[] h1 = op.h1(), h2 = op.h2();
@@ -30,7 +46,7 @@ public final class CompactBilinearCpu {
         return out;
     }
 
-    public static Gradients backward(CompactBilinear op, float[] x, float[] y, float[] gradOut, int batch) {
+    private static Gradients backward(CompactBilinear op, float[] x, float[] y, float[] gradOut, int batch) {
         int d = op.d(), dx = op.dx(), dy = op.dy();
         int[] h1 = op.h1(), h2 = op.h2();
         float[] s1 = op.s1(), s2 = op.s2();

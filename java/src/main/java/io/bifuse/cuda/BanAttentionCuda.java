@@ -1,5 +1,7 @@
 package io.bifuse.cuda;
 
+import io.bifuse.Precision;
+
 import io.bifuse.BanAttention;
 import io.bifuse.LinearGradients;
 import io.bifuse.ObjectMask;
@@ -34,7 +36,7 @@ import java.util.List;
  * {@code dp} partials ({@code 4·B·G·K} bytes). The fused forward needs none. Every argument is checked by
  * name before anything is queued; calls are asynchronous, except the {@code float[]} conveniences.
  */
-public final class BanAttentionCuda implements AutoCloseable {
+public final class BanAttentionCuda implements BanAttention.Backend {
     /** The largest N (objects) that the fused forward kernel takes; more objects take the tiled path. */
     public static final int FUSED_MAX_OBJECTS = 128;
     /** The largest M (tokens) that the fused forward kernel takes; more tokens take the tiled path. */
@@ -236,6 +238,9 @@ public final class BanAttentionCuda implements AutoCloseable {
 
     /** Bytes of device memory this op holds now (p, bias and workspaces). */
     public long deviceBytes() { return weight.byteSize() + bias.byteSize() + workspaces.bytes() + host.bytes(); }
+
+    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
+    @Override public String backend() { return Cuda.backendName(Precision.FP32); }
 
     @Override public void close() {
         host.close();

@@ -45,7 +45,7 @@ import java.util.List;
  * {@code 4·B·N·(K + G·K')} bytes (1.4 GB at B = 256, N = 100, the sizes of ban-vqa), twice that once
  * backward has run (its gradient). Every argument is checked before anything is queued.
  */
-public final class BanBlockCuda implements AutoCloseable {
+public final class BanBlockCuda implements BanBlock.Backend {
     public static final KernelSpec BIAS_RELU = new KernelSpec("bnb_bias_relu", "ppiii");
     public static final KernelSpec RESIDUAL = new KernelSpec("bnb_residual", "pppiii");
     public static final KernelSpec TOKEN_SUM = new KernelSpec("bnb_token_sum", "ppiii");
@@ -83,6 +83,16 @@ public final class BanBlockCuda implements AutoCloseable {
     private final Workspaces<Shape, Workspace> workspaces = new Workspaces<>("BanBlockCuda", MAX_WORKSPACES);
     private final HostCalls host;
 
+    /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only when passed explicitly). */
+    public BanBlockCuda(BanBlock op, CudaContext context) {
+        this(op, context, Precision.FP32);
+    }
+
+    /**
+     * This op on a GPU with its GEMMs in {@code precision} ({@link Precision#FP32} unless you accept
+     * the documented error of the reduced modes). Uploads the weights once; close it to free them and
+     * its workspaces.
+     */
     public BanBlockCuda(BanBlock op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected a BanBlock, got null");
         if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
@@ -110,8 +120,8 @@ public final class BanBlockCuda implements AutoCloseable {
                 glimpseTokens.add(i == 0 ? null : own(new LinearCuda(context, w.glimpseTokens().get(i).effective())));
                 residuals.add(own(new LinearCuda(context, w.residuals().get(i).effective())));
             }
-            attention = own(BanAttention.of(w.logits().effective()).onCuda(context));
-            pooling = own(BanPooling.of(kg, op.group()).onCuda(context));
+            attention = own(new BanAttentionCuda(BanAttention.of(w.logits().effective()), context));
+            pooling = own(new BanPoolingCuda(BanPooling.of(kg, op.group()), context));
         } catch (RuntimeException e) {
             closeOwned();
             throw e;
@@ -424,6 +434,9 @@ public final class BanBlockCuda implements AutoCloseable {
         for (int i = 0; i < g; i++) b += residuals.get(i).deviceBytes() + (i == 0 ? 0 : glimpseTokens.get(i).deviceBytes());
         return b;
     }
+
+    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
+    @Override public String backend() { return Cuda.backendName(precision); }
 
     @Override public void close() {
         host.close();

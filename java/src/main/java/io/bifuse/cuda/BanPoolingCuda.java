@@ -1,5 +1,7 @@
 package io.bifuse.cuda;
 
+import io.bifuse.Precision;
+
 import io.bifuse.BanPooling;
 import io.bifuse.CompactBilinear;
 import io.bifuse.ObjectMask;
@@ -35,7 +37,7 @@ import java.util.List;
  * before anything is queued. Calls are asynchronous with respect to the host, except the
  * {@code float[]} conveniences.
  */
-public final class BanPoolingCuda implements AutoCloseable {
+public final class BanPoolingCuda implements BanPooling.Backend {
     public static final KernelSpec FORWARD = new KernelSpec("ban_pool_forward", "plpipippiiiiiip");
     public static final KernelSpec BACKWARD_XY = new KernelSpec("ban_pool_backward_xy", "plpipippiiiiiippipii");
     public static final KernelSpec GRAD_ATTENTION = new KernelSpec("ban_pool_grad_attention", "pipippiiiiiippl");
@@ -176,6 +178,9 @@ public final class BanPoolingCuda implements AutoCloseable {
     public long deviceBytes() { return host.bytes(); }
 
     /** Frees the host conveniences' streams and buffers. */
+    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
+    @Override public String backend() { return Cuda.backendName(Precision.FP32); }
+
     @Override public void close() { host.close(); }
 
     @Override public String toString() { return "BanPoolingCuda[" + op + "]"; }

@@ -1,5 +1,7 @@
 package io.bifuse.cuda;
 
+import io.bifuse.Precision;
+
 import io.bifuse.CompactBilinear;
 import io.bifuse.Gradients;
 import io.bifuse.Normalization;
@@ -21,7 +23,7 @@ import java.util.List;
  * ({@link DeviceMemory#wrap}, {@link CudaStream#wrap}); every argument is checked before anything is
  * queued. Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
  */
-public final class CompactBilinearCuda implements AutoCloseable {
+public final class CompactBilinearCuda implements CompactBilinear.Backend {
 
     /** How the count sketch is computed. */
     public enum Sketch {
@@ -50,6 +52,11 @@ public final class CompactBilinearCuda implements AutoCloseable {
     private final HashTable hx, hy;
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("CompactBilinearCuda", MAX_WORKSPACES);
     private final HostCalls host;
+
+    /** This op on a GPU with the deterministic count sketch ({@link Sketch}): uploads the hash tables once; close it to free them. */
+    public CompactBilinearCuda(CompactBilinear op, CudaContext context) {
+        this(op, context, Sketch.DETERMINISTIC);
+    }
 
     public CompactBilinearCuda(CompactBilinear op, CudaContext context, Sketch sketch) {
         if (op == null) throw new IllegalArgumentException("op: expected a CompactBilinear, got null");
@@ -196,6 +203,9 @@ public final class CompactBilinearCuda implements AutoCloseable {
     public long deviceBytes() {
         return hx.bytes() + hy.bytes() + workspaces.bytes() + host.bytes();
     }
+
+    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
+    @Override public String backend() { return Cuda.backendName(Precision.FP32); }
 
     @Override public void close() {
         host.close();

@@ -1,5 +1,7 @@
 package io.bifuse.cuda;
 
+import io.bifuse.Precision;
+
 import jcuda.driver.CUresult;
 import jcuda.driver.JCudaDriver;
 
@@ -44,6 +46,15 @@ public final class Cuda {
 
     /** Whether the device is the simulated one (decided by BIFUSE_DEVICE / bifuse.device, before loading). */
     public static boolean isSimulated() { return SimulatedDevice.requested(); }
+
+    /**
+     * The name a CUDA backend gives itself: {@code cuda-} and the GEMM arithmetic in lower case
+     * ({@code cuda-fp32}); {@code cuda-sim-fp32} on the simulated device, so that no result of it
+     * reads as a GPU's.
+     */
+    public static String backendName(Precision precision) {
+        return backend() + "-" + precision.name().toLowerCase(java.util.Locale.ROOT);
+    }
 
     /** The label of the CUDA backend in every output: {@code cuda}, or {@code cuda-sim} on the simulated device. */
     public static String backend() { return isSimulated() ? SimulatedDevice.BACKEND : "cuda"; }

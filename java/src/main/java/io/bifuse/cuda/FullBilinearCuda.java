@@ -37,7 +37,7 @@ import java.util.List;
  * before anything is queued. Calls are asynchronous with respect to the host, except the {@code float[]}
  * conveniences.
  */
-public final class FullBilinearCuda implements AutoCloseable {
+public final class FullBilinearCuda implements FullBilinear.Backend {
     public static final KernelSpec PARTIAL_FORWARD = new KernelSpec("fbp_partial_forward", "ppiiiii");
     public static final KernelSpec NORMALIZE_FORWARD = new KernelSpec("fbp_normalize_forward", "pppiiiiiif");
     public static final KernelSpec PARTIAL_BACKWARD = new KernelSpec("fbp_partial_backward", "pppiiiii");
@@ -57,6 +57,16 @@ public final class FullBilinearCuda implements AutoCloseable {
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("FullBilinearCuda", MAX_WORKSPACES);
     private final HostCalls host;
 
+    /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only when passed explicitly). */
+    public FullBilinearCuda(FullBilinear op, CudaContext context) {
+        this(op, context, Precision.FP32);
+    }
+
+    /**
+     * This op on a GPU with its GEMMs in {@code precision} ({@link Precision#FP32} unless you accept
+     * the documented error of the reduced modes). Uploads the weights once; close it to free them and
+     * its workspaces.
+     */
     public FullBilinearCuda(FullBilinear op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected a FullBilinear, got null");
         if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
@@ -270,6 +280,9 @@ public final class FullBilinearCuda implements AutoCloseable {
     public long deviceBytes() {
         return workspaces.bytes() + host.bytes();
     }
+
+    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
+    @Override public String backend() { return Cuda.backendName(precision); }
 
     @Override public void close() {
         host.close();

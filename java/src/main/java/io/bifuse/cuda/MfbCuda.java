@@ -41,7 +41,7 @@ import java.util.List;
  * come from another library ({@link DeviceMemory#wrap}); every argument is checked by name before anything
  * is queued. Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
  */
-public final class MfbCuda implements AutoCloseable {
+public final class MfbCuda implements Mfb.Backend {
     public static final KernelSpec FORWARD = new KernelSpec("mfb_forward", "pppppiiiiiiif");
     public static final KernelSpec BACKWARD = new KernelSpec("mfb_backward", "ppppppppiiiiiifif");
     static final List<KernelSpec> KERNELS = List.of(FORWARD, BACKWARD);
@@ -59,6 +59,16 @@ public final class MfbCuda implements AutoCloseable {
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("MfbCuda", MAX_WORKSPACES);
     private final HostCalls host;
 
+    /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only when passed explicitly). */
+    public MfbCuda(Mfb op, CudaContext context) {
+        this(op, context, Precision.FP32);
+    }
+
+    /**
+     * This op on a GPU with its GEMMs in {@code precision} ({@link Precision#FP32} unless you accept
+     * the documented error of the reduced modes). Uploads the weights once; close it to free them and
+     * its workspaces.
+     */
     public MfbCuda(Mfb op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected an Mfb, got null");
         if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
@@ -234,6 +244,9 @@ public final class MfbCuda implements AutoCloseable {
     public long deviceBytes() {
         return u.deviceBytes() + v.deviceBytes() + workspaces.bytes() + host.bytes();
     }
+
+    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
+    @Override public String backend() { return Cuda.backendName(precision); }
 
     @Override public void close() {
         host.close();

@@ -42,7 +42,7 @@ import java.util.List;
  * calls on different streams run concurrently. Every argument is checked before anything is queued.
  * Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
  */
-public final class MlbAttentionCuda implements AutoCloseable {
+public final class MlbAttentionCuda implements MlbAttention.Backend {
     public static final KernelSpec QUESTION = new KernelSpec("mlb_att_question", "ppiii");
     public static final KernelSpec LOGITS = new KernelSpec("mlb_att_logits", "pppipppiiiii");
     public static final KernelSpec POOL = new KernelSpec("mlb_att_pool", "ppppiiii");
@@ -76,6 +76,16 @@ public final class MlbAttentionCuda implements AutoCloseable {
     private final Workspaces<Shape, Workspace> workspaces = new Workspaces<>("MlbAttentionCuda", MAX_WORKSPACES);
     private final HostCalls host;
 
+    /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only when passed explicitly). */
+    public MlbAttentionCuda(MlbAttention op, CudaContext context) {
+        this(op, context, Precision.FP32);
+    }
+
+    /**
+     * This op on a GPU with its GEMMs in {@code precision} ({@link Precision#FP32} unless you accept
+     * the documented error of the reduced modes). Uploads the weights once; close it to free them and
+     * its workspaces.
+     */
     public MlbAttentionCuda(MlbAttention op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected an MlbAttention, got null");
         if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
@@ -401,6 +411,9 @@ public final class MlbAttentionCuda implements AutoCloseable {
         return questionWeight.byteSize() + questionBias.byteSize() + glimpseWeight.byteSize() + glimpseBias.byteSize()
                 + cells.deviceBytes() + logits.deviceBytes() + answer.deviceBytes() + workspaces.bytes() + host.bytes();
     }
+
+    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
+    @Override public String backend() { return Cuda.backendName(precision); }
 
     @Override public void close() {
         host.close();

@@ -29,7 +29,7 @@ import java.util.List;
  * Every argument (size, 4-byte alignment, openness, each by name) is checked before anything is
  * queued. Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
  */
-public final class MlbCuda implements AutoCloseable {
+public final class MlbCuda implements Mlb.Backend {
     public static final KernelSpec FORWARD = new KernelSpec("mlb_forward", "ppppiii");
     public static final KernelSpec BACKWARD = new KernelSpec("mlb_backward", "pppppiii");
     static final List<KernelSpec> KERNELS = List.of(FORWARD, BACKWARD);
@@ -44,10 +44,20 @@ public final class MlbCuda implements AutoCloseable {
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("MlbCuda", MAX_WORKSPACES);
     private final HostCalls host;
 
+    /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only when passed explicitly). */
+    public MlbCuda(Mlb op, CudaContext context) {
+        this(op, context, Precision.FP32);
+    }
+
+    /**
+     * This op on a GPU with its GEMMs in {@code precision} ({@link Precision#FP32} unless you accept
+     * the documented error of the reduced modes). Uploads the weights once; close it to free them and
+     * its workspaces.
+     */
     public MlbCuda(Mlb op, CudaContext context, Precision precision) {
         if (op == null) throw new IllegalArgumentException("op: expected an Mlb, got null");
-        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
         if (precision == null) throw new IllegalArgumentException("precision: expected FP32, TF32 or BF16, got null");
+        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
         if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("Mlb on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
         this.op = op;
         this.context = context;
@@ -223,6 +233,9 @@ public final class MlbCuda implements AutoCloseable {
     public long deviceBytes() {
         return u.deviceBytes() + v.deviceBytes() + p.deviceBytes() + workspaces.bytes() + host.bytes();
     }
+
+    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
+    @Override public String backend() { return Cuda.backendName(precision); }
 
     @Override public void close() {
         host.close();

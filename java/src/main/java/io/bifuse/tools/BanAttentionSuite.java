@@ -1,5 +1,6 @@
 package io.bifuse.tools;
 
+import io.bifuse.cpu.BanAttentionCpu;
 import io.bifuse.BanAttention;
 import io.bifuse.ObjectMask;
 import io.bifuse.cuda.BanAttentionCuda;
@@ -91,12 +92,12 @@ final class BanAttentionSuite implements Suite {
             BanAttentionReference.Result fRef = BanAttentionReference.forward(op, xp, yp, mask, b, n, m);
             List<double[]> gRef = BanAttentionReference.backward(op, xp, yp, mask, ga, b, n, m).tensors();
             if (!spec) { // the CPU backend is the reference rounded to float: see the class comment
-                BanAttention.Result r = op.forward(xp, yp, mask, b, n, m);
+                BanAttention.Result r = new BanAttentionCpu(op).forward(xp, yp, mask, b, n, m);
                 report.add(forwardRow("cpu", s, r.attention(), r.logits(), fRef));
-                report.add(backwardRow("cpu", s, op.backward(xp, yp, mask, ga, b, n, m), gRef));
+                report.add(backwardRow("cpu", s, new BanAttentionCpu(op).backward(xp, yp, mask, ga, b, n, m), gRef));
             }
             if (!gpu) continue;
-            try (BanAttentionCuda cuda = op.onCuda(ctx)) {
+            try (BanAttentionCuda cuda = new BanAttentionCuda(op, ctx)) {
                 BanAttentionRuns.Run r = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, b, n, m, 0, false);
                 String path = cuda.isFused(n, m) ? "cuda-fp32" : "cuda-fp32-tiled";
                 report.add(forwardRow(path, s, r.attention(), r.logits(), fRef));
@@ -145,10 +146,10 @@ final class BanAttentionSuite implements Suite {
             ObjectMask mask = mask(rnd, b, n, false);
             String label = cpu.label() + (quick ? "" : " (CPU: float64 reference, small batch)");
             session.cpu("BanAttention.forward", "bifuse-cpu", label, cpu.csvSize(), b, cost("BanAttention.forward", cpu),
-                    () -> op.forward(xp, yp, mask, b, n, m));
+                    () -> new BanAttentionCpu(op).forward(xp, yp, mask, b, n, m));
             session.cpu("BanAttention.fwd+bwd", "bifuse-cpu", label, cpu.csvSize(), b, cost("BanAttention.fwd+bwd", cpu), () -> {
-                op.forward(xp, yp, mask, b, n, m);
-                op.backward(xp, yp, mask, ga, b, n, m);
+                new BanAttentionCpu(op).forward(xp, yp, mask, b, n, m);
+                new BanAttentionCpu(op).backward(xp, yp, mask, ga, b, n, m);
             });
         }
         CudaContext ctx = session.gpu();
@@ -159,7 +160,7 @@ final class BanAttentionSuite implements Suite {
             BanAttention op = BanAttention.random(g, k, 42);
             float[] xp = Stats.gaussian(rnd, b * n * k), yp = Stats.gaussian(rnd, b * m * k), ga = Stats.gaussian(rnd, b * g * n * m);
             ObjectMask mask = mask(rnd, b, n, false);
-            try (CudaStream st = CudaStream.create(ctx); BanAttentionCuda cuda = op.onCuda(ctx);
+            try (CudaStream st = CudaStream.create(ctx); BanAttentionCuda cuda = new BanAttentionCuda(op, ctx);
                  DeviceBuffer dx = DeviceBuffer.of(ctx, xp); DeviceBuffer dy = DeviceBuffer.of(ctx, yp); DeviceBuffer dga = DeviceBuffer.of(ctx, ga);
                  DeviceObjectMask dm = DeviceObjectMask.upload(ctx, mask);
                  DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) b * g * n * m);

@@ -1,5 +1,6 @@
 package io.bifuse.tools;
 
+import io.bifuse.cpu.BanPoolingCpu;
 import io.bifuse.BanPooling;
 import io.bifuse.ObjectMask;
 import io.bifuse.cuda.BanPoolingCuda;
@@ -90,11 +91,11 @@ final class BanPoolingSuite implements Suite {
             BanPoolingReference.Grads gRef = BanPoolingReference.backward(op, in.att, in.x, in.y, in.mask, in.go, b, n, m);
             // The CPU backend is the reference rounded to float; at the spec's sizes it would only double the time of check.
             if (!SPEC.contains(s)) {
-                report.add("BanPooling.forward", "cpu", s.label(), op.forward(in.att, in.x, in.y, in.mask, b, n, m), fRef, Check.TOLERANCE);
-                report.add(backwardRow("cpu", s, op.backward(in.att, in.x, in.y, in.mask, in.go, b, n, m), gRef));
+                report.add("BanPooling.forward", "cpu", s.label(), new BanPoolingCpu(op).forward(in.att, in.x, in.y, in.mask, b, n, m), fRef, Check.TOLERANCE);
+                report.add(backwardRow("cpu", s, new BanPoolingCpu(op).backward(in.att, in.x, in.y, in.mask, in.go, b, n, m), gRef));
             }
             if (!gpu) continue;
-            try (BanPoolingCuda cuda = op.onCuda(ctx)) {
+            try (BanPoolingCuda cuda = new BanPoolingCuda(op, ctx)) {
                 float[][] r = runCuda(ctx, cuda, s, in);
                 report.add("BanPooling.forward", "cuda-fp32", s.label(), r[0], fRef, Check.TOLERANCE);
                 report.add(backwardRow("cuda-fp32", s, new BanPooling.Gradients(r[1], r[2], r[3]), gRef));
@@ -142,10 +143,10 @@ final class BanPoolingSuite implements Suite {
                 int b = cpu.batch(), n = cpu.objects(), m = cpu.tokens();
                 String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
                 session.cpu("BanPooling.forward", "bifuse-cpu", label, cpu.csvSize(), b, cost("BanPooling.forward", cpu),
-                        () -> op.forward(in.att, in.x, in.y, in.mask, b, n, m));
+                        () -> new BanPoolingCpu(op).forward(in.att, in.x, in.y, in.mask, b, n, m));
                 session.cpu("BanPooling.fwd+bwd", "bifuse-cpu", label, cpu.csvSize(), b, cost("BanPooling.fwd+bwd", cpu), () -> {
-                    op.forward(in.att, in.x, in.y, in.mask, b, n, m);
-                    op.backward(in.att, in.x, in.y, in.mask, in.go, b, n, m);
+                    new BanPoolingCpu(op).forward(in.att, in.x, in.y, in.mask, b, n, m);
+                    new BanPoolingCpu(op).backward(in.att, in.x, in.y, in.mask, in.go, b, n, m);
                 });
             }
             CudaContext ctx = session.gpu();
@@ -153,7 +154,7 @@ final class BanPoolingSuite implements Suite {
             Inputs in = Inputs.random(s, rnd);
             int b = s.batch(), n = s.objects(), m = s.tokens(), w = s.width();
             long stride = (long) n * m;
-            try (CudaStream st = CudaStream.create(ctx); BanPoolingCuda cuda = op.onCuda(ctx);
+            try (CudaStream st = CudaStream.create(ctx); BanPoolingCuda cuda = new BanPoolingCuda(op, ctx);
                  DeviceBuffer a = DeviceBuffer.of(ctx, in.att); DeviceBuffer x = DeviceBuffer.of(ctx, in.x); DeviceBuffer y = DeviceBuffer.of(ctx, in.y);
                  DeviceBuffer g = DeviceBuffer.of(ctx, in.go); DeviceObjectMask mask = DeviceObjectMask.upload(ctx, in.mask);
                  DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * op.outWidth());

@@ -1,5 +1,6 @@
 package io.bifuse.tools;
 
+import io.bifuse.cpu.CompactBilinearCpu;
 import io.bifuse.CompactBilinear;
 import io.bifuse.Gradients;
 import io.bifuse.Normalization;
@@ -28,10 +29,10 @@ final class CompactBilinearSuite implements Suite {
                 double[][] gRef = Check.backwardComparable(n, s) ? CompactBilinearReference.backward(op, x, y, g, s.batch()) : null;
                 double bwdTol = gRef == null ? Double.NaN : Check.backwardTolerance(op, x, y, g, s.batch(), gRef, rnd.nextLong());
                 String size = s.label() + (n.isIdentity() ? "" : n.equals(Normalization.pytorch()) ? " +torch-norm" : " +caffe-norm");
-                report.add("CompactBilinear.forward", "cpu", size, op.forward(x, y, s.batch()), zRef, Check.TOLERANCE);
+                report.add("CompactBilinear.forward", "cpu", size, new CompactBilinearCpu(op).forward(x, y, s.batch()), zRef, Check.TOLERANCE);
                 // The CPU backend works in double: the exact-derivative conditioning costs it nothing measurable.
                 if (gRef != null) {
-                    report.add(Check.row("CompactBilinear.backward", "cpu", size, op.backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
+                    report.add(Check.row("CompactBilinear.backward", "cpu", size, new CompactBilinearCpu(op).backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
                 }
                 long fwdSeed = rnd.nextLong();
                 if (!gpu) continue;
@@ -59,10 +60,10 @@ final class CompactBilinearSuite implements Suite {
                 session.cpu("CompactBilinear.forward", "bifuse-reference", s.label(), s.csvSize(), s.batch(), fwd,
                         () -> CompactBilinearReference.forward(op, x, y, s.batch()));
             }
-            session.cpu("CompactBilinear.forward", "bifuse-cpu", s.label(), s.csvSize(), s.batch(), fwd, () -> op.forward(x, y, s.batch()));
+            session.cpu("CompactBilinear.forward", "bifuse-cpu", s.label(), s.csvSize(), s.batch(), fwd, () -> new CompactBilinearCpu(op).forward(x, y, s.batch()));
             session.cpu("CompactBilinear.fwd+bwd", "bifuse-cpu", s.label(), s.csvSize(), s.batch(), step, () -> {
-                op.forward(x, y, s.batch());
-                op.backward(x, y, g, s.batch());
+                new CompactBilinearCpu(op).forward(x, y, s.batch());
+                new CompactBilinearCpu(op).backward(x, y, g, s.batch());
             });
             CudaContext ctx = session.gpu();
             if (ctx == null) continue;

@@ -1,5 +1,6 @@
 package io.bifuse.tools;
 
+import io.bifuse.cpu.FullBilinearCpu;
 import io.bifuse.FullBilinear;
 import io.bifuse.Gradients;
 import io.bifuse.Normalization;
@@ -89,16 +90,16 @@ final class FullBilinearSuite implements Suite {
                 double[] zRef = FullBilinearReference.forward(op, x, y, b, l);
                 double[][] gRef = FullBilinearReference.backward(op, x, y, g, b, l);
                 String size = c.label() + " " + v.name();
-                report.add("FullBilinear.forward", "cpu", size, c.homologous() ? op.forward(x, b, l) : op.forward(x, y, b, l), zRef, Check.TOLERANCE);
+                report.add("FullBilinear.forward", "cpu", size, c.homologous() ? new FullBilinearCpu(op).forward(x, b, l) : new FullBilinearCpu(op).forward(x, y, b, l), zRef, Check.TOLERANCE);
                 // The CPU backend works in double: the signed sqrt's conditioning costs it nothing measurable.
-                addBackward(report, "cpu", size, op, c.homologous() ? new Gradients(op.backward(x, g, b, l), null) : op.backward(x, y, g, b, l),
+                addBackward(report, "cpu", size, op, c.homologous() ? new Gradients(new FullBilinearCpu(op).backward(x, g, b, l), null) : new FullBilinearCpu(op).backward(x, y, g, b, l),
                         gRef, Check.TOLERANCE);
                 if (!gpu) continue;
                 for (Precision p : Precision.values()) {
                     double fwdTol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
                     double baseline = FullBilinearReference.float32Baseline(op, x, y, g, b, l, p, gRef);
                     double bwdTol = Math.max(fwdTol, Check.BASELINE_FACTOR * baseline);
-                    try (FullBilinearCuda cuda = op.onCuda(ctx, p)) {
+                    try (FullBilinearCuda cuda = new FullBilinearCuda(op, ctx, p)) {
                         DeviceRuns.FullBilinearRun r = DeviceRuns.fullBilinear(ctx, cuda, x, y, g, b, l);
                         String backend = "cuda-" + p.name().toLowerCase();
                         report.add("FullBilinear.forward", backend, size, r.out(), zRef, fwdTol);
@@ -129,10 +130,10 @@ final class FullBilinearSuite implements Suite {
             double[] fwd = c.cost(false), step = c.cost(true);
             String label = c.label() + " +torch-norm";
             session.cpu("FullBilinear.forward", "bifuse-cpu", label, c.csvSize(), b, fwd,
-                    () -> { if (c.homologous()) op.forward(x, b, l); else op.forward(x, y, b, l); });
+                    () -> { if (c.homologous()) new FullBilinearCpu(op).forward(x, b, l); else new FullBilinearCpu(op).forward(x, y, b, l); });
             session.cpu("FullBilinear.fwd+bwd", "bifuse-cpu", label, c.csvSize(), b, step, () -> {
-                if (c.homologous()) { op.forward(x, b, l); op.backward(x, g, b, l); }
-                else { op.forward(x, y, b, l); op.backward(x, y, g, b, l); }
+                if (c.homologous()) { new FullBilinearCpu(op).forward(x, b, l); new FullBilinearCpu(op).backward(x, g, b, l); }
+                else { new FullBilinearCpu(op).forward(x, y, b, l); new FullBilinearCpu(op).backward(x, y, g, b, l); }
             });
             CudaContext ctx = session.gpu();
             if (ctx == null) continue;
@@ -140,7 +141,7 @@ final class FullBilinearSuite implements Suite {
             for (Precision p : Precision.values()) {
                 String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
                 boolean h = c.homologous();
-                try (CudaStream st = CudaStream.create(ctx); FullBilinearCuda cuda = op.onCuda(ctx, p);
+                try (CudaStream st = CudaStream.create(ctx); FullBilinearCuda cuda = new FullBilinearCuda(op, ctx, p);
                      DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, h ? new float[1] : y);
                      DeviceBuffer dg = DeviceBuffer.of(ctx, g);
                      DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) b * op.outputSize());

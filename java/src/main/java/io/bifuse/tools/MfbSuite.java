@@ -1,5 +1,6 @@
 package io.bifuse.tools;
 
+import io.bifuse.cpu.MfbCpu;
 import io.bifuse.Activation;
 import io.bifuse.Mfb;
 import io.bifuse.Normalization;
@@ -124,8 +125,8 @@ final class MfbSuite implements Suite {
             double[] zRef = MfbReference.forward(op, x, y, b);
             MfbReference.Grads gRef = MfbReference.backward(op, x, y, g, b), gScale = MfbReference.backwardScale(op, x, y, g, b);
             if (cpuRow) {
-                report.add("Mfb.forward", "cpu", c.label(), op.forward(x, y, b), zRef, Check.TOLERANCE);
-                report.add(gradRow("cpu", c, op, op.backward(x, y, g, b), gRef, gScale, Check.TOLERANCE));
+                report.add("Mfb.forward", "cpu", c.label(), new MfbCpu(op).forward(x, y, b), zRef, Check.TOLERANCE);
+                report.add(gradRow("cpu", c, op, new MfbCpu(op).backward(x, y, g, b), gRef, gScale, Check.TOLERANCE));
             }
             if (!gpu) continue;
             long baselineSeed = rnd.nextLong();
@@ -133,7 +134,7 @@ final class MfbSuite implements Suite {
                 String backend = "cuda-" + p.name().toLowerCase();
                 double fwdTol = forwardTolerance(op, p, x, y, b, zRef, baselineSeed);
                 double bwdTol = backwardTolerance(op, p, x, y, g, b, gRef, gScale, baselineSeed);
-                try (MfbCuda cuda = op.onCuda(ctx, p)) {
+                try (MfbCuda cuda = new MfbCuda(op, ctx, p)) {
                     DeviceRuns.MfbRun r = DeviceRuns.mfb(ctx, cuda, x, y, g, b);
                     Conditioning cond = conditioning(op, p, x, y, g, b, zRef, gRef, gScale, baselineSeed);
                     double ef = Stats.relativeL2(r.out(), zRef), eb = MfbReference.maxScaledError(op, r.grads(), gRef, gScale);
@@ -218,10 +219,10 @@ final class MfbSuite implements Suite {
             {
                 int b = cc.batch();
                 float[] x = Stats.gaussian(rnd, b * c.dx()), y = Stats.gaussian(rnd, b * c.dy()), g = Stats.gaussian(rnd, b * op.outputWidth());
-                session.cpu("Mfb.forward", "bifuse-cpu", cc.label(), cc.csvSize(), b, cost("forward", cc), () -> op.forward(x, y, b));
+                session.cpu("Mfb.forward", "bifuse-cpu", cc.label(), cc.csvSize(), b, cost("forward", cc), () -> new MfbCpu(op).forward(x, y, b));
                 session.cpu("Mfb.fwd+bwd", "bifuse-cpu", cc.label(), cc.csvSize(), b, cost("fwd+bwd", cc), () -> {
-                    op.forward(x, y, b);
-                    op.backward(x, y, g, b);
+                    new MfbCpu(op).forward(x, y, b);
+                    new MfbCpu(op).backward(x, y, g, b);
                 });
             }
             CudaContext ctx = session.gpu();
@@ -232,7 +233,7 @@ final class MfbSuite implements Suite {
             float[] x = Stats.gaussian(rnd, b * c.dx()), y = Stats.gaussian(rnd, b * c.dy()), g = Stats.gaussian(rnd, b * op.outputWidth());
             for (Precision p : Precision.values()) {
                 String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
-                try (CudaStream st = CudaStream.create(ctx); MfbCuda cuda = op.onCuda(ctx, p);
+                try (CudaStream st = CudaStream.create(ctx); MfbCuda cuda = new MfbCuda(op, ctx, p);
                      DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
                      DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * op.outputWidth());
                      DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) b * op.dx());

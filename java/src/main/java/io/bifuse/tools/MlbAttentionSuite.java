@@ -1,5 +1,6 @@
 package io.bifuse.tools;
 
+import io.bifuse.cpu.MlbAttentionCpu;
 import io.bifuse.Activation;
 import io.bifuse.MlbAttention;
 import io.bifuse.Precision;
@@ -80,9 +81,9 @@ final class MlbAttentionSuite implements Suite {
             // The CPU backend is the reference rounded to float; at the spec's layers it would only
             // double the time of check to confirm that rounding.
             if (s.batch() != 2 || s.dq() != SPEC.dq()) {
-                MlbAttention.Result r = op.forwardWithAttention(q, v, b, l);
+                MlbAttention.Result r = new MlbAttentionCpu(op).forwardWithAttention(q, v, b, l);
                 report.add(forwardRow("cpu", s, r, fRef, Check.TOLERANCE));
-                report.add(backwardRow("cpu", s, op.backward(q, v, g, b, l), gRef, Check.TOLERANCE));
+                report.add(backwardRow("cpu", s, new MlbAttentionCpu(op).backward(q, v, g, b, l), gRef, Check.TOLERANCE));
             }
             if (!gpu) continue;
             for (Precision p : Precision.values()) {
@@ -93,7 +94,7 @@ final class MlbAttentionSuite implements Suite {
                 if (p != Precision.FP32 && Math.min(s.joint(), Math.min(s.dq(), s.dv())) < 32) continue;
                 String backend = "cuda-" + p.name().toLowerCase();
                 double tol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
-                try (MlbAttentionCuda cuda = op.onCuda(ctx, p)) {
+                try (MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, p)) {
                     DeviceRuns.MlbAttentionRun r = DeviceRuns.mlbAttention(ctx, cuda, q, v, g, b, l);
                     report.add(forwardRow(backend, s, new MlbAttention.Result(r.out(), r.attention()), fRef, tol));
                     report.add(backwardRow(backend, s, r.grads(), gRef, tol));
@@ -122,10 +123,10 @@ final class MlbAttentionSuite implements Suite {
             float[] q = Stats.gaussian(rnd, b * s.dq()), v = Stats.gaussian(rnd, b * l * s.dv()), g = Stats.gaussian(rnd, b * s.out());
             String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
             session.cpu("MlbAttention.forward", "bifuse-cpu", label, cpu.csvSize(), b, cost("MlbAttention.forward", cpu),
-                    () -> op.forward(q, v, b, l));
+                    () -> new MlbAttentionCpu(op).forward(q, v, b, l));
             session.cpu("MlbAttention.fwd+bwd", "bifuse-cpu", label, cpu.csvSize(), b, cost("MlbAttention.fwd+bwd", cpu), () -> {
-                op.forward(q, v, b, l);
-                op.backward(q, v, g, b, l);
+                new MlbAttentionCpu(op).forward(q, v, b, l);
+                new MlbAttentionCpu(op).backward(q, v, g, b, l);
             });
         }
         CudaContext ctx = session.gpu();
@@ -136,7 +137,7 @@ final class MlbAttentionSuite implements Suite {
         double[] fwd = cost("MlbAttention.forward", s), step = cost("MlbAttention.fwd+bwd", s);
         for (Precision p : Precision.values()) {
             String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
-            try (CudaStream st = CudaStream.create(ctx); MlbAttentionCuda cuda = op.onCuda(ctx, p);
+            try (CudaStream st = CudaStream.create(ctx); MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, p);
                  DeviceBuffer dq = DeviceBuffer.of(ctx, q); DeviceBuffer dv = DeviceBuffer.of(ctx, v); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
                  DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * s.out());
                  MlbAttentionCuda.OwnedGradients gr = cuda.allocateGradients(b, l)) {

@@ -1,5 +1,6 @@
 package io.bifuse.tools;
 
+import io.bifuse.cpu.MlbCpu;
 import io.bifuse.Activation;
 import io.bifuse.Mlb;
 import io.bifuse.Precision;
@@ -71,8 +72,8 @@ final class MlbSuite implements Suite {
             // The CPU backend is the reference rounded to float: at the spec's size it would only double
             // the time of check to confirm that rounding, so it runs at the smaller sizes.
             if (!s.spec()) {
-                report.add("Mlb.forward", "cpu", s.label(), op.forward(x, y, s.batch()), fRef, Check.TOLERANCE);
-                report.add(backwardRow("cpu", s, op.backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
+                report.add("Mlb.forward", "cpu", s.label(), new MlbCpu(op).forward(x, y, s.batch()), fRef, Check.TOLERANCE);
+                report.add(backwardRow("cpu", s, new MlbCpu(op).backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
             }
             if (!gpu) continue;
             for (Precision p : Precision.values()) {
@@ -81,7 +82,7 @@ final class MlbSuite implements Suite {
                 if (p != Precision.FP32 && Math.min(s.joint(), Math.min(s.dx(), s.dy())) < 32) continue;
                 String backend = "cuda-" + p.name().toLowerCase();
                 double tol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
-                try (MlbCuda cuda = op.onCuda(ctx, p)) {
+                try (MlbCuda cuda = new MlbCuda(op, ctx, p)) {
                     DeviceRuns.MlbRun r = DeviceRuns.mlb(ctx, cuda, x, y, g, s.batch());
                     report.add("Mlb.forward", backend, s.label(), r.out(), fRef, tol);
                     report.add(backwardRow(backend, s, r.grads(), gRef, tol));
@@ -119,10 +120,10 @@ final class MlbSuite implements Suite {
             float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
             float[] g = Stats.gaussian(rnd, s.batch() * s.out());
             double[] fwd = cost("Mlb.forward", s), step = cost("Mlb.fwd+bwd", s);
-            session.cpu("Mlb.forward", "bifuse-cpu", s.label(), s.csvSize(), s.batch(), fwd, () -> op.forward(x, y, s.batch()));
+            session.cpu("Mlb.forward", "bifuse-cpu", s.label(), s.csvSize(), s.batch(), fwd, () -> new MlbCpu(op).forward(x, y, s.batch()));
             session.cpu("Mlb.fwd+bwd", "bifuse-cpu", s.label(), s.csvSize(), s.batch(), step, () -> {
-                op.forward(x, y, s.batch());
-                op.backward(x, y, g, s.batch());
+                new MlbCpu(op).forward(x, y, s.batch());
+                new MlbCpu(op).backward(x, y, g, s.batch());
             });
             CudaContext ctx = session.gpu();
             if (ctx == null) continue;
@@ -130,7 +131,7 @@ final class MlbSuite implements Suite {
             for (Precision p : Precision.values()) {
                 String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
                 List<DeviceBuffer> bufs = new ArrayList<>();
-                try (CudaStream st = CudaStream.create(ctx); MlbCuda cuda = op.onCuda(ctx, p)) {
+                try (CudaStream st = CudaStream.create(ctx); MlbCuda cuda = new MlbCuda(op, ctx, p)) {
                     try {
                         DeviceBuffer dx = add(bufs, DeviceBuffer.of(ctx, x)), dy = add(bufs, DeviceBuffer.of(ctx, y));
                         DeviceBuffer dg = add(bufs, DeviceBuffer.of(ctx, g));

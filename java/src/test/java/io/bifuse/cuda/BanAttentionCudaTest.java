@@ -75,7 +75,7 @@ class BanAttentionCudaTest {
             case "full" -> ObjectMask.all(batch, objects);
             default -> counts(r, batch, objects);
         };
-        try (BanAttentionCuda cuda = op.onCuda(ctx)) {
+        try (BanAttentionCuda cuda = new BanAttentionCuda(op, ctx)) {
             if (path.equals("tiled")) cuda.forceTiled(true);
             assertEquals(!path.equals("tiled") && objects <= 128 && tokens <= 16, cuda.isFused(objects, tokens));
             BanAttentionRuns.Run run = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, batch, objects, tokens, pad, relu);
@@ -115,7 +115,7 @@ class BanAttentionCudaTest {
         float[] xp = inputs(r, batch * objects * width, relu), yp = inputs(r, batch * tokens * width, relu);
         float[] ga = Stats.gaussian(r, batch * glimpses * objects * tokens);
         ObjectMask mask = maskKind.equals("holes") ? holes(r, batch, objects) : counts(r, batch, objects);
-        try (BanAttentionCuda cuda = op.onCuda(ctx)) {
+        try (BanAttentionCuda cuda = new BanAttentionCuda(op, ctx)) {
             if (path.equals("tiled")) cuda.forceTiled(true);
             BanAttentionRuns.Run run = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, batch, objects, tokens, pad, relu);
             assertEquals(bias, run.grads().logits().bias() != null);
@@ -131,7 +131,7 @@ class BanAttentionCudaTest {
         BanAttention op = BanAttention.random(g, k, 2);
         float[] xp = Stats.gaussian(r, b * n * k), yp = Stats.gaussian(r, b * m * k), ga = Stats.gaussian(r, b * g * n * m);
         ObjectMask mask = ObjectMask.counts(new int[] {36, 0, 1, 20}, n);
-        try (BanAttentionCuda fused = op.onCuda(ctx); BanAttentionCuda tiled = op.onCuda(ctx)) {
+        try (BanAttentionCuda fused = new BanAttentionCuda(op, ctx); BanAttentionCuda tiled = new BanAttentionCuda(op, ctx)) {
             tiled.forceTiled(true);
             BanAttentionRuns.Run a = BanAttentionRuns.run(ctx, fused, xp, yp, mask, ga, b, n, m, 0, false);
             BanAttentionRuns.Run t = BanAttentionRuns.run(ctx, tiled, xp, yp, mask, ga, b, n, m, 0, false);
@@ -171,7 +171,7 @@ class BanAttentionCudaTest {
             int m = 6, k = 40, g = 3;
             BanAttention op = BanAttention.random(g, k, 4);
             float[] xp = Stats.gaussian(r, b * n * k), yp = Stats.gaussian(r, b * m * k);
-            try (BanAttentionCuda cuda = op.onCuda(ctx); DeviceBuffer dxp = DeviceBuffer.of(ctx, xp); DeviceBuffer dyp = DeviceBuffer.of(ctx, yp);
+            try (BanAttentionCuda cuda = new BanAttentionCuda(op, ctx); DeviceBuffer dxp = DeviceBuffer.of(ctx, xp); DeviceBuffer dyp = DeviceBuffer.of(ctx, yp);
                  DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) b * g * n * m)) {
                 try {
                     att.fill(Float.NaN);
@@ -192,7 +192,7 @@ class BanAttentionCudaTest {
         BanAttention op = BanAttention.random(g, k, 6);
         float[] xp = Stats.gaussian(r, b * n * k), yp = Stats.gaussian(r, b * m * k), ga = Stats.gaussian(r, b * g * n * m);
         ObjectMask mask = ObjectMask.counts(new int[] {9, 4, 0}, n);
-        try (BanAttentionCuda cuda = op.onCuda(ctx)) {
+        try (BanAttentionCuda cuda = new BanAttentionCuda(op, ctx)) {
             BanAttentionRuns.Run dev = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, b, n, m, 0, false);
             BanAttention.Result host = cuda.forward(xp, yp, mask, b, n, m);
             assertArrayEquals(dev.attention(), host.attention());
@@ -208,7 +208,7 @@ class BanAttentionCudaTest {
         BanAttention op = BanAttention.random(g, k, 8);
         float[] xp = inputs(r, b * n * k, true), yp = inputs(r, b * m * k, true), ga = Stats.gaussian(r, b * g * n * m);
         ObjectMask mask = counts(r, b, n);
-        try (BanAttentionCuda cuda = op.onCuda(ctx)) {
+        try (BanAttentionCuda cuda = new BanAttentionCuda(op, ctx)) {
             BanAttentionRuns.Run x = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, b, n, m, 0, true);
             BanAttentionRuns.Run y = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, b, n, m, 0, true);
             assertArrayEquals(x.attention(), y.attention());
@@ -220,7 +220,7 @@ class BanAttentionCudaTest {
         int b = 2, n = 3, m = 4, k = 5, g = 2;
         BanAttention op = BanAttention.random(g, k, 9);
         List<DeviceBuffer> bufs = new ArrayList<>();
-        try (CudaStream s = CudaStream.create(ctx); BanAttentionCuda cuda = op.onCuda(ctx); DeviceObjectMask wrong = DeviceObjectMask.upload(ctx, ObjectMask.all(b, n + 1))) {
+        try (CudaStream s = CudaStream.create(ctx); BanAttentionCuda cuda = new BanAttentionCuda(op, ctx); DeviceObjectMask wrong = DeviceObjectMask.upload(ctx, ObjectMask.all(b, n + 1))) {
             try {
                 DeviceBuffer xp = keep(bufs, DeviceBuffer.allocateFloats(ctx, b * n * k)), yp = keep(bufs, DeviceBuffer.allocateFloats(ctx, b * m * k));
                 DeviceBuffer att = keep(bufs, DeviceBuffer.allocateFloats(ctx, b * g * n * m)), ga = keep(bufs, DeviceBuffer.allocateFloats(ctx, b * g * n * m));
@@ -247,7 +247,7 @@ class BanAttentionCudaTest {
                 expect("x: expected at least 6 rows of 5 floats", () -> DeviceObjectMask.fromZeroRows(ctx, gw, k, b, n, k, s));
                 expect("dim: expected >= 1 features per object, got 0", () -> DeviceObjectMask.fromZeroRows(ctx, xp, k, b, n, 0, s));
                 expect("ldx: expected a row stride >= 5 floats (the width), got 4", () -> DeviceObjectMask.fromZeroRows(ctx, xp, 4, b, n, k, s));
-                try (BanAttentionCuda noBias = BanAttention.of(Linear.random(g, k, false, 1)).onCuda(ctx)) {
+                try (BanAttentionCuda noBias = new BanAttentionCuda(BanAttention.of(Linear.random(g, k, false, 1)), ctx)) {
                     expect("gradBias: expected null (the layer has no bias)",
                             () -> noBias.backward(xp, k, yp, k, null, b, n, m, att, ga, gx, k, gy, k, gw, gb, false, s));
                 }

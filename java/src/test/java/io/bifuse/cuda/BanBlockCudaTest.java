@@ -84,7 +84,7 @@ class BanBlockCudaTest extends CublasOpTest {
         BanBlockReference.Result fRef = BanBlockReference.forward(op, x, y, mask, batch, n, m);
         List<double[]> gRef = BanBlockReference.backward(op, x, y, mask, go, batch, n, m).tensors();
         for (Precision p : Precision.values()) {
-            try (BanBlockCuda cuda = op.onCuda(ctx, p)) {
+            try (BanBlockCuda cuda = new BanBlockCuda(op, ctx, p)) {
                 DeviceRuns.BanBlockRun run = DeviceRuns.banBlock(ctx, cuda, x, y, mask, go, batch, n, m);
                 assertMatches(op, run, fRef, gRef, tolerance(p), null, p == Precision.FP32 ? gainScales(op, gRef) : null, conditioning(p, op, x, y, mask, go, batch, n, m, gRef, seed),
                         p + " " + op + " B=" + batch + " N=" + n + " M=" + m + " seed " + seed);
@@ -136,7 +136,7 @@ class BanBlockCudaTest extends CublasOpTest {
         BanBlockReference.Result fRef = BanBlockReference.forward(op, x, y, mask, batch, n, m);
         List<double[]> gRef = BanBlockReference.backward(op, x, y, mask, gOut, batch, n, m).tensors();
         for (Precision p : Precision.values()) {
-            try (BanBlockCuda cuda = op.onCuda(ctx, p)) {
+            try (BanBlockCuda cuda = new BanBlockCuda(op, ctx, p)) {
                 DeviceRuns.BanBlockRun run = DeviceRuns.banBlock(ctx, cuda, x, y, zeroRows ? null : mask, gOut, batch, n, m);
                 assertEquals(op.gradientNames().size(), run.grads().tensors().size());
                 assertMatches(op, run, fRef, gRef, tolerance(p), null, p == Precision.FP32 ? gainScales(op, gRef) : null,
@@ -176,7 +176,7 @@ class BanBlockCudaTest extends CublasOpTest {
         }
         BanBlockReference.Result fRef = BanBlockReference.forward(op, x, y, mask, batch, n, m);
         List<double[]> gRef = BanBlockReference.backward(op, x, y, mask, go, batch, n, m).tensors();
-        try (BanBlockCuda cuda = op.onCuda(ctx)) {
+        try (BanBlockCuda cuda = new BanBlockCuda(op, ctx)) {
             DeviceRuns.BanBlockRun run = DeviceRuns.banBlock(ctx, cuda, x, y, null, go, batch, n, m);
             assertMatches(op, run, fRef, gRef, TOL, null, gainScales(op, gRef), conditioning(Precision.FP32, op, x, y, mask, go, batch, n, m, gRef, seed),
                     "zero-row mask on the device, seed " + seed);
@@ -189,7 +189,7 @@ class BanBlockCudaTest extends CublasOpTest {
         BanBlock op = BanBlock.random(dx, dy, k, kg, g, 3, 5);
         float[] x = Stats.gaussian(r, batch * n * dx), y = Stats.gaussian(r, batch * m * dy), go = Stats.gaussian(r, batch * dy);
         ObjectMask mask = mask(r, batch, n);
-        try (BanBlockCuda cuda = op.onCuda(ctx)) {
+        try (BanBlockCuda cuda = new BanBlockCuda(op, ctx)) {
             DeviceRuns.BanBlockRun dev = DeviceRuns.banBlock(ctx, cuda, x, y, mask, go, batch, n, m);
             DeviceRuns.BanBlockRun again = DeviceRuns.banBlock(ctx, cuda, x, y, mask, go, batch, n, m);
             BanBlock.Result host = cuda.forwardWithAttention(x, y, mask, batch, n, m);
@@ -208,7 +208,7 @@ class BanBlockCudaTest extends CublasOpTest {
     @Test void rejectsBadArgumentsBeforeQueueingAnything() {
         int batch = 2, n = 4, m = 3, dx = 5, dy = 4;
         BanBlock op = BanBlock.random(dx, dy, 6, 4, 2, 1, 1);
-        try (BanBlockCuda cuda = op.onCuda(ctx); CudaStream s = CudaStream.create(ctx);
+        try (BanBlockCuda cuda = new BanBlockCuda(op, ctx); CudaStream s = CudaStream.create(ctx);
              DeviceBuffer x = DeviceBuffer.allocateFloats(ctx, batch * n * dx); DeviceBuffer y = DeviceBuffer.allocateFloats(ctx, batch * m * dy);
              DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, batch * dy); DeviceBuffer small = DeviceBuffer.allocateFloats(ctx, 3);
              DeviceObjectMask wrong = DeviceObjectMask.upload(ctx, ObjectMask.all(batch, n + 1))) {

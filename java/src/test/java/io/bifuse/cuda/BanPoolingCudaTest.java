@@ -127,7 +127,7 @@ class BanPoolingCudaTest {
         SplittableRandom r = new SplittableRandom(3);
         int b = 3, n = 4, m = 2;
         float[] a = Stats.gaussian(r, b * n * m), x = Stats.gaussian(r, b * n * 8), y = Stats.gaussian(r, b * m * 8), g = Stats.gaussian(r, b * 4);
-        try (BanPoolingCuda cuda = op.onCuda(ctx)) {
+        try (BanPoolingCuda cuda = new BanPoolingCuda(op, ctx)) {
             ObjectMask none = ObjectMask.counts(new int[] {0, 0, 0}, n);
             for (float v : cuda.forward(a, x, y, none, b, n, m)) assertEquals(0f, v, 0f);
             for (float[] t : cuda.backward(a, x, y, none, g, b, n, m).tensors()) for (float v : t) assertEquals(0f, v, 0f);
@@ -143,7 +143,7 @@ class BanPoolingCudaTest {
         SplittableRandom r = new SplittableRandom(4);
         BanPooling op = BanPooling.of(c.width(), c.group());
         Inputs in = Inputs.random(c, r);
-        try (BanPoolingCuda cuda = op.onCuda(ctx)) {
+        try (BanPoolingCuda cuda = new BanPoolingCuda(op, ctx)) {
             Run dev = run(op, c, in);
             assertArrayEquals(dev.out, cuda.forward(in.att, in.x, in.y, in.mask, c.batch(), c.objects(), c.tokens()));
             BanPooling.Gradients host = cuda.backward(in.att, in.x, in.y, in.mask, in.go, c.batch(), c.objects(), c.tokens());
@@ -169,7 +169,7 @@ class BanPoolingCudaTest {
         BanPooling op = BanPooling.of(6, 3);
         int b = 2, n = 3, m = 2, w = 6;
         List<DeviceBuffer> bufs = new ArrayList<>();
-        try (CudaStream s = CudaStream.create(ctx); BanPoolingCuda cuda = op.onCuda(ctx);
+        try (CudaStream s = CudaStream.create(ctx); BanPoolingCuda cuda = new BanPoolingCuda(op, ctx);
              DeviceObjectMask mask = DeviceObjectMask.upload(ctx, ObjectMask.counts(new int[] {1, 3}, n));
              DeviceObjectMask wrong = DeviceObjectMask.upload(ctx, ObjectMask.all(b, n + 1))) {
             try {
@@ -218,7 +218,7 @@ class BanPoolingCudaTest {
             }
         }
         expect("op: expected a BanPooling", () -> new BanPoolingCuda(null, ctx));
-        expect("context: expected an open CudaContext", () -> BanPooling.of(2, 1).onCuda(null));
+        expect("context: expected an open CudaContext", () -> new BanPoolingCuda(BanPooling.of(2, 1), null));
     }
 
     /** Dense inputs (what the reference takes), the mask, and gradOut. */
@@ -274,7 +274,7 @@ class BanPoolingCudaTest {
             for (int j = 0; j < m; j++) System.arraycopy(in.y, (s * m + j) * w, y, (s * m + j) * ldy, w);
         }
         long offset = 4L * g0 * n * m;
-        try (CudaStream st = CudaStream.create(ctx); BanPoolingCuda cuda = op.onCuda(ctx);
+        try (CudaStream st = CudaStream.create(ctx); BanPoolingCuda cuda = new BanPoolingCuda(op, ctx);
              DeviceBuffer da = DeviceBuffer.of(ctx, att); DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y);
              DeviceBuffer dg = DeviceBuffer.of(ctx, in.go);
              DeviceObjectMask mask = in.mask == null ? null : DeviceObjectMask.upload(ctx, in.mask);

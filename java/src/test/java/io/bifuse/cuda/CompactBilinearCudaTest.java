@@ -209,7 +209,7 @@ class CompactBilinearCudaTest {
         CompactBilinear op = CompactBilinear.seeded(2048, 2048, 16000, 3).withNormalization(Normalization.pytorch());
         int batch = SimSizes.batch(64);
         float[] x = Stats.gaussian(r, batch * 2048), y = Stats.gaussian(r, batch * 2048), g = Stats.gaussian(r, batch * 16000);
-        try (CompactBilinearCuda cuda = op.onCuda(ctx)) {
+        try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx)) {
             float[][] a = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, batch);
             float[][] b = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, batch);
             for (int i = 0; i < 3; i++) assertArrayEquals(a[i], b[i]);
@@ -228,7 +228,7 @@ class CompactBilinearCudaTest {
         assertEquals(0, JCudaDriver.cuStreamCreate(foreign, 1 /* CU_STREAM_NON_BLOCKING */));
         long rawStream = foreign.handle();
         try (DeviceBuffer arena = DeviceBuffer.allocate(ctx, 4L * (batch * (dx + dy + d + dx + dy) + 64));
-             CompactBilinearCuda cuda = op.onCuda(ctx)) {
+             CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx)) {
             arena.fill(Float.NaN);
             long base = arena.address();
             DeviceMemory dX = DeviceMemory.wrap(base + 4, 4L * batch * dx);
@@ -257,7 +257,7 @@ class CompactBilinearCudaTest {
         int batch = SimSizes.batch(64), calls = SANITIZE ? 10 : SimSizes.repeats(200);
         SplittableRandom r = new SplittableRandom(5);
         CompactBilinear op = CompactBilinear.seeded(2048, 2048, 16000, 6).withNormalization(Normalization.pytorch());
-        try (CudaStream s = CudaStream.create(ctx); CompactBilinearCuda cuda = op.onCuda(ctx);
+        try (CudaStream s = CudaStream.create(ctx); CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx);
              DeviceBuffer x = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2048)); DeviceBuffer y = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2048));
              DeviceBuffer g = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 16000));
              DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, batch * 16000L);
@@ -283,7 +283,7 @@ class CompactBilinearCudaTest {
         List<float[]> xs = new ArrayList<>(), ys = new ArrayList<>();
         for (int t = 0; t < threads; t++) { xs.add(Stats.gaussian(r, batch * 512)); ys.add(Stats.gaussian(r, batch * 256)); }
         ExecutorService pool = Executors.newFixedThreadPool(threads);
-        try (CompactBilinearCuda cuda = op.onCuda(ctx)) {
+        try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx)) {
             List<Future<float[]>> fs = new ArrayList<>();
             for (int t = 0; t < threads; t++) {
                 int i = t;
@@ -303,7 +303,7 @@ class CompactBilinearCudaTest {
 
     @Test void badDeviceArgumentsAreRejectedBeforeAnyLaunch() {
         CompactBilinear op = CompactBilinear.seeded(8, 4, 16, 1);
-        try (CudaStream s = CudaStream.create(ctx); CompactBilinearCuda cuda = op.onCuda(ctx);
+        try (CudaStream s = CudaStream.create(ctx); CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx);
              DeviceBuffer x = DeviceBuffer.allocateFloats(ctx, 16); DeviceBuffer y = DeviceBuffer.allocateFloats(ctx, 8);
              DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, 32)) {
             DeviceBuffer closed = DeviceBuffer.allocateFloats(ctx, 16);

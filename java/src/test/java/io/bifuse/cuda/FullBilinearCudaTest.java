@@ -85,7 +85,7 @@ class FullBilinearCudaTest extends CublasOpTest {
                 double fwdTol = p == Precision.FP32 ? TOL : p.bound();
                 double baseline = FullBilinearReference.float32Baseline(op, x, y, g, batch, positions, p, gRef);
                 double bwdTol = Math.max(fwdTol, (baseline > HEAVY_TAIL ? 40 : 10) * baseline);
-                try (FullBilinearCuda cuda = op.onCuda(ctx, p)) {
+                try (FullBilinearCuda cuda = new FullBilinearCuda(op, ctx, p)) {
                     float[][] out = run(cuda, x, y, g, batch, positions);
                     String what = p + " " + n + " B=" + batch + " L=" + positions + " seed " + seed;
                     assertBelow(Stats.relativeL2(out[0], zRef), fwdTol, what + " forward");
@@ -129,7 +129,7 @@ class FullBilinearCudaTest extends CublasOpTest {
         double[] zRef = FullBilinearReference.pooled(plain, xd, yd, batch, positions);
         for (Precision p : Precision.values()) {
             double[] zOwn;
-            try (FullBilinearCuda cuda = plain.onCuda(ctx, p)) {
+            try (FullBilinearCuda cuda = new FullBilinearCuda(plain, ctx, p)) {
                 float[] zDev = run(cuda, x, y, g, batch, positions)[0];
                 assertBelow(Stats.relativeL2(zDev, zRef), p == Precision.FP32 ? TOL : p.bound(), p + " pooled z, seed " + seed);
                 zOwn = NormalizationBranches.toDouble(zDev);
@@ -142,7 +142,7 @@ class FullBilinearCudaTest extends CublasOpTest {
                 double[] outOwn = NormalizationBranches.forwardAt(n, zOwn, batch, d);
                 double[][] gOwn = FullBilinearReference.backwardFromPooled(op, xd, yd, zOwn, gd, batch, positions);
                 double[][] sOwn = ownScale(op, xd, yd, zOwn, g, batch, positions);
-                try (FullBilinearCuda cuda = op.onCuda(ctx, p)) {
+                try (FullBilinearCuda cuda = new FullBilinearCuda(op, ctx, p)) {
                     float[][] out = run(cuda, x, y, g, batch, positions);
                     for (int i = 0; i < 3; i++) if (out[i] != null) assertTrue(NormalizationBranches.allFinite(out[i]), what + ": output " + i + " not finite");
                     if (p == Precision.FP32) {
@@ -263,7 +263,7 @@ class FullBilinearCudaTest extends CublasOpTest {
         FullBilinear two = FullBilinear.of(c1, c2, true, Normalization.pytorch()), h = FullBilinear.homologous(c1, false, Normalization.caffe());
         float[] x = input(r, batch * positions * c1, false), y = input(r, batch * positions * c2, false);
         float[] g2 = Stats.gaussian(r, batch * c1 * c2), gh = Stats.gaussian(r, batch * c1 * c1);
-        try (FullBilinearCuda a = two.onCuda(ctx, Precision.FP32); FullBilinearCuda b = h.onCuda(ctx, Precision.FP32)) {
+        try (FullBilinearCuda a = new FullBilinearCuda(two, ctx, Precision.FP32); FullBilinearCuda b = new FullBilinearCuda(h, ctx, Precision.FP32)) {
             float[][] dev = run(a, x, y, g2, batch, positions);
             assertArrayEquals(dev[0], a.forward(x, y, batch, positions));
             Gradients gr = a.backward(x, y, g2, batch, positions);
@@ -280,7 +280,7 @@ class FullBilinearCudaTest extends CublasOpTest {
         FullBilinear op = FullBilinear.of(512, 256, false, Normalization.pytorch());
         int batch = SimSizes.pick(8, 3), positions = SimSizes.extent(784, POSITIONS);
         float[] x = input(r, batch * positions * 512, false), y = input(r, batch * positions * 256, false), g = Stats.gaussian(r, batch * op.outputSize());
-        try (FullBilinearCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (FullBilinearCuda cuda = new FullBilinearCuda(op, ctx, Precision.FP32)) {
             float[][] a = run(cuda, x, y, g, batch, positions), b = run(cuda, x, y, g, batch, positions);
             for (int i = 0; i < 3; i++) assertArrayEquals(a[i], b[i]);
         }
@@ -294,7 +294,7 @@ class FullBilinearCudaTest extends CublasOpTest {
         float[] x = input(r, batch * positions * c1, false), y = input(r, batch * positions * c2, false), g = Stats.gaussian(r, batch * c1 * c2);
         long nx = x.length, ny = y.length, nz = (long) batch * c1 * c2;
         try (CudaStream s = CudaStream.create(ctx); DeviceBuffer arena = DeviceBuffer.allocate(ctx, 4L * (2 * nx + 2 * ny + 2 * nz + 8));
-             FullBilinearCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+             FullBilinearCuda cuda = new FullBilinearCuda(op, ctx, Precision.FP32)) {
             arena.fill(Float.NaN);
             long base = arena.address() + 4;
             DeviceMemory dX = DeviceMemory.wrap(base, 4 * nx), dY = DeviceMemory.wrap(base + 4 * nx, 4 * ny);
@@ -318,7 +318,7 @@ class FullBilinearCudaTest extends CublasOpTest {
         int batch = SimSizes.batch(32), positions = SimSizes.extent(784, POSITIONS), c = 512;
         SplittableRandom r = new SplittableRandom(5);
         FullBilinear op = FullBilinear.homologous(c, false, Normalization.pytorch());
-        try (CudaStream s = CudaStream.create(ctx); FullBilinearCuda cuda = op.onCuda(ctx, Precision.TF32);
+        try (CudaStream s = CudaStream.create(ctx); FullBilinearCuda cuda = new FullBilinearCuda(op, ctx, Precision.TF32);
              DeviceBuffer x = DeviceBuffer.of(ctx, input(r, batch * positions * c, false)); DeviceBuffer g = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * c * c));
              DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) batch * c * c); DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) batch * positions * c)) {
             cuda.forward(x, z, batch, positions, s);
@@ -343,7 +343,7 @@ class FullBilinearCudaTest extends CublasOpTest {
         List<float[]> xs = new ArrayList<>(), ys = new ArrayList<>();
         for (int t = 0; t < threads; t++) { xs.add(input(r, batch * positions * c1, false)); ys.add(input(r, batch * positions * c2, false)); }
         ExecutorService pool = Executors.newFixedThreadPool(threads);
-        try (FullBilinearCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (FullBilinearCuda cuda = new FullBilinearCuda(op, ctx, Precision.FP32)) {
             List<Future<float[]>> fs = new ArrayList<>();
             for (int t = 0; t < threads; t++) {
                 int i = t;
@@ -363,7 +363,7 @@ class FullBilinearCudaTest extends CublasOpTest {
 
     @Test void badDeviceArgumentsAreRejectedBeforeAnyLaunch() {
         FullBilinear op = FullBilinear.of(4, 3, false, Normalization.pytorch()), h = FullBilinear.homologous(4, false, Normalization.NONE);
-        try (CudaStream s = CudaStream.create(ctx); FullBilinearCuda cuda = op.onCuda(ctx, Precision.FP32); FullBilinearCuda hc = h.onCuda(ctx, Precision.BF16);
+        try (CudaStream s = CudaStream.create(ctx); FullBilinearCuda cuda = new FullBilinearCuda(op, ctx, Precision.FP32); FullBilinearCuda hc = new FullBilinearCuda(h, ctx, Precision.BF16);
              DeviceBuffer x = DeviceBuffer.allocateFloats(ctx, 2 * 5 * 4); DeviceBuffer y = DeviceBuffer.allocateFloats(ctx, 2 * 5 * 3);
              DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, 2 * 16)) {
             DeviceBuffer closed = DeviceBuffer.allocateFloats(ctx, 40);
@@ -379,7 +379,7 @@ class FullBilinearCudaTest extends CublasOpTest {
             expect("y: this op takes two inputs", () -> cuda.forward(x, z, 2, 5, s));
             expect("y: this op is homologous", () -> hc.forward(x, x, z, 2, 5, s));
             expect("gradOut: expected at least 2 × 16 floats", () -> hc.backward(x, DeviceMemory.wrap(z.address(), 64), x, 2, 5, s));
-            expect("precision: expected FP32, TF32 or BF16", () -> op.onCuda(ctx, null));
+            expect("precision: expected FP32, TF32 or BF16", () -> new FullBilinearCuda(op, ctx, null));
         }
     }
 

@@ -71,7 +71,7 @@ class GridStrideTest extends CublasOpTest {
         Mlb op = Mlb.random(20, 16, 300, 7, Activation.TANH, 1);
         int b = 3;
         float[] x = Stats.gaussian(r, b * 20), y = Stats.gaussian(r, b * 16), g = Stats.gaussian(r, b * 7);
-        try (MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (MlbCuda cuda = new MlbCuda(op, ctx, Precision.FP32)) {
             sameWithOneBlock("MLB", () -> {
                 DeviceRuns.MlbRun run = DeviceRuns.mlb(ctx, cuda, x, y, g, b);
                 Mlb.Gradients gr = run.grads();
@@ -87,7 +87,7 @@ class GridStrideTest extends CublasOpTest {
         MlbAttention op = MlbAttention.random(10, 12, 100, 2, 5, Activation.TANH, 2);
         int b = 3, cells = 9;
         float[] q = Stats.gaussian(r, b * 10), v = Stats.gaussian(r, b * cells * 12), g = Stats.gaussian(r, b * 5);
-        try (MlbAttentionCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, Precision.FP32)) {
             sameWithOneBlock("MLB attention", () -> {
                 DeviceRuns.MlbAttentionRun run = DeviceRuns.mlbAttention(ctx, cuda, q, v, g, b, cells);
                 List<float[]> t = new ArrayList<>(List.of(run.out(), run.attention()));
@@ -104,7 +104,7 @@ class GridStrideTest extends CublasOpTest {
         int b = 3, n = 30, m = 7;
         float[] x = Stats.gaussian(r, b * n * 40), y = Stats.gaussian(r, b * m * 33), g = Stats.gaussian(r, b * 33);
         ObjectMask mask = ObjectMask.counts(new int[] {30, 11, 1}, n);
-        try (BanBlockCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (BanBlockCuda cuda = new BanBlockCuda(op, ctx, Precision.FP32)) {
             sameWithOneBlock("BAN block", () -> {
                 DeviceRuns.BanBlockRun run = DeviceRuns.banBlock(ctx, cuda, x, y, mask, g, b, n, m);
                 List<float[]> t = new ArrayList<>(List.of(run.out(), run.attention()));
@@ -121,7 +121,7 @@ class GridStrideTest extends CublasOpTest {
         int b = 3, n = 5, m = 3;
         float[] xp = Stats.gaussian(r, b * n * 200), yp = Stats.gaussian(r, b * m * 200), ga = Stats.gaussian(r, b * 4 * n * m);
         ObjectMask mask = ObjectMask.counts(new int[] {5, 2, 4}, n);
-        try (BanAttentionCuda cuda = op.onCuda(ctx)) {
+        try (BanAttentionCuda cuda = new BanAttentionCuda(op, ctx)) {
             sameWithOneBlock("BAN attention", () -> {
                 BanAttentionRuns.Run run = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, b, n, m, 0, false);
                 List<float[]> t = new ArrayList<>(List.of(run.attention(), run.logits()));
@@ -138,7 +138,7 @@ class GridStrideTest extends CublasOpTest {
         CompactBilinear op = CompactBilinear.seeded(700, 600, 1000, 5);
         int b = 3;
         float[] x = Stats.gaussian(r, b * 700), y = Stats.gaussian(r, b * 600), g = Stats.gaussian(r, b * 1000);
-        try (CompactBilinearCuda cuda = op.onCuda(ctx)) {
+        try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx)) {
             sameWithOneBlock("MCB", () -> List.of(CheckAccess.runCuda(ctx, cuda, x, y, g, b)));
         }
     }

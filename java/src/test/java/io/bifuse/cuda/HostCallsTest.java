@@ -62,7 +62,7 @@ class HostCallsTest {
         Mlb op = Mlb.random(9, 7, 12, 5, Activation.TANH, 3);
         long live = DeviceBuffer.liveBytes();
         try (CudaContext ctx = CudaContext.open(0)) {
-            try (MlbCuda cuda = op.onCuda(ctx)) {
+            try (MlbCuda cuda = new MlbCuda(op, ctx)) {
                 int big = 6, small = 2;
                 float[] xb = Stats.gaussian(r, big * 9), yb = Stats.gaussian(r, big * 7), gb = Stats.gaussian(r, big * 5);
                 steady("Mlb forward B=6", () -> cuda.forward(xb, yb, big), f -> f);
@@ -87,7 +87,7 @@ class HostCallsTest {
         RequireGpu.cufft();
         SplittableRandom r = new SplittableRandom(12);
         CompactBilinear op = CompactBilinear.seeded(20, 16, 64, 5);
-        try (CudaContext ctx = CudaContext.open(0); CompactBilinearCuda cuda = op.onCuda(ctx)) {
+        try (CudaContext ctx = CudaContext.open(0); CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx)) {
             int b = 3;
             float[] x = Stats.gaussian(r, b * 20), y = Stats.gaussian(r, b * 16), g = Stats.gaussian(r, b * 64);
             steady("CompactBilinear forward", () -> cuda.forward(x, y, b), f -> f);
@@ -102,14 +102,14 @@ class HostCallsTest {
         ObjectMask mask = ObjectMask.counts(new int[] {4, 2, 0}, n);
         try (CudaContext ctx = CudaContext.open(0)) {
             BanPooling pool = BanPooling.of(6, 2);
-            try (BanPoolingCuda cuda = pool.onCuda(ctx)) {
+            try (BanPoolingCuda cuda = new BanPoolingCuda(pool, ctx)) {
                 float[] att = Stats.gaussian(r, b * n * m), x = Stats.gaussian(r, b * n * 6), y = Stats.gaussian(r, b * m * 6);
                 float[] g = Stats.gaussian(r, b * pool.outWidth());
                 steady("BanPooling forward", () -> cuda.forward(att, x, y, mask, b, n, m), f -> f);
                 steady("BanPooling backward", () -> cuda.backward(att, x, y, mask, g, b, n, m), gr -> cat(gr.da(), gr.dx(), gr.dy()));
             }
             BanBlock block = BanBlock.random(5, 4, 6, 6, 2, 3, 7);
-            try (BanBlockCuda cuda = block.onCuda(ctx)) {
+            try (BanBlockCuda cuda = new BanBlockCuda(block, ctx)) {
                 float[] x = Stats.gaussian(r, b * n * 5), y = Stats.gaussian(r, b * m * 4), g = Stats.gaussian(r, b * 4);
                 steady("BanBlock forward", () -> cuda.forwardWithAttention(x, y, mask, b, n, m), res -> cat(res.out(), res.attention()));
                 steady("BanBlock backward", () -> cuda.backward(x, y, mask, g, b, n, m), gr -> cat(gr.dx(), gr.dy()));
@@ -126,7 +126,7 @@ class HostCallsTest {
         long live = DeviceBuffer.liveBytes();
         ExecutorService pool = Executors.newFixedThreadPool(threads);
         try (CudaContext ctx = CudaContext.open(0)) {
-            try (MlbCuda cuda = op.onCuda(ctx)) {
+            try (MlbCuda cuda = new MlbCuda(op, ctx)) {
                 long weights = cuda.deviceBytes();
                 float[] expected = cuda.forward(x, y, b);
                 long perCaller = cuda.deviceBytes() - weights; // one lane's buffers and one workspace
@@ -155,7 +155,7 @@ class HostCallsTest {
     @Test void aClosedOpRefusesItsConveniences() {
         RequireGpu.cublas();
         try (CudaContext ctx = CudaContext.open(0)) {
-            MlbCuda cuda = Mlb.random(3, 2, 4, 2, Activation.NONE, 5).onCuda(ctx);
+            MlbCuda cuda = new MlbCuda(Mlb.random(3, 2, 4, 2, Activation.NONE, 5), ctx);
             float[] x = new float[3], y = new float[2];
             cuda.forward(x, y, 1);
             cuda.close();

@@ -69,7 +69,7 @@ class MfbCudaTest extends CublasOpTest {
             for (Precision p : Precision.values()) {
                 double base = p == Precision.FP32 ? TOL : p.bound();
                 Conditioning cond = conditioning(op, p, x, y, g, batch, zRef, gRef, gScale, seed);
-                try (MfbCuda cuda = op.onCuda(ctx, p)) {
+                try (MfbCuda cuda = new MfbCuda(op, ctx, p)) {
                     Object[] out = run(cuda, x, y, g, batch);
                     String what = op + " " + p + " B=" + batch + " seed " + seed;
                     double e = Stats.relativeL2((float[]) out[0], zRef);
@@ -119,7 +119,7 @@ class MfbCudaTest extends CublasOpTest {
         double[] zRef = MfbReference.pooled(plain, pw, xd, yd, batch);
         int rows = batch * blocks;
         double[] zOwn;
-        try (MfbCuda cuda = plain.onCuda(ctx, Precision.FP32)) {
+        try (MfbCuda cuda = new MfbCuda(plain, ctx, Precision.FP32)) {
             float[] zDev = (float[]) run(cuda, x, y, g, batch)[0];
             assertBelow(Stats.relativeL2(zDev, zRef), TOL, "pooled z, seed " + seed);
             zOwn = NormalizationBranches.toDouble(zDev);
@@ -135,7 +135,7 @@ class MfbCudaTest extends CublasOpTest {
             Mfb noL2 = Mfb.mfh(plain.us(), plain.vs(), k, act, L2Terms.withoutL2(n));
             MfbReference.Grads sOwn = MfbReference.backwardFromPooled(noL2, pw, xd, yd, zOwn,
                     MfbReference.toDouble(L2Terms.scaledGradOut(n, zOwn, g, rows, o)), batch);
-            try (MfbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+            try (MfbCuda cuda = new MfbCuda(op, ctx, Precision.FP32)) {
                 Object[] out = run(cuda, x, y, g, batch);
                 Mfb.Gradients got = (Mfb.Gradients) out[1];
                 // End to end, as matchesReference.
@@ -207,7 +207,7 @@ class MfbCudaTest extends CublasOpTest {
         SplittableRandom r = new SplittableRandom(1);
         Mfb op = Mfb.random(64, 48, 20, 5, 2, Activation.RELU, Normalization.pytorch(), 3);
         float[] x = Stats.gaussian(r, 4 * 64), y = Stats.gaussian(r, 4 * 48), g = Stats.gaussian(r, 4 * 40);
-        try (MfbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (MfbCuda cuda = new MfbCuda(op, ctx, Precision.FP32)) {
             Object[] dev = run(cuda, x, y, g, 4);
             assertArrayEquals((float[]) dev[0], cuda.forward(x, y, 4));
             Mfb.Gradients a = (Mfb.Gradients) dev[1], b = cuda.backward(x, y, g, 4);
@@ -233,7 +233,7 @@ class MfbCudaTest extends CublasOpTest {
         float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy);
         java.util.ArrayList<DeviceBuffer> tensors = new java.util.ArrayList<>();
         // The op's bias layout must match the tensors': load into an op whose blocks have biases exactly where trained's do.
-        try (CudaStream s = CudaStream.create(ctx); MfbCuda cuda = sameBiases.onCuda(ctx, Precision.FP32)) {
+        try (CudaStream s = CudaStream.create(ctx); MfbCuda cuda = new MfbCuda(sameBiases, ctx, Precision.FP32)) {
             try {
                 for (int i = 0; i < 3; i++) {
                     for (Linear l : List.of(us.get(i), vs.get(i))) {
@@ -263,7 +263,7 @@ class MfbCudaTest extends CublasOpTest {
         Mfb op = Mfb.random(1024, 2048, 1000, 5, 2, Activation.RELU, Normalization.pytorch(), 4);
         int batch = SimSizes.batch(64);
         float[] x = Stats.gaussian(r, batch * 1024), y = Stats.gaussian(r, batch * 2048), g = Stats.gaussian(r, batch * 2000);
-        try (MfbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (MfbCuda cuda = new MfbCuda(op, ctx, Precision.FP32)) {
             Object[] a = run(cuda, x, y, g, batch), b = run(cuda, x, y, g, batch);
             assertArrayEquals((float[]) a[0], (float[]) b[0]);
             Mfb.Gradients ga = (Mfb.Gradients) a[1], gb = (Mfb.Gradients) b[1];
@@ -278,7 +278,7 @@ class MfbCudaTest extends CublasOpTest {
         SplittableRandom r = new SplittableRandom(5);
         Mfb op = Mfb.random(1024, 2048, 1000, 5, 2, Activation.RELU, Normalization.pytorch(), 6);
         int nw = 2 * 5000;
-        try (CudaStream s = CudaStream.create(ctx); MfbCuda cuda = op.onCuda(ctx, Precision.FP32);
+        try (CudaStream s = CudaStream.create(ctx); MfbCuda cuda = new MfbCuda(op, ctx, Precision.FP32);
              DeviceBuffer x = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 1024)); DeviceBuffer y = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2048));
              DeviceBuffer g = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2000));
              DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, batch * 2000L);
@@ -305,9 +305,9 @@ class MfbCudaTest extends CublasOpTest {
         List<Linear> us = java.util.Collections.nCopies(MfbCuda.MAX_BLOCKS + 1, Linear.random(6, 8, true, 1));
         List<Linear> vs = java.util.Collections.nCopies(MfbCuda.MAX_BLOCKS + 1, Linear.random(6, 4, true, 2));
         Mfb tooMany = Mfb.mfh(us, vs, 2, Activation.NONE, Normalization.NONE);
-        expect("op: expected at most 8 MFH blocks on CUDA, got 9", () -> tooMany.onCuda(ctx, Precision.FP32));
-        expect("precision: expected FP32, TF32 or BF16, got null", () -> op.onCuda(ctx, null));
-        try (CudaStream s = CudaStream.create(ctx); MfbCuda cuda = op.onCuda(ctx, Precision.FP32);
+        expect("op: expected at most 8 MFH blocks on CUDA, got 9", () -> new MfbCuda(tooMany, ctx, Precision.FP32));
+        expect("precision: expected FP32, TF32 or BF16, got null", () -> new MfbCuda(op, ctx, null));
+        try (CudaStream s = CudaStream.create(ctx); MfbCuda cuda = new MfbCuda(op, ctx, Precision.FP32);
              DeviceBuffer x = DeviceBuffer.allocateFloats(ctx, 16); DeviceBuffer y = DeviceBuffer.allocateFloats(ctx, 8);
              DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, 12);
              DeviceBuffer gu = DeviceBuffer.allocateFloats(ctx, nw * 8); DeviceBuffer gv = DeviceBuffer.allocateFloats(ctx, nw * 4)) {

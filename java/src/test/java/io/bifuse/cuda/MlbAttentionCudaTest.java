@@ -73,7 +73,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
         MlbAttentionReference.Grads gRef = MlbAttentionReference.backward(op, q, v, go, batch, cells);
         for (Precision p : Precision.values()) {
             Conditioning cond = conditioning(p, op, q, v, go, batch, cells, fRef, gRef, seed);
-            try (MlbAttentionCuda cuda = op.onCuda(ctx, p)) {
+            try (MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, p)) {
                 assertMatches(op, run(cuda, q, v, go, batch, cells), fRef, gRef, tolerance(p), cond,
                         p + " " + op + " B=" + batch + " L=" + cells + " seed " + seed);
             }
@@ -88,7 +88,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
                 Linear.random(g, j, false, 3), List.of(Linear.random(j, dv, false, 4), Linear.random(j, dv, true, 5)),
                 Linear.random(g * j, dq, false, 6), Linear.random(out, g * j, false, 7)), Activation.TANH);
         float[] q = Stats.gaussian(r, batch * dq), v = Stats.gaussian(r, batch * cells * dv), go = Stats.gaussian(r, batch * out);
-        try (MlbAttentionCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, Precision.FP32)) {
             Run run = run(cuda, q, v, go, batch, cells);
             assertNull(run.grads.question().bias());
             assertNull(run.grads.logits().bias());
@@ -129,7 +129,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
         MlbAttentionReference.Result fRef = MlbAttentionReference.forward(op, q, v, batch, cells);
         MlbAttentionReference.Grads gRef = MlbAttentionReference.backward(op, q, v, go, batch, cells);
         for (Precision p : bias ? List.of(Precision.FP32, Precision.BF16) : List.of(Precision.FP32)) {
-            try (MlbAttentionCuda cuda = op.onCuda(ctx, p)) {
+            try (MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, p)) {
                 Run run = run(cuda, q, v, go, batch, cells);
                 assertEquals(bias, run.grads.cells().bias() != null);
                 assertMatches(op, run, fRef, gRef, tolerance(p), conditioning(p, op, q, v, go, batch, cells, fRef, gRef, seed),
@@ -156,7 +156,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
         layers.add(w.questionFusion());
         layers.add(w.answer());
         List<DeviceBuffer> tensors = new ArrayList<>();
-        try (CudaStream s = CudaStream.create(ctx); MlbAttentionCuda cuda = initial.onCuda(ctx, Precision.FP32)) {
+        try (CudaStream s = CudaStream.create(ctx); MlbAttentionCuda cuda = new MlbAttentionCuda(initial, ctx, Precision.FP32)) {
             try {
                 for (Linear l : layers) {
                     tensors.add(DeviceBuffer.of(ctx, l.weight()));
@@ -183,7 +183,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
         int batch = 3, cells = 50, dq = 70, dv = 60, j = 40, out = 30;
         MlbAttention op = MlbAttention.random(dq, dv, j, 2, out, Activation.TANH, 5);
         float[] q = Stats.gaussian(r, batch * dq), v = Stats.gaussian(r, batch * cells * dv), go = Stats.gaussian(r, batch * out);
-        try (MlbAttentionCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, Precision.FP32)) {
             Run dev = run(cuda, q, v, go, batch, cells);
             MlbAttention.Result host = cuda.forwardWithAttention(q, v, batch, cells);
             assertArrayEquals(dev.out, host.out());
@@ -200,7 +200,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
         int batch = SANITIZE ? 2 : SimSizes.batch(16), cells = SimSizes.extent(196, CELLS);
         MlbAttention op = MlbAttention.random(2400, 2048, 1200, 2, 2000, Activation.TANH, 3);
         float[] q = Stats.gaussian(r, batch * 2400), v = Stats.gaussian(r, batch * cells * 2048), go = Stats.gaussian(r, batch * 2000);
-        try (MlbAttentionCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, Precision.FP32)) {
             Run a = run(cuda, q, v, go, batch, cells), b = run(cuda, q, v, go, batch, cells);
             assertArrayEquals(a.out, b.out);
             assertArrayEquals(a.attention, b.attention);
@@ -213,7 +213,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
         int batch = 5, cells = 20, dq = 30, dv = 24, j = 16, out = 8;
         MlbAttention op = MlbAttention.random(dq, dv, j, 3, out, Activation.RELU, 6);
         float[] q = Stats.gaussian(r, batch * dq), v = Stats.gaussian(r, batch * cells * dv);
-        try (MlbAttentionCuda cuda = op.onCuda(ctx, Precision.FP32); CudaStream s = CudaStream.create(ctx);
+        try (MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, Precision.FP32); CudaStream s = CudaStream.create(ctx);
              DeviceBuffer dq0 = DeviceBuffer.of(ctx, q); DeviceBuffer dv0 = DeviceBuffer.of(ctx, v);
              DeviceBuffer o = DeviceBuffer.allocateFloats(ctx, (long) batch * out)) {
             try {
@@ -237,7 +237,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
         float[] q = Stats.gaussian(r, batch * dq), v = Stats.gaussian(r, batch * cells * dv);
         long nq = (long) batch * dq, nv = (long) batch * cells * dv, no = (long) batch * out, na = (long) batch * g * cells;
         try (DeviceBuffer arena = DeviceBuffer.allocate(ctx, 4L * (nq + nv + no + na + 64)); CudaStream s = CudaStream.create(ctx);
-             MlbAttentionCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+             MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, Precision.FP32)) {
             arena.fill(Float.NaN);
             long base = arena.address() + 4;
             DeviceMemory dQ = DeviceMemory.wrap(base, 4 * nq), dV = DeviceMemory.wrap(base + 4 * nq, 4 * nv);
@@ -259,7 +259,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
         int batch = SimSizes.pick(8, 2), cells = SimSizes.extent(196, CELLS);
         SplittableRandom r = new SplittableRandom(5);
         MlbAttention op = MlbAttention.random(2400, 2048, 1200, 2, 2000, Activation.TANH, 6);
-        try (CudaStream s = CudaStream.create(ctx); MlbAttentionCuda cuda = op.onCuda(ctx, Precision.TF32);
+        try (CudaStream s = CudaStream.create(ctx); MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, Precision.TF32);
              DeviceBuffer q = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2400));
              DeviceBuffer v = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * cells * 2048));
              DeviceBuffer g = DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2000));
@@ -296,7 +296,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
             vs.add(Stats.gaussian(r, batch * cells * 200));
         }
         ExecutorService pool = Executors.newFixedThreadPool(threads);
-        try (MlbAttentionCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, Precision.FP32)) {
             List<Future<float[]>> fs = new ArrayList<>();
             for (int t = 0; t < threads; t++) {
                 int i = t;
@@ -321,7 +321,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
                 Linear.random(2, j, true, 3), List.of(Linear.random(j, dv, true, 4), Linear.random(j, dv, false, 5)),
                 Linear.random(2 * j, dq, true, 6), Linear.random(out, 2 * j, true, 7)), Activation.TANH);
         List<DeviceBuffer> bufs = new ArrayList<>();
-        try (CudaStream s = CudaStream.create(ctx); MlbAttentionCuda cuda = op.onCuda(ctx, Precision.FP32);
+        try (CudaStream s = CudaStream.create(ctx); MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, Precision.FP32);
              MlbAttentionCuda.OwnedGradients owned = cuda.allocateGradients(batch, cells)) {
             try {
                 DeviceBuffer q = keep(bufs, DeviceBuffer.allocateFloats(ctx, batch * dq));
@@ -376,9 +376,9 @@ class MlbAttentionCudaTest extends CublasOpTest {
                 bufs.forEach(DeviceBuffer::close);
             }
         }
-        expect("precision: expected FP32, TF32 or BF16, got null", () -> op.onCuda(ctx, null));
+        expect("precision: expected FP32, TF32 or BF16, got null", () -> new MlbAttentionCuda(op, ctx, null));
         expect("cells: expected >= 1, got 0", () -> {
-            try (MlbAttentionCuda c = op.onCuda(ctx, Precision.FP32)) { c.allocateGradients(1, 0); }
+            try (MlbAttentionCuda c = new MlbAttentionCuda(op, ctx, Precision.FP32)) { c.allocateGradients(1, 0); }
         });
     }
 

@@ -58,7 +58,7 @@ class MlbCudaTest extends CublasOpTest {
         MlbReference.Grads gRef = MlbReference.backward(op, x, y, g, batch);
         for (Precision p : Precision.values()) {
             Conditioning cond = conditioning(p, op, x, y, g, batch, fRef, gRef, seed);
-            try (MlbCuda cuda = op.onCuda(ctx, p)) {
+            try (MlbCuda cuda = new MlbCuda(op, ctx, p)) {
                 Run run = run(cuda, x, y, g, batch);
                 assertMatches(run, fRef, gRef, tolerance(p), cond, p + " " + act + " B=" + batch + " seed " + seed);
             }
@@ -67,10 +67,10 @@ class MlbCudaTest extends CublasOpTest {
 
     /** TF32 and BF16 are never chosen silently: every low-rank op's one-argument onCuda is FP32. */
     @Test void defaultPrecisionIsFp32() {
-        try (MlbCuda a = Mlb.random(5, 4, 3, 2, Activation.TANH, 1).onCuda(ctx);
-             MfbCuda b = io.bifuse.Mfb.random(5, 4, 3, 2, 2, Activation.NONE, io.bifuse.Normalization.pytorch(), 2).onCuda(ctx);
-             MlbAttentionCuda c = io.bifuse.MlbAttention.random(5, 4, 3, 2, 2, Activation.TANH, 3).onCuda(ctx);
-             FullBilinearCuda d = io.bifuse.FullBilinear.homologous(4, false, io.bifuse.Normalization.pytorch()).onCuda(ctx)) {
+        try (MlbCuda a = new MlbCuda(Mlb.random(5, 4, 3, 2, Activation.TANH, 1), ctx);
+             MfbCuda b = new MfbCuda(io.bifuse.Mfb.random(5, 4, 3, 2, 2, Activation.NONE, io.bifuse.Normalization.pytorch(), 2), ctx);
+             MlbAttentionCuda c = new MlbAttentionCuda(io.bifuse.MlbAttention.random(5, 4, 3, 2, 2, Activation.TANH, 3), ctx);
+             FullBilinearCuda d = new FullBilinearCuda(io.bifuse.FullBilinear.homologous(4, false, io.bifuse.Normalization.pytorch()), ctx)) {
             assertEquals(List.of(Precision.FP32, Precision.FP32, Precision.FP32, Precision.FP32),
                     List.of(a.precision(), b.precision(), c.precision(), d.precision()));
         }
@@ -82,7 +82,7 @@ class MlbCudaTest extends CublasOpTest {
         int batch = 9, dx = 50, dy = 40, j = 30, out = 20;
         Mlb op = Mlb.of(Linear.random(j, dx, false, 1), Linear.random(j, dy, true, 2), Linear.random(out, j, false, 3), Activation.TANH);
         float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
-        try (MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (MlbCuda cuda = new MlbCuda(op, ctx, Precision.FP32)) {
             Run run = run(cuda, x, y, g, batch);
             assertNull(run.grads.u().bias());
             assertNull(run.grads.p().bias());
@@ -105,7 +105,7 @@ class MlbCudaTest extends CublasOpTest {
         float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
         double[] fRef = MlbReference.forward(op, x, y, batch);
         MlbReference.Grads gRef = MlbReference.backward(op, x, y, g, batch);
-        try (MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (MlbCuda cuda = new MlbCuda(op, ctx, Precision.FP32)) {
             Run run = run(cuda, x, y, g, batch);
             assertNull(run.grads.u().bias());
             assertNull(run.grads.v().bias());
@@ -119,7 +119,7 @@ class MlbCudaTest extends CublasOpTest {
         int batch = 6, dx = 70, dy = 50, j = 40, out = 30;
         Mlb op = Mlb.random(dx, dy, j, out, Activation.TANH, 5);
         float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
-        try (MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (MlbCuda cuda = new MlbCuda(op, ctx, Precision.FP32)) {
             Run dev = run(cuda, x, y, g, batch);
             assertArrayEquals(dev.out, cuda.forward(x, y, batch));
             Mlb.Gradients host = cuda.backward(x, y, g, batch);
@@ -134,7 +134,7 @@ class MlbCudaTest extends CublasOpTest {
         Mlb op = Mlb.random(2400, 2048, 1200, 2000, Activation.TANH, 3);
         int batch = SimSizes.batch(64);
         float[] x = Stats.gaussian(r, batch * 2400), y = Stats.gaussian(r, batch * 2048), g = Stats.gaussian(r, batch * 2000);
-        try (MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (MlbCuda cuda = new MlbCuda(op, ctx, Precision.FP32)) {
             Run a = run(cuda, x, y, g, batch), b = run(cuda, x, y, g, batch);
             assertArrayEquals(a.out, b.out);
             assertArrayEquals(a.grads.dx(), b.grads.dx());
@@ -150,7 +150,7 @@ class MlbCudaTest extends CublasOpTest {
         Mlb op = Mlb.random(dx, dy, j, out, Activation.TANH, 4);
         float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy);
         try (DeviceBuffer arena = DeviceBuffer.allocate(ctx, 4L * (batch * (dx + dy + out) + 64)); CudaStream s = CudaStream.create(ctx);
-             MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+             MlbCuda cuda = new MlbCuda(op, ctx, Precision.FP32)) {
             arena.fill(Float.NaN);
             long base = arena.address() + 4;
             DeviceMemory dX = DeviceMemory.wrap(base, 4L * batch * dx), dY = DeviceMemory.wrap(base + 4L * batch * dx, 4L * batch * dy);
@@ -176,7 +176,7 @@ class MlbCudaTest extends CublasOpTest {
         SplittableRandom r = new SplittableRandom(5);
         Mlb op = Mlb.random(2400, 2048, 1200, 2000, Activation.TANH, 6);
         List<DeviceBuffer> bufs = new ArrayList<>();
-        try (CudaStream s = CudaStream.create(ctx); MlbCuda cuda = op.onCuda(ctx, Precision.TF32)) {
+        try (CudaStream s = CudaStream.create(ctx); MlbCuda cuda = new MlbCuda(op, ctx, Precision.TF32)) {
             try {
                 DeviceBuffer x = keep(bufs, DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2400)));
                 DeviceBuffer y = keep(bufs, DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2048)));
@@ -208,7 +208,7 @@ class MlbCudaTest extends CublasOpTest {
         List<float[]> xs = new ArrayList<>(), ys = new ArrayList<>();
         for (int t = 0; t < threads; t++) { xs.add(Stats.gaussian(r, batch * 300)); ys.add(Stats.gaussian(r, batch * 200)); }
         ExecutorService pool = Executors.newFixedThreadPool(threads);
-        try (MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (MlbCuda cuda = new MlbCuda(op, ctx, Precision.FP32)) {
             List<Future<float[]>> fs = new ArrayList<>();
             for (int t = 0; t < threads; t++) {
                 int i = t;
@@ -239,7 +239,7 @@ class MlbCudaTest extends CublasOpTest {
         Mlb trained = Mlb.of(Linear.random(j, dx, true, 4), Linear.random(j, dy, false, 5), Linear.random(out, j, true, 6), Activation.RELU);
         float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy);
         List<DeviceBuffer> tensors = new ArrayList<>();
-        try (CudaStream s = CudaStream.create(ctx); MlbCuda cuda = initial.onCuda(ctx, Precision.FP32)) {
+        try (CudaStream s = CudaStream.create(ctx); MlbCuda cuda = new MlbCuda(initial, ctx, Precision.FP32)) {
             try {
                 for (Linear l : List.of(trained.u(), trained.v(), trained.p())) {
                     tensors.add(DeviceBuffer.of(ctx, l.weight()));
@@ -263,7 +263,7 @@ class MlbCudaTest extends CublasOpTest {
     @Test void badDeviceArgumentsAreRejectedBeforeAnyLaunch() {
         Mlb op = Mlb.of(Linear.random(4, 8, true, 1), Linear.random(4, 6, false, 2), Linear.random(3, 4, true, 3), Activation.TANH);
         List<DeviceBuffer> bufs = new ArrayList<>();
-        try (CudaStream s = CudaStream.create(ctx); MlbCuda cuda = op.onCuda(ctx, Precision.FP32)) {
+        try (CudaStream s = CudaStream.create(ctx); MlbCuda cuda = new MlbCuda(op, ctx, Precision.FP32)) {
             try {
                 DeviceBuffer x = keep(bufs, DeviceBuffer.allocateFloats(ctx, 16)), y = keep(bufs, DeviceBuffer.allocateFloats(ctx, 12));
                 DeviceBuffer f = keep(bufs, DeviceBuffer.allocateFloats(ctx, 6));
@@ -292,7 +292,7 @@ class MlbCudaTest extends CublasOpTest {
                 bufs.forEach(DeviceBuffer::close);
             }
         }
-        expect("precision: expected FP32, TF32 or BF16, got null", () -> op.onCuda(ctx, null));
+        expect("precision: expected FP32, TF32 or BF16, got null", () -> new MlbCuda(op, ctx, null));
     }
 
     record Run(float[] out, Mlb.Gradients grads) {}

@@ -1,4 +1,4 @@
-package io.bifuse;
+package io.bifuse.cpu;
 
 /** The CPU backends' one conversion: a float64 reference's result rounded to float. */
 final class Floats {
