@@ -66,19 +66,6 @@
 #define BAN_MASK_BLOCK 256    // ban_att_zero_rows
 #define BAN_MASK_LANES 32     // threads per row in ban_att_zero_rows
 
-// Block-wide max (is_max) or sum over n threads (n a power of 2) in a fixed tree; every thread gets it.
-static __device__ __forceinline__ float ban_block_reduce(float* red, float v, int is_max, int n) {
-    red[threadIdx.x] = v;
-    __syncthreads();
-    for (int w = n / 2; w > 0; w >>= 1) {
-        if ((int)threadIdx.x < w) red[threadIdx.x] = is_max ? fmaxf(red[threadIdx.x], red[threadIdx.x + w]) : red[threadIdx.x] + red[threadIdx.x + w];
-        __syncthreads();
-    }
-    const float r = red[0];
-    __syncthreads();  // red is reused by the next call
-    return r;
-}
-
 // The object index of real slot r of sample b.
 static __device__ __forceinline__ int ban_object(const int* __restrict__ indices, int masked, int64_t b, int N, int r) {
     return masked ? indices[b * N + r] : r;
@@ -157,14 +144,14 @@ extern "C" __global__ void ban_att_fused(const float* __restrict__ xp, int ldx, 
                 m = fmaxf(m, acc[s] + bg);
             }
         }
-        m = ban_block_reduce(red, m, 1, BAN_BLOCK);
+        m = bf_block_reduce(red, m, 1, BAN_BLOCK);
         float z = 0.f;
 #pragma unroll
         for (int s = 0; s < BAN_FUSED_NS; ++s) {
             const int e = threadIdx.x + s * BAN_BLOCK;
             if (e < cnt * M) z += expf(map[e] - m);
         }
-        z = ban_block_reduce(red, z, 0, BAN_BLOCK);  // also orders the map's writes before the reads below
+        z = bf_block_reduce(red, z, 0, BAN_BLOCK);  // also orders the map's writes before the reads below
         const float inv = 1.f / z;                     // cnt == 0: never used (every slot is -1)
         float* a = att + unit * nm;
         float* l = logits + unit * nm;
@@ -229,14 +216,14 @@ extern "C" __global__ void ban_att_softmax(const float* __restrict__ logits, flo
         float* a = att + unit * len;
         float m = -INFINITY;
         for (int e = threadIdx.x; e < len; e += BAN_BLOCK) m = fmaxf(m, l[e]);
-        m = ban_block_reduce(red, m, 1, BAN_BLOCK);
+        m = bf_block_reduce(red, m, 1, BAN_BLOCK);
         if (m == -INFINITY) {  // no real object: the documented all-zero map (the same for every thread)
             for (int e = threadIdx.x; e < len; e += BAN_BLOCK) a[e] = 0.f;
             continue;
         }
         float z = 0.f;
         for (int e = threadIdx.x; e < len; e += BAN_BLOCK) z += expf(l[e] - m);
-        z = ban_block_reduce(red, z, 0, BAN_BLOCK);
+        z = bf_block_reduce(red, z, 0, BAN_BLOCK);
         const float inv = 1.f / z;
         for (int e = threadIdx.x; e < len; e += BAN_BLOCK) a[e] = expf(l[e] - m) * inv;
     }
@@ -266,7 +253,7 @@ extern "C" __global__ void ban_att_backward(const float* __restrict__ xp, int ld
                 const int64_t at = (int64_t)ban_object(indices, masked, b, N, r) * M + (e - r * M);
                 c = fmaf(a[at], da[at], c);
             }
-            c = ban_block_reduce(red, c, 0, BAN_BWD_BLOCK);
+            c = bf_block_reduce(red, c, 0, BAN_BWD_BLOCK);
             if (threadIdx.x == 0) cg[g] = c;
         }
         float pk[BAN_MAX_G], dp[BAN_MAX_G];

@@ -77,31 +77,19 @@ extern "C" __global__ void bnb_broadcast(const float* __restrict__ g, float* __r
 
 extern "C" __global__ void bnb_wn_partial(const float* __restrict__ dw, const float* __restrict__ w, int64_t n,
                                           double* __restrict__ partial) {
-    __shared__ double bnb_s[BNB_THREADS];
     double acc = 0.0;
     for (int64_t t = (int64_t)blockIdx.x * BNB_THREADS + threadIdx.x; t < n; t += (int64_t)BNB_WN_BLOCKS * BNB_THREADS) {
         acc += (double)dw[t] * (double)w[t];
     }
-    bnb_s[threadIdx.x] = acc;
-    __syncthreads();
-    for (int s = BNB_THREADS / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) bnb_s[threadIdx.x] += bnb_s[threadIdx.x + s];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) partial[blockIdx.x] = bnb_s[0];
+    const double sum = bf_block_sum<BNB_THREADS>(acc);
+    if (threadIdx.x == 0) partial[blockIdx.x] = sum;
 }
 
 extern "C" __global__ void bnb_wn_finish(const double* __restrict__ partial, float g, float* __restrict__ dg) {
-    __shared__ double bnb_f[BNB_THREADS];
     double acc = 0.0;
     for (int i = threadIdx.x; i < BNB_WN_BLOCKS; i += BNB_THREADS) acc += partial[i];
-    bnb_f[threadIdx.x] = acc;
-    __syncthreads();
-    for (int s = BNB_THREADS / 2; s > 0; s >>= 1) {
-        if ((int)threadIdx.x < s) bnb_f[threadIdx.x] += bnb_f[threadIdx.x + s];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) dg[0] = (float)(bnb_f[0] / (double)g);
+    const double sum = bf_block_sum<BNB_THREADS>(acc);
+    if (threadIdx.x == 0) dg[0] = (float)(sum / (double)g);
 }
 
 extern "C" __global__ void bnb_wn_grad(const float* __restrict__ dw, const float* __restrict__ w, int64_t n,

@@ -90,24 +90,6 @@ extern "C" __global__ void cbp_spectral_grad(const float2* __restrict__ g, const
     }
 }
 
-// Block-wide sum of two doubles in a fixed tree order (deterministic). blockDim.x == CBP_BLOCK.
-static __device__ __forceinline__ double2 cbp_block_sum2(double a, double b) {
-    __shared__ double sa[CBP_BLOCK], sb[CBP_BLOCK];
-    sa[threadIdx.x] = a;
-    sb[threadIdx.x] = b;
-    __syncthreads();
-    for (int w = CBP_BLOCK / 2; w > 0; w >>= 1) {
-        if (threadIdx.x < w) {
-            sa[threadIdx.x] += sa[threadIdx.x + w];
-            sb[threadIdx.x] += sb[threadIdx.x + w];
-        }
-        __syncthreads();
-    }
-    const double2 r = make_double2(sa[0], sb[0]);
-    __syncthreads();  // sa/sb may be reused by a later call in the same kernel
-    return r;
-}
-
 // One block per sample b (grid-stride over samples). z, out: rows x d. out may alias z.
 extern "C" __global__ void cbp_normalize_forward(const float* z, float* out, int rows, int d,
                                                  int signed_sqrt, int l2_mode, float l2_eps) {
@@ -122,7 +104,7 @@ extern "C" __global__ void cbp_normalize_forward(const float* z, float* out, int
             }
         }
         int active;
-        const float inv = bf_inv_norm(cbp_block_sum2(ss, 0.0).x, l2_mode, l2_eps, &active);
+        const float inv = bf_inv_norm(bf_block_sum2<CBP_BLOCK>(ss, 0.0).x, l2_mode, l2_eps, &active);
         for (int j = threadIdx.x; j < d; j += blockDim.x) {
             const float u = signed_sqrt ? bf_ssqrt(zr[j]) : zr[j];
             orow[j] = u * inv;
@@ -148,7 +130,7 @@ extern "C" __global__ void cbp_normalize_backward(const float* __restrict__ z, c
                 ug += (double)u * gr[j];
             }
         }
-        const double2 sums = cbp_block_sum2(ss, ug);
+        const double2 sums = bf_block_sum2<CBP_BLOCK>(ss, ug);
         int active;
         const float inv = bf_inv_norm(sums.x, l2_mode, l2_eps, &active);
         // <o, g> * inv = <u, g> * inv^2, folded into one coefficient on u.

@@ -36,24 +36,6 @@
 
 #define FBP_BLOCK 256
 
-// Block-wide sum of two doubles in a fixed tree order (deterministic). blockDim.x == FBP_BLOCK.
-static __device__ __forceinline__ double2 fbp_block_sum2(double a, double b) {
-    __shared__ double sa[FBP_BLOCK], sb[FBP_BLOCK];
-    sa[threadIdx.x] = a;
-    sb[threadIdx.x] = b;
-    __syncthreads();
-    for (int w = FBP_BLOCK / 2; w > 0; w >>= 1) {
-        if (threadIdx.x < w) {
-            sa[threadIdx.x] += sa[threadIdx.x + w];
-            sb[threadIdx.x] += sb[threadIdx.x + w];
-        }
-        __syncthreads();
-    }
-    const double2 r = make_double2(sa[0], sb[0]);
-    __syncthreads();  // sa/sb are reused by the next call in the same kernel
-    return r;
-}
-
 // The sample's totals from its chunks' partials (width doubles per chunk): each thread sums a strided
 // subset in ascending order, then the fixed tree. Same data, same order in every block of the sample.
 static __device__ __forceinline__ double2 fbp_combine(const double* partial, int chunks, int width) {
@@ -62,7 +44,7 @@ static __device__ __forceinline__ double2 fbp_combine(const double* partial, int
         a += partial[(int64_t)k * width];
         if (width > 1) b += partial[(int64_t)k * width + 1];
     }
-    return fbp_block_sum2(a, b);
+    return bf_block_sum2<FBP_BLOCK>(a, b);
 }
 
 // partial[b*chunks + k] = sum over chunk k of sample b of u^2.   z: rows x d.
@@ -77,7 +59,7 @@ extern "C" __global__ void fbp_partial_forward(const float* __restrict__ z, doub
                 const float u = signed_sqrt ? bf_ssqrt(zr[j]) : zr[j];
                 ss += (double)u * u;
             }
-            const double2 s = fbp_block_sum2(ss, 0.0);
+            const double2 s = bf_block_sum2<FBP_BLOCK>(ss, 0.0);
             if (threadIdx.x == 0) partial[b * chunks + k] = s.x;
         }
     }
@@ -116,7 +98,7 @@ extern "C" __global__ void fbp_partial_backward(const float* __restrict__ z, con
                 ss += (double)u * u;
                 ug += (double)u * gr[j];
             }
-            const double2 s = fbp_block_sum2(ss, ug);
+            const double2 s = bf_block_sum2<FBP_BLOCK>(ss, ug);
             if (threadIdx.x == 0) {
                 partial[2 * (b * chunks + k)] = s.x;
                 partial[2 * (b * chunks + k) + 1] = s.y;

@@ -40,24 +40,6 @@
 #define MFB_BLOCK 256
 #define MFB_MAX_BLOCKS 8
 
-// Block-wide sums of two doubles in a fixed tree order (deterministic). blockDim.x == MFB_BLOCK.
-static __device__ __forceinline__ double2 mfb_block_sum2(double a, double b) {
-    __shared__ double sa[MFB_BLOCK], sb[MFB_BLOCK];
-    sa[threadIdx.x] = a;
-    sb[threadIdx.x] = b;
-    __syncthreads();
-    for (int s = MFB_BLOCK / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) {
-            sa[threadIdx.x] += sa[threadIdx.x + s];
-            sb[threadIdx.x] += sb[threadIdx.x + s];
-        }
-        __syncthreads();
-    }
-    const double2 r = make_double2(sa[0], sb[0]);
-    __syncthreads();  // the next call overwrites sa/sb
-    return r;
-}
-
 // z_i[u] for every block i of one group u (k adjacent units), the chain carried in a register.
 static __device__ __forceinline__ void mfb_group_pool(const float* pr, const float* qr, const float* bu, const float* bv,
                                                       int u, int n, int w, int k, int act, float* z) {
@@ -97,7 +79,7 @@ extern "C" __global__ void mfb_forward(const float* __restrict__ P, const float*
         float inv[MFB_MAX_BLOCKS];
         for (int i = 0; i < n; ++i) {
             int active;
-            inv[i] = bf_inv_norm(mfb_block_sum2(ss[i], 0.0).x, l2_mode, l2_eps, &active);
+            inv[i] = bf_inv_norm(bf_block_sum2<MFB_BLOCK>(ss[i], 0.0).x, l2_mode, l2_eps, &active);
         }
         for (int u = threadIdx.x; u < o; u += blockDim.x) {  // the same u as pass 1: this thread's own values
             for (int i = 0; i < n; ++i) {
@@ -136,7 +118,7 @@ extern "C" __global__ void mfb_backward(const float* __restrict__ P, const float
                 }
             }
             for (int i = 0; i < n; ++i) {
-                const double2 sums = mfb_block_sum2(ss[i], ug[i]);
+                const double2 sums = bf_block_sum2<MFB_BLOCK>(ss[i], ug[i]);
                 int active;
                 inv[i] = bf_inv_norm(sums.x, l2_mode, l2_eps, &active);
                 // <o, g>·inv = <u, g>·inv²: one coefficient on u, as in cbp_normalize_backward.

@@ -54,20 +54,6 @@
 #define MLBA_TILE 32          // cells per shared-memory tile of alpha / da
 #define MLBA_BWD_BLOCK 128    // mlb_att_cells_backward
 
-// Block-wide max (is_max) or sum of v over n threads in a fixed tree; red has n floats, n a power of 2.
-// Every thread gets the result.
-static __device__ __forceinline__ float mlba_block_reduce(float* red, float v, int is_max, int n) {
-    red[threadIdx.x] = v;
-    __syncthreads();
-    for (int w = n / 2; w > 0; w >>= 1) {
-        if ((int)threadIdx.x < w) red[threadIdx.x] = is_max ? fmaxf(red[threadIdx.x], red[threadIdx.x + w]) : red[threadIdx.x] + red[threadIdx.x + w];
-        __syncthreads();
-    }
-    const float r = red[0];
-    __syncthreads();  // red is reused by the next call
-    return r;
-}
-
 extern "C" __global__ void mlb_att_question(float* __restrict__ qp, const float* __restrict__ bias, int rows, int cols, int act) {
     const int64_t total = (int64_t)rows * cols;
     for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
@@ -132,10 +118,10 @@ extern "C" __global__ void mlb_att_pool(const float* __restrict__ logits, const 
             const float* a = logits + (b * G + g) * cells;
             float m = -INFINITY;
             for (int s = threadIdx.x; s < cells; s += MLBA_BLOCK) m = fmaxf(m, a[s]);
-            m = mlba_block_reduce(red, m, 1, MLBA_BLOCK);
+            m = bf_block_reduce(red, m, 1, MLBA_BLOCK);
             float z = 0.f;
             for (int s = threadIdx.x; s < cells; s += MLBA_BLOCK) z += expf(a[s] - m);
-            z = mlba_block_reduce(red, z, 0, MLBA_BLOCK);
+            z = bf_block_reduce(red, z, 0, MLBA_BLOCK);
             if (threadIdx.x == 0) { mx[g] = m; inv[g] = 1.f / z; }
         }
         __syncthreads();
@@ -218,7 +204,7 @@ extern "C" __global__ void mlb_att_cells_backward(float* __restrict__ pv, const 
             const int64_t row = (b * G + g) * cells;
             float c = 0.f;
             for (int s = threadIdx.x; s < cells; s += MLBA_BWD_BLOCK) c = fmaf(alpha[row + s], dalpha[row + s], c);
-            c = mlba_block_reduce(red, c, 0, MLBA_BWD_BLOCK);
+            c = bf_block_reduce(red, c, 0, MLBA_BWD_BLOCK);
             if (threadIdx.x == 0) cg[g] = c;
         }
         __syncthreads();

@@ -1,6 +1,6 @@
 // Device helpers shared by the operators' kernels: one definition of each piece of math that must
 // mean the same thing in every op (the activations of io.bifuse.Activation, the signed square root
-// and the l2 modes of io.bifuse.Normalization). Included by each cuda/*.cu (all of which are
+// and the l2 modes of io.bifuse.Normalization, the deterministic block reductions). Included by each cuda/*.cu (all of which are
 // compiled as one unity translation unit, and one at a time by the CPU emulation), hence the guard.
 #ifndef BIFUSE_DEVICE_CUH
 #define BIFUSE_DEVICE_CUH
@@ -37,6 +37,58 @@ static __device__ __forceinline__ float bf_inv_norm(double sumsq, int l2_mode, f
     if (l2_mode == 2) { *active = 1; return (float)(1.0 / sqrt(sumsq + (double)eps)); }
     *active = 0;
     return 1.f;
+}
+
+// ---- Block-wide reductions, in a fixed tree order: deterministic, the same bits on every run. Each
+// call ends with a barrier, so the scratch may be reused by the next call in the same kernel.
+
+// Max (is_max) or sum of v over the block's first n threads, n a power of 2, red holding n floats;
+// every thread gets the result.
+static __device__ __forceinline__ float bf_block_reduce(float* red, float v, int is_max, int n) {
+    red[threadIdx.x] = v;
+    __syncthreads();
+    for (int w = n / 2; w > 0; w >>= 1) {
+        if ((int)threadIdx.x < w) red[threadIdx.x] = is_max ? fmaxf(red[threadIdx.x], red[threadIdx.x + w]) : red[threadIdx.x] + red[threadIdx.x + w];
+        __syncthreads();
+    }
+    const float r = red[0];
+    __syncthreads();
+    return r;
+}
+
+// Sums of two doubles over a block of N threads (blockDim.x == N, a power of 2); every thread gets both.
+// The l2 norms of the normalize kernels (sum of u^2, and of u*g in backward) go through it.
+template <int N>
+static __device__ __forceinline__ double2 bf_block_sum2(double a, double b) {
+    __shared__ double sa[N], sb[N];
+    sa[threadIdx.x] = a;
+    sb[threadIdx.x] = b;
+    __syncthreads();
+    for (int w = N / 2; w > 0; w >>= 1) {
+        if ((int)threadIdx.x < w) {
+            sa[threadIdx.x] += sa[threadIdx.x + w];
+            sb[threadIdx.x] += sb[threadIdx.x + w];
+        }
+        __syncthreads();
+    }
+    const double2 r = make_double2(sa[0], sb[0]);
+    __syncthreads();  // the next call overwrites sa/sb
+    return r;
+}
+
+// Sum of one double over a block of N threads; every thread gets it.
+template <int N>
+static __device__ __forceinline__ double bf_block_sum(double v) {
+    __shared__ double s[N];
+    s[threadIdx.x] = v;
+    __syncthreads();
+    for (int w = N / 2; w > 0; w >>= 1) {
+        if ((int)threadIdx.x < w) s[threadIdx.x] += s[threadIdx.x + w];
+        __syncthreads();
+    }
+    const double r = s[0];
+    __syncthreads();
+    return r;
 }
 
 // Grid-stride loops over 64-bit element indices.

@@ -296,7 +296,7 @@ inline std::vector<SharedSymbol> read_shared_symbols() {
     return out;
 }
 
-// "BYTE of __shared__ memory (mfb_block_sum2(double, double)::sa + 8)".
+// "BYTE of __shared__ memory (bf_block_sum2<256>(double, double)::sa + 8)".
 inline std::string describe_shared(size_t offset) {
     static const std::vector<SharedSymbol> symbols = read_shared_symbols();
     std::string s = "byte " + std::to_string(offset) + " of __shared__ memory";
