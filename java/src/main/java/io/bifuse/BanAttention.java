@@ -49,13 +49,9 @@ public final class BanAttention {
      * ({@code B × N × K}) and {@code yp} ({@code B × M × K}) ({@code mask} null: every object is real),
      * and every gradient given {@code gradAttention = ∂L/∂A} ({@code B × G × N × M}).
      */
-    public interface Backend extends AutoCloseable {
+    public interface Backend extends OpBackend {
         Result forward(float[] xp, float[] yp, ObjectMask mask, int batch, int objects, int tokens);
         Gradients backward(float[] xp, float[] yp, ObjectMask mask, float[] gradAttention, int batch, int objects, int tokens);
-        /** Which backend this is: {@code cpu-reference}, {@code cuda-fp32}, {@code cuda-sim-fp32}. */
-        String backend();
-        /** Frees what the backend holds (device weights, workspaces); nothing on the CPU. */
-        @Override void close();
     }
 
     /** The most glimpses: ban-vqa's bilinear {@code h_mat} path is used for G <= 32; the CUDA backward keeps per-glimpse sums in registers. */

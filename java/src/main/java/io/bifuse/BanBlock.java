@@ -57,14 +57,10 @@ public final class BanBlock {
      * → {@code B × Dy} ({@code mask} null: zero rows of x are padding), with the attention maps
      * ({@code B × G × N × M}), and every gradient given {@code gradOut = ∂L/∂out} ({@code B × Dy}).
      */
-    public interface Backend extends AutoCloseable {
+    public interface Backend extends OpBackend {
         float[] forward(float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens);
         Result forwardWithAttention(float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens);
         Gradients backward(float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects, int tokens);
-        /** Which backend this is: {@code cpu-reference}, {@code cuda-fp32}, {@code cuda-sim-tf32}, ... */
-        String backend();
-        /** Frees what the backend holds (device weights, workspaces); nothing on the CPU. */
-        @Override void close();
     }
 
     /**

@@ -48,13 +48,9 @@ public final class BanPooling {
      * {@code x (B × N × K')}, {@code y (B × M × K')} → {@code B × K'/k} ({@code mask} null: every object is
      * real), and the gradients of the three inputs given {@code gradOut = ∂L/∂f} ({@code B × K'/k}).
      */
-    public interface Backend extends AutoCloseable {
+    public interface Backend extends OpBackend {
         float[] forward(float[] attention, float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens);
         Gradients backward(float[] attention, float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects, int tokens);
-        /** Which backend this is: {@code cpu-reference}, {@code cuda-fp32}, {@code cuda-sim-fp32}. */
-        String backend();
-        /** Frees what the backend holds; nothing on the CPU. */
-        @Override void close();
     }
 
     private final int width, group;

@@ -41,15 +41,11 @@ public final class FullBilinear {
      * {@code y (B × L × C2)} → {@code B × C1·C2}, and {@code ∂L/∂x, ∂L/∂y} given {@code gradOut}) and the
      * homologous ones ({@code x (B × L × C)} → {@code B × C·C}, and {@code ∂L/∂x}, the sum of both paths).
      */
-    public interface Backend extends AutoCloseable {
+    public interface Backend extends OpBackend {
         float[] forward(float[] x, float[] y, int batch, int positions);
         float[] forward(float[] x, int batch, int positions);
         Gradients backward(float[] x, float[] y, float[] gradOut, int batch, int positions);
         float[] backward(float[] x, float[] gradOut, int batch, int positions);
-        /** Which backend this is: {@code cpu-double}, {@code cuda-fp32}, {@code cuda-sim-tf32}, ... */
-        String backend();
-        /** Frees what the backend holds (workspaces); nothing on the CPU. */
-        @Override void close();
     }
 
     private final int c1, c2;

@@ -39,13 +39,9 @@ public final class Mfb {
      * the gradients of the inputs and of every parameter given {@code gradOut = ∂L/∂f} ({@code B × blocks·o}),
      * recomputing the forward from {@code x, y}, written, not accumulated.
      */
-    public interface Backend extends AutoCloseable {
+    public interface Backend extends OpBackend {
         float[] forward(float[] x, float[] y, int batch);
         Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
-        /** Which backend this is: {@code cpu-reference}, {@code cpu-double}, {@code cuda-fp32}, {@code cuda-sim-tf32}, ... */
-        String backend();
-        /** Frees what the backend holds (device weights, workspaces); nothing on the CPU. */
-        @Override void close();
     }
 
     private final List<Linear> us, vs;

@@ -47,14 +47,10 @@ public final class MlbAttention {
      * → {@code B × Out}, with the attention maps α ({@code B × G × L}), and every gradient given
      * {@code gradOut = ∂L/∂out} ({@code B × Out}), written, not accumulated.
      */
-    public interface Backend extends AutoCloseable {
+    public interface Backend extends OpBackend {
         float[] forward(float[] q, float[] v, int batch, int cells);
         Result forwardWithAttention(float[] q, float[] v, int batch, int cells);
         Gradients backward(float[] q, float[] v, float[] gradOut, int batch, int cells);
-        /** Which backend this is: {@code cpu-reference}, {@code cuda-fp32}, {@code cuda-sim-tf32}, ... */
-        String backend();
-        /** Frees what the backend holds (device weights, workspaces); nothing on the CPU. */
-        @Override void close();
     }
 
     /**

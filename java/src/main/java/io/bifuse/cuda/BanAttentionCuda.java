@@ -36,7 +36,7 @@ import java.util.List;
  * {@code dp} partials ({@code 4·B·G·K} bytes). The fused forward needs none. Every argument is checked by
  * name before anything is queued; calls are asynchronous, except the {@code float[]} conveniences.
  */
-public final class BanAttentionCuda implements BanAttention.Backend {
+public final class BanAttentionCuda extends CudaOp<BanAttention> implements BanAttention.Backend {
     /** The largest N (objects) that the fused forward kernel takes; more objects take the tiled path. */
     public static final int FUSED_MAX_OBJECTS = 128;
     /** The largest M (tokens) that the fused forward kernel takes; more tokens take the tiled path. */
@@ -55,33 +55,24 @@ public final class BanAttentionCuda implements BanAttention.Backend {
     // BAN_BLOCK, BAN_TILE_R, BAN_TILE_J, BAN_BWD_BLOCK, BAN_MASK_BLOCK in BanAttention.cu
     static final int BLOCK = 256, TILE_R = 64, TILE_J = 16, BWD_BLOCK = 128, MASK_BLOCK = 256;
 
-    private final BanAttention op;
-    private final CudaContext context;
     private final int g, k;
     private final DeviceBuffer weight, bias;
     private final Workspaces<Shape, Workspace> workspaces = new Workspaces<>("BanAttentionCuda", MAX_WORKSPACES);
-    private final HostCalls host;
+
+    @Override Workspaces<?, ?> workspaces() { return workspaces; }
     private volatile boolean forceTiled;
 
     public BanAttentionCuda(BanAttention op, CudaContext context) {
-        if (op == null) throw new IllegalArgumentException("op: expected a BanAttention, got null");
-        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
-        this.op = op;
-        this.context = context;
-        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
+        super("a BanAttention", op, context, Precision.FP32, Needs.NOTHING, MAX_WORKSPACES);
         this.g = op.glimpses();
         this.k = op.width();
-        DeviceBuffer w = DeviceBuffer.of(context, op.logits().weightArray());
         try {
-            bias = DeviceBuffer.of(context, op.logits().biasArray());
+            weight = own(DeviceBuffer.of(context, op.logits().weightArray()));
+            bias = own(DeviceBuffer.of(context, op.logits().biasArray()));
         } catch (RuntimeException e) {
-            w.close();
-            throw e;
+            throw failed(e);
         }
-        weight = w;
     }
-
-    public BanAttention op() { return op; }
 
     /** p ({@code G × K}) on the device: the block's weight-norm backward reads it. */
     DeviceMemory weight() { return weight; }
@@ -231,22 +222,6 @@ public final class BanAttentionCuda implements BanAttention.Backend {
     /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
     private void inWorkspace(CudaStream stream, int batch, int objects, int tokens, java.util.function.Consumer<Workspace> body) {
         workspaces.run(stream, new Shape(batch, objects, tokens), s -> new Workspace(s, batch, objects, tokens), body);
-    }
-
-    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
-    public void release(CudaStream stream) { workspaces.release(stream); }
-
-    /** Bytes of device memory this op holds now (p, bias and workspaces). */
-    public long deviceBytes() { return weight.byteSize() + bias.byteSize() + workspaces.bytes() + host.bytes(); }
-
-    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
-    @Override public String backend() { return Cuda.backendName(Precision.FP32); }
-
-    @Override public void close() {
-        host.close();
-        if (!workspaces.close()) return;
-        weight.close();
-        bias.close();
     }
 
     private record Shape(int batch, int objects, int tokens) {}

@@ -45,7 +45,7 @@ import java.util.List;
  * {@code 4·B·N·(K + G·K')} bytes (1.4 GB at B = 256, N = 100, the sizes of ban-vqa), twice that once
  * backward has run (its gradient). Every argument is checked before anything is queued.
  */
-public final class BanBlockCuda implements BanBlock.Backend {
+public final class BanBlockCuda extends CudaOp<BanBlock> implements BanBlock.Backend {
     public static final KernelSpec BIAS_RELU = new KernelSpec("bnb_bias_relu", "ppiii");
     public static final KernelSpec RESIDUAL = new KernelSpec("bnb_residual", "pppiii");
     public static final KernelSpec TOKEN_SUM = new KernelSpec("bnb_token_sum", "ppiii");
@@ -71,17 +71,14 @@ public final class BanBlockCuda implements BanBlock.Backend {
         }
     }
 
-    private final BanBlock op;
-    private final CudaContext context;
-    private final Precision precision;
     private final int dx, dy, k, kg, g, kp, sx, sy;
-    private final List<AutoCloseable> owned = new ArrayList<>();
     private final LinearCuda objects, tokens;              // stacked: [U; U_0..U_{G-1}] and [V; V_0]
     private final List<LinearCuda> glimpseTokens = new ArrayList<>(), residuals = new ArrayList<>(); // V_g (index 0 unused), W_g
     private final BanAttentionCuda attention;
     private final BanPoolingCuda pooling;
     private final Workspaces<Shape, Workspace> workspaces = new Workspaces<>("BanBlockCuda", MAX_WORKSPACES);
-    private final HostCalls host;
+
+    @Override Workspaces<?, ?> workspaces() { return workspaces; }
 
     /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only when passed explicitly). */
     public BanBlockCuda(BanBlock op, CudaContext context) {
@@ -94,14 +91,7 @@ public final class BanBlockCuda implements BanBlock.Backend {
      * its workspaces.
      */
     public BanBlockCuda(BanBlock op, CudaContext context, Precision precision) {
-        if (op == null) throw new IllegalArgumentException("op: expected a BanBlock, got null");
-        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
-        if (precision == null) throw new IllegalArgumentException("precision: expected FP32, TF32 or BF16, got null");
-        if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("BanBlock on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
-        this.op = op;
-        this.context = context;
-        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
-        this.precision = precision;
+        super("a BanBlock", op, context, precision, Needs.CUBLAS, MAX_WORKSPACES);
         BanBlock.Weights w = op.weights();
         dx = op.dx();
         dy = op.dy();
@@ -123,13 +113,10 @@ public final class BanBlockCuda implements BanBlock.Backend {
             attention = own(new BanAttentionCuda(BanAttention.of(w.logits().effective()), context));
             pooling = own(new BanPoolingCuda(BanPooling.of(kg, op.group()), context));
         } catch (RuntimeException e) {
-            closeOwned();
-            throw e;
+            throw failed(e);
         }
     }
 
-    public BanBlock op() { return op; }
-    public Precision precision() { return precision; }
 
     /**
      * {@code out (B × Dy) = op(x (B × N × Dx), y (B × M × Dy))}, queued on {@code stream}; the attention
@@ -420,40 +407,6 @@ public final class BanBlockCuda implements BanBlock.Backend {
     /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
     private void inWorkspace(CudaStream stream, int batch, int objectsN, int tokensM, java.util.function.Consumer<Workspace> body) {
         workspaces.run(stream, new Shape(batch, objectsN, tokensM), s -> new Workspace(s, batch, objectsN, tokensM), body);
-    }
-
-    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
-    public void release(CudaStream stream) {
-        workspaces.release(stream);
-        attention.release(stream);
-    }
-
-    /** Bytes of device memory this op holds now (weights and workspaces). */
-    public long deviceBytes() {
-        long b = objects.deviceBytes() + tokens.deviceBytes() + attention.deviceBytes() + workspaces.bytes() + host.bytes();
-        for (int i = 0; i < g; i++) b += residuals.get(i).deviceBytes() + (i == 0 ? 0 : glimpseTokens.get(i).deviceBytes());
-        return b;
-    }
-
-    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
-    @Override public String backend() { return Cuda.backendName(precision); }
-
-    @Override public void close() {
-        host.close();
-        if (!workspaces.close()) return;
-        closeOwned();
-    }
-
-    private <T extends AutoCloseable> T own(T r) {
-        owned.add(r);
-        return r;
-    }
-
-    private void closeOwned() {
-        for (int i = owned.size() - 1; i >= 0; i--) {
-            try { owned.get(i).close(); } catch (Exception ignored) { /* keep freeing the rest */ }
-        }
-        owned.clear();
     }
 
     private record Shape(int batch, int objects, int tokens) {}

@@ -37,7 +37,11 @@ import java.util.List;
  * before anything is queued. Calls are asynchronous with respect to the host, except the
  * {@code float[]} conveniences.
  */
-public final class BanPoolingCuda implements BanPooling.Backend {
+public final class BanPoolingCuda extends CudaOp<BanPooling> implements BanPooling.Backend {
+    // The op has no scratch: an empty cache keeps CudaOp's one close protocol.
+    private final Workspaces<Integer, Workspaces.Workspace> workspaces = new Workspaces<>("BanPoolingCuda", 1);
+
+    @Override Workspaces<?, ?> workspaces() { return workspaces; }
     public static final KernelSpec FORWARD = new KernelSpec("ban_pool_forward", "plpipippiiiiiip");
     public static final KernelSpec BACKWARD_XY = new KernelSpec("ban_pool_backward_xy", "plpipippiiiiiippipii");
     public static final KernelSpec GRAD_ATTENTION = new KernelSpec("ban_pool_grad_attention", "pipippiiiiiippl");
@@ -46,19 +50,10 @@ public final class BanPoolingCuda implements BanPooling.Backend {
     /** The kernels' BP_BLOCK, BP_GA_BLOCK and the tile sizes that set the units of work. */
     static final int BLOCK = 128, GA_BLOCK = 256, GA_TI = 16, GA_TJ = 16;
 
-    private final BanPooling op;
-    private final CudaContext context;
-    private final HostCalls host;
 
     public BanPoolingCuda(BanPooling op, CudaContext context) {
-        if (op == null) throw new IllegalArgumentException("op: expected a BanPooling, got null");
-        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
-        this.op = op;
-        this.context = context;
-        this.host = new HostCalls(context, 4, s -> { }); // no workspaces to release
+        super("a BanPooling", op, context, Precision.FP32, Needs.NOTHING, 4);
     }
-
-    public BanPooling op() { return op; }
 
     /** {@code out (B × K'/k) = op(attention, x, y)} over the real objects of {@code mask}, queued on {@code stream}. */
     public void forward(DeviceMemory attention, long attStride, DeviceMemory x, int ldx, DeviceMemory y, int ldy,
@@ -173,15 +168,6 @@ public final class BanPoolingCuda implements BanPooling.Backend {
     private int units(long n) {
         return (int) Math.max(1, Math.min(n, 64L * context.multiprocessorCount()));
     }
-
-    /** Device bytes this op holds now: only the host conveniences' kept buffers (it has no weights or workspaces). */
-    public long deviceBytes() { return host.bytes(); }
-
-    /** Frees the host conveniences' streams and buffers. */
-    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
-    @Override public String backend() { return Cuda.backendName(Precision.FP32); }
-
-    @Override public void close() { host.close(); }
 
     @Override public String toString() { return "BanPoolingCuda[" + op + "]"; }
 }

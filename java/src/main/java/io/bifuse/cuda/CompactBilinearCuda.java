@@ -23,7 +23,7 @@ import java.util.List;
  * ({@link DeviceMemory#wrap}, {@link CudaStream#wrap}); every argument is checked before anything is
  * queued. Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
  */
-public final class CompactBilinearCuda implements CompactBilinear.Backend {
+public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implements CompactBilinear.Backend {
 
     /** How the count sketch is computed. */
     public enum Sketch {
@@ -46,12 +46,11 @@ public final class CompactBilinearCuda implements CompactBilinear.Backend {
     static final int MAX_WORKSPACES = 4;
     private static final int BLOCK = 256; // the kernels' CBP_BLOCK
 
-    private final CompactBilinear op;
-    private final CudaContext context;
     private final Sketch sketch;
     private final HashTable hx, hy;
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("CompactBilinearCuda", MAX_WORKSPACES);
-    private final HostCalls host;
+
+    @Override Workspaces<?, ?> workspaces() { return workspaces; }
 
     /** This op on a GPU with the deterministic count sketch ({@link Sketch}): uploads the hash tables once; close it to free them. */
     public CompactBilinearCuda(CompactBilinear op, CudaContext context) {
@@ -59,26 +58,17 @@ public final class CompactBilinearCuda implements CompactBilinear.Backend {
     }
 
     public CompactBilinearCuda(CompactBilinear op, CudaContext context, Sketch sketch) {
-        if (op == null) throw new IllegalArgumentException("op: expected a CompactBilinear, got null");
-        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
+        super("a CompactBilinear", op, context, Precision.FP32, Needs.CUFFT, MAX_WORKSPACES);
         if (sketch == null) throw new IllegalArgumentException("sketch: expected DETERMINISTIC or ATOMIC, got null");
-        if (!CufftPlan.libraryAvailable()) throw new IllegalStateException("CompactBilinear on CUDA needs cuFFT: " + CufftPlan.describeLibrary());
-        this.op = op;
-        this.context = context;
-        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
         this.sketch = sketch;
-        HashTable a = null;
         try {
-            a = new HashTable(context, op.h1(), op.s1(), op.d());
-            this.hx = a;
-            this.hy = new HashTable(context, op.h2(), op.s2(), op.d());
+            this.hx = own(new HashTable(context, op.h1(), op.s1(), op.d()));
+            this.hy = own(new HashTable(context, op.h2(), op.s2(), op.d()));
         } catch (RuntimeException e) {
-            if (a != null) a.close();
-            throw e;
+            throw failed(e);
         }
     }
 
-    public CompactBilinear op() { return op; }
     public Sketch sketch() { return sketch; }
 
     /** {@code out (B × d) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
@@ -196,26 +186,8 @@ public final class CompactBilinearCuda implements CompactBilinear.Backend {
         workspaces.run(stream, batch, s -> new Workspace(s, batch), body);
     }
 
-    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
-    public void release(CudaStream stream) { workspaces.release(stream); }
-
-    /** Bytes of device memory this op holds now (hash tables, workspaces, cuFFT work areas). */
-    public long deviceBytes() {
-        return hx.bytes() + hy.bytes() + workspaces.bytes() + host.bytes();
-    }
-
-    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
-    @Override public String backend() { return Cuda.backendName(Precision.FP32); }
-
-    @Override public void close() {
-        host.close();
-        if (!workspaces.close()) return;
-        hx.close();
-        hy.close();
-    }
-
     /** One input's hash on the device, plus its CSR inverse (inputs grouped by bin) for the gather sketch. */
-    private static final class HashTable implements AutoCloseable {
+    static final class HashTable implements AutoCloseable {
         final DeviceBuffer h, s, binStart, binIndex, binSign;
 
         HashTable(CudaContext ctx, int[] hash, float[] sign, int d) {

@@ -37,7 +37,7 @@ import java.util.List;
  * before anything is queued. Calls are asynchronous with respect to the host, except the {@code float[]}
  * conveniences.
  */
-public final class FullBilinearCuda implements FullBilinear.Backend {
+public final class FullBilinearCuda extends CudaOp<FullBilinear> implements FullBilinear.Backend {
     public static final KernelSpec PARTIAL_FORWARD = new KernelSpec("fbp_partial_forward", "ppiiiii");
     public static final KernelSpec NORMALIZE_FORWARD = new KernelSpec("fbp_normalize_forward", "pppiiiiiif");
     public static final KernelSpec PARTIAL_BACKWARD = new KernelSpec("fbp_partial_backward", "pppiiiii");
@@ -50,12 +50,10 @@ public final class FullBilinearCuda implements FullBilinear.Backend {
     static final int CHUNK_TARGET = 4096;
     static final int MAX_CHUNKS = 1024;
 
-    private final FullBilinear op;
-    private final CudaContext context;
-    private final Precision precision;
     private final int chunks, chunk;
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("FullBilinearCuda", MAX_WORKSPACES);
-    private final HostCalls host;
+
+    @Override Workspaces<?, ?> workspaces() { return workspaces; }
 
     /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only when passed explicitly). */
     public FullBilinearCuda(FullBilinear op, CudaContext context) {
@@ -68,14 +66,7 @@ public final class FullBilinearCuda implements FullBilinear.Backend {
      * its workspaces.
      */
     public FullBilinearCuda(FullBilinear op, CudaContext context, Precision precision) {
-        if (op == null) throw new IllegalArgumentException("op: expected a FullBilinear, got null");
-        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
-        if (precision == null) throw new IllegalArgumentException("precision: expected FP32, TF32 or BF16, got null");
-        if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("FullBilinear on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
-        this.op = op;
-        this.context = context;
-        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
-        this.precision = precision;
+        super("a FullBilinear", op, context, precision, Needs.CUBLAS, MAX_WORKSPACES);
         this.chunks = chunks(op.outputSize());
         this.chunk = (int) ((op.outputSize() + (long) chunks - 1) / chunks);
     }
@@ -86,8 +77,6 @@ public final class FullBilinearCuda implements FullBilinear.Backend {
         return (int) Math.max(1, Math.min(c, MAX_CHUNKS));
     }
 
-    public FullBilinear op() { return op; }
-    public Precision precision() { return precision; }
 
     /** {@code out (B × C1·C2) = op(x (B × L × C1), y (B × L × C2))}, queued on {@code stream}. Two-input ops. */
     public void forward(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, int positions, CudaStream stream) {
@@ -271,22 +260,6 @@ public final class FullBilinearCuda implements FullBilinear.Backend {
     /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
     private void inWorkspace(CudaStream stream, int batch, java.util.function.Consumer<Workspace> body) {
         workspaces.run(stream, batch, s -> new Workspace(s, batch), body);
-    }
-
-    /** Frees the workspaces (and cuBLAS handles) that belong to {@code stream}, e.g. a short-lived stream about to be destroyed. */
-    public void release(CudaStream stream) { workspaces.release(stream); }
-
-    /** Bytes of device memory this op holds now (its workspaces; cuBLAS's own handle memory not counted). */
-    public long deviceBytes() {
-        return workspaces.bytes() + host.bytes();
-    }
-
-    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
-    @Override public String backend() { return Cuda.backendName(precision); }
-
-    @Override public void close() {
-        host.close();
-        workspaces.close();
     }
 
     /** The buffers and the cuBLAS handle of one (stream, B). */

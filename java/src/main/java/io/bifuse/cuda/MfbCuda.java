@@ -41,7 +41,7 @@ import java.util.List;
  * come from another library ({@link DeviceMemory#wrap}); every argument is checked by name before anything
  * is queued. Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
  */
-public final class MfbCuda implements Mfb.Backend {
+public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
     public static final KernelSpec FORWARD = new KernelSpec("mfb_forward", "pppppiiiiiiif");
     public static final KernelSpec BACKWARD = new KernelSpec("mfb_backward", "ppppppppiiiiiifif");
     static final List<KernelSpec> KERNELS = List.of(FORWARD, BACKWARD);
@@ -51,13 +51,11 @@ public final class MfbCuda implements Mfb.Backend {
     static final int MAX_WORKSPACES = 4;
     private static final int BLOCK = 256; // the kernels' MFB_BLOCK
 
-    private final Mfb op;
-    private final CudaContext context;
-    private final Precision precision;
     private final int n, w, nw;
     private final LinearCuda u, v;
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("MfbCuda", MAX_WORKSPACES);
-    private final HostCalls host;
+
+    @Override Workspaces<?, ?> workspaces() { return workspaces; }
 
     /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only when passed explicitly). */
     public MfbCuda(Mfb op, CudaContext context) {
@@ -70,9 +68,7 @@ public final class MfbCuda implements Mfb.Backend {
      * its workspaces.
      */
     public MfbCuda(Mfb op, CudaContext context, Precision precision) {
-        if (op == null) throw new IllegalArgumentException("op: expected an Mfb, got null");
-        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
-        if (precision == null) throw new IllegalArgumentException("precision: expected FP32, TF32 or BF16, got null");
+        super("an Mfb", op, context, precision, Needs.CUBLAS, MAX_WORKSPACES);
         if (op.blocks() > MAX_BLOCKS) {
             throw new IllegalArgumentException("op: expected at most " + MAX_BLOCKS + " MFH blocks on CUDA, got " + op.blocks());
         }
@@ -80,22 +76,15 @@ public final class MfbCuda implements Mfb.Backend {
         if (stacked * Math.max(op.dx(), op.dy()) > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("op: expected n·o·k·max(Dx, Dy) < 2^31 (cuBLAS int sizes), got " + stacked + " × " + Math.max(op.dx(), op.dy()));
         }
-        if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("Mfb on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
-        this.op = op;
-        this.context = context;
-        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
-        this.precision = precision;
         this.n = op.blocks();
         this.w = op.width();
         this.nw = n * w;
-        LinearCuda a = new LinearCuda(context, stack(op.us()));
         try {
-            this.v = new LinearCuda(context, stack(op.vs()));
+            this.u = own(new LinearCuda(context, stack(op.us())));
+            this.v = own(new LinearCuda(context, stack(op.vs())));
         } catch (RuntimeException e) {
-            a.close();
-            throw e;
+            throw failed(e);
         }
-        this.u = a;
     }
 
     /** The blocks' layers as one {@code n·out × in} layer (bias zeros where a block has none; null when none has any). */
@@ -110,8 +99,6 @@ public final class MfbCuda implements Mfb.Backend {
         return new Linear(layers.size() * out, in, wt, bias);
     }
 
-    public Mfb op() { return op; }
-    public Precision precision() { return precision; }
 
     /**
      * The tensors {@link #loadWeights} takes, in order: per block {@code i}, {@code u[i].weight,
@@ -235,24 +222,6 @@ public final class MfbCuda implements Mfb.Backend {
     /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
     private void inWorkspace(CudaStream stream, int batch, java.util.function.Consumer<Workspace> body) {
         workspaces.run(stream, batch, st -> new Workspace(st, batch), body);
-    }
-
-    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
-    public void release(CudaStream stream) { workspaces.release(stream); }
-
-    /** Bytes of device memory this op holds now (stacked weights and biases, workspaces). */
-    public long deviceBytes() {
-        return u.deviceBytes() + v.deviceBytes() + workspaces.bytes() + host.bytes();
-    }
-
-    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
-    @Override public String backend() { return Cuda.backendName(precision); }
-
-    @Override public void close() {
-        host.close();
-        if (!workspaces.close()) return;
-        u.close();
-        v.close();
     }
 
     /** Buffers and the cuBLAS handle for one (stream, B). */

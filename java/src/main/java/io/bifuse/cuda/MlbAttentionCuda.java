@@ -42,7 +42,7 @@ import java.util.List;
  * calls on different streams run concurrently. Every argument is checked before anything is queued.
  * Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
  */
-public final class MlbAttentionCuda implements MlbAttention.Backend {
+public final class MlbAttentionCuda extends CudaOp<MlbAttention> implements MlbAttention.Backend {
     public static final KernelSpec QUESTION = new KernelSpec("mlb_att_question", "ppiii");
     public static final KernelSpec LOGITS = new KernelSpec("mlb_att_logits", "pppipppiiiii");
     public static final KernelSpec POOL = new KernelSpec("mlb_att_pool", "ppppiiii");
@@ -66,15 +66,12 @@ public final class MlbAttentionCuda implements MlbAttention.Backend {
         public GradientBuffers { glimpses = glimpses == null ? null : java.util.Collections.unmodifiableList(new ArrayList<>(glimpses)); }
     }
 
-    private final MlbAttention op;
-    private final CudaContext context;
-    private final Precision precision;
     private final int dq, dv, j, g, gj, qcols, outDim, act;
-    private final List<AutoCloseable> weights = new ArrayList<>();
     private final DeviceBuffer questionWeight, questionBias, glimpseWeight, glimpseBias;
     private final LinearCuda cells, logits, answer;
     private final Workspaces<Shape, Workspace> workspaces = new Workspaces<>("MlbAttentionCuda", MAX_WORKSPACES);
-    private final HostCalls host;
+
+    @Override Workspaces<?, ?> workspaces() { return workspaces; }
 
     /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only when passed explicitly). */
     public MlbAttentionCuda(MlbAttention op, CudaContext context) {
@@ -87,14 +84,7 @@ public final class MlbAttentionCuda implements MlbAttention.Backend {
      * its workspaces.
      */
     public MlbAttentionCuda(MlbAttention op, CudaContext context, Precision precision) {
-        if (op == null) throw new IllegalArgumentException("op: expected an MlbAttention, got null");
-        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
-        if (precision == null) throw new IllegalArgumentException("precision: expected FP32, TF32 or BF16, got null");
-        if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("MlbAttention on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
-        this.op = op;
-        this.context = context;
-        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
-        this.precision = precision;
+        super("an MlbAttention", op, context, precision, Needs.CUBLAS, MAX_WORKSPACES);
         MlbAttention.Weights w = op.weights();
         dq = op.dq();
         dv = op.dv();
@@ -118,13 +108,10 @@ public final class MlbAttentionCuda implements MlbAttention.Backend {
             logits = own(new LinearCuda(context, w.logits()));
             answer = own(new LinearCuda(context, w.answer()));
         } catch (RuntimeException e) {
-            closeWeights();
-            throw e;
+            throw failed(e);
         }
     }
 
-    public MlbAttention op() { return op; }
-    public Precision precision() { return precision; }
 
     /**
      * The tensors {@link #loadWeights} takes, in the order of the op's gradient names without
@@ -401,36 +388,6 @@ public final class MlbAttentionCuda implements MlbAttention.Backend {
     /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
     private void inWorkspace(CudaStream stream, int batch, int cells, java.util.function.Consumer<Workspace> body) {
         workspaces.run(stream, new Shape(batch, cells), s -> new Workspace(s, batch, cells), body);
-    }
-
-    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
-    public void release(CudaStream stream) { workspaces.release(stream); }
-
-    /** Bytes of device memory this op holds now (weights and workspaces). */
-    public long deviceBytes() {
-        return questionWeight.byteSize() + questionBias.byteSize() + glimpseWeight.byteSize() + glimpseBias.byteSize()
-                + cells.deviceBytes() + logits.deviceBytes() + answer.deviceBytes() + workspaces.bytes() + host.bytes();
-    }
-
-    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
-    @Override public String backend() { return Cuda.backendName(precision); }
-
-    @Override public void close() {
-        host.close();
-        if (!workspaces.close()) return;
-        closeWeights();
-    }
-
-    private <T extends AutoCloseable> T own(T r) {
-        weights.add(r);
-        return r;
-    }
-
-    private void closeWeights() {
-        for (int i = weights.size() - 1; i >= 0; i--) {
-            try { weights.get(i).close(); } catch (Exception ignored) { /* keep freeing the rest */ }
-        }
-        weights.clear();
     }
 
     private static float[] concat(float[]... parts) {

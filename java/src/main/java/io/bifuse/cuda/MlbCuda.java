@@ -29,7 +29,7 @@ import java.util.List;
  * Every argument (size, 4-byte alignment, openness, each by name) is checked before anything is
  * queued. Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
  */
-public final class MlbCuda implements Mlb.Backend {
+public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
     public static final KernelSpec FORWARD = new KernelSpec("mlb_forward", "ppppiii");
     public static final KernelSpec BACKWARD = new KernelSpec("mlb_backward", "pppppiii");
     static final List<KernelSpec> KERNELS = List.of(FORWARD, BACKWARD);
@@ -37,12 +37,10 @@ public final class MlbCuda implements Mlb.Backend {
     static final int MAX_WORKSPACES = 4;
     private static final int BLOCK = 256;
 
-    private final Mlb op;
-    private final CudaContext context;
-    private final Precision precision;
     private final LinearCuda u, v, p;
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("MlbCuda", MAX_WORKSPACES);
-    private final HostCalls host;
+
+    @Override Workspaces<?, ?> workspaces() { return workspaces; }
 
     /** This op on a GPU with FP32 GEMMs (the default; TF32 and BF16 only when passed explicitly). */
     public MlbCuda(Mlb op, CudaContext context) {
@@ -55,30 +53,16 @@ public final class MlbCuda implements Mlb.Backend {
      * its workspaces.
      */
     public MlbCuda(Mlb op, CudaContext context, Precision precision) {
-        if (op == null) throw new IllegalArgumentException("op: expected an Mlb, got null");
-        if (precision == null) throw new IllegalArgumentException("precision: expected FP32, TF32 or BF16, got null");
-        if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
-        if (!CublasHandle.libraryAvailable()) throw new IllegalStateException("Mlb on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
-        this.op = op;
-        this.context = context;
-        this.precision = precision;
-        this.host = new HostCalls(context, MAX_WORKSPACES, this::release);
-        List<LinearCuda> made = new ArrayList<>();
+        super("an Mlb", op, context, precision, Needs.CUBLAS, MAX_WORKSPACES);
         try {
-            made.add(new LinearCuda(context, op.u()));
-            made.add(new LinearCuda(context, op.v()));
-            made.add(new LinearCuda(context, op.p()));
+            u = own(new LinearCuda(context, op.u()));
+            v = own(new LinearCuda(context, op.v()));
+            p = own(new LinearCuda(context, op.p()));
         } catch (RuntimeException e) {
-            made.forEach(LinearCuda::close);
-            throw e;
+            throw failed(e);
         }
-        u = made.get(0);
-        v = made.get(1);
-        p = made.get(2);
     }
 
-    public Mlb op() { return op; }
-    public Precision precision() { return precision; }
 
     /**
      * The tensors {@link #loadWeights} takes, in state-dict order: {@code u.weight, u.bias, v.weight,
@@ -224,25 +208,6 @@ public final class MlbCuda implements Mlb.Backend {
     /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
     private void inWorkspace(CudaStream stream, int batch, java.util.function.Consumer<Workspace> body) {
         workspaces.run(stream, batch, s -> new Workspace(s, batch), body);
-    }
-
-    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
-    public void release(CudaStream stream) { workspaces.release(stream); }
-
-    /** Bytes of device memory this op holds now (weights, biases, workspaces). */
-    public long deviceBytes() {
-        return u.deviceBytes() + v.deviceBytes() + p.deviceBytes() + workspaces.bytes() + host.bytes();
-    }
-
-    /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
-    @Override public String backend() { return Cuda.backendName(precision); }
-
-    @Override public void close() {
-        host.close();
-        if (!workspaces.close()) return;
-        u.close();
-        v.close();
-        p.close();
     }
 
     /** Buffers and the cuBLAS handle for one (stream, B). */
