@@ -3,17 +3,17 @@
 
 Every input CSV has the header
     op,backend,size,batch,median_ms,p10_ms,p90_ms,runs,bytes,flops,gbps,gflops[,peak_mem_bytes]
-(bifuse's bench writes backends such as bifuse-cuda, bifuse-cpu, bifuse-reference; the peers write
+(bifuse's bench writes backends such as bifuse-cuda-fp32, bifuse-cpu-reference, bifuse-reference; the peers write
 torch-eager-<dev> and torch-compile-<dev>; the trailing peak_mem_bytes column is empty on CPU).
 Any further columns are ignored. For each (op, size, batch) one table lists every backend's median,
 GB/s and GFLOP/s, its peak device memory in MiB when some row of the table has one, and the ratio
-of its median to the baseline's (default bifuse-cuda): ratio > 1 means the baseline (bifuse) is
+of its median to the baseline's (default bifuse-cuda-fp32): ratio > 1 means the baseline (bifuse) is
 faster. Rows missing on either side are shown as '-'. Rows pair on the exact op name and size
 string: both sides call the training step (forward, then backward) <Op>.fwd+bwd, for every
 operator (CompactBilinear, Mlb, Mfb, MlbAttention, FullBilinear, BanAttention, BanPooling, BanBlock).
 
 Usage:
-    python3 benchmarks/python/compare.py bifuse.csv peer-cuda.csv [more.csv ...] [--baseline bifuse-cpu]
+    python3 benchmarks/python/compare.py bifuse.csv peer-cuda.csv [more.csv ...] [--baseline bifuse-cpu-reference]
 
 Standard library only.
 """
@@ -123,8 +123,8 @@ def summary(groups, keys, backends, baseline):
 def main(argv=None):
     p = argparse.ArgumentParser(description="Compare bifuse and PyTorch peer benchmark CSVs.")
     p.add_argument("csv", nargs="+", help="CSV files with the common header")
-    p.add_argument("--baseline", default="bifuse-cuda",
-                   help="backend the ratios are taken against (default bifuse-cuda)")
+    p.add_argument("--baseline", default="bifuse-cuda-fp32",
+                   help="backend the ratios are taken against (default bifuse-cuda-fp32)")
     p.add_argument("--no-summary", action="store_true",
                    help="leave out the closing one-line-per-size table of ratios")
     args = p.parse_args(argv)

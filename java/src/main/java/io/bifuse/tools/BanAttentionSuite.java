@@ -93,8 +93,8 @@ final class BanAttentionSuite implements Suite {
             List<double[]> gRef = BanAttentionReference.backward(op, xp, yp, mask, ga, b, n, m).tensors();
             if (!spec) { // the CPU backend is the reference rounded to float: see the class comment
                 BanAttention.Result r = new BanAttentionCpu(op).forward(xp, yp, mask, b, n, m);
-                report.add(forwardRow("cpu", s, r.attention(), r.logits(), fRef));
-                report.add(backwardRow("cpu", s, new BanAttentionCpu(op).backward(xp, yp, mask, ga, b, n, m), gRef));
+                report.add(forwardRow("cpu-reference", s, r.attention(), r.logits(), fRef));
+                report.add(backwardRow("cpu-reference", s, new BanAttentionCpu(op).backward(xp, yp, mask, ga, b, n, m), gRef));
             }
             if (!gpu) continue;
             try (BanAttentionCuda cuda = new BanAttentionCuda(op, ctx)) {
@@ -145,9 +145,9 @@ final class BanAttentionSuite implements Suite {
             float[] xp = Stats.gaussian(rnd, b * n * k), yp = Stats.gaussian(rnd, b * m * k), ga = Stats.gaussian(rnd, b * g * n * m);
             ObjectMask mask = mask(rnd, b, n, false);
             String label = cpu.label() + (quick ? "" : " (CPU: float64 reference, small batch)");
-            session.cpu("BanAttention.forward", "bifuse-cpu", label, cpu.csvSize(), b, cost("BanAttention.forward", cpu),
+            session.cpu("BanAttention.forward", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("BanAttention.forward", cpu),
                     () -> new BanAttentionCpu(op).forward(xp, yp, mask, b, n, m));
-            session.cpu("BanAttention.fwd+bwd", "bifuse-cpu", label, cpu.csvSize(), b, cost("BanAttention.fwd+bwd", cpu), () -> {
+            session.cpu("BanAttention.fwd+bwd", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("BanAttention.fwd+bwd", cpu), () -> {
                 new BanAttentionCpu(op).forward(xp, yp, mask, b, n, m);
                 new BanAttentionCpu(op).backward(xp, yp, mask, ga, b, n, m);
             });
@@ -168,9 +168,9 @@ final class BanAttentionSuite implements Suite {
                  DeviceBuffer gw = DeviceBuffer.allocateFloats(ctx, (long) g * k); DeviceBuffer gb = DeviceBuffer.allocateFloats(ctx, g)) {
                 try {
                     // The logits are an optional output: the timed forward is the op as a model uses it (maps only).
-                    session.gpu("BanAttention.forward", "bifuse-cuda", s.label(), s.csvSize(), b, cost("BanAttention.forward", s), st,
+                    session.gpu("BanAttention.forward", "bifuse-cuda-fp32", s.label(), s.csvSize(), b, cost("BanAttention.forward", s), st,
                             () -> cuda.forward(dx, k, dy, k, dm, b, n, m, att, null, st));
-                    session.gpu("BanAttention.fwd+bwd", "bifuse-cuda", s.label(), s.csvSize(), b, cost("BanAttention.fwd+bwd", s), st, () -> {
+                    session.gpu("BanAttention.fwd+bwd", "bifuse-cuda-fp32", s.label(), s.csvSize(), b, cost("BanAttention.fwd+bwd", s), st, () -> {
                         cuda.forward(dx, k, dy, k, dm, b, n, m, att, null, st);
                         cuda.backward(dx, k, dy, k, dm, b, n, m, att, dga, gx, k, gy, k, gw, gb, false, st);
                     });

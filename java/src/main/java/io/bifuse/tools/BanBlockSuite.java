@@ -117,8 +117,8 @@ final class BanBlockSuite implements Suite {
             // The CPU backend is the reference rounded to float; at the spec's layers it would only
             // double the time of check to confirm that rounding.
             if (s.dx() != SPEC36.dx()) {
-                report.add(forwardRow("cpu", s, new BanBlockCpu(op).forwardWithAttention(x, y, mask, b, n, m), fRef, Check.TOLERANCE));
-                report.add(backwardRow("cpu", s, new BanBlockCpu(op).backward(x, y, mask, g, b, n, m), gRef, Check.TOLERANCE));
+                report.add(forwardRow("cpu-reference", s, new BanBlockCpu(op).forwardWithAttention(x, y, mask, b, n, m), fRef, Check.TOLERANCE));
+                report.add(backwardRow("cpu-reference", s, new BanBlockCpu(op).backward(x, y, mask, g, b, n, m), gRef, Check.TOLERANCE));
             }
             if (gpu != null) checkCuda(gpu, s, op, x, y, mask, g, fRef, gRef, report);
         }
@@ -221,8 +221,8 @@ final class BanBlockSuite implements Suite {
             float[] x = Stats.gaussian(rnd, b * n * s.dx()), y = Stats.gaussian(rnd, b * m * s.dy()), g = Stats.gaussian(rnd, b * s.dy());
             ObjectMask mask = mask(rnd, s);
             String label = s.label() + (quick ? "" : " (CPU: float64 reference, small batch)");
-            session.cpu("BanBlock.forward", "bifuse-cpu", label, s.csvSize(), b, cost("BanBlock.forward", s), () -> new BanBlockCpu(op).forward(x, y, mask, b, n, m));
-            session.cpu("BanBlock.fwd+bwd", "bifuse-cpu", label, s.csvSize(), b, cost("BanBlock.fwd+bwd", s), () -> {
+            session.cpu("BanBlock.forward", "bifuse-cpu-reference", label, s.csvSize(), b, cost("BanBlock.forward", s), () -> new BanBlockCpu(op).forward(x, y, mask, b, n, m));
+            session.cpu("BanBlock.fwd+bwd", "bifuse-cpu-reference", label, s.csvSize(), b, cost("BanBlock.fwd+bwd", s), () -> {
                 new BanBlockCpu(op).forward(x, y, mask, b, n, m);
                 new BanBlockCpu(op).backward(x, y, mask, g, b, n, m);
             });
@@ -241,7 +241,7 @@ final class BanBlockSuite implements Suite {
         ObjectMask mask = mask(rnd, s);
         double[] fwd = cost("BanBlock.forward", s), step = cost("BanBlock.fwd+bwd", s);
         for (Precision p : Precision.values()) {
-            String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
+            String backend = "bifuse-cuda-" + p.name().toLowerCase();
             try (CudaStream st = CudaStream.create(ctx); BanBlockCuda cuda = new BanBlockCuda(op, ctx, p);
                  DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
                  DeviceObjectMask dm = DeviceObjectMask.upload(ctx, mask);

@@ -91,8 +91,8 @@ final class BanPoolingSuite implements Suite {
             BanPoolingReference.Grads gRef = BanPoolingReference.backward(op, in.att, in.x, in.y, in.mask, in.go, b, n, m);
             // The CPU backend is the reference rounded to float; at the spec's sizes it would only double the time of check.
             if (!SPEC.contains(s)) {
-                report.add("BanPooling.forward", "cpu", s.label(), new BanPoolingCpu(op).forward(in.att, in.x, in.y, in.mask, b, n, m), fRef, Check.TOLERANCE);
-                report.add(backwardRow("cpu", s, new BanPoolingCpu(op).backward(in.att, in.x, in.y, in.mask, in.go, b, n, m), gRef));
+                report.add("BanPooling.forward", "cpu-reference", s.label(), new BanPoolingCpu(op).forward(in.att, in.x, in.y, in.mask, b, n, m), fRef, Check.TOLERANCE);
+                report.add(backwardRow("cpu-reference", s, new BanPoolingCpu(op).backward(in.att, in.x, in.y, in.mask, in.go, b, n, m), gRef));
             }
             if (!gpu) continue;
             try (BanPoolingCuda cuda = new BanPoolingCuda(op, ctx)) {
@@ -142,9 +142,9 @@ final class BanPoolingSuite implements Suite {
                 Inputs in = Inputs.random(cpu, rnd);
                 int b = cpu.batch(), n = cpu.objects(), m = cpu.tokens();
                 String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
-                session.cpu("BanPooling.forward", "bifuse-cpu", label, cpu.csvSize(), b, cost("BanPooling.forward", cpu),
+                session.cpu("BanPooling.forward", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("BanPooling.forward", cpu),
                         () -> new BanPoolingCpu(op).forward(in.att, in.x, in.y, in.mask, b, n, m));
-                session.cpu("BanPooling.fwd+bwd", "bifuse-cpu", label, cpu.csvSize(), b, cost("BanPooling.fwd+bwd", cpu), () -> {
+                session.cpu("BanPooling.fwd+bwd", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("BanPooling.fwd+bwd", cpu), () -> {
                     new BanPoolingCpu(op).forward(in.att, in.x, in.y, in.mask, b, n, m);
                     new BanPoolingCpu(op).backward(in.att, in.x, in.y, in.mask, in.go, b, n, m);
                 });
@@ -160,9 +160,9 @@ final class BanPoolingSuite implements Suite {
                  DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * op.outWidth());
                  DeviceBuffer ga = DeviceBuffer.allocateFloats(ctx, in.att.length);
                  DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, in.x.length); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, in.y.length)) {
-                session.gpu("BanPooling.forward", "bifuse-cuda", s.label(), s.csvSize(), b, cost("BanPooling.forward", s), st,
+                session.gpu("BanPooling.forward", "bifuse-cuda-fp32", s.label(), s.csvSize(), b, cost("BanPooling.forward", s), st,
                         () -> cuda.forward(a, stride, x, w, y, w, mask, b, n, m, out, st));
-                session.gpu("BanPooling.fwd+bwd", "bifuse-cuda", s.label(), s.csvSize(), b, cost("BanPooling.fwd+bwd", s), st, () -> {
+                session.gpu("BanPooling.fwd+bwd", "bifuse-cuda-fp32", s.label(), s.csvSize(), b, cost("BanPooling.fwd+bwd", s), st, () -> {
                     cuda.forward(a, stride, x, w, y, w, mask, b, n, m, out, st);
                     cuda.backward(a, stride, x, w, y, w, mask, b, n, m, g, ga, gx, w, gy, w, false, st);
                 });

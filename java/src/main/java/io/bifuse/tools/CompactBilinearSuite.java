@@ -29,16 +29,16 @@ final class CompactBilinearSuite implements Suite {
                 double[][] gRef = Check.backwardComparable(n, s) ? CompactBilinearReference.backward(op, x, y, g, s.batch()) : null;
                 double bwdTol = gRef == null ? Double.NaN : Check.backwardTolerance(op, x, y, g, s.batch(), gRef, rnd.nextLong());
                 String size = s.label() + (n.isIdentity() ? "" : n.equals(Normalization.pytorch()) ? " +torch-norm" : " +caffe-norm");
-                report.add("CompactBilinear.forward", "cpu", size, new CompactBilinearCpu(op).forward(x, y, s.batch()), zRef, Check.TOLERANCE);
+                report.add("CompactBilinear.forward", "cpu-double", size, new CompactBilinearCpu(op).forward(x, y, s.batch()), zRef, Check.TOLERANCE);
                 // The CPU backend works in double: the exact-derivative conditioning costs it nothing measurable.
                 if (gRef != null) {
-                    report.add(Check.row("CompactBilinear.backward", "cpu", size, new CompactBilinearCpu(op).backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
+                    report.add(Check.row("CompactBilinear.backward", "cpu-double", size, new CompactBilinearCpu(op).backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
                 }
                 long fwdSeed = rnd.nextLong();
                 if (!gpu) continue;
                 double fwdTol = Check.forwardTolerance(op, x, y, s.batch(), zRef, fwdSeed); // float32 FFT noise through the signed sqrt
                 for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
-                    String backend = "cuda-" + mode.name().toLowerCase();
+                    String backend = mode == CompactBilinearCuda.Sketch.DETERMINISTIC ? "cuda-fp32" : "cuda-fp32-atomic";
                     try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode)) {
                         float[][] r = Check.runCuda(ctx, cuda, x, y, g, s.batch());
                         report.add("CompactBilinear.forward", backend, size, r[0], zRef, fwdTol);
@@ -60,8 +60,8 @@ final class CompactBilinearSuite implements Suite {
                 session.cpu("CompactBilinear.forward", "bifuse-reference", s.label(), s.csvSize(), s.batch(), fwd,
                         () -> CompactBilinearReference.forward(op, x, y, s.batch()));
             }
-            session.cpu("CompactBilinear.forward", "bifuse-cpu", s.label(), s.csvSize(), s.batch(), fwd, () -> new CompactBilinearCpu(op).forward(x, y, s.batch()));
-            session.cpu("CompactBilinear.fwd+bwd", "bifuse-cpu", s.label(), s.csvSize(), s.batch(), step, () -> {
+            session.cpu("CompactBilinear.forward", "bifuse-cpu-double", s.label(), s.csvSize(), s.batch(), fwd, () -> new CompactBilinearCpu(op).forward(x, y, s.batch()));
+            session.cpu("CompactBilinear.fwd+bwd", "bifuse-cpu-double", s.label(), s.csvSize(), s.batch(), step, () -> {
                 new CompactBilinearCpu(op).forward(x, y, s.batch());
                 new CompactBilinearCpu(op).backward(x, y, g, s.batch());
             });
@@ -69,7 +69,7 @@ final class CompactBilinearSuite implements Suite {
             if (ctx == null) continue;
             if (Check.gpuUnavailableReason() != null) { session.skipped("CompactBilinear", Check.gpuUnavailableReason()); return; }
             for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
-                String backend = mode == CompactBilinearCuda.Sketch.DETERMINISTIC ? "bifuse-cuda" : "bifuse-cuda-atomic";
+                String backend = mode == CompactBilinearCuda.Sketch.DETERMINISTIC ? "bifuse-cuda-fp32" : "bifuse-cuda-fp32-atomic";
                 try (CudaStream st = CudaStream.create(ctx); CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode);
                      DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
                      DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) s.batch() * s.d());

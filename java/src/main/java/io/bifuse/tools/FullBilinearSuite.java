@@ -90,9 +90,9 @@ final class FullBilinearSuite implements Suite {
                 double[] zRef = FullBilinearReference.forward(op, x, y, b, l);
                 double[][] gRef = FullBilinearReference.backward(op, x, y, g, b, l);
                 String size = c.label() + " " + v.name();
-                report.add("FullBilinear.forward", "cpu", size, c.homologous() ? new FullBilinearCpu(op).forward(x, b, l) : new FullBilinearCpu(op).forward(x, y, b, l), zRef, Check.TOLERANCE);
+                report.add("FullBilinear.forward", "cpu-double", size, c.homologous() ? new FullBilinearCpu(op).forward(x, b, l) : new FullBilinearCpu(op).forward(x, y, b, l), zRef, Check.TOLERANCE);
                 // The CPU backend works in double: the signed sqrt's conditioning costs it nothing measurable.
-                addBackward(report, "cpu", size, op, c.homologous() ? new Gradients(new FullBilinearCpu(op).backward(x, g, b, l), null) : new FullBilinearCpu(op).backward(x, y, g, b, l),
+                addBackward(report, "cpu-double", size, op, c.homologous() ? new Gradients(new FullBilinearCpu(op).backward(x, g, b, l), null) : new FullBilinearCpu(op).backward(x, y, g, b, l),
                         gRef, Check.TOLERANCE);
                 if (!gpu) continue;
                 for (Precision p : Precision.values()) {
@@ -129,9 +129,9 @@ final class FullBilinearSuite implements Suite {
             float[] g = Stats.gaussian(rnd, b * op.outputSize());
             double[] fwd = c.cost(false), step = c.cost(true);
             String label = c.label() + " +torch-norm";
-            session.cpu("FullBilinear.forward", "bifuse-cpu", label, c.csvSize(), b, fwd,
+            session.cpu("FullBilinear.forward", "bifuse-cpu-double", label, c.csvSize(), b, fwd,
                     () -> { if (c.homologous()) new FullBilinearCpu(op).forward(x, b, l); else new FullBilinearCpu(op).forward(x, y, b, l); });
-            session.cpu("FullBilinear.fwd+bwd", "bifuse-cpu", label, c.csvSize(), b, step, () -> {
+            session.cpu("FullBilinear.fwd+bwd", "bifuse-cpu-double", label, c.csvSize(), b, step, () -> {
                 if (c.homologous()) { new FullBilinearCpu(op).forward(x, b, l); new FullBilinearCpu(op).backward(x, g, b, l); }
                 else { new FullBilinearCpu(op).forward(x, y, b, l); new FullBilinearCpu(op).backward(x, y, g, b, l); }
             });
@@ -139,7 +139,7 @@ final class FullBilinearSuite implements Suite {
             if (ctx == null) continue;
             if (gpuUnavailableReason() != null) { session.skipped("FullBilinear", gpuUnavailableReason()); return; }
             for (Precision p : Precision.values()) {
-                String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
+                String backend = "bifuse-cuda-" + p.name().toLowerCase();
                 boolean h = c.homologous();
                 try (CudaStream st = CudaStream.create(ctx); FullBilinearCuda cuda = new FullBilinearCuda(op, ctx, p);
                      DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, h ? new float[1] : y);

@@ -125,8 +125,8 @@ final class MfbSuite implements Suite {
             double[] zRef = MfbReference.forward(op, x, y, b);
             MfbReference.Grads gRef = MfbReference.backward(op, x, y, g, b), gScale = MfbReference.backwardScale(op, x, y, g, b);
             if (cpuRow) {
-                report.add("Mfb.forward", "cpu", c.label(), new MfbCpu(op).forward(x, y, b), zRef, Check.TOLERANCE);
-                report.add(gradRow("cpu", c, op, new MfbCpu(op).backward(x, y, g, b), gRef, gScale, Check.TOLERANCE));
+                report.add("Mfb.forward", "cpu-reference", c.label(), new MfbCpu(op).forward(x, y, b), zRef, Check.TOLERANCE);
+                report.add(gradRow("cpu-reference", c, op, new MfbCpu(op).backward(x, y, g, b), gRef, gScale, Check.TOLERANCE));
             }
             if (!gpu) continue;
             long baselineSeed = rnd.nextLong();
@@ -219,8 +219,8 @@ final class MfbSuite implements Suite {
             {
                 int b = cc.batch();
                 float[] x = Stats.gaussian(rnd, b * c.dx()), y = Stats.gaussian(rnd, b * c.dy()), g = Stats.gaussian(rnd, b * op.outputWidth());
-                session.cpu("Mfb.forward", "bifuse-cpu", cc.label(), cc.csvSize(), b, cost("forward", cc), () -> new MfbCpu(op).forward(x, y, b));
-                session.cpu("Mfb.fwd+bwd", "bifuse-cpu", cc.label(), cc.csvSize(), b, cost("fwd+bwd", cc), () -> {
+                session.cpu("Mfb.forward", "bifuse-cpu-reference", cc.label(), cc.csvSize(), b, cost("forward", cc), () -> new MfbCpu(op).forward(x, y, b));
+                session.cpu("Mfb.fwd+bwd", "bifuse-cpu-reference", cc.label(), cc.csvSize(), b, cost("fwd+bwd", cc), () -> {
                     new MfbCpu(op).forward(x, y, b);
                     new MfbCpu(op).backward(x, y, g, b);
                 });
@@ -232,7 +232,7 @@ final class MfbSuite implements Suite {
             int b = c.batch(), nw = op.blocks() * op.width();
             float[] x = Stats.gaussian(rnd, b * c.dx()), y = Stats.gaussian(rnd, b * c.dy()), g = Stats.gaussian(rnd, b * op.outputWidth());
             for (Precision p : Precision.values()) {
-                String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
+                String backend = "bifuse-cuda-" + p.name().toLowerCase();
                 try (CudaStream st = CudaStream.create(ctx); MfbCuda cuda = new MfbCuda(op, ctx, p);
                      DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
                      DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * op.outputWidth());

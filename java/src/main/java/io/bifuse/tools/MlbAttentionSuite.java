@@ -82,8 +82,8 @@ final class MlbAttentionSuite implements Suite {
             // double the time of check to confirm that rounding.
             if (s.batch() != 2 || s.dq() != SPEC.dq()) {
                 MlbAttention.Result r = new MlbAttentionCpu(op).forwardWithAttention(q, v, b, l);
-                report.add(forwardRow("cpu", s, r, fRef, Check.TOLERANCE));
-                report.add(backwardRow("cpu", s, new MlbAttentionCpu(op).backward(q, v, g, b, l), gRef, Check.TOLERANCE));
+                report.add(forwardRow("cpu-reference", s, r, fRef, Check.TOLERANCE));
+                report.add(backwardRow("cpu-reference", s, new MlbAttentionCpu(op).backward(q, v, g, b, l), gRef, Check.TOLERANCE));
             }
             if (!gpu) continue;
             for (Precision p : Precision.values()) {
@@ -122,9 +122,9 @@ final class MlbAttentionSuite implements Suite {
             int b = cpu.batch(), l = cpu.cells();
             float[] q = Stats.gaussian(rnd, b * s.dq()), v = Stats.gaussian(rnd, b * l * s.dv()), g = Stats.gaussian(rnd, b * s.out());
             String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
-            session.cpu("MlbAttention.forward", "bifuse-cpu", label, cpu.csvSize(), b, cost("MlbAttention.forward", cpu),
+            session.cpu("MlbAttention.forward", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("MlbAttention.forward", cpu),
                     () -> new MlbAttentionCpu(op).forward(q, v, b, l));
-            session.cpu("MlbAttention.fwd+bwd", "bifuse-cpu", label, cpu.csvSize(), b, cost("MlbAttention.fwd+bwd", cpu), () -> {
+            session.cpu("MlbAttention.fwd+bwd", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("MlbAttention.fwd+bwd", cpu), () -> {
                 new MlbAttentionCpu(op).forward(q, v, b, l);
                 new MlbAttentionCpu(op).backward(q, v, g, b, l);
             });
@@ -136,7 +136,7 @@ final class MlbAttentionSuite implements Suite {
         float[] q = Stats.gaussian(rnd, b * s.dq()), v = Stats.gaussian(rnd, b * l * s.dv()), g = Stats.gaussian(rnd, b * s.out());
         double[] fwd = cost("MlbAttention.forward", s), step = cost("MlbAttention.fwd+bwd", s);
         for (Precision p : Precision.values()) {
-            String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
+            String backend = "bifuse-cuda-" + p.name().toLowerCase();
             try (CudaStream st = CudaStream.create(ctx); MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, p);
                  DeviceBuffer dq = DeviceBuffer.of(ctx, q); DeviceBuffer dv = DeviceBuffer.of(ctx, v); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
                  DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * s.out());

@@ -72,8 +72,8 @@ final class MlbSuite implements Suite {
             // The CPU backend is the reference rounded to float: at the spec's size it would only double
             // the time of check to confirm that rounding, so it runs at the smaller sizes.
             if (!s.spec()) {
-                report.add("Mlb.forward", "cpu", s.label(), new MlbCpu(op).forward(x, y, s.batch()), fRef, Check.TOLERANCE);
-                report.add(backwardRow("cpu", s, new MlbCpu(op).backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
+                report.add("Mlb.forward", "cpu-reference", s.label(), new MlbCpu(op).forward(x, y, s.batch()), fRef, Check.TOLERANCE);
+                report.add(backwardRow("cpu-reference", s, new MlbCpu(op).backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
             }
             if (!gpu) continue;
             for (Precision p : Precision.values()) {
@@ -120,8 +120,8 @@ final class MlbSuite implements Suite {
             float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
             float[] g = Stats.gaussian(rnd, s.batch() * s.out());
             double[] fwd = cost("Mlb.forward", s), step = cost("Mlb.fwd+bwd", s);
-            session.cpu("Mlb.forward", "bifuse-cpu", s.label(), s.csvSize(), s.batch(), fwd, () -> new MlbCpu(op).forward(x, y, s.batch()));
-            session.cpu("Mlb.fwd+bwd", "bifuse-cpu", s.label(), s.csvSize(), s.batch(), step, () -> {
+            session.cpu("Mlb.forward", "bifuse-cpu-reference", s.label(), s.csvSize(), s.batch(), fwd, () -> new MlbCpu(op).forward(x, y, s.batch()));
+            session.cpu("Mlb.fwd+bwd", "bifuse-cpu-reference", s.label(), s.csvSize(), s.batch(), step, () -> {
                 new MlbCpu(op).forward(x, y, s.batch());
                 new MlbCpu(op).backward(x, y, g, s.batch());
             });
@@ -129,7 +129,7 @@ final class MlbSuite implements Suite {
             if (ctx == null) continue;
             if (gpuUnavailableReason() != null) { session.skipped("Mlb", gpuUnavailableReason()); return; }
             for (Precision p : Precision.values()) {
-                String backend = p == Precision.FP32 ? "bifuse-cuda" : "bifuse-cuda-" + p.name().toLowerCase();
+                String backend = "bifuse-cuda-" + p.name().toLowerCase();
                 List<DeviceBuffer> bufs = new ArrayList<>();
                 try (CudaStream st = CudaStream.create(ctx); MlbCuda cuda = new MlbCuda(op, ctx, p)) {
                     try {

@@ -20,7 +20,7 @@ class BanBlockSuiteTest {
         Bench.Session session = new Bench.Session(new SplittableRandom(4), null, 1);
         new BanBlockSuite().bench(true, session);
         assertEquals(List.of("BanBlock.forward", "BanBlock.fwd+bwd"), session.results().stream().map(Bench.Result::op).toList());
-        assertTrue(session.results().stream().allMatch(r -> r.backend().equals("bifuse-cpu")));
+        assertTrue(session.results().stream().allMatch(r -> r.backend().equals("bifuse-cpu-reference")));
     }
 
     @Test void benchSizesCarryThePeersLabels() {

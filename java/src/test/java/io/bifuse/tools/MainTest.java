@@ -16,9 +16,9 @@ class MainTest {
         var lines = java.nio.file.Files.readAllLines(csv);
         assertEquals("op,backend,size,batch,median_ms,p10_ms,p90_ms,runs,bytes,flops,gbps,gflops,peak_mem_bytes", lines.get(0));
         // CPU rows leave the peak device memory empty
-        assertTrue(lines.stream().filter(l -> l.contains(",bifuse-cpu,")).allMatch(l -> l.endsWith(",")), lines.toString());
-        assertTrue(lines.stream().anyMatch(l -> l.startsWith("CompactBilinear.forward,bifuse-cpu,")), lines.toString());
-        assertTrue(lines.stream().anyMatch(l -> l.startsWith("CompactBilinear.fwd+bwd,bifuse-cpu,")), lines.toString());
+        assertTrue(lines.stream().filter(l -> l.contains(",bifuse-cpu-")).allMatch(l -> l.endsWith(",")), lines.toString());
+        assertTrue(lines.stream().anyMatch(l -> l.startsWith("CompactBilinear.forward,bifuse-cpu-double,")), lines.toString());
+        assertTrue(lines.stream().anyMatch(l -> l.startsWith("CompactBilinear.fwd+bwd,bifuse-cpu-double,")), lines.toString());
     }
 
     @Test void conditioningBaselineStaysTightEnoughToCatchBugs() {
