@@ -30,12 +30,15 @@ import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import io.bifuse.Precision;
+import java.util.function.BiFunction;
 import java.util.function.Function;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
@@ -53,6 +56,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  *   <li>name themselves: {@code cpu-...} and {@link Cuda#backendName} ({@code cuda-sim-...} on the
  *       simulated device).</li>
  * </ul>
+ * Reruns, threads, flat memory and close run in every GEMM arithmetic an op offers (FP32, TF32, BF16);
+ * the agreement in FP32 (the reduced modes' bounds are each op's own test).
  * The NaN-poisoned device-memory runs, foreign memory and bad device arguments are each op's own test
  * today. Skipped without a GPU (failed in strict mode).
  */
@@ -73,7 +78,7 @@ class DeviceOpContractTest {
      * One op under the contract: its two backends and one call of everything the common interface
      * offers (forward and backward on fixed inputs), flattened to a list of float arrays.
      */
-    record Subject(String name, boolean needsCufft, Function<CudaContext, AutoCloseable> cuda, AutoCloseable cpu,
+    record Subject(String name, boolean needsCufft, boolean gemms, BiFunction<CudaContext, Precision, AutoCloseable> cuda, AutoCloseable cpu,
                    Function<AutoCloseable, List<float[]>> call) {
         @Override public String toString() { return name; }
     }
@@ -110,7 +115,7 @@ class DeviceOpContractTest {
             Mlb op = Mlb.random(9, 7, 12, 5, Activation.TANH, r.nextLong());
             int b = 4;
             float[] x = gaussian(r, b * 9), y = gaussian(r, b * 7), g = gaussian(r, b * 5);
-            s.add(new Subject("Mlb", false, c -> new MlbCuda(op, c), new MlbCpu(op), be -> {
+            s.add(new Subject("Mlb", false, true, (c, p) -> new MlbCuda(op, c, p), new MlbCpu(op), be -> {
                 Mlb.Backend m = (Mlb.Backend) be;
                 Mlb.Gradients gr = m.backward(x, y, g, b);
                 return tensors(m.forward(x, y, b), gr.dx(), gr.dy(), gr.u(), gr.v(), gr.p());
@@ -120,7 +125,7 @@ class DeviceOpContractTest {
             Mfb op = Mfb.random(10, 8, 6, 3, 2, Activation.NONE, Normalization.pytorch(), r.nextLong());
             int b = 3;
             float[] x = gaussian(r, b * 10), y = gaussian(r, b * 8), g = gaussian(r, b * op.outputWidth());
-            s.add(new Subject("Mfb (MFH, 2 blocks)", false, c -> new MfbCuda(op, c), new MfbCpu(op), be -> {
+            s.add(new Subject("Mfb (MFH, 2 blocks)", false, true, (c, p) -> new MfbCuda(op, c, p), new MfbCpu(op), be -> {
                 Mfb.Backend m = (Mfb.Backend) be;
                 Mfb.Gradients gr = m.backward(x, y, g, b);
                 return tensors(m.forward(x, y, b), gr.dx(), gr.dy(), gr.u(), gr.v());
@@ -130,7 +135,7 @@ class DeviceOpContractTest {
             MlbAttention op = MlbAttention.random(7, 6, 8, 2, 5, Activation.TANH, r.nextLong());
             int b = 3, l = 5;
             float[] q = gaussian(r, b * 7), v = gaussian(r, b * l * 6), g = gaussian(r, b * 5);
-            s.add(new Subject("MlbAttention", false, c -> new MlbAttentionCuda(op, c), new MlbAttentionCpu(op), be -> {
+            s.add(new Subject("MlbAttention", false, true, (c, p) -> new MlbAttentionCuda(op, c, p), new MlbAttentionCpu(op), be -> {
                 MlbAttention.Backend m = (MlbAttention.Backend) be;
                 MlbAttention.Result res = m.forwardWithAttention(q, v, b, l);
                 List<float[]> t = tensors(res.out(), res.attention(), m.forward(q, v, b, l));
@@ -142,7 +147,7 @@ class DeviceOpContractTest {
             CompactBilinear op = CompactBilinear.seeded(24, 20, 64, r.nextLong()).withNormalization(Normalization.pytorch());
             int b = 3;
             float[] x = gaussian(r, b * 24), y = gaussian(r, b * 20), g = gaussian(r, b * 64);
-            s.add(new Subject("CompactBilinear", true, c -> new CompactBilinearCuda(op, c), new CompactBilinearCpu(op), be -> {
+            s.add(new Subject("CompactBilinear", true, false, (c, p) -> new CompactBilinearCuda(op, c), new CompactBilinearCpu(op), be -> {
                 CompactBilinear.Backend m = (CompactBilinear.Backend) be;
                 io.bifuse.Gradients gr = m.backward(x, y, g, b);
                 return tensors(m.forward(x, y, b), gr.dx(), gr.dy());
@@ -153,7 +158,7 @@ class DeviceOpContractTest {
             FullBilinear homo = FullBilinear.homologous(6, false, Normalization.pytorch());
             int b = 3, l = 7;
             float[] x = rectified(r, b * l * 6), y = rectified(r, b * l * 5), g = gaussian(r, b * 30), gh = gaussian(r, b * 36);
-            s.add(new Subject("FullBilinear (two inputs and homologous)", false, c -> new Pair(new FullBilinearCuda(op, c), new FullBilinearCuda(homo, c)),
+            s.add(new Subject("FullBilinear (two inputs and homologous)", false, true, (c, p) -> new Pair(new FullBilinearCuda(op, c, p), new FullBilinearCuda(homo, c, p)),
                     new Pair(new FullBilinearCpu(op), new FullBilinearCpu(homo)), be -> {
                 FullBilinear.Backend m = (FullBilinear.Backend) ((Pair) be).a, h = (FullBilinear.Backend) ((Pair) be).b;
                 io.bifuse.Gradients gr = m.backward(x, y, g, b, l);
@@ -165,7 +170,7 @@ class DeviceOpContractTest {
             int b = 3, n = 4, m = 3;
             ObjectMask mask = ObjectMask.counts(new int[] {4, 1, 3}, n);
             float[] att = gaussian(r, b * n * m), x = gaussian(r, b * n * 6), y = gaussian(r, b * m * 6), g = gaussian(r, b * 3);
-            s.add(new Subject("BanPooling", false, c -> new BanPoolingCuda(op, c), new BanPoolingCpu(op), be -> {
+            s.add(new Subject("BanPooling", false, false, (c, p) -> new BanPoolingCuda(op, c), new BanPoolingCpu(op), be -> {
                 BanPooling.Backend p = (BanPooling.Backend) be;
                 List<float[]> t = tensors(p.forward(att, x, y, mask, b, n, m), p.forward(att, x, y, null, b, n, m));
                 t.addAll(p.backward(att, x, y, mask, g, b, n, m).tensors());
@@ -177,7 +182,7 @@ class DeviceOpContractTest {
             int b = 3, n = 5, m = 4;
             ObjectMask mask = ObjectMask.counts(new int[] {5, 2, 0}, n);
             float[] xp = gaussian(r, b * n * 8), yp = gaussian(r, b * m * 8), ga = gaussian(r, b * 2 * n * m);
-            s.add(new Subject("BanAttention", false, c -> new BanAttentionCuda(op, c), new BanAttentionCpu(op), be -> {
+            s.add(new Subject("BanAttention", false, false, (c, p) -> new BanAttentionCuda(op, c), new BanAttentionCpu(op), be -> {
                 BanAttention.Backend a = (BanAttention.Backend) be;
                 BanAttention.Result res = a.forward(xp, yp, mask, b, n, m);
                 List<float[]> t = tensors(res.attention(), res.logits());
@@ -190,7 +195,7 @@ class DeviceOpContractTest {
             int b = 3, n = 4, m = 3;
             ObjectMask mask = ObjectMask.counts(new int[] {4, 2, 1}, n);
             float[] x = gaussian(r, b * n * 5), y = gaussian(r, b * m * 4), g = gaussian(r, b * 4);
-            s.add(new Subject("BanBlock", false, c -> new BanBlockCuda(op, c), new BanBlockCpu(op), be -> {
+            s.add(new Subject("BanBlock", false, true, (c, p) -> new BanBlockCuda(op, c, p), new BanBlockCpu(op), be -> {
                 BanBlock.Backend k = (BanBlock.Backend) be;
                 BanBlock.Result res = k.forwardWithAttention(x, y, mask, b, n, m);
                 List<float[]> t = tensors(res.out(), res.attention());
@@ -199,6 +204,11 @@ class DeviceOpContractTest {
             }));
         }
         return s.stream();
+    }
+
+    /** Every subject in each GEMM arithmetic it offers: FP32, and TF32 and BF16 for the ops with GEMMs. */
+    static Stream<Arguments> everyPrecision() {
+        return subjects().flatMap(s -> (s.gemms() ? Stream.of(Precision.values()) : Stream.of(Precision.FP32)).map(p -> Arguments.of(s, p)));
     }
 
     /** Two backends of one op family closed together (FullBilinear's two-input and homologous forms). */
@@ -234,8 +244,8 @@ class DeviceOpContractTest {
         require(s);
         List<float[]> cpu = call(s, s.cpu());
         assertTrue(backendName(s.cpu()).startsWith("cpu-"), backendName(s.cpu()));
-        try (AutoCloseable cuda = s.cuda().apply(ctx)) {
-            assertEquals(Cuda.backendName(io.bifuse.Precision.FP32), backendName(cuda));
+        try (AutoCloseable cuda = s.cuda().apply(ctx, Precision.FP32)) {
+            assertEquals(Cuda.backendName(Precision.FP32), backendName(cuda));
             List<float[]> dev = call(s, cuda);
             assertEquals(cpu.size(), dev.size(), s + ": tensor count");
             for (int i = 0; i < cpu.size(); i++) {
@@ -245,10 +255,11 @@ class DeviceOpContractTest {
         }
     }
 
-    @ParameterizedTest(name = "{0}") @MethodSource("subjects")
-    void rerunsBitwiseAndKeepsMemoryFlat(Subject s) throws Exception {
+    @ParameterizedTest(name = "{0} {1}") @MethodSource("everyPrecision")
+    void rerunsBitwiseAndKeepsMemoryFlat(Subject s, Precision p) throws Exception {
         require(s);
-        try (AutoCloseable cuda = s.cuda().apply(ctx)) {
+        try (AutoCloseable cuda = s.cuda().apply(ctx, p)) {
+            if (s.gemms()) assertEquals(Cuda.backendName(p), backendName(cuda));
             List<float[]> first = call(s, cuda);
             long bytes = deviceBytes(cuda), live = DeviceBuffer.liveBytes();
             long[] made = ResourceCounts.snapshot();
@@ -259,12 +270,12 @@ class DeviceOpContractTest {
         }
     }
 
-    @ParameterizedTest(name = "{0}") @MethodSource("subjects")
-    void sixThreadsShareOneOp(Subject s) throws Exception {
+    @ParameterizedTest(name = "{0} {1}") @MethodSource("everyPrecision")
+    void sixThreadsShareOneOp(Subject s, Precision p) throws Exception {
         require(s);
         int threads = 6;
         ExecutorService pool = Executors.newFixedThreadPool(threads);
-        try (AutoCloseable cuda = s.cuda().apply(ctx)) {
+        try (AutoCloseable cuda = s.cuda().apply(ctx, p)) {
             List<float[]> want = call(s, cuda);
             CyclicBarrier start = new CyclicBarrier(threads);
             List<Future<List<List<float[]>>>> got = new ArrayList<>();
@@ -280,11 +291,11 @@ class DeviceOpContractTest {
         }
     }
 
-    @ParameterizedTest(name = "{0}") @MethodSource("subjects")
-    void closeFreesEverythingAndRefusesLaterCalls(Subject s) throws Exception {
+    @ParameterizedTest(name = "{0} {1}") @MethodSource("everyPrecision")
+    void closeFreesEverythingAndRefusesLaterCalls(Subject s, Precision p) throws Exception {
         require(s);
         long live = DeviceBuffer.liveBytes();
-        AutoCloseable cuda = s.cuda().apply(ctx);
+        AutoCloseable cuda = s.cuda().apply(ctx, p);
         call(s, cuda);
         cuda.close();
         assertEquals(live, DeviceBuffer.liveBytes(), s + ": live device bytes after close");
