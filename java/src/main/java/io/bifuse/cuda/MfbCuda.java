@@ -31,7 +31,7 @@ import java.util.List;
  * two of the six backward GEMMs; saving {@code P, Q} instead would hold {@code 8·B·n·o·k} bytes between
  * the passes (41 MB at the spec's MFH size).
  *
- * <p>GEMM arithmetic: {@link Precision} ({@code FP32} by default in {@link Mfb#onCuda}, TF32/BF16 only when
+ * <p>GEMM arithmetic: {@link Precision} ({@code FP32} by default in {@link #MfbCuda(Mfb, CudaContext)}, TF32/BF16 only when
  * asked for). The fused kernels always work in float32 with double norm accumulation. The kernels keep a
  * few values per block in registers, so this path takes at most {@value #MAX_BLOCKS} MFH blocks.
  *

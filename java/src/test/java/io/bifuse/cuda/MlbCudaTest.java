@@ -65,7 +65,7 @@ class MlbCudaTest extends CublasOpTest {
         }
     }
 
-    /** TF32 and BF16 are never chosen silently: every low-rank op's one-argument onCuda is FP32. */
+    /** TF32 and BF16 are never chosen silently: every low-rank op's two-argument CUDA constructor is FP32. */
     @Test void defaultPrecisionIsFp32() {
         try (MlbCuda a = new MlbCuda(Mlb.random(5, 4, 3, 2, Activation.TANH, 1), ctx);
              MfbCuda b = new MfbCuda(io.bifuse.Mfb.random(5, 4, 3, 2, 2, Activation.NONE, io.bifuse.Normalization.pytorch(), 2), ctx);
