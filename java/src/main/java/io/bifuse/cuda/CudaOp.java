@@ -74,6 +74,13 @@ public abstract sealed class CudaOp<O> implements AutoCloseable
     /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
     public final void release(CudaStream stream) { workspaces().release(stream); }
 
+    /**
+     * Frees what the {@code float[]} conveniences keep between calls (their private streams, those
+     * streams' workspaces, and input/output buffers grown to the largest call so far), e.g. after a
+     * one-off large call; the next such call makes them again. Calls in flight keep theirs.
+     */
+    public final void releaseHostLanes() { host.trim(); }
+
     /** Bytes of device memory this op holds now: weights and nested ops, workspaces, host-call lanes. */
     public final long deviceBytes() {
         long b = workspaces().bytes() + host.bytes();

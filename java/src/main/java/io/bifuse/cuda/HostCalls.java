@@ -108,10 +108,19 @@ final class HostCalls implements AutoCloseable {
 
     /** Frees every idle lane and refuses new calls; a lane still busy is freed when its call ends. Never throws. */
     @Override public void close() {
+        freeIdle(true);
+    }
+
+    /** Frees the idle lanes (their streams, workspaces and kept buffers); later calls make fresh ones. Never throws. */
+    void trim() {
+        freeIdle(false);
+    }
+
+    private void freeIdle(boolean close) {
         List<Lane> gone;
         synchronized (idle) {
             if (closed) return;
-            closed = true;
+            if (close) closed = true;
             gone = new ArrayList<>(idle);
             idle.clear();
             all.removeAll(gone);

@@ -78,6 +78,12 @@ class HostCallsTest {
                 float[] bigRows = cuda.forward(xb, yb, big);
                 assertArrayEquals(java.util.Arrays.copyOf(bigRows, small * 5), first, "a sample's output does not depend on the batch it ran in");
                 assertTrue(cuda.deviceBytes() > 0);
+                // After a one-off large call, what the lanes keep can be given back: the weights stay.
+                long weights;
+                try (MlbCuda fresh = new MlbCuda(op, ctx)) { weights = fresh.deviceBytes(); }
+                cuda.releaseHostLanes();
+                assertEquals(weights, cuda.deviceBytes(), "only the weights after releaseHostLanes");
+                assertArrayEquals(first, cuda.forward(xs, ys, small), "a fresh lane computes the same");
             }
             assertEquals(live, DeviceBuffer.liveBytes(), "closing the op frees its lanes' buffers");
         }
