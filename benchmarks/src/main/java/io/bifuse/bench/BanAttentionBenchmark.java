@@ -5,6 +5,7 @@ import io.bifuse.BanAttention;
 import io.bifuse.ObjectMask;
 import io.bifuse.cuda.BanAttentionCuda;
 import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaOp;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.DeviceObjectMask;
@@ -26,13 +27,7 @@ import org.openjdk.jmh.annotations.*;
  *        org.openjdk.jmh.Main BanAttentionBenchmark
  * </pre>
  */
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
-@State(Scope.Benchmark)
-public class BanAttentionBenchmark {
+public class BanAttentionBenchmark extends OpBenchmark {
     @Param({"8", "256"}) public int batch;
     @Param({"36", "100"}) public int objects;
 
@@ -46,9 +41,9 @@ public class BanAttentionBenchmark {
         op = BanAttention.random(G, K, 42);
         cpu = new BanAttentionCpu(op);
         SplittableRandom r = new SplittableRandom(7);
-        xp = MlbBenchmark.random(r, batch * objects * K);
-        yp = MlbBenchmark.random(r, batch * M * K);
-        ga = MlbBenchmark.random(r, batch * G * objects * M);
+        xp = random(r, batch * objects * K);
+        yp = random(r, batch * M * K);
+        ga = random(r, batch * G * objects * M);
         int[] counts = new int[batch];
         for (int b = 0; b < batch; b++) counts[b] = 10 + r.nextInt(objects - 9);
         mask = ObjectMask.counts(counts, objects);
@@ -63,38 +58,26 @@ public class BanAttentionBenchmark {
 
     /** Device-resident state for the GPU benchmarks. */
     @State(Scope.Benchmark)
-    public static class Gpu {
-        CudaContext ctx;
-        CudaStream stream;
+    public static class Gpu extends GpuState {
         BanAttentionCuda cuda;
         DeviceBuffer xp, yp, ga, att, gx, gy, gw, gb;
         DeviceObjectMask mask;
 
         @Setup(Level.Trial) public void setup(BanAttentionBenchmark b) {
-            GpuTrial.require(false);
-            ctx = CudaContext.open(0);
-            stream = CudaStream.create(ctx);
+            open(false);
             cuda = new BanAttentionCuda(b.op, ctx);
-            xp = DeviceBuffer.of(ctx, b.xp);
-            yp = DeviceBuffer.of(ctx, b.yp);
-            ga = DeviceBuffer.of(ctx, b.ga);
-            mask = DeviceObjectMask.upload(ctx, b.mask);
-            att = DeviceBuffer.allocateFloats(ctx, b.ga.length);
-            gx = DeviceBuffer.allocateFloats(ctx, b.xp.length);
-            gy = DeviceBuffer.allocateFloats(ctx, b.yp.length);
-            gw = DeviceBuffer.allocateFloats(ctx, (long) G * K);
-            gb = DeviceBuffer.allocateFloats(ctx, G);
+            xp = own(DeviceBuffer.of(ctx, b.xp));
+            yp = own(DeviceBuffer.of(ctx, b.yp));
+            ga = own(DeviceBuffer.of(ctx, b.ga));
+            mask = own(DeviceObjectMask.upload(ctx, b.mask));
+            att = own(DeviceBuffer.allocateFloats(ctx, b.ga.length));
+            gx = own(DeviceBuffer.allocateFloats(ctx, b.xp.length));
+            gy = own(DeviceBuffer.allocateFloats(ctx, b.yp.length));
+            gw = own(DeviceBuffer.allocateFloats(ctx, (long) G * K));
+            gb = own(DeviceBuffer.allocateFloats(ctx, G));
         }
 
-        @TearDown(Level.Trial) public void tearDown() {
-            if (ctx == null) return;
-            cuda.release(stream);
-            for (DeviceBuffer buf : new DeviceBuffer[] {xp, yp, ga, att, gx, gy, gw, gb}) buf.close();
-            mask.close();
-            cuda.close();
-            stream.close();
-            ctx.close();
-        }
+        @Override CudaOp<?> op() { return cuda; }
     }
 
     /** The forward as a model runs it: the maps only (the logits are an optional output). */

@@ -6,6 +6,7 @@ import io.bifuse.ObjectMask;
 import io.bifuse.Precision;
 import io.bifuse.cuda.BanBlockCuda;
 import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaOp;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.DeviceObjectMask;
@@ -26,13 +27,10 @@ import org.openjdk.jmh.annotations.*;
  *        org.openjdk.jmh.Main BanBlockBenchmark
  * </pre>
  */
-@BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
 @Warmup(iterations = 1, time = 1)
 @Measurement(iterations = 3, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
-@State(Scope.Benchmark)
-public class BanBlockBenchmark {
+public class BanBlockBenchmark extends OpBenchmark {
     @Param({"1"}) public int batch;
     @Param({"36", "100"}) public int objects;
 
@@ -49,9 +47,9 @@ public class BanBlockBenchmark {
         int[] counts = new int[batch];
         for (int b = 0; b < batch; b++) counts[b] = r.nextInt(Math.min(10, objects), objects + 1);
         mask = ObjectMask.counts(counts, objects);
-        x = MlbBenchmark.random(r, batch * objects * DX);
-        y = MlbBenchmark.random(r, batch * M * DY);
-        g = MlbBenchmark.random(r, batch * DY);
+        x = random(r, batch * objects * DX);
+        y = random(r, batch * M * DY);
+        g = random(r, batch * DY);
     }
 
     @Benchmark public float[] cpuForward() { return cpu.forward(x, y, mask, batch, objects, M); }
@@ -63,45 +61,32 @@ public class BanBlockBenchmark {
 
     /** Device-resident state for the GPU benchmarks; the GEMM precision is a parameter of the GPU rows only. */
     @State(Scope.Benchmark)
-    public static class Gpu {
+    public static class Gpu extends GpuState {
         @Param({"FP32", "TF32", "BF16"}) public Precision precision;
         /** The GPU rows' own batch: the CPU rows' B = 1 would only time launch overhead. */
         @Param({"256"}) public int gpuBatch;
         int objects;
-        CudaContext ctx;
-        CudaStream stream;
         BanBlockCuda cuda;
         DeviceBuffer x, y, g, out;
         DeviceObjectMask mask;
         BanBlockCuda.OwnedGradients grads;
 
         @Setup(Level.Trial) public void setup(BanBlockBenchmark b) {
-            GpuTrial.require(true);
-            ctx = CudaContext.open(0);
-            stream = CudaStream.create(ctx);
+            open(true);
             objects = b.objects;
             cuda = new BanBlockCuda(b.op, ctx, precision);
             SplittableRandom r = new SplittableRandom(11);
             int[] counts = new int[gpuBatch];
             for (int i = 0; i < gpuBatch; i++) counts[i] = r.nextInt(Math.min(10, objects), objects + 1);
-            x = DeviceBuffer.of(ctx, MlbBenchmark.random(r, gpuBatch * objects * DX));
-            y = DeviceBuffer.of(ctx, MlbBenchmark.random(r, gpuBatch * M * DY));
-            g = DeviceBuffer.of(ctx, MlbBenchmark.random(r, gpuBatch * DY));
-            mask = DeviceObjectMask.upload(ctx, ObjectMask.counts(counts, objects));
-            out = DeviceBuffer.allocateFloats(ctx, (long) gpuBatch * DY);
-            grads = cuda.allocateGradients(gpuBatch, objects, M);
+            x = own(DeviceBuffer.of(ctx, random(r, gpuBatch * objects * DX)));
+            y = own(DeviceBuffer.of(ctx, random(r, gpuBatch * M * DY)));
+            g = own(DeviceBuffer.of(ctx, random(r, gpuBatch * DY)));
+            mask = own(DeviceObjectMask.upload(ctx, ObjectMask.counts(counts, objects)));
+            out = own(DeviceBuffer.allocateFloats(ctx, (long) gpuBatch * DY));
+            grads = own(cuda.allocateGradients(gpuBatch, objects, M));
         }
 
-        @TearDown(Level.Trial) public void tearDown() {
-            if (ctx == null) return;
-            cuda.release(stream);
-            grads.close();
-            mask.close();
-            for (DeviceBuffer buf : new DeviceBuffer[] {x, y, g, out}) buf.close();
-            cuda.close();
-            stream.close();
-            ctx.close();
-        }
+        @Override CudaOp<?> op() { return cuda; }
     }
 
     /** The forward as a model runs it: the attention maps (an optional output) are not copied out. */

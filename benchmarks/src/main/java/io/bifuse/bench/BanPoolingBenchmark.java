@@ -5,6 +5,7 @@ import io.bifuse.BanPooling;
 import io.bifuse.ObjectMask;
 import io.bifuse.cuda.BanPoolingCuda;
 import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaOp;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.DeviceObjectMask;
@@ -27,13 +28,7 @@ import org.openjdk.jmh.annotations.*;
  *        org.openjdk.jmh.Main BanPoolingBenchmark
  * </pre>
  */
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
-@State(Scope.Benchmark)
-public class BanPoolingBenchmark {
+public class BanPoolingBenchmark extends OpBenchmark {
     @Param({"36", "100"}) public int objects;
     /** "1280:1" (a BAN glimpse) or "3840:3" (a BCNet with k = 3): width K' and group k. */
     @Param({"1280:1", "3840:3"}) public String widthGroup;
@@ -59,9 +54,9 @@ public class BanPoolingBenchmark {
             for (int e = 0; e < counts[b] * M; e++) sum += att[b * n * M + e] = (float) Math.exp(r.nextGaussian());
             for (int e = 0; e < counts[b] * M; e++) att[b * n * M + e] /= (float) sum;
         }
-        x = FullBilinearBenchmark.relu(MlbBenchmark.random(r, B * n * w));
-        y = FullBilinearBenchmark.relu(MlbBenchmark.random(r, B * M * w));
-        g = MlbBenchmark.random(r, B * op.outWidth());
+        x = FullBilinearBenchmark.relu(random(r, B * n * w));
+        y = FullBilinearBenchmark.relu(random(r, B * M * w));
+        g = random(r, B * op.outWidth());
     }
 
     @Benchmark public float[] cpuForward() { return cpu.forward(att, x, y, mask, B, objects, M); }
@@ -73,44 +68,33 @@ public class BanPoolingBenchmark {
 
     /** Device-resident state for the GPU benchmarks. */
     @State(Scope.Benchmark)
-    public static class Gpu {
-        CudaContext ctx;
-        CudaStream stream;
+    public static class Gpu extends GpuState {
         BanPoolingCuda cuda;
         DeviceObjectMask mask;
         DeviceBuffer att, x, y, g, out, ga, gx, gy;
         int n, w;
 
         @Setup(Level.Trial) public void setup(BanPoolingBenchmark b) {
-            GpuTrial.require(false);
-            ctx = CudaContext.open(0);
-            stream = CudaStream.create(ctx);
+            open(false);
             cuda = new BanPoolingCuda(b.op, ctx);
             n = b.objects;
             w = b.op.width();
-            mask = DeviceObjectMask.upload(ctx, b.mask);
-            att = DeviceBuffer.of(ctx, b.att);
-            x = DeviceBuffer.of(ctx, b.x);
-            y = DeviceBuffer.of(ctx, b.y);
-            g = DeviceBuffer.of(ctx, b.g);
-            out = DeviceBuffer.allocateFloats(ctx, (long) B * b.op.outWidth());
-            ga = DeviceBuffer.allocateFloats(ctx, b.att.length);
-            gx = DeviceBuffer.allocateFloats(ctx, b.x.length);
-            gy = DeviceBuffer.allocateFloats(ctx, b.y.length);
+            mask = own(DeviceObjectMask.upload(ctx, b.mask));
+            att = own(DeviceBuffer.of(ctx, b.att));
+            x = own(DeviceBuffer.of(ctx, b.x));
+            y = own(DeviceBuffer.of(ctx, b.y));
+            g = own(DeviceBuffer.of(ctx, b.g));
+            out = own(DeviceBuffer.allocateFloats(ctx, (long) B * b.op.outWidth()));
+            ga = own(DeviceBuffer.allocateFloats(ctx, b.att.length));
+            gx = own(DeviceBuffer.allocateFloats(ctx, b.x.length));
+            gy = own(DeviceBuffer.allocateFloats(ctx, b.y.length));
         }
 
         void forward() { cuda.forward(att, (long) n * M, x, w, y, w, mask, B, n, M, out, stream); }
 
         void backward() { cuda.backward(att, (long) n * M, x, w, y, w, mask, B, n, M, g, ga, gx, w, gy, w, false, stream); }
 
-        @TearDown(Level.Trial) public void tearDown() {
-            if (ctx == null) return;
-            for (DeviceBuffer buf : new DeviceBuffer[] {att, x, y, g, out, ga, gx, gy}) if (buf != null) buf.close();
-            mask.close();
-            cuda.close();
-            stream.close();
-            ctx.close();
-        }
+        @Override CudaOp<?> op() { return cuda; }
     }
 
     @Benchmark public void gpuForward(Gpu s) {

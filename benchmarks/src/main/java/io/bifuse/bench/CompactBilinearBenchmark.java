@@ -5,6 +5,7 @@ import io.bifuse.CompactBilinear;
 import io.bifuse.Normalization;
 import io.bifuse.cuda.CompactBilinearCuda;
 import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaOp;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
 import java.util.SplittableRandom;
@@ -23,13 +24,7 @@ import org.openjdk.jmh.annotations.*;
  *        org.openjdk.jmh.Main CompactBilinearBenchmark
  * </pre>
  */
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
-@State(Scope.Benchmark)
-public class CompactBilinearBenchmark {
+public class CompactBilinearBenchmark extends OpBenchmark {
     @Param({"1", "64", "512"}) public int batch;
     @Param({"16000"}) public int d;
     @Param({"false"}) public boolean normalize;
@@ -48,44 +43,28 @@ public class CompactBilinearBenchmark {
         g = random(r, batch * d);
     }
 
-    static float[] random(SplittableRandom r, int n) {
-        float[] a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float) r.nextGaussian();
-        return a;
-    }
-
     @Benchmark public float[] cpuForward() { return cpu.forward(x, y, batch); }
 
     @Benchmark public Object cpuBackward() { return cpu.backward(x, y, g, batch); }
 
     /** Device-resident state for the GPU benchmarks. */
     @State(Scope.Benchmark)
-    public static class Gpu {
-        CudaContext ctx;
-        CudaStream stream;
+    public static class Gpu extends GpuState {
         CompactBilinearCuda cuda;
         DeviceBuffer x, y, z, g, gx, gy;
 
         @Setup(Level.Trial) public void setup(CompactBilinearBenchmark b) {
-            GpuTrial.require(false);
-            ctx = CudaContext.open(0);
-            stream = CudaStream.create(ctx);
+            open(false);
             cuda = new CompactBilinearCuda(b.op, ctx);
-            x = DeviceBuffer.of(ctx, b.x);
-            y = DeviceBuffer.of(ctx, b.y);
-            g = DeviceBuffer.of(ctx, b.g);
-            z = DeviceBuffer.allocateFloats(ctx, (long) b.batch * b.d);
-            gx = DeviceBuffer.allocateFloats(ctx, (long) b.batch * DX);
-            gy = DeviceBuffer.allocateFloats(ctx, (long) b.batch * DY);
+            x = own(DeviceBuffer.of(ctx, b.x));
+            y = own(DeviceBuffer.of(ctx, b.y));
+            g = own(DeviceBuffer.of(ctx, b.g));
+            z = own(DeviceBuffer.allocateFloats(ctx, (long) b.batch * b.d));
+            gx = own(DeviceBuffer.allocateFloats(ctx, (long) b.batch * DX));
+            gy = own(DeviceBuffer.allocateFloats(ctx, (long) b.batch * DY));
         }
 
-        @TearDown(Level.Trial) public void tearDown() {
-            if (ctx == null) return;
-            for (DeviceBuffer buf : new DeviceBuffer[] {x, y, z, g, gx, gy}) buf.close();
-            cuda.close();
-            stream.close();
-            ctx.close();
-        }
+        @Override CudaOp<?> op() { return cuda; }
     }
 
     @Benchmark public void gpuForward(Gpu s) {

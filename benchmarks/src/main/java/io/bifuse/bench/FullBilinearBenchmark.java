@@ -5,6 +5,7 @@ import io.bifuse.FullBilinear;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
 import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaOp;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.FullBilinearCuda;
@@ -26,13 +27,7 @@ import org.openjdk.jmh.annotations.*;
  *        org.openjdk.jmh.Main FullBilinearBenchmark
  * </pre>
  */
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
-@State(Scope.Benchmark)
-public class FullBilinearBenchmark {
+public class FullBilinearBenchmark extends OpBenchmark {
     /** 512 with {@code homologous}: the symmetric bilinear CNN; 256: two streams. */
     @Param({"512", "256"}) public int c2;
 
@@ -47,9 +42,9 @@ public class FullBilinearBenchmark {
         op = homologous() ? FullBilinear.homologous(C1, false, Normalization.pytorch()) : FullBilinear.of(C1, c2, false, Normalization.pytorch());
         cpu = new FullBilinearCpu(op);
         SplittableRandom r = new SplittableRandom(7);
-        x = relu(MlbBenchmark.random(r, B * L * C1));
-        y = homologous() ? null : relu(MlbBenchmark.random(r, B * L * c2));
-        g = MlbBenchmark.random(r, B * op.outputSize());
+        x = relu(random(r, B * L * C1));
+        y = homologous() ? null : relu(random(r, B * L * c2));
+        g = random(r, B * op.outputSize());
     }
 
     static float[] relu(float[] a) {
@@ -70,26 +65,22 @@ public class FullBilinearBenchmark {
 
     /** Device-resident state for the GPU benchmarks; the GEMM precision is a parameter of the GPU rows only. */
     @State(Scope.Benchmark)
-    public static class Gpu {
+    public static class Gpu extends GpuState {
         @Param({"FP32", "TF32", "BF16"}) public Precision precision;
-        CudaContext ctx;
-        CudaStream stream;
         FullBilinearCuda cuda;
         DeviceBuffer x, y, g, out, gx, gy;
 
         @Setup(Level.Trial) public void setup(FullBilinearBenchmark b) {
-            GpuTrial.require(true);
-            ctx = CudaContext.open(0);
-            stream = CudaStream.create(ctx);
+            open(true);
             cuda = new FullBilinearCuda(b.op, ctx, precision);
-            x = DeviceBuffer.of(ctx, b.x);
-            gx = DeviceBuffer.allocateFloats(ctx, b.x.length);
+            x = own(DeviceBuffer.of(ctx, b.x));
+            gx = own(DeviceBuffer.allocateFloats(ctx, b.x.length));
             if (!b.homologous()) {
-                y = DeviceBuffer.of(ctx, b.y);
-                gy = DeviceBuffer.allocateFloats(ctx, b.y.length);
+                y = own(DeviceBuffer.of(ctx, b.y));
+                gy = own(DeviceBuffer.allocateFloats(ctx, b.y.length));
             }
-            g = DeviceBuffer.of(ctx, b.g);
-            out = DeviceBuffer.allocateFloats(ctx, (long) B * b.op.outputSize());
+            g = own(DeviceBuffer.of(ctx, b.g));
+            out = own(DeviceBuffer.allocateFloats(ctx, (long) B * b.op.outputSize()));
         }
 
         void forward() {
@@ -102,14 +93,7 @@ public class FullBilinearBenchmark {
             else cuda.backward(x, y, g, gx, gy, B, L, stream);
         }
 
-        @TearDown(Level.Trial) public void tearDown() {
-            if (ctx == null) return;
-            cuda.release(stream);
-            for (DeviceBuffer buf : new DeviceBuffer[] {x, y, g, out, gx, gy}) if (buf != null) buf.close();
-            cuda.close();
-            stream.close();
-            ctx.close();
-        }
+        @Override CudaOp<?> op() { return cuda; }
     }
 
     @Benchmark public void gpuForward(Gpu s) {

@@ -6,6 +6,7 @@ import io.bifuse.Mfb;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
 import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaOp;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.MfbCuda;
@@ -30,13 +31,7 @@ import org.openjdk.jmh.annotations.*;
  *        org.openjdk.jmh.Main MfbBenchmark -p batch=512 -p blocks=2
  * </pre>
  */
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
-@State(Scope.Benchmark)
-public class MfbBenchmark {
+public class MfbBenchmark extends OpBenchmark {
     @Param({"64", "512"}) public int batch;
     @Param({"1", "2"}) public int blocks;
     @Param({"NONE"}) public Activation activation;
@@ -55,12 +50,6 @@ public class MfbBenchmark {
         g = random(r, batch * op.outputWidth());
     }
 
-    static float[] random(SplittableRandom r, int n) {
-        float[] a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float) r.nextGaussian();
-        return a;
-    }
-
     @Benchmark public float[] cpuForward() { return cpu.forward(x, y, batch); }
 
     @Benchmark public Object cpuTrainingStep() {
@@ -70,46 +59,29 @@ public class MfbBenchmark {
 
     /** Device-resident state for the GPU benchmarks; the GEMM precision is a parameter of the GPU rows only. */
     @State(Scope.Benchmark)
-    public static class Gpu {
+    public static class Gpu extends GpuState {
         @Param({"FP32", "TF32", "BF16"}) public Precision precision;
-        CudaContext ctx;
-        CudaStream stream;
         MfbCuda cuda;
         DeviceBuffer x, y, g, out, gx, gy, gu, gbu, gv, gbv;
-        final List<DeviceBuffer> owned = new ArrayList<>();
 
         @Setup(Level.Trial) public void setup(MfbBenchmark b) {
-            GpuTrial.require(true);
-            ctx = CudaContext.open(0);
-            stream = CudaStream.create(ctx);
+            open(true);
             cuda = new MfbCuda(b.op, ctx, precision);
             long nw = (long) b.op.blocks() * b.op.width();
-            x = keep(DeviceBuffer.of(ctx, b.x));
-            y = keep(DeviceBuffer.of(ctx, b.y));
-            g = keep(DeviceBuffer.of(ctx, b.g));
-            out = keep(DeviceBuffer.allocateFloats(ctx, (long) b.batch * b.op.outputWidth()));
-            gx = keep(DeviceBuffer.allocateFloats(ctx, (long) b.batch * DX));
-            gy = keep(DeviceBuffer.allocateFloats(ctx, (long) b.batch * DY));
+            x = own(DeviceBuffer.of(ctx, b.x));
+            y = own(DeviceBuffer.of(ctx, b.y));
+            g = own(DeviceBuffer.of(ctx, b.g));
+            out = own(DeviceBuffer.allocateFloats(ctx, (long) b.batch * b.op.outputWidth()));
+            gx = own(DeviceBuffer.allocateFloats(ctx, (long) b.batch * DX));
+            gy = own(DeviceBuffer.allocateFloats(ctx, (long) b.batch * DY));
             // Stacked over the blocks (MfbCuda.backward's layout): n·o·k × Dx, n·o·k × Dy and the biases.
-            gu = keep(DeviceBuffer.allocateFloats(ctx, nw * DX));
-            gv = keep(DeviceBuffer.allocateFloats(ctx, nw * DY));
-            gbu = keep(DeviceBuffer.allocateFloats(ctx, nw));
-            gbv = keep(DeviceBuffer.allocateFloats(ctx, nw));
+            gu = own(DeviceBuffer.allocateFloats(ctx, nw * DX));
+            gv = own(DeviceBuffer.allocateFloats(ctx, nw * DY));
+            gbu = own(DeviceBuffer.allocateFloats(ctx, nw));
+            gbv = own(DeviceBuffer.allocateFloats(ctx, nw));
         }
 
-        private DeviceBuffer keep(DeviceBuffer buf) {
-            owned.add(buf);
-            return buf;
-        }
-
-        @TearDown(Level.Trial) public void tearDown() {
-            if (ctx == null) return;
-            cuda.release(stream);
-            owned.forEach(DeviceBuffer::close);
-            cuda.close();
-            stream.close();
-            ctx.close();
-        }
+        @Override CudaOp<?> op() { return cuda; }
     }
 
     @Benchmark public void gpuForward(Gpu s) {

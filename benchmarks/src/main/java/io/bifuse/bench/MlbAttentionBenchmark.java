@@ -5,6 +5,7 @@ import io.bifuse.Activation;
 import io.bifuse.MlbAttention;
 import io.bifuse.Precision;
 import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaOp;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.MlbAttentionCuda;
@@ -26,13 +27,7 @@ import org.openjdk.jmh.annotations.*;
  *        org.openjdk.jmh.Main MlbAttentionBenchmark
  * </pre>
  */
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
-@State(Scope.Benchmark)
-public class MlbAttentionBenchmark {
+public class MlbAttentionBenchmark extends OpBenchmark {
     @Param({"4", "64"}) public int batch;
 
     static final int L = 196, DQ = 2400, DV = 2048, J = 1200, G = 2, OUT = 2000;
@@ -44,9 +39,9 @@ public class MlbAttentionBenchmark {
         op = MlbAttention.random(DQ, DV, J, G, OUT, Activation.TANH, 42);
         cpu = new MlbAttentionCpu(op);
         SplittableRandom r = new SplittableRandom(7);
-        q = MlbBenchmark.random(r, batch * DQ);
-        v = MlbBenchmark.random(r, batch * L * DV);
-        g = MlbBenchmark.random(r, batch * OUT);
+        q = random(r, batch * DQ);
+        v = random(r, batch * L * DV);
+        g = random(r, batch * OUT);
     }
 
     @Benchmark public float[] cpuForward() { return cpu.forward(q, v, batch, L); }
@@ -58,35 +53,23 @@ public class MlbAttentionBenchmark {
 
     /** Device-resident state for the GPU benchmarks; the GEMM precision is a parameter of the GPU rows only. */
     @State(Scope.Benchmark)
-    public static class Gpu {
+    public static class Gpu extends GpuState {
         @Param({"FP32", "TF32", "BF16"}) public Precision precision;
-        CudaContext ctx;
-        CudaStream stream;
         MlbAttentionCuda cuda;
         DeviceBuffer q, v, g, out;
         MlbAttentionCuda.OwnedGradients grads;
 
         @Setup(Level.Trial) public void setup(MlbAttentionBenchmark b) {
-            GpuTrial.require(true);
-            ctx = CudaContext.open(0);
-            stream = CudaStream.create(ctx);
+            open(true);
             cuda = new MlbAttentionCuda(b.op, ctx, precision);
-            q = DeviceBuffer.of(ctx, b.q);
-            v = DeviceBuffer.of(ctx, b.v);
-            g = DeviceBuffer.of(ctx, b.g);
-            out = DeviceBuffer.allocateFloats(ctx, (long) b.batch * OUT);
-            grads = cuda.allocateGradients(b.batch, L);
+            q = own(DeviceBuffer.of(ctx, b.q));
+            v = own(DeviceBuffer.of(ctx, b.v));
+            g = own(DeviceBuffer.of(ctx, b.g));
+            out = own(DeviceBuffer.allocateFloats(ctx, (long) b.batch * OUT));
+            grads = own(cuda.allocateGradients(b.batch, L));
         }
 
-        @TearDown(Level.Trial) public void tearDown() {
-            if (ctx == null) return;
-            cuda.release(stream);
-            grads.close();
-            for (DeviceBuffer buf : new DeviceBuffer[] {q, v, g, out}) buf.close();
-            cuda.close();
-            stream.close();
-            ctx.close();
-        }
+        @Override CudaOp<?> op() { return cuda; }
     }
 
     /** The forward as a model runs it: the attention maps (an optional output) are not written. */

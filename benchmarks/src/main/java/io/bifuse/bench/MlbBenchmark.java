@@ -5,6 +5,7 @@ import io.bifuse.Activation;
 import io.bifuse.Mlb;
 import io.bifuse.Precision;
 import io.bifuse.cuda.CudaContext;
+import io.bifuse.cuda.CudaOp;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.MlbCuda;
@@ -26,13 +27,7 @@ import org.openjdk.jmh.annotations.*;
  *        org.openjdk.jmh.Main MlbBenchmark
  * </pre>
  */
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.MICROSECONDS)
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-@Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
-@State(Scope.Benchmark)
-public class MlbBenchmark {
+public class MlbBenchmark extends OpBenchmark {
     @Param({"64", "512"}) public int batch;
 
     static final int DX = 2400, DY = 2048, J = 1200, OUT = 2000;
@@ -49,12 +44,6 @@ public class MlbBenchmark {
         g = random(r, batch * OUT);
     }
 
-    static float[] random(SplittableRandom r, int n) {
-        float[] a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float) r.nextGaussian();
-        return a;
-    }
-
     @Benchmark public float[] cpuForward() { return cpu.forward(x, y, batch); }
 
     @Benchmark public Object cpuTrainingStep() {
@@ -64,40 +53,25 @@ public class MlbBenchmark {
 
     /** Device-resident state for the GPU benchmarks; the GEMM precision is a parameter of the GPU rows only. */
     @State(Scope.Benchmark)
-    public static class Gpu {
+    public static class Gpu extends GpuState {
         @Param({"FP32", "TF32", "BF16"}) public Precision precision;
-        CudaContext ctx;
-        CudaStream stream;
         MlbCuda cuda;
         DeviceBuffer x, y, g, out;
         MlbCuda.DeviceGradients grads;
-        final List<DeviceBuffer> owned = new ArrayList<>();
 
         @Setup(Level.Trial) public void setup(MlbBenchmark b) {
-            GpuTrial.require(true);
-            ctx = CudaContext.open(0);
-            stream = CudaStream.create(ctx);
+            open(true);
             cuda = new MlbCuda(b.op, ctx, precision);
-            x = keep(DeviceBuffer.of(ctx, b.x));
-            y = keep(DeviceBuffer.of(ctx, b.y));
-            g = keep(DeviceBuffer.of(ctx, b.g));
-            out = keep(DeviceBuffer.allocateFloats(ctx, (long) b.batch * OUT));
-            grads = cuda.allocateGradients(b.batch, owned);
+            x = own(DeviceBuffer.of(ctx, b.x));
+            y = own(DeviceBuffer.of(ctx, b.y));
+            g = own(DeviceBuffer.of(ctx, b.g));
+            out = own(DeviceBuffer.allocateFloats(ctx, (long) b.batch * OUT));
+            List<DeviceBuffer> gradBuffers = new ArrayList<>();
+            grads = cuda.allocateGradients(b.batch, gradBuffers);
+            gradBuffers.forEach(this::own);
         }
 
-        private DeviceBuffer keep(DeviceBuffer buf) {
-            owned.add(buf);
-            return buf;
-        }
-
-        @TearDown(Level.Trial) public void tearDown() {
-            if (ctx == null) return;
-            cuda.release(stream);
-            owned.forEach(DeviceBuffer::close);
-            cuda.close();
-            stream.close();
-            ctx.close();
-        }
+        @Override CudaOp<?> op() { return cuda; }
     }
 
     @Benchmark public void gpuForward(Gpu s) {
