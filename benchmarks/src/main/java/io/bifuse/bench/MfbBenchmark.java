@@ -63,6 +63,7 @@ public class MfbBenchmark extends OpBenchmark {
         @Param({"FP32", "TF32", "BF16"}) public Precision precision;
         MfbCuda cuda;
         DeviceBuffer x, y, g, out, gx, gy, gu, gbu, gv, gbv;
+        MfbCuda.DeviceGradients grads;
 
         @Setup(Level.Trial) public void setup(MfbBenchmark b) {
             open(true);
@@ -79,6 +80,7 @@ public class MfbBenchmark extends OpBenchmark {
             gv = own(DeviceBuffer.allocateFloats(ctx, nw * DY));
             gbu = own(DeviceBuffer.allocateFloats(ctx, nw));
             gbv = own(DeviceBuffer.allocateFloats(ctx, nw));
+            grads = new MfbCuda.DeviceGradients(gx, gy, gu, gbu, gv, gbv);
         }
 
         @Override CudaOp<?> op() { return cuda; }
@@ -91,7 +93,7 @@ public class MfbBenchmark extends OpBenchmark {
 
     @Benchmark public void gpuTrainingStep(Gpu s) {
         s.cuda.forward(s.x, s.y, s.out, batch, s.stream);
-        s.cuda.backward(s.x, s.y, s.g, s.gx, s.gy, s.gu, s.gbu, s.gv, s.gbv, batch, s.stream);
+        s.cuda.backward(s.x, s.y, s.g, s.grads, batch, s.stream);
         s.stream.synchronize();
     }
 }

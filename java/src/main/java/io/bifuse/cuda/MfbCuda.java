@@ -142,26 +142,32 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
     }
 
     /**
-     * Gradients from {@code gradOut = ∂L/∂out (B × n·o)} and the forward's inputs, queued on {@code stream}
-     * and WRITTEN (not accumulated): {@code gradX (B × Dx)}, {@code gradY (B × Dy)}, {@code gradU}
-     * ({@code n·o·k × Dx}: block i's weight gradient at rows {@code [i·o·k, (i+1)·o·k)}, the layout of
-     * {@code torch.cat} of the U weights), {@code gradV} ({@code n·o·k × Dy}), {@code gradBiasU},
-     * {@code gradBiasV} ({@code n·o·k} each, stacked likewise; null to skip). {@code gradOut} is only read.
+     * Device buffers for every gradient of {@link #backward}: {@code dx} ({@code B × Dx}), {@code dy}
+     * ({@code B × Dy}), {@code u} ({@code n·o·k × Dx}: block i's weight gradient at rows
+     * {@code [i·o·k, (i+1)·o·k)}, the layout of {@code torch.cat} of the U weights), {@code v}
+     * ({@code n·o·k × Dy}), and the stacked bias gradients {@code bu}, {@code bv} ({@code n·o·k} each;
+     * null to skip).
      */
-    public void backward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, DeviceMemory gradX, DeviceMemory gradY,
-                         DeviceMemory gradU, DeviceMemory gradBiasU, DeviceMemory gradV, DeviceMemory gradBiasV,
-                         int batch, CudaStream stream) {
+    public record DeviceGradients(DeviceMemory dx, DeviceMemory dy, DeviceMemory u, DeviceMemory bu, DeviceMemory v, DeviceMemory bv) {}
+
+    /**
+     * Gradients from {@code gradOut = ∂L/∂out (B × n·o)} and the forward's inputs, queued on
+     * {@code stream} and WRITTEN (not accumulated) into {@code grads}. {@code gradOut} is only read.
+     */
+    public void backward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, DeviceGradients grads, int batch, CudaStream stream) {
         DeviceArgs.batch(batch);
         DeviceArgs.memory("x", x, batch, op.dx());
         DeviceArgs.memory("y", y, batch, op.dy());
         DeviceArgs.memory("gradOut", gradOut, batch, op.outputWidth());
-        DeviceArgs.memory("gradX", gradX, batch, op.dx());
-        DeviceArgs.memory("gradY", gradY, batch, op.dy());
-        DeviceArgs.memory("gradU", gradU, nw, op.dx());
-        DeviceArgs.memory("gradV", gradV, nw, op.dy());
-        if (gradBiasU != null) DeviceArgs.memory("gradBiasU", gradBiasU, 1, nw);
-        if (gradBiasV != null) DeviceArgs.memory("gradBiasV", gradBiasV, 1, nw);
+        if (grads == null) throw new IllegalArgumentException("grads: expected DeviceGradients for dx, dy, U, V, got null");
+        DeviceArgs.memory("grads.dx", grads.dx(), batch, op.dx());
+        DeviceArgs.memory("grads.dy", grads.dy(), batch, op.dy());
+        DeviceArgs.memory("grads.u", grads.u(), nw, op.dx());
+        DeviceArgs.memory("grads.v", grads.v(), nw, op.dy());
+        if (grads.bu() != null) DeviceArgs.memory("grads.bu", grads.bu(), 1, nw);
+        if (grads.bv() != null) DeviceArgs.memory("grads.bv", grads.bv(), 1, nw);
         DeviceArgs.stream(stream);
+        DeviceMemory gradX = grads.dx(), gradY = grads.dy(), gradU = grads.u(), gradBiasU = grads.bu(), gradV = grads.v(), gradBiasV = grads.bv();
         inWorkspace(stream, batch, ws -> {
             ws.ensureBackward();
             project(ws, x, y, batch);
@@ -192,11 +198,26 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
         io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, op.outputWidth());
         return host.run(lane -> {
             DeviceMemory bx = lane.in(x), by = lane.in(y), g = lane.in(gradOut);
-            DeviceMemory gx = lane.floats((long) batch * op.dx()), gy = lane.floats((long) batch * op.dy());
-            DeviceMemory gu = lane.floats((long) nw * op.dx()), gv = lane.floats((long) nw * op.dy()), gbu = lane.floats(nw), gbv = lane.floats(nw);
-            backward(bx, by, g, gx, gy, gu, gbu, gv, gbv, batch, lane.stream());
-            return split(lane.read(gx), lane.read(gy), lane.read(gu), lane.read(gbu), lane.read(gv), lane.read(gbv));
+            DeviceGradients gr = gradients(batch, lane::floats);
+            backward(bx, by, g, gr, batch, lane.stream());
+            return split(lane.read(gr.dx()), lane.read(gr.dy()), lane.read(gr.u()), lane.read(gr.bu()), lane.read(gr.v()), lane.read(gr.bv()));
         });
+    }
+
+    /** Fresh device buffers for every gradient at batch {@code batch}, each added to {@code owned} (the caller closes them). */
+    public DeviceGradients allocateGradients(int batch, List<DeviceBuffer> owned) {
+        DeviceArgs.batch(batch);
+        if (owned == null) throw new IllegalArgumentException("owned: expected a list to add the new buffers to, got null");
+        return gradients(batch, n -> {
+            DeviceBuffer b = DeviceBuffer.allocateFloats(context, n);
+            owned.add(b);
+            return b;
+        });
+    }
+
+    private DeviceGradients gradients(int batch, java.util.function.LongFunction<DeviceMemory> floats) {
+        return new DeviceGradients(floats.apply((long) batch * op.dx()), floats.apply((long) batch * op.dy()), floats.apply((long) nw * op.dx()),
+                floats.apply(nw), floats.apply((long) nw * op.dy()), floats.apply(nw));
     }
 
     /** Per-block {@link LinearGradients} from the stacked gradients (bias null for a layer without bias). */

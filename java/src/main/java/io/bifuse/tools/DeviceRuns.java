@@ -106,7 +106,7 @@ public final class DeviceRuns {
             try {
                 for (DeviceBuffer d : new DeviceBuffer[] {out, gx, gy, gu, gv, gbu, gbv}) d.fill(Float.NaN);
                 cuda.forward(dx, dy, out, batch, st);
-                cuda.backward(dx, dy, dg, gx, gy, gu, gbu, gv, gbv, batch, st);
+                cuda.backward(dx, dy, dg, new MfbCuda.DeviceGradients(gx, gy, gu, gbu, gv, gbv), batch, st);
                 MfbRun run = new MfbRun(read(out, st), cuda.split(read(gx, st), read(gy, st), read(gu, st), read(gbu, st), read(gv, st), read(gbv, st)));
                 unchanged(st, "x", dx, x, "y", dy, y, "gradOut", dg, g);
                 return run;

@@ -244,7 +244,7 @@ final class MfbSuite implements Suite {
                     session.gpu("Mfb.forward", backend, c.label(), c.csvSize(), b, cost("forward", c), st, () -> cuda.forward(dx, dy, out, b, st));
                     session.gpu("Mfb.fwd+bwd", backend, c.label(), c.csvSize(), b, cost("fwd+bwd", c), st, () -> {
                         cuda.forward(dx, dy, out, b, st);
-                        cuda.backward(dx, dy, dg, gx, gy, gu, gbu, gv, gbv, b, st);
+                        cuda.backward(dx, dy, dg, new MfbCuda.DeviceGradients(gx, gy, gu, gbu, gv, gbv), b, st);
                     });
                     cuda.release(st);
                 }

@@ -297,12 +297,12 @@ class MfbCudaTest extends CublasOpTest {
              DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, batch * 1024L); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, batch * 2048L);
              DeviceBuffer gu = DeviceBuffer.allocateFloats(ctx, nw * 1024L); DeviceBuffer gv = DeviceBuffer.allocateFloats(ctx, nw * 2048L)) {
             cuda.forward(x, y, z, batch, s);
-            cuda.backward(x, y, g, gx, gy, gu, null, gv, null, batch, s);
+            cuda.backward(x, y, g, new MfbCuda.DeviceGradients(gx, gy, gu, null, gv, null), batch, s);
             s.synchronize();
             long free0 = ctx.memoryInfo()[0], held0 = cuda.deviceBytes();
             for (int i = 0, n = SANITIZE ? 5 : SimSizes.repeats(100); i < n; i++) {
                 cuda.forward(x, y, z, batch, s);
-                cuda.backward(x, y, g, gx, gy, gu, null, gv, null, batch, s);
+                cuda.backward(x, y, g, new MfbCuda.DeviceGradients(gx, gy, gu, null, gv, null), batch, s);
             }
             s.synchronize();
             assertEquals(free0, ctx.memoryInfo()[0], "free device memory changed over repeated calls");
@@ -331,9 +331,9 @@ class MfbCudaTest extends CublasOpTest {
             expect("out: expected at least 2 × 6 floats", () -> cuda.forward(x, y, DeviceMemory.wrap(z.address(), 40), 2, s));
             expect("batch: expected >= 1, got 0", () -> cuda.forward(x, y, z, 0, s));
             expect("stream: expected a CudaStream", () -> cuda.forward(x, y, z, 2, null));
-            expect("gradU: expected at least 12 × 8 floats", () -> cuda.backward(x, y, z, x, y, DeviceMemory.wrap(gu.address(), 8), null, gv, null, 2, s));
-            expect("gradBiasV: expected at least 1 × 12 floats", () -> cuda.backward(x, y, z, x, y, gu, null, gv, DeviceMemory.wrap(gv.address(), 8), 2, s));
-            expect("gradOut: expected at least 2 × 6 floats", () -> cuda.backward(x, y, DeviceMemory.wrap(z.address(), 4), x, y, gu, null, gv, null, 2, s));
+            expect("grads.u: expected at least 12 × 8 floats", () -> cuda.backward(x, y, z, new MfbCuda.DeviceGradients(x, y, DeviceMemory.wrap(gu.address(), 8), null, gv, null), 2, s));
+            expect("grads.bv: expected at least 1 × 12 floats", () -> cuda.backward(x, y, z, new MfbCuda.DeviceGradients(x, y, gu, null, gv, DeviceMemory.wrap(gv.address(), 8)), 2, s));
+            expect("gradOut: expected at least 2 × 6 floats", () -> cuda.backward(x, y, DeviceMemory.wrap(z.address(), 4), new MfbCuda.DeviceGradients(x, y, gu, null, gv, null), 2, s));
             expect("out: expected a 4-byte aligned address", () -> cuda.forward(x, y, DeviceMemory.wrap(z.address() + 2, 128), 2, s));
             cuda.release(s);
         }
