@@ -58,8 +58,10 @@ import org.junit.jupiter.params.provider.MethodSource;
  * </ul>
  * Reruns, threads, flat memory and close run in every GEMM arithmetic an op offers (FP32, TF32, BF16);
  * the agreement in FP32 (the reduced modes' bounds are each op's own test).
- * The NaN-poisoned device-memory runs, foreign memory and bad device arguments are each op's own test
- * today. Skipped without a GPU (failed in strict mode).
+ * On the simulated device every output and gradient buffer the host forms hand out is NaN-filled first
+ * ({@link Workspaces#POISON}, as the workspaces are), so the agreement also fails on an element no kernel
+ * wrote; on a GPU the poisoning is off and each op's own test does it. Foreign memory at odd offsets and
+ * bad device arguments are each op's own test today. Skipped without a GPU (failed in strict mode).
  */
 @Tag("gpu")
 class DeviceOpContractTest {
