@@ -9,8 +9,6 @@ import io.bifuse.cuda.CudaOp;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.MlbCuda;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.*;
@@ -66,9 +64,7 @@ public class MlbBenchmark extends OpBenchmark {
             y = own(DeviceBuffer.of(ctx, b.y));
             g = own(DeviceBuffer.of(ctx, b.g));
             out = own(DeviceBuffer.allocateFloats(ctx, (long) b.batch * OUT));
-            List<DeviceBuffer> gradBuffers = new ArrayList<>();
-            grads = cuda.allocateGradients(b.batch, gradBuffers);
-            gradBuffers.forEach(this::own);
+            grads = own(cuda.allocateGradients(b.batch)).buffers();
         }
 
         @Override CudaOp<?> op() { return cuda; }

@@ -297,72 +297,35 @@ public final class BanBlockCuda extends CudaOp<BanBlock> implements BanBlock.Bac
     }
 
     /** Gradient buffers allocated by {@link #allocateGradients}: poison them, pass {@link #buffers()}, read them back. */
-    public final class OwnedGradients implements AutoCloseable {
-        private final List<DeviceBuffer> all = new ArrayList<>(); // empty when the memory is someone else's
-        private final java.util.function.LongFunction<DeviceMemory> alloc;
-        private final GradientBuffers buffers;
-        private final int batch, objectsN, tokensM;
-
-        /** {@code alloc}: where the buffers come from (floats → memory), or null for new buffers of this object's own. */
+    public final class OwnedGradients extends GradientSet<GradientBuffers, BanBlock.Gradients> {
         private OwnedGradients(int batch, int objectsN, int tokensM, java.util.function.LongFunction<DeviceMemory> alloc) {
-            this.batch = batch;
-            this.objectsN = objectsN;
-            this.tokensM = tokensM;
-            this.alloc = alloc;
+            super(context, alloc);
             BanBlock.Weights w = op.weights();
-            try {
-                DeviceMemory gx = alloc((long) batch * objectsN * dx), gy = alloc((long) batch * tokensM * dy);
-                buffers = new GradientBuffers(gx, gy, layer(w.objects()), layer(w.tokens()), layer(w.logits()),
-                        w.glimpseObjects().stream().map(this::layer).toList(), w.glimpseTokens().stream().map(this::layer).toList(),
-                        w.residuals().stream().map(this::layer).toList());
-            } catch (RuntimeException e) {
-                close();
-                throw e;
-            }
-        }
-
-        private DeviceMemory alloc(long floats) {
-            if (alloc != null) return alloc.apply(floats);
-            DeviceBuffer b = DeviceBuffer.allocateFloats(context, floats);
-            all.add(b);
-            return b;
+            layOut(() -> new GradientBuffers(floats((long) batch * objectsN * dx), floats((long) batch * tokensM * dy), layer(w.objects()),
+                    layer(w.tokens()), layer(w.logits()), w.glimpseObjects().stream().map(this::layer).toList(),
+                    w.glimpseTokens().stream().map(this::layer).toList(), w.residuals().stream().map(this::layer).toList()));
         }
 
         private LayerBuffers layer(WeightNormLinear l) {
-            return new LayerBuffers(alloc((long) l.out() * l.in()), alloc(1), l.hasBias() ? alloc(l.out()) : null);
+            return new LayerBuffers(floats((long) l.out() * l.in()), floats(1), l.hasBias() ? floats(l.out()) : null);
         }
 
-        public GradientBuffers buffers() { return buffers; }
-
-        /** Fills every buffer with {@code value} (NaN before a test, so that an unwritten gradient shows). */
-        public void fill(float value) { for (DeviceBuffer b : all) b.fill(value); }
-
-        /** Copies every gradient to the host after the work queued on {@code stream}. */
-        public BanBlock.Gradients read(CudaStream stream) {
+        @Override public BanBlock.Gradients read(CudaStream stream) {
             BanBlock.Weights w = op.weights();
+            GradientBuffers b = buffers();
             List<WeightNormGradients> go = new ArrayList<>(), gt = new ArrayList<>(), gr = new ArrayList<>();
             for (int i = 0; i < g; i++) {
-                go.add(read(buffers.glimpseObjects().get(i), w.glimpseObjects().get(i), stream));
-                gt.add(read(buffers.glimpseTokens().get(i), w.glimpseTokens().get(i), stream));
-                gr.add(read(buffers.residuals().get(i), w.residuals().get(i), stream));
+                go.add(read(b.glimpseObjects().get(i), stream));
+                gt.add(read(b.glimpseTokens().get(i), stream));
+                gr.add(read(b.residuals().get(i), stream));
             }
-            return new BanBlock.Gradients(read(buffers.dx(), batch * objectsN * dx, stream), read(buffers.dy(), batch * tokensM * dy, stream),
-                    read(buffers.objects(), w.objects(), stream), read(buffers.tokens(), w.tokens(), stream),
-                    read(buffers.logits(), w.logits(), stream), go, gt, gr);
+            return new BanBlock.Gradients(read(b.dx(), stream), read(b.dy(), stream), read(b.objects(), stream), read(b.tokens(), stream),
+                    read(b.logits(), stream), go, gt, gr);
         }
 
-        private WeightNormGradients read(LayerBuffers b, WeightNormLinear l, CudaStream stream) {
-            return new WeightNormGradients(read(b.weightV(), l.out() * l.in(), stream), read(b.weightG(), 1, stream)[0],
-                    b.bias() == null ? null : read(b.bias(), l.out(), stream));
+        private WeightNormGradients read(LayerBuffers b, CudaStream stream) {
+            return new WeightNormGradients(read(b.weightV(), stream), read(b.weightG(), stream)[0], read(b.bias(), stream));
         }
-
-        private float[] read(DeviceMemory m, int n, CudaStream stream) {
-            float[] r = new float[n];
-            DeviceBuffer.copyOut(context, m, jcuda.Pointer.to(r), 4L * n, stream);
-            return r;
-        }
-
-        @Override public void close() { for (DeviceBuffer b : all) b.close(); }
     }
 
     private void checkSizes(int batch, int objectsN, int tokensM) {

@@ -198,26 +198,31 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
         io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, op.outputWidth());
         return host.run(lane -> {
             DeviceMemory bx = lane.in(x), by = lane.in(y), g = lane.in(gradOut);
-            DeviceGradients gr = gradients(batch, lane::floats);
-            backward(bx, by, g, gr, batch, lane.stream());
-            return split(lane.read(gr.dx()), lane.read(gr.dy()), lane.read(gr.u()), lane.read(gr.bu()), lane.read(gr.v()), lane.read(gr.bv()));
+            OwnedGradients gr = new OwnedGradients(batch, lane::floats); // the lane's memory: nothing to close
+            backward(bx, by, g, gr.buffers(), batch, lane.stream());
+            return gr.read(lane.stream());
         });
     }
 
-    /** Fresh device buffers for every gradient at batch {@code batch}, each added to {@code owned} (the caller closes them). */
-    public DeviceGradients allocateGradients(int batch, List<DeviceBuffer> owned) {
+    /** Device buffers for every gradient of a batch-{@code batch} call, owned by the result (close it to free them). */
+    public OwnedGradients allocateGradients(int batch) {
         DeviceArgs.batch(batch);
-        if (owned == null) throw new IllegalArgumentException("owned: expected a list to add the new buffers to, got null");
-        return gradients(batch, n -> {
-            DeviceBuffer b = DeviceBuffer.allocateFloats(context, n);
-            owned.add(b);
-            return b;
-        });
+        return new OwnedGradients(batch, null);
     }
 
-    private DeviceGradients gradients(int batch, java.util.function.LongFunction<DeviceMemory> floats) {
-        return new DeviceGradients(floats.apply((long) batch * op.dx()), floats.apply((long) batch * op.dy()), floats.apply((long) nw * op.dx()),
-                floats.apply(nw), floats.apply((long) nw * op.dy()), floats.apply(nw));
+    /** Gradient buffers for {@link #backward}: poison them, pass {@link #buffers()}, read them back split per block ({@link GradientSet}). */
+    public final class OwnedGradients extends GradientSet<DeviceGradients, Mfb.Gradients> {
+        private OwnedGradients(int batch, java.util.function.LongFunction<DeviceMemory> alloc) {
+            super(context, alloc);
+            layOut(() -> new DeviceGradients(floats((long) batch * op.dx()), floats((long) batch * op.dy()), floats((long) nw * op.dx()),
+                    floats(nw), floats((long) nw * op.dy()), floats(nw)));
+        }
+
+        @Override public Mfb.Gradients read(CudaStream stream) {
+            DeviceGradients b = buffers();
+            return split(read(b.dx(), stream), read(b.dy(), stream), read(b.u(), stream), read(b.bu(), stream), read(b.v(), stream),
+                    read(b.bv(), stream));
+        }
     }
 
     /** Per-block {@link LinearGradients} from the stacked gradients (bias null for a layer without bias). */

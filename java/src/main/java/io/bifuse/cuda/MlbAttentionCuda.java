@@ -275,68 +275,34 @@ public final class MlbAttentionCuda extends CudaOp<MlbAttention> implements MlbA
     }
 
     /** Gradient buffers allocated by {@link #allocateGradients}: poison them, pass {@link #buffers()}, read them back. */
-    public final class OwnedGradients implements AutoCloseable {
-        private final List<DeviceBuffer> all = new ArrayList<>(); // empty when the memory is someone else's
-        private final java.util.function.LongFunction<DeviceMemory> alloc;
-        private final GradientBuffers buffers;
-        private final int batch, cells;
-
-        /** {@code alloc}: where the buffers come from (floats → memory), or null for new buffers of this object's own. */
+    public final class OwnedGradients extends GradientSet<GradientBuffers, MlbAttention.Gradients> {
         private OwnedGradients(int batch, int cells, java.util.function.LongFunction<DeviceMemory> alloc) {
-            this.batch = batch;
-            this.cells = cells;
-            this.alloc = alloc;
+            super(context, alloc);
             MlbAttention.Weights w = op.weights();
-            try {
-                DeviceMemory gq = alloc((long) batch * dq), gv = alloc((long) batch * cells * dv);
+            layOut(() -> {
+                DeviceMemory gq = floats((long) batch * dq), gv = floats((long) batch * cells * dv);
+                LayerBuffers question = layer(w.question()), cellsL = layer(w.cells()), logitsL = layer(w.logits());
                 List<LayerBuffers> gl = new ArrayList<>();
                 for (Linear l : w.glimpses()) gl.add(layer(l));
-                buffers = new GradientBuffers(gq, gv, layer(w.question()), layer(w.cells()), layer(w.logits()), gl, layer(w.questionFusion()),
-                        layer(w.answer()));
-            } catch (RuntimeException e) {
-                close();
-                throw e;
-            }
-        }
-
-        private DeviceMemory alloc(long floats) {
-            if (alloc != null) return alloc.apply(floats);
-            DeviceBuffer b = DeviceBuffer.allocateFloats(context, floats);
-            all.add(b);
-            return b;
+                return new GradientBuffers(gq, gv, question, cellsL, logitsL, gl, layer(w.questionFusion()), layer(w.answer()));
+            });
         }
 
         private LayerBuffers layer(Linear l) {
-            return new LayerBuffers(alloc((long) l.out() * l.in()), l.hasBias() ? alloc(l.out()) : null);
+            return new LayerBuffers(floats((long) l.out() * l.in()), l.hasBias() ? floats(l.out()) : null);
         }
 
-        public GradientBuffers buffers() { return buffers; }
-
-        /** Fills every buffer with {@code value} (NaN before a test, so that an unwritten gradient shows). */
-        public void fill(float value) { for (DeviceBuffer b : all) b.fill(value); }
-
-        /** Copies every gradient to the host after the work queued on {@code stream}. */
-        public MlbAttention.Gradients read(CudaStream stream) {
-            MlbAttention.Weights w = op.weights();
+        @Override public MlbAttention.Gradients read(CudaStream stream) {
+            GradientBuffers b = buffers();
             List<LinearGradients> gl = new ArrayList<>();
-            for (int i = 0; i < g; i++) gl.add(read(buffers.glimpses().get(i), w.glimpses().get(i), stream));
-            return new MlbAttention.Gradients(read(buffers.dq(), batch * dq, stream), read(buffers.dv(), batch * cells * dv, stream),
-                    read(buffers.question(), w.question(), stream), read(buffers.cells(), w.cells(), stream),
-                    read(buffers.logits(), w.logits(), stream), gl, read(buffers.questionFusion(), w.questionFusion(), stream),
-                    read(buffers.answer(), w.answer(), stream));
+            for (int i = 0; i < g; i++) gl.add(read(b.glimpses().get(i), stream));
+            return new MlbAttention.Gradients(read(b.dq(), stream), read(b.dv(), stream), read(b.question(), stream), read(b.cells(), stream),
+                    read(b.logits(), stream), gl, read(b.questionFusion(), stream), read(b.answer(), stream));
         }
 
-        private LinearGradients read(LayerBuffers b, Linear l, CudaStream stream) {
-            return new LinearGradients(read(b.weight(), l.out() * l.in(), stream), b.bias() == null ? null : read(b.bias(), l.out(), stream));
+        private LinearGradients read(LayerBuffers b, CudaStream stream) {
+            return new LinearGradients(read(b.weight(), stream), read(b.bias(), stream));
         }
-
-        private float[] read(DeviceMemory m, int n, CudaStream stream) {
-            float[] r = new float[n];
-            DeviceBuffer.copyOut(context, m, jcuda.Pointer.to(r), 4L * n, stream);
-            return r;
-        }
-
-        @Override public void close() { for (DeviceBuffer b : all) b.close(); }
     }
 
     /** Exact zeros into the first {@code floats} floats of {@code m}, queued on {@code stream}. */

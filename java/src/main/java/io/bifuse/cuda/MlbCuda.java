@@ -157,45 +157,32 @@ public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
         io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, op.out());
         return host.run(lane -> {
             DeviceMemory dx = lane.in(x), dy = lane.in(y), g = lane.in(gradOut);
-            DeviceGradients gr = new DeviceGradients(lane.floats((long) batch * op.dx()), lane.floats((long) batch * op.dy()),
-                    weightGrad(lane, op.u()), biasGrad(lane, op.u()), weightGrad(lane, op.v()), biasGrad(lane, op.v()),
-                    weightGrad(lane, op.p()), biasGrad(lane, op.p()));
-            backward(dx, dy, g, gr, batch, lane.stream());
-            return new Mlb.Gradients(lane.read(gr.dx()), lane.read(gr.dy()), read(lane, gr.u(), gr.bu()), read(lane, gr.v(), gr.bv()),
-                    read(lane, gr.p(), gr.bp()));
+            OwnedGradients gr = new OwnedGradients(batch, lane::floats); // the lane's memory: nothing to close
+            backward(dx, dy, g, gr.buffers(), batch, lane.stream());
+            return gr.read(lane.stream());
         });
     }
 
-    private static DeviceMemory weightGrad(HostCalls.Lane lane, Linear l) { return lane.floats((long) l.out() * l.in()); }
-
-    private static DeviceMemory biasGrad(HostCalls.Lane lane, Linear l) { return l.hasBias() ? lane.floats(l.out()) : null; }
-
-    private static LinearGradients read(HostCalls.Lane lane, DeviceMemory w, DeviceMemory b) {
-        return new LinearGradients(lane.read(w), b == null ? null : lane.read(b));
-    }
-
-    /**
-     * Fresh device buffers for every gradient at batch {@code batch}, each added to {@code owned} (the
-     * caller closes them); bias entries are null for layers without a bias.
-     */
-    public DeviceGradients allocateGradients(int batch, List<DeviceBuffer> owned) {
+    /** Device buffers for every gradient of a batch-{@code batch} call, owned by the result (close it to free them). */
+    public OwnedGradients allocateGradients(int batch) {
         DeviceArgs.batch(batch);
-        DeviceBuffer gx = add(owned, floats(batch * (long) op.dx())), gy = add(owned, floats(batch * (long) op.dy()));
-        DeviceBuffer[] gu = layerBuffers(owned, op.u()), gv = layerBuffers(owned, op.v()), gp = layerBuffers(owned, op.p());
-        return new DeviceGradients(gx, gy, gu[0], gu[1], gv[0], gv[1], gp[0], gp[1]);
+        return new OwnedGradients(batch, null);
     }
 
-    private DeviceBuffer[] layerBuffers(List<DeviceBuffer> owned, Linear l) {
-        DeviceBuffer w = add(owned, floats((long) l.out() * l.in()));
-        DeviceBuffer b = l.hasBias() ? add(owned, floats(l.out())) : null;
-        return new DeviceBuffer[] {w, b};
-    }
+    /** Gradient buffers for {@link #backward}: poison them, pass {@link #buffers()}, read them back ({@link GradientSet}). */
+    public final class OwnedGradients extends GradientSet<DeviceGradients, Mlb.Gradients> {
+        private OwnedGradients(int batch, java.util.function.LongFunction<DeviceMemory> alloc) {
+            super(context, alloc);
+            layOut(() -> new DeviceGradients(floats((long) batch * op.dx()), floats((long) batch * op.dy()), floats((long) op.u().out() * op.u().in()),
+                    op.u().hasBias() ? floats(op.u().out()) : null, floats((long) op.v().out() * op.v().in()), op.v().hasBias() ? floats(op.v().out()) : null,
+                    floats((long) op.p().out() * op.p().in()), op.p().hasBias() ? floats(op.p().out()) : null));
+        }
 
-    private DeviceBuffer floats(long n) { return DeviceBuffer.allocateFloats(context, n); }
-
-    private static DeviceBuffer add(List<DeviceBuffer> owned, DeviceBuffer b) {
-        owned.add(b);
-        return b;
+        @Override public Mlb.Gradients read(CudaStream stream) {
+            DeviceGradients b = buffers();
+            return new Mlb.Gradients(read(b.dx(), stream), read(b.dy(), stream), new LinearGradients(read(b.u(), stream), read(b.bu(), stream)),
+                    new LinearGradients(read(b.v(), stream), read(b.bv(), stream)), new LinearGradients(read(b.p(), stream), read(b.bp(), stream)));
+        }
     }
 
     /** {@code proj = [x·Uᵀ | y·Vᵀ]}: both projections, biases left to the fused kernel. */

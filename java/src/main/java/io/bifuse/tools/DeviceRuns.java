@@ -75,16 +75,15 @@ public final class DeviceRuns {
                 DeviceBuffer dx = keep(bufs, DeviceBuffer.of(ctx, x)), dy = keep(bufs, DeviceBuffer.of(ctx, y));
                 DeviceBuffer dg = keep(bufs, DeviceBuffer.of(ctx, g));
                 DeviceBuffer out = keep(bufs, DeviceBuffer.allocateFloats(ctx, (long) batch * op.out()));
-                MlbCuda.DeviceGradients gr = cuda.allocateGradients(batch, bufs);
-                for (DeviceBuffer b : bufs.subList(3, bufs.size())) b.fill(Float.NaN);
-                cuda.forward(dx, dy, out, batch, st);
-                cuda.backward(dx, dy, dg, gr, batch, st);
-                MlbRun run = new MlbRun(read(out, st), new Mlb.Gradients(read(gr.dx(), st), read(gr.dy(), st),
-                        new LinearGradients(read(gr.u(), st), read(gr.bu(), st)),
-                        new LinearGradients(read(gr.v(), st), read(gr.bv(), st)),
-                        new LinearGradients(read(gr.p(), st), read(gr.bp(), st))));
-                unchanged(st, "x", dx, x, "y", dy, y, "gradOut", dg, g);
-                return run;
+                try (MlbCuda.OwnedGradients gr = cuda.allocateGradients(batch)) {
+                    out.fill(Float.NaN);
+                    gr.fill(Float.NaN);
+                    cuda.forward(dx, dy, out, batch, st);
+                    cuda.backward(dx, dy, dg, gr.buffers(), batch, st);
+                    MlbRun run = new MlbRun(read(out, st), gr.read(st));
+                    unchanged(st, "x", dx, x, "y", dy, y, "gradOut", dg, g);
+                    return run;
+                }
             } finally {
                 cuda.release(st);
                 for (int i = bufs.size() - 1; i >= 0; i--) bufs.get(i).close();

@@ -136,13 +136,14 @@ final class MlbSuite implements Suite {
                         DeviceBuffer dx = add(bufs, DeviceBuffer.of(ctx, x)), dy = add(bufs, DeviceBuffer.of(ctx, y));
                         DeviceBuffer dg = add(bufs, DeviceBuffer.of(ctx, g));
                         DeviceBuffer out = add(bufs, DeviceBuffer.allocateFloats(ctx, (long) s.batch() * s.out()));
-                        MlbCuda.DeviceGradients gr = cuda.allocateGradients(s.batch(), bufs);
-                        session.gpu("Mlb.forward", backend, s.label(), s.csvSize(), s.batch(), fwd, st,
-                                () -> cuda.forward(dx, dy, out, s.batch(), st));
-                        session.gpu("Mlb.fwd+bwd", backend, s.label(), s.csvSize(), s.batch(), step, st, () -> {
-                            cuda.forward(dx, dy, out, s.batch(), st);
-                            cuda.backward(dx, dy, dg, gr, s.batch(), st);
-                        });
+                        try (MlbCuda.OwnedGradients gr = cuda.allocateGradients(s.batch())) {
+                            session.gpu("Mlb.forward", backend, s.label(), s.csvSize(), s.batch(), fwd, st,
+                                    () -> cuda.forward(dx, dy, out, s.batch(), st));
+                            session.gpu("Mlb.fwd+bwd", backend, s.label(), s.csvSize(), s.batch(), step, st, () -> {
+                                cuda.forward(dx, dy, out, s.batch(), st);
+                                cuda.backward(dx, dy, dg, gr.buffers(), s.batch(), st);
+                            });
+                        }
                     } finally {
                         cuda.release(st);
                         for (int i = bufs.size() - 1; i >= 0; i--) bufs.get(i).close();

@@ -176,13 +176,16 @@ class MlbCudaTest extends CublasOpTest {
         SplittableRandom r = new SplittableRandom(5);
         Mlb op = Mlb.random(2400, 2048, 1200, 2000, Activation.TANH, 6);
         List<DeviceBuffer> bufs = new ArrayList<>();
+        List<MlbCuda.OwnedGradients> closers = new ArrayList<>();
         try (CudaStream s = CudaStream.create(ctx); MlbCuda cuda = new MlbCuda(op, ctx, Precision.TF32)) {
             try {
                 DeviceBuffer x = keep(bufs, DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2400)));
                 DeviceBuffer y = keep(bufs, DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2048)));
                 DeviceBuffer g = keep(bufs, DeviceBuffer.of(ctx, Stats.gaussian(r, batch * 2000)));
                 DeviceBuffer f = keep(bufs, DeviceBuffer.allocateFloats(ctx, batch * 2000L));
-                MlbCuda.DeviceGradients gr = cuda.allocateGradients(batch, bufs);
+                MlbCuda.OwnedGradients owned = cuda.allocateGradients(batch);
+                closers.add(owned);
+                MlbCuda.DeviceGradients gr = owned.buffers();
                 cuda.forward(x, y, f, batch, s);
                 cuda.backward(x, y, g, gr, batch, s);
                 s.synchronize();
@@ -196,6 +199,7 @@ class MlbCudaTest extends CublasOpTest {
                 assertEquals(held0, cuda.deviceBytes());
             } finally {
                 cuda.release(s);
+                closers.forEach(MlbCuda.OwnedGradients::close);
                 bufs.forEach(DeviceBuffer::close);
             }
         }
@@ -263,11 +267,14 @@ class MlbCudaTest extends CublasOpTest {
     @Test void badDeviceArgumentsAreRejectedBeforeAnyLaunch() {
         Mlb op = Mlb.of(Linear.random(4, 8, true, 1), Linear.random(4, 6, false, 2), Linear.random(3, 4, true, 3), Activation.TANH);
         List<DeviceBuffer> bufs = new ArrayList<>();
+        List<MlbCuda.OwnedGradients> closers = new ArrayList<>();
         try (CudaStream s = CudaStream.create(ctx); MlbCuda cuda = new MlbCuda(op, ctx, Precision.FP32)) {
             try {
                 DeviceBuffer x = keep(bufs, DeviceBuffer.allocateFloats(ctx, 16)), y = keep(bufs, DeviceBuffer.allocateFloats(ctx, 12));
                 DeviceBuffer f = keep(bufs, DeviceBuffer.allocateFloats(ctx, 6));
-                MlbCuda.DeviceGradients gr = cuda.allocateGradients(2, bufs);
+                MlbCuda.OwnedGradients owned = cuda.allocateGradients(2);
+                closers.add(owned);
+                MlbCuda.DeviceGradients gr = owned.buffers();
                 assertNull(gr.bv());
                 DeviceBuffer closed = DeviceBuffer.allocateFloats(ctx, 16);
                 closed.close();
@@ -289,6 +296,7 @@ class MlbCudaTest extends CublasOpTest {
                         new MlbCuda.DeviceGradients(gr.dx(), gr.bu(), gr.u(), gr.bu(), gr.v(), null, gr.p(), gr.bp()), 2, s));
             } finally {
                 cuda.release(s);
+                closers.forEach(MlbCuda.OwnedGradients::close);
                 bufs.forEach(DeviceBuffer::close);
             }
         }
