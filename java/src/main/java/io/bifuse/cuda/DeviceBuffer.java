@@ -151,6 +151,15 @@ public final class DeviceBuffer implements DeviceMemory, AutoCloseable {
         stream.synchronize();
     }
 
+    /** All of {@code m} as a new host array, after the work queued on {@code stream}; done when this returns. */
+    static float[] toHost(CudaContext context, DeviceMemory m, CudaStream stream) {
+        long n = m.byteSize() / 4;
+        if (n > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("a result of " + n + " floats does not fit a Java array");
+        float[] r = new float[(int) n];
+        copyOut(context, m, Pointer.to(r), 4L * n, stream);
+        return r;
+    }
+
     /**
      * Queues a fill of the first {@code words} 32-bit words of {@code m} with the bits of {@code value}
      * on {@code stream} (the context of the op that calls it is current): the one place ops fill device

@@ -4,7 +4,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.function.LongFunction;
 import java.util.function.Supplier;
-import jcuda.Pointer;
 
 /**
  * The one protocol of every CUDA op's gradient buffers ({@code XCuda.OwnedGradients}): the op lays out
@@ -48,10 +47,7 @@ public abstract class GradientSet<B, H> implements AutoCloseable {
 
     /** One tensor back to the host after the work queued on {@code stream}; null stays null. */
     final float[] read(DeviceMemory m, CudaStream stream) {
-        if (m == null) return null;
-        float[] r = new float[Math.toIntExact(m.byteSize() / 4)];
-        DeviceBuffer.copyOut(context, m, Pointer.to(r), 4L * r.length, stream);
-        return r;
+        return m == null ? null : DeviceBuffer.toHost(context, m, stream);
     }
 
     public final B buffers() { return buffers; }

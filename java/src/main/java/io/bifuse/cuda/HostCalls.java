@@ -159,13 +159,7 @@ final class HostCalls implements AutoCloseable {
         }
 
         /** {@code m} copied to the host after the work queued on the lane so far. */
-        float[] read(DeviceMemory m) {
-            long n = m.byteSize() / 4;
-            if (n > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("a result of " + n + " floats does not fit a Java array");
-            float[] r = new float[(int) n];
-            DeviceBuffer.copyOut(context, m, Pointer.to(r), 4L * n, stream);
-            return r;
-        }
+        float[] read(DeviceMemory m) { return DeviceBuffer.toHost(context, m, stream); }
 
         /**
          * The next kept buffer, grown to {@code size} bytes if smaller. With workspace poisoning on (the

@@ -85,6 +85,7 @@ final class BanAttentionSuite implements Suite {
         for (Size s : sizes(quick)) {
             int b = s.batch(), n = s.objects(), m = s.tokens();
             BanAttention op = BanAttention.random(s.glimpses(), s.width(), rnd.nextLong());
+            BanAttentionCpu onCpu = new BanAttentionCpu(op);
             float[] xp = Stats.gaussian(rnd, b * n * s.width()), yp = Stats.gaussian(rnd, b * m * s.width());
             float[] ga = Stats.gaussian(rnd, b * s.glimpses() * n * m);
             boolean spec = s.width() == SPEC_100.width();
@@ -92,9 +93,9 @@ final class BanAttentionSuite implements Suite {
             BanAttentionReference.Result fRef = BanAttentionReference.forward(op, xp, yp, mask, b, n, m);
             List<double[]> gRef = BanAttentionReference.backward(op, xp, yp, mask, ga, b, n, m).tensors();
             if (!spec) { // the CPU backend is the reference rounded to float: see the class comment
-                BanAttention.Result r = new BanAttentionCpu(op).forward(xp, yp, mask, b, n, m);
+                BanAttention.Result r = onCpu.forward(xp, yp, mask, b, n, m);
                 report.add(forwardRow("cpu-reference", s, r.attention(), r.logits(), fRef));
-                report.add(backwardRow("cpu-reference", s, new BanAttentionCpu(op).backward(xp, yp, mask, ga, b, n, m), gRef));
+                report.add(backwardRow("cpu-reference", s, onCpu.backward(xp, yp, mask, ga, b, n, m), gRef));
             }
             if (!gpu) continue;
             try (BanAttentionCuda cuda = new BanAttentionCuda(op, ctx)) {
@@ -142,14 +143,15 @@ final class BanAttentionSuite implements Suite {
             Size cpu = quick ? SMALL : SPEC_100.withBatch(8); // the CPU backend is the float64 reference: see the class comment
             int b = cpu.batch(), n = cpu.objects(), m = cpu.tokens(), k = cpu.width(), g = cpu.glimpses();
             BanAttention op = BanAttention.random(g, k, 42);
+            BanAttentionCpu onCpu = new BanAttentionCpu(op);
             float[] xp = Stats.gaussian(rnd, b * n * k), yp = Stats.gaussian(rnd, b * m * k), ga = Stats.gaussian(rnd, b * g * n * m);
             ObjectMask mask = mask(rnd, b, n, false);
             String label = cpu.label() + (quick ? "" : " (CPU: float64 reference, small batch)");
             session.cpu("BanAttention.forward", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("BanAttention.forward", cpu),
-                    () -> new BanAttentionCpu(op).forward(xp, yp, mask, b, n, m));
+                    () -> onCpu.forward(xp, yp, mask, b, n, m));
             session.cpu("BanAttention.fwd+bwd", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("BanAttention.fwd+bwd", cpu), () -> {
-                new BanAttentionCpu(op).forward(xp, yp, mask, b, n, m);
-                new BanAttentionCpu(op).backward(xp, yp, mask, ga, b, n, m);
+                onCpu.forward(xp, yp, mask, b, n, m);
+                onCpu.backward(xp, yp, mask, ga, b, n, m);
             });
         }
         CudaContext ctx = session.gpu();

@@ -109,6 +109,7 @@ final class BanBlockSuite implements Suite {
         CudaContext gpu = ctx != null && noGpu == null ? ctx : null;
         for (Size s : sizes(quick)) {
             BanBlock op = s.op(rnd.nextLong());
+            BanBlockCpu onCpu = new BanBlockCpu(op);
             int b = s.batch(), n = s.objects(), m = s.tokens();
             float[] x = Stats.gaussian(rnd, b * n * s.dx()), y = Stats.gaussian(rnd, b * m * s.dy()), g = Stats.gaussian(rnd, b * s.dy());
             ObjectMask mask = mask(rnd, s);
@@ -117,8 +118,8 @@ final class BanBlockSuite implements Suite {
             // The CPU backend is the reference rounded to float; at the spec's layers it would only
             // double the time of check to confirm that rounding.
             if (s.dx() != SPEC36.dx()) {
-                report.add(forwardRow("cpu-reference", s, new BanBlockCpu(op).forwardWithAttention(x, y, mask, b, n, m), fRef, Check.TOLERANCE));
-                report.add(backwardRow("cpu-reference", s, new BanBlockCpu(op).backward(x, y, mask, g, b, n, m), gRef, Check.TOLERANCE));
+                report.add(forwardRow("cpu-reference", s, onCpu.forwardWithAttention(x, y, mask, b, n, m), fRef, Check.TOLERANCE));
+                report.add(backwardRow("cpu-reference", s, onCpu.backward(x, y, mask, g, b, n, m), gRef, Check.TOLERANCE));
             }
             if (gpu != null) checkCuda(gpu, s, op, x, y, mask, g, fRef, gRef, report);
         }
@@ -217,14 +218,15 @@ final class BanBlockSuite implements Suite {
         {
             Size s = quick ? MEDIUM : SPEC36.withBatch(1); // the CPU backend is the float64 reference: see the class comment
             BanBlock op = s.op(42);
+            BanBlockCpu onCpu = new BanBlockCpu(op);
             int b = s.batch(), n = s.objects(), m = s.tokens();
             float[] x = Stats.gaussian(rnd, b * n * s.dx()), y = Stats.gaussian(rnd, b * m * s.dy()), g = Stats.gaussian(rnd, b * s.dy());
             ObjectMask mask = mask(rnd, s);
             String label = s.label() + (quick ? "" : " (CPU: float64 reference, small batch)");
-            session.cpu("BanBlock.forward", "bifuse-cpu-reference", label, s.csvSize(), b, cost("BanBlock.forward", s), () -> new BanBlockCpu(op).forward(x, y, mask, b, n, m));
+            session.cpu("BanBlock.forward", "bifuse-cpu-reference", label, s.csvSize(), b, cost("BanBlock.forward", s), () -> onCpu.forward(x, y, mask, b, n, m));
             session.cpu("BanBlock.fwd+bwd", "bifuse-cpu-reference", label, s.csvSize(), b, cost("BanBlock.fwd+bwd", s), () -> {
-                new BanBlockCpu(op).forward(x, y, mask, b, n, m);
-                new BanBlockCpu(op).backward(x, y, mask, g, b, n, m);
+                onCpu.forward(x, y, mask, b, n, m);
+                onCpu.backward(x, y, mask, g, b, n, m);
             });
         }
         CudaContext ctx = session.gpu();

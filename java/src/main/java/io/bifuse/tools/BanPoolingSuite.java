@@ -85,14 +85,15 @@ final class BanPoolingSuite implements Suite {
         boolean gpu = ctx != null && Cuda.isAvailable();
         for (Size s : sizes(quick)) {
             BanPooling op = s.op();
+            BanPoolingCpu onCpu = new BanPoolingCpu(op);
             Inputs in = Inputs.random(s, rnd);
             int b = s.batch(), n = s.objects(), m = s.tokens();
             double[] fRef = BanPoolingReference.forward(op, in.att, in.x, in.y, in.mask, b, n, m);
             BanPoolingReference.Grads gRef = BanPoolingReference.backward(op, in.att, in.x, in.y, in.mask, in.go, b, n, m);
             // The CPU backend is the reference rounded to float; at the spec's sizes it would only double the time of check.
             if (!SPEC.contains(s)) {
-                report.add("BanPooling.forward", "cpu-reference", s.label(), new BanPoolingCpu(op).forward(in.att, in.x, in.y, in.mask, b, n, m), fRef, Check.TOLERANCE);
-                report.add(backwardRow("cpu-reference", s, new BanPoolingCpu(op).backward(in.att, in.x, in.y, in.mask, in.go, b, n, m), gRef));
+                report.add("BanPooling.forward", "cpu-reference", s.label(), onCpu.forward(in.att, in.x, in.y, in.mask, b, n, m), fRef, Check.TOLERANCE);
+                report.add(backwardRow("cpu-reference", s, onCpu.backward(in.att, in.x, in.y, in.mask, in.go, b, n, m), gRef));
             }
             if (!gpu) continue;
             try (BanPoolingCuda cuda = new BanPoolingCuda(op, ctx)) {
@@ -137,16 +138,17 @@ final class BanPoolingSuite implements Suite {
         List<Size> sizes = quick ? List.of(new Size(8, 36, 14, 256, 1)) : SPEC;
         for (Size s : sizes) {
             BanPooling op = s.op();
+            BanPoolingCpu onCpu = new BanPoolingCpu(op);
             Size cpu = quick ? s : s.withBatch(16); // the CPU backend is the float64 reference: see the class comment
             {
                 Inputs in = Inputs.random(cpu, rnd);
                 int b = cpu.batch(), n = cpu.objects(), m = cpu.tokens();
                 String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
                 session.cpu("BanPooling.forward", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("BanPooling.forward", cpu),
-                        () -> new BanPoolingCpu(op).forward(in.att, in.x, in.y, in.mask, b, n, m));
+                        () -> onCpu.forward(in.att, in.x, in.y, in.mask, b, n, m));
                 session.cpu("BanPooling.fwd+bwd", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("BanPooling.fwd+bwd", cpu), () -> {
-                    new BanPoolingCpu(op).forward(in.att, in.x, in.y, in.mask, b, n, m);
-                    new BanPoolingCpu(op).backward(in.att, in.x, in.y, in.mask, in.go, b, n, m);
+                    onCpu.forward(in.att, in.x, in.y, in.mask, b, n, m);
+                    onCpu.backward(in.att, in.x, in.y, in.mask, in.go, b, n, m);
                 });
             }
             CudaContext ctx = session.gpu();

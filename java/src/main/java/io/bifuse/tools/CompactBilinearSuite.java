@@ -23,16 +23,17 @@ final class CompactBilinearSuite implements Suite {
             for (Normalization n : List.of(Normalization.NONE, Normalization.pytorch(), Normalization.caffe())) {
                 if (s.batch() >= 512 && n != Normalization.NONE) continue; // the reference alone takes minutes there
                 CompactBilinear op = CompactBilinear.seeded(s.dx(), s.dy(), s.d(), rnd.nextLong()).withNormalization(n);
+                CompactBilinearCpu onCpu = new CompactBilinearCpu(op);
                 float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
                 float[] g = Stats.gaussian(rnd, s.batch() * s.d());
                 double[] zRef = CompactBilinearReference.forward(op, x, y, s.batch());
                 double[][] gRef = Check.backwardComparable(n, s) ? CompactBilinearReference.backward(op, x, y, g, s.batch()) : null;
                 double bwdTol = gRef == null ? Double.NaN : Check.backwardTolerance(op, x, y, g, s.batch(), gRef, rnd.nextLong());
                 String size = s.label() + (n.isIdentity() ? "" : n.equals(Normalization.pytorch()) ? " +torch-norm" : " +caffe-norm");
-                report.add("CompactBilinear.forward", "cpu-double", size, new CompactBilinearCpu(op).forward(x, y, s.batch()), zRef, Check.TOLERANCE);
+                report.add("CompactBilinear.forward", "cpu-double", size, onCpu.forward(x, y, s.batch()), zRef, Check.TOLERANCE);
                 // The CPU backend works in double: the exact-derivative conditioning costs it nothing measurable.
                 if (gRef != null) {
-                    report.add(Check.row("CompactBilinear.backward", "cpu-double", size, new CompactBilinearCpu(op).backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
+                    report.add(Check.row("CompactBilinear.backward", "cpu-double", size, onCpu.backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
                 }
                 long fwdSeed = rnd.nextLong();
                 if (!gpu) continue;
@@ -53,6 +54,7 @@ final class CompactBilinearSuite implements Suite {
         SplittableRandom rnd = session.random();
         for (Sizes s : Sizes.compactBilinear(quick)) {
             CompactBilinear op = CompactBilinear.seeded(s.dx(), s.dy(), s.d(), 42);
+            CompactBilinearCpu onCpu = new CompactBilinearCpu(op);
             float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
             float[] g = Stats.gaussian(rnd, s.batch() * s.d());
             double[] fwd = Bench.cost("CompactBilinear.forward", s), step = Bench.cost("CompactBilinear.fwd+bwd", s);
@@ -60,10 +62,10 @@ final class CompactBilinearSuite implements Suite {
                 session.cpu("CompactBilinear.forward", "bifuse-reference", s.label(), s.csvSize(), s.batch(), fwd,
                         () -> CompactBilinearReference.forward(op, x, y, s.batch()));
             }
-            session.cpu("CompactBilinear.forward", "bifuse-cpu-double", s.label(), s.csvSize(), s.batch(), fwd, () -> new CompactBilinearCpu(op).forward(x, y, s.batch()));
+            session.cpu("CompactBilinear.forward", "bifuse-cpu-double", s.label(), s.csvSize(), s.batch(), fwd, () -> onCpu.forward(x, y, s.batch()));
             session.cpu("CompactBilinear.fwd+bwd", "bifuse-cpu-double", s.label(), s.csvSize(), s.batch(), step, () -> {
-                new CompactBilinearCpu(op).forward(x, y, s.batch());
-                new CompactBilinearCpu(op).backward(x, y, g, s.batch());
+                onCpu.forward(x, y, s.batch());
+                onCpu.backward(x, y, g, s.batch());
             });
             CudaContext ctx = session.gpu();
             if (ctx == null) continue;

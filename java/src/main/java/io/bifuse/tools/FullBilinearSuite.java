@@ -82,6 +82,7 @@ final class FullBilinearSuite implements Suite {
         for (Case c : cases(quick)) {
             for (Variant v : variants) {
                 FullBilinear op = c.op(v.n());
+                FullBilinearCpu onCpu = new FullBilinearCpu(op);
                 float[] x = Stats.gaussian(rnd, c.batch() * c.positions() * c.c1());
                 float[] y = c.homologous() ? null : Stats.gaussian(rnd, c.batch() * c.positions() * c.c2());
                 if (!v.signed()) { relu(x); if (y != null) relu(y); }
@@ -90,9 +91,9 @@ final class FullBilinearSuite implements Suite {
                 double[] zRef = FullBilinearReference.forward(op, x, y, b, l);
                 double[][] gRef = FullBilinearReference.backward(op, x, y, g, b, l);
                 String size = c.label() + " " + v.name();
-                report.add("FullBilinear.forward", "cpu-double", size, c.homologous() ? new FullBilinearCpu(op).forward(x, b, l) : new FullBilinearCpu(op).forward(x, y, b, l), zRef, Check.TOLERANCE);
+                report.add("FullBilinear.forward", "cpu-double", size, c.homologous() ? onCpu.forward(x, b, l) : onCpu.forward(x, y, b, l), zRef, Check.TOLERANCE);
                 // The CPU backend works in double: the signed sqrt's conditioning costs it nothing measurable.
-                addBackward(report, "cpu-double", size, op, c.homologous() ? new Gradients(new FullBilinearCpu(op).backward(x, g, b, l), null) : new FullBilinearCpu(op).backward(x, y, g, b, l),
+                addBackward(report, "cpu-double", size, op, c.homologous() ? new Gradients(onCpu.backward(x, g, b, l), null) : onCpu.backward(x, y, g, b, l),
                         gRef, Check.TOLERANCE);
                 if (!gpu) continue;
                 for (Precision p : Precision.values()) {
@@ -123,6 +124,7 @@ final class FullBilinearSuite implements Suite {
         Normalization n = Normalization.pytorch();
         for (Case c : cases(quick)) {
             FullBilinear op = c.op(n);
+            FullBilinearCpu onCpu = new FullBilinearCpu(op);
             int b = c.batch(), l = c.positions();
             float[] x = relu(Stats.gaussian(rnd, b * l * c.c1()));
             float[] y = c.homologous() ? null : relu(Stats.gaussian(rnd, b * l * c.c2()));
@@ -130,10 +132,10 @@ final class FullBilinearSuite implements Suite {
             double[] fwd = c.cost(false), step = c.cost(true);
             String label = c.label() + " +torch-norm";
             session.cpu("FullBilinear.forward", "bifuse-cpu-double", label, c.csvSize(), b, fwd,
-                    () -> { if (c.homologous()) new FullBilinearCpu(op).forward(x, b, l); else new FullBilinearCpu(op).forward(x, y, b, l); });
+                    () -> { if (c.homologous()) onCpu.forward(x, b, l); else onCpu.forward(x, y, b, l); });
             session.cpu("FullBilinear.fwd+bwd", "bifuse-cpu-double", label, c.csvSize(), b, step, () -> {
-                if (c.homologous()) { new FullBilinearCpu(op).forward(x, b, l); new FullBilinearCpu(op).backward(x, g, b, l); }
-                else { new FullBilinearCpu(op).forward(x, y, b, l); new FullBilinearCpu(op).backward(x, y, g, b, l); }
+                if (c.homologous()) { onCpu.forward(x, b, l); onCpu.backward(x, g, b, l); }
+                else { onCpu.forward(x, y, b, l); onCpu.backward(x, y, g, b, l); }
             });
             CudaContext ctx = session.gpu();
             if (ctx == null) continue;

@@ -120,13 +120,14 @@ final class MfbSuite implements Suite {
             boolean cpuRow = c.batch() <= 64;
             if (!cpuRow && !gpu) continue;
             Mfb op = c.op(rnd.nextLong());
+            MfbCpu onCpu = new MfbCpu(op);
             int b = c.batch();
             float[] x = Stats.gaussian(rnd, b * c.dx()), y = Stats.gaussian(rnd, b * c.dy()), g = Stats.gaussian(rnd, b * op.outputWidth());
             double[] zRef = MfbReference.forward(op, x, y, b);
             MfbReference.Grads gRef = MfbReference.backward(op, x, y, g, b), gScale = MfbReference.backwardScale(op, x, y, g, b);
             if (cpuRow) {
-                report.add("Mfb.forward", "cpu-reference", c.label(), new MfbCpu(op).forward(x, y, b), zRef, Check.TOLERANCE);
-                report.add(gradRow("cpu-reference", c, op, new MfbCpu(op).backward(x, y, g, b), gRef, gScale, Check.TOLERANCE));
+                report.add("Mfb.forward", "cpu-reference", c.label(), onCpu.forward(x, y, b), zRef, Check.TOLERANCE);
+                report.add(gradRow("cpu-reference", c, op, onCpu.backward(x, y, g, b), gRef, gScale, Check.TOLERANCE));
             }
             if (!gpu) continue;
             long baselineSeed = rnd.nextLong();
@@ -214,15 +215,16 @@ final class MfbSuite implements Suite {
         SplittableRandom rnd = session.random();
         for (Case c : benchCases(quick)) {
             Mfb op = c.op(42);
+            MfbCpu onCpu = new MfbCpu(op);
             // The CPU backend is the float64 reference: at B = 512 one call takes tens of seconds, so it is timed at B = 8.
             Case cc = quick ? c : new Case(8, c.dx(), c.dy(), c.o(), c.k(), c.blocks(), c.act(), c.norm());
             {
                 int b = cc.batch();
                 float[] x = Stats.gaussian(rnd, b * c.dx()), y = Stats.gaussian(rnd, b * c.dy()), g = Stats.gaussian(rnd, b * op.outputWidth());
-                session.cpu("Mfb.forward", "bifuse-cpu-reference", cc.label(), cc.csvSize(), b, cost("forward", cc), () -> new MfbCpu(op).forward(x, y, b));
+                session.cpu("Mfb.forward", "bifuse-cpu-reference", cc.label(), cc.csvSize(), b, cost("forward", cc), () -> onCpu.forward(x, y, b));
                 session.cpu("Mfb.fwd+bwd", "bifuse-cpu-reference", cc.label(), cc.csvSize(), b, cost("fwd+bwd", cc), () -> {
-                    new MfbCpu(op).forward(x, y, b);
-                    new MfbCpu(op).backward(x, y, g, b);
+                    onCpu.forward(x, y, b);
+                    onCpu.backward(x, y, g, b);
                 });
             }
             CudaContext ctx = session.gpu();

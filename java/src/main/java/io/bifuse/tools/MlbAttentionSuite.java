@@ -74,6 +74,7 @@ final class MlbAttentionSuite implements Suite {
         boolean gpu = ctx != null && noGpu == null;
         for (Size s : sizes(quick)) {
             MlbAttention op = s.op(rnd.nextLong());
+            MlbAttentionCpu onCpu = new MlbAttentionCpu(op);
             int b = s.batch(), l = s.cells();
             float[] q = Stats.gaussian(rnd, b * s.dq()), v = Stats.gaussian(rnd, b * l * s.dv()), g = Stats.gaussian(rnd, b * s.out());
             MlbAttentionReference.Result fRef = MlbAttentionReference.forward(op, q, v, b, l);
@@ -81,9 +82,9 @@ final class MlbAttentionSuite implements Suite {
             // The CPU backend is the reference rounded to float; at the spec's layers it would only
             // double the time of check to confirm that rounding.
             if (s.batch() != 2 || s.dq() != SPEC.dq()) {
-                MlbAttention.Result r = new MlbAttentionCpu(op).forwardWithAttention(q, v, b, l);
+                MlbAttention.Result r = onCpu.forwardWithAttention(q, v, b, l);
                 report.add(forwardRow("cpu-reference", s, r, fRef, Check.TOLERANCE));
-                report.add(backwardRow("cpu-reference", s, new MlbAttentionCpu(op).backward(q, v, g, b, l), gRef, Check.TOLERANCE));
+                report.add(backwardRow("cpu-reference", s, onCpu.backward(q, v, g, b, l), gRef, Check.TOLERANCE));
             }
             if (!gpu) continue;
             for (Precision p : Precision.values()) {
@@ -117,16 +118,17 @@ final class MlbAttentionSuite implements Suite {
         SplittableRandom rnd = session.random();
         Size s = quick ? MEDIUM : SPEC;
         MlbAttention op = s.op(42);
+        MlbAttentionCpu onCpu = new MlbAttentionCpu(op);
         Size cpu = quick ? s : s.withBatch(4); // the CPU backend is the float64 reference: see the class comment
         {
             int b = cpu.batch(), l = cpu.cells();
             float[] q = Stats.gaussian(rnd, b * s.dq()), v = Stats.gaussian(rnd, b * l * s.dv()), g = Stats.gaussian(rnd, b * s.out());
             String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
             session.cpu("MlbAttention.forward", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("MlbAttention.forward", cpu),
-                    () -> new MlbAttentionCpu(op).forward(q, v, b, l));
+                    () -> onCpu.forward(q, v, b, l));
             session.cpu("MlbAttention.fwd+bwd", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("MlbAttention.fwd+bwd", cpu), () -> {
-                new MlbAttentionCpu(op).forward(q, v, b, l);
-                new MlbAttentionCpu(op).backward(q, v, g, b, l);
+                onCpu.forward(q, v, b, l);
+                onCpu.backward(q, v, g, b, l);
             });
         }
         CudaContext ctx = session.gpu();

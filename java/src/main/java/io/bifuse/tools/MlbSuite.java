@@ -65,6 +65,7 @@ final class MlbSuite implements Suite {
         boolean gpu = ctx != null && noGpu == null;
         for (Size s : sizes(quick)) {
             Mlb op = Mlb.random(s.dx(), s.dy(), s.joint(), s.out(), s.act(), rnd.nextLong());
+            MlbCpu onCpu = new MlbCpu(op);
             float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
             float[] g = Stats.gaussian(rnd, s.batch() * s.out());
             double[] fRef = MlbReference.forward(op, x, y, s.batch());
@@ -72,8 +73,8 @@ final class MlbSuite implements Suite {
             // The CPU backend is the reference rounded to float: at the spec's size it would only double
             // the time of check to confirm that rounding, so it runs at the smaller sizes.
             if (!s.spec()) {
-                report.add("Mlb.forward", "cpu-reference", s.label(), new MlbCpu(op).forward(x, y, s.batch()), fRef, Check.TOLERANCE);
-                report.add(backwardRow("cpu-reference", s, new MlbCpu(op).backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
+                report.add("Mlb.forward", "cpu-reference", s.label(), onCpu.forward(x, y, s.batch()), fRef, Check.TOLERANCE);
+                report.add(backwardRow("cpu-reference", s, onCpu.backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
             }
             if (!gpu) continue;
             for (Precision p : Precision.values()) {
@@ -117,13 +118,14 @@ final class MlbSuite implements Suite {
         SplittableRandom rnd = session.random();
         for (Size s : quick ? List.of(new Size(8, 240, 204, 120, 200, Activation.TANH)) : List.of(new Size(512, 2400, 2048, 1200, 2000, Activation.TANH))) {
             Mlb op = Mlb.random(s.dx(), s.dy(), s.joint(), s.out(), s.act(), 42);
+            MlbCpu onCpu = new MlbCpu(op);
             float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
             float[] g = Stats.gaussian(rnd, s.batch() * s.out());
             double[] fwd = cost("Mlb.forward", s), step = cost("Mlb.fwd+bwd", s);
-            session.cpu("Mlb.forward", "bifuse-cpu-reference", s.label(), s.csvSize(), s.batch(), fwd, () -> new MlbCpu(op).forward(x, y, s.batch()));
+            session.cpu("Mlb.forward", "bifuse-cpu-reference", s.label(), s.csvSize(), s.batch(), fwd, () -> onCpu.forward(x, y, s.batch()));
             session.cpu("Mlb.fwd+bwd", "bifuse-cpu-reference", s.label(), s.csvSize(), s.batch(), step, () -> {
-                new MlbCpu(op).forward(x, y, s.batch());
-                new MlbCpu(op).backward(x, y, g, s.batch());
+                onCpu.forward(x, y, s.batch());
+                onCpu.backward(x, y, g, s.batch());
             });
             CudaContext ctx = session.gpu();
             if (ctx == null) continue;
