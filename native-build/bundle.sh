@@ -73,8 +73,10 @@ fi
 version=$(sed -n 's:^  <version>\(.*\)</version>.*:\1:p' pom.xml | head -n1)
 main_jar=java/target/bifuse-$version.jar
 tests_jar=java/target/bifuse-$version-tests.jar
+tools_jar=tools/target/bifuse-tools-$version.jar
+tools_tests_jar=tools/target/bifuse-tools-$version-tests.jar
 bench_jar=benchmarks/target/bifuse-benchmarks-$version.jar
-for f in "$main_jar" "$tests_jar" "$bench_jar"; do [ -s "$f" ] || die "$f is missing (did the build run?)"; done
+for f in "$main_jar" "$tests_jar" "$tools_jar" "$tools_tests_jar" "$bench_jar"; do [ -s "$f" ] || die "$f is missing (did the build run?)"; done
 if "$JDK/bin/jar" tf "$main_jar" | grep -q 'bifuse\.fatbin$'; then
   say "$main_jar carries the CUDA kernels (bifuse.fatbin)"
 elif [ "${BIFUSE_BUNDLE_ALLOW_NO_KERNELS:-0}" = 1 ]; then
@@ -105,8 +107,8 @@ repack_natives() { # $1: the natives jar, $2: where to write the slim one
   [ -d "$tmp/META-INF/maven" ] && args+=(-C "$tmp" META-INF/maven)
   "$JDK/bin/jar" "${args[@]}"
 }
-cp "$main_jar" "$tests_jar" "$bench_jar" "$bundle/lib/"
-for j in java/target/lib/*.jar benchmarks/target/lib/*.jar; do
+cp "$main_jar" "$tests_jar" "$tools_jar" "$tools_tests_jar" "$bench_jar" "$bundle/lib/"
+for j in java/target/lib/*.jar tools/target/lib/*.jar benchmarks/target/lib/*.jar; do
   name=$(basename "$j")
   [ -e "$bundle/lib/$name" ] && continue   # bifuse and JCuda appear in both lists
   case "$name" in
@@ -201,7 +203,8 @@ read -r -a extra <<<"${BIFUSE_JAVA_OPTS:-}"
 # that cannot reach the GPU (driver, kernels, cuBLAS, cuFFT) must fail, not skip. BIFUSE_REQUIRE_GPU=0: off.
 strict=true; [ "${BIFUSE_REQUIRE_GPU:-1}" = 0 ] && strict=false
 JAVA=("$B/jre/bin/java" --enable-native-access=ALL-UNNAMED -Xss4m -Dbifuse.requireGpu=$strict ${extra[@]+"${extra[@]}"} -cp "$B/lib/*")
-tests_jar=$(ls "$B"/lib/bifuse-*-tests.jar 2>/dev/null | head -n1)
+# The library's tests and the tools' tests (check, bench), scanned together.
+tests_jar=$(ls "$B"/lib/bifuse-*-tests.jar 2>/dev/null | paste -sd: -)
 
 usage() { echo "usage: $0 COMMAND [args]"; sed -n '5,21p' "$B/run" | sed 's/^# \{0,1\}//'; exit 2; }
 
@@ -376,7 +379,7 @@ host with an NVIDIA driver and the CUDA libraries (libcufft, libcublas; compute-
 "sanitize"; Python 3 + PyTorch + numpy for "peer"). No JDK and no network are needed.
 
   jre/      Java runtime (jlink'd from the JDK 25 that built it; modules: $modules)
-  lib/      bifuse and its tests, the JMH benchmarks, JCuda $( (cd "$bundle/lib" && ls jcuda-[0-9]*.jar) | sed 's/^jcuda-//; s/\.jar$//') (driver natives only), JMH,
+  lib/      bifuse and its tests, the tools (check, bench) and theirs, the JMH benchmarks, JCuda $( (cd "$bundle/lib" && ls jcuda-[0-9]*.jar) | sed 's/^jcuda-//; s/\.jar$//') (driver natives only), JMH,
             junit-platform-console-standalone $platform
   python/   the PyTorch peers (*_peer.py, run together by peers.py) and compare.py
   run       the launcher

@@ -4,7 +4,7 @@ import io.bifuse.cpu.BanAttentionCpu;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.reference.BanAttentionReference;
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.Stats;
 import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;

@@ -4,7 +4,7 @@ import io.bifuse.cpu.BanBlockCpu;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.reference.BanBlockReference;
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.Stats;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;

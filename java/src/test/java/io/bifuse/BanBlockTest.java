@@ -4,7 +4,7 @@ import io.bifuse.cpu.BanBlockCpu;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.reference.BanBlockReference;
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.Stats;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;

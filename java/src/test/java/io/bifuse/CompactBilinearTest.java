@@ -4,7 +4,7 @@ import io.bifuse.cpu.CompactBilinearCpu;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.reference.CompactBilinearReference;
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.Stats;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;

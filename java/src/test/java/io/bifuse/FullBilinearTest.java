@@ -5,7 +5,7 @@ import static io.bifuse.CompactBilinearTest.assertMessage;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.reference.FullBilinearReference;
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.Stats;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;

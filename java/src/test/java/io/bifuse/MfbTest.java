@@ -4,7 +4,7 @@ import io.bifuse.cpu.MfbCpu;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.reference.MfbReference;
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.Stats;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;

@@ -41,7 +41,7 @@ import java.util.concurrent.ConcurrentHashMap;
  * concurrently from any number of threads (for example one call per batch row in a parallel stream).
  * Plans are cached by length in a small bounded map (an arbitrary plan is dropped when it is full).
  */
-public final class Fft {
+final class Fft {
     /** Largest prime handled by a Cooley–Tukey butterfly; any larger prime factor sends n to Bluestein. */
     private static final int MAX_RADIX = 13;
     /** At most about this many plans are kept, so callers cycling through many lengths cannot grow memory. */

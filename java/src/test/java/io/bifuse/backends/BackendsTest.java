@@ -9,7 +9,7 @@ import io.bifuse.Mlb;
 import io.bifuse.cpu.MlbCpu;
 import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.Stats;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Tag;

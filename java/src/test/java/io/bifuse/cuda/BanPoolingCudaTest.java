@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import io.bifuse.BanPooling;
 import io.bifuse.ObjectMask;
 import io.bifuse.reference.BanPoolingReference;
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.Stats;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -290,7 +290,7 @@ class BanPoolingCudaTest {
             ga.read(gaAll, st);
             gx.read(gxAll, st);
             gy.read(gyAll, st);
-            io.bifuse.tools.DeviceRuns.unchanged(st, "attention", da, att, "x", dx, x, "y", dy, y, "gradOut", dg, in.go);
+            io.bifuse.testing.DeviceRuns.unchanged(st, "attention", da, att, "x", dx, x, "y", dy, y, "gradOut", dg, in.go);
             float[] rda = new float[b * n * m], rdx = new float[b * n * w], rdy = new float[b * m * w];
             boolean untouched = true;
             for (int s = 0; s < b; s++) {

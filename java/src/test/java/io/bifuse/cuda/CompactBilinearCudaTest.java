@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import io.bifuse.CompactBilinear;
 import io.bifuse.Normalization;
 import io.bifuse.reference.CompactBilinearReference;
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.Stats;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
@@ -28,7 +28,7 @@ import org.junit.jupiter.params.provider.CsvSource;
  * inputs (the seed is in the failure message), outputs NaN-poisoned before every run so that an
  * unwritten element fails the comparison. Tolerance: relative L2 error <= 1e-5 (float32 sketches and
  * cuFFT at d = 16000 give ~1e-7; an indexing or scaling mistake gives ~1), except through the signed
- * sqrt, held to check's conditioning bounds ({@code io.bifuse.tools.Check}: the forward's too, since at
+ * sqrt, held to check's conditioning bounds ({@link io.bifuse.testing.CompactBilinearTolerance}: the forward's too, since at
  * Dx·Dy < d the sqrt of the FFT's noise at empty bins gives ~3e-4), and the backward through an l2
  * normalization, measured against its terms' size ({@link L2Terms}: at d = 1 they cancel). Skipped
  * without a GPU.
@@ -68,17 +68,17 @@ class CompactBilinearCudaTest {
             CompactBilinear op = CompactBilinear.seeded(dx, dy, d, r.nextLong()).withNormalization(n);
             float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * d);
             double[] zRef = CompactBilinearReference.forward(op, x, y, batch);
-            double[][] gRef = io.bifuse.tools.CheckAccess.backwardComparable(n, batch, dx, dy, d)
+            double[][] gRef = io.bifuse.testing.CompactBilinearTolerance.backwardComparable(n, dx, dy, d)
                     ? CompactBilinearReference.backward(op, x, y, g, batch) : null;
             double[][] gScale = gRef == null ? null : backwardScale(op, x, y, g, batch);
-            // The signed sqrt turns float32 FFT noise at empty bins (Dx·Dy < d) into ~3e-4 on the forward: io.bifuse.tools.Check explains.
-            double fwdTol = io.bifuse.tools.CheckAccess.forwardTolerance(op, x, y, batch, zRef, seed);
+            // The signed sqrt turns float32 FFT noise at empty bins (Dx·Dy < d) into ~3e-4 on the forward: io.bifuse.testing.CompactBilinearTolerance explains.
+            double fwdTol = io.bifuse.testing.CompactBilinearTolerance.forwardTolerance(op, x, y, batch, zRef, seed);
             // The signed sqrt amplifies float32 errors in z: the bound is 10× a float64 baseline fed
-            // z with float32-level noise (io.bifuse.tools.Check explains), and never below 1e-5.
-            double tol = gRef == null ? Double.NaN : io.bifuse.tools.CheckAccess.backwardTolerance(op, x, y, g, batch, gRef, seed);
+            // z with float32-level noise (io.bifuse.testing.CompactBilinearTolerance explains), and never below 1e-5.
+            double tol = gRef == null ? Double.NaN : io.bifuse.testing.CompactBilinearTolerance.backwardTolerance(op, x, y, g, batch, gRef, seed);
             for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
                 try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode)) {
-                    float[][] out = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, batch);
+                    float[][] out = io.bifuse.testing.CompactBilinearTolerance.run(ctx, cuda, x, y, g, batch);
                     String what = mode + " " + n + " B=" + batch + " seed " + seed;
                     assertBelow(Stats.relativeL2(out[0], zRef), fwdTol, what + " forward");
                     if (gRef == null) continue; // exact ssqrt derivative on a sparse sketch: not comparable
@@ -113,26 +113,26 @@ class CompactBilinearCudaTest {
         double[] zRef = CompactBilinearReference.pooled(plain, xd, yd, batch);
         float[] zDev;
         try (CompactBilinearCuda cuda = new CompactBilinearCuda(plain, ctx, CompactBilinearCuda.Sketch.DETERMINISTIC)) {
-            zDev = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, batch)[0];
+            zDev = io.bifuse.testing.CompactBilinearTolerance.run(ctx, cuda, x, y, g, batch)[0];
         }
         assertBelow(Stats.relativeL2(zDev, zRef), "pooled z, seed " + seed);
         double[] zOwn = NormalizationBranches.toDouble(zDev);
         for (Normalization n : NormalizationBranches.all(zRef, batch, d)) {
             CompactBilinear op = plain.withNormalization(n);
             double[] outRef = CompactBilinearReference.forward(op, xd, yd, batch);
-            boolean comparable = io.bifuse.tools.CheckAccess.backwardComparable(n, batch, dx, dy, d);
+            boolean comparable = io.bifuse.testing.CompactBilinearTolerance.backwardComparable(n, dx, dy, d);
             double[][] gRef = comparable ? CompactBilinearReference.backward(op, xd, yd, gd, batch) : null;
             double[][] gScale = comparable ? backwardScale(op, x, y, g, batch) : null;
             // End to end: the bounds of matchesReference, for the same reasons.
-            double fwdTol = io.bifuse.tools.CheckAccess.forwardTolerance(op, x, y, batch, outRef, seed);
-            double bwdTol = comparable ? io.bifuse.tools.CheckAccess.backwardTolerance(op, x, y, g, batch, gRef, seed) : Double.NaN;
+            double fwdTol = io.bifuse.testing.CompactBilinearTolerance.forwardTolerance(op, x, y, batch, outRef, seed);
+            double bwdTol = comparable ? io.bifuse.testing.CompactBilinearTolerance.backwardTolerance(op, x, y, g, batch, gRef, seed) : Double.NaN;
             double[] outOwn = NormalizationBranches.forwardAt(n, zOwn, batch, d);
             double[][] gOwn = CompactBilinearReference.backwardFromPooled(op, xd, yd, zOwn, gd, batch);
             double[][] sOwn = CompactBilinearReference.backwardFromPooled(op.withNormalization(L2Terms.withoutL2(n)), xd, yd, zOwn,
                     CompactBilinearReference.toDouble(L2Terms.scaledGradOut(n, zOwn, g, batch, d)), batch);
             for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
                 try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode)) {
-                    float[][] out = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, batch);
+                    float[][] out = io.bifuse.testing.CompactBilinearTolerance.run(ctx, cuda, x, y, g, batch);
                     String what = mode + " " + NormalizationBranches.describe(n) + " B=" + batch + " seed " + seed;
                     assertBelow(Stats.relativeL2(out[0], outRef), fwdTol, what + " forward");
                     assertTrue(NormalizationBranches.allFinite(out[1]) && NormalizationBranches.allFinite(out[2]), what + ": a gradient is not finite");
@@ -210,8 +210,8 @@ class CompactBilinearCudaTest {
         int batch = SimSizes.batch(64);
         float[] x = Stats.gaussian(r, batch * 2048), y = Stats.gaussian(r, batch * 2048), g = Stats.gaussian(r, batch * 16000);
         try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx)) {
-            float[][] a = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, batch);
-            float[][] b = io.bifuse.tools.CheckAccess.runCuda(ctx, cuda, x, y, g, batch);
+            float[][] a = io.bifuse.testing.CompactBilinearTolerance.run(ctx, cuda, x, y, g, batch);
+            float[][] b = io.bifuse.testing.CompactBilinearTolerance.run(ctx, cuda, x, y, g, batch);
             for (int i = 0; i < 3; i++) assertArrayEquals(a[i], b[i]);
         }
     }

@@ -98,7 +98,7 @@ class CudaRuntimeTest {
         // On the simulated device copies run beside kernels and a queued memset only happens in its
         // stream's turn: a fill or write that was not ordered on the stream would read as the other value.
         RequireGpu.device();
-        float[] data = io.bifuse.tools.Stats.gaussian(new java.util.SplittableRandom(9), 1000), back = new float[1000];
+        float[] data = io.bifuse.testing.Stats.gaussian(new java.util.SplittableRandom(9), 1000), back = new float[1000];
         try (CudaContext ctx = CudaContext.open(0); CudaStream st = CudaStream.create(ctx); DeviceBuffer b = DeviceBuffer.allocateFloats(ctx, 1000)) {
             b.write(data, st);
             b.fill(Float.NaN, st);
@@ -121,14 +121,14 @@ class CudaRuntimeTest {
         // DeviceRuns.unchanged is what makes every DeviceRuns run (tests and check) fail when an op
         // writes into its inputs: it must see a single changed element, even by one ulp.
         RequireGpu.device();
-        float[] host = io.bifuse.tools.Stats.gaussian(new java.util.SplittableRandom(5), 300);
+        float[] host = io.bifuse.testing.Stats.gaussian(new java.util.SplittableRandom(5), 300);
         try (CudaContext ctx = CudaContext.open(0); CudaStream st = CudaStream.create(ctx);
              DeviceBuffer same = DeviceBuffer.of(ctx, host); DeviceBuffer changed = DeviceBuffer.of(ctx, host)) {
-            assertDoesNotThrow(() -> io.bifuse.tools.DeviceRuns.unchanged(st, "x", same, host));
+            assertDoesNotThrow(() -> io.bifuse.testing.DeviceRuns.unchanged(st, "x", same, host));
             float[] moved = host.clone();
             moved[299] = Math.nextUp(moved[299]); // one ulp in the last element
             changed.write(moved);
-            var e = assertThrows(IllegalStateException.class, () -> io.bifuse.tools.DeviceRuns.unchanged(st, "x", same, host, "gradOut", changed, host));
+            var e = assertThrows(IllegalStateException.class, () -> io.bifuse.testing.DeviceRuns.unchanged(st, "x", same, host, "gradOut", changed, host));
             assertTrue(e.getMessage().startsWith("gradOut: the op wrote into this input (element 299 of 300"), e.getMessage());
         }
     }

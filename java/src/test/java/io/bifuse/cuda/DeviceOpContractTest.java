@@ -22,7 +22,7 @@ import io.bifuse.cpu.FullBilinearCpu;
 import io.bifuse.cpu.MfbCpu;
 import io.bifuse.cpu.MlbAttentionCpu;
 import io.bifuse.cpu.MlbCpu;
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.Stats;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;

@@ -10,10 +10,10 @@ import io.bifuse.Mlb;
 import io.bifuse.MlbAttention;
 import io.bifuse.ObjectMask;
 import io.bifuse.Precision;
-import io.bifuse.tools.BanAttentionRuns;
-import io.bifuse.tools.CheckAccess;
-import io.bifuse.tools.DeviceRuns;
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.BanAttentionRuns;
+import io.bifuse.testing.CompactBilinearTolerance;
+import io.bifuse.testing.DeviceRuns;
+import io.bifuse.testing.Stats;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
@@ -139,7 +139,7 @@ class GridStrideTest extends CublasOpTest {
         int b = 3;
         float[] x = Stats.gaussian(r, b * 700), y = Stats.gaussian(r, b * 600), g = Stats.gaussian(r, b * 1000);
         try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx)) {
-            sameWithOneBlock("MCB", () -> List.of(CheckAccess.runCuda(ctx, cuda, x, y, g, b)));
+            sameWithOneBlock("MCB", () -> List.of(CompactBilinearTolerance.run(ctx, cuda, x, y, g, b)));
         }
     }
 }

@@ -8,7 +8,7 @@ import io.bifuse.BanPooling;
 import io.bifuse.CompactBilinear;
 import io.bifuse.Mlb;
 import io.bifuse.ObjectMask;
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.Stats;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;

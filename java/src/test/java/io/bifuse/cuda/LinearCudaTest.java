@@ -2,7 +2,7 @@ package io.bifuse.cuda;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.Stats;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;

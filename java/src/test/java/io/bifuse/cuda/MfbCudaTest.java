@@ -9,9 +9,9 @@ import io.bifuse.Mfb;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
 import io.bifuse.reference.MfbReference;
-import io.bifuse.tools.Conditioning;
-import io.bifuse.tools.DeviceRuns;
-import io.bifuse.tools.Stats;
+import io.bifuse.testing.Conditioning;
+import io.bifuse.testing.DeviceRuns;
+import io.bifuse.testing.Stats;
 import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Tag;
@@ -30,7 +30,7 @@ import org.junit.jupiter.params.provider.CsvSource;
  * is 0: there the error is measured against the terms' size). Forward: 1e-5 in FP32 (float32 GEMMs over Dx = 2048 and the fused kernel give ~1e-7),
  * {@link Precision#bound()} in TF32/BF16. Backward: the signed sqrt's derivative {@code 0.5/sqrt|z|}
  * amplifies the float error of z wherever {@code z ≈ 0}, and a sum of k products has a continuous
- * density at 0, so some such entries always exist; as for MCB ({@code io.bifuse.tools.Check}) the bound
+ * density at 0, so some such entries always exist; as for MCB ({@link io.bifuse.testing.CompactBilinearTolerance}) the bound
  * is {@code max(base, 10 × baseline)}, the baseline being the largest error of the float64 backward fed
  * z with noise {@code σ·rms(z)} over 3 draws: FP32 (base 1e-5) {@code σ = 2⁻²⁴·sqrt(max(Dx, Dy))}, the
  * typical error of a float32 sum of that many products accumulated in sequence, as a GEMM accumulates
@@ -342,7 +342,7 @@ class MfbCudaTest extends CublasOpTest {
     /** The signed sqrt's backward bound of the class comment: {@code max(base, 10 × baseline)}, the baseline the largest of 3 noise draws. */
     static double backwardTolerance(Mfb op, Precision p, float[] x, float[] y, float[] g, int batch, MfbReference.Grads ref,
                                     MfbReference.Grads scale, long seed) {
-        return io.bifuse.tools.CheckAccess.mfbBackwardTolerance(op, p, x, y, g, batch, ref, scale, seed);
+        return io.bifuse.testing.MfbTolerance.backwardTolerance(op, p, x, y, g, batch, ref, scale, seed);
     }
 
     /**
@@ -351,7 +351,7 @@ class MfbCudaTest extends CublasOpTest {
      */
     static Conditioning conditioning(Mfb op, Precision p, float[] x, float[] y, float[] g, int batch, double[] zRef, MfbReference.Grads ref,
                                      MfbReference.Grads scale, long seed) {
-        return io.bifuse.tools.CheckAccess.mfbConditioning(op, p, x, y, g, batch, zRef, ref, scale, seed);
+        return io.bifuse.testing.MfbTolerance.conditioning(op, p, x, y, g, batch, zRef, ref, scale, seed);
     }
 
     /** Forward then backward on NaN-poisoned device outputs: {@code {out, Mfb.Gradients}}. */

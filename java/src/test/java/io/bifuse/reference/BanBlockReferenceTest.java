@@ -23,8 +23,8 @@ class BanBlockReferenceTest {
         SplittableRandom r = new SplittableRandom(21);
         int b = 3, n = 4, m = 3;
         io.bifuse.BanBlock op = io.bifuse.BanBlock.random(6, 5, 6, 4, 2, 2, 9);
-        float[] x = io.bifuse.tools.Stats.gaussian(r, b * n * 6), y = io.bifuse.tools.Stats.gaussian(r, b * m * 5),
-                g = io.bifuse.tools.Stats.gaussian(r, b * 5);
+        float[] x = io.bifuse.testing.Stats.gaussian(r, b * n * 6), y = io.bifuse.testing.Stats.gaussian(r, b * m * 5),
+                g = io.bifuse.testing.Stats.gaussian(r, b * 5);
         ObjectMask mask = ObjectMask.counts(new int[] {0, 1, 4}, n);
         List<double[]> ref = BanBlockReference.backward(op, x, y, mask, g, b, n, m).tensors();
         for (double e : BanBlockReference.perturbationBaseline(op, x, y, mask, g, b, n, m, ref, 0, 2, 1)) assertEquals(0, e);

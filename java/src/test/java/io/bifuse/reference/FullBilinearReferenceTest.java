@@ -82,8 +82,8 @@ class FullBilinearReferenceTest {
         // Signed inputs with the exact ssqrt derivative: entries with z ≈ 0 amplify the float32 error of z.
         SplittableRandom r = new SplittableRandom(9);
         int batch = 2, len = 196, c1 = 48, c2 = 40;
-        float[] x = io.bifuse.tools.Stats.gaussian(r, batch * len * c1), y = io.bifuse.tools.Stats.gaussian(r, batch * len * c2);
-        float[] g = io.bifuse.tools.Stats.gaussian(r, batch * c1 * c2);
+        float[] x = io.bifuse.testing.Stats.gaussian(r, batch * len * c1), y = io.bifuse.testing.Stats.gaussian(r, batch * len * c2);
+        float[] g = io.bifuse.testing.Stats.gaussian(r, batch * c1 * c2);
         FullBilinear none = FullBilinear.of(c1, c2, false, Normalization.NONE), torch = FullBilinear.of(c1, c2, false, Normalization.pytorch());
         assertEquals(0, FullBilinearReference.float32Baseline(none, x, y, g, batch, len, Precision.FP32, null));
         double signed = FullBilinearReference.float32Baseline(torch, x, y, g, batch, len, Precision.FP32,

@@ -112,8 +112,8 @@ class MfbReferenceTest {
         int batch = 2, dx = 16, dy = 12, o = 50, k = 5;
         for (Normalization n : new Normalization[] {Normalization.NONE, Normalization.pytorch()}) {
             Mfb op = Mfb.random(dx, dy, o, k, 2, Activation.RELU, n, 4);
-            float[] x = io.bifuse.tools.Stats.gaussian(r, batch * dx), y = io.bifuse.tools.Stats.gaussian(r, batch * dy);
-            float[] g = io.bifuse.tools.Stats.gaussian(r, batch * 2 * o);
+            float[] x = io.bifuse.testing.Stats.gaussian(r, batch * dx), y = io.bifuse.testing.Stats.gaussian(r, batch * dy);
+            float[] g = io.bifuse.testing.Stats.gaussian(r, batch * 2 * o);
             MfbReference.Grads ref = MfbReference.backward(op, x, y, g, batch), scale = MfbReference.backwardScale(op, x, y, g, batch);
             double e = MfbReference.conditioningBaseline(op, x, y, g, batch, ref, scale, 1e-7, 9);
             if (n.isIdentity()) assertEquals(0, e);
@@ -157,8 +157,8 @@ class MfbReferenceTest {
         SplittableRandom r = new SplittableRandom(12);
         int batch = 4, dx = 5, dy = 3;
         Mfb op = Mfb.random(dx, dy, 1, 1, 2, Activation.TANH, Normalization.pytorch(), 7);
-        float[] x = io.bifuse.tools.Stats.gaussian(r, batch * dx), y = io.bifuse.tools.Stats.gaussian(r, batch * dy);
-        float[] g = io.bifuse.tools.Stats.gaussian(r, batch * 2);
+        float[] x = io.bifuse.testing.Stats.gaussian(r, batch * dx), y = io.bifuse.testing.Stats.gaussian(r, batch * dy);
+        float[] g = io.bifuse.testing.Stats.gaussian(r, batch * 2);
         MfbReference.Grads ref = MfbReference.backward(op, x, y, g, batch), scale = MfbReference.backwardScale(op, x, y, g, batch);
         Mfb.Gradients rounding = gradients(op, ref, scale, 1e-7, r), dropped = gradients(op, scale, scale, 0, r);
         double refNorm = 0, scaleNorm = 0;
@@ -169,7 +169,7 @@ class MfbReferenceTest {
         // With many outputs per block the terms do not cancel: the scaled error is the relative error, up to
         // the share of the gradient the projection removes (one direction of o).
         Mfb wide = Mfb.random(dx, dy, 40, 3, 2, Activation.TANH, Normalization.pytorch(), 8);
-        float[] gw = io.bifuse.tools.Stats.gaussian(r, batch * 80);
+        float[] gw = io.bifuse.testing.Stats.gaussian(r, batch * 80);
         MfbReference.Grads refW = MfbReference.backward(wide, x, y, gw, batch), scaleW = MfbReference.backwardScale(wide, x, y, gw, batch);
         Mfb.Gradients noisy = gradients(wide, refW, refW, 1e-3, r);
         double rel = MfbReference.maxRelativeL2(wide, noisy, refW), scaled = MfbReference.maxScaledError(wide, noisy, refW, scaleW);

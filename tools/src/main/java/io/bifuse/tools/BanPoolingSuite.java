@@ -1,5 +1,7 @@
 package io.bifuse.tools;
 
+import io.bifuse.testing.Stats;
+import io.bifuse.testing.DeviceRuns;
 import io.bifuse.cpu.BanPoolingCpu;
 import io.bifuse.BanPooling;
 import io.bifuse.ObjectMask;

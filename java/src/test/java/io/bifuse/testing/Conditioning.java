@@ -1,4 +1,4 @@
-package io.bifuse.tools;
+package io.bifuse.testing;
 
 import io.bifuse.Linear;
 import io.bifuse.Precision;

@@ -1,5 +1,7 @@
 package io.bifuse.tools;
 
+import io.bifuse.testing.CompactBilinearTolerance;
+import io.bifuse.testing.Stats;
 import io.bifuse.cpu.CompactBilinearCpu;
 import io.bifuse.CompactBilinear;
 import io.bifuse.Gradients;
@@ -27,8 +29,8 @@ final class CompactBilinearSuite implements Suite {
                 float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
                 float[] g = Stats.gaussian(rnd, s.batch() * s.d());
                 double[] zRef = CompactBilinearReference.forward(op, x, y, s.batch());
-                double[][] gRef = Check.backwardComparable(n, s) ? CompactBilinearReference.backward(op, x, y, g, s.batch()) : null;
-                double bwdTol = gRef == null ? Double.NaN : Check.backwardTolerance(op, x, y, g, s.batch(), gRef, rnd.nextLong());
+                double[][] gRef = CompactBilinearTolerance.backwardComparable(n, s.dx(), s.dy(), s.d()) ? CompactBilinearReference.backward(op, x, y, g, s.batch()) : null;
+                double bwdTol = gRef == null ? Double.NaN : CompactBilinearTolerance.backwardTolerance(op, x, y, g, s.batch(), gRef, rnd.nextLong());
                 String size = s.label() + (n.isIdentity() ? "" : n.equals(Normalization.pytorch()) ? " +torch-norm" : " +caffe-norm");
                 report.add("CompactBilinear.forward", "cpu-double", size, onCpu.forward(x, y, s.batch()), zRef, Check.TOLERANCE);
                 // The CPU backend works in double: the exact-derivative conditioning costs it nothing measurable.
@@ -37,11 +39,11 @@ final class CompactBilinearSuite implements Suite {
                 }
                 long fwdSeed = rnd.nextLong();
                 if (!gpu) continue;
-                double fwdTol = Check.forwardTolerance(op, x, y, s.batch(), zRef, fwdSeed); // float32 FFT noise through the signed sqrt
+                double fwdTol = CompactBilinearTolerance.forwardTolerance(op, x, y, s.batch(), zRef, fwdSeed); // float32 FFT noise through the signed sqrt
                 for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
                     String backend = mode == CompactBilinearCuda.Sketch.DETERMINISTIC ? "cuda-fp32" : "cuda-fp32-atomic";
                     try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode)) {
-                        float[][] r = Check.runCuda(ctx, cuda, x, y, g, s.batch());
+                        float[][] r = CompactBilinearTolerance.run(ctx, cuda, x, y, g, s.batch());
                         report.add("CompactBilinear.forward", backend, size, r[0], zRef, fwdTol);
                         if (gRef != null) report.add(Check.row("CompactBilinear.backward", backend, size, new Gradients(r[1], r[2]), gRef, bwdTol));
                     }

@@ -1,5 +1,6 @@
 package io.bifuse.tools;
 
+import io.bifuse.testing.Stats;
 import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.DeviceBuffer;

@@ -1,5 +1,7 @@
 package io.bifuse.tools;
 
+import io.bifuse.testing.Stats;
+import io.bifuse.testing.DeviceRuns;
 import io.bifuse.cpu.FullBilinearCpu;
 import io.bifuse.FullBilinear;
 import io.bifuse.Gradients;

@@ -1,5 +1,7 @@
 package io.bifuse.tools;
 
+import io.bifuse.testing.Stats;
+import io.bifuse.testing.BanAttentionRuns;
 import io.bifuse.cpu.BanAttentionCpu;
 import io.bifuse.BanAttention;
 import io.bifuse.ObjectMask;
