@@ -12,10 +12,12 @@ import java.util.List;
  * work queued on its stream), then the weights. An op's class adds its math: the kernels, the GEMMs
  * and its call forms.
  *
+ * <p>Only this package extends it: its constructor is package-private (which closes the hierarchy as a
+ * {@code sealed ... permits} list would, without a shared list that every new operator must edit).
+ *
  * @param <O> the op's descriptor
  */
-public abstract sealed class CudaOp<O> implements AutoCloseable
-        permits BanAttentionCuda, BanBlockCuda, BanPoolingCuda, CompactBilinearCuda, FullBilinearCuda, MfbCuda, MlbAttentionCuda, MlbCuda {
+public abstract class CudaOp<O> implements AutoCloseable {
 
     /** The library an op's construction requires, checked with the library's own explanation. */
     enum Needs { NOTHING, CUBLAS, CUFFT }
