@@ -9,8 +9,9 @@ import java.util.SplittableRandom;
  * has {@code out} entries or is absent ({@code nn.Linear(bias=False)}). A trained model's tensors load
  * as they are: {@code new Linear(out, in, w.flatten(), b)}.
  *
- * <p>Immutable: the arrays are copied in, and the accessors return copies. Ops read them through
- * {@link #weightArray()} and {@link #biasArray()} (package-private, no copy).
+ * <p>Immutable: the arrays are copied in, and nothing hands out the arrays themselves. Backends read
+ * the parameters through the copying accessors or copy them straight into their own layouts
+ * ({@link #copyWeightTo}, {@link #copyBiasTo}, {@link #weightAsDouble}).
  */
 public final class Linear {
     private final int out, in;
@@ -84,10 +85,29 @@ public final class Linear {
     /** A copy of the bias, or null when the layer has none. */
     public float[] bias() { return bias == null ? null : bias.clone(); }
 
-    /** The weight itself (no copy): callers must not modify it. */
-    public float[] weightArray() { return weight; }
-    /** The bias itself (no copy; callers must not modify it), or a new zero array when the layer has none. */
-    public float[] biasArray() { return bias == null ? new float[out] : bias; }
+    /** A copy of the bias, or {@code out} zeros when the layer has none (what a fused bias add needs). */
+    public float[] biasOrZeros() { return bias == null ? new float[out] : bias.clone(); }
+
+    /** Copies the {@code out × in} weight into {@code dst} from {@code offset} (a stacked or concatenated layout). */
+    public void copyWeightTo(float[] dst, int offset) { System.arraycopy(weight, 0, dst, offset, weight.length); }
+
+    /** Copies the bias (zeros when the layer has none) into {@code dst} from {@code offset}. */
+    public void copyBiasTo(float[] dst, int offset) {
+        if (bias != null) System.arraycopy(bias, 0, dst, offset, out);
+        else java.util.Arrays.fill(dst, offset, offset + out, 0f);
+    }
+
+    /** The weight widened to double (one new array: what the float64 references compute with). */
+    public double[] weightAsDouble() { return widen(weight); }
+
+    /** The bias widened to double, or {@code out} zeros when the layer has none. */
+    public double[] biasAsDouble() { return bias == null ? new double[out] : widen(bias); }
+
+    private static double[] widen(float[] a) {
+        double[] d = new double[a.length];
+        for (int i = 0; i < a.length; i++) d[i] = a[i];
+        return d;
+    }
 
     private static void requireFinite(String name, float[] a) {
         for (int i = 0; i < a.length; i++) {

@@ -78,10 +78,10 @@ public final class WeightNormLinear {
     public static WeightNormLinear random(int out, int in, boolean bias, long seed) {
         if (out < 1 || in < 1) throw new IllegalArgumentException("out, in: expected >= 1, got " + out + ", " + in);
         Linear l = Linear.random(out, in, bias, seed);
-        float[] v = l.weightArray();
+        float[] v = l.weight();
         double s = 0;
         for (float x : v) s += (double) x * x;
-        return new WeightNormLinear(out, in, v, (float) Math.sqrt(s), l.hasBias() ? l.biasArray() : null);
+        return new WeightNormLinear(out, in, v, (float) Math.sqrt(s), l.hasBias() ? l.bias() : null);
     }
 
     static WeightNormLinear require(String name, WeightNormLinear l) {

@@ -110,9 +110,9 @@ class MlbTest {
         double[] exact = MlbReference.forward(w, MlbReference.toDouble(x), MlbReference.toDouble(y), batch);
         for (Precision p : new Precision[] {Precision.TF32, Precision.BF16}) {
             MlbReference.Weights rw = new MlbReference.Weights(dx, dy, j, out, Activation.TANH,
-                    MlbReference.toDouble(p.round(op.u().weightArray())), w.bu(),
-                    MlbReference.toDouble(p.round(op.v().weightArray())), w.bv(),
-                    MlbReference.toDouble(p.round(op.p().weightArray())), w.bp());
+                    MlbReference.toDouble(p.round(op.u().weight())), w.bu(),
+                    MlbReference.toDouble(p.round(op.v().weight())), w.bv(),
+                    MlbReference.toDouble(p.round(op.p().weight())), w.bp());
             double[] h = MlbReference.hidden(rw, MlbReference.toDouble(p.round(x)), MlbReference.toDouble(p.round(y)), batch);
             for (int i = 0; i < h.length; i++) h[i] = p.round((float) h[i]); // h is float32 on the GPU, then rounded as a GEMM operand
             double e = Stats.relativeL2(MlbReference.output(rw, h, batch), exact);

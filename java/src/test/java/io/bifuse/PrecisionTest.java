@@ -46,6 +46,6 @@ class PrecisionTest {
         float[] w = l.weight();
         w[0] = 99;
         assertNotEquals(99f, l.weight()[0], "immutable");
-        assertArrayEquals(new float[2], new Linear(2, 1, new float[2], null).biasArray());
+        assertArrayEquals(new float[2], new Linear(2, 1, new float[2], null).biasOrZeros());
     }
 }

@@ -67,8 +67,8 @@ public final class BanAttentionCuda extends CudaOp<BanAttention> implements BanA
         this.g = op.glimpses();
         this.k = op.width();
         try {
-            weight = own(DeviceBuffer.of(context, op.logits().weightArray()));
-            bias = own(DeviceBuffer.of(context, op.logits().biasArray()));
+            weight = own(DeviceBuffer.of(context, op.logits().weight()));
+            bias = own(DeviceBuffer.of(context, op.logits().biasOrZeros()));
         } catch (RuntimeException e) {
             throw failed(e);
         }

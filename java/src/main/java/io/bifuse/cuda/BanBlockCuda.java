@@ -433,8 +433,8 @@ public final class BanBlockCuda extends CudaOp<BanBlock> implements BanBlock.Bac
         int row = 0;
         for (WeightNormLinear l : layers) {
             Linear e = l.effective();
-            System.arraycopy(e.weightArray(), 0, wv, row * in, l.out() * in);
-            System.arraycopy(e.biasArray(), 0, bv, row, l.out());
+            e.copyWeightTo(wv, row * in);
+            e.copyBiasTo(bv, row);
             row += l.out();
         }
         return new Linear(out, in, wv, bv);

@@ -29,9 +29,9 @@ public final class LinearCuda implements AutoCloseable {
         if (layer == null) throw new IllegalArgumentException("layer: expected a Linear, got null");
         this.context = context;
         this.layer = layer;
-        DeviceBuffer w = DeviceBuffer.of(context, layer.weightArray());
+        DeviceBuffer w = DeviceBuffer.of(context, layer.weight());
         try {
-            this.bias = DeviceBuffer.of(context, layer.biasArray());
+            this.bias = DeviceBuffer.of(context, layer.biasOrZeros());
         } catch (RuntimeException e) {
             w.close();
             throw e;

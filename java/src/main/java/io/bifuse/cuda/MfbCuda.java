@@ -93,8 +93,8 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
         float[] wt = new float[Math.multiplyExact(layers.size() * out, in)];
         float[] bias = layers.stream().anyMatch(Linear::hasBias) ? new float[layers.size() * out] : null;
         for (int i = 0; i < layers.size(); i++) {
-            System.arraycopy(layers.get(i).weightArray(), 0, wt, i * out * in, out * in);
-            if (bias != null && layers.get(i).hasBias()) System.arraycopy(layers.get(i).biasArray(), 0, bias, i * out, out);
+            layers.get(i).copyWeightTo(wt, i * out * in);
+            if (bias != null && layers.get(i).hasBias()) layers.get(i).copyBiasTo(bias, i * out);
         }
         return new Linear(layers.size() * out, in, wt, bias);
     }

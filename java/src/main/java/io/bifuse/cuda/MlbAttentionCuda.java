@@ -95,12 +95,12 @@ public final class MlbAttentionCuda extends CudaOp<MlbAttention> implements MlbA
         outDim = op.out();
         act = op.activation().code();
         try {
-            questionWeight = own(DeviceBuffer.of(context, concat(w.question().weightArray(), w.questionFusion().weightArray())));
-            questionBias = own(DeviceBuffer.of(context, concat(w.question().biasArray(), w.questionFusion().biasArray())));
+            questionWeight = own(DeviceBuffer.of(context, concat(w.question().weight(), w.questionFusion().weight())));
+            questionBias = own(DeviceBuffer.of(context, concat(w.question().biasOrZeros(), w.questionFusion().biasOrZeros())));
             float[][] gw = new float[g][], gb = new float[g][];
             for (int i = 0; i < g; i++) {
-                gw[i] = w.glimpses().get(i).weightArray();
-                gb[i] = w.glimpses().get(i).biasArray();
+                gw[i] = w.glimpses().get(i).weight();
+                gb[i] = w.glimpses().get(i).biasOrZeros();
             }
             glimpseWeight = own(DeviceBuffer.of(context, concat(gw)));
             glimpseBias = own(DeviceBuffer.of(context, concat(gb)));

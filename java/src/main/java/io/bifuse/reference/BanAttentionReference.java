@@ -39,7 +39,7 @@ public final class BanAttentionReference {
     }
 
     public static Params params(BanAttention op) {
-        return new Params(op.glimpses(), op.width(), toDouble(op.logits().weightArray()),
+        return new Params(op.glimpses(), op.width(), op.logits().weightAsDouble(),
                 op.logits().hasBias() ? toDouble(op.logits().bias()) : null);
     }
 

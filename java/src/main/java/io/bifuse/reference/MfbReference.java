@@ -33,10 +33,10 @@ public final class MfbReference {
             int n = op.blocks();
             double[][] uw = new double[n][], ub = new double[n][], vw = new double[n][], vb = new double[n][];
             for (int i = 0; i < n; i++) {
-                uw[i] = toDouble(op.u(i).weightArray());
-                ub[i] = toDouble(op.u(i).biasArray());
-                vw[i] = toDouble(op.v(i).weightArray());
-                vb[i] = toDouble(op.v(i).biasArray());
+                uw[i] = op.u(i).weightAsDouble();
+                ub[i] = op.u(i).biasAsDouble();
+                vw[i] = op.v(i).weightAsDouble();
+                vb[i] = op.v(i).biasAsDouble();
             }
             return new Params(uw, ub, vw, vb);
         }

@@ -38,7 +38,7 @@ public final class MlbAttentionReference {
     /** One layer in double, nn.Linear layout: {@code weight} {@code out × in}, {@code bias} {@code out} or null. */
     public record Layer(int out, int in, double[] weight, double[] bias) {
         public static Layer of(Linear l) {
-            return new Layer(l.out(), l.in(), toDouble(l.weightArray()), l.hasBias() ? toDouble(l.bias()) : null);
+            return new Layer(l.out(), l.in(), l.weightAsDouble(), l.hasBias() ? toDouble(l.bias()) : null);
         }
 
         double b(int o) { return bias == null ? 0 : bias[o]; }

@@ -23,9 +23,9 @@ public final class MlbReference {
                           double[] u, double[] bu, double[] v, double[] bv, double[] p, double[] bp) {
         public static Weights of(Mlb op) {
             return new Weights(op.dx(), op.dy(), op.joint(), op.out(), op.activation(),
-                    toDouble(op.u().weightArray()), toDouble(op.u().biasArray()),
-                    toDouble(op.v().weightArray()), toDouble(op.v().biasArray()),
-                    toDouble(op.p().weightArray()), toDouble(op.p().biasArray()));
+                    op.u().weightAsDouble(), op.u().biasAsDouble(),
+                    op.v().weightAsDouble(), op.v().biasAsDouble(),
+                    op.p().weightAsDouble(), op.p().biasAsDouble());
         }
     }
 

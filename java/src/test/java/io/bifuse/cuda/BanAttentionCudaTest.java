@@ -351,7 +351,7 @@ class BanAttentionCudaTest {
      */
     static double[][] gradientsFromMaps(BanAttention op, double[] maps, float[] xp, float[] yp, float[] ga, int b, int n, int m) {
         int g = op.glimpses(), k = op.width(), nm = n * m;
-        float[] p = op.logits().weightArray();
+        float[] p = op.logits().weight();
         double[] dx = new double[b * n * k], dy = new double[b * m * k], dp = new double[g * k];
         for (int s = 0; s < b; s++) {
             for (int q = 0; q < g; q++) {

@@ -153,7 +153,7 @@ class BanBlockCudaTest extends CublasOpTest {
     static WeightNormLinear trained(int out, int in, boolean bias, SplittableRandom r, boolean negative) {
         Linear l = Linear.random(out, in, bias, r.nextLong());
         double norm = 0;
-        for (float v : l.weightArray()) norm += (double) v * v;
+        for (float v : l.weight()) norm += (double) v * v;
         float gain = (float) (Math.sqrt(norm) * r.nextDouble(0.6, 1.4));
         if (negative || r.nextInt(4) == 0) gain = -gain;
         return new WeightNormLinear(out, in, l.weight(), gain, l.bias());

@@ -208,7 +208,7 @@ class MfbReferenceTest {
     }
 
     private static boolean nearZero(Linear l, double[] in, int batch) {
-        float[] w = l.weightArray(), b = l.biasArray();
+        float[] w = l.weight(), b = l.biasOrZeros();
         for (int s = 0; s < batch; s++) {
             for (int j = 0; j < l.out(); j++) {
                 double p = b[j];

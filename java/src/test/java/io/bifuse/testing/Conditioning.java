@@ -100,6 +100,6 @@ public final class Conditioning {
 
     /** The layer with its weight and bias perturbed as {@link #perturb(float[], double, SplittableRandom)}. */
     public static Linear perturb(Linear l, double relative, SplittableRandom r) {
-        return new Linear(l.out(), l.in(), perturb(l.weightArray(), relative, r), perturb(l.bias(), relative, r));
+        return new Linear(l.out(), l.in(), perturb(l.weight(), relative, r), perturb(l.bias(), relative, r));
     }
 }
