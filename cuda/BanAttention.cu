@@ -49,6 +49,15 @@
 //   backward         reads 4 B (n + M) K + 2 * 4 B G n M (A, dA; per column tile, from L2); writes
 //                    4 B (N + M) K + 4 B G K (partials); ~4 B G n M K FLOPs.  dp_reduce reads 4 B G K.
 //   zero_rows        reads at most 4 B N dim (padded rows in full, real rows up to their first nonzero).
+//
+// Parameters: ban_att_fused, ban_att_logits and ban_att_backward each take ONE struct by value
+// (BanAttFusedParams, BanAttLogitsParams, BanAttBackwardParams), as flash-attention's Flash_fwd_params:
+// one kernelParams entry instead of 15 to 21. The short-listed kernels keep positional parameters.
+// The fields keep the former positional order in C layout (8-byte aligned; an int before a pointer leaves
+// 4 bytes of padding), so the Java side's KernelSpec "{...}" lists them as the old signature did and the
+// launch sites pass the same arguments; KernelCatalogTest checks that description against the PTX (the
+// struct's .align and size, and the offset and width of every field the kernel loads). Each kernel first
+// copies the fields into __restrict__ locals of the old parameters' names: its body is unchanged.
 #include "bifuse_device.cuh"
 
 #define BAN_MAX_G 32          // BanAttention.MAX_GLIMPSES: the backward keeps per-glimpse values in registers
@@ -107,10 +116,34 @@ static __device__ __forceinline__ void ban_logit_tiles(const float* __restrict__
     }
 }
 
-extern "C" __global__ void ban_att_fused(const float* __restrict__ xp, int ldx, const float* __restrict__ yp, int ldy,
-                                         const float* __restrict__ p, const float* __restrict__ bias, const int* __restrict__ counts,
-                                         const int* __restrict__ indices, int masked, float* __restrict__ att, float* __restrict__ logits,
-                                         int write_logits, int batch, int N, int M, int K, int G) {
+struct BanAttFusedParams {
+    const float* xp;
+    int ldx;
+    const float* yp;
+    int ldy;
+    const float* p;
+    const float* bias;
+    const int* counts;
+    const int* indices;
+    int masked;
+    float* att;
+    float* logits;
+    int write_logits, batch, N, M, K, G;
+};
+
+extern "C" __global__ void ban_att_fused(const BanAttFusedParams prm) {
+    const float* __restrict__ xp = prm.xp;
+    const int ldx = prm.ldx;
+    const float* __restrict__ yp = prm.yp;
+    const int ldy = prm.ldy;
+    const float* __restrict__ p = prm.p;
+    const float* __restrict__ bias = prm.bias;
+    const int* __restrict__ counts = prm.counts;
+    const int* __restrict__ indices = prm.indices;
+    const int masked = prm.masked;
+    float* __restrict__ att = prm.att;
+    float* __restrict__ logits = prm.logits;
+    const int write_logits = prm.write_logits, batch = prm.batch, N = prm.N, M = prm.M, K = prm.K, G = prm.G;
     __shared__ float xs[BAN_FUSED_N][BAN_KT + 1];
     __shared__ float ys[BAN_FUSED_M][BAN_KT + 1];
     __shared__ float map[BAN_FUSED_N * BAN_FUSED_M];
@@ -165,10 +198,32 @@ extern "C" __global__ void ban_att_fused(const float* __restrict__ xp, int ldx, 
     }
 }
 
-extern "C" __global__ void ban_att_logits(const float* __restrict__ xp, int ldx, const float* __restrict__ yp, int ldy,
-                                          const float* __restrict__ p, const float* __restrict__ bias, const int* __restrict__ counts,
-                                          const int* __restrict__ indices, int masked, float* __restrict__ logits, int batch, int N, int M,
-                                          int K, int G) {
+struct BanAttLogitsParams {
+    const float* xp;
+    int ldx;
+    const float* yp;
+    int ldy;
+    const float* p;
+    const float* bias;
+    const int* counts;
+    const int* indices;
+    int masked;
+    float* logits;
+    int batch, N, M, K, G;
+};
+
+extern "C" __global__ void ban_att_logits(const BanAttLogitsParams prm) {
+    const float* __restrict__ xp = prm.xp;
+    const int ldx = prm.ldx;
+    const float* __restrict__ yp = prm.yp;
+    const int ldy = prm.ldy;
+    const float* __restrict__ p = prm.p;
+    const float* __restrict__ bias = prm.bias;
+    const int* __restrict__ counts = prm.counts;
+    const int* __restrict__ indices = prm.indices;
+    const int masked = prm.masked;
+    float* __restrict__ logits = prm.logits;
+    const int batch = prm.batch, N = prm.N, M = prm.M, K = prm.K, G = prm.G;
     __shared__ float xs[BAN_TILE_R][BAN_KT + 1];
     __shared__ float ys[BAN_TILE_J][BAN_KT + 1];
     __shared__ int rows[BAN_TILE_R];
@@ -229,11 +284,42 @@ extern "C" __global__ void ban_att_softmax(const float* __restrict__ logits, flo
     }
 }
 
-extern "C" __global__ void ban_att_backward(const float* __restrict__ xp, int ldx, const float* __restrict__ yp, int ldy,
-                                            const float* __restrict__ p, const int* __restrict__ counts, const int* __restrict__ indices,
-                                            int masked, const float* __restrict__ att, const float* __restrict__ gatt, float* __restrict__ gx,
-                                            int ldgx, float* __restrict__ gy, int ldgy, float* __restrict__ dpart, int relu, int batch, int N,
-                                            int M, int K, int G) {
+struct BanAttBackwardParams {
+    const float* xp;
+    int ldx;
+    const float* yp;
+    int ldy;
+    const float* p;
+    const int* counts;
+    const int* indices;
+    int masked;
+    const float* att;
+    const float* gatt;
+    float* gx;
+    int ldgx;
+    float* gy;
+    int ldgy;
+    float* dpart;
+    int relu, batch, N, M, K, G;
+};
+
+extern "C" __global__ void ban_att_backward(const BanAttBackwardParams prm) {
+    const float* __restrict__ xp = prm.xp;
+    const int ldx = prm.ldx;
+    const float* __restrict__ yp = prm.yp;
+    const int ldy = prm.ldy;
+    const float* __restrict__ p = prm.p;
+    const int* __restrict__ counts = prm.counts;
+    const int* __restrict__ indices = prm.indices;
+    const int masked = prm.masked;
+    const float* __restrict__ att = prm.att;
+    const float* __restrict__ gatt = prm.gatt;
+    float* __restrict__ gx = prm.gx;
+    const int ldgx = prm.ldgx;
+    float* __restrict__ gy = prm.gy;
+    const int ldgy = prm.ldgy;
+    float* __restrict__ dpart = prm.dpart;
+    const int relu = prm.relu, batch = prm.batch, N = prm.N, M = prm.M, K = prm.K, G = prm.G;
     __shared__ float red[BAN_BWD_BLOCK];
     __shared__ float cg[BAN_MAX_G];
     __shared__ float dls[BAN_MAX_G][BAN_BWD_R][BAN_BWD_J];

@@ -39,6 +39,14 @@
 //                 2 R K'(M + 1) FLOPs. The cost model's Mac = B N K'(M + 1) counts every object.
 //   backward_xy:  reads 4(B N M + R K' + B M K' + B K'/k), writes 4(B N K' + B M K'); ~4 R M K' FLOPs.
 //   grad_attention: reads 4(R K' + B M K') (each again per other tile, from L2), writes 4 B N M; 2 R M K' FLOPs.
+//
+// Parameters: each kernel takes ONE struct by value (BanPoolForwardParams, BanPoolBackwardXyParams,
+// BanPoolGradAttentionParams), as flash-attention's Flash_fwd_params: one kernelParams entry instead of 15 or 20.
+// The fields keep the former positional order in C layout (8-byte aligned; an int before a pointer leaves
+// 4 bytes of padding), so the Java side's KernelSpec "{...}" lists them as the old signature did and the
+// launch sites pass the same arguments; KernelCatalogTest checks that description against the PTX (the
+// struct's .align and size, and the offset and width of every field the kernel loads). Each kernel first
+// copies the fields into __restrict__ locals of the old parameters' names: its body is unchanged.
 #include "bifuse_device.cuh"
 
 #define BP_BLOCK 128      // ban_pool_forward, ban_pool_backward_xy: one thread per column
@@ -64,10 +72,30 @@ static __device__ __forceinline__ void bp_stage_a(float (*a_sh)[BP_TJ], int* row
     for (int e = threadIdx.x; e < BP_TI; e += blockDim.x) rows_sh[e] = r0 + e < count ? bp_row(idx, masked, r0 + e) : 0;
 }
 
-extern "C" __global__ void ban_pool_forward(const float* __restrict__ att, int64_t att_stride, const float* __restrict__ x, int ldx,
-                                            const float* __restrict__ y, int ldy, const int* __restrict__ counts,
-                                            const int* __restrict__ indices, int masked, int batch, int objects, int tokens,
-                                            int width, int group, float* __restrict__ out) {
+struct BanPoolForwardParams {
+    const float* att;
+    int64_t att_stride;
+    const float* x;
+    int ldx;
+    const float* y;
+    int ldy;
+    const int* counts;
+    const int* indices;
+    int masked, batch, objects, tokens, width, group;
+    float* out;
+};
+
+extern "C" __global__ void ban_pool_forward(const BanPoolForwardParams prm) {
+    const float* __restrict__ att = prm.att;
+    const int64_t att_stride = prm.att_stride;
+    const float* __restrict__ x = prm.x;
+    const int ldx = prm.ldx;
+    const float* __restrict__ y = prm.y;
+    const int ldy = prm.ldy;
+    const int* __restrict__ counts = prm.counts;
+    const int* __restrict__ indices = prm.indices;
+    const int masked = prm.masked, batch = prm.batch, objects = prm.objects, tokens = prm.tokens, width = prm.width, group = prm.group;
+    float* __restrict__ out = prm.out;
     __shared__ float a_sh[BP_TI][BP_TJ];
     __shared__ int rows_sh[BP_TI];
     __shared__ float red[BP_BLOCK];
@@ -122,11 +150,38 @@ extern "C" __global__ void ban_pool_forward(const float* __restrict__ att, int64
     }
 }
 
-extern "C" __global__ void ban_pool_backward_xy(const float* __restrict__ att, int64_t att_stride, const float* __restrict__ x, int ldx,
-                                                const float* __restrict__ y, int ldy, const int* __restrict__ counts,
-                                                const int* __restrict__ indices, int masked, int batch, int objects, int tokens,
-                                                int width, int group, const float* __restrict__ grad_out, float* __restrict__ grad_x,
-                                                int ldgx, float* __restrict__ grad_y, int ldgy, int through_relu) {
+struct BanPoolBackwardXyParams {
+    const float* att;
+    int64_t att_stride;
+    const float* x;
+    int ldx;
+    const float* y;
+    int ldy;
+    const int* counts;
+    const int* indices;
+    int masked, batch, objects, tokens, width, group;
+    const float* grad_out;
+    float* grad_x;
+    int ldgx;
+    float* grad_y;
+    int ldgy, through_relu;
+};
+
+extern "C" __global__ void ban_pool_backward_xy(const BanPoolBackwardXyParams prm) {
+    const float* __restrict__ att = prm.att;
+    const int64_t att_stride = prm.att_stride;
+    const float* __restrict__ x = prm.x;
+    const int ldx = prm.ldx;
+    const float* __restrict__ y = prm.y;
+    const int ldy = prm.ldy;
+    const int* __restrict__ counts = prm.counts;
+    const int* __restrict__ indices = prm.indices;
+    const int masked = prm.masked, batch = prm.batch, objects = prm.objects, tokens = prm.tokens, width = prm.width, group = prm.group;
+    const float* __restrict__ grad_out = prm.grad_out;
+    float* __restrict__ grad_x = prm.grad_x;
+    const int ldgx = prm.ldgx;
+    float* __restrict__ grad_y = prm.grad_y;
+    const int ldgy = prm.ldgy, through_relu = prm.through_relu;
     __shared__ float a_sh[BP_TI][BP_TJ];
     __shared__ int rows_sh[BP_TI];
     const int out_width = width / group;
@@ -185,10 +240,30 @@ extern "C" __global__ void ban_pool_backward_xy(const float* __restrict__ att, i
     }
 }
 
-extern "C" __global__ void ban_pool_grad_attention(const float* __restrict__ x, int ldx, const float* __restrict__ y, int ldy,
-                                                   const int* __restrict__ counts, const int* __restrict__ indices, int masked,
-                                                   int batch, int objects, int tokens, int width, int group,
-                                                   const float* __restrict__ grad_out, float* __restrict__ grad_att, int64_t att_stride) {
+struct BanPoolGradAttentionParams {
+    const float* x;
+    int ldx;
+    const float* y;
+    int ldy;
+    const int* counts;
+    const int* indices;
+    int masked, batch, objects, tokens, width, group;
+    const float* grad_out;
+    float* grad_att;
+    int64_t att_stride;
+};
+
+extern "C" __global__ void ban_pool_grad_attention(const BanPoolGradAttentionParams prm) {
+    const float* __restrict__ x = prm.x;
+    const int ldx = prm.ldx;
+    const float* __restrict__ y = prm.y;
+    const int ldy = prm.ldy;
+    const int* __restrict__ counts = prm.counts;
+    const int* __restrict__ indices = prm.indices;
+    const int masked = prm.masked, batch = prm.batch, objects = prm.objects, tokens = prm.tokens, width = prm.width, group = prm.group;
+    const float* __restrict__ grad_out = prm.grad_out;
+    float* __restrict__ grad_att = prm.grad_att;
+    const int64_t att_stride = prm.att_stride;
     __shared__ float xs[BP_GA_TI][BP_GA_TK + 1];
     __shared__ float ys[BP_GA_TJ][BP_GA_TK + 1];
     const int out_width = width / group;

@@ -45,6 +45,14 @@
 //              (pv -> dp_v) plus B (2J + GJ) outputs, ~(4G + 6) B L J FLOPs.
 //   The B x L x J tensor is written once in the forward (the pv GEMM) and twice in the backward (the
 //   recomputed pv GEMM, then dp_v in place, which the dW_v and dv GEMMs read).
+//
+// Parameters: mlb_att_cells_backward takes ONE struct by value (MlbAttCellsBackwardParams), as
+// flash-attention's Flash_fwd_params: one kernelParams entry instead of 15. The others stay positional.
+// The fields keep the former positional order in C layout (8-byte aligned; an int before a pointer leaves
+// 4 bytes of padding), so the Java side's KernelSpec "{...}" lists them as the old signature did and the
+// launch sites pass the same arguments; KernelCatalogTest checks that description against the PTX (the
+// struct's .align and size, and the offset and width of every field the kernel loads). The kernel first
+// copies the fields into __restrict__ locals of the old parameters' names: its body is unchanged.
 #include "bifuse_device.cuh"
 
 #define MLBA_MAX_G 16
@@ -188,11 +196,32 @@ extern "C" __global__ void mlb_att_fuse_backward(float* __restrict__ up, const f
 
 // pv: in, the cells' pre-activations (B*L x J); out, dp_v. alpha, dalpha: B x G x L. dp: dp_q at
 // columns [0, J) of rows of stride ldq. tq: B x G x J (q' T). dbv: B x J (sum over cells of dp_v).
-extern "C" __global__ void mlb_att_cells_backward(float* __restrict__ pv, const float* __restrict__ cell_bias,
-                                                  const float* __restrict__ qa, int ldq, const float* __restrict__ wa,
-                                                  const float* __restrict__ alpha, const float* __restrict__ dalpha,
-                                                  float* __restrict__ dp, float* __restrict__ tq, float* __restrict__ dbv,
-                                                  int batch, int cells, int J, int G, int act) {
+struct MlbAttCellsBackwardParams {
+    float* pv;
+    const float* cell_bias;
+    const float* qa;
+    int ldq;
+    const float* wa;
+    const float* alpha;
+    const float* dalpha;
+    float* dp;
+    float* tq;
+    float* dbv;
+    int batch, cells, J, G, act;
+};
+
+extern "C" __global__ void mlb_att_cells_backward(const MlbAttCellsBackwardParams prm) {
+    float* __restrict__ pv = prm.pv;
+    const float* __restrict__ cell_bias = prm.cell_bias;
+    const float* __restrict__ qa = prm.qa;
+    const int ldq = prm.ldq;
+    const float* __restrict__ wa = prm.wa;
+    const float* __restrict__ alpha = prm.alpha;
+    const float* __restrict__ dalpha = prm.dalpha;
+    float* __restrict__ dp = prm.dp;
+    float* __restrict__ tq = prm.tq;
+    float* __restrict__ dbv = prm.dbv;
+    const int batch = prm.batch, cells = prm.cells, J = prm.J, G = prm.G, act = prm.act;
     __shared__ float red[MLBA_BWD_BLOCK];
     __shared__ float cg[MLBA_MAX_G];
     __shared__ float tile[MLBA_MAX_G][MLBA_TILE];

@@ -1656,7 +1656,8 @@ SIM_API CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned int gx, unsigned 
             (*args)[i].assign(p, p + k->param_sizes[i]);
         }
     } else if (extra) {
-        // CU_LAUNCH_PARAM_BUFFER_POINTER / _SIZE: one buffer, each parameter at its natural alignment.
+        // CU_LAUNCH_PARAM_BUFFER_POINTER / _SIZE: one buffer, each parameter at its type's alignment (a
+        // by-value struct's: its widest member's).
         const unsigned char* buf = nullptr;
         size_t size = 0;
         bool have_size = false;
@@ -1668,7 +1669,7 @@ SIM_API CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned int gx, unsigned 
         if (!buf || !have_size) return fail(CUDA_ERROR_INVALID_VALUE, "cuLaunchKernel", "extra without buffer and size");
         size_t off = 0;
         for (int i = 0; i < k->param_count; ++i) {
-            size_t s = k->param_sizes[i], align = std::min<size_t>(s, 8);
+            size_t s = k->param_sizes[i], align = k->param_aligns ? k->param_aligns[i] : std::min<size_t>(s, 8);
             off = round_up(off, align);
             (*args)[i].assign(buf + off, buf + off + s);
             off += s;

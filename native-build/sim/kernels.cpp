@@ -83,7 +83,13 @@ template <class... P, void (*K)(P...)>
 struct Entry<K> {
     using Args = std::tuple<std::remove_cvref_t<P>...>;
     static_assert((std::is_trivially_copyable_v<std::remove_cvref_t<P>> && ...), "kernel parameters are copied as bytes");
+    // A by-value struct parameter (cuda/*.cu's XxxParams) arrives as the bytes the caller laid out by C rules
+    // (bifuse's KernelSpec "{...}"): that agrees with this compiler's layout only for a standard-layout type.
+    static_assert((std::is_standard_layout_v<std::remove_cvref_t<P>> && ...), "struct parameters must have C layout");
     static constexpr unsigned kSizes[sizeof...(P) ? sizeof...(P) : 1] = {(unsigned)sizeof(std::remove_cvref_t<P>)...};
+    // cuLaunchKernel's `extra` buffer places each parameter at its type's alignment, a struct's being its widest
+    // member's, not min(size, 8).
+    static constexpr unsigned kAligns[sizeof...(P) ? sizeof...(P) : 1] = {(unsigned)alignof(std::remove_cvref_t<P>)...};
 
     static inline const char* name = "";
 
@@ -96,7 +102,8 @@ struct Entry<K> {
 
     template <size_t... I>
     static void unpack(void** params, Args& args, std::index_sequence<I...>) {
-        // memcpy: cuLaunchKernel's argument pointers need not be aligned for the type
+        // memcpy: cuLaunchKernel's argument pointers need not be aligned for the type. A struct parameter's
+        // entry points at the whole struct, copied here as one value of its type like any scalar.
         ((memcpy(&std::get<I>(args), params[I], sizeof(std::tuple_element_t<I, Args>))), ...);
     }
 
@@ -133,7 +140,7 @@ void add(Table& t, const char* name, int registers, int smem) {
     E::name = name;
     emu::register_kernel_name(name);
     t.signatures.push_back(E::signature());
-    t.entries.push_back(bifuse_sim_kernel{name, (int)(std::tuple_size_v<typename E::Args>), E::kSizes, nullptr, registers, smem, &E::launch});
+    t.entries.push_back(bifuse_sim_kernel{name, (int)(std::tuple_size_v<typename E::Args>), E::kSizes, nullptr, registers, smem, &E::launch, E::kAligns});
 }
 
 const Table& table() {

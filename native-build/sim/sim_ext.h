@@ -45,7 +45,8 @@ void bifuse_sim_log(const char* text);
 // ---- kernel library -> driver -----------------------------------------------------------------------
 
 // One __global__ function of cuda/*.cu compiled for the host. The parameter list is deduced from the
-// C++ function type (never from bifuse's Java KernelSpec), so a marshalling mismatch shows.
+// C++ function type (never from bifuse's Java KernelSpec), so a marshalling mismatch shows. A by-value
+// struct parameter is one parameter: its size and alignment are the struct's.
 typedef struct bifuse_sim_kernel {
     const char* name;               // the extern "C" name, as cuModuleGetFunction looks it up
     int param_count;
@@ -58,6 +59,9 @@ typedef struct bifuse_sim_kernel {
     // i-th argument's bytes). Returns 0, or non-zero with bifuse_sim_kernels_error() saying why
     // (divergent __syncthreads, a shared-memory race in racecheck mode, ...).
     int (*launch)(void** params, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz);
+    // alignof each parameter's C++ type: 8 for a pointer, 4 for an int, a by-value struct's its widest
+    // member's (where cuLaunchKernel's `extra` buffer puts it). Last, so the fields above keep their offsets.
+    const unsigned* param_aligns;
 } bifuse_sim_kernel;
 
 // The table of every kernel in the library (exported by libbifuse_simkernels.so).

@@ -145,6 +145,36 @@ void test_normalize(const Lib& lib) {
     check(bad.empty(), "cbp_normalize_forward (grid 1 over 2 rows, l2)", bad);
 }
 
+// A by-value struct parameter: mfb_forward(MfbForwardParams) is ONE parameter of the struct's size and
+// alignment, and its kernelParams entry points at the struct's bytes. The mirror below is laid out by hand
+// by C rules, independently of cuda/Mfb.cu (as bifuse's KernelSpec "{pppppiiiiiiif}" is). One row, one
+// block, o = 1 unit of k = 2: out = (P0 + bu0)(Q0 + bv0) + (P1 + bu1)(Q1 + bv1) = 1.5 * 3 + 2 * 5 = 14.5.
+struct MfbForwardMirror {
+    const float *P, *Q, *bu, *bv;
+    float* out;
+    int rows, n, o, k, act, signed_sqrt, l2_mode;
+    float l2_eps;
+};
+static_assert(sizeof(MfbForwardMirror) == 72 && alignof(MfbForwardMirror) == 8);
+
+void test_struct_param(const Lib& lib) {
+    const bifuse_sim_kernel* k = lib.find("mfb_forward");
+    if (!k) return check(false, "mfb_forward", "not in the table");
+    const bool one = k->param_count == 1 && k->param_sizes[0] == 72 && k->param_aligns && k->param_aligns[0] == 8 &&
+                     strcmp(k->signature, "(MfbForwardParams)") == 0;
+    check(one, "mfb_forward takes one 72-byte, 8-aligned struct parameter", k->signature);
+    const float P[2] = {1.f, 2.f}, Q[2] = {3.f, 4.f}, bu[2] = {0.5f, 0.f}, bv[2] = {0.f, 1.f};
+    float out = std::nanf("");
+    // In a poisoned buffer at an odd offset: the library copies the struct, it does not read it in place.
+    unsigned char buf[8 + sizeof(MfbForwardMirror) + 8];
+    memset(buf, 0xA5, sizeof buf);
+    const MfbForwardMirror prm{P, Q, bu, bv, &out, 1, 1, 1, 2, 0, 0, 0, 1e-12f};
+    memcpy(buf + 3, &prm, sizeof prm);
+    void* params[] = {buf + 3};
+    if (k->launch(params, 1, 1, 1, 256, 1, 1) != 0) return check(false, "mfb_forward (struct parameter)", lib.error());
+    check(out == 14.5f, "mfb_forward reads its struct parameter's fields (out = 14.5)", "out = " + std::to_string(out));
+}
+
 // Launches from several host threads at once are serialized by the library and all come out right.
 void test_concurrent(const Lib& lib) {
     constexpr int kThreads = 4, kRounds = 5;
@@ -229,6 +259,7 @@ int main(int argc, char** argv) {
     test_lin_bias_rows(lib);
     test_wn(lib);
     test_normalize(lib);
+    test_struct_param(lib);
     test_concurrent(lib);
     test_errors(lib);
     printf("%d passed, %d failed\n", g_passed, g_failed);

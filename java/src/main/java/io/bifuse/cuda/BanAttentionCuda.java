@@ -42,10 +42,14 @@ public final class BanAttentionCuda extends CudaOp<BanAttention> implements BanA
     /** The largest M (tokens) that the fused forward kernel takes; more tokens take the tiled path. */
     public static final int FUSED_MAX_TOKENS = 16;
 
-    public static final KernelSpec FUSED = new KernelSpec("ban_att_fused", "pipippppippiiiiii");
-    public static final KernelSpec LOGITS = new KernelSpec("ban_att_logits", "pipippppipiiiii");
+    // One by-value struct parameter each (BanAttention.cu's BanAttFusedParams, BanAttLogitsParams, BanAttBackwardParams); the launches pass its fields flat, in order.
+    public static final KernelSpec FUSED = new KernelSpec("ban_att_fused", "{pipippppippiiiiii}",
+            "xp ldx yp ldy p bias counts indices masked att logits write_logits batch N M K G");
+    public static final KernelSpec LOGITS = new KernelSpec("ban_att_logits", "{pipippppipiiiii}",
+            "xp ldx yp ldy p bias counts indices masked logits batch N M K G");
     public static final KernelSpec SOFTMAX = new KernelSpec("ban_att_softmax", "ppii");
-    public static final KernelSpec BACKWARD = new KernelSpec("ban_att_backward", "pipipppipppipipiiiiii");
+    public static final KernelSpec BACKWARD = new KernelSpec("ban_att_backward", "{pipipppipppipipiiiiii}",
+            "xp ldx yp ldy p counts indices masked att gatt gx ldgx gy ldgy dpart relu batch N M K G");
     public static final KernelSpec DP_REDUCE = new KernelSpec("ban_att_dp_reduce", "ppii");
     /** The kernel of {@link DeviceObjectMask#fromZeroRows}. */
     public static final KernelSpec ZERO_ROWS = new KernelSpec("ban_att_zero_rows", "piiiipp");

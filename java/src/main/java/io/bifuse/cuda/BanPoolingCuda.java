@@ -42,9 +42,13 @@ public final class BanPoolingCuda extends CudaOp<BanPooling> implements BanPooli
     private final Workspaces<Integer, Workspaces.Workspace> workspaces = new Workspaces<>("BanPoolingCuda", 1);
 
     @Override Workspaces<?, ?> workspaces() { return workspaces; }
-    public static final KernelSpec FORWARD = new KernelSpec("ban_pool_forward", "plpipippiiiiiip");
-    public static final KernelSpec BACKWARD_XY = new KernelSpec("ban_pool_backward_xy", "plpipippiiiiiippipii");
-    public static final KernelSpec GRAD_ATTENTION = new KernelSpec("ban_pool_grad_attention", "pipippiiiiiippl");
+    // One by-value struct parameter each (BanPooling.cu's BanPool*Params); the launches pass its fields flat, in order.
+    public static final KernelSpec FORWARD = new KernelSpec("ban_pool_forward", "{plpipippiiiiiip}",
+            "att att_stride x ldx y ldy counts indices masked batch objects tokens width group out");
+    public static final KernelSpec BACKWARD_XY = new KernelSpec("ban_pool_backward_xy", "{plpipippiiiiiippipii}",
+            "att att_stride x ldx y ldy counts indices masked batch objects tokens width group grad_out grad_x ldgx grad_y ldgy through_relu");
+    public static final KernelSpec GRAD_ATTENTION = new KernelSpec("ban_pool_grad_attention", "{pipippiiiiiippl}",
+            "x ldx y ldy counts indices masked batch objects tokens width group grad_out grad_att att_stride");
     static final List<KernelSpec> KERNELS = List.of(FORWARD, BACKWARD_XY, GRAD_ATTENTION);
 
     /** The kernels' BP_BLOCK, BP_GA_BLOCK and the tile sizes that set the units of work. */

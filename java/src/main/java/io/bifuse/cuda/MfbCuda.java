@@ -42,8 +42,11 @@ import java.util.List;
  * is queued. Calls are asynchronous with respect to the host, except the {@code float[]} conveniences.
  */
 public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
-    public static final KernelSpec FORWARD = new KernelSpec("mfb_forward", "pppppiiiiiiif");
-    public static final KernelSpec BACKWARD = new KernelSpec("mfb_backward", "ppppppppiiiiiifif");
+    // One by-value struct parameter each (Mfb.cu's MfbForwardParams, MfbBackwardParams); the launches pass its fields flat, in order.
+    public static final KernelSpec FORWARD = new KernelSpec("mfb_forward", "{pppppiiiiiiif}",
+            "P Q bu bv out rows n o k act signed_sqrt l2_mode l2_eps");
+    public static final KernelSpec BACKWARD = new KernelSpec("mfb_backward", "{ppppppppiiiiiifif}",
+            "P Q bu bv g zbuf gP gQ rows n o k act signed_sqrt ssqrt_eps l2_mode l2_eps");
     static final List<KernelSpec> KERNELS = List.of(FORWARD, BACKWARD);
 
     /** The kernels' MFB_MAX_BLOCKS. */

@@ -48,7 +48,9 @@ public final class MlbAttentionCuda extends CudaOp<MlbAttention> implements MlbA
     public static final KernelSpec POOL = new KernelSpec("mlb_att_pool", "ppppiiii");
     public static final KernelSpec FUSE = new KernelSpec("mlb_att_fuse", "pppiiiii");
     public static final KernelSpec FUSE_BACKWARD = new KernelSpec("mlb_att_fuse_backward", "pppiipppiii");
-    public static final KernelSpec CELLS_BACKWARD = new KernelSpec("mlb_att_cells_backward", "pppippppppiiiii");
+    // One by-value struct parameter each (MlbAttention.cu's MlbAttCellsBackwardParams); the launches pass its fields flat, in order.
+    public static final KernelSpec CELLS_BACKWARD = new KernelSpec("mlb_att_cells_backward", "{pppippppppiiiii}",
+            "pv cell_bias qa ldq wa alpha dalpha dp tq dbv batch cells J G act");
     static final List<KernelSpec> KERNELS = List.of(QUESTION, LOGITS, POOL, FUSE, FUSE_BACKWARD, CELLS_BACKWARD);
 
     static final int MAX_WORKSPACES = 4;

@@ -182,6 +182,30 @@ class SimulatedDeviceTest {
         }
     }
 
+    @Test void aStructParameterIsOneKernelParamsEntry() throws Exception {
+        // mfb_forward(MfbForwardParams): the driver copies sizeof(struct) bytes from the ONE entry, and the
+        // kernel reads its fields at their C offsets. One row, o = 1 unit of k = 2, no normalization:
+        // out = (P0 + bu0)(Q0 + bv0) + (P1 + bu1)(Q1 + bv1) = 1.5 * 3 + 2 * 5.
+        KernelSpec k = MfbCuda.FORWARD;
+        assertEquals(1, k.parameterCount());
+        try (DeviceBuffer p = DeviceBuffer.of(ctx, new float[] {1, 2}); DeviceBuffer q = DeviceBuffer.of(ctx, new float[] {3, 4});
+             DeviceBuffer bu = DeviceBuffer.of(ctx, new float[] {0.5f, 0}); DeviceBuffer bv = DeviceBuffer.of(ctx, new float[] {0, 1});
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, 1)) {
+            Object[] args = {p, q, bu, bv, out, 1, 1, 1, 2, 0, 0, 0, 1e-12f};
+            jcuda.Pointer[] entries = k.marshal(args);
+            assertEquals(1, entries.length);
+            ctx.makeCurrent();
+            assertEquals(0, cuLaunchKernel(function(k), 1, 1, 1, 256, 1, 1, 0, null, Pointer.to(entries), null));
+            float[] got = new float[1];
+            out.read(got);
+            assertEquals(14.5f, got[0]);
+            out.fill(Float.NaN);
+            ctx.launch(k, 1, 1, 256, 0, CudaStream.LEGACY_DEFAULT, args); // the same through CudaContext
+            out.read(got);
+            assertEquals(14.5f, got[0]);
+        }
+    }
+
     @Test void streamsRunBehindTheHostsBack() {
         int rows = 2048, cols = 1024; // a kernel that takes the simulator milliseconds
         float[] bias = new float[cols];
