@@ -98,6 +98,7 @@ public final class CudaContext implements AutoCloseable {
      * are checked against the kernel's signature before anything is queued; a launch error throws.
      */
     public void launch(KernelSpec kernel, int gridX, int gridY, int blockX, int sharedBytes, CudaStream stream, Object... args) {
+        ResourceCounts.LAUNCHES.increment(); // counted as asked, before any check: a refused launch was still one too many
         if (gridX < 1 || gridY < 1 || gridY > 65535 || blockX < 1 || blockX > 1024) {
             throw new IllegalArgumentException(kernel.name() + ": bad launch geometry grid=(" + gridX + "," + gridY + ") block=" + blockX);
         }

@@ -12,6 +12,13 @@ final class ResourceCounts {
     static final LongAdder STREAMS = new LongAdder(), CUBLAS_HANDLES = new LongAdder(), CUFFT_PLANS = new LongAdder(),
             ALLOCATIONS = new LongAdder();
 
+    /**
+     * Kernels {@link CudaContext#launch} was asked to launch (cuBLAS's and cuFFT's own kernels are not
+     * counted): the tests show that a call with a bad argument launches none. Not part of
+     * {@link #snapshot()}, since every call launches.
+     */
+    static final LongAdder LAUNCHES = new LongAdder();
+
     private ResourceCounts() {}
 
     /** The four counts now, for a before/after comparison. */

@@ -8,12 +8,14 @@ import io.bifuse.BanBlock;
 import io.bifuse.BanPooling;
 import io.bifuse.CompactBilinear;
 import io.bifuse.FullBilinear;
+import io.bifuse.Linear;
 import io.bifuse.LinearGradients;
 import io.bifuse.Mfb;
 import io.bifuse.Mlb;
 import io.bifuse.MlbAttention;
 import io.bifuse.Normalization;
 import io.bifuse.ObjectMask;
+import io.bifuse.WeightNormLinear;
 import io.bifuse.cpu.BanAttentionCpu;
 import io.bifuse.cpu.BanBlockCpu;
 import io.bifuse.cpu.BanPoolingCpu;
@@ -24,7 +26,12 @@ import io.bifuse.cpu.MlbAttentionCpu;
 import io.bifuse.cpu.MlbCpu;
 import io.bifuse.testing.Stats;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
+import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
@@ -60,8 +67,28 @@ import org.junit.jupiter.params.provider.MethodSource;
  * the agreement in FP32 (the reduced modes' bounds are each op's own test).
  * On the simulated device every output and gradient buffer the host forms hand out is NaN-filled first
  * ({@link Workspaces#POISON}, as the workspaces are), so the agreement also fails on an element no kernel
- * wrote; on a GPU the poisoning is off and each op's own test does it. Foreign memory at odd offsets and
- * bad device arguments are each op's own test today. Skipped without a GPU (failed in strict mode).
+ * wrote; on a GPU the poisoning is off and each op's own test does it.
+ *
+ * <p>Through the op's DEVICE forms (the calls on {@link DeviceMemory} and a {@link CudaStream}), described
+ * once per op by a {@link DeviceForm} (its calls, every tensor by the name the op's checks give it, its
+ * size and stride arguments, its mask), in FP32:
+ * <ul>
+ *   <li>foreign memory at odd offsets: every input, output, gradient and mask array is a view at an odd
+ *       float offset of one allocation the test owns, between guards holding a sentinel, outputs
+ *       NaN-poisoned; after the forward and backward the guards and inputs are bit for bit as uploaded,
+ *       no output holds a NaN (every element written), and every output has the bits of the same calls
+ *       on exactly sized buffers of their own;</li>
+ *   <li>bad arguments refused before any launch: for every call and every tensor it takes, null (where
+ *       required), one float short, closed, and 2 bytes off alignment; memory for a bias the layer does
+ *       not have; each size and stride 0 and −1; a null stream; masks of the wrong batch, of the wrong
+ *       object count, and closed; and each op's malformed gradient records (null, glimpse lists of the
+ *       wrong length). Each throws {@link IllegalArgumentException} whose message starts with the
+ *       argument's name, and launches no kernel ({@link ResourceCounts#LAUNCHES}; cuBLAS and cuFFT are
+ *       not counted there), makes no stream, handle, plan or allocation, and leaves every byte of the
+ *       allocation (guards, inputs, poisoned outputs) as it was; then the same calls with the good
+ *       arguments run and write every output, so the refusals were the bad argument's.</li>
+ * </ul>
+ * Skipped without a GPU (failed in strict mode).
  */
 @Tag("gpu")
 class DeviceOpContractTest {
@@ -81,7 +108,7 @@ class DeviceOpContractTest {
      * offers (forward and backward on fixed inputs), flattened to a list of float arrays.
      */
     record Subject(String name, boolean needsCufft, boolean gemms, BiFunction<CudaContext, Precision, AutoCloseable> cuda, AutoCloseable cpu,
-                   Function<AutoCloseable, List<float[]>> call) {
+                   Function<AutoCloseable, List<float[]>> call, DeviceForm device) {
         @Override public String toString() { return name; }
     }
 
@@ -110,103 +137,260 @@ class DeviceOpContractTest {
         }
     }
 
+    private static final String F = "forward", B = "backward";
+
     static Stream<Subject> subjects() {
         SplittableRandom r = new SplittableRandom(20261201);
         List<Subject> s = new ArrayList<>();
         {
-            Mlb op = Mlb.random(9, 7, 12, 5, Activation.TANH, r.nextLong());
+            // V without a bias: the device form's "bias the layer does not have" case needs one such layer
+            Mlb op = Mlb.of(Linear.random(12, 9, true, r.nextLong()), Linear.random(12, 7, false, r.nextLong()), Linear.random(5, 12, true, r.nextLong()),
+                    Activation.TANH);
             int b = 4;
             float[] x = gaussian(r, b * 9), y = gaussian(r, b * 7), g = gaussian(r, b * 5);
+            DeviceForm dev = new DeviceForm()
+                    .call(F, (o, a) -> ((MlbCuda) o).forward(a.m("x"), a.m("y"), a.m("out"), a.n("batch"), a.stream()))
+                    .call(B, (o, a) -> ((MlbCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), mlbGrads(a), a.n("batch"), a.stream()))
+                    .size("batch", b).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * 5, F)
+                    .out("grads.dx", b * 9, B).out("grads.dy", b * 7, B)
+                    .linear("grads.u", "grads.bu", op.u(), B).linear("grads.v", "grads.bv", op.v(), B).linear("grads.p", "grads.bp", op.p(), B)
+                    .extra("grads", B, (o, a) -> ((MlbCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), null, a.n("batch"), a.stream()));
             s.add(new Subject("Mlb", false, true, (c, p) -> new MlbCuda(op, c, p), new MlbCpu(op), be -> {
                 Mlb.Backend m = (Mlb.Backend) be;
                 Mlb.Gradients gr = m.backward(x, y, g, b);
                 return tensors(m.forward(x, y, b), gr.dx(), gr.dy(), gr.u(), gr.v(), gr.p());
-            }));
+            }, dev));
         }
         {
             Mfb op = Mfb.random(10, 8, 6, 3, 2, Activation.NONE, Normalization.pytorch(), r.nextLong());
-            int b = 3;
+            int b = 3, nw = op.blocks() * op.o() * op.k(); // the stacked U and V rows
             float[] x = gaussian(r, b * 10), y = gaussian(r, b * 8), g = gaussian(r, b * op.outputWidth());
+            DeviceForm dev = new DeviceForm()
+                    .call(F, (o, a) -> ((MfbCuda) o).forward(a.m("x"), a.m("y"), a.m("out"), a.n("batch"), a.stream()))
+                    .call(B, (o, a) -> ((MfbCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), mfbGrads(a), a.n("batch"), a.stream()))
+                    .size("batch", b).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * op.outputWidth(), F)
+                    .out("grads.dx", b * 10, B).out("grads.dy", b * 8, B).out("grads.u", nw * 10, B).out("grads.v", nw * 8, B)
+                    .optionalOut("grads.bu", nw, B).optionalOut("grads.bv", nw, B) // null skips a bias gradient
+                    .extra("grads", B, (o, a) -> ((MfbCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), null, a.n("batch"), a.stream()));
             s.add(new Subject("Mfb (MFH, 2 blocks)", false, true, (c, p) -> new MfbCuda(op, c, p), new MfbCpu(op), be -> {
                 Mfb.Backend m = (Mfb.Backend) be;
                 Mfb.Gradients gr = m.backward(x, y, g, b);
                 return tensors(m.forward(x, y, b), gr.dx(), gr.dy(), gr.u(), gr.v());
-            }));
+            }, dev));
         }
         {
             MlbAttention op = MlbAttention.random(7, 6, 8, 2, 5, Activation.TANH, r.nextLong());
-            int b = 3, l = 5;
+            int b = 3, l = 5, gl = op.glimpses();
             float[] q = gaussian(r, b * 7), v = gaussian(r, b * l * 6), g = gaussian(r, b * 5);
+            MlbAttention.Weights w = op.weights();
+            DeviceForm dev = new DeviceForm()
+                    .call(F, (o, a) -> ((MlbAttentionCuda) o).forward(a.m("q"), a.m("v"), a.m("out"), a.m("attention"), a.n("batch"), a.n("cells"), a.stream()))
+                    .call(B, (o, a) -> ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"), mlbaGrads(a, gl), a.n("batch"), a.n("cells"),
+                            a.stream()))
+                    .size("batch", b).size("cells", l).in("q", q, F, B).in("v", v, F, B).in("gradOut", g, B)
+                    .out("out", b * 5, F).optionalOut("attention", b * gl * l, F) // null: the maps are not written
+                    .out("grads.dq", b * 7, B).out("grads.dv", b * l * 6, B)
+                    .linear("grads.question", w.question(), B).linear("grads.cells", w.cells(), B).linear("grads.logits", w.logits(), B)
+                    .linear("grads.questionFusion", w.questionFusion(), B).linear("grads.answer", w.answer(), B);
+            for (int i = 0; i < gl; i++) dev.linear("grads.glimpses[" + i + "]", w.glimpses().get(i), B);
+            dev.extra("grads", B, (o, a) -> ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"), null, a.n("batch"), a.n("cells"), a.stream()))
+                    .extra("grads.glimpses", B, (o, a) -> ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"),
+                            withGlimpses(mlbaGrads(a, gl), mlbaGrads(a, gl).glimpses().subList(0, gl - 1)), a.n("batch"), a.n("cells"), a.stream()))
+                    .extra("grads.glimpses", B, (o, a) -> ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"),
+                            withGlimpses(mlbaGrads(a, gl), null), a.n("batch"), a.n("cells"), a.stream()))
+                    .extra("grads.answer", B, (o, a) -> {
+                        MlbAttentionCuda.GradientBuffers gr = mlbaGrads(a, gl);
+                        ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"), new MlbAttentionCuda.GradientBuffers(gr.dq(), gr.dv(), gr.question(),
+                                gr.cells(), gr.logits(), gr.glimpses(), gr.questionFusion(), null), a.n("batch"), a.n("cells"), a.stream());
+                    });
             s.add(new Subject("MlbAttention", false, true, (c, p) -> new MlbAttentionCuda(op, c, p), new MlbAttentionCpu(op), be -> {
                 MlbAttention.Backend m = (MlbAttention.Backend) be;
                 MlbAttention.Result res = m.forwardWithAttention(q, v, b, l);
                 List<float[]> t = tensors(res.out(), res.attention(), m.forward(q, v, b, l));
                 t.addAll(m.backward(q, v, g, b, l).tensors());
                 return t;
-            }));
+            }, dev));
         }
         {
             CompactBilinear op = CompactBilinear.seeded(24, 20, 64, r.nextLong()).withNormalization(Normalization.pytorch());
             int b = 3;
             float[] x = gaussian(r, b * 24), y = gaussian(r, b * 20), g = gaussian(r, b * 64);
+            DeviceForm dev = new DeviceForm()
+                    .call(F, (o, a) -> ((CompactBilinearCuda) o).forward(a.m("x"), a.m("y"), a.m("out"), a.n("batch"), a.stream()))
+                    .call(B, (o, a) -> ((CompactBilinearCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), a.m("gradX"), a.m("gradY"), a.n("batch"),
+                            a.stream()))
+                    .size("batch", b).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B)
+                    .out("out", b * 64, F).out("gradX", b * 24, B).out("gradY", b * 20, B);
             s.add(new Subject("CompactBilinear", true, false, (c, p) -> new CompactBilinearCuda(op, c), new CompactBilinearCpu(op), be -> {
                 CompactBilinear.Backend m = (CompactBilinear.Backend) be;
                 io.bifuse.Gradients gr = m.backward(x, y, g, b);
                 return tensors(m.forward(x, y, b), gr.dx(), gr.dy());
-            }));
+            }, dev));
         }
         {
             FullBilinear op = FullBilinear.of(6, 5, true, Normalization.pytorch());
             FullBilinear homo = FullBilinear.homologous(6, false, Normalization.pytorch());
             int b = 3, l = 7;
             float[] x = rectified(r, b * l * 6), y = rectified(r, b * l * 5), g = gaussian(r, b * 30), gh = gaussian(r, b * 36);
+            float[] hx = rectified(r, b * l * 6);
+            String hf = "homologous " + F, hb = "homologous " + B;
+            DeviceForm dev = new DeviceForm()
+                    .call(F, (o, a) -> two(o).forward(a.m("x"), a.m("y"), a.m("out"), a.n("batch"), a.n("positions"), a.stream()))
+                    .call(B, (o, a) -> two(o).backward(a.m("x"), a.m("y"), a.m("gradOut"), a.m("gradX"), a.m("gradY"), a.n("batch"), a.n("positions"),
+                            a.stream()))
+                    .call(hf, (o, a) -> one(o).forward(a.m("homologous/x"), a.m("homologous/out"), a.n("batch"), a.n("positions"), a.stream()))
+                    .call(hb, (o, a) -> one(o).backward(a.m("homologous/x"), a.m("homologous/gradOut"), a.m("homologous/gradX"), a.n("batch"),
+                            a.n("positions"), a.stream()))
+                    .size("batch", b).size("positions", l)
+                    .in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * 30, F).out("gradX", b * l * 6, B).out("gradY", b * l * 5, B)
+                    .in("homologous/x", hx, hf, hb).in("homologous/gradOut", gh, hb).out("homologous/out", b * 36, hf).out("homologous/gradX", b * l * 6, hb);
             s.add(new Subject("FullBilinear (two inputs and homologous)", false, true, (c, p) -> new Pair(new FullBilinearCuda(op, c, p), new FullBilinearCuda(homo, c, p)),
                     new Pair(new FullBilinearCpu(op), new FullBilinearCpu(homo)), be -> {
                 FullBilinear.Backend m = (FullBilinear.Backend) ((Pair) be).a, h = (FullBilinear.Backend) ((Pair) be).b;
                 io.bifuse.Gradients gr = m.backward(x, y, g, b, l);
                 return tensors(m.forward(x, y, b, l), gr.dx(), gr.dy(), h.forward(x, b, l), h.backward(x, gh, b, l));
-            }));
+            }, dev));
         }
         {
             BanPooling op = BanPooling.of(6, 2);
             int b = 3, n = 4, m = 3;
             ObjectMask mask = ObjectMask.counts(new int[] {4, 1, 3}, n);
             float[] att = gaussian(r, b * n * m), x = gaussian(r, b * n * 6), y = gaussian(r, b * m * 6), g = gaussian(r, b * 3);
+            DeviceForm dev = new DeviceForm()
+                    .call(F, (o, a) -> ((BanPoolingCuda) o).forward(a.m("attention"), a.n("attStride"), a.m("x"), a.n("ldx"), a.m("y"), a.n("ldy"), a.mask(),
+                            a.n("batch"), a.n("objects"), a.n("tokens"), a.m("out"), a.stream()))
+                    .call(B, (o, a) -> ((BanPoolingCuda) o).backward(a.m("attention"), a.n("attStride"), a.m("x"), a.n("ldx"), a.m("y"), a.n("ldy"),
+                            a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"), a.m("gradAttention"), a.m("gradX"), a.n("ldgx"),
+                            a.m("gradY"), a.n("ldgy"), false, a.stream()))
+                    .size("batch", b).size("objects", n).size("tokens", m).size("attStride", n * m).size("ldx", 6).size("ldy", 6)
+                    .size("ldgx", 6, B).size("ldgy", 6, B).mask(mask)
+                    .in("attention", att, F, B).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * 3, F)
+                    .out("gradAttention", b * n * m, B).out("gradX", b * n * 6, B).out("gradY", b * m * 6, B);
             s.add(new Subject("BanPooling", false, false, (c, p) -> new BanPoolingCuda(op, c), new BanPoolingCpu(op), be -> {
                 BanPooling.Backend p = (BanPooling.Backend) be;
                 List<float[]> t = tensors(p.forward(att, x, y, mask, b, n, m), p.forward(att, x, y, null, b, n, m));
                 t.addAll(p.backward(att, x, y, mask, g, b, n, m).tensors());
                 return t;
-            }));
+            }, dev));
         }
         {
             BanAttention op = BanAttention.random(2, 8, r.nextLong());
-            int b = 3, n = 5, m = 4;
+            int b = 3, n = 5, m = 4, maps = b * 2 * n * m;
             ObjectMask mask = ObjectMask.counts(new int[] {5, 2, 0}, n);
-            float[] xp = gaussian(r, b * n * 8), yp = gaussian(r, b * m * 8), ga = gaussian(r, b * 2 * n * m);
+            float[] xp = gaussian(r, b * n * 8), yp = gaussian(r, b * m * 8), ga = gaussian(r, maps);
+            // backward reads the forward's maps: "attention" is an output of one call and an input of the next
+            DeviceForm dev = new DeviceForm()
+                    .call(F, (o, a) -> ((BanAttentionCuda) o).forward(a.m("xp"), a.n("ldx"), a.m("yp"), a.n("ldy"), a.mask(), a.n("batch"), a.n("objects"),
+                            a.n("tokens"), a.m("attention"), a.m("logits"), a.stream()))
+                    .call(B, (o, a) -> ((BanAttentionCuda) o).backward(a.m("xp"), a.n("ldx"), a.m("yp"), a.n("ldy"), a.mask(), a.n("batch"), a.n("objects"),
+                            a.n("tokens"), a.m("attention"), a.m("gradAttention"), a.m("gradXp"), a.n("ldgx"), a.m("gradYp"), a.n("ldgy"), a.m("gradWeight"),
+                            a.m("gradBias"), false, a.stream()))
+                    .size("batch", b).size("objects", n).size("tokens", m).size("ldx", 8).size("ldy", 8).size("ldgx", 8, B).size("ldgy", 8, B).mask(mask)
+                    .in("xp", xp, F, B).in("yp", yp, F, B).in("gradAttention", ga, B)
+                    .out("attention", maps, F, B).optionalOut("logits", maps, F) // null: the logits are not written
+                    .out("gradXp", b * n * 8, B).out("gradYp", b * m * 8, B).linear("gradWeight", "gradBias", op.logits(), B);
             s.add(new Subject("BanAttention", false, false, (c, p) -> new BanAttentionCuda(op, c), new BanAttentionCpu(op), be -> {
                 BanAttention.Backend a = (BanAttention.Backend) be;
                 BanAttention.Result res = a.forward(xp, yp, mask, b, n, m);
                 List<float[]> t = tensors(res.attention(), res.logits());
                 t.addAll(a.backward(xp, yp, mask, ga, b, n, m).tensors());
                 return t;
-            }));
+            }, dev));
         }
         {
             BanBlock op = BanBlock.random(5, 4, 6, 6, 2, 3, r.nextLong());
-            int b = 3, n = 4, m = 3;
+            int b = 3, n = 4, m = 3, gl = op.glimpses();
             ObjectMask mask = ObjectMask.counts(new int[] {4, 2, 1}, n);
             float[] x = gaussian(r, b * n * 5), y = gaussian(r, b * m * 4), g = gaussian(r, b * 4);
+            BanBlock.Weights w = op.weights();
+            DeviceForm dev = new DeviceForm()
+                    .call(F, (o, a) -> ((BanBlockCuda) o).forward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("out"),
+                            a.m("attentionOut"), a.stream()))
+                    .call(B, (o, a) -> ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"),
+                            banGrads(a, gl), a.stream()))
+                    .size("batch", b).size("objects", n).size("tokens", m).mask(mask)
+                    .in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * 4, F).optionalOut("attentionOut", b * gl * n * m, F)
+                    .out("grads.dx", b * n * 5, B).out("grads.dy", b * m * 4, B)
+                    .weightNorm("grads.objects", w.objects(), B).weightNorm("grads.tokens", w.tokens(), B).weightNorm("grads.logits", w.logits(), B);
+            for (int i = 0; i < gl; i++) {
+                dev.weightNorm("grads.glimpseObjects[" + i + "]", w.glimpseObjects().get(i), B).weightNorm("grads.glimpseTokens[" + i + "]", w.glimpseTokens().get(i), B)
+                        .weightNorm("grads.residuals[" + i + "]", w.residuals().get(i), B);
+            }
+            dev.extra("grads", B, (o, a) -> ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"),
+                            a.m("gradOut"), null, a.stream()))
+                    .extra("grads.glimpseObjects", B, (o, a) -> {
+                        BanBlockCuda.GradientBuffers gr = banGrads(a, gl);
+                        ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"),
+                                new BanBlockCuda.GradientBuffers(gr.dx(), gr.dy(), gr.objects(), gr.tokens(), gr.logits(), gr.glimpseObjects().subList(0, gl - 1),
+                                        gr.glimpseTokens(), gr.residuals()), a.stream());
+                    })
+                    .extra("grads.residuals", B, (o, a) -> {
+                        BanBlockCuda.GradientBuffers gr = banGrads(a, gl);
+                        List<BanBlockCuda.LayerBuffers> more = new ArrayList<>(gr.residuals());
+                        more.add(gr.residuals().get(0));
+                        ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"),
+                                new BanBlockCuda.GradientBuffers(gr.dx(), gr.dy(), gr.objects(), gr.tokens(), gr.logits(), gr.glimpseObjects(), gr.glimpseTokens(),
+                                        more), a.stream());
+                    })
+                    .extra("grads.tokens", B, (o, a) -> {
+                        BanBlockCuda.GradientBuffers gr = banGrads(a, gl);
+                        ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"),
+                                new BanBlockCuda.GradientBuffers(gr.dx(), gr.dy(), gr.objects(), null, gr.logits(), gr.glimpseObjects(), gr.glimpseTokens(),
+                                        gr.residuals()), a.stream());
+                    });
             s.add(new Subject("BanBlock", false, true, (c, p) -> new BanBlockCuda(op, c, p), new BanBlockCpu(op), be -> {
                 BanBlock.Backend k = (BanBlock.Backend) be;
                 BanBlock.Result res = k.forwardWithAttention(x, y, mask, b, n, m);
                 List<float[]> t = tensors(res.out(), res.attention());
                 t.addAll(k.backward(x, y, mask, g, b, n, m).tensors());
                 return t;
-            }));
+            }, dev));
         }
         return s.stream();
     }
+
+    private static MlbCuda.DeviceGradients mlbGrads(Args a) {
+        return new MlbCuda.DeviceGradients(a.m("grads.dx"), a.m("grads.dy"), a.m("grads.u"), a.m("grads.bu"), a.m("grads.v"), a.m("grads.bv"),
+                a.m("grads.p"), a.m("grads.bp"));
+    }
+
+    private static MfbCuda.DeviceGradients mfbGrads(Args a) {
+        return new MfbCuda.DeviceGradients(a.m("grads.dx"), a.m("grads.dy"), a.m("grads.u"), a.m("grads.bu"), a.m("grads.v"), a.m("grads.bv"));
+    }
+
+    private static MlbAttentionCuda.LayerBuffers mlbaLayer(Args a, String key) {
+        return new MlbAttentionCuda.LayerBuffers(a.m(key + ".weight"), a.m(key + ".bias"));
+    }
+
+    private static MlbAttentionCuda.GradientBuffers mlbaGrads(Args a, int glimpses) {
+        List<MlbAttentionCuda.LayerBuffers> gl = new ArrayList<>();
+        for (int i = 0; i < glimpses; i++) gl.add(mlbaLayer(a, "grads.glimpses[" + i + "]"));
+        return new MlbAttentionCuda.GradientBuffers(a.m("grads.dq"), a.m("grads.dv"), mlbaLayer(a, "grads.question"), mlbaLayer(a, "grads.cells"),
+                mlbaLayer(a, "grads.logits"), gl, mlbaLayer(a, "grads.questionFusion"), mlbaLayer(a, "grads.answer"));
+    }
+
+    private static MlbAttentionCuda.GradientBuffers withGlimpses(MlbAttentionCuda.GradientBuffers g, List<MlbAttentionCuda.LayerBuffers> glimpses) {
+        return new MlbAttentionCuda.GradientBuffers(g.dq(), g.dv(), g.question(), g.cells(), g.logits(), glimpses, g.questionFusion(), g.answer());
+    }
+
+    private static BanBlockCuda.LayerBuffers banLayer(Args a, String key) {
+        return new BanBlockCuda.LayerBuffers(a.m(key + ".weightV"), a.m(key + ".weightG"), a.m(key + ".bias"));
+    }
+
+    private static BanBlockCuda.GradientBuffers banGrads(Args a, int glimpses) {
+        List<BanBlockCuda.LayerBuffers> go = new ArrayList<>(), gt = new ArrayList<>(), res = new ArrayList<>();
+        for (int i = 0; i < glimpses; i++) {
+            go.add(banLayer(a, "grads.glimpseObjects[" + i + "]"));
+            gt.add(banLayer(a, "grads.glimpseTokens[" + i + "]"));
+            res.add(banLayer(a, "grads.residuals[" + i + "]"));
+        }
+        return new BanBlockCuda.GradientBuffers(a.m("grads.dx"), a.m("grads.dy"), banLayer(a, "grads.objects"), banLayer(a, "grads.tokens"),
+                banLayer(a, "grads.logits"), go, gt, res);
+    }
+
+    private static FullBilinearCuda two(Object o) { return (FullBilinearCuda) ((Pair) o).a(); }
+
+    private static FullBilinearCuda one(Object o) { return (FullBilinearCuda) ((Pair) o).b(); }
 
     /** Every subject in each GEMM arithmetic it offers: FP32, and TF32 and BF16 for the ops with GEMMs. */
     static Stream<Arguments> everyPrecision() {
@@ -302,6 +486,412 @@ class DeviceOpContractTest {
         cuda.close();
         assertEquals(live, DeviceBuffer.liveBytes(), s + ": live device bytes after close");
         assertThrows(IllegalStateException.class, () -> call(s, cuda), s + ": a call after close");
+    }
+
+    // ---- The device forms: one description per op, two contracts written once ----
+
+    /** One call of an op's device form, on {@code a}'s memory, sizes, mask and stream; {@code op} is what {@link Subject#cuda} made. */
+    @FunctionalInterface interface Invoke { void run(Object op, Args a); }
+
+    /**
+     * One tensor of an op's device form: {@code key} names it in the test, {@code arg} in the op's
+     * messages (the key after its last '/'); {@code data} is null for an output; {@code calls} are those
+     * that take it.
+     */
+    record Tensor(String key, String arg, int floats, float[] data, boolean optional, Set<String> calls) {
+        boolean output() { return data == null; }
+    }
+
+    /** An int argument (a size, a stride) of the calls that take it. */
+    record Size(String name, int value, Set<String> calls) {}
+
+    /** A bad call the generic cases cannot build (a gradient record of the wrong shape), refused naming {@code arg}. */
+    record Extra(String arg, String call, Invoke body) {}
+
+    /**
+     * An op's device form: its calls in the order they run (a forward before the backward that may read
+     * its outputs), every tensor they take, their size and stride arguments, the mask if the op takes
+     * one, and its malformed gradient records. Tensors named for a layer's bias that the layer does not
+     * have are {@code absent}: passed as null, and refused when given memory.
+     */
+    static final class DeviceForm {
+        final Map<String, Invoke> calls = new LinkedHashMap<>();
+        final List<Tensor> tensors = new ArrayList<>(), absent = new ArrayList<>();
+        final List<Size> sizes = new ArrayList<>();
+        final List<Extra> extras = new ArrayList<>();
+        ObjectMask mask;
+
+        DeviceForm call(String name, Invoke body) { calls.put(name, body); return this; }
+
+        DeviceForm in(String key, float[] data, String... calls) { return add(tensors, key, data.length, data, false, calls); }
+
+        DeviceForm out(String key, int floats, String... calls) { return add(tensors, key, floats, null, false, calls); }
+
+        /** An output the op accepts null for (then it is not written). */
+        DeviceForm optionalOut(String key, int floats, String... calls) { return add(tensors, key, floats, null, true, calls); }
+
+        /** A layer's weight ({@code out × in}) and bias ({@code out}) gradients; the bias absent when the layer has none. */
+        DeviceForm linear(String weight, String bias, Linear l, String... calls) {
+            add(tensors, weight, l.out() * l.in(), null, false, calls);
+            return add(l.hasBias() ? tensors : absent, bias, l.out(), null, false, calls);
+        }
+
+        /** {@code linear(key + ".weight", key + ".bias", ...)}. */
+        DeviceForm linear(String key, Linear l, String... calls) { return linear(key + ".weight", key + ".bias", l, calls); }
+
+        /** A weight-normed layer's {@code weightV}, {@code weightG} (one float) and bias gradients. */
+        DeviceForm weightNorm(String key, WeightNormLinear l, String... calls) {
+            add(tensors, key + ".weightV", l.out() * l.in(), null, false, calls);
+            add(tensors, key + ".weightG", 1, null, false, calls);
+            return add(l.hasBias() ? tensors : absent, key + ".bias", l.out(), null, false, calls);
+        }
+
+        /** A size or stride taken by {@code calls} (every call when none is named). */
+        DeviceForm size(String name, int value, String... calls) {
+            sizes.add(new Size(name, value, callSet(calls.length == 0 ? this.calls.keySet().toArray(String[]::new) : calls)));
+            return this;
+        }
+
+        DeviceForm mask(ObjectMask m) { mask = m; return this; }
+
+        DeviceForm extra(String arg, String call, Invoke body) {
+            callSet(call);
+            extras.add(new Extra(arg, call, body));
+            return this;
+        }
+
+        private DeviceForm add(List<Tensor> to, String key, int floats, float[] data, boolean optional, String... calls) {
+            if (floats < 1) throw new IllegalArgumentException(key + ": an empty tensor proves nothing");
+            to.add(new Tensor(key, key.substring(key.lastIndexOf('/') + 1), floats, data, optional, callSet(calls)));
+            return this;
+        }
+
+        private Set<String> callSet(String... names) {
+            for (String c : names) if (!calls.containsKey(c)) throw new IllegalArgumentException("no call " + c + ": declare the calls first");
+            return new LinkedHashSet<>(Arrays.asList(names));
+        }
+
+        /** Every call in order. */
+        void run(Object op, Args a) { calls.values().forEach(c -> c.run(op, a)); }
+    }
+
+    /** What a call gets: memory by tensor key (null for an absent bias), sizes by name, the mask, the stream. */
+    static final class Args {
+        private final Map<String, DeviceMemory> memory;
+        private final Map<String, Integer> sizes;
+        private final DeviceObjectMask mask;
+        private final CudaStream stream;
+
+        Args(Map<String, DeviceMemory> memory, Map<String, Integer> sizes, DeviceObjectMask mask, CudaStream stream) {
+            this.memory = memory;
+            this.sizes = sizes;
+            this.mask = mask;
+            this.stream = stream;
+        }
+
+        DeviceMemory m(String key) {
+            if (!memory.containsKey(key)) throw new AssertionError("the device form has no tensor " + key);
+            return memory.get(key);
+        }
+
+        int n(String name) {
+            Integer v = sizes.get(name);
+            if (v == null) throw new AssertionError("the device form has no size " + name);
+            return v;
+        }
+
+        DeviceObjectMask mask() { return mask; }
+
+        CudaStream stream() { return stream; }
+
+        Args with(String key, DeviceMemory m) {
+            Map<String, DeviceMemory> c = new LinkedHashMap<>(memory);
+            c.put(key, m);
+            return new Args(c, sizes, mask, stream);
+        }
+
+        Args withSize(String name, int v) {
+            Map<String, Integer> c = new LinkedHashMap<>(sizes);
+            c.put(name, v);
+            return new Args(memory, c, mask, stream);
+        }
+
+        Args withMask(DeviceObjectMask m) { return new Args(memory, sizes, m, stream); }
+
+        Args withStream(CudaStream s) { return new Args(memory, sizes, mask, s); }
+    }
+
+    private static Map<String, Integer> sizes(DeviceForm f) {
+        Map<String, Integer> n = new LinkedHashMap<>();
+        for (Size z : f.sizes) n.put(z.name(), z.value());
+        return n;
+    }
+
+    /**
+     * Every tensor of a device form (and the mask's two int arrays) carved out of one allocation, each
+     * at an odd float offset (4 bytes off every 8-byte boundary) between guards of {@value #GUARD} or
+     * more words holding {@link #SENTINEL}: inputs hold their data, outputs and absent biases
+     * {@link Float#NaN}.
+     */
+    static final class Arena implements AutoCloseable {
+        static final int GUARD = 5, SENTINEL = 0x4B1DF00D, POISON = Float.floatToRawIntBits(Float.NaN);
+        private enum Kind { GUARD, INPUT, OUTPUT, UNUSED }
+
+        final DeviceBuffer memory;
+        final int[] image;
+        private final Kind[] kind;
+        private final Map<String, int[]> spans = new LinkedHashMap<>(); // key → {offset, length} in words
+        private final Map<String, String> names = new LinkedHashMap<>(); // key → the argument name in the messages
+        final DeviceObjectMask mask;
+
+        Arena(CudaContext ctx, DeviceForm f, CudaStream stream) {
+            List<Object[]> regions = new ArrayList<>(); // {key, words, bits or null, kind}
+            for (Tensor t : f.tensors) regions.add(new Object[] {t.key(), t.floats(), t.output() ? null : bits(t.data()), t.output() ? Kind.OUTPUT : Kind.INPUT});
+            for (Tensor t : f.absent) regions.add(new Object[] {t.key(), t.floats(), null, Kind.UNUSED});
+            if (f.mask != null) {
+                regions.add(new Object[] {"mask.counts", f.mask.batch(), f.mask.counts(), Kind.INPUT});
+                regions.add(new Object[] {"mask.indices", f.mask.batch() * f.mask.objects(), f.mask.indices(), Kind.INPUT});
+            }
+            int at = 0;
+            for (Object[] g : regions) {
+                at += GUARD;
+                if (at % 2 == 0) at++;
+                spans.put((String) g[0], new int[] {at, (Integer) g[1]});
+                at += (Integer) g[1];
+            }
+            int words = at + GUARD + 1;
+            image = new int[words];
+            kind = new Kind[words];
+            Arrays.fill(image, SENTINEL);
+            Arrays.fill(kind, Kind.GUARD);
+            for (Object[] g : regions) {
+                int[] sp = spans.get((String) g[0]);
+                Kind k = (Kind) g[3];
+                for (int i = 0; i < sp[1]; i++) {
+                    image[sp[0] + i] = g[2] == null ? POISON : ((int[]) g[2])[i];
+                    kind[sp[0] + i] = k;
+                }
+            }
+            for (Tensor t : f.tensors) names.put(t.key(), t.arg());
+            for (Tensor t : f.absent) names.put(t.key(), t.arg());
+            memory = DeviceBuffer.allocate(ctx, 4L * words);
+            try {
+                memory.write(image, stream);
+                mask = f.mask == null ? null : DeviceObjectMask.uploadInto(ctx, f.mask, view("mask.counts"), view("mask.indices"), stream);
+            } catch (RuntimeException e) {
+                memory.close();
+                throw e;
+            }
+        }
+
+        private static int[] bits(float[] a) {
+            int[] b = new int[a.length];
+            for (int i = 0; i < a.length; i++) b[i] = Float.floatToRawIntBits(a[i]);
+            return b;
+        }
+
+        /** The tensor's memory: a view at its odd offset, exactly its size. */
+        DeviceMemory view(String key) { return memory.slice(4L * spans.get(key)[0], 4L * spans.get(key)[1]); }
+
+        /** The tensor's view, {@code trimBytes} shorter and {@code shiftBytes} further on. */
+        DeviceMemory view(String key, int shiftBytes, int trimBytes) {
+            int[] sp = spans.get(key);
+            return memory.slice(4L * sp[0] + shiftBytes, 4L * sp[1] - trimBytes);
+        }
+
+        /** The good arguments: every tensor its view, absent biases null. */
+        Args args(DeviceForm f, CudaStream stream) {
+            Map<String, DeviceMemory> m = new LinkedHashMap<>();
+            for (Tensor t : f.tensors) m.put(t.key(), view(t.key()));
+            for (Tensor t : f.absent) m.put(t.key(), null);
+            return new Args(m, sizes(f), mask, stream);
+        }
+
+        int[] read(CudaStream stream) {
+            int[] now = new int[image.length];
+            memory.read(now, stream);
+            return now;
+        }
+
+        int[] tensor(int[] now, String key) {
+            int[] sp = spans.get(key);
+            return Arrays.copyOfRange(now, sp[0], sp[0] + sp[1]);
+        }
+
+        /** Guards, inputs and what no call was given are bit for bit as uploaded; every output element was written (no NaN left). */
+        void assertKeptAndWritten(int[] now, String what) {
+            for (int i = 0; i < now.length; i++) {
+                int j = i;
+                switch (kind[i]) {
+                    case GUARD -> assertEquals(SENTINEL, now[i], () -> what + ": " + where(j) + " overwritten");
+                    case INPUT, UNUSED -> assertEquals(image[i], now[i], () -> what + ": " + where(j) + " changed");
+                    case OUTPUT -> assertFalse(Float.isNaN(Float.intBitsToFloat(now[i])), () -> what + ": " + where(j) + " not written (NaN)");
+                }
+            }
+        }
+
+        /** Every word as uploaded: nothing written anywhere. */
+        void assertUntouched(int[] now, String what) {
+            for (int i = 0; i < now.length; i++) {
+                int j = i;
+                assertEquals(image[i], now[i], () -> what + ": " + where(j) + " written");
+            }
+        }
+
+        /** Word {@code i} by the tensor it belongs to, or the guard it is in. */
+        private String where(int i) {
+            String before = "the start";
+            for (Map.Entry<String, int[]> e : spans.entrySet()) {
+                int[] sp = e.getValue();
+                if (i < sp[0]) return "guard word " + i + " (after " + before + ", before " + e.getKey() + ")";
+                if (i < sp[0] + sp[1]) return e.getKey() + "[" + (i - sp[0]) + "]";
+                before = e.getKey();
+            }
+            return "guard word " + i + " (after " + before + ", the end)";
+        }
+
+        @Override public void close() { memory.close(); }
+    }
+
+    /** Frees the workspaces {@code op} keeps for {@code stream} (before the test closes that stream). */
+    private static void release(Object op, CudaStream stream) {
+        if (op instanceof Pair p) {
+            release(p.a(), stream);
+            release(p.b(), stream);
+        } else {
+            ((CudaOp<?>) op).release(stream);
+        }
+    }
+
+    /** The calls again on exactly sized buffers of their own (outputs NaN-filled): every output's bits by key. */
+    private static Map<String, int[]> onExactBuffers(Object op, DeviceForm f, CudaStream stream) {
+        List<AutoCloseable> made = new ArrayList<>();
+        try {
+            Map<String, DeviceMemory> m = new LinkedHashMap<>();
+            for (Tensor t : f.tensors) {
+                DeviceBuffer b = t.output() ? DeviceBuffer.allocateFloats(ctx, t.floats()) : DeviceBuffer.of(ctx, t.data());
+                made.add(b);
+                if (t.output()) b.fill(Float.NaN);
+                m.put(t.key(), b);
+            }
+            for (Tensor t : f.absent) m.put(t.key(), null);
+            DeviceObjectMask mask = f.mask == null ? null : DeviceObjectMask.upload(ctx, f.mask);
+            if (mask != null) made.add(mask);
+            f.run(op, new Args(m, sizes(f), mask, stream));
+            Map<String, int[]> out = new LinkedHashMap<>();
+            for (Tensor t : f.tensors) {
+                if (!t.output()) continue;
+                int[] bits = new int[t.floats()];
+                ((DeviceBuffer) m.get(t.key())).read(bits, stream);
+                out.put(t.key(), bits);
+            }
+            return out;
+        } finally {
+            stream.synchronize();
+            for (int i = made.size() - 1; i >= 0; i--) {
+                try { made.get(i).close(); } catch (Exception e) { throw new IllegalStateException(e); }
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "{0}") @MethodSource("subjects")
+    void deviceFormsRunOnForeignMemoryAtOddOffsets(Subject s) throws Exception {
+        require(s);
+        DeviceForm f = s.device();
+        try (AutoCloseable op = s.cuda().apply(ctx, Precision.FP32); CudaStream stream = CudaStream.create(ctx); Arena arena = new Arena(ctx, f, stream)) {
+            try {
+                long launches = ResourceCounts.LAUNCHES.sum();
+                f.run(op, arena.args(f, stream));
+                int[] now = arena.read(stream);
+                assertTrue(ResourceCounts.LAUNCHES.sum() > launches, s + ": no kernel launch counted");
+                arena.assertKeptAndWritten(now, s + " at odd offsets");
+                Map<String, int[]> exact = onExactBuffers(op, f, stream);
+                for (Map.Entry<String, int[]> e : exact.entrySet()) {
+                    assertArrayEquals(e.getValue(), arena.tensor(now, e.getKey()), s + ": " + e.getKey() + " at an odd offset vs on its own buffer");
+                }
+            } finally {
+                release(op, stream);
+            }
+        }
+    }
+
+    /** A call that must be refused naming {@code arg}; {@code what} says how it is bad. */
+    record Bad(String call, String what, String arg, Invoke body, Args args) {
+        @Override public String toString() { return call + " with " + what; }
+    }
+
+    /** The generic bad calls of a device form (see the class comment), then its own malformed records. */
+    private static List<Bad> badCalls(DeviceForm f, Arena arena, Args good, DeviceMemory closed, List<DeviceObjectMask> badMasks) {
+        List<Bad> bad = new ArrayList<>();
+        for (Map.Entry<String, Invoke> c : f.calls.entrySet()) {
+            String call = c.getKey();
+            Invoke body = c.getValue();
+            for (Tensor t : f.tensors) {
+                if (!t.calls().contains(call)) continue;
+                String k = t.key(), a = t.arg();
+                if (!t.optional()) bad.add(new Bad(call, k + " null", a, body, good.with(k, null)));
+                bad.add(new Bad(call, k + " one float short", a, body, good.with(k, arena.view(k, 0, 4))));
+                bad.add(new Bad(call, k + " closed", a, body, good.with(k, closed)));
+                bad.add(new Bad(call, k + " 2 bytes off alignment", a, body, good.with(k, arena.view(k, 2, 0))));
+            }
+            for (Tensor t : f.absent) {
+                if (t.calls().contains(call)) bad.add(new Bad(call, t.key() + " given for a layer without bias", t.arg(), body, good.with(t.key(), arena.view(t.key()))));
+            }
+            for (Size z : f.sizes) {
+                if (!z.calls().contains(call)) continue;
+                for (int v : new int[] {0, -1}) bad.add(new Bad(call, z.name() + " = " + v, z.name(), body, good.withSize(z.name(), v)));
+            }
+            bad.add(new Bad(call, "a null stream", "stream", body, good.withStream(null)));
+            for (DeviceObjectMask m : badMasks) bad.add(new Bad(call, "mask " + m + (m.isOpen() ? "" : " (closed)"), "mask", body, good.withMask(m)));
+        }
+        for (Extra e : f.extras) bad.add(new Bad(e.call(), "a malformed " + e.arg(), e.arg(), e.body(), good));
+        return bad;
+    }
+
+    @ParameterizedTest(name = "{0}") @MethodSource("subjects")
+    void badDeviceArgumentsAreRefusedBeforeAnyLaunch(Subject s) throws Exception {
+        require(s);
+        DeviceForm f = s.device();
+        List<AutoCloseable> made = new ArrayList<>();
+        try (AutoCloseable op = s.cuda().apply(ctx, Precision.FP32); CudaStream stream = CudaStream.create(ctx); Arena arena = new Arena(ctx, f, stream)) {
+            try {
+                // room for any tensor, so that being closed is all that is wrong with it
+                int most = f.tensors.stream().mapToInt(Tensor::floats).max().orElseThrow();
+                DeviceBuffer closed = DeviceBuffer.allocateFloats(ctx, most);
+                closed.close();
+                List<DeviceObjectMask> masks = new ArrayList<>();
+                if (f.mask != null) {
+                    int b = f.mask.batch(), n = f.mask.objects();
+                    masks.add(DeviceObjectMask.upload(ctx, ObjectMask.all(b + 1, n)));
+                    masks.add(DeviceObjectMask.upload(ctx, ObjectMask.all(b, n + 1)));
+                    masks.add(DeviceObjectMask.upload(ctx, f.mask));
+                    made.addAll(masks);
+                    masks.get(2).close();
+                }
+                Args good = arena.args(f, stream);
+                List<Bad> bad = badCalls(f, arena, good, closed, masks);
+                for (Bad b : bad) {
+                    String what = s + ": " + b;
+                    long launches = ResourceCounts.LAUNCHES.sum();
+                    long[] before = ResourceCounts.snapshot();
+                    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> b.body().run(op, b.args()), what);
+                    String msg = String.valueOf(e.getMessage());
+                    assertEquals(0, ResourceCounts.LAUNCHES.sum() - launches, () -> what + ": kernels launched before the refusal (" + msg + ")");
+                    assertEquals("none", ResourceCounts.delta(before, ResourceCounts.snapshot()), () -> what + ": made before the refusal (" + msg + ")");
+                    arena.assertUntouched(arena.read(stream), what + " (" + msg + ")");
+                    assertTrue(msg.startsWith(b.arg() + ":"), () -> what + ": the message does not start with \"" + b.arg() + ":\": " + msg);
+                }
+                // the same calls with nothing bad run and write everything: each refusal was its bad argument's
+                long launches = ResourceCounts.LAUNCHES.sum();
+                f.run(op, good);
+                int[] now = arena.read(stream);
+                assertTrue(ResourceCounts.LAUNCHES.sum() > launches, s + ": the good calls launched nothing");
+                arena.assertKeptAndWritten(now, s + " after " + bad.size() + " refused calls");
+            } finally {
+                release(op, stream);
+                for (int i = made.size() - 1; i >= 0; i--) made.get(i).close();
+            }
+        }
     }
 
     private static double relativeL2(float[] a, float[] ref) {
