@@ -3,6 +3,7 @@ package io.bifuse.bench;
 import io.bifuse.cpu.BanAttentionCpu;
 import io.bifuse.BanAttention;
 import io.bifuse.ObjectMask;
+import io.bifuse.cuda.DeviceMatrix;
 import io.bifuse.cuda.BanAttentionCuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaOp;
@@ -60,19 +61,20 @@ public class BanAttentionBenchmark extends OpBenchmark {
     @State(Scope.Benchmark)
     public static class Gpu extends GpuState {
         BanAttentionCuda cuda;
-        DeviceBuffer xp, yp, ga, att, gx, gy, gw, gb;
+        DeviceBuffer ga, att, gw, gb;
+        DeviceMatrix xp, yp, gx, gy;
         DeviceObjectMask mask;
 
         @Setup(Level.Trial) public void setup(BanAttentionBenchmark b) {
             open(false);
             cuda = new BanAttentionCuda(b.op, ctx);
-            xp = own(DeviceBuffer.of(ctx, b.xp));
-            yp = own(DeviceBuffer.of(ctx, b.yp));
+            xp = DeviceMatrix.of("xp", own(DeviceBuffer.of(ctx, b.xp)), b.batch * b.objects, K);
+            yp = DeviceMatrix.of("yp", own(DeviceBuffer.of(ctx, b.yp)), b.batch * M, K);
             ga = own(DeviceBuffer.of(ctx, b.ga));
             mask = own(DeviceObjectMask.upload(ctx, b.mask));
             att = own(DeviceBuffer.allocateFloats(ctx, b.ga.length));
-            gx = own(DeviceBuffer.allocateFloats(ctx, b.xp.length));
-            gy = own(DeviceBuffer.allocateFloats(ctx, b.yp.length));
+            gx = DeviceMatrix.of("gradXp", own(DeviceBuffer.allocateFloats(ctx, b.xp.length)), b.batch * b.objects, K);
+            gy = DeviceMatrix.of("gradYp", own(DeviceBuffer.allocateFloats(ctx, b.yp.length)), b.batch * M, K);
             gw = own(DeviceBuffer.allocateFloats(ctx, (long) G * K));
             gb = own(DeviceBuffer.allocateFloats(ctx, G));
         }
@@ -82,13 +84,13 @@ public class BanAttentionBenchmark extends OpBenchmark {
 
     /** The forward as a model runs it: the maps only (the logits are an optional output). */
     @Benchmark public void gpuForward(Gpu s) {
-        s.cuda.forward(s.xp, K, s.yp, K, s.mask, batch, objects, M, s.att, null, s.stream);
+        s.cuda.forward(s.xp, s.yp, s.mask, batch, objects, M, s.att, null, s.stream);
         s.stream.synchronize();
     }
 
     @Benchmark public void gpuTrainingStep(Gpu s) {
-        s.cuda.forward(s.xp, K, s.yp, K, s.mask, batch, objects, M, s.att, null, s.stream);
-        s.cuda.backward(s.xp, K, s.yp, K, s.mask, batch, objects, M, s.att, s.ga, s.gx, K, s.gy, K, s.gw, s.gb, false, s.stream);
+        s.cuda.forward(s.xp, s.yp, s.mask, batch, objects, M, s.att, null, s.stream);
+        s.cuda.backward(s.xp, s.yp, s.mask, batch, objects, M, s.att, s.ga, s.gx, s.gy, s.gw, s.gb, false, s.stream);
         s.stream.synchronize();
     }
 }

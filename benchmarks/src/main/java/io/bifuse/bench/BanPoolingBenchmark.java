@@ -3,6 +3,7 @@ package io.bifuse.bench;
 import io.bifuse.cpu.BanPoolingCpu;
 import io.bifuse.BanPooling;
 import io.bifuse.ObjectMask;
+import io.bifuse.cuda.DeviceMatrix;
 import io.bifuse.cuda.BanPoolingCuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaOp;
@@ -71,7 +72,8 @@ public class BanPoolingBenchmark extends OpBenchmark {
     public static class Gpu extends GpuState {
         BanPoolingCuda cuda;
         DeviceObjectMask mask;
-        DeviceBuffer att, x, y, g, out, ga, gx, gy;
+        DeviceBuffer g, out;
+        DeviceMatrix att, x, y, ga, gx, gy;
         int n, w;
 
         @Setup(Level.Trial) public void setup(BanPoolingBenchmark b) {
@@ -80,19 +82,19 @@ public class BanPoolingBenchmark extends OpBenchmark {
             n = b.objects;
             w = b.op.width();
             mask = own(DeviceObjectMask.upload(ctx, b.mask));
-            att = own(DeviceBuffer.of(ctx, b.att));
-            x = own(DeviceBuffer.of(ctx, b.x));
-            y = own(DeviceBuffer.of(ctx, b.y));
+            att = DeviceMatrix.of("attention", own(DeviceBuffer.of(ctx, b.att)), B, n * M);
+            x = DeviceMatrix.of("x", own(DeviceBuffer.of(ctx, b.x)), B * n, w);
+            y = DeviceMatrix.of("y", own(DeviceBuffer.of(ctx, b.y)), B * M, w);
             g = own(DeviceBuffer.of(ctx, b.g));
             out = own(DeviceBuffer.allocateFloats(ctx, (long) B * b.op.outWidth()));
-            ga = own(DeviceBuffer.allocateFloats(ctx, b.att.length));
-            gx = own(DeviceBuffer.allocateFloats(ctx, b.x.length));
-            gy = own(DeviceBuffer.allocateFloats(ctx, b.y.length));
+            ga = DeviceMatrix.of("gradAttention", own(DeviceBuffer.allocateFloats(ctx, b.att.length)), B, n * M);
+            gx = DeviceMatrix.of("gradX", own(DeviceBuffer.allocateFloats(ctx, b.x.length)), B * n, w);
+            gy = DeviceMatrix.of("gradY", own(DeviceBuffer.allocateFloats(ctx, b.y.length)), B * M, w);
         }
 
-        void forward() { cuda.forward(att, (long) n * M, x, w, y, w, mask, B, n, M, out, stream); }
+        void forward() { cuda.forward(att, x, y, mask, B, n, M, out, stream); }
 
-        void backward() { cuda.backward(att, (long) n * M, x, w, y, w, mask, B, n, M, g, ga, gx, w, gy, w, false, stream); }
+        void backward() { cuda.backward(att, x, y, mask, B, n, M, g, ga, gx, gy, false, stream); }
 
         @Override CudaOp<?> op() { return cuda; }
     }

@@ -93,72 +93,73 @@ public final class BanAttentionCuda extends CudaOp<BanAttention> implements BanA
      * The attention maps into {@code attention} ({@code B×G×N×M} dense) and, unless {@code logits} is
      * null, the logits ({@code B×G×N×M}, {@code −inf} at padded objects), queued on {@code stream}.
      *
-     * @param xp   {@code X'}: {@code B·N} rows of K floats, row {@code b·N + i} at {@code (b·N + i)·ldx}
-     * @param yp   {@code Y'}: {@code B·M} rows, stride {@code ldy}
+     * @param xp   {@code X'}: {@code B·N × K} (any row stride: a column block of a wider projection is read in place)
+     * @param yp   {@code Y'}: {@code B·M × K}
      * @param mask the real objects, or null (all real)
      */
-    public void forward(DeviceMemory xp, int ldx, DeviceMemory yp, int ldy, DeviceObjectMask mask, int batch, int objects, int tokens,
+    public void forward(DeviceMatrix xp, DeviceMatrix yp, DeviceObjectMask mask, int batch, int objects, int tokens,
                         DeviceMemory attention, DeviceMemory logits, CudaStream stream) {
         op.checkSizes(batch, objects, tokens);
-        rows("xp", xp, (long) batch * objects, ldx, "ldx", k);
-        rows("yp", yp, (long) batch * tokens, ldy, "ldy", k);
+        DeviceArgs.matrix("xp", xp, (long) batch * objects, k);
+        DeviceArgs.matrix("yp", yp, (long) batch * tokens, k);
         DeviceObjectMask.check("mask", mask, batch, objects, true);
         DeviceArgs.memory("attention", attention, (long) batch * g, (long) objects * tokens);
         if (logits != null) DeviceArgs.memory("logits", logits, (long) batch * g, (long) objects * tokens);
         DeviceArgs.stream(stream);
         context.makeCurrent();
-        DeviceMemory counts = mask == null ? xp : mask.counts(), indices = mask == null ? xp : mask.indices();
+        DeviceMemory counts = mask == null ? xp.memory() : mask.counts(), indices = mask == null ? xp.memory() : mask.indices();
         int masked = mask == null ? 0 : 1;
         if (isFused(objects, tokens)) {
-            context.launch(FUSED, units((long) batch * g), 1, BLOCK, 0, stream, xp, ldx, yp, ldy, weight, bias, counts, indices, masked,
+            context.launch(FUSED, units((long) batch * g), 1, BLOCK, 0, stream, xp.memory(), xp.ld(), yp.memory(), yp.ld(), weight, bias, counts,
+                    indices, masked,
                     attention, logits == null ? attention : logits, logits == null ? 0 : 1, batch, objects, tokens, k, g);
             return;
         }
         if (logits != null) {
-            tiled(xp, ldx, yp, ldy, counts, indices, masked, batch, objects, tokens, attention, logits, stream);
+            tiled(xp, yp, counts, indices, masked, batch, objects, tokens, attention, logits, stream);
             return;
         }
         inWorkspace(stream, batch, objects, tokens, w -> {
-            tiled(xp, ldx, yp, ldy, counts, indices, masked, batch, objects, tokens, attention, w.logits(), stream);
+            tiled(xp, yp, counts, indices, masked, batch, objects, tokens, attention, w.logits(), stream);
         });
     }
 
-    private void tiled(DeviceMemory xp, int ldx, DeviceMemory yp, int ldy, DeviceMemory counts, DeviceMemory indices, int masked, int batch,
+    private void tiled(DeviceMatrix xp, DeviceMatrix yp, DeviceMemory counts, DeviceMemory indices, int masked, int batch,
                        int objects, int tokens, DeviceMemory attention, DeviceMemory logits, CudaStream stream) {
         // N + 1 object slots: the last one owns the padded objects after the last real one
         long rtiles = (objects + TILE_R) / TILE_R, jtiles = (tokens + TILE_J - 1) / TILE_J;
-        context.launch(LOGITS, units((long) batch * g * rtiles * jtiles), 1, BLOCK, 0, stream, xp, ldx, yp, ldy, weight, bias, counts, indices,
-                masked, logits, batch, objects, tokens, k, g);
+        context.launch(LOGITS, units((long) batch * g * rtiles * jtiles), 1, BLOCK, 0, stream, xp.memory(), xp.ld(), yp.memory(), yp.ld(), weight,
+                bias, counts, indices, masked, logits, batch, objects, tokens, k, g);
         context.launch(SOFTMAX, units((long) batch * g), 1, BLOCK, 0, stream, logits, attention, batch * g, objects * tokens);
     }
 
     /**
      * Every gradient from {@code gradAttention = ∂L/∂A} ({@code B×G×N×M}) and the forward's inputs and
-     * attention maps, queued on {@code stream}: {@code gradXp} ({@code B·N} rows, stride {@code ldgx};
-     * padded objects' rows written 0), {@code gradYp} ({@code B·M} rows, stride {@code ldgy}),
+     * attention maps, queued on {@code stream}: {@code gradXp} ({@code B·N × K}, any row stride;
+     * padded objects' rows written 0), {@code gradYp} ({@code B·M × K}),
      * {@code gradWeight} ({@code G×K}) and {@code gradBias} ({@code G} zeros; null exactly when the layer
      * has no bias). {@code throughRelu}: {@code xp}, {@code yp} are ReLU outputs and the gradients written
      * are those of the pre-activations ({@code g·[x > 0]}).
      */
-    public void backward(DeviceMemory xp, int ldx, DeviceMemory yp, int ldy, DeviceObjectMask mask, int batch, int objects, int tokens,
-                         DeviceMemory attention, DeviceMemory gradAttention, DeviceMemory gradXp, int ldgx, DeviceMemory gradYp, int ldgy,
+    public void backward(DeviceMatrix xp, DeviceMatrix yp, DeviceObjectMask mask, int batch, int objects, int tokens,
+                         DeviceMemory attention, DeviceMemory gradAttention, DeviceMatrix gradXp, DeviceMatrix gradYp,
                          DeviceMemory gradWeight, DeviceMemory gradBias, boolean throughRelu, CudaStream stream) {
         op.checkSizes(batch, objects, tokens);
-        rows("xp", xp, (long) batch * objects, ldx, "ldx", k);
-        rows("yp", yp, (long) batch * tokens, ldy, "ldy", k);
+        DeviceArgs.matrix("xp", xp, (long) batch * objects, k);
+        DeviceArgs.matrix("yp", yp, (long) batch * tokens, k);
         DeviceObjectMask.check("mask", mask, batch, objects, true);
         DeviceArgs.memory("attention", attention, (long) batch * g, (long) objects * tokens);
         DeviceArgs.memory("gradAttention", gradAttention, (long) batch * g, (long) objects * tokens);
-        rows("gradXp", gradXp, (long) batch * objects, ldgx, "ldgx", k);
-        rows("gradYp", gradYp, (long) batch * tokens, ldgy, "ldgy", k);
+        DeviceArgs.matrix("gradXp", gradXp, (long) batch * objects, k);
+        DeviceArgs.matrix("gradYp", gradYp, (long) batch * tokens, k);
         DeviceArgs.layer("gradWeight", "gradBias", gradWeight, gradBias, op.logits());
         DeviceArgs.stream(stream);
         inWorkspace(stream, batch, objects, tokens, w -> {
-            DeviceMemory counts = mask == null ? xp : mask.counts(), indices = mask == null ? xp : mask.indices();
+            DeviceMemory counts = mask == null ? xp.memory() : mask.counts(), indices = mask == null ? xp.memory() : mask.indices();
             DeviceMemory dpart = w.partials();
             long ctiles = (k + BWD_BLOCK - 1) / BWD_BLOCK;
-            context.launch(BACKWARD, units(batch * ctiles), 1, BWD_BLOCK, 0, stream, xp, ldx, yp, ldy, weight, counts, indices, mask == null ? 0 : 1,
-                    attention, gradAttention, gradXp, ldgx, gradYp, ldgy, dpart, throughRelu ? 1 : 0, batch, objects, tokens, k, g);
+            context.launch(BACKWARD, units(batch * ctiles), 1, BWD_BLOCK, 0, stream, xp.memory(), xp.ld(), yp.memory(), yp.ld(), weight, counts,
+                    indices, mask == null ? 0 : 1, attention, gradAttention, gradXp.memory(), gradXp.ld(), gradYp.memory(), gradYp.ld(), dpart, throughRelu ? 1 : 0, batch, objects, tokens, k, g);
             context.launch(DP_REDUCE, DeviceArgs.grid(context, (long) g * k, BLOCK), 1, BLOCK, 0, stream, dpart, gradWeight, batch, g * k);
             if (gradBias != null) {
                 DeviceBuffer.fillAsync(gradBias, 0f, g, stream);
@@ -177,7 +178,8 @@ public final class BanAttentionCuda extends CudaOp<BanAttention> implements BanA
             DeviceMemory dx = lane.in(xp), dy = lane.in(yp);
             DeviceObjectMask dm = lane.in(mask);
             DeviceMemory att = lane.floats(maps), lg = lane.floats(maps);
-            forward(dx, k, dy, k, dm, batch, objects, tokens, att, lg, lane.stream());
+            forward(DeviceMatrix.of("xp", dx, batch * objects, k), DeviceMatrix.of("yp", dy, batch * tokens, k), dm, batch, objects, tokens, att, lg,
+                    lane.stream());
             return new BanAttention.Result(lane.read(att), lane.read(lg));
         });
     }
@@ -193,29 +195,12 @@ public final class BanAttentionCuda extends CudaOp<BanAttention> implements BanA
             DeviceObjectMask dm = lane.in(mask);
             DeviceMemory att = lane.floats(maps), ga = lane.in(gradAttention);
             DeviceMemory gx = lane.floats(xp.length), gy = lane.floats(yp.length), gw = lane.floats((long) g * k), gb = hasBias ? lane.floats(g) : null;
-            forward(dx, k, dy, k, dm, batch, objects, tokens, att, null, lane.stream());
-            backward(dx, k, dy, k, dm, batch, objects, tokens, att, ga, gx, k, gy, k, gw, gb, false, lane.stream());
+            DeviceMatrix mx = DeviceMatrix.of("xp", dx, batch * objects, k), my = DeviceMatrix.of("yp", dy, batch * tokens, k);
+            forward(mx, my, dm, batch, objects, tokens, att, null, lane.stream());
+            backward(mx, my, dm, batch, objects, tokens, att, ga, DeviceMatrix.of("gradXp", gx, batch * objects, k),
+                    DeviceMatrix.of("gradYp", gy, batch * tokens, k), gw, gb, false, lane.stream());
             return new BanAttention.Gradients(lane.read(gx), lane.read(gy), new LinearGradients(lane.read(gw), hasBias ? lane.read(gb) : null));
         });
-    }
-
-    /**
-     * Checks by name that {@code m} holds {@code rows} rows of {@code cols} floats at a row stride of
-     * {@code ld} floats ({@code (rows − 1)·ld + cols} floats), is open and 4-byte aligned, and that
-     * {@code ld >= cols} (named {@code ldName}).
-     */
-    static void rows(String name, DeviceMemory m, long rows, int ld, String ldName, int cols) {
-        if (ld < cols) throw new IllegalArgumentException(ldName + ": expected a row stride >= " + cols + " floats (the width), got " + ld);
-        long floats = (rows - 1) * ld + cols;
-        if (m == null) {
-            throw new IllegalArgumentException(name + ": expected device memory for " + rows + " rows of " + cols + " floats (stride " + ld + "), got null");
-        }
-        if (!m.isOpen()) throw new IllegalArgumentException(name + ": the device buffer is closed");
-        if (m.byteSize() < 4 * floats) {
-            throw new IllegalArgumentException(name + ": expected at least " + rows + " rows of " + cols + " floats at a stride of " + ld + " ("
-                    + floats + " floats, " + 4 * floats + " bytes), got " + m.byteSize() + " bytes");
-        }
-        if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
     }
 
     /** Kernels that loop over work units (one block each): one block per unit, up to a cap. */

@@ -146,37 +146,46 @@ public final class BanBlockCuda extends CudaOp<BanBlock> implements BanBlock.Bac
         int b = w.batch, n = w.objects, mt = w.tokens;
         DeviceObjectMask m = mask;
         if (m == null) {
-            DeviceObjectMask.fillFromZeroRows(context, w.mask, x, dx, dx, stream);
+            DeviceObjectMask.fillFromZeroRows(context, w.mask, DeviceMatrix.of("x", x, b * n, dx), stream);
             m = w.mask;
         }
         CublasHandle blas = w.blas;
-        objects.project(blas, precision, x, dx, b * n, w.zx, sx);
+        objects.project(blas, precision, DeviceMatrix.of("x", x, b * n, dx), zx(w));
         context.launch(BIAS_RELU, DeviceArgs.grid(context, (long) b * n * sx, BLOCK), 1, BLOCK, 0, stream, w.zx, objects.bias(), b * n, sx, sx);
-        tokens.project(blas, precision, y, dy, b * mt, w.zy, sy);
+        tokens.project(blas, precision, DeviceMatrix.of("y", y, b * mt, dy), zy(w));
         context.launch(BIAS_RELU, DeviceArgs.grid(context, (long) b * mt * sy, BLOCK), 1, BLOCK, 0, stream, w.zy, tokens.bias(), b * mt, sy, sy);
-        attention.forward(w.zx, sx, w.zy, sy, m, b, n, mt, w.att, null, stream);
-        long mapFloats = (long) n * mt, attStride = g * mapFloats;
+        attention.forward(zx(w).columns(0, k), zy(w).columns(0, k), m, b, n, mt, w.att, null, stream);
         DeviceMemory ycur = y;
         for (int i = 0; i < g; i++) {
-            DeviceMemory ypp = ypp(w, i);
+            DeviceMatrix ypp = ypp(w, i);
             if (i > 0) {
                 LinearCuda v = glimpseTokens.get(i);
-                v.project(blas, precision, ycur, dy, b * mt, ypp, kg);
-                context.launch(BIAS_RELU, DeviceArgs.grid(context, (long) b * mt * kg, BLOCK), 1, BLOCK, 0, stream, ypp, v.bias(), b * mt, kg, kg);
+                v.project(blas, precision, DeviceMatrix.of("y", ycur, b * mt, dy), ypp);
+                context.launch(BIAS_RELU, DeviceArgs.grid(context, (long) b * mt * kg, BLOCK), 1, BLOCK, 0, stream, ypp.memory(), v.bias(), b * mt, kg, kg);
             }
-            pooling.forward(floats(w.att, i * mapFloats), attStride, floats(w.zx, k + (long) i * kg), sx, ypp, lpp(i), m, b, n, mt,
-                    w.f.get(i), stream);
-            residuals.get(i).forward(blas, precision, w.f.get(i), kp, b, w.r, dy, stream);
+            pooling.forward(map(w, w.att, "attention", i), zx(w).columns(k + i * kg, kg), ypp, m, b, n, mt, w.f.get(i), stream);
+            residuals.get(i).forward(blas, precision, DeviceMatrix.of("f", w.f.get(i), b, kp), DeviceMatrix.of("r", w.r, b, dy), stream);
             context.launch(RESIDUAL, DeviceArgs.grid(context, (long) b * mt * dy, BLOCK), 1, BLOCK, 0, stream, ycur, w.r, w.ys.get(i), b, mt, dy);
             ycur = w.ys.get(i);
         }
         return m;
     }
 
-    /** Y''_g: glimpse 0's is the column slice of Zy, later ones have their own buffer. */
-    private DeviceMemory ypp(Workspace w, int i) { return i == 0 ? floats(w.zy, k) : w.ypp.get(i - 1); }
+    /** Y''_g: glimpse 0's is a column block of Zy, later ones have their own buffer. */
+    private DeviceMatrix ypp(Workspace w, int i) {
+        return i == 0 ? zy(w).columns(k, kg) : DeviceMatrix.of("ypp[" + i + "]", w.ypp.get(i - 1), w.batch * w.tokens, kg);
+    }
 
-    private int lpp(int i) { return i == 0 ? sy : kg; }
+    /** Zx: every object projection side by side ({@code B·N × (K + G·K')}: the attention's K columns, then each glimpse's K'). */
+    private DeviceMatrix zx(Workspace w) { return DeviceMatrix.of("zx", w.zx, w.batch * w.objects, sx); }
+
+    private DeviceMatrix zy(Workspace w) { return DeviceMatrix.of("zy", w.zy, w.batch * w.tokens, sy); }
+
+    /** Glimpse {@code i}'s maps in {@code maps} ({@code B × G·N·M}): its {@code N·M} columns of every sample's row. */
+    private DeviceMatrix map(Workspace w, DeviceMemory maps, String name, int i) {
+        int nm = w.objects * w.tokens;
+        return DeviceMatrix.of(name, maps, w.batch, g * nm).columns(i * nm, nm);
+    }
 
     /**
      * Every gradient ({@code grads}) from {@code gradOut = ∂L/∂out (B × Dy)} and the forward's inputs,
@@ -198,50 +207,53 @@ public final class BanBlockCuda extends CudaOp<BanBlock> implements BanBlock.Bac
             CublasHandle blas = w.blas;
             Precision p = precision;
             BanBlock.Weights wt = op.weights();
-            long mapFloats = (long) n * mt, attStride = g * mapFloats;
             DeviceMemory dY = grads.dy();
+            DeviceMatrix dzx = DeviceMatrix.of("dzx", w.dzx, b * n, sx), dzy = DeviceMatrix.of("dzy", w.dzy, b * mt, sy);
             context.launch(BROADCAST, DeviceArgs.grid(context, (long) b * mt * dy, BLOCK), 1, BLOCK, 0, stream, gradOut, dY, b, mt, dy);
             for (int i = g - 1; i >= 0; i--) {
                 // the residual term W_i f_i + b_i reaches every token: its gradient is the token sum
                 context.launch(TOKEN_SUM, DeviceArgs.grid(context, (long) b * dy, BLOCK), 1, BLOCK, 0, stream, dY, w.dr, b, mt, dy);
                 LinearCuda res = residuals.get(i);
                 LayerBuffers rb = grads.residuals().get(i);
-                res.backwardParameters(blas, p, w.dr, dy, w.f.get(i), kp, b, w.dw, rb.bias(), stream);
+                DeviceMatrix dr = DeviceMatrix.of("dr", w.dr, b, dy);
+                res.backwardParameters(blas, p, dr, DeviceMatrix.of("f", w.f.get(i), b, kp), w.dw, rb.bias(), stream);
                 weightNorm(w, w.dw, res.weight(), wt.residuals().get(i), rb, stream);
-                res.backwardInput(blas, p, w.dr, dy, b, 0f, w.df, kp);
-                DeviceMemory dypp = i == 0 ? floats(w.dzy, k) : w.dypp;
-                pooling.backward(floats(w.att, i * mapFloats), attStride, floats(w.zx, k + (long) i * kg), sx, ypp(w, i), lpp(i), m, b, n, mt,
-                        w.df, floats(w.datt, i * mapFloats), floats(w.dzx, k + (long) i * kg), sx, dypp, lpp(i), true, stream);
+                res.backwardInput(blas, p, dr, 0f, DeviceMatrix.of("df", w.df, b, kp));
+                DeviceMatrix dypp = i == 0 ? dzy.columns(k, kg) : DeviceMatrix.of("dypp", w.dypp, b * mt, kg);
+                pooling.backward(map(w, w.att, "attention", i), zx(w).columns(k + i * kg, kg), ypp(w, i), m, b, n, mt, w.df,
+                        map(w, w.datt, "gradAttention", i), dzx.columns(k + i * kg, kg), dypp, true, stream);
                 if (i > 0) {
                     LinearCuda v = glimpseTokens.get(i);
                     LayerBuffers vb = grads.glimpseTokens().get(i);
                     DeviceMemory yin = w.ys.get(i - 1); // Y_i, the residual output of glimpse i − 1
-                    v.backwardParameters(blas, p, w.dypp, kg, yin, dy, b * mt, w.dw, vb.bias(), stream);
+                    DeviceMatrix dyv = DeviceMatrix.of("dypp", w.dypp, b * mt, kg);
+                    v.backwardParameters(blas, p, dyv, DeviceMatrix.of("y", yin, b * mt, dy), w.dw, vb.bias(), stream);
                     weightNorm(w, w.dw, v.weight(), wt.glimpseTokens().get(i), vb, stream);
-                    v.backwardInput(blas, p, w.dypp, kg, b * mt, 1f, dY, dy);
+                    v.backwardInput(blas, p, dyv, 1f, DeviceMatrix.of("grads.dy", dY, b * mt, dy));
                 }
             }
-            attention.backward(w.zx, sx, w.zy, sy, m, b, n, mt, w.att, w.datt, w.dzx, sx, w.dzy, sy, w.dw, grads.logits().bias(), true, stream);
+            attention.backward(zx(w).columns(0, k), zy(w).columns(0, k), m, b, n, mt, w.att, w.datt, dzx.columns(0, k), dzy.columns(0, k), w.dw,
+                    grads.logits().bias(), true, stream);
             weightNorm(w, w.dw, attention.weight(), wt.logits(), grads.logits(), stream);
             // x: one GEMM through every stacked object projection
-            objects.backwardInput(blas, p, w.dzx, sx, b * n, 0f, grads.dx(), dx);
-            objects.backwardParameters(blas, p, w.dzx, sx, x, dx, b * n, w.dwx, null, stream);
-            layerGrads(w, w.dzx, sx, b * n, w.dwx, objects.weight(), 0, wt.objects(), grads.objects(), stream);
+            objects.backwardInput(blas, p, dzx, 0f, DeviceMatrix.of("grads.dx", grads.dx(), b * n, dx));
+            objects.backwardParameters(blas, p, dzx, DeviceMatrix.of("x", x, b * n, dx), w.dwx, null, stream);
+            layerGrads(w, dzx, w.dwx, objects.weight(), 0, wt.objects(), grads.objects(), stream);
             for (int i = 0; i < g; i++) {
-                layerGrads(w, w.dzx, sx, b * n, w.dwx, objects.weight(), k + i * kg, wt.glimpseObjects().get(i), grads.glimpseObjects().get(i), stream);
+                layerGrads(w, dzx, w.dwx, objects.weight(), k + i * kg, wt.glimpseObjects().get(i), grads.glimpseObjects().get(i), stream);
             }
             // y: the original question's two projections, added to the residual path's gradient
-            tokens.backwardInput(blas, p, w.dzy, sy, b * mt, 1f, dY, dy);
-            tokens.backwardParameters(blas, p, w.dzy, sy, y, dy, b * mt, w.dwy, null, stream);
-            layerGrads(w, w.dzy, sy, b * mt, w.dwy, tokens.weight(), 0, wt.tokens(), grads.tokens(), stream);
-            layerGrads(w, w.dzy, sy, b * mt, w.dwy, tokens.weight(), k, wt.glimpseTokens().get(0), grads.glimpseTokens().get(0), stream);
+            tokens.backwardInput(blas, p, dzy, 1f, DeviceMatrix.of("grads.dy", dY, b * mt, dy));
+            tokens.backwardParameters(blas, p, dzy, DeviceMatrix.of("y", y, b * mt, dy), w.dwy, null, stream);
+            layerGrads(w, dzy, w.dwy, tokens.weight(), 0, wt.tokens(), grads.tokens(), stream);
+            layerGrads(w, dzy, w.dwy, tokens.weight(), k, wt.glimpseTokens().get(0), grads.glimpseTokens().get(0), stream);
         });
     }
 
-    /** A layer stacked at rows {@code [row, row + out)} of a stacked projection: its bias gradient (a column slice of dz) and its weight norm. */
-    private void layerGrads(Workspace w, DeviceMemory dz, int ldz, int rows, DeviceMemory dwStacked, DeviceMemory wStacked, int row,
+    /** A layer stacked at rows {@code [row, row + out)} of a stacked projection: its bias gradient (a column block of dz) and its weight norm. */
+    private void layerGrads(Workspace w, DeviceMatrix dz, DeviceMemory dwStacked, DeviceMemory wStacked, int row,
                             WeightNormLinear layer, LayerBuffers out, CudaStream stream) {
-        if (out.bias() != null) LinearCuda.biasGradient(context, floats(dz, row), ldz, rows, layer.out(), out.bias(), stream);
+        if (out.bias() != null) LinearCuda.biasGradient(context, dz.columns(row, layer.out()), out.bias(), stream);
         long off = (long) row * layer.in(), n = (long) layer.out() * layer.in();
         weightNorm(w, dwStacked.slice(4 * off, 4 * n), wStacked.slice(4 * off, 4 * n), layer, out, stream);
     }
@@ -421,9 +433,6 @@ public final class BanBlockCuda extends CudaOp<BanBlock> implements BanBlock.Bac
         }
 
         private DeviceBuffer alloc(long floats) { return own(DeviceBuffer.allocateFloats(context, floats)); }
-    }
-    private static DeviceMemory floats(DeviceMemory m, long offsetFloats) {
-        return m.slice(4 * offsetFloats, m.byteSize() - 4 * offsetFloats);
     }
 
     private static Linear stack(List<WeightNormLinear> layers) {

@@ -21,19 +21,19 @@ import java.util.List;
  * beyond reading them again), and there are no workspaces, so calls on any streams run concurrently
  * and allocate nothing.
  *
- * <p>Layouts: {@code attention} holds sample {@code b}'s {@code N × M} map at float offset
- * {@code b·attStride} ({@code attStride = N·M} for a dense {@code B × N × M} map; {@code G·N·M} with
- * {@code attention} a slice starting at glimpse {@code g} of a {@code B × G × N × M} tensor). Row
- * {@code b·N + i} of {@code x} starts at {@code (b·N + i)·ldx}, row {@code b·M + j} of {@code y} at
- * {@code (b·M + j)·ldy}; {@code ld* >= K'} so that column slices of a wider projection are read in
- * place; the gradients use their own strides and only their first {@code K'} columns are written
- * ({@code gradAttention}: only the {@code N·M} entries of each sample's map). {@code mask} null means
+ * <p>Layouts, each a {@link DeviceMatrix} (its shape and row stride travel with it): {@code attention}
+ * is {@code B × N·M}, sample {@code b}'s {@code N × M} map in row {@code b} (a row stride of {@code N·M}
+ * for a dense {@code B × N × M} map; {@code G·N·M} for glimpse {@code g} of a {@code B × G × N × M}
+ * tensor, a column block of it); {@code x} is {@code B·N × K'} and {@code y} {@code B·M × K'}, any row
+ * stride, so that column blocks of a wider projection are read in place; the gradients have their own
+ * strides and only their {@code K'} columns are written ({@code gradAttention}, of the same row stride as
+ * {@code attention}: only the {@code N·M} entries of each sample's map). {@code mask} null means
  * every object is real; padded objects cost no work, contribute nothing, and get zero rows of
  * {@code gradX} and {@code gradAttention}. {@code throughRelu}: {@code x} and {@code y} are ReLU outputs
  * and the gradients written are those of the pre-activations, {@code g·[x > 0]}. Gradients are written,
  * not accumulated.
  *
- * <p>Every argument is checked by name (sizes, strides, openness, 4-byte alignment, the mask's shape)
+ * <p>Every argument is checked by name (sizes, shapes, openness, 4-byte alignment, the mask's shape)
  * before anything is queued. Calls are asynchronous with respect to the host, except the
  * {@code float[]} conveniences.
  */
@@ -60,41 +60,44 @@ public final class BanPoolingCuda extends CudaOp<BanPooling> implements BanPooli
     }
 
     /** {@code out (B × K'/k) = op(attention, x, y)} over the real objects of {@code mask}, queued on {@code stream}. */
-    public void forward(DeviceMemory attention, long attStride, DeviceMemory x, int ldx, DeviceMemory y, int ldy,
-                        DeviceObjectMask mask, int batch, int objects, int tokens, DeviceMemory out, CudaStream s) {
-        checkInputs(attention, attStride, x, ldx, y, ldy, mask, batch, objects, tokens);
+    public void forward(DeviceMatrix attention, DeviceMatrix x, DeviceMatrix y, DeviceObjectMask mask, int batch, int objects, int tokens,
+                        DeviceMemory out, CudaStream s) {
+        checkInputs(attention, x, y, mask, batch, objects, tokens);
         DeviceArgs.memory("out", out, batch, op.outWidth());
         DeviceArgs.stream(s);
         context.makeCurrent();
-        DeviceMemory counts = mask == null ? attention : mask.counts(), indices = mask == null ? attention : mask.indices();
-        context.launch(FORWARD, units((long) batch * forwardTiles()), 1, BLOCK, 0, s, attention, attStride, x, ldx, y, ldy, counts, indices,
-                mask == null ? 0 : 1, batch, objects, tokens, op.width(), op.group(), out);
+        DeviceMemory counts = mask == null ? attention.memory() : mask.counts(), indices = mask == null ? attention.memory() : mask.indices();
+        context.launch(FORWARD, units((long) batch * forwardTiles()), 1, BLOCK, 0, s, attention.memory(), (long) attention.ld(), x.memory(), x.ld(),
+                y.memory(), y.ld(), counts, indices, mask == null ? 0 : 1, batch, objects, tokens, op.width(), op.group(), out);
     }
 
     /**
      * The gradients of {@code attention}, {@code x} and {@code y} from {@code gradOut = ∂L/∂f}
-     * ({@code B × K'/k}), queued on {@code stream}. {@code gradAttention} has the layout of
-     * {@code attention} (the same {@code attStride}).
+     * ({@code B × K'/k}), queued on {@code stream}. {@code gradAttention} has the shape and the row
+     * stride of {@code attention}; {@code gradX} and {@code gradY} the shapes of {@code x} and {@code y}.
      */
-    public void backward(DeviceMemory attention, long attStride, DeviceMemory x, int ldx, DeviceMemory y, int ldy,
-                         DeviceObjectMask mask, int batch, int objects, int tokens, DeviceMemory gradOut,
-                         DeviceMemory gradAttention, DeviceMemory gradX, int ldgx, DeviceMemory gradY, int ldgy,
-                         boolean throughRelu, CudaStream s) {
-        checkInputs(attention, attStride, x, ldx, y, ldy, mask, batch, objects, tokens);
+    public void backward(DeviceMatrix attention, DeviceMatrix x, DeviceMatrix y, DeviceObjectMask mask, int batch, int objects, int tokens,
+                         DeviceMemory gradOut, DeviceMatrix gradAttention, DeviceMatrix gradX, DeviceMatrix gradY, boolean throughRelu, CudaStream s) {
+        checkInputs(attention, x, y, mask, batch, objects, tokens);
         DeviceArgs.memory("gradOut", gradOut, batch, op.outWidth());
-        strided("gradAttention", gradAttention, batch, attStride, (long) objects * tokens);
-        rows("gradX", "ldgx", gradX, (long) batch * objects, ldgx);
-        rows("gradY", "ldgy", gradY, (long) batch * tokens, ldgy);
+        DeviceArgs.matrix("gradAttention", gradAttention, batch, (long) objects * tokens);
+        if (gradAttention.ld() != attention.ld()) {
+            throw new IllegalArgumentException("gradAttention: expected the row stride of attention (" + attention.ld() + " floats), got "
+                    + gradAttention.ld());
+        }
+        DeviceArgs.matrix("gradX", gradX, (long) batch * objects, op.width());
+        DeviceArgs.matrix("gradY", gradY, (long) batch * tokens, op.width());
         DeviceArgs.stream(s);
         context.makeCurrent();
-        DeviceMemory counts = mask == null ? attention : mask.counts(), indices = mask == null ? attention : mask.indices();
+        DeviceMemory counts = mask == null ? attention.memory() : mask.counts(), indices = mask == null ? attention.memory() : mask.indices();
         int masked = mask == null ? 0 : 1, w = op.width(), k = op.group();
-        long tiles = (w + BLOCK - 1) / BLOCK;
-        context.launch(BACKWARD_XY, units(batch * tiles), 1, BLOCK, 0, s, attention, attStride, x, ldx, y, ldy, counts, indices, masked,
-                batch, objects, tokens, w, k, gradOut, gradX, ldgx, gradY, ldgy, throughRelu ? 1 : 0);
+        long tiles = (w + BLOCK - 1) / BLOCK, attStride = attention.ld();
+        context.launch(BACKWARD_XY, units(batch * tiles), 1, BLOCK, 0, s, attention.memory(), attStride, x.memory(), x.ld(), y.memory(), y.ld(),
+                counts, indices, masked, batch, objects, tokens, w, k, gradOut, gradX.memory(), gradX.ld(), gradY.memory(), gradY.ld(),
+                throughRelu ? 1 : 0);
         long maps = (long) batch * ((objects + GA_TI - 1) / GA_TI) * ((tokens + GA_TJ - 1) / GA_TJ);
-        context.launch(GRAD_ATTENTION, units(maps), 1, GA_BLOCK, 0, s, x, ldx, y, ldy, counts, indices, masked, batch, objects, tokens,
-                w, k, gradOut, gradAttention, attStride);
+        context.launch(GRAD_ATTENTION, units(maps), 1, GA_BLOCK, 0, s, x.memory(), x.ld(), y.memory(), y.ld(), counts, indices, masked, batch,
+                objects, tokens, w, k, gradOut, gradAttention.memory(), attStride);
     }
 
     /**
@@ -108,7 +111,8 @@ public final class BanPoolingCuda extends CudaOp<BanPooling> implements BanPooli
             DeviceMemory da = lane.in(attention), dx = lane.in(x), dy = lane.in(y);
             DeviceObjectMask dm = lane.in(mask);
             DeviceMemory out = lane.floats((long) batch * op.outWidth());
-            forward(da, (long) objects * tokens, dx, w, dy, w, dm, batch, objects, tokens, out, lane.stream());
+            forward(DeviceMatrix.of("attention", da, batch, objects * tokens), DeviceMatrix.of("x", dx, batch * objects, w),
+                    DeviceMatrix.of("y", dy, batch * tokens, w), dm, batch, objects, tokens, out, lane.stream());
             return lane.read(out);
         });
     }
@@ -124,42 +128,20 @@ public final class BanPoolingCuda extends CudaOp<BanPooling> implements BanPooli
             DeviceObjectMask dm = lane.in(mask);
             DeviceMemory g = lane.in(gradOut);
             DeviceMemory ga = lane.floats(attention.length), gx = lane.floats(x.length), gy = lane.floats(y.length);
-            backward(da, (long) objects * tokens, dx, w, dy, w, dm, batch, objects, tokens, g, ga, gx, w, gy, w, false, lane.stream());
+            backward(DeviceMatrix.of("attention", da, batch, objects * tokens), DeviceMatrix.of("x", dx, batch * objects, w),
+                    DeviceMatrix.of("y", dy, batch * tokens, w), dm, batch, objects, tokens, g,
+                    DeviceMatrix.of("gradAttention", ga, batch, objects * tokens), DeviceMatrix.of("gradX", gx, batch * objects, w),
+                    DeviceMatrix.of("gradY", gy, batch * tokens, w), false, lane.stream());
             return new BanPooling.Gradients(lane.read(ga), lane.read(gx), lane.read(gy));
         });
     }
 
-    private void checkInputs(DeviceMemory attention, long attStride, DeviceMemory x, int ldx, DeviceMemory y, int ldy,
-                             DeviceObjectMask mask, int batch, int objects, int tokens) {
+    private void checkInputs(DeviceMatrix attention, DeviceMatrix x, DeviceMatrix y, DeviceObjectMask mask, int batch, int objects, int tokens) {
         op.checkSizes(batch, objects, tokens);
-        long map = (long) objects * tokens;
-        if (attStride < map) {
-            throw new IllegalArgumentException("attStride: expected >= N·M = " + objects + " × " + tokens + " = " + map
-                    + " floats between samples' maps, got " + attStride);
-        }
-        strided("attention", attention, batch, attStride, map);
-        rows("x", "ldx", x, (long) batch * objects, ldx);
-        rows("y", "ldy", y, (long) batch * tokens, ldy);
+        DeviceArgs.matrix("attention", attention, batch, (long) objects * tokens);
+        DeviceArgs.matrix("x", x, (long) batch * objects, op.width());
+        DeviceArgs.matrix("y", y, (long) batch * tokens, op.width());
         DeviceObjectMask.check("mask", mask, batch, objects, true);
-    }
-
-    /** {@code rows} rows of K' floats, {@code ld} floats apart. */
-    private void rows(String name, String ldName, DeviceMemory m, long rows, int ld) {
-        if (ld < op.width()) throw new IllegalArgumentException(ldName + ": expected a row stride >= K' = " + op.width() + " floats, got " + ld);
-        strided(name, m, rows, ld, op.width());
-    }
-
-    /** {@code count} runs of {@code len} floats, {@code stride} floats apart: {@code (count − 1)·stride + len} floats. */
-    private static void strided(String name, DeviceMemory m, long count, long stride, long len) {
-        long need = (count - 1) * stride + len;
-        String shape = count + " × " + len + " floats" + (stride == len ? "" : " at a stride of " + stride);
-        if (m == null) throw new IllegalArgumentException(name + ": expected device memory for " + shape + ", got null");
-        if (!m.isOpen()) throw new IllegalArgumentException(name + ": the device buffer is closed");
-        if (m.byteSize() < 4 * need) {
-            throw new IllegalArgumentException(name + ": expected at least " + need + " floats (" + shape + ", " + 4 * need + " bytes), got "
-                    + m.byteSize() + " bytes");
-        }
-        if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
     }
 
     /** Column tiles of the forward: whole groups per tile (one group when k > BLOCK). */

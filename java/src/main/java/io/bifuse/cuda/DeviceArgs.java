@@ -26,6 +26,21 @@ final class DeviceArgs {
         if (m.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(m.address()));
     }
 
+    /**
+     * {@code m} is a {@code rows × cols} matrix (any row stride; its memory spans every element, which
+     * {@link DeviceMatrix} checked) whose memory is open and 4-byte aligned. Returns it.
+     */
+    static DeviceMatrix matrix(String name, DeviceMatrix m, long rows, long cols) {
+        if (m == null) throw new IllegalArgumentException(name + ": expected a DeviceMatrix of " + rows + " × " + cols + ", got null");
+        if (m.rows() != rows || m.cols() != cols) {
+            throw new IllegalArgumentException(name + ": expected " + rows + " × " + cols + ", got " + m.rows() + " × " + m.cols());
+        }
+        DeviceMemory mem = m.memory();
+        if (!mem.isOpen()) throw new IllegalArgumentException(name + ": the device buffer is closed");
+        if (mem.address() % 4 != 0) throw new IllegalArgumentException(name + ": expected a 4-byte aligned address, got 0x" + Long.toHexString(mem.address()));
+        return m;
+    }
+
     /** A layer's gradient buffers: the weight's {@code out × in}, the bias's {@code out}, the bias null exactly when the layer has none. */
     static void layer(String wName, String bName, DeviceMemory w, DeviceMemory b, Linear l) {
         memory(wName, w, l.out(), l.in());

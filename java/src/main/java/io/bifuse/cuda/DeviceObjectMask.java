@@ -68,24 +68,24 @@ public final class DeviceObjectMask implements AutoCloseable {
     /**
      * ban-vqa's rule on the device, as {@link ObjectMask#zeroRows}: object {@code i} of sample {@code b}
      * is padding exactly when its row {@code x[b·N + i, 0..dim)} is all zeros ({@code ±0}; a NaN makes
-     * it real). {@code x}: {@code batch·objects} rows at a stride of {@code ldx >= dim} floats (e.g. the
-     * raw object features, or a column block of a wider matrix). The buffers are allocated now; the
+     * it real). {@code x}: {@code batch·objects × dim}, any row stride (e.g. the raw object features, or a
+     * column block of a wider matrix). The buffers are allocated now; the
      * kernel ({@code ban_att_zero_rows}, one block per sample) is queued on {@code stream}, so the mask is
      * ready for work queued after it on that stream.
      */
-    public static DeviceObjectMask fromZeroRows(CudaContext context, DeviceMemory x, int ldx, int batch, int objects, int dim, CudaStream stream) {
+    public static DeviceObjectMask fromZeroRows(CudaContext context, DeviceMatrix x, int batch, int objects, CudaStream stream) {
         if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
         if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1 samples, got " + batch);
         if (objects < 1) throw new IllegalArgumentException("objects: expected N >= 1 objects per sample, got " + objects);
         if ((long) batch * objects > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("batch, objects: expected batch·objects <= " + Integer.MAX_VALUE + ", got " + (long) batch * objects);
         }
-        if (dim < 1) throw new IllegalArgumentException("dim: expected >= 1 features per object, got " + dim);
-        BanAttentionCuda.rows("x", x, (long) batch * objects, ldx, "ldx", dim);
+        if (x == null) throw new IllegalArgumentException("x: expected a DeviceMatrix of batch·objects = " + (long) batch * objects + " rows, got null");
+        DeviceArgs.matrix("x", x, (long) batch * objects, x.cols());
         DeviceArgs.stream(stream);
         DeviceObjectMask m = allocate(context, batch, objects);
         try {
-            fillFromZeroRows(context, m, x, ldx, dim, stream);
+            fillFromZeroRows(context, m, x, stream);
             return m;
         } catch (RuntimeException e) {
             m.close();
@@ -94,10 +94,11 @@ public final class DeviceObjectMask implements AutoCloseable {
     }
 
     /** Queues the zero-row rule into an existing mask of the right shape (arguments already checked): ops reuse one per workspace. */
-    static void fillFromZeroRows(CudaContext context, DeviceObjectMask m, DeviceMemory x, int ldx, int dim, CudaStream stream) {
+    static void fillFromZeroRows(CudaContext context, DeviceObjectMask m, DeviceMatrix x, CudaStream stream) {
         context.makeCurrent();
         int grid = (int) Math.min(m.batch, 64L * context.multiprocessorCount());
-        context.launch(BanAttentionCuda.ZERO_ROWS, grid, 1, BanAttentionCuda.MASK_BLOCK, 0, stream, x, ldx, m.batch, m.objects, dim, m.counts, m.indices);
+        context.launch(BanAttentionCuda.ZERO_ROWS, grid, 1, BanAttentionCuda.MASK_BLOCK, 0, stream, x.memory(), x.ld(), m.batch, m.objects, x.cols(),
+                m.counts, m.indices);
     }
 
     public int batch() { return batch; }

@@ -45,37 +45,56 @@ public final class LinearCuda implements AutoCloseable {
     public DeviceMemory bias() { return bias; }
     public long deviceBytes() { return weight.byteSize() + bias.byteSize(); }
 
-    /** {@code y[rows × out] (row stride ldy) = x[rows × in] (row stride ldx) · Wᵀ}, no bias: for projections whose bias is fused downstream. */
-    public void project(CublasHandle blas, Precision p, DeviceMemory x, int ldx, int rows, DeviceMemory y, int ldy) {
-        blas.gemm(p, false, true, rows, layer.out(), layer.in(), 1f, x, ldx, weight, layer.in(), 0f, y, ldy);
+    /** {@code y (rows × out) = x (rows × in) · Wᵀ}, no bias: for projections whose bias is fused downstream. */
+    public void project(CublasHandle blas, Precision p, DeviceMatrix x, DeviceMatrix y) {
+        int rows = checkPair(x, "in", layer.in(), y, "out", layer.out());
+        blas.gemm(p, false, true, rows, layer.out(), layer.in(), 1f, x.memory(), x.ld(), weight, layer.in(), 0f, y.memory(), y.ld());
     }
 
     /** {@code y = x·Wᵀ + b} (bias rows first, then the GEMM with beta = 1), queued on {@code stream}. */
-    public void forward(CublasHandle blas, Precision p, DeviceMemory x, int ldx, int rows, DeviceMemory y, int ldy, CudaStream stream) {
+    public void forward(CublasHandle blas, Precision p, DeviceMatrix x, DeviceMatrix y, CudaStream stream) {
+        int rows = checkPair(x, "in", layer.in(), y, "out", layer.out());
         long total = (long) rows * layer.out();
-        context.launch(BIAS_ROWS, grid(total), 1, BLOCK, 0, stream, y, bias, rows, layer.out(), ldy);
-        blas.gemm(p, false, true, rows, layer.out(), layer.in(), 1f, x, ldx, weight, layer.in(), 1f, y, ldy);
+        context.launch(BIAS_ROWS, grid(total), 1, BLOCK, 0, stream, y.memory(), bias, rows, layer.out(), y.ld());
+        blas.gemm(p, false, true, rows, layer.out(), layer.in(), 1f, x.memory(), x.ld(), weight, layer.in(), 1f, y.memory(), y.ld());
     }
 
-    /** {@code gx[rows × in] = g[rows × out]·W} (plus {@code beta·gx}: 1 to accumulate into it). */
-    public void backwardInput(CublasHandle blas, Precision p, DeviceMemory g, int ldg, int rows, float beta, DeviceMemory gx, int ldgx) {
-        blas.gemm(p, false, false, rows, layer.in(), layer.out(), 1f, g, ldg, weight, layer.in(), beta, gx, ldgx);
+    /** {@code gx (rows × in) = g (rows × out) · W} (plus {@code beta·gx}: 1 to accumulate into it). */
+    public void backwardInput(CublasHandle blas, Precision p, DeviceMatrix g, float beta, DeviceMatrix gx) {
+        int rows = checkPair(g, "out", layer.out(), gx, "in", layer.in());
+        blas.gemm(p, false, false, rows, layer.in(), layer.out(), 1f, g.memory(), g.ld(), weight, layer.in(), beta, gx.memory(), gx.ld());
     }
 
     /**
-     * {@code gW[out × in] = gᵀ·x} and, if {@code gb} is not null, {@code gb[out] = Σ_rows g}, queued on
+     * {@code gW (out × in) = gᵀ·x} and, if {@code gb} is not null, {@code gb (out) = Σ_rows g}, queued on
      * {@code stream} (the bias gradient is a fixed-order column sum: deterministic).
      */
-    public void backwardParameters(CublasHandle blas, Precision p, DeviceMemory g, int ldg, DeviceMemory x, int ldx, int rows,
-                                   DeviceMemory gw, DeviceMemory gb, CudaStream stream) {
-        blas.gemm(p, true, false, layer.out(), layer.in(), rows, 1f, g, ldg, x, ldx, 0f, gw, layer.in());
-        if (gb != null) biasGradient(context, g, ldg, rows, layer.out(), gb, stream);
+    public void backwardParameters(CublasHandle blas, Precision p, DeviceMatrix g, DeviceMatrix x, DeviceMemory gw, DeviceMemory gb,
+                                   CudaStream stream) {
+        int rows = checkPair(g, "out", layer.out(), x, "in", layer.in());
+        DeviceArgs.memory("gw", gw, layer.out(), layer.in());
+        blas.gemm(p, true, false, layer.out(), layer.in(), rows, 1f, g.memory(), g.ld(), x.memory(), x.ld(), 0f, gw, layer.in());
+        if (gb != null) biasGradient(context, g, gb, stream);
     }
 
-    /** {@code gb[c] = Σ_r g[r, c]} for a {@code rows × cols} matrix of row stride {@code ldg}. */
-    public static void biasGradient(CudaContext context, DeviceMemory g, int ldg, int rows, int cols, DeviceMemory gb, CudaStream stream) {
-        context.launch(BIAS_GRAD, DeviceArgs.grid(context, (long) (cols + BIAS_GRAD_COLS - 1) / BIAS_GRAD_COLS * BLOCK, BLOCK), 1, BLOCK, 0,
-                stream, g, gb, rows, cols, ldg);
+    /** {@code gb[c] = Σ_r g[r, c]} over the rows of {@code g}. */
+    public static void biasGradient(CudaContext context, DeviceMatrix g, DeviceMemory gb, CudaStream stream) {
+        if (g == null) throw new IllegalArgumentException("g: expected a DeviceMatrix, got null");
+        DeviceArgs.memory("gb", gb, 1, g.cols());
+        context.launch(BIAS_GRAD, DeviceArgs.grid(context, (long) (g.cols() + BIAS_GRAD_COLS - 1) / BIAS_GRAD_COLS * BLOCK, BLOCK), 1, BLOCK, 0,
+                stream, g.memory(), gb, g.rows(), g.cols(), g.ld());
+    }
+
+    /**
+     * The rows both matrices share, after checking each has this layer's width on its side
+     * ({@code a} {@code aCols} columns, {@code b} {@code bCols}), each by its own name.
+     */
+    private static int checkPair(DeviceMatrix a, String aSide, int aCols, DeviceMatrix b, String bSide, int bCols) {
+        if (a == null || b == null) throw new IllegalArgumentException((a == null ? "the " + aSide : "the " + bSide) + " matrix: expected a DeviceMatrix, got null");
+        if (a.cols() != aCols) throw new IllegalArgumentException(a.name() + ": expected " + aCols + " columns (the layer's " + aSide + "), got " + a.cols());
+        if (b.cols() != bCols) throw new IllegalArgumentException(b.name() + ": expected " + bCols + " columns (the layer's " + bSide + "), got " + b.cols());
+        if (a.rows() != b.rows()) throw new IllegalArgumentException(b.name() + ": expected the " + a.rows() + " rows of " + a.name() + ", got " + b.rows());
+        return a.rows();
     }
 
     private int grid(long threads) { return DeviceArgs.grid(context, threads, BLOCK); }

@@ -178,10 +178,11 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
             context.launch(BACKWARD, rowGrid(batch), 1, BLOCK, 0, stream, ws.p, ws.q, u.bias(), v.bias(), gradOut, ws.pooled,
                     ws.gp, ws.gq, batch, n, op.o(), op.k(), op.activation().code(), nm.signedSqrt() ? 1 : 0, nm.signedSqrtGradEps(),
                     nm.l2().code(), nm.l2Eps());
-            u.backwardInput(ws.blas, precision, ws.gp, nw, batch, 0f, gradX, op.dx());
-            v.backwardInput(ws.blas, precision, ws.gq, nw, batch, 0f, gradY, op.dy());
-            u.backwardParameters(ws.blas, precision, ws.gp, nw, x, op.dx(), batch, gradU, gradBiasU, stream);
-            v.backwardParameters(ws.blas, precision, ws.gq, nw, y, op.dy(), batch, gradV, gradBiasV, stream);
+            DeviceMatrix gp = DeviceMatrix.of("gp", ws.gp, batch, nw), gq = DeviceMatrix.of("gq", ws.gq, batch, nw);
+            u.backwardInput(ws.blas, precision, gp, 0f, DeviceMatrix.of("grads.dx", gradX, batch, op.dx()));
+            v.backwardInput(ws.blas, precision, gq, 0f, DeviceMatrix.of("grads.dy", gradY, batch, op.dy()));
+            u.backwardParameters(ws.blas, precision, gp, DeviceMatrix.of("x", x, batch, op.dx()), gradU, gradBiasU, stream);
+            v.backwardParameters(ws.blas, precision, gq, DeviceMatrix.of("y", y, batch, op.dy()), gradV, gradBiasV, stream);
         });
     }
 
@@ -242,8 +243,8 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
     }
 
     private void project(Workspace ws, DeviceMemory x, DeviceMemory y, int batch) {
-        u.project(ws.blas, precision, x, op.dx(), batch, ws.p, nw);
-        v.project(ws.blas, precision, y, op.dy(), batch, ws.q, nw);
+        u.project(ws.blas, precision, DeviceMatrix.of("x", x, batch, op.dx()), DeviceMatrix.of("p", ws.p, batch, nw));
+        v.project(ws.blas, precision, DeviceMatrix.of("y", y, batch, op.dy()), DeviceMatrix.of("q", ws.q, batch, nw));
     }
 
     private int rowGrid(int rows) { return Math.min(rows, 65535); }

@@ -161,7 +161,7 @@ public final class MlbAttentionCuda extends CudaOp<MlbAttention> implements MlbA
         inWorkspace(stream, batch, cells, w -> {
             attend(w, q, v, attention == null ? w.alpha : attention, batch, cells, stream);
             context.launch(FUSE, DeviceArgs.grid(context, (long) batch * gj, BLOCK), 1, BLOCK, 0, stream, w.up, glimpseBias, w.qp, qcols, j, batch, gj, act);
-            answer.forward(w.blas, precision, w.up, gj, batch, out, outDim, stream);
+            answer.forward(w.blas, precision, DeviceMatrix.of("up", w.up, batch, gj), DeviceMatrix.of("out", out, batch, outDim), stream);
         });
     }
 
@@ -170,7 +170,7 @@ public final class MlbAttentionCuda extends CudaOp<MlbAttention> implements MlbA
         CublasHandle blas = w.blas;
         blas.gemm(precision, false, true, batch, qcols, dq, 1f, q, dq, questionWeight, dq, 0f, w.qp, qcols);
         context.launch(QUESTION, DeviceArgs.grid(context, (long) batch * qcols, BLOCK), 1, BLOCK, 0, stream, w.qp, questionBias, batch, qcols, act);
-        this.cells.project(blas, precision, v, dv, batch * cells, w.pv, j);
+        this.cells.project(blas, precision, DeviceMatrix.of("v", v, batch * cells, dv), DeviceMatrix.of("pv", w.pv, batch * cells, j));
         long groups = (long) batch * ((cells + CELLS_PER_BLOCK - 1) / CELLS_PER_BLOCK);
         context.launch(LOGITS, units(groups), 1, BLOCK, 0, stream, w.pv, this.cells.bias(), w.qp, qcols, logits.weight(), logits.bias(),
                 w.logits, batch, cells, j, g, act);
@@ -197,16 +197,18 @@ public final class MlbAttentionCuda extends CudaOp<MlbAttention> implements MlbA
             CublasHandle blas = w.blas;
             Precision p = precision;
             attend(w, q, v, w.alpha, batch, cells, stream);
-            answer.backwardInput(blas, p, gradOut, outDim, batch, 0f, w.dz, gj);
+            DeviceMatrix go = DeviceMatrix.of("gradOut", gradOut, batch, outDim);
+            answer.backwardInput(blas, p, go, 0f, DeviceMatrix.of("dz", w.dz, batch, gj));
             context.launch(FUSE_BACKWARD, DeviceArgs.grid(context, (long) batch * gj, BLOCK), 1, BLOCK, 0, stream, w.up, glimpseBias, w.qp, qcols, j, w.dz, w.z, w.dp,
                     batch, gj, act);
-            answer.backwardParameters(blas, p, gradOut, outDim, w.z, gj, batch, grads.answer.weight(), grads.answer.bias(), stream);
+            answer.backwardParameters(blas, p, go, DeviceMatrix.of("z", w.z, batch, gj), grads.answer.weight(), grads.answer.bias(), stream);
+            DeviceMatrix up = DeviceMatrix.of("up", w.up, batch, gj);
             // glimpses: w.up now holds dp_u (B × G·J)
             for (int i = 0; i < g; i++) {
                 DeviceMemory dpu = floats(w.up, (long) i * j), vh = floats(w.vhat, (long) i * dv);
                 LayerBuffers lb = grads.glimpses.get(i);
                 blas.gemm(p, true, false, j, dv, batch, 1f, dpu, gj, vh, g * dv, 0f, lb.weight(), dv);
-                if (lb.bias() != null) LinearCuda.biasGradient(context, dpu, gj, batch, j, lb.bias(), stream);
+                if (lb.bias() != null) LinearCuda.biasGradient(context, up.columns(i * j, j), lb.bias(), stream);
             }
             blas.gemmStridedBatched(p, false, false, batch, dv, j, 1f, w.up, gj, j, glimpseWeight, dv, (long) j * dv, 0f, w.vhat2, g * dv, dv, g);
             // dα[b] (G × L) = dv̂[b] · v[b]ᵀ, batched over samples
@@ -217,25 +219,27 @@ public final class MlbAttentionCuda extends CudaOp<MlbAttention> implements MlbA
                     w.alpha, w.dalpha, w.dp, w.tq, w.dbv, batch, cells, j, g, act);
             // w.pv now holds dp_v
             int rows = batch * cells;
-            this.cells.backwardParameters(blas, p, w.pv, j, v, dv, rows, grads.cells.weight(), null, stream);
+            DeviceMatrix dpv = DeviceMatrix.of("pv", w.pv, rows, j);
+            this.cells.backwardParameters(blas, p, dpv, DeviceMatrix.of("v", v, rows, dv), grads.cells.weight(), null, stream);
             if (grads.cells.bias() != null) {
                 // With σ = identity the sum over cells cancels exactly (softmax invariance, see MlbAttention): write the exact zeros.
                 if (act == io.bifuse.Activation.NONE.code()) zero(grads.cells.bias(), j, stream);
-                else LinearCuda.biasGradient(context, w.dbv, j, batch, j, grads.cells.bias(), stream);
+                else LinearCuda.biasGradient(context, DeviceMatrix.of("dbv", w.dbv, batch, j), grads.cells.bias(), stream);
             }
             // dv = αᵀ·dv̂ per sample, then += dp_v·W_v
             blas.gemmStridedBatched(p, true, false, cells, dv, g, 1f, w.alpha, cells, (long) g * cells, w.vhat2, dv, (long) g * dv,
                     0f, grads.dv, dv, (long) cells * dv, batch);
-            this.cells.backwardInput(blas, p, w.pv, j, rows, 1f, grads.dv, dv);
-            LinearCuda.biasGradient(context, w.tq, gj, batch, gj, grads.logits.weight(), stream);
+            this.cells.backwardInput(blas, p, dpv, 1f, DeviceMatrix.of("grads.dv", grads.dv, rows, dv));
+            LinearCuda.biasGradient(context, DeviceMatrix.of("tq", w.tq, batch, gj), grads.logits.weight(), stream);
             if (grads.logits.bias() != null) zero(grads.logits.bias(), g, stream);
             // dq = [dp_q | dp_f] · [W_q; W_f]: both paths in one GEMM
             blas.gemm(p, false, false, batch, dq, qcols, 1f, w.dp, qcols, questionWeight, dq, 0f, grads.dq, dq);
             blas.gemm(p, true, false, j, dq, batch, 1f, w.dp, qcols, q, dq, 0f, grads.question.weight(), dq);
-            if (grads.question.bias() != null) LinearCuda.biasGradient(context, w.dp, qcols, batch, j, grads.question.bias(), stream);
+            DeviceMatrix dp = DeviceMatrix.of("dp", w.dp, batch, qcols);
+            if (grads.question.bias() != null) LinearCuda.biasGradient(context, dp.columns(0, j), grads.question.bias(), stream);
             DeviceMemory dpf = floats(w.dp, j);
             blas.gemm(p, true, false, gj, dq, batch, 1f, dpf, qcols, q, dq, 0f, grads.questionFusion.weight(), dq);
-            if (grads.questionFusion.bias() != null) LinearCuda.biasGradient(context, dpf, qcols, batch, gj, grads.questionFusion.bias(), stream);
+            if (grads.questionFusion.bias() != null) LinearCuda.biasGradient(context, dp.columns(j, gj), grads.questionFusion.bias(), stream);
         });
     }
 

@@ -106,7 +106,7 @@ public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
             project(w, x, y, batch);
             int j = op.joint();
             context.launch(FORWARD, DeviceArgs.grid(context, (long) batch * j, BLOCK), 1, BLOCK, 0, stream, w.proj, u.bias(), v.bias(), w.h, batch, j, op.activation().code());
-            p.forward(w.blas, precision, w.h, j, batch, out, op.out(), stream);
+            p.forward(w.blas, precision, DeviceMatrix.of("h", w.h, batch, j), DeviceMatrix.of("out", out, batch, op.out()), stream);
         });
     }
 
@@ -127,17 +127,19 @@ public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
         DeviceArgs.layer("grads.p", "grads.bp", grads.p(), grads.bp(), op.p());
         DeviceArgs.stream(stream);
         inWorkspace(stream, batch, w -> {
-            int j = op.joint(), ld = 2 * j;
+            int j = op.joint();
             project(w, x, y, batch);
-            p.backwardInput(w.blas, precision, gradOut, op.out(), batch, 0f, w.gh, j);
+            DeviceMatrix g = DeviceMatrix.of("gradOut", gradOut, batch, op.out()), proj = DeviceMatrix.of("proj", w.proj, batch, 2 * j);
+            DeviceMatrix dpu = proj.columns(0, j), dpv = proj.columns(j, j); // the fused kernel overwrites proj with ∂L/∂(projections)
+            p.backwardInput(w.blas, precision, g, 0f, DeviceMatrix.of("gh", w.gh, batch, j));
             context.launch(BACKWARD, DeviceArgs.grid(context, (long) batch * j, BLOCK), 1, BLOCK, 0, stream,
                     w.proj, u.bias(), v.bias(), w.gh, w.h, batch, j, op.activation().code());
-            DeviceMemory dpu = w.proj, dpv = w.projRight;
-            p.backwardParameters(w.blas, precision, gradOut, op.out(), w.h, j, batch, grads.p(), grads.bp(), stream);
-            u.backwardParameters(w.blas, precision, dpu, ld, x, op.dx(), batch, grads.u(), grads.bu(), stream);
-            v.backwardParameters(w.blas, precision, dpv, ld, y, op.dy(), batch, grads.v(), grads.bv(), stream);
-            u.backwardInput(w.blas, precision, dpu, ld, batch, 0f, grads.dx(), op.dx());
-            v.backwardInput(w.blas, precision, dpv, ld, batch, 0f, grads.dy(), op.dy());
+            p.backwardParameters(w.blas, precision, g, DeviceMatrix.of("h", w.h, batch, j), grads.p(), grads.bp(), stream);
+            DeviceMatrix mx = DeviceMatrix.of("x", x, batch, op.dx()), my = DeviceMatrix.of("y", y, batch, op.dy());
+            u.backwardParameters(w.blas, precision, dpu, mx, grads.u(), grads.bu(), stream);
+            v.backwardParameters(w.blas, precision, dpv, my, grads.v(), grads.bv(), stream);
+            u.backwardInput(w.blas, precision, dpu, 0f, DeviceMatrix.of("grads.dx", grads.dx(), batch, op.dx()));
+            v.backwardInput(w.blas, precision, dpv, 0f, DeviceMatrix.of("grads.dy", grads.dy(), batch, op.dy()));
         });
     }
 
@@ -187,9 +189,10 @@ public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
 
     /** {@code proj = [x·Uᵀ | y·Vᵀ]}: both projections, biases left to the fused kernel. */
     private void project(Workspace w, DeviceMemory x, DeviceMemory y, int batch) {
-        int ld = 2 * op.joint();
-        u.project(w.blas, precision, x, op.dx(), batch, w.proj, ld);
-        v.project(w.blas, precision, y, op.dy(), batch, w.projRight, ld);
+        int j = op.joint();
+        DeviceMatrix proj = DeviceMatrix.of("proj", w.proj, batch, 2 * j);
+        u.project(w.blas, precision, DeviceMatrix.of("x", x, batch, op.dx()), proj.columns(0, j));
+        v.project(w.blas, precision, DeviceMatrix.of("y", y, batch, op.dy()), proj.columns(j, j));
     }
 
     /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */
@@ -200,7 +203,6 @@ public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
     /** Buffers and the cuBLAS handle for one (stream, B). */
     private final class Workspace extends Workspaces.Workspace {
         final DeviceBuffer proj, h, gh;
-        final DeviceMemory projRight; // columns [J, 2J) of proj: y·Vᵀ, then dpv
         final CublasHandle blas;
 
         Workspace(CudaStream stream, int batch) {
@@ -210,7 +212,6 @@ public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
                 proj = own(DeviceBuffer.allocateFloats(context, 2L * batch * j));
                 h = own(DeviceBuffer.allocateFloats(context, batch * j));
                 gh = own(DeviceBuffer.allocateFloats(context, batch * j));
-                projRight = proj.slice(4L * j, proj.byteSize() - 4L * j);
                 blas = own(new CublasHandle(context, stream));
             } catch (RuntimeException e) {
                 close();

@@ -160,7 +160,7 @@ class BanAttentionCudaTest {
         float[] strided = BanAttentionRuns.strided(x, dim, ldx);
         for (int i = 0; i < strided.length; i++) if (i % ldx >= dim) strided[i] = 1f; // a read past dim would make padding real
         try (CudaStream s = CudaStream.create(ctx); DeviceBuffer dx = DeviceBuffer.of(ctx, strided);
-             DeviceObjectMask dm = DeviceObjectMask.fromZeroRows(ctx, dx, ldx, b, n, dim, s)) {
+             DeviceObjectMask dm = DeviceObjectMask.fromZeroRows(ctx, new DeviceMatrix("x", dx, b * n, dim, ldx), b, n, s)) {
             assertEquals(host, dm.download(s));
             int[] counts = new int[b], idx = new int[b * n];
             ((DeviceBuffer) dm.counts()).read(counts, s);
@@ -175,7 +175,7 @@ class BanAttentionCudaTest {
                  DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) b * g * n * m)) {
                 try {
                     att.fill(Float.NaN);
-                    cuda.forward(dxp, k, dyp, k, dm, b, n, m, att, null, s);
+                    cuda.forward(DeviceMatrix.of("xp", dxp, b * n, k), DeviceMatrix.of("yp", dyp, b * m, k), dm, b, n, m, att, null, s);
                     float[] got = new float[b * g * n * m];
                     att.read(got, s);
                     assertTrue(Stats.relativeL2(got, BanAttentionReference.forward(op, xp, yp, host, b, n, m).attention()) <= TOL);
@@ -229,27 +229,30 @@ class BanAttentionCudaTest {
                 DeviceBuffer closed = DeviceBuffer.allocateFloats(ctx, b * n * k);
                 closed.close();
                 for (DeviceBuffer d : List.of(att, gx, gy, gw, gb)) d.fill(7f);
-                expect("ldx: expected a row stride >= 5 floats (the width), got 4", () -> cuda.forward(xp, 4, yp, k, null, b, n, m, att, null, s));
-                expect("xp: expected at least 6 rows of 5 floats at a stride of 6 (35 floats, 140 bytes), got 120 bytes",
-                        () -> cuda.forward(xp, 6, yp, k, null, b, n, m, att, null, s));
-                expect("xp: the device buffer is closed", () -> cuda.forward(closed, k, yp, k, null, b, n, m, att, null, s));
-                expect("yp: expected device memory for 8 rows of 5 floats", () -> cuda.forward(xp, k, null, k, null, b, n, m, att, null, s));
-                expect("mask: expected a mask for 2 samples × 3 objects, got 2 × 4", () -> cuda.forward(xp, k, yp, k, wrong, b, n, m, att, null, s));
-                expect("attention: expected at least 4 × 12 floats", () -> cuda.forward(xp, k, yp, k, null, b, n, m, gw, null, s));
-                expect("logits: expected at least 4 × 12 floats", () -> cuda.forward(xp, k, yp, k, null, b, n, m, att, gw, s));
-                expect("objects: expected >= 1, got 0", () -> cuda.forward(xp, k, yp, k, null, b, 0, m, att, null, s));
-                expect("stream: expected a CudaStream", () -> cuda.forward(xp, k, yp, k, null, b, n, m, att, null, null));
-                expect("gradAttention: expected at least 4 × 12 floats", () -> cuda.backward(xp, k, yp, k, null, b, n, m, att, gw, gx, k, gy, k, gw, gb, false, s));
-                expect("ldgy: expected a row stride >= 5", () -> cuda.backward(xp, k, yp, k, null, b, n, m, att, ga, gx, k, gy, 3, gw, gb, false, s));
-                expect("gradWeight: expected at least 2 × 5 floats", () -> cuda.backward(xp, k, yp, k, null, b, n, m, att, ga, gx, k, gy, k, gb, gb, false, s));
+                DeviceMatrix mx = DeviceMatrix.of("xp", xp, b * n, k), my = DeviceMatrix.of("yp", yp, b * m, k);
+                DeviceMatrix mgx = DeviceMatrix.of("gradXp", gx, b * n, k), mgy = DeviceMatrix.of("gradYp", gy, b * m, k);
+                // A matrix whose memory is too small for its shape and stride cannot even be made.
+                expect("xp: 6 × 5 floats with row stride 6 need 140 bytes, the memory has 120", () -> new DeviceMatrix("xp", xp, b * n, k, 6));
+                expect("xp: expected 6 × 5, got 6 × 4", () -> cuda.forward(DeviceMatrix.of("xp", xp, b * n, 4), my, null, b, n, m, att, null, s));
+                expect("xp: the device buffer is closed", () -> cuda.forward(DeviceMatrix.of("xp", closed, b * n, k), my, null, b, n, m, att, null, s));
+                expect("yp: expected a DeviceMatrix of 8 × 5, got null", () -> cuda.forward(mx, null, null, b, n, m, att, null, s));
+                expect("yp: expected 8 × 5, got 7 × 5", () -> cuda.forward(mx, my.rows(0, 7), null, b, n, m, att, null, s));
+                expect("mask: expected a mask for 2 samples × 3 objects, got 2 × 4", () -> cuda.forward(mx, my, wrong, b, n, m, att, null, s));
+                expect("attention: expected at least 4 × 12 floats", () -> cuda.forward(mx, my, null, b, n, m, gw, null, s));
+                expect("logits: expected at least 4 × 12 floats", () -> cuda.forward(mx, my, null, b, n, m, att, gw, s));
+                expect("objects: expected >= 1, got 0", () -> cuda.forward(mx, my, null, b, 0, m, att, null, s));
+                expect("stream: expected a CudaStream", () -> cuda.forward(mx, my, null, b, n, m, att, null, null));
+                expect("gradAttention: expected at least 4 × 12 floats", () -> cuda.backward(mx, my, null, b, n, m, att, gw, mgx, mgy, gw, gb, false, s));
+                expect("gradYp: expected 8 × 5, got 8 × 3", () -> cuda.backward(mx, my, null, b, n, m, att, ga, mgx, mgy.columns(2, 3), gw, gb, false, s));
+                expect("gradWeight: expected at least 2 × 5 floats", () -> cuda.backward(mx, my, null, b, n, m, att, ga, mgx, mgy, gb, gb, false, s));
                 expect("gradBias: expected device memory for 1 × 2 floats, got null",
-                        () -> cuda.backward(xp, k, yp, k, null, b, n, m, att, ga, gx, k, gy, k, gw, null, false, s));
-                expect("x: expected at least 6 rows of 5 floats", () -> DeviceObjectMask.fromZeroRows(ctx, gw, k, b, n, k, s));
-                expect("dim: expected >= 1 features per object, got 0", () -> DeviceObjectMask.fromZeroRows(ctx, xp, k, b, n, 0, s));
-                expect("ldx: expected a row stride >= 5 floats (the width), got 4", () -> DeviceObjectMask.fromZeroRows(ctx, xp, 4, b, n, k, s));
+                        () -> cuda.backward(mx, my, null, b, n, m, att, ga, mgx, mgy, gw, null, false, s));
+                expect("x: expected 6 × 5, got 2 × 5", () -> DeviceObjectMask.fromZeroRows(ctx, DeviceMatrix.of("x", gw, 2, k), b, n, s));
+                expect("x: expected a DeviceMatrix of batch·objects = 6 rows, got null", () -> DeviceObjectMask.fromZeroRows(ctx, null, b, n, s));
+                expect("x: the device buffer is closed", () -> DeviceObjectMask.fromZeroRows(ctx, DeviceMatrix.of("x", closed, b * n, k), b, n, s));
                 try (BanAttentionCuda noBias = new BanAttentionCuda(BanAttention.of(Linear.random(g, k, false, 1)), ctx)) {
                     expect("gradBias: expected null (the layer has no bias)",
-                            () -> noBias.backward(xp, k, yp, k, null, b, n, m, att, ga, gx, k, gy, k, gw, gb, false, s));
+                            () -> noBias.backward(mx, my, null, b, n, m, att, ga, mgx, mgy, gw, gb, false, s));
                 }
                 for (DeviceBuffer d : List.of(att, gx, gy, gw, gb)) {
                     float[] h = new float[(int) (d.byteSize() / 4)];

@@ -180,33 +180,40 @@ class BanPoolingCudaTest {
                 DeviceBuffer closed = DeviceBuffer.allocateFloats(ctx, b * n * w);
                 closed.close();
                 for (DeviceBuffer d : List.of(out, ga, gx, gy)) d.fill(7f);
-                long st = (long) n * m;
-                expect("batch: expected >= 1", () -> cuda.forward(a, st, x, w, y, w, null, 0, n, m, out, s));
-                expect("objects: expected N >= 1", () -> cuda.forward(a, st, x, w, y, w, null, b, 0, m, out, s));
-                expect("tokens: expected M >= 1", () -> cuda.forward(a, st, x, w, y, w, null, b, n, 0, out, s));
-                expect("attStride: expected >= N·M = 3 × 2 = 6", () -> cuda.forward(a, 5, x, w, y, w, null, b, n, m, out, s));
-                expect("attention: expected at least 12 floats", () -> cuda.forward(DeviceMemory.wrap(a.address(), 44), st, x, w, y, w, null, b, n, m, out, s));
-                expect("attention: expected at least 18 floats (2 × 6 floats at a stride of 12", () -> cuda.forward(a, 12, x, w, y, w, null, b, n, m, out, s));
-                expect("ldx: expected a row stride >= K' = 6", () -> cuda.forward(a, st, x, 5, y, w, null, b, n, m, out, s));
-                expect("x: expected at least 41 floats", () -> cuda.forward(a, st, x, 7, y, w, null, b, n, m, out, s));
-                expect("x: the device buffer is closed", () -> cuda.forward(a, st, closed, w, y, w, null, b, n, m, out, s));
-                expect("y: expected device memory", () -> cuda.forward(a, st, x, w, null, w, null, b, n, m, out, s));
-                expect("ldy: expected a row stride >= K' = 6", () -> cuda.forward(a, st, x, w, y, 0, null, b, n, m, out, s));
-                expect("mask: expected a mask for 2 samples × 3 objects, got 2 × 4", () -> cuda.forward(a, st, x, w, y, w, wrong, b, n, m, out, s));
-                expect("out: expected at least 2 × 2 floats", () -> cuda.forward(a, st, x, w, y, w, mask, b, n, m, DeviceMemory.wrap(out.address(), 12), s));
-                expect("out: expected a 4-byte aligned address", () -> cuda.forward(a, st, x, w, y, w, mask, b, n, m, DeviceMemory.wrap(out.address() + 2, 16), s));
-                expect("stream: expected a CudaStream", () -> cuda.forward(a, st, x, w, y, w, mask, b, n, m, out, null));
-                expect("gradOut: expected at least 2 × 2 floats", () -> cuda.backward(a, st, x, w, y, w, mask, b, n, m, DeviceMemory.wrap(g.address(), 8), ga, gx, w, gy, w, false, s));
-                expect("gradAttention: expected device memory", () -> cuda.backward(a, st, x, w, y, w, mask, b, n, m, g, null, gx, w, gy, w, false, s));
-                expect("ldgx: expected a row stride >= K' = 6", () -> cuda.backward(a, st, x, w, y, w, mask, b, n, m, g, ga, gx, 2, gy, w, false, s));
-                expect("gradX: expected at least", () -> cuda.backward(a, st, x, w, y, w, mask, b, n, m, g, ga, gx, 8, gy, w, false, s));
-                expect("gradY: the device buffer is closed", () -> cuda.backward(a, st, x, w, y, w, mask, b, n, m, g, ga, gx, w, closed, w, false, s));
+                DeviceBuffer wide = keep(bufs, DeviceBuffer.allocateFloats(ctx, 2L * b * n * m));
+                DeviceMatrix ma = DeviceMatrix.of("attention", a, b, n * m), mx = DeviceMatrix.of("x", x, b * n, w), my = DeviceMatrix.of("y", y, b * m, w);
+                DeviceMatrix mga = DeviceMatrix.of("gradAttention", ga, b, n * m), mgx = DeviceMatrix.of("gradX", gx, b * n, w);
+                DeviceMatrix mgy = DeviceMatrix.of("gradY", gy, b * m, w);
+                expect("batch: expected >= 1", () -> cuda.forward(ma, mx, my, null, 0, n, m, out, s));
+                expect("objects: expected N >= 1", () -> cuda.forward(ma, mx, my, null, b, 0, m, out, s));
+                expect("tokens: expected M >= 1", () -> cuda.forward(ma, mx, my, null, b, n, 0, out, s));
+                // A matrix whose memory is too small for its shape and stride cannot even be made.
+                expect("attention: 2 × 6 floats with row stride 12 need 72 bytes, the memory has 48", () -> new DeviceMatrix("attention", a, b, n * m, 12));
+                expect("x: 6 × 6 floats with row stride 7 need 164 bytes", () -> new DeviceMatrix("x", x, b * n, w, 7));
+                expect("attention: expected 2 × 6, got 2 × 5", () -> cuda.forward(DeviceMatrix.of("attention", a, b, 5), mx, my, null, b, n, m, out, s));
+                expect("attention: expected 2 × 6, got 1 × 6", () -> cuda.forward(ma.rows(0, 1), mx, my, null, b, n, m, out, s));
+                expect("x: expected 6 × 6, got 6 × 5", () -> cuda.forward(ma, DeviceMatrix.of("x", x, b * n, 5), my, null, b, n, m, out, s));
+                expect("x: the device buffer is closed", () -> cuda.forward(ma, DeviceMatrix.of("x", closed, b * n, w), my, null, b, n, m, out, s));
+                expect("y: expected a DeviceMatrix of 4 × 6, got null", () -> cuda.forward(ma, mx, null, null, b, n, m, out, s));
+                expect("y: expected 4 × 6, got 3 × 6", () -> cuda.forward(ma, mx, my.rows(0, 3), null, b, n, m, out, s));
+                expect("mask: expected a mask for 2 samples × 3 objects, got 2 × 4", () -> cuda.forward(ma, mx, my, wrong, b, n, m, out, s));
+                expect("out: expected at least 2 × 2 floats", () -> cuda.forward(ma, mx, my, mask, b, n, m, DeviceMemory.wrap(out.address(), 12), s));
+                expect("out: expected a 4-byte aligned address", () -> cuda.forward(ma, mx, my, mask, b, n, m, DeviceMemory.wrap(out.address() + 2, 16), s));
+                expect("stream: expected a CudaStream", () -> cuda.forward(ma, mx, my, mask, b, n, m, out, null));
+                expect("gradOut: expected at least 2 × 2 floats",
+                        () -> cuda.backward(ma, mx, my, mask, b, n, m, DeviceMemory.wrap(g.address(), 8), mga, mgx, mgy, false, s));
+                expect("gradAttention: expected a DeviceMatrix of 2 × 6, got null", () -> cuda.backward(ma, mx, my, mask, b, n, m, g, null, mgx, mgy, false, s));
+                expect("gradAttention: expected the row stride of attention (6 floats), got 12",
+                        () -> cuda.backward(ma, mx, my, mask, b, n, m, g, new DeviceMatrix("gradAttention", wide, b, n * m, 12), mgx, mgy, false, s));
+                expect("gradX: expected 6 × 6, got 6 × 2", () -> cuda.backward(ma, mx, my, mask, b, n, m, g, mga, mgx.columns(0, 2), mgy, false, s));
+                expect("gradY: the device buffer is closed",
+                        () -> cuda.backward(ma, mx, my, mask, b, n, m, g, mga, mgx, DeviceMatrix.of("gradY", closed, b * m, w), false, s));
                 expect("mask: the mask is closed", () -> {
                     DeviceObjectMask shut = DeviceObjectMask.upload(ctx, ObjectMask.all(b, n));
                     shut.close();
-                    cuda.backward(a, st, x, w, y, w, shut, b, n, m, g, ga, gx, w, gy, w, false, s);
+                    cuda.backward(ma, mx, my, shut, b, n, m, g, mga, mgx, mgy, false, s);
                 });
-                expect("stream: expected a CudaStream", () -> cuda.backward(a, st, x, w, y, w, mask, b, n, m, g, ga, gx, w, gy, w, false, null));
+                expect("stream: expected a CudaStream", () -> cuda.backward(ma, mx, my, mask, b, n, m, g, mga, mgx, mgy, false, null));
                 // Nothing was queued by any of the rejected calls: the outputs still hold the fill.
                 for (DeviceBuffer d : List.of(out, ga, gx, gy)) {
                     float[] v = new float[(int) (d.byteSize() / 4)];
@@ -283,8 +290,12 @@ class BanPoolingCudaTest {
              DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) b * n * ldgx); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) b * m * ldgy)) {
             for (DeviceBuffer d : List.of(out, ga, gx, gy)) d.fill(Float.NaN);
             DeviceMemory a0 = da.slice(offset, da.byteSize() - offset), ga0 = ga.slice(offset, ga.byteSize() - offset);
-            cuda.forward(a0, c.attStride(), dx, ldx, dy, ldy, mask, b, n, m, out, st);
-            cuda.backward(a0, c.attStride(), dx, ldx, dy, ldy, mask, b, n, m, dg, ga0, gx, ldgx, gy, ldgy, c.relu(), st);
+            int stride = Math.toIntExact(c.attStride());
+            DeviceMatrix ma = new DeviceMatrix("attention", a0, b, n * m, stride), mx = new DeviceMatrix("x", dx, b * n, w, ldx);
+            DeviceMatrix my = new DeviceMatrix("y", dy, b * m, w, ldy);
+            cuda.forward(ma, mx, my, mask, b, n, m, out, st);
+            cuda.backward(ma, mx, my, mask, b, n, m, dg, new DeviceMatrix("gradAttention", ga0, b, n * m, stride), new DeviceMatrix("gradX", gx, b * n, w, ldgx),
+                    new DeviceMatrix("gradY", gy, b * m, w, ldgy), c.relu(), st);
             float[] fo = new float[b * op.outWidth()], gaAll = new float[att.length], gxAll = new float[b * n * ldgx], gyAll = new float[b * m * ldgy];
             out.read(fo, st);
             ga.read(gaAll, st);

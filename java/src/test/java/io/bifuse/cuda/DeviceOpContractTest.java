@@ -139,6 +139,16 @@ class DeviceOpContractTest {
 
     private static final String F = "forward", B = "backward";
 
+    /**
+     * The tensor {@code key} as a dense {@code rows × cols} matrix, or null where the case passes no
+     * memory (so that the op's own null check answers). Memory too small for the shape is refused by
+     * {@link DeviceMatrix} itself, by the same name, before any call.
+     */
+    private static DeviceMatrix mat(Args a, String key, int rows, int cols) {
+        DeviceMemory m = a.m(key);
+        return m == null ? null : DeviceMatrix.of(key, m, rows, cols);
+    }
+
     static Stream<Subject> subjects() {
         SplittableRandom r = new SplittableRandom(20261201);
         List<Subject> s = new ArrayList<>();
@@ -256,16 +266,24 @@ class DeviceOpContractTest {
             int b = 3, n = 4, m = 3;
             ObjectMask mask = ObjectMask.counts(new int[] {4, 1, 3}, n);
             float[] att = gaussian(r, b * n * m), x = gaussian(r, b * n * 6), y = gaussian(r, b * m * 6), g = gaussian(r, b * 3);
+            int nm = n * m, w = 6;
             DeviceForm dev = new DeviceForm()
-                    .call(F, (o, a) -> ((BanPoolingCuda) o).forward(a.m("attention"), a.n("attStride"), a.m("x"), a.n("ldx"), a.m("y"), a.n("ldy"), a.mask(),
+                    .call(F, (o, a) -> ((BanPoolingCuda) o).forward(mat(a, "attention", b, nm), mat(a, "x", b * n, w), mat(a, "y", b * m, w), a.mask(),
                             a.n("batch"), a.n("objects"), a.n("tokens"), a.m("out"), a.stream()))
-                    .call(B, (o, a) -> ((BanPoolingCuda) o).backward(a.m("attention"), a.n("attStride"), a.m("x"), a.n("ldx"), a.m("y"), a.n("ldy"),
-                            a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"), a.m("gradAttention"), a.m("gradX"), a.n("ldgx"),
-                            a.m("gradY"), a.n("ldgy"), false, a.stream()))
-                    .size("batch", b).size("objects", n).size("tokens", m).size("attStride", n * m).size("ldx", 6).size("ldy", 6)
-                    .size("ldgx", 6, B).size("ldgy", 6, B).mask(mask)
+                    .call(B, (o, a) -> ((BanPoolingCuda) o).backward(mat(a, "attention", b, nm), mat(a, "x", b * n, w), mat(a, "y", b * m, w), a.mask(),
+                            a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"), mat(a, "gradAttention", b, nm), mat(a, "gradX", b * n, w),
+                            mat(a, "gradY", b * m, w), false, a.stream()))
+                    .size("batch", b).size("objects", n).size("tokens", m).mask(mask)
                     .in("attention", att, F, B).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * 3, F)
-                    .out("gradAttention", b * n * m, B).out("gradX", b * n * 6, B).out("gradY", b * m * 6, B);
+                    .out("gradAttention", b * n * m, B).out("gradX", b * n * 6, B).out("gradY", b * m * 6, B)
+                    // matrices of the wrong shape (their memory large enough): named by the op
+                    .extra("attention", F, (o, a) -> ((BanPoolingCuda) o).forward(mat(a, "attention", b, nm - 1), mat(a, "x", b * n, w),
+                            mat(a, "y", b * m, w), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("out"), a.stream()))
+                    .extra("x", F, (o, a) -> ((BanPoolingCuda) o).forward(mat(a, "attention", b, nm), mat(a, "x", b * n, w - 1),
+                            mat(a, "y", b * m, w), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("out"), a.stream()))
+                    .extra("gradY", B, (o, a) -> ((BanPoolingCuda) o).backward(mat(a, "attention", b, nm), mat(a, "x", b * n, w), mat(a, "y", b * m, w),
+                            a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"), mat(a, "gradAttention", b, nm),
+                            mat(a, "gradX", b * n, w), mat(a, "gradY", b * m - 1, w), false, a.stream()));
             s.add(new Subject("BanPooling", false, false, (c, p) -> new BanPoolingCuda(op, c), new BanPoolingCpu(op), be -> {
                 BanPooling.Backend p = (BanPooling.Backend) be;
                 List<float[]> t = tensors(p.forward(att, x, y, mask, b, n, m), p.forward(att, x, y, null, b, n, m));
@@ -280,15 +298,20 @@ class DeviceOpContractTest {
             float[] xp = gaussian(r, b * n * 8), yp = gaussian(r, b * m * 8), ga = gaussian(r, maps);
             // backward reads the forward's maps: "attention" is an output of one call and an input of the next
             DeviceForm dev = new DeviceForm()
-                    .call(F, (o, a) -> ((BanAttentionCuda) o).forward(a.m("xp"), a.n("ldx"), a.m("yp"), a.n("ldy"), a.mask(), a.n("batch"), a.n("objects"),
+                    .call(F, (o, a) -> ((BanAttentionCuda) o).forward(mat(a, "xp", b * n, 8), mat(a, "yp", b * m, 8), a.mask(), a.n("batch"), a.n("objects"),
                             a.n("tokens"), a.m("attention"), a.m("logits"), a.stream()))
-                    .call(B, (o, a) -> ((BanAttentionCuda) o).backward(a.m("xp"), a.n("ldx"), a.m("yp"), a.n("ldy"), a.mask(), a.n("batch"), a.n("objects"),
-                            a.n("tokens"), a.m("attention"), a.m("gradAttention"), a.m("gradXp"), a.n("ldgx"), a.m("gradYp"), a.n("ldgy"), a.m("gradWeight"),
+                    .call(B, (o, a) -> ((BanAttentionCuda) o).backward(mat(a, "xp", b * n, 8), mat(a, "yp", b * m, 8), a.mask(), a.n("batch"), a.n("objects"),
+                            a.n("tokens"), a.m("attention"), a.m("gradAttention"), mat(a, "gradXp", b * n, 8), mat(a, "gradYp", b * m, 8), a.m("gradWeight"),
                             a.m("gradBias"), false, a.stream()))
-                    .size("batch", b).size("objects", n).size("tokens", m).size("ldx", 8).size("ldy", 8).size("ldgx", 8, B).size("ldgy", 8, B).mask(mask)
+                    .size("batch", b).size("objects", n).size("tokens", m).mask(mask)
                     .in("xp", xp, F, B).in("yp", yp, F, B).in("gradAttention", ga, B)
                     .out("attention", maps, F, B).optionalOut("logits", maps, F) // null: the logits are not written
-                    .out("gradXp", b * n * 8, B).out("gradYp", b * m * 8, B).linear("gradWeight", "gradBias", op.logits(), B);
+                    .out("gradXp", b * n * 8, B).out("gradYp", b * m * 8, B).linear("gradWeight", "gradBias", op.logits(), B)
+                    .extra("yp", F, (o, a) -> ((BanAttentionCuda) o).forward(mat(a, "xp", b * n, 8), mat(a, "yp", b * m, 7), a.mask(), a.n("batch"),
+                            a.n("objects"), a.n("tokens"), a.m("attention"), a.m("logits"), a.stream()))
+                    .extra("gradXp", B, (o, a) -> ((BanAttentionCuda) o).backward(mat(a, "xp", b * n, 8), mat(a, "yp", b * m, 8), a.mask(), a.n("batch"),
+                            a.n("objects"), a.n("tokens"), a.m("attention"), a.m("gradAttention"), mat(a, "gradXp", b * n - 1, 8), mat(a, "gradYp", b * m, 8),
+                            a.m("gradWeight"), a.m("gradBias"), false, a.stream()));
             s.add(new Subject("BanAttention", false, false, (c, p) -> new BanAttentionCuda(op, c), new BanAttentionCpu(op), be -> {
                 BanAttention.Backend a = (BanAttention.Backend) be;
                 BanAttention.Result res = a.forward(xp, yp, mask, b, n, m);

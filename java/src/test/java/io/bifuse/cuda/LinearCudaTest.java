@@ -43,7 +43,7 @@ class LinearCudaTest {
             tiled.fill(Float.NaN);
             simple.fill(Float.NaN);
             DeviceArgs.gridCap = gridCap; // 1 or 2 blocks: the tiled kernel's loop over column groups makes several trips
-            LinearCuda.biasGradient(ctx, dg, ld, rows, cols, tiled, st);
+            LinearCuda.biasGradient(ctx, new DeviceMatrix("g", dg, rows, cols, ld), tiled, st);
             ctx.launch(LinearCuda.BIAS_GRAD_SIMPLE, (cols + 255) / 256, 1, 256, 0, st, dg, simple, rows, cols, ld);
             float[] a = new float[cols], b = new float[cols];
             tiled.read(a, st);

@@ -3,6 +3,7 @@ package io.bifuse.testing;
 import io.bifuse.BanAttention;
 import io.bifuse.LinearGradients;
 import io.bifuse.ObjectMask;
+import io.bifuse.cuda.DeviceMatrix;
 import io.bifuse.cuda.BanAttentionCuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaStream;
@@ -46,8 +47,10 @@ public final class BanAttentionRuns {
                 DeviceBuffer gy = keep(res, DeviceBuffer.allocateFloats(ctx, (long) batch * tokens * ld));
                 DeviceBuffer gw = keep(res, DeviceBuffer.allocateFloats(ctx, (long) g * k)), gb = keep(res, DeviceBuffer.allocateFloats(ctx, g));
                 for (DeviceBuffer b : new DeviceBuffer[] {att, lg, gx, gy, gw, gb}) b.fill(Float.NaN);
-                cuda.forward(dx, ld, dy, ld, dm, batch, objects, tokens, att, lg, st);
-                cuda.backward(dx, ld, dy, ld, dm, batch, objects, tokens, att, ga, gx, ld, gy, ld, gw, bias ? gb : null, throughRelu, st);
+                DeviceMatrix mx = new DeviceMatrix("xp", dx, batch * objects, k, ld), my = new DeviceMatrix("yp", dy, batch * tokens, k, ld);
+                cuda.forward(mx, my, dm, batch, objects, tokens, att, lg, st);
+                cuda.backward(mx, my, dm, batch, objects, tokens, att, ga, new DeviceMatrix("gradXp", gx, batch * objects, k, ld),
+                        new DeviceMatrix("gradYp", gy, batch * tokens, k, ld), gw, bias ? gb : null, throughRelu, st);
                 float[] a = read(att, maps, st), l = read(lg, maps, st), rx = read(gx, batch * objects * ld, st), ry = read(gy, batch * tokens * ld, st);
                 boolean untouched = nanPadding(rx, k, ld) && nanPadding(ry, k, ld);
                 DeviceRuns.unchanged(st, "xp", dx, hx, "yp", dy, hy, "gradAttention", ga, gradAttention);

@@ -5,6 +5,7 @@ import io.bifuse.testing.BanAttentionRuns;
 import io.bifuse.cpu.BanAttentionCpu;
 import io.bifuse.BanAttention;
 import io.bifuse.ObjectMask;
+import io.bifuse.cuda.DeviceMatrix;
 import io.bifuse.cuda.BanAttentionCuda;
 import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
@@ -172,11 +173,13 @@ final class BanAttentionSuite implements Suite {
                  DeviceBuffer gw = DeviceBuffer.allocateFloats(ctx, (long) g * k); DeviceBuffer gb = DeviceBuffer.allocateFloats(ctx, g)) {
                 try {
                     // The logits are an optional output: the timed forward is the op as a model uses it (maps only).
+                    DeviceMatrix mx = DeviceMatrix.of("xp", dx, b * n, k), my = DeviceMatrix.of("yp", dy, b * m, k);
+                    DeviceMatrix mgx = DeviceMatrix.of("gradXp", gx, b * n, k), mgy = DeviceMatrix.of("gradYp", gy, b * m, k);
                     session.gpu("BanAttention.forward", "bifuse-cuda-fp32", s.label(), s.csvSize(), b, cost("BanAttention.forward", s), st,
-                            () -> cuda.forward(dx, k, dy, k, dm, b, n, m, att, null, st));
+                            () -> cuda.forward(mx, my, dm, b, n, m, att, null, st));
                     session.gpu("BanAttention.fwd+bwd", "bifuse-cuda-fp32", s.label(), s.csvSize(), b, cost("BanAttention.fwd+bwd", s), st, () -> {
-                        cuda.forward(dx, k, dy, k, dm, b, n, m, att, null, st);
-                        cuda.backward(dx, k, dy, k, dm, b, n, m, att, dga, gx, k, gy, k, gw, gb, false, st);
+                        cuda.forward(mx, my, dm, b, n, m, att, null, st);
+                        cuda.backward(mx, my, dm, b, n, m, att, dga, mgx, mgy, gw, gb, false, st);
                     });
                 } finally {
                     cuda.release(st);

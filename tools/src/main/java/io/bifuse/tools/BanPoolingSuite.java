@@ -5,6 +5,7 @@ import io.bifuse.testing.DeviceRuns;
 import io.bifuse.cpu.BanPoolingCpu;
 import io.bifuse.BanPooling;
 import io.bifuse.ObjectMask;
+import io.bifuse.cuda.DeviceMatrix;
 import io.bifuse.cuda.BanPoolingCuda;
 import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
@@ -122,9 +123,10 @@ final class BanPoolingSuite implements Suite {
              DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * ow); DeviceBuffer ga = DeviceBuffer.allocateFloats(ctx, in.att.length);
              DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, in.x.length); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, in.y.length)) {
             for (DeviceBuffer d : List.of(out, ga, gx, gy)) d.fill(Float.NaN);
-            long stride = (long) n * m;
-            cuda.forward(a, stride, x, w, y, w, mask, b, n, m, out, st);
-            cuda.backward(a, stride, x, w, y, w, mask, b, n, m, g, ga, gx, w, gy, w, false, st);
+            DeviceMatrix ma = DeviceMatrix.of("attention", a, b, n * m), mx = DeviceMatrix.of("x", x, b * n, w), my = DeviceMatrix.of("y", y, b * m, w);
+            cuda.forward(ma, mx, my, mask, b, n, m, out, st);
+            cuda.backward(ma, mx, my, mask, b, n, m, g, DeviceMatrix.of("gradAttention", ga, b, n * m), DeviceMatrix.of("gradX", gx, b * n, w),
+                    DeviceMatrix.of("gradY", gy, b * m, w), false, st);
             float[][] r = {new float[b * ow], new float[in.att.length], new float[in.x.length], new float[in.y.length]};
             out.read(r[0], st);
             ga.read(r[1], st);
@@ -157,18 +159,20 @@ final class BanPoolingSuite implements Suite {
             if (ctx == null) continue;
             Inputs in = Inputs.random(s, rnd);
             int b = s.batch(), n = s.objects(), m = s.tokens(), w = s.width();
-            long stride = (long) n * m;
             try (CudaStream st = CudaStream.create(ctx); BanPoolingCuda cuda = new BanPoolingCuda(op, ctx);
                  DeviceBuffer a = DeviceBuffer.of(ctx, in.att); DeviceBuffer x = DeviceBuffer.of(ctx, in.x); DeviceBuffer y = DeviceBuffer.of(ctx, in.y);
                  DeviceBuffer g = DeviceBuffer.of(ctx, in.go); DeviceObjectMask mask = DeviceObjectMask.upload(ctx, in.mask);
                  DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * op.outWidth());
                  DeviceBuffer ga = DeviceBuffer.allocateFloats(ctx, in.att.length);
                  DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, in.x.length); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, in.y.length)) {
+                DeviceMatrix ma = DeviceMatrix.of("attention", a, b, n * m), mx = DeviceMatrix.of("x", x, b * n, w), my = DeviceMatrix.of("y", y, b * m, w);
+                DeviceMatrix mga = DeviceMatrix.of("gradAttention", ga, b, n * m), mgx = DeviceMatrix.of("gradX", gx, b * n, w);
+                DeviceMatrix mgy = DeviceMatrix.of("gradY", gy, b * m, w);
                 session.gpu("BanPooling.forward", "bifuse-cuda-fp32", s.label(), s.csvSize(), b, cost("BanPooling.forward", s), st,
-                        () -> cuda.forward(a, stride, x, w, y, w, mask, b, n, m, out, st));
+                        () -> cuda.forward(ma, mx, my, mask, b, n, m, out, st));
                 session.gpu("BanPooling.fwd+bwd", "bifuse-cuda-fp32", s.label(), s.csvSize(), b, cost("BanPooling.fwd+bwd", s), st, () -> {
-                    cuda.forward(a, stride, x, w, y, w, mask, b, n, m, out, st);
-                    cuda.backward(a, stride, x, w, y, w, mask, b, n, m, g, ga, gx, w, gy, w, false, st);
+                    cuda.forward(ma, mx, my, mask, b, n, m, out, st);
+                    cuda.backward(ma, mx, my, mask, b, n, m, g, mga, mgx, mgy, false, st);
                 });
             }
         }
