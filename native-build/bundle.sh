@@ -18,7 +18,7 @@
 #   .bundle/run env                  Java version, GPUs, what bifuse found
 #   .bundle/run gpu-tests            the whole test suite (JUnit reports under $OUT or .bundle/out)
 #   .bundle/run sanitize memcheck    the gpu-tagged CUDA tests under compute-sanitizer
-#   .bundle/run main                 check, then bench;  .bundle/run jmh CompactBilinearBenchmark
+#   .bundle/run main                 check, then bench;  .bundle/run jmh Ops.gpu -p problem=ID (ids: jmh -lp)
 # Environment: BIFUSE_BUNDLE_NO_BUILD=1 reuses the jars already under */target;
 # BIFUSE_BUNDLE_ALLOW_NO_KERNELS=1 accepts a jar built without nvcc (its GPU tests would all skip).
 set -euo pipefail
@@ -178,7 +178,7 @@ cat >"$bundle/run" <<'RUN'
 #   run check [--quick]                   every op on every backend vs the reference
 #   run bench [--quick] [--csv FILE] [--runs N]
 #   run main [--quick]                    check, then bench
-#   run jmh [jmh args]                    JMH (e.g. -l, or CompactBilinearBenchmark -p batch=64)
+#   run jmh [jmh args]                    JMH (e.g. -lp, or Ops.gpuForward -p problem="Mlb/B=512/.../tf32")
 #   run peer [PEER ...] [args]            the PyTorch peers (python/peers.py): all of them, or the named ones
 #                                         (compact_bilinear mlb mfb mlb_attention full_bilinear); --csv F: one CSV
 #   run compare A.csv B.csv [...]         python/compare.py
@@ -394,7 +394,7 @@ Commands (reports and logs go to \$OUT, default <bundle>/out):
   ./run check [--quick]              every op on every backend vs the reference
   ./run bench [--quick] [--csv FILE] [--runs N]
   ./run main [--quick]               check, then bench
-  ./run jmh [jmh args]               JMH, e.g. ./run jmh -l, ./run jmh CompactBilinearBenchmark -p batch=64
+  ./run jmh [jmh args]               JMH, e.g. ./run jmh -lp (every benchmark and case), ./run jmh Ops.cpuForward -p problem=ID
   ./run peer [PEER ...] [args]       python3 python/peers.py: every PyTorch peer (compact_bilinear, mlb, mfb,
                                      mlb_attention, full_bilinear, ban_attention, ban_pooling, ban)
                                      or the named ones; --csv F writes one
@@ -409,7 +409,7 @@ README
 say "smoke test: run env; run jmh -l"
 "$bundle/run" env 2>&1 | sed 's/^/[bundle]   /'
 jmh_list=$("$bundle/run" jmh -l 2>&1) || { echo "$jmh_list" >&2; die "run jmh -l failed"; }
-grep -q CompactBilinearBenchmark <<<"$jmh_list" || { echo "$jmh_list" >&2; die "run jmh -l lists no CompactBilinearBenchmark"; }
+grep -q 'io.bifuse.bench.Ops.gpuTrainingStep' <<<"$jmh_list" || { echo "$jmh_list" >&2; die "run jmh -l lists no io.bifuse.bench.Ops.gpuTrainingStep"; }
 rm -rf "$bundle/out"
 
 # --- size --------------------------------------------------------------------------------------------

@@ -75,14 +75,14 @@ final class BanAttentionSuite implements Suite {
         return ObjectMask.counts(c, objects);
     }
 
-    static String gpuUnavailableReason() {
+    static String gpuReason() {
         if (!Cuda.isAvailable()) return Cuda.status().reason();
         if (Kernels.fatbin() == null) return "no CUDA kernels in this build (built without nvcc)";
         return null;
     }
 
     @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
-        String noGpu = ctx == null ? null : gpuUnavailableReason();
+        String noGpu = ctx == null ? null : gpuReason();
         if (noGpu != null) report.skipped("BanAttention", noGpu);
         boolean gpu = ctx != null && noGpu == null;
         for (Size s : sizes(quick)) {
@@ -140,51 +140,51 @@ final class BanAttentionSuite implements Suite {
         return new Check.Row("BanAttention.backward", backend, s.label(), worst, Check.TOLERANCE, worst <= Check.TOLERANCE);
     }
 
-    @Override public void bench(boolean quick, Bench.Session session) {
-        SplittableRandom rnd = session.random();
+    @Override public String gpuUnavailableReason() { return gpuReason(); }
+
+    @Override public List<BenchCase> benchCases(boolean quick) {
+        List<BenchCase> cases = new java.util.ArrayList<>();
+        Size cpu = quick ? SMALL : SPEC_100.withBatch(8); // the CPU backend is the float64 reference: see the class comment
         {
-            Size cpu = quick ? SMALL : SPEC_100.withBatch(8); // the CPU backend is the float64 reference: see the class comment
             int b = cpu.batch(), n = cpu.objects(), m = cpu.tokens(), k = cpu.width(), g = cpu.glimpses();
             BanAttention op = BanAttention.random(g, k, 42);
-            BanAttentionCpu onCpu = new BanAttentionCpu(op);
-            float[] xp = Stats.gaussian(rnd, b * n * k), yp = Stats.gaussian(rnd, b * m * k), ga = Stats.gaussian(rnd, b * g * n * m);
-            ObjectMask mask = mask(rnd, b, n, false);
             String label = cpu.label() + (quick ? "" : " (CPU: float64 reference, small batch)");
-            session.cpu("BanAttention.forward", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("BanAttention.forward", cpu),
-                    () -> onCpu.forward(xp, yp, mask, b, n, m));
-            session.cpu("BanAttention.fwd+bwd", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("BanAttention.fwd+bwd", cpu), () -> {
-                onCpu.forward(xp, yp, mask, b, n, m);
-                onCpu.backward(xp, yp, mask, ga, b, n, m);
-            });
+            cases.add(BenchCase.host("BanAttention", label, cpu.csvSize(), b, cost("BanAttention.forward", cpu), cost("BanAttention.fwd+bwd", cpu), r -> {
+                BanAttentionCpu c = new BanAttentionCpu(op);
+                float[] xp = Stats.gaussian(r, b * n * k), yp = Stats.gaussian(r, b * m * k), ga = Stats.gaussian(r, b * g * n * m);
+                ObjectMask mask = mask(r, b, n, false);
+                return List.of(new BenchCase.HostRun(c.backend(), () -> c.forward(xp, yp, mask, b, n, m), () -> {
+                    c.forward(xp, yp, mask, b, n, m);
+                    return c.backward(xp, yp, mask, ga, b, n, m);
+                }));
+            }));
         }
-        CudaContext ctx = session.gpu();
-        if (ctx == null) return;
-        if (gpuUnavailableReason() != null) { session.skipped("BanAttention", gpuUnavailableReason()); return; }
         for (Size s : quick ? List.of(SMALL) : List.of(SPEC_36, SPEC_100)) {
             int b = s.batch(), n = s.objects(), m = s.tokens(), k = s.width(), g = s.glimpses();
             BanAttention op = BanAttention.random(g, k, 42);
-            float[] xp = Stats.gaussian(rnd, b * n * k), yp = Stats.gaussian(rnd, b * m * k), ga = Stats.gaussian(rnd, b * g * n * m);
-            ObjectMask mask = mask(rnd, b, n, false);
-            try (CudaStream st = CudaStream.create(ctx); BanAttentionCuda cuda = new BanAttentionCuda(op, ctx);
-                 DeviceBuffer dx = DeviceBuffer.of(ctx, xp); DeviceBuffer dy = DeviceBuffer.of(ctx, yp); DeviceBuffer dga = DeviceBuffer.of(ctx, ga);
-                 DeviceObjectMask dm = DeviceObjectMask.upload(ctx, mask);
-                 DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) b * g * n * m);
-                 DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, xp.length); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, yp.length);
-                 DeviceBuffer gw = DeviceBuffer.allocateFloats(ctx, (long) g * k); DeviceBuffer gb = DeviceBuffer.allocateFloats(ctx, g)) {
-                try {
-                    // The logits are an optional output: the timed forward is the op as a model uses it (maps only).
-                    DeviceMatrix mx = DeviceMatrix.of("xp", dx, b * n, k), my = DeviceMatrix.of("yp", dy, b * m, k);
-                    DeviceMatrix mgx = DeviceMatrix.of("gradXp", gx, b * n, k), mgy = DeviceMatrix.of("gradYp", gy, b * m, k);
-                    session.gpu("BanAttention.forward", "bifuse-cuda-fp32", s.label(), s.csvSize(), b, cost("BanAttention.forward", s), st,
-                            () -> cuda.forward(mx, my, dm, b, n, m, att, null, st));
-                    session.gpu("BanAttention.fwd+bwd", "bifuse-cuda-fp32", s.label(), s.csvSize(), b, cost("BanAttention.fwd+bwd", s), st, () -> {
-                        cuda.forward(mx, my, dm, b, n, m, att, null, st);
-                        cuda.backward(mx, my, dm, b, n, m, att, dga, mgx, mgy, gw, gb, false, st);
-                    });
-                } finally {
-                    cuda.release(st);
-                }
-            }
+            cases.add(BenchCase.device("BanAttention", s.label(), s.csvSize(), b, cost("BanAttention.forward", s), cost("BanAttention.fwd+bwd", s),
+                    List.of("fp32"), (ctx, v, st, r) -> {
+                        BenchCase.Devices d = new BenchCase.Devices(st);
+                        try {
+                            BanAttentionCuda cuda = d.op(new BanAttentionCuda(op, ctx));
+                            DeviceMatrix mx = DeviceMatrix.of("xp", d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * n * k))), b * n, k);
+                            DeviceMatrix my = DeviceMatrix.of("yp", d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * m * k))), b * m, k);
+                            DeviceBuffer dga = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * g * n * m)));
+                            DeviceObjectMask dm = d.own(DeviceObjectMask.upload(ctx, mask(r, b, n, false)));
+                            DeviceBuffer att = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * g * n * m));
+                            DeviceMatrix mgx = DeviceMatrix.of("gradXp", d.own(DeviceBuffer.allocateFloats(ctx, (long) b * n * k)), b * n, k);
+                            DeviceMatrix mgy = DeviceMatrix.of("gradYp", d.own(DeviceBuffer.allocateFloats(ctx, (long) b * m * k)), b * m, k);
+                            DeviceBuffer gw = d.own(DeviceBuffer.allocateFloats(ctx, (long) g * k)), gb = d.own(DeviceBuffer.allocateFloats(ctx, g));
+                            // The logits are an optional output: the timed forward is the op as a model uses it (maps only).
+                            return d.calls(() -> cuda.forward(mx, my, dm, b, n, m, att, null, st), () -> {
+                                cuda.forward(mx, my, dm, b, n, m, att, null, st);
+                                cuda.backward(mx, my, dm, b, n, m, att, dga, mgx, mgy, gw, gb, false, st);
+                            });
+                        } catch (RuntimeException e) {
+                            throw d.fail(e);
+                        }
+                    }));
         }
+        return cases;
     }
 }

@@ -32,7 +32,7 @@ import java.util.SplittableRandom;
  * (1.3·10⁹ at N = 36, 2.8·10⁹ at N = 100) and about three times that for backward (3 s + 9 s at B = 2,
  * N = 36 on two cores), so check runs the spec's layers at B = 2 (N = 36) and B = 1 (N = 100), and the
  * CPU backend (the reference rounded to float) is benchmarked at B = 1 and N = 36; its rows say so.
- * GPU rows: {@link #checkCuda} (FP32, TF32, BF16 against the same reference) and {@link #benchCuda}.
+ * GPU rows: {@link #checkCuda} (FP32, TF32, BF16 against the same reference) and {@link #benchCases}.
  */
 final class BanBlockSuite implements Suite {
 
@@ -106,7 +106,7 @@ final class BanBlockSuite implements Suite {
     }
 
     @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
-        String noGpu = ctx == null ? null : MlbSuite.gpuUnavailableReason();
+        String noGpu = ctx == null ? null : MlbSuite.gpuReason();
         if (noGpu != null) report.skipped("BanBlock", noGpu);
         CudaContext gpu = ctx != null && noGpu == null ? ctx : null;
         for (Size s : sizes(quick)) {
@@ -214,53 +214,49 @@ final class BanBlockSuite implements Suite {
         return new Check.Row("BanBlock.backward", backend, s.label(), e, tol, e <= tol);
     }
 
-    @Override public void bench(boolean quick, Bench.Session session) {
-        SplittableRandom rnd = session.random();
-        List<Size> sizes = quick ? List.of(MEDIUM) : List.of(SPEC36, SPEC100);
+    @Override public String gpuUnavailableReason() { return MlbSuite.gpuReason(); }
+
+    @Override public List<BenchCase> benchCases(boolean quick) {
+        List<BenchCase> cases = new java.util.ArrayList<>();
         {
             Size s = quick ? MEDIUM : SPEC36.withBatch(1); // the CPU backend is the float64 reference: see the class comment
-            BanBlock op = s.op(42);
-            BanBlockCpu onCpu = new BanBlockCpu(op);
+            java.util.function.Supplier<BanBlock> op = BenchCase.once(() -> s.op(42));
             int b = s.batch(), n = s.objects(), m = s.tokens();
-            float[] x = Stats.gaussian(rnd, b * n * s.dx()), y = Stats.gaussian(rnd, b * m * s.dy()), g = Stats.gaussian(rnd, b * s.dy());
-            ObjectMask mask = mask(rnd, s);
             String label = s.label() + (quick ? "" : " (CPU: float64 reference, small batch)");
-            session.cpu("BanBlock.forward", "bifuse-cpu-reference", label, s.csvSize(), b, cost("BanBlock.forward", s), () -> onCpu.forward(x, y, mask, b, n, m));
-            session.cpu("BanBlock.fwd+bwd", "bifuse-cpu-reference", label, s.csvSize(), b, cost("BanBlock.fwd+bwd", s), () -> {
-                onCpu.forward(x, y, mask, b, n, m);
-                onCpu.backward(x, y, mask, g, b, n, m);
-            });
+            cases.add(BenchCase.host("BanBlock", label, s.csvSize(), b, cost("BanBlock.forward", s), cost("BanBlock.fwd+bwd", s), r -> {
+                BanBlockCpu c = new BanBlockCpu(op.get());
+                float[] x = Stats.gaussian(r, b * n * s.dx()), y = Stats.gaussian(r, b * m * s.dy()), g = Stats.gaussian(r, b * s.dy());
+                ObjectMask mask = mask(r, s);
+                return List.of(new BenchCase.HostRun(c.backend(), () -> c.forward(x, y, mask, b, n, m), () -> {
+                    c.forward(x, y, mask, b, n, m);
+                    return c.backward(x, y, mask, g, b, n, m);
+                }));
+            }));
         }
-        CudaContext ctx = session.gpu();
-        if (ctx == null) return;
-        if (MlbSuite.gpuUnavailableReason() != null) { session.skipped("BanBlock", MlbSuite.gpuUnavailableReason()); return; }
-        for (Size s : sizes) benchCuda(session, ctx, s, rnd);
+        for (Size s : quick ? List.of(MEDIUM) : List.of(SPEC36, SPEC100)) {
+            int b = s.batch(), n = s.objects(), m = s.tokens();
+            java.util.function.Supplier<BanBlock> op = BenchCase.once(() -> s.op(42));
+            cases.add(BenchCase.device("BanBlock", s.label(), s.csvSize(), b, cost("BanBlock.forward", s), cost("BanBlock.fwd+bwd", s),
+                    BenchCase.PRECISIONS, (ctx, v, st, r) -> {
+                        BenchCase.Devices d = new BenchCase.Devices(st);
+                        try {
+                            BanBlockCuda cuda = d.op(new BanBlockCuda(op.get(), ctx, BenchCase.precision(v)));
+                            DeviceBuffer dx = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * n * s.dx())));
+                            DeviceBuffer dy = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * m * s.dy())));
+                            DeviceBuffer dg = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.dy())));
+                            DeviceObjectMask dm = d.own(DeviceObjectMask.upload(ctx, mask(r, s)));
+                            DeviceBuffer out = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * s.dy()));
+                            BanBlockCuda.GradientBuffers gr = d.own(cuda.allocateGradients(b, n, m)).buffers();
+                            return d.calls(() -> cuda.forward(dx, dy, dm, b, n, m, out, null, st), () -> {
+                                cuda.forward(dx, dy, dm, b, n, m, out, null, st);
+                                cuda.backward(dx, dy, dm, b, n, m, dg, gr, st);
+                            });
+                        } catch (RuntimeException e) {
+                            throw d.fail(e);
+                        }
+                    }));
+        }
+        return cases;
     }
 
-    /** GPU rows, for each {@link Precision}: forward (the output only, as a model uses it) and a training step, mask on the device. */
-    static void benchCuda(Bench.Session session, CudaContext ctx, Size s, SplittableRandom rnd) {
-        int b = s.batch(), n = s.objects(), m = s.tokens();
-        BanBlock op = s.op(42);
-        float[] x = Stats.gaussian(rnd, b * n * s.dx()), y = Stats.gaussian(rnd, b * m * s.dy()), g = Stats.gaussian(rnd, b * s.dy());
-        ObjectMask mask = mask(rnd, s);
-        double[] fwd = cost("BanBlock.forward", s), step = cost("BanBlock.fwd+bwd", s);
-        for (Precision p : Precision.values()) {
-            String backend = "bifuse-cuda-" + p.name().toLowerCase();
-            try (CudaStream st = CudaStream.create(ctx); BanBlockCuda cuda = new BanBlockCuda(op, ctx, p);
-                 DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
-                 DeviceObjectMask dm = DeviceObjectMask.upload(ctx, mask);
-                 DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * s.dy());
-                 BanBlockCuda.OwnedGradients gr = cuda.allocateGradients(b, n, m)) {
-                try {
-                    session.gpu("BanBlock.forward", backend, s.label(), s.csvSize(), b, fwd, st, () -> cuda.forward(dx, dy, dm, b, n, m, out, null, st));
-                    session.gpu("BanBlock.fwd+bwd", backend, s.label(), s.csvSize(), b, step, st, () -> {
-                        cuda.forward(dx, dy, dm, b, n, m, out, null, st);
-                        cuda.backward(dx, dy, dm, b, n, m, dg, gr.buffers(), st);
-                    });
-                } finally {
-                    cuda.release(st);
-                }
-            }
-        }
-    }
 }

@@ -137,44 +137,47 @@ final class BanPoolingSuite implements Suite {
         }
     }
 
-    @Override public void bench(boolean quick, Bench.Session session) {
-        SplittableRandom rnd = session.random();
-        List<Size> sizes = quick ? List.of(new Size(8, 36, 14, 256, 1)) : SPEC;
-        for (Size s : sizes) {
+    @Override public String gpuUnavailableReason() { return null; } // FP32 kernels only: no cuBLAS, no cuFFT
+
+    @Override public List<BenchCase> benchCases(boolean quick) {
+        List<BenchCase> cases = new java.util.ArrayList<>();
+        for (Size s : quick ? List.of(new Size(8, 36, 14, 256, 1)) : SPEC) {
             BanPooling op = s.op();
-            BanPoolingCpu onCpu = new BanPoolingCpu(op);
             Size cpu = quick ? s : s.withBatch(16); // the CPU backend is the float64 reference: see the class comment
-            {
-                Inputs in = Inputs.random(cpu, rnd);
-                int b = cpu.batch(), n = cpu.objects(), m = cpu.tokens();
-                String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
-                session.cpu("BanPooling.forward", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("BanPooling.forward", cpu),
-                        () -> onCpu.forward(in.att, in.x, in.y, in.mask, b, n, m));
-                session.cpu("BanPooling.fwd+bwd", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("BanPooling.fwd+bwd", cpu), () -> {
-                    onCpu.forward(in.att, in.x, in.y, in.mask, b, n, m);
-                    onCpu.backward(in.att, in.x, in.y, in.mask, in.go, b, n, m);
-                });
-            }
-            CudaContext ctx = session.gpu();
-            if (ctx == null) continue;
-            Inputs in = Inputs.random(s, rnd);
-            int b = s.batch(), n = s.objects(), m = s.tokens(), w = s.width();
-            try (CudaStream st = CudaStream.create(ctx); BanPoolingCuda cuda = new BanPoolingCuda(op, ctx);
-                 DeviceBuffer a = DeviceBuffer.of(ctx, in.att); DeviceBuffer x = DeviceBuffer.of(ctx, in.x); DeviceBuffer y = DeviceBuffer.of(ctx, in.y);
-                 DeviceBuffer g = DeviceBuffer.of(ctx, in.go); DeviceObjectMask mask = DeviceObjectMask.upload(ctx, in.mask);
-                 DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * op.outWidth());
-                 DeviceBuffer ga = DeviceBuffer.allocateFloats(ctx, in.att.length);
-                 DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, in.x.length); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, in.y.length)) {
-                DeviceMatrix ma = DeviceMatrix.of("attention", a, b, n * m), mx = DeviceMatrix.of("x", x, b * n, w), my = DeviceMatrix.of("y", y, b * m, w);
-                DeviceMatrix mga = DeviceMatrix.of("gradAttention", ga, b, n * m), mgx = DeviceMatrix.of("gradX", gx, b * n, w);
-                DeviceMatrix mgy = DeviceMatrix.of("gradY", gy, b * m, w);
-                session.gpu("BanPooling.forward", "bifuse-cuda-fp32", s.label(), s.csvSize(), b, cost("BanPooling.forward", s), st,
-                        () -> cuda.forward(ma, mx, my, mask, b, n, m, out, st));
-                session.gpu("BanPooling.fwd+bwd", "bifuse-cuda-fp32", s.label(), s.csvSize(), b, cost("BanPooling.fwd+bwd", s), st, () -> {
-                    cuda.forward(ma, mx, my, mask, b, n, m, out, st);
-                    cuda.backward(ma, mx, my, mask, b, n, m, g, mga, mgx, mgy, false, st);
-                });
-            }
+            int hb = cpu.batch(), n = s.objects(), m = s.tokens(), b = s.batch(), w = s.width();
+            String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
+            cases.add(BenchCase.host("BanPooling", label, cpu.csvSize(), hb, cost("BanPooling.forward", cpu), cost("BanPooling.fwd+bwd", cpu), r -> {
+                BanPoolingCpu c = new BanPoolingCpu(op);
+                Inputs in = Inputs.random(cpu, r);
+                return List.of(new BenchCase.HostRun(c.backend(), () -> c.forward(in.att, in.x, in.y, in.mask, hb, n, m), () -> {
+                    c.forward(in.att, in.x, in.y, in.mask, hb, n, m);
+                    return c.backward(in.att, in.x, in.y, in.mask, in.go, hb, n, m);
+                }));
+            }));
+            cases.add(BenchCase.device("BanPooling", s.label(), s.csvSize(), b, cost("BanPooling.forward", s), cost("BanPooling.fwd+bwd", s),
+                    List.of("fp32"), (ctx, v, st, r) -> {
+                        BenchCase.Devices d = new BenchCase.Devices(st);
+                        try {
+                            BanPoolingCuda cuda = d.op(new BanPoolingCuda(op, ctx));
+                            Inputs in = Inputs.random(s, r);
+                            DeviceMatrix ma = DeviceMatrix.of("attention", d.own(DeviceBuffer.of(ctx, in.att)), b, n * m);
+                            DeviceMatrix mx = DeviceMatrix.of("x", d.own(DeviceBuffer.of(ctx, in.x)), b * n, w);
+                            DeviceMatrix my = DeviceMatrix.of("y", d.own(DeviceBuffer.of(ctx, in.y)), b * m, w);
+                            DeviceBuffer g = d.own(DeviceBuffer.of(ctx, in.go));
+                            DeviceObjectMask mask = d.own(DeviceObjectMask.upload(ctx, in.mask));
+                            DeviceBuffer out = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * op.outWidth()));
+                            DeviceMatrix mga = DeviceMatrix.of("gradAttention", d.own(DeviceBuffer.allocateFloats(ctx, in.att.length)), b, n * m);
+                            DeviceMatrix mgx = DeviceMatrix.of("gradX", d.own(DeviceBuffer.allocateFloats(ctx, in.x.length)), b * n, w);
+                            DeviceMatrix mgy = DeviceMatrix.of("gradY", d.own(DeviceBuffer.allocateFloats(ctx, in.y.length)), b * m, w);
+                            return d.calls(() -> cuda.forward(ma, mx, my, mask, b, n, m, out, st), () -> {
+                                cuda.forward(ma, mx, my, mask, b, n, m, out, st);
+                                cuda.backward(ma, mx, my, mask, b, n, m, g, mga, mgx, mgy, false, st);
+                            });
+                        } catch (RuntimeException e) {
+                            throw d.fail(e);
+                        }
+                    }));
         }
+        return cases;
     }
 }

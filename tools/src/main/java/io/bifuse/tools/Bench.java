@@ -63,7 +63,7 @@ final class Bench {
                 : String.format(", ceilings %.0f GB/s, %.1f TFLOP/s fp32", session.peak[0], session.peak[1] / 1e3)));
         header(session.peak != null);
         try {
-            for (Suite suite : Suite.all()) suite.bench(quick, session);
+            for (Suite suite : Suite.all()) session.time(suite, suite.benchCases(quick));
         } finally {
             if (ctx != null) ctx.close();
         }
@@ -89,6 +89,34 @@ final class Bench {
         /** The GPU, or null when there is none (the suite then times its CPU backends only). */
         CudaContext gpu() { return gpu; }
         List<Result> results() { return results; }
+
+        /**
+         * Every row of {@code cases}: each CPU backend's forward and training step, then each GPU
+         * variant's (on a stream of its own, the op's workspaces released after), unless the suite says
+         * its GPU path cannot run here (said once).
+         */
+        void time(Suite suite, List<BenchCase> cases) {
+            String noGpu = gpu == null ? null : suite.gpuUnavailableReason();
+            boolean said = false;
+            for (BenchCase c : cases) {
+                for (BenchCase.HostRun h : c.host() == null ? List.<BenchCase.HostRun>of() : c.host().apply(random)) {
+                    cpu(c.op() + ".forward", "bifuse-" + h.backend(), c.label(), c.csvSize(), c.batch(), c.forwardCost(), h.forward()::get);
+                    if (h.step() != null) cpu(c.op() + ".fwd+bwd", "bifuse-" + h.backend(), c.label(), c.csvSize(), c.batch(), c.stepCost(), h.step()::get);
+                }
+                if (gpu == null || c.variants().isEmpty()) continue;
+                if (noGpu != null) {
+                    if (!said) skipped(c.op(), noGpu);
+                    said = true;
+                    continue;
+                }
+                for (String v : c.variants()) {
+                    try (CudaStream st = CudaStream.create(gpu); BenchCase.DeviceRun d = c.device().open(gpu, v, st, random)) {
+                        gpu(c.op() + ".forward", "bifuse-cuda-" + v, c.label(), c.csvSize(), c.batch(), c.forwardCost(), st, d::forward);
+                        gpu(c.op() + ".fwd+bwd", "bifuse-cuda-" + v, c.label(), c.csvSize(), c.batch(), c.stepCost(), st, d::step);
+                    }
+                }
+            }
+        }
 
         /** A GPU part of a suite that cannot run here, said once. */
         void skipped(String what, String why) { System.out.println("(" + what + " not benchmarked on the GPU: " + why + ")"); }

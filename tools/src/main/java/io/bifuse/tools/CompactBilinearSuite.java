@@ -52,42 +52,44 @@ final class CompactBilinearSuite implements Suite {
         }
     }
 
-    @Override public void bench(boolean quick, Bench.Session session) {
-        SplittableRandom rnd = session.random();
+    @Override public String gpuUnavailableReason() { return Check.gpuUnavailableReason(); }
+
+    @Override public List<BenchCase> benchCases(boolean quick) {
+        List<BenchCase> cases = new java.util.ArrayList<>();
         for (Sizes s : Sizes.compactBilinear(quick)) {
             CompactBilinear op = CompactBilinear.seeded(s.dx(), s.dy(), s.d(), 42);
-            CompactBilinearCpu onCpu = new CompactBilinearCpu(op);
-            float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
-            float[] g = Stats.gaussian(rnd, s.batch() * s.d());
-            double[] fwd = Bench.cost("CompactBilinear.forward", s), step = Bench.cost("CompactBilinear.fwd+bwd", s);
-            if (s.batch() == 1) {
-                session.cpu("CompactBilinear.forward", "bifuse-reference", s.label(), s.csvSize(), s.batch(), fwd,
-                        () -> CompactBilinearReference.forward(op, x, y, s.batch()));
-            }
-            session.cpu("CompactBilinear.forward", "bifuse-cpu-double", s.label(), s.csvSize(), s.batch(), fwd, () -> onCpu.forward(x, y, s.batch()));
-            session.cpu("CompactBilinear.fwd+bwd", "bifuse-cpu-double", s.label(), s.csvSize(), s.batch(), step, () -> {
-                onCpu.forward(x, y, s.batch());
-                onCpu.backward(x, y, g, s.batch());
-            });
-            CudaContext ctx = session.gpu();
-            if (ctx == null) continue;
-            if (Check.gpuUnavailableReason() != null) { session.skipped("CompactBilinear", Check.gpuUnavailableReason()); return; }
-            for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
-                String backend = mode == CompactBilinearCuda.Sketch.DETERMINISTIC ? "bifuse-cuda-fp32" : "bifuse-cuda-fp32-atomic";
-                try (CudaStream st = CudaStream.create(ctx); CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode);
-                     DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
-                     DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) s.batch() * s.d());
-                     DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) s.batch() * s.dx());
-                     DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) s.batch() * s.dy())) {
-                    session.gpu("CompactBilinear.forward", backend, s.label(), s.csvSize(), s.batch(), fwd, st,
-                            () -> cuda.forward(dx, dy, z, s.batch(), st));
-                    session.gpu("CompactBilinear.fwd+bwd", backend, s.label(), s.csvSize(), s.batch(), step, st, () -> {
-                        cuda.forward(dx, dy, z, s.batch(), st);
-                        cuda.backward(dx, dy, dg, gx, gy, s.batch(), st);
-                    });
-                    cuda.release(st);
-                }
-            }
+            int b = s.batch();
+            cases.add(new BenchCase("CompactBilinear", s.label(), s.csvSize(), b, Bench.cost("CompactBilinear.forward", s),
+                    Bench.cost("CompactBilinear.fwd+bwd", s), r -> {
+                        CompactBilinearCpu cpu = new CompactBilinearCpu(op);
+                        float[] x = Stats.gaussian(r, b * s.dx()), y = Stats.gaussian(r, b * s.dy()), g = Stats.gaussian(r, b * s.d());
+                        List<BenchCase.HostRun> runs = new java.util.ArrayList<>();
+                        // The float64 definition itself, once, at B = 1: what the FFT route saves.
+                        if (b == 1) runs.add(new BenchCase.HostRun("reference", () -> CompactBilinearReference.forward(op, x, y, b), null));
+                        runs.add(new BenchCase.HostRun(cpu.backend(), () -> cpu.forward(x, y, b), () -> {
+                            cpu.forward(x, y, b);
+                            return cpu.backward(x, y, g, b);
+                        }));
+                        return runs;
+                    }, List.of("fp32", "fp32-atomic"), (ctx, v, st, r) -> {
+                        BenchCase.Devices d = new BenchCase.Devices(st);
+                        try {
+                            CompactBilinearCuda.Sketch mode = v.equals("fp32") ? CompactBilinearCuda.Sketch.DETERMINISTIC : CompactBilinearCuda.Sketch.ATOMIC;
+                            CompactBilinearCuda cuda = d.op(new CompactBilinearCuda(op, ctx, mode));
+                            DeviceBuffer dx = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.dx()))), dy = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.dy())));
+                            DeviceBuffer dg = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.d())));
+                            DeviceBuffer z = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * s.d()));
+                            DeviceBuffer gx = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * s.dx()));
+                            DeviceBuffer gy = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * s.dy()));
+                            return d.calls(() -> cuda.forward(dx, dy, z, b, st), () -> {
+                                cuda.forward(dx, dy, z, b, st);
+                                cuda.backward(dx, dy, dg, gx, gy, b, st);
+                            });
+                        } catch (RuntimeException e) {
+                            throw d.fail(e);
+                        }
+                    }));
         }
+        return cases;
     }
 }

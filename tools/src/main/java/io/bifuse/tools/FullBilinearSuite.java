@@ -68,14 +68,14 @@ final class FullBilinearSuite implements Suite {
     }
 
     /** Null when the CUDA backend can run here, else why not. */
-    static String gpuUnavailableReason() {
+    static String gpuReason() {
         if (!Cuda.isAvailable()) return Cuda.status().reason();
         if (!CublasHandle.libraryAvailable()) return "cuBLAS unavailable: " + CublasHandle.describeLibrary();
         return null;
     }
 
     @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
-        String noGpu = ctx == null ? null : gpuUnavailableReason();
+        String noGpu = ctx == null ? null : gpuReason();
         if (noGpu != null) report.skipped("FullBilinear", noGpu);
         boolean gpu = ctx != null && noGpu == null;
         record Variant(Normalization n, boolean signed, String name) {}
@@ -121,43 +121,45 @@ final class FullBilinearSuite implements Suite {
     }
 
 
-    @Override public void bench(boolean quick, Bench.Session session) {
-        SplittableRandom rnd = session.random();
-        Normalization n = Normalization.pytorch();
+    @Override public String gpuUnavailableReason() { return gpuReason(); }
+
+    @Override public List<BenchCase> benchCases(boolean quick) {
+        Normalization norm = Normalization.pytorch();
+        List<BenchCase> cases = new java.util.ArrayList<>();
         for (Case c : cases(quick)) {
-            FullBilinear op = c.op(n);
-            FullBilinearCpu onCpu = new FullBilinearCpu(op);
+            FullBilinear op = c.op(norm);
             int b = c.batch(), l = c.positions();
-            float[] x = relu(Stats.gaussian(rnd, b * l * c.c1()));
-            float[] y = c.homologous() ? null : relu(Stats.gaussian(rnd, b * l * c.c2()));
-            float[] g = Stats.gaussian(rnd, b * op.outputSize());
-            double[] fwd = c.cost(false), step = c.cost(true);
-            String label = c.label() + " +torch-norm";
-            session.cpu("FullBilinear.forward", "bifuse-cpu-double", label, c.csvSize(), b, fwd,
-                    () -> { if (c.homologous()) onCpu.forward(x, b, l); else onCpu.forward(x, y, b, l); });
-            session.cpu("FullBilinear.fwd+bwd", "bifuse-cpu-double", label, c.csvSize(), b, step, () -> {
-                if (c.homologous()) { onCpu.forward(x, b, l); onCpu.backward(x, g, b, l); }
-                else { onCpu.forward(x, y, b, l); onCpu.backward(x, y, g, b, l); }
-            });
-            CudaContext ctx = session.gpu();
-            if (ctx == null) continue;
-            if (gpuUnavailableReason() != null) { session.skipped("FullBilinear", gpuUnavailableReason()); return; }
-            for (Precision p : Precision.values()) {
-                String backend = "bifuse-cuda-" + p.name().toLowerCase();
-                boolean h = c.homologous();
-                try (CudaStream st = CudaStream.create(ctx); FullBilinearCuda cuda = new FullBilinearCuda(op, ctx, p);
-                     DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, h ? new float[1] : y);
-                     DeviceBuffer dg = DeviceBuffer.of(ctx, g);
-                     DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) b * op.outputSize());
-                     DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, x.length);
-                     DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, h ? 1 : y.length)) {
+            boolean h = c.homologous();
+            cases.add(new BenchCase("FullBilinear", c.label() + " +torch-norm", c.csvSize(), b, c.cost(false), c.cost(true), r -> {
+                FullBilinearCpu cpu = new FullBilinearCpu(op);
+                float[] x = relu(Stats.gaussian(r, b * l * c.c1())), y = h ? null : relu(Stats.gaussian(r, b * l * c.c2()));
+                float[] g = Stats.gaussian(r, b * op.outputSize());
+                return List.of(new BenchCase.HostRun(cpu.backend(), () -> h ? cpu.forward(x, b, l) : cpu.forward(x, y, b, l), () -> {
+                    if (h) { cpu.forward(x, b, l); return cpu.backward(x, g, b, l); }
+                    cpu.forward(x, y, b, l);
+                    return cpu.backward(x, y, g, b, l);
+                }));
+            }, BenchCase.PRECISIONS, (ctx, v, st, r) -> {
+                BenchCase.Devices d = new BenchCase.Devices(st);
+                try {
+                    FullBilinearCuda cuda = d.op(new FullBilinearCuda(op, ctx, BenchCase.precision(v)));
+                    DeviceBuffer dx = d.own(DeviceBuffer.of(ctx, relu(Stats.gaussian(r, b * l * c.c1()))));
+                    DeviceBuffer dy = h ? null : d.own(DeviceBuffer.of(ctx, relu(Stats.gaussian(r, b * l * c.c2()))));
+                    DeviceBuffer dg = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * op.outputSize())));
+                    DeviceBuffer z = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * op.outputSize()));
+                    DeviceBuffer gx = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * l * c.c1()));
+                    DeviceBuffer gy = h ? null : d.own(DeviceBuffer.allocateFloats(ctx, (long) b * l * c.c2()));
                     Runnable forward = h ? () -> cuda.forward(dx, z, b, l, st) : () -> cuda.forward(dx, dy, z, b, l, st);
                     Runnable backward = h ? () -> cuda.backward(dx, dg, gx, b, l, st) : () -> cuda.backward(dx, dy, dg, gx, gy, b, l, st);
-                    session.gpu("FullBilinear.forward", backend, label, c.csvSize(), b, fwd, st, forward);
-                    session.gpu("FullBilinear.fwd+bwd", backend, label, c.csvSize(), b, step, st, () -> { forward.run(); backward.run(); });
-                    cuda.release(st);
+                    return d.calls(forward, () -> {
+                        forward.run();
+                        backward.run();
+                    });
+                } catch (RuntimeException e) {
+                    throw d.fail(e);
                 }
-            }
+            }));
         }
+        return cases;
     }
 }

@@ -52,7 +52,7 @@ final class MfbSuite implements Suite {
                 new Case(512, 1024, 2048, 1000, 5, 2, Activation.RELU, t), new Case(5, 33, 17, 7, 3, 3, Activation.TANH, Normalization.caffe()));
     }
 
-    static List<Case> benchCases(boolean quick) {
+    static List<Case> benchSizes(boolean quick) {
         Normalization t = Normalization.pytorch();
         if (quick) return List.of(new Case(4, 64, 48, 20, 5, 2, Activation.RELU, t));
         // As the PyTorch peer runs them: no activation (the original MFB), ssqrt + F.normalize per block.
@@ -126,46 +126,40 @@ final class MfbSuite implements Suite {
         return new double[] {4 * (3 * i + 3 * w + 2 * o), 6 * m};
     }
 
-    @Override public void bench(boolean quick, Bench.Session session) {
-        SplittableRandom rnd = session.random();
-        for (Case c : benchCases(quick)) {
-            Mfb op = c.op(42);
-            MfbCpu onCpu = new MfbCpu(op);
+    @Override public String gpuUnavailableReason() { return CublasHandle.libraryAvailable() ? null : CublasHandle.describeLibrary(); }
+
+    @Override public List<BenchCase> benchCases(boolean quick) {
+        List<BenchCase> cases = new java.util.ArrayList<>();
+        for (Case c : benchSizes(quick)) {
+            java.util.function.Supplier<Mfb> op = BenchCase.once(() -> c.op(42));
             // The CPU backend is the float64 reference: at B = 512 one call takes tens of seconds, so it is timed at B = 8.
             Case cc = quick ? c : new Case(8, c.dx(), c.dy(), c.o(), c.k(), c.blocks(), c.act(), c.norm());
-            {
-                int b = cc.batch();
-                float[] x = Stats.gaussian(rnd, b * c.dx()), y = Stats.gaussian(rnd, b * c.dy()), g = Stats.gaussian(rnd, b * op.outputWidth());
-                session.cpu("Mfb.forward", "bifuse-cpu-reference", cc.label(), cc.csvSize(), b, cost("forward", cc), () -> onCpu.forward(x, y, b));
-                session.cpu("Mfb.fwd+bwd", "bifuse-cpu-reference", cc.label(), cc.csvSize(), b, cost("fwd+bwd", cc), () -> {
-                    onCpu.forward(x, y, b);
-                    onCpu.backward(x, y, g, b);
-                });
-            }
-            CudaContext ctx = session.gpu();
-            if (ctx == null) continue;
-            String noGpu = gpuUnavailableReason(ctx);
-            if (noGpu != null) { session.skipped("Mfb", noGpu); return; }
-            int b = c.batch(), nw = op.blocks() * op.width();
-            float[] x = Stats.gaussian(rnd, b * c.dx()), y = Stats.gaussian(rnd, b * c.dy()), g = Stats.gaussian(rnd, b * op.outputWidth());
-            for (Precision p : Precision.values()) {
-                String backend = "bifuse-cuda-" + p.name().toLowerCase();
-                try (CudaStream st = CudaStream.create(ctx); MfbCuda cuda = new MfbCuda(op, ctx, p);
-                     DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
-                     DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * op.outputWidth());
-                     DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) b * op.dx());
-                     DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) b * op.dy());
-                     DeviceBuffer gu = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dx());
-                     DeviceBuffer gv = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dy());
-                     DeviceBuffer gbu = DeviceBuffer.allocateFloats(ctx, nw); DeviceBuffer gbv = DeviceBuffer.allocateFloats(ctx, nw)) {
-                    session.gpu("Mfb.forward", backend, c.label(), c.csvSize(), b, cost("forward", c), st, () -> cuda.forward(dx, dy, out, b, st));
-                    session.gpu("Mfb.fwd+bwd", backend, c.label(), c.csvSize(), b, cost("fwd+bwd", c), st, () -> {
+            int hb = cc.batch(), b = c.batch();
+            cases.add(BenchCase.host("Mfb", cc.label(), cc.csvSize(), hb, cost("forward", cc), cost("fwd+bwd", cc), r -> {
+                MfbCpu cpu = new MfbCpu(op.get());
+                float[] x = Stats.gaussian(r, hb * c.dx()), y = Stats.gaussian(r, hb * c.dy()), g = Stats.gaussian(r, hb * op.get().outputWidth());
+                return List.of(new BenchCase.HostRun(cpu.backend(), () -> cpu.forward(x, y, hb), () -> {
+                    cpu.forward(x, y, hb);
+                    return cpu.backward(x, y, g, hb);
+                }));
+            }));
+            cases.add(BenchCase.device("Mfb", c.label(), c.csvSize(), b, cost("forward", c), cost("fwd+bwd", c), BenchCase.PRECISIONS, (ctx, v, st, r) -> {
+                BenchCase.Devices d = new BenchCase.Devices(st);
+                try {
+                    MfbCuda cuda = d.op(new MfbCuda(op.get(), ctx, BenchCase.precision(v)));
+                    DeviceBuffer dx = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * c.dx()))), dy = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * c.dy())));
+                    DeviceBuffer dg = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * op.get().outputWidth())));
+                    DeviceBuffer out = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * op.get().outputWidth()));
+                    MfbCuda.DeviceGradients gr = d.own(cuda.allocateGradients(b)).buffers();
+                    return d.calls(() -> cuda.forward(dx, dy, out, b, st), () -> {
                         cuda.forward(dx, dy, out, b, st);
-                        cuda.backward(dx, dy, dg, new MfbCuda.DeviceGradients(gx, gy, gu, gbu, gv, gbv), b, st);
+                        cuda.backward(dx, dy, dg, gr, b, st);
                     });
-                    cuda.release(st);
+                } catch (RuntimeException e) {
+                    throw d.fail(e);
                 }
-            }
+            }));
         }
+        return cases;
     }
 }

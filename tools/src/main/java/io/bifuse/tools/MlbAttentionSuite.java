@@ -71,7 +71,7 @@ final class MlbAttentionSuite implements Suite {
     }
 
     @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
-        String noGpu = ctx == null ? null : MlbSuite.gpuUnavailableReason();
+        String noGpu = ctx == null ? null : MlbSuite.gpuReason();
         if (noGpu != null) report.skipped("MlbAttention", noGpu);
         boolean gpu = ctx != null && noGpu == null;
         for (Size s : sizes(quick)) {
@@ -116,47 +116,41 @@ final class MlbAttentionSuite implements Suite {
         return new Check.Row("MlbAttention.backward", backend, s.label(), e, tol, e <= tol);
     }
 
-    @Override public void bench(boolean quick, Bench.Session session) {
-        SplittableRandom rnd = session.random();
+    @Override public String gpuUnavailableReason() { return MlbSuite.gpuReason(); }
+
+    @Override public List<BenchCase> benchCases(boolean quick) {
         Size s = quick ? MEDIUM : SPEC;
-        MlbAttention op = s.op(42);
-        MlbAttentionCpu onCpu = new MlbAttentionCpu(op);
+        java.util.function.Supplier<MlbAttention> op = BenchCase.once(() -> s.op(42));
         Size cpu = quick ? s : s.withBatch(4); // the CPU backend is the float64 reference: see the class comment
-        {
-            int b = cpu.batch(), l = cpu.cells();
-            float[] q = Stats.gaussian(rnd, b * s.dq()), v = Stats.gaussian(rnd, b * l * s.dv()), g = Stats.gaussian(rnd, b * s.out());
-            String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
-            session.cpu("MlbAttention.forward", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("MlbAttention.forward", cpu),
-                    () -> onCpu.forward(q, v, b, l));
-            session.cpu("MlbAttention.fwd+bwd", "bifuse-cpu-reference", label, cpu.csvSize(), b, cost("MlbAttention.fwd+bwd", cpu), () -> {
-                onCpu.forward(q, v, b, l);
-                onCpu.backward(q, v, g, b, l);
-            });
-        }
-        CudaContext ctx = session.gpu();
-        if (ctx == null) return;
-        if (MlbSuite.gpuUnavailableReason() != null) { session.skipped("MlbAttention", MlbSuite.gpuUnavailableReason()); return; }
-        int b = s.batch(), l = s.cells();
-        float[] q = Stats.gaussian(rnd, b * s.dq()), v = Stats.gaussian(rnd, b * l * s.dv()), g = Stats.gaussian(rnd, b * s.out());
-        double[] fwd = cost("MlbAttention.forward", s), step = cost("MlbAttention.fwd+bwd", s);
-        for (Precision p : Precision.values()) {
-            String backend = "bifuse-cuda-" + p.name().toLowerCase();
-            try (CudaStream st = CudaStream.create(ctx); MlbAttentionCuda cuda = new MlbAttentionCuda(op, ctx, p);
-                 DeviceBuffer dq = DeviceBuffer.of(ctx, q); DeviceBuffer dv = DeviceBuffer.of(ctx, v); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
-                 DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) b * s.out());
-                 MlbAttentionCuda.OwnedGradients gr = cuda.allocateGradients(b, l)) {
-                try {
-                    // The attention maps are an optional output: the timed forward is the op as a model uses it.
-                    session.gpu("MlbAttention.forward", backend, s.label(), s.csvSize(), b, fwd, st,
-                            () -> cuda.forward(dq, dv, out, null, b, l, st));
-                    session.gpu("MlbAttention.fwd+bwd", backend, s.label(), s.csvSize(), b, step, st, () -> {
-                        cuda.forward(dq, dv, out, null, b, l, st);
-                        cuda.backward(dq, dv, dg, gr.buffers(), b, l, st);
-                    });
-                } finally {
-                    cuda.release(st);
-                }
-            }
-        }
+        int hb = cpu.batch(), b = s.batch(), l = s.cells();
+        String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
+        BenchCase host = BenchCase.host("MlbAttention", label, cpu.csvSize(), hb, cost("MlbAttention.forward", cpu), cost("MlbAttention.fwd+bwd", cpu), r -> {
+            MlbAttentionCpu c = new MlbAttentionCpu(op.get());
+            float[] q = Stats.gaussian(r, hb * s.dq()), v = Stats.gaussian(r, hb * l * s.dv()), g = Stats.gaussian(r, hb * s.out());
+            return List.of(new BenchCase.HostRun(c.backend(), () -> c.forward(q, v, hb, l), () -> {
+                c.forward(q, v, hb, l);
+                return c.backward(q, v, g, hb, l);
+            }));
+        });
+        BenchCase device = BenchCase.device("MlbAttention", s.label(), s.csvSize(), b, cost("MlbAttention.forward", s), cost("MlbAttention.fwd+bwd", s),
+                BenchCase.PRECISIONS, (ctx, var, st, r) -> {
+                    BenchCase.Devices d = new BenchCase.Devices(st);
+                    try {
+                        MlbAttentionCuda cuda = d.op(new MlbAttentionCuda(op.get(), ctx, BenchCase.precision(var)));
+                        DeviceBuffer dq = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.dq())));
+                        DeviceBuffer dv = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * l * s.dv())));
+                        DeviceBuffer dg = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.out())));
+                        DeviceBuffer out = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * s.out()));
+                        MlbAttentionCuda.GradientBuffers gr = d.own(cuda.allocateGradients(b, l)).buffers();
+                        // The attention maps are an optional output: the timed forward is the op.get() as a model uses it.
+                        return d.calls(() -> cuda.forward(dq, dv, out, null, b, l, st), () -> {
+                            cuda.forward(dq, dv, out, null, b, l, st);
+                            cuda.backward(dq, dv, dg, gr, b, l, st);
+                        });
+                    } catch (RuntimeException e) {
+                        throw d.fail(e);
+                    }
+                });
+        return List.of(host, device);
     }
 }

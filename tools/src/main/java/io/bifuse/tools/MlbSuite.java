@@ -54,7 +54,7 @@ final class MlbSuite implements Suite {
     }
 
     /** Null when MLB's CUDA path can run, else why not (driver, device, kernels, cuBLAS). */
-    static String gpuUnavailableReason() {
+    static String gpuReason() {
         if (!Cuda.isAvailable()) return Cuda.status().reason();
         if (Kernels.fatbin() == null) return "no CUDA kernels in this build (built without nvcc)";
         if (!CublasHandle.libraryAvailable()) return CublasHandle.describeLibrary();
@@ -111,49 +111,34 @@ final class MlbSuite implements Suite {
         return worst;
     }
 
-    private static DeviceBuffer add(List<DeviceBuffer> l, DeviceBuffer b) {
-        l.add(b);
-        return b;
+    @Override public List<BenchCase> benchCases(boolean quick) {
+        Size s = quick ? new Size(8, 240, 204, 120, 200, Activation.TANH) : new Size(512, 2400, 2048, 1200, 2000, Activation.TANH);
+        java.util.function.Supplier<Mlb> op = BenchCase.once(() -> Mlb.random(s.dx(), s.dy(), s.joint(), s.out(), s.act(), 42));
+        int b = s.batch();
+        return List.of(new BenchCase("Mlb", s.label(), s.csvSize(), b, cost("Mlb.forward", s), cost("Mlb.fwd+bwd", s), r -> {
+            MlbCpu cpu = new MlbCpu(op.get());
+            float[] x = Stats.gaussian(r, b * s.dx()), y = Stats.gaussian(r, b * s.dy()), g = Stats.gaussian(r, b * s.out());
+            return List.of(new BenchCase.HostRun(cpu.backend(), () -> cpu.forward(x, y, b), () -> {
+                cpu.forward(x, y, b);
+                return cpu.backward(x, y, g, b);
+            }));
+        }, BenchCase.PRECISIONS, (ctx, v, st, r) -> {
+            BenchCase.Devices d = new BenchCase.Devices(st);
+            try {
+                MlbCuda cuda = d.op(new MlbCuda(op.get(), ctx, BenchCase.precision(v)));
+                DeviceBuffer dx = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.dx()))), dy = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.dy())));
+                DeviceBuffer dg = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.out())));
+                DeviceBuffer out = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * s.out()));
+                MlbCuda.DeviceGradients gr = d.own(cuda.allocateGradients(b)).buffers();
+                return d.calls(() -> cuda.forward(dx, dy, out, b, st), () -> {
+                    cuda.forward(dx, dy, out, b, st);
+                    cuda.backward(dx, dy, dg, gr, b, st);
+                });
+            } catch (RuntimeException e) {
+                throw d.fail(e);
+            }
+        }));
     }
 
-    @Override public void bench(boolean quick, Bench.Session session) {
-        SplittableRandom rnd = session.random();
-        for (Size s : quick ? List.of(new Size(8, 240, 204, 120, 200, Activation.TANH)) : List.of(new Size(512, 2400, 2048, 1200, 2000, Activation.TANH))) {
-            Mlb op = Mlb.random(s.dx(), s.dy(), s.joint(), s.out(), s.act(), 42);
-            MlbCpu onCpu = new MlbCpu(op);
-            float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
-            float[] g = Stats.gaussian(rnd, s.batch() * s.out());
-            double[] fwd = cost("Mlb.forward", s), step = cost("Mlb.fwd+bwd", s);
-            session.cpu("Mlb.forward", "bifuse-cpu-reference", s.label(), s.csvSize(), s.batch(), fwd, () -> onCpu.forward(x, y, s.batch()));
-            session.cpu("Mlb.fwd+bwd", "bifuse-cpu-reference", s.label(), s.csvSize(), s.batch(), step, () -> {
-                onCpu.forward(x, y, s.batch());
-                onCpu.backward(x, y, g, s.batch());
-            });
-            CudaContext ctx = session.gpu();
-            if (ctx == null) continue;
-            if (gpuUnavailableReason() != null) { session.skipped("Mlb", gpuUnavailableReason()); return; }
-            for (Precision p : Precision.values()) {
-                String backend = "bifuse-cuda-" + p.name().toLowerCase();
-                List<DeviceBuffer> bufs = new ArrayList<>();
-                try (CudaStream st = CudaStream.create(ctx); MlbCuda cuda = new MlbCuda(op, ctx, p)) {
-                    try {
-                        DeviceBuffer dx = add(bufs, DeviceBuffer.of(ctx, x)), dy = add(bufs, DeviceBuffer.of(ctx, y));
-                        DeviceBuffer dg = add(bufs, DeviceBuffer.of(ctx, g));
-                        DeviceBuffer out = add(bufs, DeviceBuffer.allocateFloats(ctx, (long) s.batch() * s.out()));
-                        try (MlbCuda.OwnedGradients gr = cuda.allocateGradients(s.batch())) {
-                            session.gpu("Mlb.forward", backend, s.label(), s.csvSize(), s.batch(), fwd, st,
-                                    () -> cuda.forward(dx, dy, out, s.batch(), st));
-                            session.gpu("Mlb.fwd+bwd", backend, s.label(), s.csvSize(), s.batch(), step, st, () -> {
-                                cuda.forward(dx, dy, out, s.batch(), st);
-                                cuda.backward(dx, dy, dg, gr.buffers(), s.batch(), st);
-                            });
-                        }
-                    } finally {
-                        cuda.release(st);
-                        for (int i = bufs.size() - 1; i >= 0; i--) bufs.get(i).close();
-                    }
-                }
-            }
-        }
-    }
+    @Override public String gpuUnavailableReason() { return gpuReason(); }
 }

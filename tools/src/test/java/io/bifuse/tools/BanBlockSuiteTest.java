@@ -18,7 +18,8 @@ class BanBlockSuiteTest {
 
     @Test void quickBenchGivesCpuRows() {
         Bench.Session session = new Bench.Session(new SplittableRandom(4), null, 1);
-        new BanBlockSuite().bench(true, session);
+        BanBlockSuite suite = new BanBlockSuite();
+        session.time(suite, suite.benchCases(true));
         assertEquals(List.of("BanBlock.forward", "BanBlock.fwd+bwd"), session.results().stream().map(Bench.Result::op).toList());
         assertTrue(session.results().stream().allMatch(r -> r.backend().equals("bifuse-cpu-reference")));
     }

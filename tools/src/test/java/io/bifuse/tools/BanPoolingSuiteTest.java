@@ -21,7 +21,8 @@ class BanPoolingSuiteTest {
                 BanPoolingSuite.SPEC.stream().map(BanPoolingSuite.Size::csvSize).toList());
         for (BanPoolingSuite.Size s : BanPoolingSuite.SPEC) assertEquals(256, s.batch());
         Bench.Session session = new Bench.Session(new SplittableRandom(2), null, 1);
-        new BanPoolingSuite().bench(true, session);
+        BanPoolingSuite suite = new BanPoolingSuite();
+        session.time(suite, suite.benchCases(true));
         assertEquals(List.of("BanPooling.forward", "BanPooling.fwd+bwd"), session.results().stream().map(Bench.Result::op).toList());
     }
 

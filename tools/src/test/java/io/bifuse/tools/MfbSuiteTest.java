@@ -11,7 +11,7 @@ import org.junit.jupiter.api.Test;
 class MfbSuiteTest {
     @Test void benchRowsCarryThePeersSizeLabels() {
         // benchmarks/python/compare.py pairs rows on the exact (op, size, batch): these are mfb_peer.py's labels.
-        List<MfbSuite.Case> cases = MfbSuite.benchCases(false);
+        List<MfbSuite.Case> cases = MfbSuite.benchSizes(false);
         assertEquals(List.of("Dx=1024,Dy=2048,o=1000,k=5,blocks=1,none", "Dx=1024,Dy=2048,o=1000,k=5,blocks=2,none"),
                 cases.stream().map(MfbSuite.Case::csvSize).toList());
         for (MfbSuite.Case c : cases) {
