@@ -31,16 +31,6 @@ final class Bench {
         double gflops() { return flops / median() / 1e6; }
     }
 
-    /** Cost model, per call. C = Dx + Dy, F = d/2 + 1 bins; a real FFT of length d is 2.5·d·log2(d) FLOPs. */
-    static double[] cost(String op, Sizes s) {
-        double b = s.batch(), c = s.dx() + s.dy(), d = s.d(), f = s.d() / 2 + 1, fft = 2.5 * d * Math.log(d) / Math.log(2);
-        // forward: read x, y; write z. 2 flops per sketched input, 2 R2C + 1 C2R, 6 flops per complex product.
-        if (op.endsWith("forward")) return new double[] {4 * b * (c + d), b * (2 * c + 3 * fft + 6 * f)};
-        // fwd+bwd: also read g, write gx, gy; backward adds the sketches again, 2 R2C (x,y) + 1 R2C (g)
-        // + 2 C2R, two conjugate products, and 1 flop per gathered input.
-        return new double[] {4 * b * (2 * c + 2 * d), b * (2 * c + 3 * fft + 6 * f) + b * (3 * c + 5 * fft + 12 * f)};
-    }
-
     /** Peak HBM GB/s and FP32 (non-tensor) GFLOP/s of GPUs we know, from the vendors' data sheets. */
     static double[] ceiling(String device) {
         String n = device.toUpperCase();

@@ -92,12 +92,6 @@ final class Check {
         int failed() { return failed; }
     }
 
-    /** Null when the CUDA backend of these ops can run, else why not (driver, device, kernels, cuFFT). */
-    static String gpuUnavailableReason() {
-        if (!Cuda.isAvailable()) return Cuda.status().reason();
-        if (!io.bifuse.cuda.CufftPlan.libraryAvailable()) return io.bifuse.cuda.CufftPlan.describeLibrary();
-        return null;
-    }
 
     static Row row(String op, String backend, String size, float[] got, double[] ref, double tol) {
         double e = Stats.relativeL2(got, ref);

@@ -7,6 +7,7 @@ import io.bifuse.CompactBilinear;
 import io.bifuse.Gradients;
 import io.bifuse.Normalization;
 import io.bifuse.cuda.CompactBilinearCuda;
+import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
@@ -14,14 +15,46 @@ import io.bifuse.reference.CompactBilinearReference;
 import java.util.List;
 import java.util.SplittableRandom;
 
-/** {@link CompactBilinear} in check and bench (the tolerances are explained in {@link Check}). */
+/** {@link CompactBilinear} in check and bench (the tolerances: {@link CompactBilinearTolerance}). */
 final class CompactBilinearSuite implements Suite {
 
+    /** An MCB size of spec §5. */
+    record Size(int batch, int dx, int dy, int d) {
+        /** B ∈ {1, 64, 512} at d = 16000; odd d and a d with a prime factor > 7 at B = 64; quick: small ones. */
+        static List<Size> all(boolean quick) {
+            if (quick) return List.of(new Size(1, 2048, 2048, 16000), new Size(4, 256, 300, 999), new Size(3, 100, 80, 2 * 7919));
+            return List.of(new Size(1, 2048, 2048, 16000), new Size(64, 2048, 2048, 16000), new Size(512, 2048, 2048, 16000),
+                    new Size(64, 2048, 2048, 15999), new Size(64, 2048, 2048, 2 * 7919));
+        }
+
+        String label() { return "B=" + batch + " Dx=" + dx + " Dy=" + dy + " d=" + d; }
+
+        String csvSize() { return "Dx=" + dx + ",Dy=" + dy + ",d=" + d; }
+    }
+
+    /** Cost model, per call. C = Dx + Dy, F = d/2 + 1 bins; a real FFT of length d is 2.5·d·log2(d) FLOPs. */
+    static double[] cost(String op, Size s) {
+        double b = s.batch(), c = s.dx() + s.dy(), d = s.d(), f = s.d() / 2 + 1, fft = 2.5 * d * Math.log(d) / Math.log(2);
+        // forward: read x, y; write z. 2 flops per sketched input, 2 R2C + 1 C2R, 6 flops per complex product.
+        if (op.endsWith("forward")) return new double[] {4 * b * (c + d), b * (2 * c + 3 * fft + 6 * f)};
+        // fwd+bwd: also read g, write gx, gy; backward adds the sketches again, 2 R2C (x,y) + 1 R2C (g)
+        // + 2 C2R, two conjugate products, and 1 flop per gathered input.
+        return new double[] {4 * b * (2 * c + 2 * d), b * (2 * c + 3 * fft + 6 * f) + b * (3 * c + 5 * fft + 12 * f)};
+    }
+
+    /** Null when MCB's CUDA path can run, else why not (driver, device, cuFFT). */
+    static String gpuReason() {
+        if (!Cuda.isAvailable()) return Cuda.status().reason();
+        if (!io.bifuse.cuda.CufftPlan.libraryAvailable()) return io.bifuse.cuda.CufftPlan.describeLibrary();
+        return null;
+    }
+
+
     @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
-        String noGpu = ctx == null ? null : Check.gpuUnavailableReason();
+        String noGpu = ctx == null ? null : gpuReason();
         if (noGpu != null) report.skipped("CompactBilinear", noGpu);
         boolean gpu = ctx != null && noGpu == null;
-        for (Sizes s : Sizes.compactBilinear(quick)) {
+        for (Size s : Size.all(quick)) {
             for (Normalization n : List.of(Normalization.NONE, Normalization.pytorch(), Normalization.caffe())) {
                 if (s.batch() >= 512 && n != Normalization.NONE) continue; // the reference alone takes minutes there
                 CompactBilinear op = CompactBilinear.seeded(s.dx(), s.dy(), s.d(), rnd.nextLong()).withNormalization(n);
@@ -52,15 +85,15 @@ final class CompactBilinearSuite implements Suite {
         }
     }
 
-    @Override public String gpuUnavailableReason() { return Check.gpuUnavailableReason(); }
+    @Override public String gpuUnavailableReason() { return gpuReason(); }
 
     @Override public List<BenchCase> benchCases(boolean quick) {
         List<BenchCase> cases = new java.util.ArrayList<>();
-        for (Sizes s : Sizes.compactBilinear(quick)) {
+        for (Size s : Size.all(quick)) {
             CompactBilinear op = CompactBilinear.seeded(s.dx(), s.dy(), s.d(), 42);
             int b = s.batch();
-            cases.add(new BenchCase("CompactBilinear", s.label(), s.csvSize(), b, Bench.cost("CompactBilinear.forward", s),
-                    Bench.cost("CompactBilinear.fwd+bwd", s), r -> {
+            cases.add(new BenchCase("CompactBilinear", s.label(), s.csvSize(), b, cost("CompactBilinear.forward", s),
+                    cost("CompactBilinear.fwd+bwd", s), r -> {
                         CompactBilinearCpu cpu = new CompactBilinearCpu(op);
                         float[] x = Stats.gaussian(r, b * s.dx()), y = Stats.gaussian(r, b * s.dy()), g = Stats.gaussian(r, b * s.d());
                         List<BenchCase.HostRun> runs = new java.util.ArrayList<>();

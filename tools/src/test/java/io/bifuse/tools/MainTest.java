@@ -40,8 +40,8 @@ class MainTest {
     }
 
     @Test void costModelCountsCompulsoryTraffic() {
-        Sizes s = new Sizes(2, 3, 5, 16);
-        assertEquals(4.0 * 2 * (3 + 5 + 16), Bench.cost("CompactBilinear.forward", s)[0]);
-        assertEquals(4.0 * 2 * (2 * 8 + 2 * 16), Bench.cost("CompactBilinear.fwd+bwd", s)[0]);
+        CompactBilinearSuite.Size s = new CompactBilinearSuite.Size(2, 3, 5, 16);
+        assertEquals(4.0 * 2 * (3 + 5 + 16), CompactBilinearSuite.cost("CompactBilinear.forward", s)[0]);
+        assertEquals(4.0 * 2 * (2 * 8 + 2 * 16), CompactBilinearSuite.cost("CompactBilinear.fwd+bwd", s)[0]);
     }
 }
