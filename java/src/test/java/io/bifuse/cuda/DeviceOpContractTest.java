@@ -71,7 +71,8 @@ import org.junit.jupiter.params.provider.MethodSource;
  *
  * <p>Through the op's DEVICE forms (the calls on {@link DeviceMemory} and a {@link CudaStream}), described
  * once per op by a {@link DeviceForm} (its calls, every tensor by the name the op's checks give it, its
- * size and stride arguments, its mask), in FP32:
+ * size arguments, its mask; where the op takes a {@link DeviceMatrix}, the tensor's memory as a matrix
+ * of its shape), in FP32:
  * <ul>
  *   <li>foreign memory at odd offsets: every input, output, gradient and mask array is a view at an odd
  *       float offset of one allocation the test owns, between guards holding a sentinel, outputs
@@ -80,9 +81,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  *       on exactly sized buffers of their own;</li>
  *   <li>bad arguments refused before any launch: for every call and every tensor it takes, null (where
  *       required), one float short, closed, and 2 bytes off alignment; memory for a bias the layer does
- *       not have; each size and stride 0 and −1; a null stream; masks of the wrong batch, of the wrong
- *       object count, and closed; and each op's malformed gradient records (null, glimpse lists of the
- *       wrong length). Each throws {@link IllegalArgumentException} whose message starts with the
+ *       not have; each size 0 and −1; a null stream; masks of the wrong batch, of the wrong
+ *       object count, and closed; and each op's malformed arguments (gradient records: null, glimpse
+ *       lists of the wrong length; matrices of the wrong shape). Each throws {@link IllegalArgumentException} whose message starts with the
  *       argument's name, and launches no kernel ({@link ResourceCounts#LAUNCHES}; cuBLAS and cuFFT are
  *       not counted there), makes no stream, handle, plan or allocation, and leaves every byte of the
  *       allocation (guards, inputs, poisoned outputs) as it was; then the same calls with the good
