@@ -141,7 +141,13 @@ say "JUnit $junit: junit-platform-console-standalone $platform"
 #   added   jdk.zipfs:    the console launcher scans the tests jar through the zip file system
 #   added   jdk.management: com.sun.management, for JMH's -prof gc and friends
 #   java.logging (JCuda), java.management and jdk.unsupported (JMH) come from jdeps; listed anyway.
-found=$("$JDK/bin/jdeps" --list-deps --ignore-missing-deps --multi-release 25 "$bundle"/lib/*.jar | sed 's/^ *//' | grep -v /)
+# The library jar is a module requiring JCuda's (a file-name module): jdeps resolves it on the module
+# path, and reads JCuda's jar on its own (given both ways it would report JCuda's packages as split).
+jcuda_jar=$(ls "$bundle"/lib/jcuda-[0-9]*.jar)
+others=()
+for j in "$bundle"/lib/*.jar; do [ "$j" = "$jcuda_jar" ] || others+=("$j"); done
+found=$( { "$JDK/bin/jdeps" --list-deps --ignore-missing-deps --multi-release 25 --module-path "$jcuda_jar" "${others[@]}"
+           "$JDK/bin/jdeps" --list-deps --ignore-missing-deps --multi-release 25 "$jcuda_jar"; } | sed 's/^ *//' | grep -v / | grep -E '^(java|jdk)\.' | sort -u)
 say "jdeps: $(paste -sd, - <<<"$found")"
 modules=$(printf '%s\n' $found java.base java.logging java.management jdk.unsupported jdk.management jdk.zipfs \
   | grep -vx -e java.desktop -e java.sql | sort -u | paste -sd, -)
