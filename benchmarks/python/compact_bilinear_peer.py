@@ -183,7 +183,7 @@ def fft_flops(d):
 
 def work_model(op, B, Dx, Dy, d, normalize):
     """(bytes, flops) per call, 4-byte floats; C = Dx + Dy, F = d/2+1 complex bins. This is the cost
-    model of bifuse's bench (tools/src/main/java/io/bifuse/tools/Bench.java, cost()), so GB/s and
+    model of bifuse's bench (tools/src/main/java/io/bifuse/tools/CompactBilinearSuite.java, cost()), so GB/s and
     GFLOP/s mean the same thing on both sides:
       count sketch 2 flops per input element, each real FFT (R2C or C2R) 2.5 d log2 d,
       complex product 6 per bin, gather (sketch gradient) 1 per input element.
