@@ -76,7 +76,7 @@ class BanBlockCudaTest extends CublasOpTest {
         assumeTrue(!SANITIZE || dx < 2048, "under compute-sanitizer only the small sizes");
         boolean spec = specN == 36 || specN == 100; // the spec's layers and N; smaller on the simulated device
         int batch = spec ? SimSizes.extent(specBatch, 3) : specBatch, n = objects(specN), m = spec ? SimSizes.extent(specM, 5) : specM;
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         BanBlock op = BanBlock.random(dx, dy, k, kg, g, group, r.nextLong());
         float[] x = Stats.gaussian(r, batch * n * dx), y = Stats.gaussian(r, batch * m * dy), go = Stats.gaussian(r, batch * dy);
@@ -104,7 +104,7 @@ class BanBlockCudaTest extends CublasOpTest {
     @ParameterizedTest(name = "B={0} N={1} M={2} Dx={3} Dy={4} K={5} G={6} K'={7} k={8} mask={9} some-no-bias={10}")
     @CsvSource({"3,5,4,7,6,9,2,6,3,explicit,false", "3,6,5,9,7,11,3,12,3,zeroRows,true", "2,20,18,6,5,10,2,4,1,explicit,true"})
     void trainedWeightsAndScatteredObjects(int batch, int n, int m, int dx, int dy, int k, int g, int kg, int group, String maskKind, boolean someNoBias) {
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         List<WeightNormLinear> go = new ArrayList<>(), gt = new ArrayList<>(), res = new ArrayList<>();
         WeightNormLinear objects = trained(k, dx, true, r, true), tokens = trained(k, dy, true, r, false), logits = trained(g, k, !someNoBias, r, false);
@@ -161,7 +161,7 @@ class BanBlockCudaTest extends CublasOpTest {
 
     /** ban-vqa's rule found on the device (mask null, padded rows of x zero) gives what the explicit mask gives. */
     @Test void zeroRowRuleOnTheDevice() {
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         int batch = 4, n = 9, m = 5, dx = 17, dy = 12, k = 15, g = 3, kg = 10;
         BanBlock op = BanBlock.random(dx, dy, k, kg, g, 1, r.nextLong());

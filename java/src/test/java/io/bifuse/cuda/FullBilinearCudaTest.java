@@ -73,7 +73,7 @@ class FullBilinearCudaTest extends CublasOpTest {
     void matchesReference(int specBatch, int specPositions, int c1, int c2, boolean homologous, boolean average, boolean signed) {
         assumeTrue(!SANITIZE || (long) specBatch * specPositions * c1 * c2 <= 8L * 784 * 512 * 512, "under compute-sanitizer only the smaller sizes");
         int batch = SimSizes.batch(specBatch), positions = specPositions == 784 ? SimSizes.extent(784, POSITIONS) : specPositions;
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         for (Normalization n : new Normalization[] {Normalization.NONE, Normalization.pytorch(), Normalization.caffe()}) {
             FullBilinear op = homologous ? FullBilinear.homologous(c1, average, n) : FullBilinear.of(c1, c2, average, n);
@@ -118,7 +118,7 @@ class FullBilinearCudaTest extends CublasOpTest {
     @ParameterizedTest(name = "B={0} L={1} C1={2} C2={3} homologous={4} avg={5}")
     @CsvSource({"1,2,71,71,true,false", "2,3,100,45,false,true", "4,3,33,20,false,false", "2,9,17,17,true,true", "9,2,5,3,false,false"})
     void everyNormalizationBranchAlsoAtTheDevicesOwnZ(int batch, int positions, int c1, int c2, boolean homologous, boolean average) {
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         FullBilinear plain = homologous ? FullBilinear.homologous(c1, average, Normalization.NONE) : FullBilinear.of(c1, c2, average, Normalization.NONE);
         int d = plain.outputSize();
@@ -182,7 +182,7 @@ class FullBilinearCudaTest extends CublasOpTest {
      * partials stay NaN (the normalize kernels must not read them).
      */
     @Test void normalizeKernelsStrideOverChunksAndSamples() {
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         int rows = 3, d = 1000, chunks = 28, chunk = (d + chunks - 1) / chunks;
         float[] z = Stats.gaussian(r, rows * d), g = Stats.gaussian(r, rows * d);

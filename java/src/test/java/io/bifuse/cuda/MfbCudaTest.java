@@ -61,7 +61,7 @@ class MfbCudaTest extends CublasOpTest {
     void matchesReference(int specBatch, int dx, int dy, int o, int k, int blocks, Activation act) {
         assumeTrue(!SANITIZE || specBatch <= 64, "under compute-sanitizer only B <= 64");
         int batch = SimSizes.batch(specBatch);
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         for (Normalization n : new Normalization[] {Normalization.NONE, Normalization.pytorch(), Normalization.caffe()}) {
             if (specBatch >= 512 && !n.equals(Normalization.pytorch())) continue; // the reference costs long there; the others run at B = 64
@@ -75,10 +75,13 @@ class MfbCudaTest extends CublasOpTest {
                 try (MfbCuda cuda = new MfbCuda(op, ctx, p)) {
                     Object[] out = run(cuda, x, y, g, batch);
                     String what = op + " " + p + " B=" + batch + " seed " + seed;
-                    double e = Stats.relativeL2((float[]) out[0], zRef);
+                    boolean flips = p != Precision.FP32 && act == Activation.RELU && (Math.min(dx, Math.min(dy, o)) < 8 || batch < 8);
+                    double e = flips && n.l2() != Normalization.L2.NONE
+                            ? errorAwayFromDeadRows((float[]) out[0], zRef, batch * blocks, o, what)
+                            : Stats.relativeL2((float[]) out[0], zRef);
                     assertBelow(e, cond.bound(0, base, e), what + " forward");
                     e = MfbReference.maxScaledError(op, (Mfb.Gradients) out[1], gRef, gScale);
-                    if (p != Precision.FP32 && act == Activation.RELU && (Math.min(dx, Math.min(dy, o)) < 8 || batch < 8)) {
+                    if (flips) {
                         // MFH with ReLU at a handful of units in TF32 / BF16: one rounded pre-activation
                         // flipping across 0 moves a gradient by more than its own size, and 8 perturbation
                         // draws do not always reproduce the flip (seen: 19.9 against 0.79 on the
@@ -122,7 +125,7 @@ class MfbCudaTest extends CublasOpTest {
     @ParameterizedTest(name = "B={0} Dx={1} Dy={2} o={3} k={4} blocks={5} {6}")
     @CsvSource({"1,9,4,5,3,2,TANH", "3,8,6,7,3,3,NONE", "2,10,8,260,2,1,TANH", "5,12,10,37,5,2,RELU"})
     void everyNormalizationBranchAlsoAtTheDevicesOwnZ(int batch, int dx, int dy, int o, int k, int blocks, Activation act) {
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         Mfb plain = Mfb.random(dx, dy, o, k, blocks, act, Normalization.NONE, r.nextLong());
         float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * plain.outputWidth());
@@ -169,7 +172,7 @@ class MfbCudaTest extends CublasOpTest {
      * all NaN-poisoned first (a skipped sample stays NaN), for every normalization and activation.
      */
     @Test void fusedKernelsStrideOverSamples() {
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         int rows = 5, n = 2, o = 37, k = 3, w = o * k;
         float[] p = Stats.gaussian(r, rows * n * w), q = Stats.gaussian(r, rows * n * w), bu = Stats.gaussian(r, n * w), bv = Stats.gaussian(r, n * w);
@@ -233,7 +236,7 @@ class MfbCudaTest extends CublasOpTest {
      * slice of the stacked layers): the op then computes the other model, to the FP32 tolerance.
      */
     @Test void loadsWeightsFromDeviceTensors() {
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         int batch = 5, dx = 37, dy = 29, o = 11, k = 3;
         Mfb initial = Mfb.random(dx, dy, o, k, 3, Activation.NONE, Normalization.pytorch(), 1);
@@ -337,6 +340,42 @@ class MfbCudaTest extends CublasOpTest {
             expect("out: expected a 4-byte aligned address", () -> cuda.forward(x, y, DeviceMemory.wrap(z.address() + 2, 128), 2, s));
             cuda.release(s);
         }
+    }
+
+    /**
+     * The forward's relative L2 error over the rows of {@code o} outputs (one block of one sample) that
+     * are not dead on either side: a row whose every product chain a ReLU zeroes pools to exactly 0, and
+     * the l2 normalization maps 0 to 0 but anything else to a unit vector, so one pre-activation
+     * rounding across 0 moves that row by 1 (seen: BF16, MFH with 8 blocks, o = 3, k = 7, 40 of 56 rows
+     * dead in the reference and one of them a unit vector on the device, error 0.25 where 8 perturbation
+     * draws gave 0.034). Rows dead on one side only must still be what a normalization can give, finite
+     * with an l2 norm of at most 1 (both MAX_NORM and SUM_SQUARES divide by at least the row's norm);
+     * an unwritten element (NaN) or a row of another's values (norm ~1 or more, both counted) fails.
+     * At least half the rows must remain compared.
+     */
+    static double errorAwayFromDeadRows(float[] got, double[] ref, int rows, int o, String what) {
+        java.util.ArrayList<Integer> live = new java.util.ArrayList<>();
+        for (int r = 0; r < rows; r++) {
+            double refNorm = 0, gotNorm = 0;
+            for (int j = r * o; j < (r + 1) * o; j++) {
+                refNorm += ref[j] * ref[j];
+                gotNorm += (double) got[j] * got[j];
+            }
+            if ((refNorm == 0) == (gotNorm == 0)) {
+                live.add(r);
+                continue;
+            }
+            double norm = Math.sqrt(gotNorm);
+            assertTrue(norm <= 1 + 1e-5, what + " forward: row " + r + ", dead on one side only, has norm " + norm);
+        }
+        assertTrue(2 * live.size() >= rows, what + " forward: only " + live.size() + " of " + rows + " rows alike dead or alive");
+        float[] g = new float[live.size() * o];
+        double[] d = new double[live.size() * o];
+        for (int i = 0; i < live.size(); i++) {
+            System.arraycopy(got, live.get(i) * o, g, i * o, o);
+            System.arraycopy(ref, live.get(i) * o, d, i * o, o);
+        }
+        return Stats.relativeL2(g, d);
     }
 
     /** The signed sqrt's backward bound of the class comment: {@code max(base, 10 × baseline)}, the baseline the largest of 3 noise draws. */

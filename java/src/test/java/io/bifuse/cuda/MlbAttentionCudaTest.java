@@ -65,7 +65,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
     void matchesReference(int specBatch, int specCells, int dq, int dv, int j, int g, int out, Activation act) {
         assumeTrue(!SANITIZE || (long) specBatch * specCells <= 8 * 196, "under compute-sanitizer only B·L <= 8·196");
         int batch = SimSizes.batch(specBatch), cells = specCells == 196 ? SimSizes.extent(196, CELLS) : specCells;
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         MlbAttention op = MlbAttention.random(dq, dv, j, g, out, act, r.nextLong());
         float[] q = Stats.gaussian(r, batch * dq), v = Stats.gaussian(r, batch * cells * dv), go = Stats.gaussian(r, batch * out);
@@ -81,7 +81,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
     }
 
     @Test void layersWithoutBias() {
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         int batch = 4, cells = 37, dq = 50, dv = 40, j = 30, g = 2, out = 20;
         MlbAttention op = MlbAttention.of(new MlbAttention.Weights(Linear.random(j, dq, false, 1), Linear.random(j, dv, true, 2),
@@ -115,7 +115,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
     @CsvSource({"2,33,20,300,70,4,9,TANH,false,1", "2,65,10,40,30,2,6,RELU,false,96", "3,21,16,24,40,2,11,NONE,true,32",
                 "3,21,16,24,40,2,11,TANH,true,64", "2,40,12,257,129,2,7,RELU,false,1"})
     void biaslessAndSharpLayers(int batch, int cells, int dq, int dv, int j, int g, int out, Activation act, boolean bias, float sharp) {
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         Linear logits = Linear.random(g, j, bias, r.nextLong());
         float[] w = logits.weight();
@@ -144,7 +144,7 @@ class MlbAttentionCudaTest extends CublasOpTest {
      * model's output and attention maps, to the FP32 tolerance.
      */
     @Test void loadsWeightsFromDeviceTensors() {
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         int batch = 3, cells = 11, dq = 23, dv = 19, j = 13, g = 3, out = 7;
         MlbAttention initial = MlbAttention.random(dq, dv, j, g, out, Activation.TANH, 1);

@@ -50,7 +50,7 @@ class MlbCudaTest extends CublasOpTest {
     void matchesReference(int specBatch, int dx, int dy, int j, int out, Activation act) {
         assumeTrue(!SANITIZE || specBatch <= 64, "under compute-sanitizer only B <= 64");
         int batch = SimSizes.batch(specBatch);
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         Mlb op = Mlb.random(dx, dy, j, out, act, r.nextLong());
         float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
@@ -77,7 +77,7 @@ class MlbCudaTest extends CublasOpTest {
     }
 
     @Test void layersWithoutBias() {
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         int batch = 9, dx = 50, dy = 40, j = 30, out = 20;
         Mlb op = Mlb.of(Linear.random(j, dx, false, 1), Linear.random(j, dy, true, 2), Linear.random(out, j, false, 3), Activation.TANH);
@@ -99,7 +99,7 @@ class MlbCudaTest extends CublasOpTest {
     @ParameterizedTest(name = "B={0} Dx={1} Dy={2} J={3} Out={4} {5}")
     @CsvSource({"3,19,11,29,7,TANH", "6,33,20,300,270,RELU"})
     void noLayerHasABias(int batch, int dx, int dy, int j, int out, Activation act) {
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         Mlb op = Mlb.of(Linear.random(j, dx, false, r.nextLong()), Linear.random(j, dy, false, r.nextLong()), Linear.random(out, j, false, r.nextLong()), act);
         float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
@@ -236,7 +236,7 @@ class MlbCudaTest extends CublasOpTest {
      * ones: after {@code loadWeights} the op computes the other model, to the FP32 tolerance.
      */
     @Test void loadsWeightsFromDeviceTensors() {
-        long seed = System.nanoTime();
+        long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         int batch = 6, dx = 41, dy = 23, j = 19, out = 7;
         Mlb initial = Mlb.of(Linear.random(j, dx, true, 1), Linear.random(j, dy, false, 2), Linear.random(out, j, true, 3), Activation.RELU);

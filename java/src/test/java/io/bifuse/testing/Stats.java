@@ -6,6 +6,21 @@ import java.util.Arrays;
 public final class Stats {
     private Stats() {}
 
+    /**
+     * A fresh seed for a test's random inputs, {@link System#nanoTime()}, unless the system property
+     * {@code bifuse.seed} names one: a failure message gives its seed, and
+     * {@code -Dbifuse.seed=N -Dtest=Class#method} reruns exactly that case.
+     */
+    public static long freshSeed() {
+        String s = System.getProperty("bifuse.seed");
+        if (s == null || s.isBlank()) return System.nanoTime();
+        try {
+            return Long.parseLong(s.strip());
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("bifuse.seed: expected a long, got '" + s + "'", e);
+        }
+    }
+
     /** {@code ‖a − ref‖₂ / ‖ref‖₂} in double (0 when both are zero). NaN anywhere gives NaN. */
     public static double relativeL2(float[] a, double[] ref) {
         if (a.length != ref.length) throw new IllegalArgumentException("lengths differ: " + a.length + " vs " + ref.length);
