@@ -401,9 +401,9 @@ Commands (reports and logs go to \$OUT, default <bundle>/out):
   ./run bench [--quick] [--csv FILE] [--runs N]
   ./run main [--quick]               check, then bench
   ./run jmh [jmh args]               JMH, e.g. ./run jmh -lp (every benchmark and case), ./run jmh Ops.cpuForward -p problem=ID
-  ./run peer [PEER ...] [args]       python3 python/peers.py: every PyTorch peer (compact_bilinear, mlb, mfb,
-                                     mlb_attention, full_bilinear, ban_attention, ban_pooling, ban)
-                                     or the named ones; --csv F writes one
+  ./run peer [PEER ...] [args]       python3 python/peers.py: every PyTorch peer (python/*_peer.py: ban_attention,
+                                     ban_block, ban_pooling, compact_bilinear, full_bilinear, mfb,
+                                     mlb, mlb_attention) or the named ones; --csv F writes one
                                      combined CSV; --check compares each with its float64 run
   ./run compare A.csv B.csv          python3 python/compare.py
   ./run java [args]                  the bundled java with bifuse's class path

@@ -4,8 +4,9 @@
 Usage:
     python3 benchmarks/python/peers.py [PEER ...] [peer options]
 
-PEER is one or more of: compact_bilinear, mlb, mfb, mlb_attention, full_bilinear, ban_attention,
-ban_pooling, ban (the <name>_peer.py scripts next to this one); none means all of them, in that order. The options go to
+PEER is one or more of the <name>_peer.py scripts next to this one, by name (ban_attention,
+ban_block, ban_pooling, compact_bilinear, full_bilinear, mfb, mlb, mlb_attention); none means all
+of them, in that order. The options go to
 every selected peer unchanged, so with several peers use the ones they share (--device, --runs,
 --warmup, --batches, --no-compile, --tf32, --seed, --check, --check-batch); a peer's own options
 (--d, --blocks, --activation, ...) need that peer alone, e.g. `peers.py mfb --blocks 2`.
@@ -25,8 +26,11 @@ import subprocess
 import sys
 import time
 
-PEERS = ["compact_bilinear", "mlb", "mfb", "mlb_attention", "full_bilinear", "ban_attention", "ban_pooling", "ban"]
 HERE = os.path.dirname(os.path.abspath(__file__))
+SUFFIX = "_peer.py"
+# Every <name>_peer.py next to this file, one per operator (the operator's name in snake case, which
+# OperatorsTest holds to io.bifuse.Operators): a new peer needs no edit here.
+PEERS = sorted(f[:-len(SUFFIX)] for f in os.listdir(HERE) if f.endswith(SUFFIX))
 
 
 def split_args(argv):
@@ -34,7 +38,7 @@ def split_args(argv):
     rest = list(argv)
     while rest and not rest[0].startswith("-"):
         name = rest.pop(0)
-        name = name[:-len("_peer.py")] if name.endswith("_peer.py") else name
+        name = name[:-len(SUFFIX)] if name.endswith(SUFFIX) else name
         name = name.replace("-", "_")
         if name not in PEERS:
             raise SystemExit("peers.py: unknown peer %r; expected some of: %s" % (name, ", ".join(PEERS)))

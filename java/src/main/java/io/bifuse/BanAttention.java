@@ -42,7 +42,7 @@ import java.util.List;
  * ({@code BanAttentionReference}) rounded to float, parallel over the batch: exact, not fast; and
  * {@code io.bifuse.cuda.BanAttentionCuda} (FP32, its own kernels: no GEMM, so no {@link Precision} to choose).
  */
-public final class BanAttention {
+public final class BanAttention implements Op<BanAttention.Backend> {
     /**
      * What every backend of this op offers on host arrays ({@code BanAttentionCpu} in io.bifuse.cpu,
      * {@code BanAttentionCuda} in io.bifuse.cuda): the attention maps and logits of {@code xp}
@@ -53,6 +53,8 @@ public final class BanAttention {
         Result forward(float[] xp, float[] yp, ObjectMask mask, int batch, int objects, int tokens);
         Gradients backward(float[] xp, float[] yp, ObjectMask mask, float[] gradAttention, int batch, int objects, int tokens);
     }
+
+    @Override public Class<Backend> backendType() { return Backend.class; }
 
     /** The most glimpses: ban-vqa's bilinear {@code h_mat} path is used for G <= 32; the CUDA backward keeps per-glimpse sums in registers. */
     public static final int MAX_GLIMPSES = 32;

@@ -50,7 +50,7 @@ import java.util.List;
  * ({@code BanBlockReference}) rounded to float, parallel over the batch: exact, not fast; and
  * {@code io.bifuse.cuda.BanBlockCuda}.
  */
-public final class BanBlock {
+public final class BanBlock implements Op<BanBlock.Backend> {
     /**
      * What every backend of this op offers on host arrays ({@code BanBlockCpu} in io.bifuse.cpu,
      * {@code BanBlockCuda} in io.bifuse.cuda): the forward {@code x (B × N × Dx)}, {@code y (B × M × Dy)}
@@ -62,6 +62,8 @@ public final class BanBlock {
         Result forwardWithAttention(float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens);
         Gradients backward(float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects, int tokens);
     }
+
+    @Override public Class<Backend> backendType() { return Backend.class; }
 
     /**
      * The most glimpses: ban-vqa's BCNet keeps the low-rank bilinear logits ({@code h_mat}) only up to

@@ -41,7 +41,7 @@ import java.util.List;
  * ({@code BanPoolingReference}) rounded to float, parallel over the batch: exact, not fast; and
  * {@code io.bifuse.cuda.BanPoolingCuda}.
  */
-public final class BanPooling {
+public final class BanPooling implements Op<BanPooling.Backend> {
     /**
      * What every backend of this op offers on host arrays ({@code BanPoolingCpu} in io.bifuse.cpu,
      * {@code BanPoolingCuda} in io.bifuse.cuda): the forward {@code attention (B × N × M)},
@@ -52,6 +52,8 @@ public final class BanPooling {
         float[] forward(float[] attention, float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens);
         Gradients backward(float[] attention, float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects, int tokens);
     }
+
+    @Override public Class<Backend> backendType() { return Backend.class; }
 
     private final int width, group;
 

@@ -26,7 +26,7 @@ import java.util.Arrays;
  * double) and {@code io.bifuse.cuda.CompactBilinearCuda}; {@code io.bifuse.reference.CompactBilinearReference}
  * is the definition-based oracle both are tested against.
  */
-public final class CompactBilinear {
+public final class CompactBilinear implements Op<CompactBilinear.Backend> {
     /**
      * What every backend of this op offers on host arrays ({@code CompactBilinearCpu} in io.bifuse.cpu, {@code CompactBilinearCuda}
      * in io.bifuse.cuda): {@code forward} {@code B × Dx}, {@code B × Dy} → {@code B × d}; {@code backward}
@@ -37,6 +37,8 @@ public final class CompactBilinear {
         float[] forward(float[] x, float[] y, int batch);
         Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
     }
+
+    @Override public Class<Backend> backendType() { return Backend.class; }
 
     private final int dx, dy, d;
     private final int[] h1, h2;

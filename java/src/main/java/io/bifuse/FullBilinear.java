@@ -34,7 +34,7 @@ import java.util.stream.IntStream;
  * {@link Precision}); {@code io.bifuse.reference.FullBilinearReference} is the definition-based oracle
  * both are tested against.
  */
-public final class FullBilinear {
+public final class FullBilinear implements Op<FullBilinear.Backend> {
     /**
      * What every backend of this op offers on host arrays ({@code FullBilinearCpu} in io.bifuse.cpu,
      * {@code FullBilinearCuda} in io.bifuse.cuda): the two-input forms ({@code x (B × L × C1)},
@@ -47,6 +47,8 @@ public final class FullBilinear {
         Gradients backward(float[] x, float[] y, float[] gradOut, int batch, int positions);
         float[] backward(float[] x, float[] gradOut, int batch, int positions);
     }
+
+    @Override public Class<Backend> backendType() { return Backend.class; }
 
     private final int c1, c2;
     private final boolean homologous, average;

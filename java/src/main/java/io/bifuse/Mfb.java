@@ -32,7 +32,7 @@ import java.util.List;
  * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.MfbCpu} (the float64 {@code MfbReference}
  * rounded to float32) and {@code io.bifuse.cuda.MfbCuda} (the fused CUDA implementation).
  */
-public final class Mfb {
+public final class Mfb implements Op<Mfb.Backend> {
     /**
      * What every backend of this op offers on host arrays ({@code MfbCpu} in io.bifuse.cpu, {@code MfbCuda}
      * in io.bifuse.cuda): {@code forward} {@code B × Dx}, {@code B × Dy} → {@code B × blocks·o}; {@code backward}
@@ -43,6 +43,8 @@ public final class Mfb {
         float[] forward(float[] x, float[] y, int batch);
         Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
     }
+
+    @Override public Class<Backend> backendType() { return Backend.class; }
 
     private final List<Linear> us, vs;
     private final int dx, dy, o, k;

@@ -32,7 +32,7 @@ package io.bifuse;
  * and {@code io.bifuse.cuda.MlbCuda} (cuBLAS projections in a chosen {@link Precision}, the elementwise
  * work fused into one kernel each way). The descriptor knows neither.
  */
-public final class Mlb {
+public final class Mlb implements Op<Mlb.Backend> {
     /**
      * What every backend of this op offers on host arrays ({@code MlbCpu} in io.bifuse.cpu, {@code MlbCuda}
      * in io.bifuse.cuda): {@code forward} {@code B × Dx}, {@code B × Dy} → {@code B × Out}; {@code backward}
@@ -43,6 +43,8 @@ public final class Mlb {
         float[] forward(float[] x, float[] y, int batch);
         Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
     }
+
+    @Override public Class<Backend> backendType() { return Backend.class; }
 
     private final Linear u, v, p;
     private final Activation activation;

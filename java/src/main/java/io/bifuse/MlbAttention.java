@@ -40,7 +40,7 @@ import java.util.List;
  * ({@code MlbAttentionReference}) rounded to float, parallel over the batch: exact, not fast; and
  * {@code io.bifuse.cuda.MlbAttentionCuda}.
  */
-public final class MlbAttention {
+public final class MlbAttention implements Op<MlbAttention.Backend> {
     /**
      * What every backend of this op offers on host arrays ({@code MlbAttentionCpu} in io.bifuse.cpu,
      * {@code MlbAttentionCuda} in io.bifuse.cuda): the forward {@code q (B × Dq)}, {@code v (B × L × Dv)}
@@ -52,6 +52,8 @@ public final class MlbAttention {
         Result forwardWithAttention(float[] q, float[] v, int batch, int cells);
         Gradients backward(float[] q, float[] v, float[] gradOut, int batch, int cells);
     }
+
+    @Override public Class<Backend> backendType() { return Backend.class; }
 
     /**
      * The most glimpses the CUDA kernels support: they keep one accumulator per glimpse in registers.

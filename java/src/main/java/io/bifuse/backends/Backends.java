@@ -1,36 +1,13 @@
 package io.bifuse.backends;
 
-import io.bifuse.BanAttention;
-import io.bifuse.BanBlock;
-import io.bifuse.BanPooling;
-import io.bifuse.CompactBilinear;
-import io.bifuse.FullBilinear;
-import io.bifuse.Mfb;
-import io.bifuse.Mlb;
-import io.bifuse.MlbAttention;
+import io.bifuse.Op;
 import io.bifuse.OpBackend;
 import io.bifuse.Precision;
-import io.bifuse.cpu.BanAttentionCpu;
-import io.bifuse.cpu.BanBlockCpu;
-import io.bifuse.cpu.BanPoolingCpu;
-import io.bifuse.cpu.CompactBilinearCpu;
-import io.bifuse.cpu.FullBilinearCpu;
-import io.bifuse.cpu.MfbCpu;
-import io.bifuse.cpu.MlbAttentionCpu;
-import io.bifuse.cpu.MlbCpu;
-import io.bifuse.cuda.BanAttentionCuda;
-import io.bifuse.cuda.BanBlockCuda;
-import io.bifuse.cuda.BanPoolingCuda;
-import io.bifuse.cuda.CompactBilinearCuda;
-import io.bifuse.cuda.CublasHandle;
 import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
-import io.bifuse.cuda.CufftPlan;
-import io.bifuse.cuda.FullBilinearCuda;
-import io.bifuse.cuda.MfbCuda;
-import io.bifuse.cuda.MlbAttentionCuda;
-import io.bifuse.cuda.MlbCuda;
-import java.util.function.Supplier;
+import io.bifuse.cuda.LibraryUnavailableException;
+import java.lang.reflect.Constructor;
+import java.lang.reflect.InvocationTargetException;
 
 /**
  * The one place that chooses a backend: the CUDA one in {@code gpu} (FP32 GEMMs) when a context is
@@ -45,6 +22,11 @@ import java.util.function.Supplier;
  * }</pre>
  * The caller keeps the context (close it after the choice). TF32 and BF16 are never chosen here:
  * make those with the op's CUDA class.
+ *
+ * <p>Any operator works here without an edit: its backends are found by the operator's name
+ * ({@code io.bifuse.cpu.XCpu(X)}, {@code io.bifuse.cuda.XCuda(X, CudaContext)}, see {@link Op}), and
+ * the CUDA one's constructor says when the library it needs is missing
+ * ({@link LibraryUnavailableException}, before it allocates anything).
  */
 public final class Backends {
     private Backends() {}
@@ -54,51 +36,48 @@ public final class Backends {
         @Override public void close() { backend.close(); }
     }
 
-    public static Choice<Mlb.Backend> of(Mlb op, CudaContext gpu) {
-        return choose(gpu, true, false, () -> new MlbCuda(op, gpu), () -> new MlbCpu(op));
-    }
-
-    public static Choice<Mfb.Backend> of(Mfb op, CudaContext gpu) {
-        return choose(gpu, true, false, () -> new MfbCuda(op, gpu), () -> new MfbCpu(op));
-    }
-
-    public static Choice<MlbAttention.Backend> of(MlbAttention op, CudaContext gpu) {
-        return choose(gpu, true, false, () -> new MlbAttentionCuda(op, gpu), () -> new MlbAttentionCpu(op));
-    }
-
-    public static Choice<CompactBilinear.Backend> of(CompactBilinear op, CudaContext gpu) {
-        return choose(gpu, false, true, () -> new CompactBilinearCuda(op, gpu), () -> new CompactBilinearCpu(op));
-    }
-
-    public static Choice<FullBilinear.Backend> of(FullBilinear op, CudaContext gpu) {
-        return choose(gpu, true, false, () -> new FullBilinearCuda(op, gpu), () -> new FullBilinearCpu(op));
-    }
-
-    public static Choice<BanPooling.Backend> of(BanPooling op, CudaContext gpu) {
-        return choose(gpu, false, false, () -> new BanPoolingCuda(op, gpu), () -> new BanPoolingCpu(op));
-    }
-
-    public static Choice<BanAttention.Backend> of(BanAttention op, CudaContext gpu) {
-        return choose(gpu, false, false, () -> new BanAttentionCuda(op, gpu), () -> new BanAttentionCpu(op));
-    }
-
-    public static Choice<BanBlock.Backend> of(BanBlock op, CudaContext gpu) {
-        return choose(gpu, true, false, () -> new BanBlockCuda(op, gpu), () -> new BanBlockCpu(op));
-    }
-
-    private static <B extends OpBackend> Choice<B> choose(CudaContext gpu, boolean cublas, boolean cufft, Supplier<? extends B> cuda,
-                                                          Supplier<? extends B> cpu) {
+    /** The op's CUDA backend in {@code gpu} where it can run, else its CPU backend; each with why. */
+    public static <B extends OpBackend> Choice<B> of(Op<B> op, CudaContext gpu) {
+        if (op == null) throw new IllegalArgumentException("op: expected an operator descriptor, got null");
         String why;
         if (gpu == null) why = "no CUDA context given";
         else if (!Cuda.isAvailable()) why = "no GPU: " + Cuda.status().reason();
-        else if (cublas && !CublasHandle.libraryAvailable()) why = "no cuBLAS: " + CublasHandle.describeLibrary();
-        else if (cufft && !CufftPlan.libraryAvailable()) why = "no cuFFT: " + CufftPlan.describeLibrary();
         else {
-            B b = cuda.get();
-            return new Choice<>(b, b.backend() + ": " + (Cuda.isSimulated() ? "the simulated device (not a GPU)" : "CUDA device, driver "
-                    + Cuda.status().driver()) + ", " + Precision.FP32 + " GEMMs");
+            try {
+                B b = construct(op, "io.bifuse.cuda.", "Cuda", gpu);
+                return new Choice<>(b, b.backend() + ": " + (Cuda.isSimulated() ? "the simulated device (not a GPU)" : "CUDA device, driver "
+                        + Cuda.status().driver()) + ", " + Precision.FP32 + " GEMMs");
+            } catch (LibraryUnavailableException e) {
+                why = e.reason();
+            }
         }
-        B b = cpu.get();
+        B b = construct(op, "io.bifuse.cpu.", "Cpu", null);
         return new Choice<>(b, b.backend() + ": " + why);
+    }
+
+    /** {@code new <pkg><Op><suffix>(op)} or {@code (op, gpu)}, checked to implement the op's backend interface. */
+    static <B extends OpBackend> B construct(Op<B> op, String pkg, String suffix, CudaContext gpu) {
+        Class<?> opType = op.getClass();
+        String name = pkg + opType.getSimpleName() + suffix;
+        Constructor<?> c;
+        try {
+            Class<?> type = Class.forName(name, true, opType.getClassLoader());
+            if (!op.backendType().isAssignableFrom(type)) {
+                throw new IllegalStateException(name + " does not implement " + op.backendType().getName());
+            }
+            c = gpu == null ? type.getConstructor(opType) : type.getConstructor(opType, CudaContext.class);
+        } catch (ClassNotFoundException | NoSuchMethodException e) {
+            throw new IllegalStateException(opType.getSimpleName() + " has no backend " + name + " with a public constructor ("
+                    + opType.getSimpleName() + (gpu == null ? "" : ", CudaContext") + "): " + e, e);
+        }
+        try {
+            return op.backendType().cast(gpu == null ? c.newInstance(op) : c.newInstance(op, gpu));
+        } catch (InvocationTargetException e) {
+            if (e.getCause() instanceof RuntimeException r) throw r;
+            if (e.getCause() instanceof Error r) throw r;
+            throw new IllegalStateException(name + ": " + e.getCause(), e.getCause());
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException(name + ": " + e, e);
+        }
     }
 }

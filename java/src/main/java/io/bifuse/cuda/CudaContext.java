@@ -112,7 +112,7 @@ public final class CudaContext implements AutoCloseable {
         CUfunction f = functions.get(kernel.name());
         if (f != null) return f;
         if (!catalog.contains(kernel)) {
-            throw new IllegalArgumentException(kernel + " is not in Kernels.all(): add it there so the PTX test covers it");
+            throw new IllegalArgumentException(kernel + " is not in Kernels.all(): list it in its op class's KERNELS so the PTX test covers it");
         }
         makeCurrent();
         f = new CUfunction();

@@ -39,10 +39,10 @@ public abstract class CudaOp<O> implements AutoCloseable {
         if (context == null) throw new IllegalArgumentException("context: expected an open CudaContext, got null");
         this.name = what.substring(what.indexOf(' ') + 1);
         if (needs == Needs.CUBLAS && !CublasHandle.libraryAvailable()) {
-            throw new IllegalStateException(name + " on CUDA needs cuBLAS: " + CublasHandle.describeLibrary());
+            throw new LibraryUnavailableException(name, "cuBLAS", CublasHandle.describeLibrary());
         }
         if (needs == Needs.CUFFT && !CufftPlan.libraryAvailable()) {
-            throw new IllegalStateException(name + " on CUDA needs cuFFT: " + CufftPlan.describeLibrary());
+            throw new LibraryUnavailableException(name, "cuFFT", CufftPlan.describeLibrary());
         }
         this.op = op;
         this.context = context;

@@ -1,7 +1,10 @@
 package io.bifuse.cuda;
 
+import io.bifuse.Operators;
 import java.io.IOException;
 import java.io.InputStream;
+import java.lang.reflect.Field;
+import java.lang.reflect.Modifier;
 import java.util.List;
 import java.util.stream.Stream;
 
@@ -12,11 +15,36 @@ public final class Kernels {
     static final String FATBIN = "/io/bifuse/cuda/bifuse.fatbin";
     static final String PTX = "/io/bifuse/cuda/bifuse.ptx";
 
-    /** Every kernel any op launches; {@link CudaContext#launch} refuses kernels not listed here. */
-    public static List<KernelSpec> all() {
-        return Stream.of(CompactBilinearCuda.KERNELS, LinearCuda.KERNELS, MlbCuda.KERNELS, MfbCuda.KERNELS, MlbAttentionCuda.KERNELS, FullBilinearCuda.KERNELS,
-                        BanAttentionCuda.KERNELS, BanPoolingCuda.KERNELS, BanBlockCuda.KERNELS)
+    /**
+     * Every kernel any op launches: each operator's ({@link Operators#all()}: the static
+     * {@code KERNELS} of {@code io.bifuse.cuda.XCuda}, found by the operator's name) and the shared
+     * layers' ({@link LinearCuda}). {@link CudaContext#launch} refuses kernels not listed here, so a
+     * kernel the PTX test has not seen cannot run.
+     */
+    public static List<KernelSpec> all() { return Catalog.ALL; }
+
+    private static final class Catalog {
+        static final List<KernelSpec> ALL = Stream.concat(Operators.all().stream().map(Kernels::declaredBy), Stream.of(LinearCuda.KERNELS))
                 .flatMap(List::stream).toList();
+    }
+
+    /** The {@code KERNELS} of the operator's CUDA class. */
+    @SuppressWarnings("unchecked")
+    private static List<KernelSpec> declaredBy(Class<?> op) {
+        String name = Kernels.class.getPackageName() + "." + op.getSimpleName() + "Cuda";
+        try {
+            Field f = Class.forName(name, false, Kernels.class.getClassLoader()).getDeclaredField("KERNELS");
+            if (!Modifier.isStatic(f.getModifiers()) || !List.class.isAssignableFrom(f.getType())) {
+                throw new IllegalStateException(name + ".KERNELS: expected a static List<KernelSpec>");
+            }
+            List<?> kernels = (List<?>) f.get(null);
+            for (Object k : kernels) {
+                if (!(k instanceof KernelSpec)) throw new IllegalStateException(name + ".KERNELS: expected KernelSpecs, got " + k);
+            }
+            return (List<KernelSpec>) kernels;
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException(op.getSimpleName() + ": expected " + name + " with a static List<KernelSpec> KERNELS: " + e, e);
+        }
     }
 
     /**

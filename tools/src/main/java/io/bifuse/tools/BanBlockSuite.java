@@ -26,7 +26,7 @@ import java.util.SplittableRandom;
  *
  * <p>Object masks: small sizes have an empty sample (zero attention, the documented result) and a
  * single-object sample; the spec's sizes draw 10..N real objects per sample (ban-vqa's detector gives
- * 10..100 boxes), as {@code ban_peer.py} does.
+ * 10..100 boxes), as {@code ban_block_peer.py} does.
  *
  * <p>The float64 reference costs about {@code N·Dx·(K + G·K')} multiply-adds per sample and forward
  * (1.3·10⁹ at N = 36, 2.8·10⁹ at N = 100) and about three times that for backward (3 s + 9 s at B = 2,
@@ -43,7 +43,7 @@ final class BanBlockSuite implements Suite {
                     + glimpseWidth + (group == 1 ? "" : " k=" + group);
         }
 
-        /** The size string shared with the PyTorch peer (ban_peer.py); the batch is its own column. */
+        /** The size string shared with the PyTorch peer (ban_block_peer.py); the batch is its own column. */
         String csvSize() {
             return "N=" + objects + ",M=" + tokens + ",Dx=" + dx + ",Dy=" + dy + ",K=" + width + ",G=" + glimpses + ",Kp=" + glimpseWidth
                     + ",group=" + group;

@@ -1,5 +1,6 @@
 package io.bifuse.tools;
 
+import io.bifuse.Operators;
 import io.bifuse.cuda.CudaContext;
 import java.util.List;
 import java.util.SplittableRandom;
@@ -7,8 +8,8 @@ import java.util.SplittableRandom;
 /**
  * One operator's specification for the tools: its rows of {@code check} against its reference on every
  * backend that can run, and the sizes {@code bench} and the JMH benchmarks time ({@link #benchCases}:
- * the labels, cost model, inputs and calls written once for both). {@link #all()} lists every operator:
- * the one place a new operator is registered with the tools and the benchmarks.
+ * the labels, cost model, inputs and calls written once for both). {@link #all()} has one per operator of
+ * {@link Operators#all()}, found by the operator's name: a new operator's suite needs no other edit.
  */
 public interface Suite {
     /**
@@ -27,8 +28,21 @@ public interface Suite {
     /** Null when the op's CUDA path can run with {@code ctx} open, else why not (kernels, cuBLAS, cuFFT). */
     String gpuUnavailableReason();
 
-    public static List<Suite> all() {
-        return List.of(new CompactBilinearSuite(), new MlbSuite(), new MfbSuite(), new MlbAttentionSuite(), new FullBilinearSuite(),
-                new BanAttentionSuite(), new BanPoolingSuite(), new BanBlockSuite());
+    /** One suite per operator, in {@link Operators#all()}'s order: {@code io.bifuse.tools.XSuite} for the operator X. */
+    public static List<Suite> all() { return Operators.names().stream().map(Suite::named).toList(); }
+
+    /** The suite of operator {@code op} ({@code io.bifuse.tools.<op>Suite}, a no-argument constructor). */
+    static Suite named(String op) {
+        String name = Suite.class.getPackageName() + "." + op + "Suite";
+        try {
+            Class<?> type = Class.forName(name);
+            if (!Suite.class.isAssignableFrom(type)) throw new IllegalStateException(name + " does not implement Suite");
+            var c = type.getDeclaredConstructor();
+            return (Suite) c.newInstance();
+        } catch (java.lang.reflect.InvocationTargetException e) {
+            throw new IllegalStateException(name + ": " + e.getCause(), e.getCause());
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException("operator " + op + ": expected its suite " + name + " with a no-argument constructor: " + e, e);
+        }
     }
 }

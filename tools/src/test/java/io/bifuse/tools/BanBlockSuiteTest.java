@@ -25,7 +25,7 @@ class BanBlockSuiteTest {
     }
 
     @Test void benchSizesCarryThePeersLabels() {
-        // benchmarks/python/compare.py pairs rows on the exact (op, size, batch): these are ban_peer.py's labels.
+        // benchmarks/python/compare.py pairs rows on the exact (op, size, batch): these are ban_block_peer.py's labels.
         assertEquals("N=36,M=14,Dx=2048,Dy=1280,K=3840,G=8,Kp=1280,group=1", BanBlockSuite.SPEC36.csvSize());
         assertEquals("N=100,M=14,Dx=2048,Dy=1280,K=3840,G=8,Kp=1280,group=1", BanBlockSuite.SPEC100.csvSize());
         assertEquals(256, BanBlockSuite.SPEC36.batch());

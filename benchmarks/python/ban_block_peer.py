@@ -26,9 +26,9 @@ Mac = B*N*Dx*(K + G*Kp) + B*M*Dy*(K + G*Kp) + B*G*N*M*K + G*B*N*Kp*(M+1) + G*B*D
 forward: bytes = 4(I + W + O), flops = 2 Mac; fwd+bwd: bytes = 4(3I + 3W + 2O), flops = 6 Mac.
 
 Examples:
-    python3 benchmarks/python/ban_peer.py --csv out.csv
-    python3 benchmarks/python/ban_peer.py --device cpu --quick --runs 3 --warmup 1
-    python3 benchmarks/python/ban_peer.py --check --quick
+    python3 benchmarks/python/ban_block_peer.py --csv out.csv
+    python3 benchmarks/python/ban_block_peer.py --device cpu --quick --runs 3 --warmup 1
+    python3 benchmarks/python/ban_block_peer.py --check --quick
 """
 
 import copy

@@ -1,0 +1,21 @@
+package io.bifuse;
+
+import java.util.List;
+
+/**
+ * Every operator of the library: the one registration a new operator makes. The CUDA kernel catalog,
+ * the backend facade, the tools' check and bench, the JMH benchmarks and the PyTorch peers' runner all
+ * derive their lists from this one (each part found by the operator's name, as {@link Op} describes).
+ */
+public final class Operators {
+    private Operators() {}
+
+    private static final List<Class<? extends Op<?>>> ALL = List.of(CompactBilinear.class, Mlb.class, Mfb.class, MlbAttention.class,
+            FullBilinear.class, BanAttention.class, BanPooling.class, BanBlock.class);
+
+    /** The operators' descriptor classes, in the order the tools report them. */
+    public static List<Class<? extends Op<?>>> all() { return ALL; }
+
+    /** The operators' names (their descriptors' simple names), in {@link #all()}'s order. */
+    public static List<String> names() { return ALL.stream().map(Class::getSimpleName).toList(); }
+}
