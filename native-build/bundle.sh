@@ -18,7 +18,7 @@
 #   .bundle/run env                  Java version, GPUs, what bifuse found
 #   .bundle/run gpu-tests            the whole test suite (JUnit reports under $OUT or .bundle/out)
 #   .bundle/run sanitize memcheck    the gpu-tagged CUDA tests under compute-sanitizer
-#   .bundle/run main                 check, then bench;  .bundle/run jmh Ops.gpu -p problem=ID (ids: jmh -lp)
+#   .bundle/run main                 check, then bench;  .bundle/run jmh Ops.gpu -p gpuCase=ID (ids: jmh -lp)
 # Environment: BIFUSE_BUNDLE_NO_BUILD=1 reuses the jars already under */target;
 # BIFUSE_BUNDLE_ALLOW_NO_KERNELS=1 accepts a jar built without nvcc (its GPU tests would all skip).
 set -euo pipefail
@@ -184,7 +184,7 @@ cat >"$bundle/run" <<'RUN'
 #   run check [--quick]                   every op on every backend vs the reference
 #   run bench [--quick] [--csv FILE] [--runs N]
 #   run main [--quick]                    check, then bench
-#   run jmh [jmh args]                    JMH (e.g. -lp, or Ops.gpuForward -p problem="Mlb/B=512/.../tf32")
+#   run jmh [jmh args]                    JMH (e.g. -lp, or Ops.gpuForward -p gpuCase="Mlb/B=512/.../tf32")
 #   run peer [PEER ...] [args]            the PyTorch peers (python/peers.py): all of them, or the named ones
 #                                         (compact_bilinear mlb mfb mlb_attention full_bilinear); --csv F: one CSV
 #   run compare A.csv B.csv [...]         python/compare.py
@@ -269,7 +269,7 @@ case "$cmd" in
   check|bench|main)
     exec "${JAVA[@]}" io.bifuse.tools.Main "$cmd" "$@" ;;
   jmh) # JMH 1.37 reads fields through sun.misc.Unsafe: allow it, quietly (forks inherit the flag)
-    exec "${JAVA[@]}" --sun-misc-unsafe-memory-access=allow org.openjdk.jmh.Main "$@" ;;
+    exec "${JAVA[@]}" --sun-misc-unsafe-memory-access=allow io.bifuse.bench.Jmh "$@" ;;
   peer)
     exec "$PY" "$B/python/peers.py" "$@" ;;
   compare)
@@ -316,9 +316,9 @@ case "$cmd" in
         "${JAVA[@]}" -Dbifuse.sanitize=true "${ARGS[@]}"
       probe_ok=0; case "${rows[-1]}" in *"| pass |"*) probe_ok=1 ;; esac
       if [ "$probe_ok" = 1 ]; then
-        subset=()
-        for c in CompactBilinear Mlb Mfb MlbAttention FullBilinear BanAttention BanPooling BanBlock; do subset+=(--select-class "io.bifuse.cuda.${c}CudaTest"); done
-        junit_args "${subset[@]}" -- --include-tag gpu
+        # Every operator's own GPU test (io.bifuse.cuda.<Op>CudaTest, LinearCudaTest's shared layer too):
+        # found by the name, so a new operator's test joins without an edit here.
+        junit_args --select-package io.bifuse.cuda -- --include-classname '.+CudaTest$' --include-tag gpu
         for tool in memcheck racecheck; do
           phase "sanitize-$tool" 45 sanitize.log "$cs" --tool "$tool" --error-exitcode 9 --target-processes all --launch-timeout 120 \
             "${JAVA[@]}" -Dbifuse.sanitize=true "${ARGS[@]}"
@@ -400,7 +400,7 @@ Commands (reports and logs go to \$OUT, default <bundle>/out):
   ./run check [--quick]              every op on every backend vs the reference
   ./run bench [--quick] [--csv FILE] [--runs N]
   ./run main [--quick]               check, then bench
-  ./run jmh [jmh args]               JMH, e.g. ./run jmh -lp (every benchmark and case), ./run jmh Ops.cpuForward -p problem=ID
+  ./run jmh [jmh args]               JMH, e.g. ./run jmh -lp (every benchmark and case), ./run jmh Ops.cpuForward -p cpuCase=ID
   ./run peer [PEER ...] [args]       python3 python/peers.py: every PyTorch peer (python/*_peer.py: ban_attention,
                                      ban_block, ban_pooling, compact_bilinear, full_bilinear, mfb,
                                      mlb, mlb_attention) or the named ones; --csv F writes one

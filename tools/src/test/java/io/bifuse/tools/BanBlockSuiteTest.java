@@ -7,7 +7,7 @@ import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
-/** BanBlock's check and bench rows (until the suite is listed in Suite.all(), MainTest does not run them) and what the peer relies on. */
+/** BanBlock's check and bench rows at their own sizes, and what the peer relies on. */
 class BanBlockSuiteTest {
     @Test void quickCheckPassesOnTheCpu() {
         Check.Report report = new Check.Report();

@@ -8,6 +8,12 @@ import org.junit.jupiter.api.Test;
 
 /** The main job's pieces on the quick sizes: check passes on every available backend; bench produces rows. */
 class MainTest {
+    @Test void oneSuitePerOperatorFoundByItsName() {
+        assertEquals(io.bifuse.Operators.names(), Suite.all().stream().map(Suite::name).toList());
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> Suite.named("NoSuchOp"));
+        assertTrue(e.getMessage().startsWith("operator NoSuchOp: expected its suite io.bifuse.tools.NoSuchOpSuite"), e.getMessage());
+    }
+
     @Test void quickCheckPasses() {
         assertEquals(0, Check.run(true, null));
     }
