@@ -10,7 +10,7 @@ GB/s and GFLOP/s, its peak device memory in MiB when some row of the table has o
 of its median to the baseline's (default bifuse-cuda-fp32): ratio > 1 means the baseline (bifuse) is
 faster. Rows missing on either side are shown as '-'. Rows pair on the exact op name and size
 string: both sides call the training step (forward, then backward) <Op>.fwd+bwd, for every
-operator (CompactBilinear, Mlb, Mfb, MlbAttention, FullBilinear, BanAttention, BanPooling, BanBlock).
+operator (the op names are the descriptors' names, io.bifuse.Operators; nothing here lists them).
 
 Usage:
     python3 benchmarks/python/compare.py bifuse.csv peer-cuda.csv [more.csv ...] [--baseline bifuse-cpu-reference]

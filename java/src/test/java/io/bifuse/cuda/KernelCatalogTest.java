@@ -87,7 +87,10 @@ class KernelCatalogTest {
                 structs++;
             }
         }
-        assertEquals(9, structs, "the kernels with a struct parameter (BanAttention 3, BanPooling 3, Mfb 2, MlbAttention 1)");
+        // At least today's 9 struct parameters (BanAttention 3, BanPooling 3, Mfb 2, MlbAttention 1) had
+        // their fields matched against the loads: the field check cannot go quiet, and a new op's structs
+        // need no edit here.
+        assertTrue(structs >= 9, "struct parameters checked: " + structs);
     }
 
     /**
