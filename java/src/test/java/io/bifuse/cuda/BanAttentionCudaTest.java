@@ -1,11 +1,19 @@
 package io.bifuse.cuda;
 
+import static io.bifuse.cuda.DeviceOpContractTest.B;
+import static io.bifuse.cuda.DeviceOpContractTest.F;
+import static io.bifuse.cuda.DeviceOpContractTest.gaussian;
+import static io.bifuse.cuda.DeviceOpContractTest.mat;
+import static io.bifuse.cuda.DeviceOpContractTest.tensors;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.bifuse.BanAttention;
 import io.bifuse.Linear;
 import io.bifuse.ObjectMask;
+import io.bifuse.cpu.BanAttentionCpu;
+import io.bifuse.cuda.DeviceOpContractTest.DeviceForm;
+import io.bifuse.cuda.DeviceOpContractTest.Subject;
 import io.bifuse.reference.BanAttentionReference;
 import io.bifuse.testing.BanAttentionRuns;
 import io.bifuse.testing.Conditioning;
@@ -420,5 +428,40 @@ class BanAttentionCudaTest {
     private static DeviceBuffer keep(List<DeviceBuffer> l, DeviceBuffer b) {
         l.add(b);
         return b;
+    }
+
+    /**
+     * This op's instance of the {@link DeviceOpContractTest} testbed: two glimpses under a mask with a full,
+     * a partial and an empty row, so that padded objects (their logits −inf) and a sample with no object at
+     * all are in the case.
+     */
+    static Subject contractSubject(SplittableRandom r) {
+        BanAttention op = BanAttention.random(2, 8, r.nextLong());
+        int b = 3, n = 5, m = 4, maps = b * 2 * n * m;
+        ObjectMask mask = ObjectMask.counts(new int[] {5, 2, 0}, n);
+        float[] xp = gaussian(r, b * n * 8), yp = gaussian(r, b * m * 8), ga = gaussian(r, maps);
+        // backward reads the forward's maps: "attention" is an output of one call and an input of the next
+        DeviceForm dev = new DeviceForm()
+                .call(F, (o, a) -> ((BanAttentionCuda) o).forward(mat(a, "xp", b * n, 8), mat(a, "yp", b * m, 8), a.mask(), a.n("batch"), a.n("objects"),
+                        a.n("tokens"), a.m("attention"), a.m("logits"), a.stream()))
+                .call(B, (o, a) -> ((BanAttentionCuda) o).backward(mat(a, "xp", b * n, 8), mat(a, "yp", b * m, 8), a.mask(), a.n("batch"), a.n("objects"),
+                        a.n("tokens"), a.m("attention"), a.m("gradAttention"), mat(a, "gradXp", b * n, 8), mat(a, "gradYp", b * m, 8), a.m("gradWeight"),
+                        a.m("gradBias"), false, a.stream()))
+                .size("batch", b).size("objects", n).size("tokens", m).mask(mask)
+                .in("xp", xp, F, B).in("yp", yp, F, B).in("gradAttention", ga, B)
+                .out("attention", maps, F, B).optionalOut("logits", maps, F) // null: the logits are not written
+                .out("gradXp", b * n * 8, B).out("gradYp", b * m * 8, B).linear("gradWeight", "gradBias", op.logits(), B)
+                .extra("yp", F, (o, a) -> ((BanAttentionCuda) o).forward(mat(a, "xp", b * n, 8), mat(a, "yp", b * m, 7), a.mask(), a.n("batch"),
+                        a.n("objects"), a.n("tokens"), a.m("attention"), a.m("logits"), a.stream()))
+                .extra("gradXp", B, (o, a) -> ((BanAttentionCuda) o).backward(mat(a, "xp", b * n, 8), mat(a, "yp", b * m, 8), a.mask(), a.n("batch"),
+                        a.n("objects"), a.n("tokens"), a.m("attention"), a.m("gradAttention"), mat(a, "gradXp", b * n - 1, 8), mat(a, "gradYp", b * m, 8),
+                        a.m("gradWeight"), a.m("gradBias"), false, a.stream()));
+        return new Subject("BanAttention", false, false, (c, p) -> new BanAttentionCuda(op, c), new BanAttentionCpu(op), be -> {
+            BanAttention.Backend a = (BanAttention.Backend) be;
+            BanAttention.Result res = a.forward(xp, yp, mask, b, n, m);
+            List<float[]> t = tensors(res.attention(), res.logits());
+            t.addAll(a.backward(xp, yp, mask, ga, b, n, m).tensors());
+            return t;
+        }, dev);
     }
 }

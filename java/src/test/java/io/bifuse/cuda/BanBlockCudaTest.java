@@ -1,5 +1,9 @@
 package io.bifuse.cuda;
 
+import static io.bifuse.cuda.DeviceOpContractTest.B;
+import static io.bifuse.cuda.DeviceOpContractTest.F;
+import static io.bifuse.cuda.DeviceOpContractTest.gaussian;
+import static io.bifuse.cuda.DeviceOpContractTest.tensors;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -8,6 +12,10 @@ import io.bifuse.Linear;
 import io.bifuse.ObjectMask;
 import io.bifuse.Precision;
 import io.bifuse.WeightNormLinear;
+import io.bifuse.cpu.BanBlockCpu;
+import io.bifuse.cuda.DeviceOpContractTest.Args;
+import io.bifuse.cuda.DeviceOpContractTest.DeviceForm;
+import io.bifuse.cuda.DeviceOpContractTest.Subject;
 import io.bifuse.reference.BanBlockReference;
 import io.bifuse.testing.Conditioning;
 import io.bifuse.testing.DeviceRuns;
@@ -304,5 +312,75 @@ class BanBlockCudaTest extends CublasOpTest {
                 assertBelow(err, cond == null ? bound : cond.bound(i, bound, err), names.get(i) + ", " + what);
             }
         }
+    }
+
+    /**
+     * This op's instance of the {@link DeviceOpContractTest} testbed: the whole BAN block (two glimpses,
+     * weight-normed layers, a mask), whose gradient record is the largest; its malformed records (glimpse or
+     * residual lists of the wrong length, a missing tokens layer) are refusals the generic cases cannot build.
+     */
+    static Subject contractSubject(SplittableRandom r) {
+        BanBlock op = BanBlock.random(5, 4, 6, 6, 2, 3, r.nextLong());
+        int b = 3, n = 4, m = 3, gl = op.glimpses();
+        ObjectMask mask = ObjectMask.counts(new int[] {4, 2, 1}, n);
+        float[] x = gaussian(r, b * n * 5), y = gaussian(r, b * m * 4), g = gaussian(r, b * 4);
+        BanBlock.Weights w = op.weights();
+        DeviceForm dev = new DeviceForm()
+                .call(F, (o, a) -> ((BanBlockCuda) o).forward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("out"),
+                        a.m("attentionOut"), a.stream()))
+                .call(B, (o, a) -> ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"),
+                        banGrads(a, gl), a.stream()))
+                .size("batch", b).size("objects", n).size("tokens", m).mask(mask)
+                .in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * 4, F).optionalOut("attentionOut", b * gl * n * m, F)
+                .out("grads.dx", b * n * 5, B).out("grads.dy", b * m * 4, B)
+                .weightNorm("grads.objects", w.objects(), B).weightNorm("grads.tokens", w.tokens(), B).weightNorm("grads.logits", w.logits(), B);
+        for (int i = 0; i < gl; i++) {
+            dev.weightNorm("grads.glimpseObjects[" + i + "]", w.glimpseObjects().get(i), B).weightNorm("grads.glimpseTokens[" + i + "]", w.glimpseTokens().get(i), B)
+                    .weightNorm("grads.residuals[" + i + "]", w.residuals().get(i), B);
+        }
+        dev.extra("grads", B, (o, a) -> ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"),
+                        a.m("gradOut"), null, a.stream()))
+                .extra("grads.glimpseObjects", B, (o, a) -> {
+                    BanBlockCuda.GradientBuffers gr = banGrads(a, gl);
+                    ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"),
+                            new BanBlockCuda.GradientBuffers(gr.dx(), gr.dy(), gr.objects(), gr.tokens(), gr.logits(), gr.glimpseObjects().subList(0, gl - 1),
+                                    gr.glimpseTokens(), gr.residuals()), a.stream());
+                })
+                .extra("grads.residuals", B, (o, a) -> {
+                    BanBlockCuda.GradientBuffers gr = banGrads(a, gl);
+                    List<BanBlockCuda.LayerBuffers> more = new ArrayList<>(gr.residuals());
+                    more.add(gr.residuals().get(0));
+                    ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"),
+                            new BanBlockCuda.GradientBuffers(gr.dx(), gr.dy(), gr.objects(), gr.tokens(), gr.logits(), gr.glimpseObjects(), gr.glimpseTokens(),
+                                    more), a.stream());
+                })
+                .extra("grads.tokens", B, (o, a) -> {
+                    BanBlockCuda.GradientBuffers gr = banGrads(a, gl);
+                    ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"),
+                            new BanBlockCuda.GradientBuffers(gr.dx(), gr.dy(), gr.objects(), null, gr.logits(), gr.glimpseObjects(), gr.glimpseTokens(),
+                                    gr.residuals()), a.stream());
+                });
+        return new Subject("BanBlock", false, true, (c, p) -> new BanBlockCuda(op, c, p), new BanBlockCpu(op), be -> {
+            BanBlock.Backend k = (BanBlock.Backend) be;
+            BanBlock.Result res = k.forwardWithAttention(x, y, mask, b, n, m);
+            List<float[]> t = tensors(res.out(), res.attention());
+            t.addAll(k.backward(x, y, mask, g, b, n, m).tensors());
+            return t;
+        }, dev);
+    }
+
+    private static BanBlockCuda.LayerBuffers banLayer(Args a, String key) {
+        return new BanBlockCuda.LayerBuffers(a.m(key + ".weightV"), a.m(key + ".weightG"), a.m(key + ".bias"));
+    }
+
+    private static BanBlockCuda.GradientBuffers banGrads(Args a, int glimpses) {
+        List<BanBlockCuda.LayerBuffers> go = new ArrayList<>(), gt = new ArrayList<>(), res = new ArrayList<>();
+        for (int i = 0; i < glimpses; i++) {
+            go.add(banLayer(a, "grads.glimpseObjects[" + i + "]"));
+            gt.add(banLayer(a, "grads.glimpseTokens[" + i + "]"));
+            res.add(banLayer(a, "grads.residuals[" + i + "]"));
+        }
+        return new BanBlockCuda.GradientBuffers(a.m("grads.dx"), a.m("grads.dy"), banLayer(a, "grads.objects"), banLayer(a, "grads.tokens"),
+                banLayer(a, "grads.logits"), go, gt, res);
     }
 }

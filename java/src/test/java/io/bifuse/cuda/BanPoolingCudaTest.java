@@ -1,10 +1,18 @@
 package io.bifuse.cuda;
 
+import static io.bifuse.cuda.DeviceOpContractTest.B;
+import static io.bifuse.cuda.DeviceOpContractTest.F;
+import static io.bifuse.cuda.DeviceOpContractTest.gaussian;
+import static io.bifuse.cuda.DeviceOpContractTest.mat;
+import static io.bifuse.cuda.DeviceOpContractTest.tensors;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.bifuse.BanPooling;
 import io.bifuse.ObjectMask;
+import io.bifuse.cpu.BanPoolingCpu;
+import io.bifuse.cuda.DeviceOpContractTest.DeviceForm;
+import io.bifuse.cuda.DeviceOpContractTest.Subject;
 import io.bifuse.reference.BanPoolingReference;
 import io.bifuse.testing.Stats;
 import java.util.ArrayList;
@@ -339,5 +347,41 @@ class BanPoolingCudaTest {
     private static DeviceBuffer keep(List<DeviceBuffer> l, DeviceBuffer b) {
         l.add(b);
         return b;
+    }
+
+    /**
+     * This op's instance of the {@link DeviceOpContractTest} testbed: a mask with a one-object row, the
+     * forward also run without it; its calls take {@link DeviceMatrix} arguments, so matrices of the wrong shape
+     * are refusals of its own.
+     */
+    static Subject contractSubject(SplittableRandom r) {
+        BanPooling op = BanPooling.of(6, 2);
+        int b = 3, n = 4, m = 3;
+        ObjectMask mask = ObjectMask.counts(new int[] {4, 1, 3}, n);
+        float[] att = gaussian(r, b * n * m), x = gaussian(r, b * n * 6), y = gaussian(r, b * m * 6), g = gaussian(r, b * 3);
+        int nm = n * m, w = 6;
+        DeviceForm dev = new DeviceForm()
+                .call(F, (o, a) -> ((BanPoolingCuda) o).forward(mat(a, "attention", b, nm), mat(a, "x", b * n, w), mat(a, "y", b * m, w), a.mask(),
+                        a.n("batch"), a.n("objects"), a.n("tokens"), a.m("out"), a.stream()))
+                .call(B, (o, a) -> ((BanPoolingCuda) o).backward(mat(a, "attention", b, nm), mat(a, "x", b * n, w), mat(a, "y", b * m, w), a.mask(),
+                        a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"), mat(a, "gradAttention", b, nm), mat(a, "gradX", b * n, w),
+                        mat(a, "gradY", b * m, w), false, a.stream()))
+                .size("batch", b).size("objects", n).size("tokens", m).mask(mask)
+                .in("attention", att, F, B).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * 3, F)
+                .out("gradAttention", b * n * m, B).out("gradX", b * n * 6, B).out("gradY", b * m * 6, B)
+                // matrices of the wrong shape (their memory large enough): named by the op
+                .extra("attention", F, (o, a) -> ((BanPoolingCuda) o).forward(mat(a, "attention", b, nm - 1), mat(a, "x", b * n, w),
+                        mat(a, "y", b * m, w), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("out"), a.stream()))
+                .extra("x", F, (o, a) -> ((BanPoolingCuda) o).forward(mat(a, "attention", b, nm), mat(a, "x", b * n, w - 1),
+                        mat(a, "y", b * m, w), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("out"), a.stream()))
+                .extra("gradY", B, (o, a) -> ((BanPoolingCuda) o).backward(mat(a, "attention", b, nm), mat(a, "x", b * n, w), mat(a, "y", b * m, w),
+                        a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"), mat(a, "gradAttention", b, nm),
+                        mat(a, "gradX", b * n, w), mat(a, "gradY", b * m - 1, w), false, a.stream()));
+        return new Subject("BanPooling", false, false, (c, p) -> new BanPoolingCuda(op, c), new BanPoolingCpu(op), be -> {
+            BanPooling.Backend p = (BanPooling.Backend) be;
+            List<float[]> t = tensors(p.forward(att, x, y, mask, b, n, m), p.forward(att, x, y, null, b, n, m));
+            t.addAll(p.backward(att, x, y, mask, g, b, n, m).tensors());
+            return t;
+        }, dev);
     }
 }

@@ -1,10 +1,17 @@
 package io.bifuse.cuda;
 
+import static io.bifuse.cuda.DeviceOpContractTest.B;
+import static io.bifuse.cuda.DeviceOpContractTest.F;
+import static io.bifuse.cuda.DeviceOpContractTest.gaussian;
+import static io.bifuse.cuda.DeviceOpContractTest.tensors;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.bifuse.CompactBilinear;
 import io.bifuse.Normalization;
+import io.bifuse.cpu.CompactBilinearCpu;
+import io.bifuse.cuda.DeviceOpContractTest.DeviceForm;
+import io.bifuse.cuda.DeviceOpContractTest.Subject;
 import io.bifuse.reference.CompactBilinearReference;
 import io.bifuse.testing.Stats;
 import java.util.ArrayList;
@@ -351,5 +358,27 @@ class CompactBilinearCudaTest {
         float[] out = new float[n];
         assertEquals(0, JCudaDriver.cuMemcpyDtoH(jcuda.Pointer.to(out), DeviceBuffer.devicePointer(m), 4L * n));
         return out;
+    }
+
+    /**
+     * This op's instance of the {@link DeviceOpContractTest} testbed: the one op that needs cuFFT (so its
+     * subject is skipped where cuFFT, not cuBLAS, is missing) and has no GEMM, so it runs in FP32 only; the
+     * PyTorch normalization puts the signed square root and the L2 step under the contract too.
+     */
+    static Subject contractSubject(SplittableRandom r) {
+        CompactBilinear op = CompactBilinear.seeded(24, 20, 64, r.nextLong()).withNormalization(Normalization.pytorch());
+        int b = 3;
+        float[] x = gaussian(r, b * 24), y = gaussian(r, b * 20), g = gaussian(r, b * 64);
+        DeviceForm dev = new DeviceForm()
+                .call(F, (o, a) -> ((CompactBilinearCuda) o).forward(a.m("x"), a.m("y"), a.m("out"), a.n("batch"), a.stream()))
+                .call(B, (o, a) -> ((CompactBilinearCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), a.m("gradX"), a.m("gradY"), a.n("batch"),
+                        a.stream()))
+                .size("batch", b).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B)
+                .out("out", b * 64, F).out("gradX", b * 24, B).out("gradY", b * 20, B);
+        return new Subject("CompactBilinear", true, false, (c, p) -> new CompactBilinearCuda(op, c), new CompactBilinearCpu(op), be -> {
+            CompactBilinear.Backend m = (CompactBilinear.Backend) be;
+            io.bifuse.Gradients gr = m.backward(x, y, g, b);
+            return tensors(m.forward(x, y, b), gr.dx(), gr.dy());
+        }, dev);
     }
 }

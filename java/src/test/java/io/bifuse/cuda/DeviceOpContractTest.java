@@ -2,29 +2,15 @@ package io.bifuse.cuda;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-import io.bifuse.Activation;
-import io.bifuse.BanAttention;
-import io.bifuse.BanBlock;
-import io.bifuse.BanPooling;
-import io.bifuse.CompactBilinear;
-import io.bifuse.FullBilinear;
 import io.bifuse.Linear;
 import io.bifuse.LinearGradients;
-import io.bifuse.Mfb;
-import io.bifuse.Mlb;
-import io.bifuse.MlbAttention;
-import io.bifuse.Normalization;
 import io.bifuse.ObjectMask;
+import io.bifuse.Operators;
 import io.bifuse.WeightNormLinear;
-import io.bifuse.cpu.BanAttentionCpu;
-import io.bifuse.cpu.BanBlockCpu;
-import io.bifuse.cpu.BanPoolingCpu;
-import io.bifuse.cpu.CompactBilinearCpu;
-import io.bifuse.cpu.FullBilinearCpu;
-import io.bifuse.cpu.MfbCpu;
-import io.bifuse.cpu.MlbAttentionCpu;
-import io.bifuse.cpu.MlbCpu;
 import io.bifuse.testing.Stats;
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.Method;
+import java.lang.reflect.Modifier;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -49,9 +35,12 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * The contract every CUDA op keeps, one testbed instantiated for all eight (as CUTLASS's
- * {@code testbed.h} is per kernel): through the op's {@code Backend} interface, the CUDA backend and
- * the CPU backend of one descriptor get the same fresh random inputs (never zeros), and
+ * The contract every CUDA op keeps, one testbed instantiated per operator (as CUTLASS's
+ * {@code testbed.h} is per kernel): one {@link Subject} for each {@link Operators#all()} entry, which
+ * that operator's {@code <Name>CudaTest} builds in {@code contractSubject} (found here by the operator's
+ * name), so a new operator adds its subject in its own test file and this one is not edited. Through
+ * the op's {@code Backend} interface, the CUDA backend and the CPU backend of one descriptor get the
+ * same fresh random inputs (never zeros), and
  * <ul>
  *   <li>agree to 1e-4 relative L2 on every output and gradient (a float32 device against the float64
  *       reference rounded to float; each op's own test holds it to its stated, tighter bound);</li>
@@ -113,16 +102,16 @@ class DeviceOpContractTest {
         @Override public String toString() { return name; }
     }
 
-    private static float[] gaussian(SplittableRandom r, int n) { return Stats.gaussian(r, n); }
+    static float[] gaussian(SplittableRandom r, int n) { return Stats.gaussian(r, n); }
 
-    private static float[] rectified(SplittableRandom r, int n) {
+    static float[] rectified(SplittableRandom r, int n) {
         float[] a = Stats.gaussian(r, n);
         for (int i = 0; i < n; i++) a[i] = Math.abs(a[i]) + 0.05f; // conv-like, away from 0: no ssqrt at z ≈ 0
         return a;
     }
 
     /** Every tensor of {@code parts} in order: arrays, a layer's weight and bias, lists of either. */
-    private static List<float[]> tensors(Object... parts) {
+    static List<float[]> tensors(Object... parts) {
         List<float[]> t = new ArrayList<>();
         for (Object o : parts) add(t, o);
         return t;
@@ -138,283 +127,60 @@ class DeviceOpContractTest {
         }
     }
 
-    private static final String F = "forward", B = "backward";
+    /** The forward and backward calls' names: one spelling for every operator's device form. */
+    static final String F = "forward", B = "backward";
 
     /**
      * The tensor {@code key} as a dense {@code rows × cols} matrix, or null where the case passes no
      * memory (so that the op's own null check answers). Memory too small for the shape is refused by
      * {@link DeviceMatrix} itself, by the same name, before any call.
      */
-    private static DeviceMatrix mat(Args a, String key, int rows, int cols) {
+    static DeviceMatrix mat(Args a, String key, int rows, int cols) {
         DeviceMemory m = a.m(key);
         return m == null ? null : DeviceMatrix.of(key, m, rows, cols);
     }
 
+    /**
+     * One subject per {@link Operators#all()} entry, in its order, each from that operator's own CUDA test:
+     * the registration is the list, so a new operator brings its instance of this testbed in its own test
+     * file and a missing one fails here instead of going untested.
+     */
     static Stream<Subject> subjects() {
-        SplittableRandom r = new SplittableRandom(20261201);
-        List<Subject> s = new ArrayList<>();
-        {
-            // V without a bias: the device form's "bias the layer does not have" case needs one such layer
-            Mlb op = Mlb.of(Linear.random(12, 9, true, r.nextLong()), Linear.random(12, 7, false, r.nextLong()), Linear.random(5, 12, true, r.nextLong()),
-                    Activation.TANH);
-            int b = 4;
-            float[] x = gaussian(r, b * 9), y = gaussian(r, b * 7), g = gaussian(r, b * 5);
-            DeviceForm dev = new DeviceForm()
-                    .call(F, (o, a) -> ((MlbCuda) o).forward(a.m("x"), a.m("y"), a.m("out"), a.n("batch"), a.stream()))
-                    .call(B, (o, a) -> ((MlbCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), mlbGrads(a), a.n("batch"), a.stream()))
-                    .size("batch", b).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * 5, F)
-                    .out("grads.dx", b * 9, B).out("grads.dy", b * 7, B)
-                    .linear("grads.u", "grads.bu", op.u(), B).linear("grads.v", "grads.bv", op.v(), B).linear("grads.p", "grads.bp", op.p(), B)
-                    .extra("grads", B, (o, a) -> ((MlbCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), null, a.n("batch"), a.stream()));
-            s.add(new Subject("Mlb", false, true, (c, p) -> new MlbCuda(op, c, p), new MlbCpu(op), be -> {
-                Mlb.Backend m = (Mlb.Backend) be;
-                Mlb.Gradients gr = m.backward(x, y, g, b);
-                return tensors(m.forward(x, y, b), gr.dx(), gr.dy(), gr.u(), gr.v(), gr.p());
-            }, dev));
+        return Operators.names().stream().map(DeviceOpContractTest::contractSubject);
+    }
+
+    /**
+     * {@code io.bifuse.cuda.<name>CudaTest.contractSubject}, on a seed of the operator's own: one shared
+     * random stream would change every later op's inputs whenever an operator is added or reordered.
+     */
+    private static Subject contractSubject(String name) {
+        String test = "io.bifuse.cuda." + name + "CudaTest";
+        Method m;
+        try {
+            m = Class.forName(test).getDeclaredMethod("contractSubject", SplittableRandom.class);
+        } catch (ClassNotFoundException | NoSuchMethodException e) {
+            throw noSubject(name, test, e);
         }
-        {
-            Mfb op = Mfb.random(10, 8, 6, 3, 2, Activation.NONE, Normalization.pytorch(), r.nextLong());
-            int b = 3, nw = op.blocks() * op.o() * op.k(); // the stacked U and V rows
-            float[] x = gaussian(r, b * 10), y = gaussian(r, b * 8), g = gaussian(r, b * op.outputWidth());
-            DeviceForm dev = new DeviceForm()
-                    .call(F, (o, a) -> ((MfbCuda) o).forward(a.m("x"), a.m("y"), a.m("out"), a.n("batch"), a.stream()))
-                    .call(B, (o, a) -> ((MfbCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), mfbGrads(a), a.n("batch"), a.stream()))
-                    .size("batch", b).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * op.outputWidth(), F)
-                    .out("grads.dx", b * 10, B).out("grads.dy", b * 8, B).out("grads.u", nw * 10, B).out("grads.v", nw * 8, B)
-                    .optionalOut("grads.bu", nw, B).optionalOut("grads.bv", nw, B) // null skips a bias gradient
-                    .extra("grads", B, (o, a) -> ((MfbCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), null, a.n("batch"), a.stream()));
-            s.add(new Subject("Mfb (MFH, 2 blocks)", false, true, (c, p) -> new MfbCuda(op, c, p), new MfbCpu(op), be -> {
-                Mfb.Backend m = (Mfb.Backend) be;
-                Mfb.Gradients gr = m.backward(x, y, g, b);
-                return tensors(m.forward(x, y, b), gr.dx(), gr.dy(), gr.u(), gr.v());
-            }, dev));
-        }
-        {
-            MlbAttention op = MlbAttention.random(7, 6, 8, 2, 5, Activation.TANH, r.nextLong());
-            int b = 3, l = 5, gl = op.glimpses();
-            float[] q = gaussian(r, b * 7), v = gaussian(r, b * l * 6), g = gaussian(r, b * 5);
-            MlbAttention.Weights w = op.weights();
-            DeviceForm dev = new DeviceForm()
-                    .call(F, (o, a) -> ((MlbAttentionCuda) o).forward(a.m("q"), a.m("v"), a.m("out"), a.m("attention"), a.n("batch"), a.n("cells"), a.stream()))
-                    .call(B, (o, a) -> ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"), mlbaGrads(a, gl), a.n("batch"), a.n("cells"),
-                            a.stream()))
-                    .size("batch", b).size("cells", l).in("q", q, F, B).in("v", v, F, B).in("gradOut", g, B)
-                    .out("out", b * 5, F).optionalOut("attention", b * gl * l, F) // null: the maps are not written
-                    .out("grads.dq", b * 7, B).out("grads.dv", b * l * 6, B)
-                    .linear("grads.question", w.question(), B).linear("grads.cells", w.cells(), B).linear("grads.logits", w.logits(), B)
-                    .linear("grads.questionFusion", w.questionFusion(), B).linear("grads.answer", w.answer(), B);
-            for (int i = 0; i < gl; i++) dev.linear("grads.glimpses[" + i + "]", w.glimpses().get(i), B);
-            dev.extra("grads", B, (o, a) -> ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"), null, a.n("batch"), a.n("cells"), a.stream()))
-                    .extra("grads.glimpses", B, (o, a) -> ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"),
-                            withGlimpses(mlbaGrads(a, gl), mlbaGrads(a, gl).glimpses().subList(0, gl - 1)), a.n("batch"), a.n("cells"), a.stream()))
-                    .extra("grads.glimpses", B, (o, a) -> ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"),
-                            withGlimpses(mlbaGrads(a, gl), null), a.n("batch"), a.n("cells"), a.stream()))
-                    .extra("grads.answer", B, (o, a) -> {
-                        MlbAttentionCuda.GradientBuffers gr = mlbaGrads(a, gl);
-                        ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"), new MlbAttentionCuda.GradientBuffers(gr.dq(), gr.dv(), gr.question(),
-                                gr.cells(), gr.logits(), gr.glimpses(), gr.questionFusion(), null), a.n("batch"), a.n("cells"), a.stream());
-                    });
-            s.add(new Subject("MlbAttention", false, true, (c, p) -> new MlbAttentionCuda(op, c, p), new MlbAttentionCpu(op), be -> {
-                MlbAttention.Backend m = (MlbAttention.Backend) be;
-                MlbAttention.Result res = m.forwardWithAttention(q, v, b, l);
-                List<float[]> t = tensors(res.out(), res.attention(), m.forward(q, v, b, l));
-                t.addAll(m.backward(q, v, g, b, l).tensors());
-                return t;
-            }, dev));
-        }
-        {
-            CompactBilinear op = CompactBilinear.seeded(24, 20, 64, r.nextLong()).withNormalization(Normalization.pytorch());
-            int b = 3;
-            float[] x = gaussian(r, b * 24), y = gaussian(r, b * 20), g = gaussian(r, b * 64);
-            DeviceForm dev = new DeviceForm()
-                    .call(F, (o, a) -> ((CompactBilinearCuda) o).forward(a.m("x"), a.m("y"), a.m("out"), a.n("batch"), a.stream()))
-                    .call(B, (o, a) -> ((CompactBilinearCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), a.m("gradX"), a.m("gradY"), a.n("batch"),
-                            a.stream()))
-                    .size("batch", b).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B)
-                    .out("out", b * 64, F).out("gradX", b * 24, B).out("gradY", b * 20, B);
-            s.add(new Subject("CompactBilinear", true, false, (c, p) -> new CompactBilinearCuda(op, c), new CompactBilinearCpu(op), be -> {
-                CompactBilinear.Backend m = (CompactBilinear.Backend) be;
-                io.bifuse.Gradients gr = m.backward(x, y, g, b);
-                return tensors(m.forward(x, y, b), gr.dx(), gr.dy());
-            }, dev));
-        }
-        {
-            FullBilinear op = FullBilinear.of(6, 5, true, Normalization.pytorch());
-            FullBilinear homo = FullBilinear.homologous(6, false, Normalization.pytorch());
-            int b = 3, l = 7;
-            float[] x = rectified(r, b * l * 6), y = rectified(r, b * l * 5), g = gaussian(r, b * 30), gh = gaussian(r, b * 36);
-            float[] hx = rectified(r, b * l * 6);
-            String hf = "homologous " + F, hb = "homologous " + B;
-            DeviceForm dev = new DeviceForm()
-                    .call(F, (o, a) -> two(o).forward(a.m("x"), a.m("y"), a.m("out"), a.n("batch"), a.n("positions"), a.stream()))
-                    .call(B, (o, a) -> two(o).backward(a.m("x"), a.m("y"), a.m("gradOut"), a.m("gradX"), a.m("gradY"), a.n("batch"), a.n("positions"),
-                            a.stream()))
-                    .call(hf, (o, a) -> one(o).forward(a.m("homologous/x"), a.m("homologous/out"), a.n("batch"), a.n("positions"), a.stream()))
-                    .call(hb, (o, a) -> one(o).backward(a.m("homologous/x"), a.m("homologous/gradOut"), a.m("homologous/gradX"), a.n("batch"),
-                            a.n("positions"), a.stream()))
-                    .size("batch", b).size("positions", l)
-                    .in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * 30, F).out("gradX", b * l * 6, B).out("gradY", b * l * 5, B)
-                    .in("homologous/x", hx, hf, hb).in("homologous/gradOut", gh, hb).out("homologous/out", b * 36, hf).out("homologous/gradX", b * l * 6, hb);
-            s.add(new Subject("FullBilinear (two inputs and homologous)", false, true, (c, p) -> new Pair(new FullBilinearCuda(op, c, p), new FullBilinearCuda(homo, c, p)),
-                    new Pair(new FullBilinearCpu(op), new FullBilinearCpu(homo)), be -> {
-                FullBilinear.Backend m = (FullBilinear.Backend) ((Pair) be).a, h = (FullBilinear.Backend) ((Pair) be).b;
-                io.bifuse.Gradients gr = m.backward(x, y, g, b, l);
-                return tensors(m.forward(x, y, b, l), gr.dx(), gr.dy(), h.forward(x, b, l), h.backward(x, gh, b, l));
-            }, dev));
-        }
-        {
-            BanPooling op = BanPooling.of(6, 2);
-            int b = 3, n = 4, m = 3;
-            ObjectMask mask = ObjectMask.counts(new int[] {4, 1, 3}, n);
-            float[] att = gaussian(r, b * n * m), x = gaussian(r, b * n * 6), y = gaussian(r, b * m * 6), g = gaussian(r, b * 3);
-            int nm = n * m, w = 6;
-            DeviceForm dev = new DeviceForm()
-                    .call(F, (o, a) -> ((BanPoolingCuda) o).forward(mat(a, "attention", b, nm), mat(a, "x", b * n, w), mat(a, "y", b * m, w), a.mask(),
-                            a.n("batch"), a.n("objects"), a.n("tokens"), a.m("out"), a.stream()))
-                    .call(B, (o, a) -> ((BanPoolingCuda) o).backward(mat(a, "attention", b, nm), mat(a, "x", b * n, w), mat(a, "y", b * m, w), a.mask(),
-                            a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"), mat(a, "gradAttention", b, nm), mat(a, "gradX", b * n, w),
-                            mat(a, "gradY", b * m, w), false, a.stream()))
-                    .size("batch", b).size("objects", n).size("tokens", m).mask(mask)
-                    .in("attention", att, F, B).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * 3, F)
-                    .out("gradAttention", b * n * m, B).out("gradX", b * n * 6, B).out("gradY", b * m * 6, B)
-                    // matrices of the wrong shape (their memory large enough): named by the op
-                    .extra("attention", F, (o, a) -> ((BanPoolingCuda) o).forward(mat(a, "attention", b, nm - 1), mat(a, "x", b * n, w),
-                            mat(a, "y", b * m, w), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("out"), a.stream()))
-                    .extra("x", F, (o, a) -> ((BanPoolingCuda) o).forward(mat(a, "attention", b, nm), mat(a, "x", b * n, w - 1),
-                            mat(a, "y", b * m, w), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("out"), a.stream()))
-                    .extra("gradY", B, (o, a) -> ((BanPoolingCuda) o).backward(mat(a, "attention", b, nm), mat(a, "x", b * n, w), mat(a, "y", b * m, w),
-                            a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"), mat(a, "gradAttention", b, nm),
-                            mat(a, "gradX", b * n, w), mat(a, "gradY", b * m - 1, w), false, a.stream()));
-            s.add(new Subject("BanPooling", false, false, (c, p) -> new BanPoolingCuda(op, c), new BanPoolingCpu(op), be -> {
-                BanPooling.Backend p = (BanPooling.Backend) be;
-                List<float[]> t = tensors(p.forward(att, x, y, mask, b, n, m), p.forward(att, x, y, null, b, n, m));
-                t.addAll(p.backward(att, x, y, mask, g, b, n, m).tensors());
-                return t;
-            }, dev));
-        }
-        {
-            BanAttention op = BanAttention.random(2, 8, r.nextLong());
-            int b = 3, n = 5, m = 4, maps = b * 2 * n * m;
-            ObjectMask mask = ObjectMask.counts(new int[] {5, 2, 0}, n);
-            float[] xp = gaussian(r, b * n * 8), yp = gaussian(r, b * m * 8), ga = gaussian(r, maps);
-            // backward reads the forward's maps: "attention" is an output of one call and an input of the next
-            DeviceForm dev = new DeviceForm()
-                    .call(F, (o, a) -> ((BanAttentionCuda) o).forward(mat(a, "xp", b * n, 8), mat(a, "yp", b * m, 8), a.mask(), a.n("batch"), a.n("objects"),
-                            a.n("tokens"), a.m("attention"), a.m("logits"), a.stream()))
-                    .call(B, (o, a) -> ((BanAttentionCuda) o).backward(mat(a, "xp", b * n, 8), mat(a, "yp", b * m, 8), a.mask(), a.n("batch"), a.n("objects"),
-                            a.n("tokens"), a.m("attention"), a.m("gradAttention"), mat(a, "gradXp", b * n, 8), mat(a, "gradYp", b * m, 8), a.m("gradWeight"),
-                            a.m("gradBias"), false, a.stream()))
-                    .size("batch", b).size("objects", n).size("tokens", m).mask(mask)
-                    .in("xp", xp, F, B).in("yp", yp, F, B).in("gradAttention", ga, B)
-                    .out("attention", maps, F, B).optionalOut("logits", maps, F) // null: the logits are not written
-                    .out("gradXp", b * n * 8, B).out("gradYp", b * m * 8, B).linear("gradWeight", "gradBias", op.logits(), B)
-                    .extra("yp", F, (o, a) -> ((BanAttentionCuda) o).forward(mat(a, "xp", b * n, 8), mat(a, "yp", b * m, 7), a.mask(), a.n("batch"),
-                            a.n("objects"), a.n("tokens"), a.m("attention"), a.m("logits"), a.stream()))
-                    .extra("gradXp", B, (o, a) -> ((BanAttentionCuda) o).backward(mat(a, "xp", b * n, 8), mat(a, "yp", b * m, 8), a.mask(), a.n("batch"),
-                            a.n("objects"), a.n("tokens"), a.m("attention"), a.m("gradAttention"), mat(a, "gradXp", b * n - 1, 8), mat(a, "gradYp", b * m, 8),
-                            a.m("gradWeight"), a.m("gradBias"), false, a.stream()));
-            s.add(new Subject("BanAttention", false, false, (c, p) -> new BanAttentionCuda(op, c), new BanAttentionCpu(op), be -> {
-                BanAttention.Backend a = (BanAttention.Backend) be;
-                BanAttention.Result res = a.forward(xp, yp, mask, b, n, m);
-                List<float[]> t = tensors(res.attention(), res.logits());
-                t.addAll(a.backward(xp, yp, mask, ga, b, n, m).tensors());
-                return t;
-            }, dev));
-        }
-        {
-            BanBlock op = BanBlock.random(5, 4, 6, 6, 2, 3, r.nextLong());
-            int b = 3, n = 4, m = 3, gl = op.glimpses();
-            ObjectMask mask = ObjectMask.counts(new int[] {4, 2, 1}, n);
-            float[] x = gaussian(r, b * n * 5), y = gaussian(r, b * m * 4), g = gaussian(r, b * 4);
-            BanBlock.Weights w = op.weights();
-            DeviceForm dev = new DeviceForm()
-                    .call(F, (o, a) -> ((BanBlockCuda) o).forward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("out"),
-                            a.m("attentionOut"), a.stream()))
-                    .call(B, (o, a) -> ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"),
-                            banGrads(a, gl), a.stream()))
-                    .size("batch", b).size("objects", n).size("tokens", m).mask(mask)
-                    .in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * 4, F).optionalOut("attentionOut", b * gl * n * m, F)
-                    .out("grads.dx", b * n * 5, B).out("grads.dy", b * m * 4, B)
-                    .weightNorm("grads.objects", w.objects(), B).weightNorm("grads.tokens", w.tokens(), B).weightNorm("grads.logits", w.logits(), B);
-            for (int i = 0; i < gl; i++) {
-                dev.weightNorm("grads.glimpseObjects[" + i + "]", w.glimpseObjects().get(i), B).weightNorm("grads.glimpseTokens[" + i + "]", w.glimpseTokens().get(i), B)
-                        .weightNorm("grads.residuals[" + i + "]", w.residuals().get(i), B);
+        if (!Modifier.isStatic(m.getModifiers()) || m.getReturnType() != Subject.class) throw noSubject(name, test, null);
+        m.setAccessible(true);
+        try {
+            return (Subject) m.invoke(null, new SplittableRandom(20261201L ^ name.hashCode()));
+        } catch (InvocationTargetException e) {
+            // the subject's own failure (a bad size, a descriptor refusing its arguments), not the reflection's
+            switch (e.getCause()) {
+                case RuntimeException x -> throw x;
+                case Error x -> throw x;
+                case null, default -> throw new IllegalStateException("operator " + name + ": " + test + ".contractSubject failed", e.getCause());
             }
-            dev.extra("grads", B, (o, a) -> ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"),
-                            a.m("gradOut"), null, a.stream()))
-                    .extra("grads.glimpseObjects", B, (o, a) -> {
-                        BanBlockCuda.GradientBuffers gr = banGrads(a, gl);
-                        ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"),
-                                new BanBlockCuda.GradientBuffers(gr.dx(), gr.dy(), gr.objects(), gr.tokens(), gr.logits(), gr.glimpseObjects().subList(0, gl - 1),
-                                        gr.glimpseTokens(), gr.residuals()), a.stream());
-                    })
-                    .extra("grads.residuals", B, (o, a) -> {
-                        BanBlockCuda.GradientBuffers gr = banGrads(a, gl);
-                        List<BanBlockCuda.LayerBuffers> more = new ArrayList<>(gr.residuals());
-                        more.add(gr.residuals().get(0));
-                        ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"),
-                                new BanBlockCuda.GradientBuffers(gr.dx(), gr.dy(), gr.objects(), gr.tokens(), gr.logits(), gr.glimpseObjects(), gr.glimpseTokens(),
-                                        more), a.stream());
-                    })
-                    .extra("grads.tokens", B, (o, a) -> {
-                        BanBlockCuda.GradientBuffers gr = banGrads(a, gl);
-                        ((BanBlockCuda) o).backward(a.m("x"), a.m("y"), a.mask(), a.n("batch"), a.n("objects"), a.n("tokens"), a.m("gradOut"),
-                                new BanBlockCuda.GradientBuffers(gr.dx(), gr.dy(), gr.objects(), null, gr.logits(), gr.glimpseObjects(), gr.glimpseTokens(),
-                                        gr.residuals()), a.stream());
-                    });
-            s.add(new Subject("BanBlock", false, true, (c, p) -> new BanBlockCuda(op, c, p), new BanBlockCpu(op), be -> {
-                BanBlock.Backend k = (BanBlock.Backend) be;
-                BanBlock.Result res = k.forwardWithAttention(x, y, mask, b, n, m);
-                List<float[]> t = tensors(res.out(), res.attention());
-                t.addAll(k.backward(x, y, mask, g, b, n, m).tensors());
-                return t;
-            }, dev));
+        } catch (IllegalAccessException e) {
+            throw noSubject(name, test, e);
         }
-        return s.stream();
     }
 
-    private static MlbCuda.DeviceGradients mlbGrads(Args a) {
-        return new MlbCuda.DeviceGradients(a.m("grads.dx"), a.m("grads.dy"), a.m("grads.u"), a.m("grads.bu"), a.m("grads.v"), a.m("grads.bv"),
-                a.m("grads.p"), a.m("grads.bp"));
+    private static IllegalStateException noSubject(String name, String test, Exception cause) {
+        return new IllegalStateException("operator " + name + ": expected " + test
+                + " with static Subject contractSubject(SplittableRandom), its instance of the contract testbed", cause);
     }
-
-    private static MfbCuda.DeviceGradients mfbGrads(Args a) {
-        return new MfbCuda.DeviceGradients(a.m("grads.dx"), a.m("grads.dy"), a.m("grads.u"), a.m("grads.bu"), a.m("grads.v"), a.m("grads.bv"));
-    }
-
-    private static MlbAttentionCuda.LayerBuffers mlbaLayer(Args a, String key) {
-        return new MlbAttentionCuda.LayerBuffers(a.m(key + ".weight"), a.m(key + ".bias"));
-    }
-
-    private static MlbAttentionCuda.GradientBuffers mlbaGrads(Args a, int glimpses) {
-        List<MlbAttentionCuda.LayerBuffers> gl = new ArrayList<>();
-        for (int i = 0; i < glimpses; i++) gl.add(mlbaLayer(a, "grads.glimpses[" + i + "]"));
-        return new MlbAttentionCuda.GradientBuffers(a.m("grads.dq"), a.m("grads.dv"), mlbaLayer(a, "grads.question"), mlbaLayer(a, "grads.cells"),
-                mlbaLayer(a, "grads.logits"), gl, mlbaLayer(a, "grads.questionFusion"), mlbaLayer(a, "grads.answer"));
-    }
-
-    private static MlbAttentionCuda.GradientBuffers withGlimpses(MlbAttentionCuda.GradientBuffers g, List<MlbAttentionCuda.LayerBuffers> glimpses) {
-        return new MlbAttentionCuda.GradientBuffers(g.dq(), g.dv(), g.question(), g.cells(), g.logits(), glimpses, g.questionFusion(), g.answer());
-    }
-
-    private static BanBlockCuda.LayerBuffers banLayer(Args a, String key) {
-        return new BanBlockCuda.LayerBuffers(a.m(key + ".weightV"), a.m(key + ".weightG"), a.m(key + ".bias"));
-    }
-
-    private static BanBlockCuda.GradientBuffers banGrads(Args a, int glimpses) {
-        List<BanBlockCuda.LayerBuffers> go = new ArrayList<>(), gt = new ArrayList<>(), res = new ArrayList<>();
-        for (int i = 0; i < glimpses; i++) {
-            go.add(banLayer(a, "grads.glimpseObjects[" + i + "]"));
-            gt.add(banLayer(a, "grads.glimpseTokens[" + i + "]"));
-            res.add(banLayer(a, "grads.residuals[" + i + "]"));
-        }
-        return new BanBlockCuda.GradientBuffers(a.m("grads.dx"), a.m("grads.dy"), banLayer(a, "grads.objects"), banLayer(a, "grads.tokens"),
-                banLayer(a, "grads.logits"), go, gt, res);
-    }
-
-    private static FullBilinearCuda two(Object o) { return (FullBilinearCuda) ((Pair) o).a(); }
-
-    private static FullBilinearCuda one(Object o) { return (FullBilinearCuda) ((Pair) o).b(); }
 
     /** Every subject in each GEMM arithmetic it offers: FP32, and TF32 and BF16 for the ops with GEMMs. */
     static Stream<Arguments> everyPrecision() {

@@ -1,5 +1,10 @@
 package io.bifuse.cuda;
 
+import static io.bifuse.cuda.DeviceOpContractTest.B;
+import static io.bifuse.cuda.DeviceOpContractTest.F;
+import static io.bifuse.cuda.DeviceOpContractTest.gaussian;
+import static io.bifuse.cuda.DeviceOpContractTest.rectified;
+import static io.bifuse.cuda.DeviceOpContractTest.tensors;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -7,6 +12,10 @@ import io.bifuse.FullBilinear;
 import io.bifuse.Gradients;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
+import io.bifuse.cpu.FullBilinearCpu;
+import io.bifuse.cuda.DeviceOpContractTest.DeviceForm;
+import io.bifuse.cuda.DeviceOpContractTest.Pair;
+import io.bifuse.cuda.DeviceOpContractTest.Subject;
 import io.bifuse.reference.FullBilinearReference;
 import io.bifuse.testing.Conditioning;
 import io.bifuse.testing.DeviceRuns;
@@ -416,4 +425,39 @@ class FullBilinearCudaTest extends CublasOpTest {
         assertEquals(0, jcuda.driver.JCudaDriver.cuMemcpyDtoH(jcuda.Pointer.to(out), DeviceBuffer.devicePointer(m), 4L * n));
         return out;
     }
+
+    /**
+     * This op's instance of the {@link DeviceOpContractTest} testbed: the two-input form (averaged over
+     * positions) and the homologous one (summed) as one {@link DeviceOpContractTest.Pair}, since they are one
+     * operator's two forms. The inputs are rectified so that no pooled value sits near 0, where the signed
+     * square root's unbounded slope would blow float32 rounding up past the agreement bound.
+     */
+    static Subject contractSubject(SplittableRandom r) {
+        FullBilinear op = FullBilinear.of(6, 5, true, Normalization.pytorch());
+        FullBilinear homo = FullBilinear.homologous(6, false, Normalization.pytorch());
+        int b = 3, l = 7;
+        float[] x = rectified(r, b * l * 6), y = rectified(r, b * l * 5), g = gaussian(r, b * 30), gh = gaussian(r, b * 36);
+        float[] hx = rectified(r, b * l * 6);
+        String hf = "homologous " + F, hb = "homologous " + B;
+        DeviceForm dev = new DeviceForm()
+                .call(F, (o, a) -> two(o).forward(a.m("x"), a.m("y"), a.m("out"), a.n("batch"), a.n("positions"), a.stream()))
+                .call(B, (o, a) -> two(o).backward(a.m("x"), a.m("y"), a.m("gradOut"), a.m("gradX"), a.m("gradY"), a.n("batch"), a.n("positions"),
+                        a.stream()))
+                .call(hf, (o, a) -> one(o).forward(a.m("homologous/x"), a.m("homologous/out"), a.n("batch"), a.n("positions"), a.stream()))
+                .call(hb, (o, a) -> one(o).backward(a.m("homologous/x"), a.m("homologous/gradOut"), a.m("homologous/gradX"), a.n("batch"),
+                        a.n("positions"), a.stream()))
+                .size("batch", b).size("positions", l)
+                .in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * 30, F).out("gradX", b * l * 6, B).out("gradY", b * l * 5, B)
+                .in("homologous/x", hx, hf, hb).in("homologous/gradOut", gh, hb).out("homologous/out", b * 36, hf).out("homologous/gradX", b * l * 6, hb);
+        return new Subject("FullBilinear (two inputs and homologous)", false, true, (c, p) -> new Pair(new FullBilinearCuda(op, c, p), new FullBilinearCuda(homo, c, p)),
+                new Pair(new FullBilinearCpu(op), new FullBilinearCpu(homo)), be -> {
+            FullBilinear.Backend m = (FullBilinear.Backend) ((Pair) be).a(), h = (FullBilinear.Backend) ((Pair) be).b();
+            io.bifuse.Gradients gr = m.backward(x, y, g, b, l);
+            return tensors(m.forward(x, y, b, l), gr.dx(), gr.dy(), h.forward(x, b, l), h.backward(x, gh, b, l));
+        }, dev);
+    }
+
+    private static FullBilinearCuda two(Object o) { return (FullBilinearCuda) ((Pair) o).a(); }
+
+    private static FullBilinearCuda one(Object o) { return (FullBilinearCuda) ((Pair) o).b(); }
 }

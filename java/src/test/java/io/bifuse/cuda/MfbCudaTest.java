@@ -1,5 +1,9 @@
 package io.bifuse.cuda;
 
+import static io.bifuse.cuda.DeviceOpContractTest.B;
+import static io.bifuse.cuda.DeviceOpContractTest.F;
+import static io.bifuse.cuda.DeviceOpContractTest.gaussian;
+import static io.bifuse.cuda.DeviceOpContractTest.tensors;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -8,6 +12,10 @@ import io.bifuse.Linear;
 import io.bifuse.Mfb;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
+import io.bifuse.cpu.MfbCpu;
+import io.bifuse.cuda.DeviceOpContractTest.Args;
+import io.bifuse.cuda.DeviceOpContractTest.DeviceForm;
+import io.bifuse.cuda.DeviceOpContractTest.Subject;
 import io.bifuse.reference.MfbReference;
 import io.bifuse.testing.Conditioning;
 import io.bifuse.testing.DeviceRuns;
@@ -397,5 +405,31 @@ class MfbCudaTest extends CublasOpTest {
     static Object[] run(MfbCuda cuda, float[] x, float[] y, float[] g, int batch) {
         DeviceRuns.MfbRun r = DeviceRuns.mfb(ctx, cuda, x, y, g, batch);
         return new Object[] {r.out(), r.grads()};
+    }
+
+    /**
+     * This op's instance of the {@link DeviceOpContractTest} testbed: MFH (two cascaded MFB blocks) with the
+     * PyTorch normalization; the bias gradients are optional outputs, since null is how a caller skips them.
+     */
+    static Subject contractSubject(SplittableRandom r) {
+        Mfb op = Mfb.random(10, 8, 6, 3, 2, Activation.NONE, Normalization.pytorch(), r.nextLong());
+        int b = 3, nw = op.blocks() * op.o() * op.k(); // the stacked U and V rows
+        float[] x = gaussian(r, b * 10), y = gaussian(r, b * 8), g = gaussian(r, b * op.outputWidth());
+        DeviceForm dev = new DeviceForm()
+                .call(F, (o, a) -> ((MfbCuda) o).forward(a.m("x"), a.m("y"), a.m("out"), a.n("batch"), a.stream()))
+                .call(B, (o, a) -> ((MfbCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), mfbGrads(a), a.n("batch"), a.stream()))
+                .size("batch", b).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * op.outputWidth(), F)
+                .out("grads.dx", b * 10, B).out("grads.dy", b * 8, B).out("grads.u", nw * 10, B).out("grads.v", nw * 8, B)
+                .optionalOut("grads.bu", nw, B).optionalOut("grads.bv", nw, B) // null skips a bias gradient
+                .extra("grads", B, (o, a) -> ((MfbCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), null, a.n("batch"), a.stream()));
+        return new Subject("Mfb (MFH, 2 blocks)", false, true, (c, p) -> new MfbCuda(op, c, p), new MfbCpu(op), be -> {
+            Mfb.Backend m = (Mfb.Backend) be;
+            Mfb.Gradients gr = m.backward(x, y, g, b);
+            return tensors(m.forward(x, y, b), gr.dx(), gr.dy(), gr.u(), gr.v());
+        }, dev);
+    }
+
+    private static MfbCuda.DeviceGradients mfbGrads(Args a) {
+        return new MfbCuda.DeviceGradients(a.m("grads.dx"), a.m("grads.dy"), a.m("grads.u"), a.m("grads.bu"), a.m("grads.v"), a.m("grads.bv"));
     }
 }

@@ -1,5 +1,9 @@
 package io.bifuse.cuda;
 
+import static io.bifuse.cuda.DeviceOpContractTest.B;
+import static io.bifuse.cuda.DeviceOpContractTest.F;
+import static io.bifuse.cuda.DeviceOpContractTest.gaussian;
+import static io.bifuse.cuda.DeviceOpContractTest.tensors;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -7,6 +11,10 @@ import io.bifuse.Activation;
 import io.bifuse.Linear;
 import io.bifuse.MlbAttention;
 import io.bifuse.Precision;
+import io.bifuse.cpu.MlbAttentionCpu;
+import io.bifuse.cuda.DeviceOpContractTest.Args;
+import io.bifuse.cuda.DeviceOpContractTest.DeviceForm;
+import io.bifuse.cuda.DeviceOpContractTest.Subject;
 import io.bifuse.reference.MlbAttentionReference;
 import io.bifuse.testing.Conditioning;
 import io.bifuse.testing.DeviceRuns;
@@ -488,5 +496,59 @@ class MlbAttentionCudaTest extends CublasOpTest {
     private static void copy(DeviceMemory from, DeviceMemory to, CudaStream s) {
         s.synchronize();
         assertEquals(0, jcuda.driver.JCudaDriver.cuMemcpyDtoD(DeviceBuffer.devicePointer(to), DeviceBuffer.devicePointer(from), from.byteSize()));
+    }
+
+    /**
+     * This op's instance of the {@link DeviceOpContractTest} testbed: two glimpses over five cells, the
+     * attention maps an optional output; its malformed gradient records (a glimpse list short or missing, a
+     * missing answer layer) are refusals the generic cases cannot build.
+     */
+    static Subject contractSubject(SplittableRandom r) {
+        MlbAttention op = MlbAttention.random(7, 6, 8, 2, 5, Activation.TANH, r.nextLong());
+        int b = 3, l = 5, gl = op.glimpses();
+        float[] q = gaussian(r, b * 7), v = gaussian(r, b * l * 6), g = gaussian(r, b * 5);
+        MlbAttention.Weights w = op.weights();
+        DeviceForm dev = new DeviceForm()
+                .call(F, (o, a) -> ((MlbAttentionCuda) o).forward(a.m("q"), a.m("v"), a.m("out"), a.m("attention"), a.n("batch"), a.n("cells"), a.stream()))
+                .call(B, (o, a) -> ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"), mlbaGrads(a, gl), a.n("batch"), a.n("cells"),
+                        a.stream()))
+                .size("batch", b).size("cells", l).in("q", q, F, B).in("v", v, F, B).in("gradOut", g, B)
+                .out("out", b * 5, F).optionalOut("attention", b * gl * l, F) // null: the maps are not written
+                .out("grads.dq", b * 7, B).out("grads.dv", b * l * 6, B)
+                .linear("grads.question", w.question(), B).linear("grads.cells", w.cells(), B).linear("grads.logits", w.logits(), B)
+                .linear("grads.questionFusion", w.questionFusion(), B).linear("grads.answer", w.answer(), B);
+        for (int i = 0; i < gl; i++) dev.linear("grads.glimpses[" + i + "]", w.glimpses().get(i), B);
+        dev.extra("grads", B, (o, a) -> ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"), null, a.n("batch"), a.n("cells"), a.stream()))
+                .extra("grads.glimpses", B, (o, a) -> ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"),
+                        withGlimpses(mlbaGrads(a, gl), mlbaGrads(a, gl).glimpses().subList(0, gl - 1)), a.n("batch"), a.n("cells"), a.stream()))
+                .extra("grads.glimpses", B, (o, a) -> ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"),
+                        withGlimpses(mlbaGrads(a, gl), null), a.n("batch"), a.n("cells"), a.stream()))
+                .extra("grads.answer", B, (o, a) -> {
+                    MlbAttentionCuda.GradientBuffers gr = mlbaGrads(a, gl);
+                    ((MlbAttentionCuda) o).backward(a.m("q"), a.m("v"), a.m("gradOut"), new MlbAttentionCuda.GradientBuffers(gr.dq(), gr.dv(), gr.question(),
+                            gr.cells(), gr.logits(), gr.glimpses(), gr.questionFusion(), null), a.n("batch"), a.n("cells"), a.stream());
+                });
+        return new Subject("MlbAttention", false, true, (c, p) -> new MlbAttentionCuda(op, c, p), new MlbAttentionCpu(op), be -> {
+            MlbAttention.Backend m = (MlbAttention.Backend) be;
+            MlbAttention.Result res = m.forwardWithAttention(q, v, b, l);
+            List<float[]> t = tensors(res.out(), res.attention(), m.forward(q, v, b, l));
+            t.addAll(m.backward(q, v, g, b, l).tensors());
+            return t;
+        }, dev);
+    }
+
+    private static MlbAttentionCuda.LayerBuffers mlbaLayer(Args a, String key) {
+        return new MlbAttentionCuda.LayerBuffers(a.m(key + ".weight"), a.m(key + ".bias"));
+    }
+
+    private static MlbAttentionCuda.GradientBuffers mlbaGrads(Args a, int glimpses) {
+        List<MlbAttentionCuda.LayerBuffers> gl = new ArrayList<>();
+        for (int i = 0; i < glimpses; i++) gl.add(mlbaLayer(a, "grads.glimpses[" + i + "]"));
+        return new MlbAttentionCuda.GradientBuffers(a.m("grads.dq"), a.m("grads.dv"), mlbaLayer(a, "grads.question"), mlbaLayer(a, "grads.cells"),
+                mlbaLayer(a, "grads.logits"), gl, mlbaLayer(a, "grads.questionFusion"), mlbaLayer(a, "grads.answer"));
+    }
+
+    private static MlbAttentionCuda.GradientBuffers withGlimpses(MlbAttentionCuda.GradientBuffers g, List<MlbAttentionCuda.LayerBuffers> glimpses) {
+        return new MlbAttentionCuda.GradientBuffers(g.dq(), g.dv(), g.question(), g.cells(), g.logits(), glimpses, g.questionFusion(), g.answer());
     }
 }

@@ -1,5 +1,9 @@
 package io.bifuse.cuda;
 
+import static io.bifuse.cuda.DeviceOpContractTest.B;
+import static io.bifuse.cuda.DeviceOpContractTest.F;
+import static io.bifuse.cuda.DeviceOpContractTest.gaussian;
+import static io.bifuse.cuda.DeviceOpContractTest.tensors;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -7,6 +11,10 @@ import io.bifuse.Activation;
 import io.bifuse.Linear;
 import io.bifuse.Mlb;
 import io.bifuse.Precision;
+import io.bifuse.cpu.MlbCpu;
+import io.bifuse.cuda.DeviceOpContractTest.Args;
+import io.bifuse.cuda.DeviceOpContractTest.DeviceForm;
+import io.bifuse.cuda.DeviceOpContractTest.Subject;
 import io.bifuse.reference.MlbReference;
 import io.bifuse.testing.Conditioning;
 import io.bifuse.testing.DeviceRuns;
@@ -357,5 +365,34 @@ class MlbCudaTest extends CublasOpTest {
     private static void copy(DeviceMemory from, DeviceMemory to, CudaStream s) {
         s.synchronize();
         assertEquals(0, jcuda.driver.JCudaDriver.cuMemcpyDtoD(DeviceBuffer.devicePointer(to), DeviceBuffer.devicePointer(from), from.byteSize()));
+    }
+
+    /**
+     * This op's instance of the {@link DeviceOpContractTest} testbed: MLB with TANH at small odd widths. V has no
+     * bias because the device form's "memory for a bias the layer does not have" case needs one such layer.
+     */
+    static Subject contractSubject(SplittableRandom r) {
+        // V without a bias: the device form's "bias the layer does not have" case needs one such layer
+        Mlb op = Mlb.of(Linear.random(12, 9, true, r.nextLong()), Linear.random(12, 7, false, r.nextLong()), Linear.random(5, 12, true, r.nextLong()),
+                Activation.TANH);
+        int b = 4;
+        float[] x = gaussian(r, b * 9), y = gaussian(r, b * 7), g = gaussian(r, b * 5);
+        DeviceForm dev = new DeviceForm()
+                .call(F, (o, a) -> ((MlbCuda) o).forward(a.m("x"), a.m("y"), a.m("out"), a.n("batch"), a.stream()))
+                .call(B, (o, a) -> ((MlbCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), mlbGrads(a), a.n("batch"), a.stream()))
+                .size("batch", b).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", b * 5, F)
+                .out("grads.dx", b * 9, B).out("grads.dy", b * 7, B)
+                .linear("grads.u", "grads.bu", op.u(), B).linear("grads.v", "grads.bv", op.v(), B).linear("grads.p", "grads.bp", op.p(), B)
+                .extra("grads", B, (o, a) -> ((MlbCuda) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), null, a.n("batch"), a.stream()));
+        return new Subject("Mlb", false, true, (c, p) -> new MlbCuda(op, c, p), new MlbCpu(op), be -> {
+            Mlb.Backend m = (Mlb.Backend) be;
+            Mlb.Gradients gr = m.backward(x, y, g, b);
+            return tensors(m.forward(x, y, b), gr.dx(), gr.dy(), gr.u(), gr.v(), gr.p());
+        }, dev);
+    }
+
+    private static MlbCuda.DeviceGradients mlbGrads(Args a) {
+        return new MlbCuda.DeviceGradients(a.m("grads.dx"), a.m("grads.dy"), a.m("grads.u"), a.m("grads.bu"), a.m("grads.v"), a.m("grads.bv"),
+                a.m("grads.p"), a.m("grads.bp"));
     }
 }
