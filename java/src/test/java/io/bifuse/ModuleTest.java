@@ -10,6 +10,7 @@ import java.lang.module.ModuleFinder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.stream.Collectors;
@@ -84,7 +85,17 @@ class ModuleTest {
         assertArrayEquals(want, got, 0f, "the module computes the class path's bits");
 
         // The kernels are a resource of package io.bifuse.cuda; the module reads its own.
-        Object ptx = loader.loadClass("io.bifuse.cuda.Kernels").getMethod("ptx").invoke(null);
+        Class<?> kernels = loader.loadClass("io.bifuse.cuda.Kernels");
+        Object ptx = kernels.getMethod("ptx").invoke(null);
         assertEquals(io.bifuse.cuda.Kernels.ptx() == null, ptx == null, "the PTX resource from inside the module");
+
+        // What finds an operator's parts by name (reflection inside the module, nothing opened): the
+        // kernel catalog and the facade's choice.
+        assertEquals(io.bifuse.cuda.Kernels.all().size(), ((List<?>) kernels.getMethod("all").invoke(null)).size(), "Kernels.all() in the module");
+        Class<?> backends = loader.loadClass("io.bifuse.backends.Backends");
+        Object choice = backends.getMethod("of", loader.loadClass("io.bifuse.Op"), loader.loadClass("io.bifuse.cuda.CudaContext")).invoke(null, op, null);
+        Object chosen = choice.getClass().getMethod("backend").invoke(choice);
+        assertEquals(loader.loadClass("io.bifuse.cpu.MlbCpu"), chosen.getClass(), "Backends.of(op, null) in the module");
+        assertEquals("cpu-reference: no CUDA context given", choice.getClass().getMethod("reason").invoke(choice));
     }
 }
