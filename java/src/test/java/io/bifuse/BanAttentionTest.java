@@ -33,13 +33,7 @@ class BanAttentionTest {
         assertLogits(got.logits(), ref.logits(), TOL, "logits");
         List<float[]> gt = new BanAttentionCpu(op).backward(xp, yp, mask, ga, batch, objects, tokens).tensors();
         List<double[]> rt = BanAttentionReference.backward(op, xp, yp, mask, ga, batch, objects, tokens).tensors();
-        List<String> names = op.gradientNames();
-        assertEquals(names.size(), gt.size());
-        assertEquals(rt.size(), gt.size());
-        for (int i = 0; i < gt.size(); i++) {
-            double e = Stats.relativeL2(gt.get(i), rt.get(i));
-            assertTrue(e < TOL, names.get(i) + ": relative L2 " + e);
-        }
+        Stats.assertEachBelow(op.gradientNames(), gt, rt, TOL);
     }
 
     @Test void shapesAndNames() {

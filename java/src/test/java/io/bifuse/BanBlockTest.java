@@ -37,14 +37,8 @@ class BanBlockTest {
         assertArrayEquals(got.out(), new BanBlockCpu(op).forward(x, y, mask, batch, n, m));
         List<float[]> gt = new BanBlockCpu(op).backward(x, y, mask, go, batch, n, m).tensors();
         List<double[]> rt = BanBlockReference.backward(op, x, y, mask, go, batch, n, m).tensors();
-        List<String> names = op.gradientNames();
-        assertEquals(names.size(), gt.size());
-        assertEquals(rt.size(), gt.size());
-        for (int i = 0; i < gt.size(); i++) {
-            double e = Stats.relativeL2(gt.get(i), rt.get(i));
-            // the logits bias gradient is exactly zero on both sides, where relativeL2 is the absolute norm
-            assertTrue(e < TOL, names.get(i) + ": relative L2 " + e);
-        }
+        // the logits bias gradient is exactly zero on both sides, where relativeL2 is the absolute norm
+        Stats.assertEachBelow(op.gradientNames(), gt, rt, TOL);
     }
 
     @Test void attentionMapsAreDistributionsOverTheRealObjects() {

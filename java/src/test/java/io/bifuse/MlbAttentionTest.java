@@ -33,13 +33,7 @@ class MlbAttentionTest {
         assertArrayEquals(got.out(), new MlbAttentionCpu(op).forward(q, v, batch, cells));
         List<float[]> gt = new MlbAttentionCpu(op).backward(q, v, go, batch, cells).tensors();
         List<double[]> rt = MlbAttentionReference.backward(op, q, v, go, batch, cells).tensors();
-        List<String> names = op.gradientNames();
-        assertEquals(names.size(), gt.size());
-        assertEquals(rt.size(), gt.size());
-        for (int i = 0; i < gt.size(); i++) {
-            double e = Stats.relativeL2(gt.get(i), rt.get(i));
-            assertTrue(e < TOL, names.get(i) + ": relative L2 " + e);
-        }
+        Stats.assertEachBelow(op.gradientNames(), gt, rt, TOL);
     }
 
     @Test void attentionMapsAreDistributionsOverTheCells() {

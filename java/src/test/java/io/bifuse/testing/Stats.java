@@ -21,6 +21,21 @@ public final class Stats {
         }
     }
 
+    /**
+     * Fails with an {@link AssertionError} naming the first tensor whose relative L2 error is not below
+     * {@code tol} (NaN included), or a count that differs: {@code names}, {@code got} and {@code ref}
+     * are one op's gradients in its {@code gradientNames()} order.
+     */
+    public static void assertEachBelow(java.util.List<String> names, java.util.List<float[]> got, java.util.List<double[]> ref, double tol) {
+        if (names.size() != got.size() || ref.size() != got.size()) {
+            throw new AssertionError("tensor counts: " + names.size() + " names, " + got.size() + " computed, " + ref.size() + " in the reference");
+        }
+        for (int i = 0; i < got.size(); i++) {
+            double e = relativeL2(got.get(i), ref.get(i));
+            if (!(e < tol)) throw new AssertionError(names.get(i) + ": relative L2 " + e + " (tolerance " + tol + ")");
+        }
+    }
+
     /** {@code ‖a − ref‖₂ / ‖ref‖₂} in double (0 when both are zero). NaN anywhere gives NaN. */
     public static double relativeL2(float[] a, double[] ref) {
         if (a.length != ref.length) throw new IllegalArgumentException("lengths differ: " + a.length + " vs " + ref.length);
