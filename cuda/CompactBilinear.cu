@@ -30,9 +30,18 @@
 //   backward: forward's sketches and R2C, then R2C(B) of g, grad product (2 x 6BF), C2R(2B), gathers.
 //             Compulsory: 4B(2C + d). FLOPs ~ 3BC + 5 * 2.5 B d log2 d + 12BF (+10Bd norm)
 //             (the backward alone; the benchmarks' fwd+bwd row adds the forward's count).
-#include "bifuse_device.cuh"
+#include "bifuse_fft.cuh"
 
 #define CBP_BLOCK 256
+
+// Bin j of one row's count sketch through the CSR inverse of h: its inputs in ascending index order, so
+// the pipeline's and the fused kernels' sketches are the same bits.
+static __device__ __forceinline__ float cbp_sketch_bin(const float* __restrict__ row, const int* __restrict__ bin_start,
+                                                       const int* __restrict__ bin_index, const float* __restrict__ bin_sign, int j) {
+    float acc = 0.f;
+    for (int k = bin_start[j], e = bin_start[j + 1]; k < e; ++k) acc = fmaf(bin_sign[k], row[bin_index[k]], acc);
+    return acc;
+}
 
 // out[b*d + j] for all b < rows, j < d. in is rows x cols (row stride cols).
 extern "C" __global__ void cbp_sketch_gather(const float* __restrict__ in, const int* __restrict__ bin_start,
@@ -42,10 +51,7 @@ extern "C" __global__ void cbp_sketch_gather(const float* __restrict__ in, const
     for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
         const int64_t b = t / d;
         const int j = (int)(t - b * d);
-        const float* row = in + b * cols;
-        float acc = 0.f;
-        for (int k = bin_start[j], e = bin_start[j + 1]; k < e; ++k) acc = fmaf(bin_sign[k], row[bin_index[k]], acc);
-        out[t] = acc;
+        out[t] = cbp_sketch_bin(in + b * cols, bin_start, bin_index, bin_sign, j);
     }
 }
 
@@ -60,19 +66,13 @@ extern "C" __global__ void cbp_sketch_atomic(const float* __restrict__ in, const
     }
 }
 
-static __device__ __forceinline__ float2 cmul(float2 a, float2 b) {
-    return make_float2(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
-}
-static __device__ __forceinline__ float2 cmul_conj(float2 a, float2 b) {  // a * conj(b)
-    return make_float2(a.x * b.x + a.y * b.y, a.y * b.x - a.x * b.y);
-}
 
 // spectra: 2*rows x freq (x's then y's); out: rows x freq.
 extern "C" __global__ void cbp_spectral_product(const float2* __restrict__ spectra, float2* __restrict__ out,
                                                 int rows, int freq, float scale) {
     const int64_t total = (int64_t)rows * freq;
     for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
-        float2 p = cmul(spectra[t], spectra[t + total]);
+        float2 p = bf_cmul(spectra[t], spectra[t + total]);
         out[t] = make_float2(p.x * scale, p.y * scale);
     }
 }
@@ -83,8 +83,8 @@ extern "C" __global__ void cbp_spectral_grad(const float2* __restrict__ g, const
     const int64_t total = (int64_t)rows * freq;
     for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
         const float2 gv = g[t];
-        const float2 gx = cmul_conj(gv, spectra[t + total]);
-        const float2 gy = cmul_conj(gv, spectra[t]);
+        const float2 gx = bf_cmul_conj(gv, spectra[t + total]);
+        const float2 gy = bf_cmul_conj(gv, spectra[t]);
         out[t] = make_float2(gx.x * scale, gx.y * scale);
         out[t + total] = make_float2(gy.x * scale, gy.y * scale);
     }
@@ -137,17 +137,8 @@ extern "C" __global__ void cbp_normalize_backward(const float* __restrict__ z, c
         const float coef = active ? (float)(sums.y * (double)inv * (double)inv) : 0.f;
         const bool identity = !signed_sqrt && l2_mode == 0;
         for (int j = threadIdx.x; j < d; j += blockDim.x) {
-            float du = gr[j];
-            if (!identity) {  // z is only read (and only has to be initialized) when it matters
-                const float zv = zr[j];
-                const float u = signed_sqrt ? bf_ssqrt(zv) : zv;
-                du = inv * (du - coef * u);
-                if (signed_sqrt) {
-                    const float r = sqrtf(fabsf(zv)) + ssqrt_eps;
-                    du = r > 0.f ? du * 0.5f / r : 0.f;
-                }
-            }
-            outr[j] = du;
+            // z is only read (and only has to be initialized) when it matters
+            outr[j] = identity ? gr[j] : bf_norm_grad(zr[j], gr[j], inv, coef, signed_sqrt, ssqrt_eps);
         }
     }
 }
@@ -161,5 +152,222 @@ extern "C" __global__ void cbp_sketch_grad(const float* __restrict__ dpsi, const
         const int64_t b = t / cols;
         const int a = (int)(t - b * cols);
         dx[t] = s[a] * dpsi[b * d + h[a]];
+    }
+}
+
+// ---- One-pass compact bilinear pooling: one block per sample, the sample's spectrum in shared memory.
+//
+// Why: the pipeline above makes 5 (forward) or 9 (backward) passes over B x d arrays in global memory,
+// 3 of them inside cuFFT; these kernels read x, y (and g) once and write the output once. Both count
+// sketches go into ONE complex sequence c = Psi_x + i Psi_y (bin j at pos(j): bifuse_fft.cuh), one
+// forward FFT gives C, and the two real spectra separate as X[k] = (C[k] + conj C[d-k]) / 2,
+// Y[k] = (C[k] - conj C[d-k]) / 2i. Z = X Y / d is Hermitian; its inverse transform (dit = 0) is z at
+// pos(). For d whose prime factors are all <= 7 and whose 8 d bytes (forward) or 12 d + 8 (backward) fit
+// in the opt-in shared memory (d = 16000: 128 KB and 192 KB of the 227 KB), chosen by
+// io.bifuse.cuda.SharedMemoryFft; other d take the pipeline, which stays as the cross-check.
+//
+// Backward, per sample: g_z = dL/dz through the normalization (z recomputed as in the forward when
+// there is one), G = FFT(g_z) (its half k <= d/2 kept in the second shared region), C again, then
+//   dPsi_x + i dPsi_y = corr(g_z, Psi_y + i Psi_x) = IFFT( G . i conj(C) ) / d
+// (corr(g, a)[i] = sum_j g[j] a[j - i] has spectrum G[k] sum_m a[m] w^(-mk), and Psi_y + i Psi_x = i conj(c)),
+// and the two gathers read the real and the imaginary part at pos(h[a]) (the host's ph1, ph2 tables).
+//
+// Launch: grid min(B, 65535) blocks (grid-stride over samples), CBP_FUSED_BLOCK threads, dynamic shared
+// memory 8 d (forward) or 8 d + 8 (d/2 + 1) (backward) bytes, raised by cuFuncSetAttribute.
+// Bytes per call: forward 4 B (Dx + Dy + d) plus the tables (~20 d + 12 C bytes, cached): the compulsory
+// traffic. Backward 4 B (2 Dx + 2 Dy + d). FLOPs: each length-d FFT ~ 5 d log2 d (radix 4) to
+// ~ 8 d log_r d (radix 5, 7); forward 2 FFTs, backward 3 (5 with a normalization), plus O(C + d) per sample.
+#define CBP_FUSED_BLOCK 512
+
+struct CbpFusedForwardParams {
+    const float* x;
+    const float* y;
+    float* out;
+    const int* bin_start_x;
+    const int* bin_index_x;
+    const float* bin_sign_x;
+    const int* bin_start_y;
+    const int* bin_index_y;
+    const float* bin_sign_y;
+    const int* perm;
+    const float2* tw;
+    const int* radix;
+    int rows, dx, dy, d, stages, signed_sqrt, l2_mode;
+    float l2_eps;
+};
+
+struct CbpFusedBackwardParams {
+    const float* x;
+    const float* y;
+    const float* g;
+    float* gx;
+    float* gy;
+    const int* bin_start_x;
+    const int* bin_index_x;
+    const float* bin_sign_x;
+    const int* bin_start_y;
+    const int* bin_index_y;
+    const float* bin_sign_y;
+    const int* ph1;
+    const float* s1;
+    const int* ph2;
+    const float* s2;
+    const int* perm;
+    const float2* tw;
+    const int* radix;
+    float ssqrt_eps, l2_eps;  // the floats side by side: nvcc loads neighbouring fields as one vector
+    int rows, dx, dy, d, stages, signed_sqrt, l2_mode;
+};
+
+// a[pos(j)] = (Psi_x[j], Psi_y[j]) for one sample, then a barrier.
+static __device__ void cbp_fused_sketch(float2* a, const float* __restrict__ xr, const float* __restrict__ yr, const int* __restrict__ perm,
+                                        const int* __restrict__ sx, const int* __restrict__ ix, const float* __restrict__ wx,
+                                        const int* __restrict__ sy, const int* __restrict__ iy, const float* __restrict__ wy, int d) {
+    for (int j = threadIdx.x; j < d; j += blockDim.x)
+        a[perm[j]] = make_float2(cbp_sketch_bin(xr, sx, ix, wx, j), cbp_sketch_bin(yr, sy, iy, wy, j));
+    __syncthreads();
+}
+
+// From the sketches at pos() to z at pos() (real parts): C = FFT(c); Z = X Y / d over the pairs (k, d-k); IFFT.
+static __device__ void cbp_fused_convolve(float2* a, const int* __restrict__ radix, int stages, const float2* __restrict__ tw, int d) {
+    bf_fft(a, radix, stages, tw, d, 1, 0);
+    const float half_scale = 0.5f / d;  // X and Y each carry a 1/2; the 1/d of irfft goes on one of them
+    for (int k = threadIdx.x; k <= d / 2; k += blockDim.x) {
+        const int k2 = k == 0 ? 0 : d - k;
+        const float2 c = a[k], e = a[k2];
+        const float2 x = make_float2((c.x + e.x) * half_scale, (c.y - e.y) * half_scale);
+        const float2 y = make_float2((c.y + e.y) * 0.5f, (e.x - c.x) * 0.5f);  // (c - conj e) / 2i
+        const float2 z = bf_cmul(x, y);
+        a[k] = z;
+        if (k2 != k) a[k2] = bf_conj(z);
+    }
+    __syncthreads();
+    bf_fft(a, radix, stages, tw, d, 0, 1);
+}
+
+extern "C" __global__ void __launch_bounds__(CBP_FUSED_BLOCK) cbp_fused_forward(const CbpFusedForwardParams prm) {
+    // The fields as locals first (as mfb_forward does): direct parameter loads, which KernelCatalogTest matches.
+    const float* __restrict__ x = prm.x;
+    const float* __restrict__ y = prm.y;
+    float* __restrict__ out = prm.out;
+    const int* __restrict__ bin_start_x = prm.bin_start_x;
+    const int* __restrict__ bin_index_x = prm.bin_index_x;
+    const float* __restrict__ bin_sign_x = prm.bin_sign_x;
+    const int* __restrict__ bin_start_y = prm.bin_start_y;
+    const int* __restrict__ bin_index_y = prm.bin_index_y;
+    const float* __restrict__ bin_sign_y = prm.bin_sign_y;
+    const int* __restrict__ perm = prm.perm;
+    const float2* __restrict__ tw = prm.tw;
+    const int* __restrict__ radix = prm.radix;
+    const int rows = prm.rows;
+    const int dx = prm.dx;
+    const int dy = prm.dy;
+    const int d = prm.d;
+    const int stages = prm.stages;
+    const int signed_sqrt = prm.signed_sqrt;
+    const int l2_mode = prm.l2_mode;
+    const float l2_eps = prm.l2_eps;
+    BF_DYNAMIC_SHARED(float2, a);
+    for (int64_t b = blockIdx.x; b < rows; b += gridDim.x) {
+        cbp_fused_sketch(a, x + b * dx, y + b * dy, perm, bin_start_x, bin_index_x, bin_sign_x, bin_start_y,
+                         bin_index_y, bin_sign_y, d);
+        cbp_fused_convolve(a, radix, stages, tw, d);
+        double ss = 0.0;
+        if (l2_mode != 0) {
+            for (int n = threadIdx.x; n < d; n += blockDim.x) {
+                const float z = a[perm[n]].x;
+                const float u = signed_sqrt ? bf_ssqrt(z) : z;
+                ss += (double)u * u;
+            }
+        }
+        int active;
+        const float inv = bf_inv_norm(bf_block_sum<CBP_FUSED_BLOCK>(ss), l2_mode, l2_eps, &active);
+        float* orow = out + b * d;
+        for (int n = threadIdx.x; n < d; n += blockDim.x) {
+            const float z = a[perm[n]].x;
+            orow[n] = (signed_sqrt ? bf_ssqrt(z) : z) * inv;
+        }
+        __syncthreads();  // the next sample's sketch overwrites a
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(CBP_FUSED_BLOCK) cbp_fused_backward(const CbpFusedBackwardParams prm) {
+    const float* __restrict__ x = prm.x;
+    const float* __restrict__ y = prm.y;
+    const float* __restrict__ g = prm.g;
+    float* __restrict__ gx = prm.gx;
+    float* __restrict__ gy = prm.gy;
+    const int* __restrict__ bin_start_x = prm.bin_start_x;
+    const int* __restrict__ bin_index_x = prm.bin_index_x;
+    const float* __restrict__ bin_sign_x = prm.bin_sign_x;
+    const int* __restrict__ bin_start_y = prm.bin_start_y;
+    const int* __restrict__ bin_index_y = prm.bin_index_y;
+    const float* __restrict__ bin_sign_y = prm.bin_sign_y;
+    const int* __restrict__ ph1 = prm.ph1;
+    const float* __restrict__ s1 = prm.s1;
+    const int* __restrict__ ph2 = prm.ph2;
+    const float* __restrict__ s2 = prm.s2;
+    const int* __restrict__ perm = prm.perm;
+    const float2* __restrict__ tw = prm.tw;
+    const int* __restrict__ radix = prm.radix;
+    const int rows = prm.rows;
+    const int dx = prm.dx;
+    const int dy = prm.dy;
+    const int d = prm.d;
+    const int stages = prm.stages;
+    const int signed_sqrt = prm.signed_sqrt;
+    const float ssqrt_eps = prm.ssqrt_eps;
+    const int l2_mode = prm.l2_mode;
+    const float l2_eps = prm.l2_eps;
+    BF_DYNAMIC_SHARED(float2, a);
+    float2* gh = a + d;  // G[0 .. d/2]
+    const bool identity = !signed_sqrt && l2_mode == 0;
+    for (int64_t b = blockIdx.x; b < rows; b += gridDim.x) {
+        const float* xr = x + b * dx;
+        const float* yr = y + b * dy;
+        const float* gr = g + b * d;
+        if (identity) {
+            for (int n = threadIdx.x; n < d; n += blockDim.x) a[perm[n]] = make_float2(gr[n], 0.f);
+        } else {
+            cbp_fused_sketch(a, xr, yr, perm, bin_start_x, bin_index_x, bin_sign_x, bin_start_y, bin_index_y, bin_sign_y, d);
+            cbp_fused_convolve(a, radix, stages, tw, d);
+            double ss = 0.0, ug = 0.0;
+            if (l2_mode != 0) {
+                for (int n = threadIdx.x; n < d; n += blockDim.x) {
+                    const float z = a[perm[n]].x;
+                    const float u = signed_sqrt ? bf_ssqrt(z) : z;
+                    ss += (double)u * u;
+                    ug += (double)u * gr[n];
+                }
+            }
+            const double2 sums = bf_block_sum2<CBP_FUSED_BLOCK>(ss, ug);
+            int active;
+            const float inv = bf_inv_norm(sums.x, l2_mode, l2_eps, &active);
+            const float coef = active ? (float)(sums.y * (double)inv * (double)inv) : 0.f;
+            // Each thread rewrites only the elements it read: no barrier needed between the two.
+            for (int n = threadIdx.x; n < d; n += blockDim.x) {
+                const int at = perm[n];
+                a[at] = make_float2(bf_norm_grad(a[at].x, gr[n], inv, coef, signed_sqrt, ssqrt_eps), 0.f);
+            }
+        }
+        __syncthreads();
+        bf_fft(a, radix, stages, tw, d, 1, 0);  // G, natural order
+        for (int k = threadIdx.x; k <= d / 2; k += blockDim.x) gh[k] = a[k];
+        __syncthreads();
+        cbp_fused_sketch(a, xr, yr, perm, bin_start_x, bin_index_x, bin_sign_x, bin_start_y, bin_index_y, bin_sign_y, d);
+        bf_fft(a, radix, stages, tw, d, 1, 0);  // C
+        const float scale = 1.f / d;
+        for (int k = threadIdx.x; k < d; k += blockDim.x) {
+            const float2 gk = k <= d / 2 ? gh[k] : bf_conj(gh[d - k]);
+            const float2 w = bf_cmul_conj(gk, a[k]);  // G conj(C), then times i and 1/d
+            a[k] = make_float2(-w.y * scale, w.x * scale);
+        }
+        __syncthreads();
+        bf_fft(a, radix, stages, tw, d, 0, 1);  // dPsi_x + i dPsi_y at pos()
+        float* gxr = gx + b * dx;
+        float* gyr = gy + b * dy;
+        for (int i = threadIdx.x; i < dx; i += blockDim.x) gxr[i] = s1[i] * a[ph1[i]].x;
+        for (int i = threadIdx.x; i < dy; i += blockDim.x) gyr[i] = s2[i] * a[ph2[i]].y;
+        __syncthreads();
     }
 }

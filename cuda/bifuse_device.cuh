@@ -39,6 +39,19 @@ static __device__ __forceinline__ float bf_inv_norm(double sumsq, int l2_mode, f
     return 1.f;
 }
 
+// dL/dz of one element of a normalized vector (u = ssqrt(z) or z, o = inv * u), given g = dL/do, the
+// l2 scale inv and coef = <u, g> inv^2 when the norm is active (else 0):
+//   du = inv (g - coef u),  dz = du * 0.5 / (sqrt|z| + ssqrt_eps), and 0 where that denominator is 0.
+static __device__ __forceinline__ float bf_norm_grad(float zv, float gv, float inv, float coef, int signed_sqrt, float ssqrt_eps) {
+    const float u = signed_sqrt ? bf_ssqrt(zv) : zv;
+    float du = inv * (gv - coef * u);
+    if (signed_sqrt) {
+        const float r = sqrtf(fabsf(zv)) + ssqrt_eps;
+        du = r > 0.f ? du * 0.5f / r : 0.f;
+    }
+    return du;
+}
+
 // ---- Block-wide reductions, in a fixed tree order: deterministic, the same bits on every run. Each
 // call ends with a barrier, so the scratch may be reused by the next call in the same kernel.
 
@@ -90,6 +103,16 @@ static __device__ __forceinline__ double bf_block_sum(double v) {
     __syncthreads();
     return r;
 }
+
+// The block's dynamic shared memory (the launch's sharedMemBytes) as a T*: an `extern __shared__` array
+// on the device; on the simulated device the shim's dynamic area (NaN-filled before each block).
+#ifdef __CUDACC__
+#define BF_DYNAMIC_SHARED(T, name)                                  \
+    extern __shared__ __align__(16) unsigned char bf_dynamic_smem[]; \
+    T* name = reinterpret_cast<T*>(bf_dynamic_smem)
+#else
+#define BF_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::emu::dynamic_shared())
+#endif
 
 // Grid-stride loops over 64-bit element indices.
 static __device__ __forceinline__ int64_t bf_tid() { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }

@@ -92,7 +92,7 @@ echo '{ global: bifuse_sim_*; local: *; };' > "$gen/kernels.map"  # only the tab
   -I"$sim" -I"$kernels" -I"$root/cuda" -I"$gen" -I"$cuda_inc" -Wl,--version-script="$gen/kernels.map" \
   -o "$out/libbifuse_simkernels.so" "$sim/kernels.cpp"
 # The module image Java loads when the jar has no fatbin (built without nvcc): the kernels' names.
-{ echo "BIFUSE-SIM-MODULE"; perl -0777 -ne 's{/\*.*?\*/}{ }gs; s{//[^\n]*}{}g; while (/extern\s+"C"\s+__global__\s+void\s+([A-Za-z_]\w*)\s*\(/g) { print "$1\n" }' "$kernels"/*.cu; } > "$out/bifuse.simmodule"
+{ echo "BIFUSE-SIM-MODULE"; perl -0777 -ne 's{/\*.*?\*/}{ }gs; s{//[^\n]*}{}g; while (/extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?([A-Za-z_]\w*)\s*\(/g) { print "$1\n" }' "$kernels"/*.cu; } > "$out/bifuse.simmodule"
 printf '\0' >> "$out/bifuse.simmodule"
 
 if [ $only_kernels = 1 ]; then echo "[bifuse] simulated-device kernel library built: $out/libbifuse_simkernels.so (from $kernels)"; exit 0; fi

@@ -1685,7 +1685,8 @@ SIM_API CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned int gx, unsigned 
     return enqueue(h, k->name, [=]() -> CUresult {
         std::vector<void*> ptrs(args->size());
         for (size_t i = 0; i < args->size(); ++i) ptrs[i] = (*args)[i].data();
-        int rc = k->launch(ptrs.data(), gx, gy, gz, bx, by, bz);
+        int rc = k->launch_dynamic ? k->launch_dynamic(ptrs.data(), gx, gy, gz, bx, by, bz, sharedMemBytes)
+                                   : k->launch(ptrs.data(), gx, gy, gz, bx, by, bz);
         CUresult result = CUDA_SUCCESS;
         if (rc != 0) {
             logf("%s failed: %s: CUDA_ERROR_LAUNCH_FAILED", name.c_str(), g_kernels.error ? g_kernels.error() : "?");

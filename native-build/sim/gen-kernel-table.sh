@@ -2,7 +2,7 @@
 # Generates the two includes of native-build/sim/kernels.cpp from a directory of kernel sources:
 #   sim_kernel_sources.inc  #include of every *.cu (sorted), the unity translation unit CMakeLists.txt builds
 #   sim_kernel_table.inc    BIFUSE_SIM_KERNEL(name, registers, static_shared_bytes) for every
-#                           extern "C" __global__ void NAME( found there, and BIFUSE_SIM_RESOURCE_INFO
+#                           extern "C" __global__ void [__launch_bounds__(N)] NAME( found there, and BIFUSE_SIM_RESOURCE_INFO
 #
 #   native-build/sim/gen-kernel-table.sh [-o OUTDIR] [-r RESOURCE_USAGE | --nvcc] [KERNEL_DIR]
 #     KERNEL_DIR      default cuda/ of this repository (another directory: a mutant copy of the kernels)
@@ -44,7 +44,7 @@ mapfile -t sources < <(printf '%s\n' "${sources[@]}" | LC_ALL=C sort)
 # declaration may span lines.
 mapfile -t kernels < <(perl -0777 -ne '
   s{/\*.*?\*/}{ }gs; s{//[^\n]*}{}g;
-  while (/extern\s+"C"\s+__global__\s+void\s+([A-Za-z_]\w*)\s*\(/g) { print "$1\n" }' "${sources[@]}")
+  while (/extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?([A-Za-z_]\w*)\s*\(/g) { print "$1\n" }' "${sources[@]}")
 if [ ${#kernels[@]} -eq 0 ]; then echo "gen-kernel-table.sh: no extern \"C\" __global__ kernels in $dir" >&2; exit 1; fi
 dups=$(printf '%s\n' "${kernels[@]}" | sort | uniq -d)
 if [ -n "$dups" ]; then echo "gen-kernel-table.sh: kernels defined twice: $dups" >&2; exit 1; fi

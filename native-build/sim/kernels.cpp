@@ -108,6 +108,11 @@ struct Entry<K> {
     }
 
     static int launch(void** params, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz) {
+        return launch_dynamic(params, gx, gy, gz, bx, by, bz, 0);
+    }
+
+    static int launch_dynamic(void** params, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                              unsigned shared_bytes) {
         t_error.clear();
         if (sizeof...(P) && !params) {
             t_error = std::string(name) + ": kernelParams is null, the kernel takes " + std::to_string(sizeof...(P)) + " parameters";
@@ -123,7 +128,8 @@ struct Entry<K> {
         // Every thread gets its own copy of the parameters (as each GPU thread may modify its own).
         auto call = [&args] { std::apply(K, args); };
         using Call = decltype(call);
-        t_error = emu::run_grid(name, [](void* c) { (*static_cast<Call*>(c))(); }, &call, dim3(gx, gy, gz), dim3(bx, by, bz));
+        t_error = emu::run_grid(name, [](void* c) { (*static_cast<Call*>(c))(); }, &call, dim3(gx, gy, gz), dim3(bx, by, bz),
+                                 shared_bytes);
         return t_error.empty() ? 0 : 1;
     }
 };
@@ -140,7 +146,7 @@ void add(Table& t, const char* name, int registers, int smem) {
     E::name = name;
     emu::register_kernel_name(name);
     t.signatures.push_back(E::signature());
-    t.entries.push_back(bifuse_sim_kernel{name, (int)(std::tuple_size_v<typename E::Args>), E::kSizes, nullptr, registers, smem, &E::launch, E::kAligns});
+    t.entries.push_back(bifuse_sim_kernel{name, (int)(std::tuple_size_v<typename E::Args>), E::kSizes, nullptr, registers, smem, &E::launch, E::kAligns, &E::launch_dynamic});
 }
 
 const Table& table() {

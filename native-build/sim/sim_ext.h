@@ -62,6 +62,10 @@ typedef struct bifuse_sim_kernel {
     // alignof each parameter's C++ type: 8 for a pointer, 4 for an int, a by-value struct's its widest
     // member's (where cuLaunchKernel's `extra` buffer puts it). Last, so the fields above keep their offsets.
     const unsigned* param_aligns;
+    // launch with the launch's dynamic shared memory (cuLaunchKernel's sharedMemBytes): the area a
+    // BF_DYNAMIC_SHARED array points at, NaN-filled before each block. Null in a library without it.
+    int (*launch_dynamic)(void** params, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                          unsigned shared_bytes);
 } bifuse_sim_kernel;
 
 // The table of every kernel in the library (exported by libbifuse_simkernels.so).

@@ -17,6 +17,15 @@ import java.util.List;
  * Backward recomputes the sketches and spectra from {@code x, y} as the PyTorch port does, then
  * {@code rfft(g)}, the two conjugate products, one C2R of batch {@code 2B} and the two gathers.
  *
+ * <p>{@link Path#FUSED}: one kernel per direction, one block per sample holding the sample's spectrum in
+ * shared memory ({@code cbp_fused_forward}, {@code cbp_fused_backward}: both sketches, one complex FFT,
+ * the spectral product, the inverse FFT and the normalization in one pass; no workspace, no cuFFT). It
+ * serves every {@code d} whose prime factors are at most 7 and whose sequence fits the device's opt-in
+ * shared memory (8 d bytes forward, 12 d + 8 backward: d = 16000 takes 128 KB and 192 KB of an H200's
+ * 227 KB). {@link Path#AUTO} (the default) takes it per direction where it applies and the cuFFT
+ * pipeline elsewhere; {@link #forwardPath()} and {@link #backwardPath()} say which. Which one is faster
+ * on a GPU has not been measured yet.
+ *
  * <p>Workspaces and cuFFT plans are made once per (stream, B) and kept (the {@value #MAX_WORKSPACES}
  * most recently used), so repeated calls allocate nothing. Calls on one stream are serialized on its
  * workspace; calls on different streams run concurrently. Device inputs may come from another library
@@ -33,6 +42,24 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
         ATOMIC
     }
 
+    /** Which implementation runs a direction (forward or backward). */
+    public enum Path {
+        /** The one-pass kernels where they apply (see the class comment), the cuFFT pipeline elsewhere (default). */
+        AUTO,
+        /** The one-pass shared-memory kernels for both directions; refused for a {@code d} they cannot take. */
+        FUSED,
+        /** Sketch kernels, batched cuFFT and the spectral and normalization kernels: any {@code d}. */
+        PIPELINE
+    }
+
+    public static final KernelSpec FUSED_FORWARD = new KernelSpec("cbp_fused_forward", "{ppppppppppppiiiiiiif}",
+            "x y out bin_start_x bin_index_x bin_sign_x bin_start_y bin_index_y bin_sign_y perm tw radix rows dx dy d stages signed_sqrt l2_mode l2_eps");
+    public static final KernelSpec FUSED_BACKWARD = new KernelSpec("cbp_fused_backward", "{ppppppppppppppppppffiiiiiii}",
+            "x y g gx gy bin_start_x bin_index_x bin_sign_x bin_start_y bin_index_y bin_sign_y ph1 s1 ph2 s2 perm tw radix "
+                    + "ssqrt_eps l2_eps rows dx dy d stages signed_sqrt l2_mode");
+    /** The fused kernels' CBP_FUSED_BLOCK. */
+    private static final int FUSED_BLOCK = 512;
+
     public static final KernelSpec SKETCH_GATHER = new KernelSpec("cbp_sketch_gather", "pppppiii");
     public static final KernelSpec SKETCH_ATOMIC = new KernelSpec("cbp_sketch_atomic", "ppppiii");
     public static final KernelSpec SPECTRAL_PRODUCT = new KernelSpec("cbp_spectral_product", "ppiif");
@@ -41,13 +68,16 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
     public static final KernelSpec NORMALIZE_BACKWARD = new KernelSpec("cbp_normalize_backward", "pppiiifif");
     public static final KernelSpec SKETCH_GRAD = new KernelSpec("cbp_sketch_grad", "ppppiii");
     static final List<KernelSpec> KERNELS = List.of(SKETCH_GATHER, SKETCH_ATOMIC, SPECTRAL_PRODUCT, SPECTRAL_GRAD,
-            NORMALIZE_FORWARD, NORMALIZE_BACKWARD, SKETCH_GRAD);
+            NORMALIZE_FORWARD, NORMALIZE_BACKWARD, SKETCH_GRAD, FUSED_FORWARD, FUSED_BACKWARD);
 
     static final int MAX_WORKSPACES = 4;
     private static final int BLOCK = 256; // the kernels' CBP_BLOCK
 
     private final Sketch sketch;
+    private final Path path, forwardPath, backwardPath;
     private final HashTable hx, hy;
+    private final SharedMemoryFft.Tables fft;   // null unless a direction is fused
+    private final DeviceBuffer ph1, ph2;        // perm[h1], perm[h2], with fft
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("CompactBilinearCuda", MAX_WORKSPACES);
 
     @Override Workspaces<?, ?> workspaces() { return workspaces; }
@@ -57,19 +87,84 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
         this(op, context, Sketch.DETERMINISTIC);
     }
 
+    /** This op with {@code sketch} for the pipeline, and {@link Path#AUTO}. */
     public CompactBilinearCuda(CompactBilinear op, CudaContext context, Sketch sketch) {
-        super("a CompactBilinear", op, context, Precision.FP32, Needs.CUFFT, MAX_WORKSPACES);
-        if (sketch == null) throw new IllegalArgumentException("sketch: expected DETERMINISTIC or ATOMIC, got null");
+        this(op, context, sketch, Path.AUTO);
+    }
+
+    /**
+     * This op on {@code path}. The fused kernels always sketch deterministically, so
+     * {@link Sketch#ATOMIC} (a pipeline option) takes the pipeline under {@link Path#AUTO} and is refused
+     * with {@link Path#FUSED}; so is a {@code d} the fused kernels cannot take (a prime factor above 7, or a
+     * sequence larger than the device's shared memory).
+     */
+    public CompactBilinearCuda(CompactBilinear op, CudaContext context, Sketch sketch, Path path) {
+        this(op, context, sketch, path, choose(op, context, sketch, path));
+    }
+
+    private CompactBilinearCuda(CompactBilinear op, CudaContext context, Sketch sketch, Path path, Path[] chosen) {
+        super("a CompactBilinear", op, context, Precision.FP32,
+                chosen[0] == Path.FUSED && chosen[1] == Path.FUSED ? Needs.NOTHING : Needs.CUFFT, MAX_WORKSPACES);
         this.sketch = sketch;
+        this.path = path;
+        this.forwardPath = chosen[0];
+        this.backwardPath = chosen[1];
         try {
             this.hx = own(new HashTable(context, op.h1(), op.s1(), op.d()));
             this.hy = own(new HashTable(context, op.h2(), op.s2(), op.d()));
+            if (forwardPath == Path.FUSED || backwardPath == Path.FUSED) {
+                this.fft = own(SharedMemoryFft.of(op.d()).upload(context));
+                this.ph1 = own(DeviceBuffer.of(context, fft.permuted(op.h1())));
+                this.ph2 = own(DeviceBuffer.of(context, fft.permuted(op.h2())));
+            } else {
+                this.fft = null;
+                this.ph1 = this.ph2 = null;
+            }
         } catch (RuntimeException e) {
             throw failed(e);
         }
     }
 
+    /** The forward's and the backward's path for these arguments (checked here, before anything is made). */
+    private static Path[] choose(CompactBilinear op, CudaContext context, Sketch sketch, Path path) {
+        if (sketch == null) throw new IllegalArgumentException("sketch: expected DETERMINISTIC or ATOMIC, got null");
+        if (path == null) throw new IllegalArgumentException("path: expected AUTO, FUSED or PIPELINE, got null");
+        if (op == null || context == null || path == Path.PIPELINE || (path == Path.AUTO && sketch == Sketch.ATOMIC)) {
+            return new Path[] {Path.PIPELINE, Path.PIPELINE}; // the superclass names a null op or context
+        }
+        int d = op.d();
+        if (path == Path.FUSED && sketch == Sketch.ATOMIC) {
+            throw new IllegalArgumentException("sketch: the fused path sketches deterministically; expected DETERMINISTIC with Path.FUSED, got ATOMIC");
+        }
+        boolean smooth = SharedMemoryFft.supports(d);
+        long fwdBytes = fusedForwardBytes(d), bwdBytes = fusedBackwardBytes(d);
+        boolean fwd = smooth && fwdBytes <= context.maxDynamicSharedBytes(FUSED_FORWARD);
+        boolean bwd = smooth && bwdBytes <= context.maxDynamicSharedBytes(FUSED_BACKWARD);
+        if (path == Path.FUSED && !(fwd && bwd)) {
+            String why = !smooth ? "a prime factor above 7 (d = " + SharedMemoryFft.factorization(d) + ")"
+                    : "a sequence of " + fwdBytes + " (forward) and " + bwdBytes + " (backward) bytes; this device's blocks take at most "
+                            + context.maxDynamicSharedBytes(FUSED_FORWARD) + " and " + context.maxDynamicSharedBytes(FUSED_BACKWARD);
+            throw new IllegalArgumentException("path: FUSED cannot take d = " + d + ": " + why + "; use AUTO or PIPELINE");
+        }
+        return new Path[] {fwd ? Path.FUSED : Path.PIPELINE, bwd ? Path.FUSED : Path.PIPELINE};
+    }
+
+    /** Dynamic shared memory of {@code cbp_fused_forward}: the sample's complex sequence. */
+    static long fusedForwardBytes(int d) { return 8L * d; }
+
+    /** Dynamic shared memory of {@code cbp_fused_backward}: the sequence and the half spectrum of g. */
+    static long fusedBackwardBytes(int d) { return 8L * d + 8L * (d / 2 + 1); }
+
     public Sketch sketch() { return sketch; }
+
+    /** The path asked for. */
+    public Path path() { return path; }
+
+    /** What the forward runs: {@link Path#FUSED} or {@link Path#PIPELINE}. */
+    public Path forwardPath() { return forwardPath; }
+
+    /** What the backward runs: {@link Path#FUSED} or {@link Path#PIPELINE}. */
+    public Path backwardPath() { return backwardPath; }
 
     /** {@code out (B × d) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
     public void forward(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, CudaStream stream) {
@@ -78,6 +173,14 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
         DeviceArgs.memory("y", y, batch, op.dy());
         DeviceArgs.memory("out", out, batch, op.d());
         if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
+        if (forwardPath == Path.FUSED) {
+            Normalization n = op.normalization();
+            context.launch(FUSED_FORWARD, DeviceArgs.rowGrid(batch), 1, FUSED_BLOCK, (int) fusedForwardBytes(op.d()), stream,
+                    x, y, out, hx.binStart, hx.binIndex, hx.binSign, hy.binStart, hy.binIndex, hy.binSign,
+                    fft.permutation, fft.twiddles, fft.radix, batch, op.dx(), op.dy(), op.d(), fft.stages,
+                    n.signedSqrt() ? 1 : 0, n.l2().code(), n.l2Eps());
+            return;
+        }
         inWorkspace(stream, batch, w -> {
             sketchBoth(w, x, y, batch, stream);
             w.r2c2B.execute(w.sketches, w.spectra);
@@ -107,6 +210,14 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
         DeviceArgs.memory("gradX", gradX, batch, op.dx());
         DeviceArgs.memory("gradY", gradY, batch, op.dy());
         if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream, got null");
+        if (backwardPath == Path.FUSED) {
+            Normalization n = op.normalization();
+            context.launch(FUSED_BACKWARD, DeviceArgs.rowGrid(batch), 1, FUSED_BLOCK, (int) fusedBackwardBytes(op.d()), stream,
+                    x, y, gradOut, gradX, gradY, hx.binStart, hx.binIndex, hx.binSign, hy.binStart, hy.binIndex, hy.binSign,
+                    ph1, hx.s, ph2, hy.s, fft.permutation, fft.twiddles, fft.radix, n.signedSqrtGradEps(), n.l2Eps(),
+                    batch, op.dx(), op.dy(), op.d(), fft.stages, n.signedSqrt() ? 1 : 0, n.l2().code());
+            return;
+        }
         inWorkspace(stream, batch, w -> {
             w.ensureBackwardPlans();
             int d = op.d();

@@ -10,6 +10,7 @@ import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdevice_attribute;
 import jcuda.driver.CUfunction;
+import jcuda.driver.CUfunction_attribute;
 import jcuda.driver.CUmodule;
 
 /**
@@ -29,6 +30,9 @@ public final class CudaContext implements AutoCloseable {
     private final int ccMajor;
     private final int ccMinor;
     private final int multiprocessors;
+    private final int sharedOptin;
+    /** Per function: the dynamic shared memory its attribute now allows (48 KiB until raised). */
+    private final Map<String, Integer> dynamicSharedSet = new ConcurrentHashMap<>();
     private volatile CUmodule module;
     private final Map<String, CUfunction> functions = new ConcurrentHashMap<>();
     private final Set<KernelSpec> catalog = Set.copyOf(Kernels.all());
@@ -47,6 +51,7 @@ public final class CudaContext implements AutoCloseable {
         ccMajor = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
         ccMinor = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
         multiprocessors = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
+        sharedOptin = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
     }
 
     /** The primary context of device {@code ordinal}; throws {@link IllegalStateException} without CUDA. */
@@ -69,6 +74,21 @@ public final class CudaContext implements AutoCloseable {
     public String deviceName() { return name; }
     public int computeCapability() { return ccMajor * 10 + ccMinor; }
     public int multiprocessorCount() { return multiprocessors; }
+
+    /** The most shared memory (static + dynamic) one block may opt in to: 227 KiB on sm_90. */
+    public int sharedMemoryPerBlockOptin() { return sharedOptin; }
+
+    /**
+     * The most dynamic shared memory a launch of {@code kernel} may ask for: the opt-in maximum less the
+     * kernel's own static {@code __shared__} bytes. Launches above 48 KiB raise the kernel's
+     * {@code CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES} first (once).
+     */
+    public int maxDynamicSharedBytes(KernelSpec kernel) {
+        int[] stat = new int[1];
+        Driver.check("cuFuncGetAttribute(" + kernel.name() + ", SHARED_SIZE_BYTES)",
+                cuFuncGetAttribute(stat, CUfunction_attribute.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, function(kernel)));
+        return sharedOptin - stat[0];
+    }
 
     /** Whether this is the simulated device (cuda-sim): its results are never GPU results, its timings never performance. */
     public boolean isSimulated() { return Cuda.isSimulated(); }
@@ -102,11 +122,21 @@ public final class CudaContext implements AutoCloseable {
         if (gridX < 1 || gridY < 1 || gridY > 65535 || blockX < 1 || blockX > 1024) {
             throw new IllegalArgumentException(kernel.name() + ": bad launch geometry grid=(" + gridX + "," + gridY + ") block=" + blockX);
         }
+        if (sharedBytes < 0) throw new IllegalArgumentException(kernel.name() + ": sharedBytes: expected >= 0, got " + sharedBytes);
         Pointer params = Pointer.to(kernel.marshal(args));
         CUfunction f = function(kernel);
+        if (sharedBytes > DEFAULT_DYNAMIC_SHARED && dynamicSharedSet.getOrDefault(kernel.name(), DEFAULT_DYNAMIC_SHARED) < sharedBytes) {
+            makeCurrent();
+            Driver.check("cuFuncSetAttribute(" + kernel.name() + ", MAX_DYNAMIC_SHARED_SIZE_BYTES, " + sharedBytes + ")",
+                    cuFuncSetAttribute(f, CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, sharedBytes));
+            dynamicSharedSet.merge(kernel.name(), sharedBytes, Math::max);
+        }
         Driver.check("cuLaunchKernel(" + kernel.name() + ")",
                 cuLaunchKernel(f, gridX, gridY, 1, blockX, 1, 1, sharedBytes, stream.jcuda(), params, null));
     }
+
+    /** What a launch may use without opting in. */
+    private static final int DEFAULT_DYNAMIC_SHARED = 48 * 1024;
 
     private CUfunction function(KernelSpec kernel) {
         CUfunction f = functions.get(kernel.name());

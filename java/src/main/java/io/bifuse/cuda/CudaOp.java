@@ -92,6 +92,7 @@ public abstract class CudaOp<O> implements AutoCloseable {
                 case LinearCuda l -> l.deviceBytes();
                 case CudaOp<?> c -> c.deviceBytes();
                 case CompactBilinearCuda.HashTable t -> t.bytes();
+                case SharedMemoryFft.Tables t -> t.bytes();
                 default -> 0; // a resource without device memory of its own
             };
         }

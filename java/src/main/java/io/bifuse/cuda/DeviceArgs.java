@@ -57,6 +57,12 @@ final class DeviceArgs {
     static volatile int gridCap = Integer.getInteger("bifuse.cuda.gridCap", 0);
 
     /** Blocks for a grid-stride kernel: enough to fill the GPU, never more than the work. */
+    /** One block per row (sample) up to 65535 and {@link #gridCap}: the kernels that stride over rows by {@code gridDim.x}. */
+    static int rowGrid(int rows) {
+        int cap = gridCap > 0 ? gridCap : 65535;
+        return Math.max(1, Math.min(rows, Math.min(cap, 65535)));
+    }
+
     static int grid(CudaContext context, long threads, int block) {
         long blocks = (threads + block - 1) / block;
         long full = 32L * context.multiprocessorCount() * (2048 / block), cap = gridCap;

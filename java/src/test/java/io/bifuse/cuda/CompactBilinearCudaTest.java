@@ -64,7 +64,7 @@ class CompactBilinearCudaTest {
 
     @ParameterizedTest(name = "B={0} Dx={1} Dy={2} d={3}")
     @CsvSource({"1,2048,2048,16000", "64,2048,2048,16000", "512,2048,2048,16000", "64,2048,2048,15999", "64,2048,2048,15838",
-                "3,1,1,1", "5,7,3,2", "2,33,17,16001"})
+                "3,2048,2048,6300", "3,2048,2048,15625", "2,100,90,3087", "3,1,1,1", "5,7,3,2", "2,33,17,16001"})
     void matchesReference(int specBatch, int dx, int dy, int d) {
         assumeTrue(!SANITIZE || (long) specBatch * d <= 64L * 16000, "under compute-sanitizer only B·d <= 64·16000");
         int batch = SimSizes.batch(specBatch);
@@ -83,10 +83,11 @@ class CompactBilinearCudaTest {
             // The signed sqrt amplifies float32 errors in z: the bound is 10× a float64 baseline fed
             // z with float32-level noise (io.bifuse.testing.CompactBilinearTolerance explains), and never below 1e-5.
             double tol = gRef == null ? Double.NaN : io.bifuse.testing.CompactBilinearTolerance.backwardTolerance(op, x, y, g, batch, gRef, seed);
-            for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
-                try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode)) {
+            for (Variant v : Variant.values()) {
+                try (CompactBilinearCuda cuda = v.open(op)) {
+                    if (v.duplicates(cuda)) continue;
                     float[][] out = io.bifuse.testing.CompactBilinearTolerance.run(ctx, cuda, x, y, g, batch);
-                    String what = mode + " " + n + " B=" + batch + " seed " + seed;
+                    String what = v.describe(cuda) + " " + n + " B=" + batch + " seed " + seed;
                     assertBelow(Stats.relativeL2(out[0], zRef), fwdTol, what + " forward");
                     if (gRef == null) continue; // exact ssqrt derivative on a sparse sketch: not comparable
                     assertBelow(L2Terms.error(out[1], gRef[0], gScale[0]), tol, what + " dx");
@@ -137,23 +138,86 @@ class CompactBilinearCudaTest {
             double[][] gOwn = CompactBilinearReference.backwardFromPooled(op, xd, yd, zOwn, gd, batch);
             double[][] sOwn = CompactBilinearReference.backwardFromPooled(op.withNormalization(L2Terms.withoutL2(n)), xd, yd, zOwn,
                     CompactBilinearReference.toDouble(L2Terms.scaledGradOut(n, zOwn, g, batch, d)), batch);
-            for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
-                try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode)) {
+            for (Variant v : Variant.values()) {
+                try (CompactBilinearCuda cuda = v.open(op)) {
+                    if (v.duplicates(cuda)) continue;
                     float[][] out = io.bifuse.testing.CompactBilinearTolerance.run(ctx, cuda, x, y, g, batch);
-                    String what = mode + " " + NormalizationBranches.describe(n) + " B=" + batch + " seed " + seed;
+                    String what = v.describe(cuda) + " " + NormalizationBranches.describe(n) + " B=" + batch + " seed " + seed;
                     assertBelow(Stats.relativeL2(out[0], outRef), fwdTol, what + " forward");
                     assertTrue(NormalizationBranches.allFinite(out[1]) && NormalizationBranches.allFinite(out[2]), what + ": a gradient is not finite");
                     if (comparable) {
                         assertBelow(L2Terms.error(out[1], gRef[0], gScale[0]), bwdTol, what + " dx");
                         assertBelow(L2Terms.error(out[2], gRef[1], gScale[1]), bwdTol, what + " dy");
                     }
-                    // The atomic sketch sums in no fixed order: its z need not be the gather's bits.
-                    if (mode != CompactBilinearCuda.Sketch.DETERMINISTIC) continue;
+                    // The atomic sketch sums in no fixed order, and the other path runs other FFTs: only
+                    // the path that pooled zDev gives its bits.
+                    if (v.sketch != CompactBilinearCuda.Sketch.DETERMINISTIC || v != Variant.DEFAULT) continue;
                     assertBelow(Stats.relativeL2(out[0], outOwn), what + " forward at the device's z");
                     assertBelow(L2Terms.error(out[1], gOwn[0], sOwn[0]), what + " dx at the device's z");
                     assertBelow(L2Terms.error(out[2], gOwn[1], sOwn[1]), what + " dy at the device's z");
                 }
             }
+        }
+    }
+
+    /**
+     * Every path each case runs: the default (the fused kernels where they apply), the pipeline with the
+     * deterministic sketch (the cross-check, and the path of every other d), and with the atomic one.
+     */
+    enum Variant {
+        DEFAULT(CompactBilinearCuda.Sketch.DETERMINISTIC, CompactBilinearCuda.Path.AUTO),
+        PIPELINE(CompactBilinearCuda.Sketch.DETERMINISTIC, CompactBilinearCuda.Path.PIPELINE),
+        ATOMIC(CompactBilinearCuda.Sketch.ATOMIC, CompactBilinearCuda.Path.PIPELINE);
+
+        final CompactBilinearCuda.Sketch sketch;
+        final CompactBilinearCuda.Path path;
+
+        Variant(CompactBilinearCuda.Sketch sketch, CompactBilinearCuda.Path path) {
+            this.sketch = sketch;
+            this.path = path;
+        }
+
+        CompactBilinearCuda open(CompactBilinear op) { return new CompactBilinearCuda(op, ctx, sketch, path); }
+
+        /** The default where it takes the pipeline for both directions: PIPELINE runs that already. */
+        boolean duplicates(CompactBilinearCuda c) {
+            return this == DEFAULT && c.forwardPath() == CompactBilinearCuda.Path.PIPELINE && c.backwardPath() == CompactBilinearCuda.Path.PIPELINE;
+        }
+
+        String describe(CompactBilinearCuda c) {
+            return sketch + " forward " + c.forwardPath() + " backward " + c.backwardPath();
+        }
+    }
+
+    /**
+     * Which d take the fused kernels: 7-smooth ones that fit the shared memory, per direction (d = 20000
+     * fits the forward's 160 KB but not the backward's 240 KB); FUSED is refused, by name and before
+     * anything is allocated, for the others and with the atomic sketch.
+     */
+    @Test void fusedPathWhereItApplies() {
+        int[][] cases = { // d, forward fused, backward fused
+            {16000, 1, 1}, {6300, 1, 1}, {15625, 1, 1}, {2, 1, 1}, {20000, 1, 0}, {15838, 0, 0}, {16001, 0, 0}, {1, 0, 0}, {40000, 0, 0}};
+        for (int[] c : cases) {
+            CompactBilinear op = CompactBilinear.seeded(3, 2, c[0], 1);
+            try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx)) {
+                assertEquals(c[1] == 1 ? CompactBilinearCuda.Path.FUSED : CompactBilinearCuda.Path.PIPELINE, cuda.forwardPath(), "d = " + c[0]);
+                assertEquals(c[2] == 1 ? CompactBilinearCuda.Path.FUSED : CompactBilinearCuda.Path.PIPELINE, cuda.backwardPath(), "d = " + c[0]);
+            }
+            if (c[1] == 0 || c[2] == 0) {
+                long free = ctx.memoryInfo()[0];
+                expect("path: FUSED cannot take d = " + c[0],
+                        () -> new CompactBilinearCuda(op, ctx, CompactBilinearCuda.Sketch.DETERMINISTIC, CompactBilinearCuda.Path.FUSED));
+                assertEquals(free, ctx.memoryInfo()[0], "a refused op allocated device memory");
+            }
+        }
+        expect("path: FUSED cannot take d = 15838: a prime factor above 7 (d = 2·7919)", () -> new CompactBilinearCuda(
+                CompactBilinear.seeded(3, 2, 15838, 1), ctx, CompactBilinearCuda.Sketch.DETERMINISTIC, CompactBilinearCuda.Path.FUSED));
+        expect("sketch: the fused path sketches deterministically", () -> new CompactBilinearCuda(CompactBilinear.seeded(3, 2, 16000, 1), ctx,
+                CompactBilinearCuda.Sketch.ATOMIC, CompactBilinearCuda.Path.FUSED));
+        expect("path: expected AUTO, FUSED or PIPELINE, got null", () -> new CompactBilinearCuda(CompactBilinear.seeded(3, 2, 16000, 1), ctx,
+                CompactBilinearCuda.Sketch.DETERMINISTIC, null));
+        try (CompactBilinearCuda atomic = new CompactBilinearCuda(CompactBilinear.seeded(3, 2, 16000, 1), ctx, CompactBilinearCuda.Sketch.ATOMIC)) {
+            assertEquals(CompactBilinearCuda.Path.PIPELINE, atomic.forwardPath(), "ATOMIC under AUTO takes the pipeline");
         }
     }
 

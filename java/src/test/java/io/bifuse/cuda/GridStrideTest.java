@@ -132,14 +132,17 @@ class GridStrideTest extends CublasOpTest {
     }
 
     @Test void compactBilinear() {
-        // the spectral product and its gradient over B·(d/2+1) = 1503, the sketches over B·d and B·dx
+        // the pipeline: the spectral product and its gradient over B·(d/2+1) = 1503, the sketches over B·d
+        // and B·dx; the fused kernels: one block for the B = 3 samples
         RequireGpu.cufft();
         SplittableRandom r = new SplittableRandom(35);
-        CompactBilinear op = CompactBilinear.seeded(700, 600, 1000, 5);
+        CompactBilinear op = CompactBilinear.seeded(700, 600, 1000, 5).withNormalization(io.bifuse.Normalization.pytorch());
         int b = 3;
         float[] x = Stats.gaussian(r, b * 700), y = Stats.gaussian(r, b * 600), g = Stats.gaussian(r, b * 1000);
-        try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx)) {
-            sameWithOneBlock("MCB", () -> List.of(CompactBilinearTolerance.run(ctx, cuda, x, y, g, b)));
+        for (CompactBilinearCuda.Path path : new CompactBilinearCuda.Path[] {CompactBilinearCuda.Path.PIPELINE, CompactBilinearCuda.Path.FUSED}) {
+            try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, CompactBilinearCuda.Sketch.DETERMINISTIC, path)) {
+                sameWithOneBlock("MCB " + path, () -> List.of(CompactBilinearTolerance.run(ctx, cuda, x, y, g, b)));
+            }
         }
     }
 }
