@@ -27,6 +27,11 @@ public final class Linear {
         this("weight", out, in, weight, bias);
     }
 
+    /** The public constructor with {@code name} (a layer's name) in its messages instead of "weight". */
+    static Linear named(String name, int out, int in, float[] weight, float[] bias) {
+        return new Linear(name, out, in, weight, bias);
+    }
+
     private Linear(String name, int out, int in, float[] weight, float[] bias) {
         if (out < 1) throw new IllegalArgumentException(name + ": expected out >= 1 output features, got " + out);
         if (in < 1) throw new IllegalArgumentException(name + ": expected in >= 1 input features, got " + in);

@@ -183,15 +183,23 @@ public final class MlbAttention implements Op<MlbAttention.Backend> {
 
     /** Checks host inputs; every entry point calls it before any work. */
     public void checkInputs(float[] q, float[] v, int batch, int cells) {
+        checkCellInputs(q, dq(), "v", v, dv(), batch, cells);
+    }
+
+    /**
+     * The checks of an attention over cells (this op's and {@code McbAttention}'s): {@code batch, cells >= 1},
+     * {@code batch·cells} an int, {@code q} {@code B × dq}, the cells {@code B × L × dv} (named {@code cellsName}).
+     */
+    static void checkCellInputs(float[] q, int dq, String cellsName, float[] v, int dv, int batch, int cells) {
         positive("batch", batch);
         positive("cells", cells);
         if ((long) batch * cells > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("batch, cells: expected batch·cells <= " + Integer.MAX_VALUE + ", got " + (long) batch * cells);
         }
-        CompactBilinear.checkLength("q", q, batch, dq());
-        if (v == null) throw new IllegalArgumentException("v: expected " + batch + " × " + cells + " × " + dv() + " floats, got null");
-        if (v.length != (long) batch * cells * dv()) {
-            throw new IllegalArgumentException("v: expected " + batch + " × " + cells + " × " + dv() + " = " + (long) batch * cells * dv()
+        CompactBilinear.checkLength("q", q, batch, dq);
+        if (v == null) throw new IllegalArgumentException(cellsName + ": expected " + batch + " × " + cells + " × " + dv + " floats, got null");
+        if (v.length != (long) batch * cells * dv) {
+            throw new IllegalArgumentException(cellsName + ": expected " + batch + " × " + cells + " × " + dv + " = " + (long) batch * cells * dv
                     + " floats, got " + v.length);
         }
     }

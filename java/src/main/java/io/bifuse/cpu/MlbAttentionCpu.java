@@ -47,7 +47,8 @@ public final class MlbAttentionCpu extends CpuBackend<MlbAttention> implements M
         return new MlbAttention.Gradients(dq, dv, question, cellsG, logits, glimpses, fusion, answer);
     }
 
-    private static LinearGradients layer(Linear l, List<double[]> t, int[] next) {
+    /** The next layer's gradients from a reference's tensor list (weight, then bias if the layer has one), rounded to float. */
+    static LinearGradients layer(Linear l, List<double[]> t, int[] next) {
         float[] w = toFloat(t.get(next[0]++));
         float[] b = l.hasBias() ? toFloat(t.get(next[0]++)) : null;
         return new LinearGradients(w, b);

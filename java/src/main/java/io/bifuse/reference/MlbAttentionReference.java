@@ -149,22 +149,7 @@ public final class MlbAttentionReference {
                 System.arraycopy(s.vhat[g], 0, vhat, (b * gs + g) * dv, dv);
                 dvhat[g] = transposed(p.glimpses.get(g), dpu, b * gj + g * j);
             }
-            // weighted sums (dv) and the softmax Jacobian (da)
-            for (int g = 0; g < gs; g++) {
-                double[] dalpha = new double[cells];
-                double c = 0;
-                for (int t = 0; t < cells; t++) {
-                    int off = (b * cells + t) * dv;
-                    double acc = 0;
-                    for (int d = 0; d < dv; d++) {
-                        acc += dvhat[g][d] * v[off + d];
-                        gv[off + d] += s.alpha[g][t] * dvhat[g][d];
-                    }
-                    dalpha[t] = acc;
-                    c += s.alpha[g][t] * acc;
-                }
-                for (int t = 0; t < cells; t++) da[(b * cells + t) * gs + g] = s.alpha[g][t] * (dalpha[t] - c);
-            }
+            CellAttention.backward(s.alpha, dvhat, v, b, cells, dv, gv, da); // weighted sums (dv) and the softmax Jacobian (da)
             // per-cell logits and cell projections; the question projection collects over the cells
             double[] dqa = new double[j];
             for (int t = 0; t < cells; t++) {
@@ -186,7 +171,7 @@ public final class MlbAttentionReference {
         // Phase 2: each parameter gradient is a sum over rows (samples, or samples × cells) of dp xᵀ.
         List<double[]> par = new ArrayList<>();
         for (double[] t : p.tensors()) par.add(new double[t.length]);
-        int[] slot = slots(p);
+        int[] slot = slots(p.layers());
         outer(p.question, dpq, j, 0, q, dq, 0, batch, par, slot[0]);
         outer(p.cells, dpv, j, 0, v, dv, 0, rows, par, slot[1]);
         if (p.cells.bias != null && act == Activation.NONE) java.util.Arrays.fill(par.get(slot[1] + 1), 0); // exactly zero: see the class comment
@@ -198,9 +183,8 @@ public final class MlbAttentionReference {
         return new Grads(gq, gv, par);
     }
 
-    /** Index into {@link Params#tensors()} of each layer's weight (its bias, if any, follows). */
-    private static int[] slots(Params p) {
-        List<Layer> layers = p.layers();
+    /** Index into the parameter tensors (weight, then bias if any, per layer) of each layer's weight. */
+    static int[] slots(List<Layer> layers) {
         int[] slot = new int[layers.size()];
         int next = 0;
         for (int i = 0; i < layers.size(); i++) {
@@ -211,7 +195,7 @@ public final class MlbAttentionReference {
     }
 
     /** {@code Wᵀ dp} for the {@code out} values of {@code dp} at {@code off}. */
-    private static double[] transposed(Layer l, double[] dp, int off) {
+    static double[] transposed(Layer l, double[] dp, int off) {
         double[] dx = new double[l.in];
         for (int o = 0; o < l.out; o++) {
             double d = dp[off + o];
@@ -224,7 +208,7 @@ public final class MlbAttentionReference {
      * {@code dW = Σ_r dp_r x_rᵀ} and {@code db = Σ_r dp_r} over {@code rows} rows, row {@code r} of dp at
      * {@code r·dpLd + dpOff}, of x at {@code r·xLd + xOff}; parallel over the outputs, rows summed in order.
      */
-    private static void outer(Layer l, double[] dp, int dpLd, int dpOff, double[] x, int xLd, int xOff, int rows, List<double[]> par, int slot) {
+    static void outer(Layer l, double[] dp, int dpLd, int dpOff, double[] x, int xLd, int xOff, int rows, List<double[]> par, int slot) {
         double[] gw = par.get(slot), gb = l.bias == null ? null : par.get(slot + 1);
         IntStream.range(0, l.out).parallel().forEach(o -> {
             double sb = 0;
@@ -256,18 +240,8 @@ public final class MlbAttentionReference {
                 double[] a = p.logits.apply(h, 0);
                 for (int g = 0; g < gs; g++) logit[g][t] = a[g];
             }
-            alpha = new double[gs][cells];
-            vhat = new double[gs][dv];
-            for (int g = 0; g < gs; g++) {
-                double m = Double.NEGATIVE_INFINITY, sum = 0;
-                for (int t = 0; t < cells; t++) m = Math.max(m, logit[g][t]);
-                for (int t = 0; t < cells; t++) sum += alpha[g][t] = Math.exp(logit[g][t] - m);
-                for (int t = 0; t < cells; t++) alpha[g][t] /= sum;
-                for (int t = 0; t < cells; t++) {
-                    int off = (b * cells + t) * dv;
-                    for (int d = 0; d < dv; d++) vhat[g][d] += alpha[g][t] * v[off + d];
-                }
-            }
+            alpha = CellAttention.softmax(logit);
+            vhat = CellAttention.pool(alpha, v, b, cells, dv);
             u = new double[gs * j];
             for (int g = 0; g < gs; g++) System.arraycopy(activate(act, p.glimpses.get(g).apply(vhat[g], 0)), 0, u, g * j, j);
             f = activate(act, p.questionFusion.apply(q, b * dq));

@@ -166,24 +166,12 @@ class BanBlockReferenceTest {
 
     static void checkAgainstFiniteDifferences(BanBlockReference.Params p, double[] x, double[] y, ObjectMask mask, double[] go,
                                               int batch, int n, int m) {
-        BanBlockReference.Grads gr = BanBlockReference.backward(p, x, y, mask, go, batch, n, m);
+        // Zero in exact arithmetic: the logits bias; every attention parameter when each sample has one
+        // real object and one token.
         List<double[]> wrt = new ArrayList<>(List.of(x, y));
         wrt.addAll(p.tensors());
-        List<double[]> analytic = gr.tensors();
-        assertEquals(wrt.size(), analytic.size());
-        double h = 1e-6;
-        for (int t = 0; t < wrt.size(); t++) {
-            double[] v = wrt.get(t), fd = centralDifferences(v, h, () -> dot(go, BanBlockReference.forward(p, x, y, mask, batch, n, m).out()));
-            double[] a = analytic.get(t);
-            if (norm(fd) < 1e-8) {
-                // Zero in exact arithmetic (the logits bias; every attention parameter when each sample has
-                // one real object and one token): finite differences are rounding noise, the analytic value must be as small.
-                assertTrue(norm(a) < 1e-9, "tensor " + t + ": finite differences " + norm(fd) + " but analytic " + norm(a));
-            } else {
-                double e = relErr(a, fd);
-                assertTrue(e < 1e-6, "tensor " + t + ": relative error " + e);
-            }
-        }
+        assertMatchesFiniteDifferences("BanBlock", wrt, BanBlockReference.backward(p, x, y, mask, go, batch, n, m).tensors(),
+                () -> dot(go, BanBlockReference.forward(p, x, y, mask, batch, n, m).out()));
     }
 
     /** Directions gaussian, gains around 1.5 (effective weights of norm |g|), biases O(0.3). */

@@ -1,5 +1,9 @@
 package io.bifuse.reference;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.List;
 import java.util.SplittableRandom;
 import java.util.function.DoubleSupplier;
 
@@ -41,5 +45,26 @@ final class Vectors {
             fd[i] = (up - down) / (2 * h);
         }
         return fd;
+    }
+
+    /**
+     * Central differences (step 1e-6 in float64) of {@code loss} for every entry of every tensor of
+     * {@code wrt} (perturbed in place, restored), against {@code analytic} (same order): each relative
+     * error below 1e-6. Truncation is ~1e-12·f‴ and rounding ~1e-16/1e-6 relative, so 1e-6 separates
+     * them from any real error. A tensor whose differences are below 1e-8 is zero in exact arithmetic
+     * (a bias a softmax ignores, a path cut off): its differences are rounding noise, and the analytic
+     * gradient must be as small (below 1e-9). {@code what} starts every message.
+     */
+    static void assertMatchesFiniteDifferences(String what, List<double[]> wrt, List<double[]> analytic, DoubleSupplier loss) {
+        assertEquals(wrt.size(), analytic.size(), what + ": tensor count");
+        for (int t = 0; t < wrt.size(); t++) {
+            double[] fd = centralDifferences(wrt.get(t), 1e-6, loss), a = analytic.get(t);
+            if (norm(fd) < 1e-8) {
+                assertTrue(norm(a) < 1e-9, what + ": tensor " + t + ": finite differences " + norm(fd) + " but analytic " + norm(a));
+            } else {
+                double e = relErr(a, fd);
+                assertTrue(e < 1e-6, what + ": tensor " + t + ": relative error " + e);
+            }
+        }
     }
 }
