@@ -168,8 +168,6 @@ extern "C" __global__ void cbp_sketch_grad(const float* __restrict__ dpsi, const
 // Bytes per call: forward 4 B (Dx + Dy + d) plus the tables (~20 d + 12 C bytes, cached): the compulsory
 // traffic. Backward 4 B (2 Dx + 2 Dy + d). FLOPs: each length-d FFT ~ 5 d log2 d (radix 4) to
 // ~ 8 d log_r d (radix 5, 7); forward 2 FFTs, backward 3 (5 with a normalization), plus O(C + d) per sample.
-#define CBP_FUSED_BLOCK 512
-
 struct CbpFusedForwardParams {
     const float* x;
     const float* y;
@@ -237,16 +235,8 @@ extern "C" __global__ void __launch_bounds__(CBP_FUSED_BLOCK) cbp_fused_forward(
         cbp_fused_sketch(a, x + b * dx, y + b * dy, perm, bin_start_x, bin_index_x, bin_sign_x, bin_start_y,
                          bin_index_y, bin_sign_y, d);
         cbp_fused_convolve(a, radix, stages, tw, d);
-        double ss = 0.0;
-        if (l2_mode != 0) {
-            for (int n = threadIdx.x; n < d; n += blockDim.x) {
-                const float z = a[perm[n]].x;
-                const float u = signed_sqrt ? bf_ssqrt(z) : z;
-                ss += (double)u * u;
-            }
-        }
         int active;
-        const float inv = bf_inv_norm(bf_block_sum<CBP_FUSED_BLOCK>(ss), l2_mode, l2_eps, &active);
+        const float inv = bf_inv_norm(cbp_fused_norm_sums(a, perm, nullptr, d, signed_sqrt, l2_mode).x, l2_mode, l2_eps, &active);
         float* orow = out + b * d;
         for (int n = threadIdx.x; n < d; n += blockDim.x) {
             const float z = a[perm[n]].x;
@@ -296,16 +286,7 @@ extern "C" __global__ void __launch_bounds__(CBP_FUSED_BLOCK) cbp_fused_backward
         } else {
             cbp_fused_sketch(a, xr, yr, perm, bin_start_x, bin_index_x, bin_sign_x, bin_start_y, bin_index_y, bin_sign_y, d);
             cbp_fused_convolve(a, radix, stages, tw, d);
-            double ss = 0.0, ug = 0.0;
-            if (l2_mode != 0) {
-                for (int n = threadIdx.x; n < d; n += blockDim.x) {
-                    const float z = a[perm[n]].x;
-                    const float u = signed_sqrt ? bf_ssqrt(z) : z;
-                    ss += (double)u * u;
-                    ug += (double)u * gr[n];
-                }
-            }
-            const double2 sums = bf_block_sum2<CBP_FUSED_BLOCK>(ss, ug);
+            const double2 sums = cbp_fused_norm_sums(a, perm, gr, d, signed_sqrt, l2_mode);
             int active;
             const float inv = bf_inv_norm(sums.x, l2_mode, l2_eps, &active);
             const float coef = active ? (float)(sums.y * (double)inv * (double)inv) : 0.f;

@@ -6,6 +6,9 @@
 
 #include "bifuse_fft.cuh"
 
+// The one-pass kernels' block size (bf_block_sum2's N below).
+#define CBP_FUSED_BLOCK 512
+
 // Bin j of one row's count sketch through the CSR inverse of h: its inputs in ascending index order, so
 // the pipeline's and the fused kernels' sketches are the same bits.
 static __device__ __forceinline__ float cbp_sketch_bin(const float* __restrict__ row, const int* __restrict__ bin_start,
@@ -62,6 +65,22 @@ static __device__ void cbp_fused_correlate(float2* a, float2* gh, const float* _
     }
     __syncthreads();
     bf_fft(a, radix, stages, tw, d, 0, 1);
+}
+
+// The l2 step's sums over z at pos() (real parts), block-reduced: (sum u^2, sum u g) with u = ssqrt(z) or
+// z, g in natural order (null: the second sum is 0); both 0 when l2_mode is 0. Ends with a barrier.
+static __device__ double2 cbp_fused_norm_sums(const float2* a, const int* __restrict__ perm, const float* __restrict__ g, int d,
+                                              int signed_sqrt, int l2_mode) {
+    double ss = 0.0, ug = 0.0;
+    if (l2_mode != 0) {
+        for (int n = threadIdx.x; n < d; n += blockDim.x) {
+            const float z = a[perm[n]].x;
+            const float u = signed_sqrt ? bf_ssqrt(z) : z;
+            ss += (double)u * u;
+            if (g) ug += (double)u * g[n];
+        }
+    }
+    return bf_block_sum2<CBP_FUSED_BLOCK>(ss, ug);
 }
 
 #endif

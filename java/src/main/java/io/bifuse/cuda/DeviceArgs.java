@@ -57,6 +57,25 @@ final class DeviceArgs {
     static volatile int gridCap = Integer.getInteger("bifuse.cuda.gridCap", 0);
 
     /** Blocks for a grid-stride kernel: enough to fill the GPU, never more than the work. */
+    /** Checks the (B, L) of an attention call: both at least 1, their product an int. */
+    static void batchCells(int batch, int cells) {
+        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
+        if (cells < 1) throw new IllegalArgumentException("cells: expected >= 1, got " + cells);
+        if ((long) batch * cells > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("batch, cells: expected batch·cells <= " + Integer.MAX_VALUE + ", got " + (long) batch * cells);
+        }
+    }
+
+    /** Kernels that loop over work units (one block each): one block per unit up to 64 per multiprocessor. */
+    static int units(CudaContext context, long n) {
+        return (int) Math.max(1, Math.min(n, 64L * context.multiprocessorCount()));
+    }
+
+    /** {@code m} from float {@code offsetFloats} on. */
+    static DeviceMemory from(DeviceMemory m, long offsetFloats) {
+        return m.slice(4 * offsetFloats, m.byteSize() - 4 * offsetFloats);
+    }
+
     /** One block per row (sample) up to 65535 and {@link #gridCap}: the kernels that stride over rows by {@code gridDim.x}. */
     static int rowGrid(int rows) {
         int cap = gridCap > 0 ? gridCap : 65535;

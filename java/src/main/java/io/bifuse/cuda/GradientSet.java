@@ -50,6 +50,16 @@ public abstract class GradientSet<B, H> implements AutoCloseable {
         return m == null ? null : DeviceBuffer.toHost(context, m, stream);
     }
 
+    /** Buffers for one layer's weight and bias gradients (no bias buffer where the layer has none). */
+    final MlbAttentionCuda.LayerBuffers layer(io.bifuse.Linear l) {
+        return new MlbAttentionCuda.LayerBuffers(floats((long) l.out() * l.in()), l.hasBias() ? floats(l.out()) : null);
+    }
+
+    /** One layer's gradients back to the host, as {@link #read(DeviceMemory, CudaStream)}. */
+    final io.bifuse.LinearGradients read(MlbAttentionCuda.LayerBuffers b, CudaStream stream) {
+        return new io.bifuse.LinearGradients(read(b.weight(), stream), read(b.bias(), stream));
+    }
+
     public final B buffers() { return buffers; }
 
     /** Fills every owned buffer with {@code value} (NaN before a test, so that an unwritten gradient shows). */

@@ -299,55 +299,29 @@ public final class McbAttentionCuda extends CudaOp<McbAttention> implements McbA
                     layer(w.answer())));
         }
 
-        private LayerBuffers layer(Linear l) {
-            return new LayerBuffers(floats((long) l.out() * l.in()), l.hasBias() ? floats(l.out()) : null);
-        }
-
         @Override public McbAttention.Gradients read(CudaStream stream) {
             GradientBuffers b = buffers();
             return new McbAttention.Gradients(read(b.dq(), stream), read(b.dI(), stream), read(b.hidden(), stream), read(b.logits(), stream),
                     read(b.answer(), stream));
         }
-
-        private LinearGradients read(LayerBuffers b, CudaStream stream) {
-            return new LinearGradients(read(b.weight(), stream), read(b.bias(), stream));
-        }
     }
 
     private int grid(long threads) { return DeviceArgs.grid(context, threads, BLOCK); }
 
-    /** Kernels that loop over work units (one block each): one block per unit up to a cap. */
-    private int units(long n) {
-        return (int) Math.max(1, Math.min(n, 64L * context.multiprocessorCount()));
-    }
+    private int units(long n) { return DeviceArgs.units(context, n); }
 
-    private static DeviceMemory floats(DeviceMemory m, long offsetFloats) {
-        return m.slice(4 * offsetFloats, m.byteSize() - 4 * offsetFloats);
-    }
+    private static DeviceMemory floats(DeviceMemory m, long offsetFloats) { return DeviceArgs.from(m, offsetFloats); }
 
-    private static void checkSizes(int batch, int cells) {
-        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
-        if (cells < 1) throw new IllegalArgumentException("cells: expected >= 1, got " + cells);
-        if ((long) batch * cells > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("batch, cells: expected batch·cells <= " + Integer.MAX_VALUE + ", got " + (long) batch * cells);
-        }
-    }
+    private static void checkSizes(int batch, int cells) { DeviceArgs.batchCells(batch, cells); }
 
     private void checkGradients(GradientBuffers grads, int batch, int cells) {
         if (grads == null) throw new IllegalArgumentException("grads: expected GradientBuffers, got null");
         DeviceArgs.memory("grads.dq", grads.dq(), batch, dq);
         DeviceArgs.memory("grads.dI", grads.dI(), (long) batch * cells, dv);
         McbAttention.Weights w = op.weights();
-        checkLayer("grads.hidden", grads.hidden(), w.hidden());
-        checkLayer("grads.logits", grads.logits(), w.logits());
-        checkLayer("grads.answer", grads.answer(), w.answer());
-    }
-
-    private static void checkLayer(String name, LayerBuffers b, Linear l) {
-        if (b == null) throw new IllegalArgumentException(name + ": expected LayerBuffers, got null");
-        DeviceArgs.memory(name + ".weight", b.weight(), l.out(), l.in());
-        if (l.hasBias()) DeviceArgs.memory(name + ".bias", b.bias(), 1, l.out());
-        else if (b.bias() != null) throw new IllegalArgumentException(name + ".bias: expected null (the layer has no bias), got device memory");
+        MlbAttentionCuda.checkLayer("grads.hidden", grads.hidden(), w.hidden());
+        MlbAttentionCuda.checkLayer("grads.logits", grads.logits(), w.logits());
+        MlbAttentionCuda.checkLayer("grads.answer", grads.answer(), w.answer());
     }
 
     /** Runs {@code body} in this op's workspace for (stream, shape): {@link Workspaces#run}. */

@@ -294,20 +294,12 @@ public final class MlbAttentionCuda extends CudaOp<MlbAttention> implements MlbA
             });
         }
 
-        private LayerBuffers layer(Linear l) {
-            return new LayerBuffers(floats((long) l.out() * l.in()), l.hasBias() ? floats(l.out()) : null);
-        }
-
         @Override public MlbAttention.Gradients read(CudaStream stream) {
             GradientBuffers b = buffers();
             List<LinearGradients> gl = new ArrayList<>();
             for (int i = 0; i < g; i++) gl.add(read(b.glimpses().get(i), stream));
             return new MlbAttention.Gradients(read(b.dq(), stream), read(b.dv(), stream), read(b.question(), stream), read(b.cells(), stream),
                     read(b.logits(), stream), gl, read(b.questionFusion(), stream), read(b.answer(), stream));
-        }
-
-        private LinearGradients read(LayerBuffers b, CudaStream stream) {
-            return new LinearGradients(read(b.weight(), stream), read(b.bias(), stream));
         }
     }
 
@@ -316,22 +308,11 @@ public final class MlbAttentionCuda extends CudaOp<MlbAttention> implements MlbA
         DeviceBuffer.fillAsync(m, 0f, floats, stream);
     }
 
-    /** Kernels that loop over work units (one block each): one block per unit up to a cap. */
-    private int units(long n) {
-        return (int) Math.max(1, Math.min(n, 64L * context.multiprocessorCount()));
-    }
+    private int units(long n) { return DeviceArgs.units(context, n); }
 
-    private static DeviceMemory floats(DeviceMemory m, long offsetFloats) {
-        return m.slice(4 * offsetFloats, m.byteSize() - 4 * offsetFloats);
-    }
+    private static DeviceMemory floats(DeviceMemory m, long offsetFloats) { return DeviceArgs.from(m, offsetFloats); }
 
-    private static void checkSizes(int batch, int cells) {
-        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
-        if (cells < 1) throw new IllegalArgumentException("cells: expected >= 1, got " + cells);
-        if ((long) batch * cells > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("batch, cells: expected batch·cells <= " + Integer.MAX_VALUE + ", got " + (long) batch * cells);
-        }
-    }
+    private static void checkSizes(int batch, int cells) { DeviceArgs.batchCells(batch, cells); }
 
     private void checkGradients(GradientBuffers grads, int batch, int cells) {
         if (grads == null) throw new IllegalArgumentException("grads: expected GradientBuffers, got null");
@@ -350,7 +331,8 @@ public final class MlbAttentionCuda extends CudaOp<MlbAttention> implements MlbA
         checkLayer("grads.answer", grads.answer(), w.answer());
     }
 
-    private static void checkLayer(String name, LayerBuffers b, Linear l) {
+    /** Checks one layer's gradient buffers against the layer, by name (shared with McbAttentionCuda). */
+    static void checkLayer(String name, LayerBuffers b, Linear l) {
         if (b == null) throw new IllegalArgumentException(name + ": expected LayerBuffers, got null");
         DeviceArgs.memory(name + ".weight", b.weight(), l.out(), l.in());
         if (l.hasBias()) DeviceArgs.memory(name + ".bias", b.bias(), 1, l.out());
