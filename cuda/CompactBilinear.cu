@@ -30,18 +30,9 @@
 //   backward: forward's sketches and R2C, then R2C(B) of g, grad product (2 x 6BF), C2R(2B), gathers.
 //             Compulsory: 4B(2C + d). FLOPs ~ 3BC + 5 * 2.5 B d log2 d + 12BF (+10Bd norm)
 //             (the backward alone; the benchmarks' fwd+bwd row adds the forward's count).
-#include "bifuse_fft.cuh"
+#include "bifuse_cbp.cuh"
 
 #define CBP_BLOCK 256
-
-// Bin j of one row's count sketch through the CSR inverse of h: its inputs in ascending index order, so
-// the pipeline's and the fused kernels' sketches are the same bits.
-static __device__ __forceinline__ float cbp_sketch_bin(const float* __restrict__ row, const int* __restrict__ bin_start,
-                                                       const int* __restrict__ bin_index, const float* __restrict__ bin_sign, int j) {
-    float acc = 0.f;
-    for (int k = bin_start[j], e = bin_start[j + 1]; k < e; ++k) acc = fmaf(bin_sign[k], row[bin_index[k]], acc);
-    return acc;
-}
 
 // out[b*d + j] for all b < rows, j < d. in is rows x cols (row stride cols).
 extern "C" __global__ void cbp_sketch_gather(const float* __restrict__ in, const int* __restrict__ bin_start,
@@ -219,32 +210,6 @@ struct CbpFusedBackwardParams {
     int rows, dx, dy, d, stages, signed_sqrt, l2_mode;
 };
 
-// a[pos(j)] = (Psi_x[j], Psi_y[j]) for one sample, then a barrier.
-static __device__ void cbp_fused_sketch(float2* a, const float* __restrict__ xr, const float* __restrict__ yr, const int* __restrict__ perm,
-                                        const int* __restrict__ sx, const int* __restrict__ ix, const float* __restrict__ wx,
-                                        const int* __restrict__ sy, const int* __restrict__ iy, const float* __restrict__ wy, int d) {
-    for (int j = threadIdx.x; j < d; j += blockDim.x)
-        a[perm[j]] = make_float2(cbp_sketch_bin(xr, sx, ix, wx, j), cbp_sketch_bin(yr, sy, iy, wy, j));
-    __syncthreads();
-}
-
-// From the sketches at pos() to z at pos() (real parts): C = FFT(c); Z = X Y / d over the pairs (k, d-k); IFFT.
-static __device__ void cbp_fused_convolve(float2* a, const int* __restrict__ radix, int stages, const float2* __restrict__ tw, int d) {
-    bf_fft(a, radix, stages, tw, d, 1, 0);
-    const float half_scale = 0.5f / d;  // X and Y each carry a 1/2; the 1/d of irfft goes on one of them
-    for (int k = threadIdx.x; k <= d / 2; k += blockDim.x) {
-        const int k2 = k == 0 ? 0 : d - k;
-        const float2 c = a[k], e = a[k2];
-        const float2 x = make_float2((c.x + e.x) * half_scale, (c.y - e.y) * half_scale);
-        const float2 y = make_float2((c.y + e.y) * 0.5f, (e.x - c.x) * 0.5f);  // (c - conj e) / 2i
-        const float2 z = bf_cmul(x, y);
-        a[k] = z;
-        if (k2 != k) a[k2] = bf_conj(z);
-    }
-    __syncthreads();
-    bf_fft(a, radix, stages, tw, d, 0, 1);
-}
-
 extern "C" __global__ void __launch_bounds__(CBP_FUSED_BLOCK) cbp_fused_forward(const CbpFusedForwardParams prm) {
     // The fields as locals first (as mfb_forward does): direct parameter loads, which KernelCatalogTest matches.
     const float* __restrict__ x = prm.x;
@@ -351,19 +316,8 @@ extern "C" __global__ void __launch_bounds__(CBP_FUSED_BLOCK) cbp_fused_backward
             }
         }
         __syncthreads();
-        bf_fft(a, radix, stages, tw, d, 1, 0);  // G, natural order
-        for (int k = threadIdx.x; k <= d / 2; k += blockDim.x) gh[k] = a[k];
-        __syncthreads();
-        cbp_fused_sketch(a, xr, yr, perm, bin_start_x, bin_index_x, bin_sign_x, bin_start_y, bin_index_y, bin_sign_y, d);
-        bf_fft(a, radix, stages, tw, d, 1, 0);  // C
-        const float scale = 1.f / d;
-        for (int k = threadIdx.x; k < d; k += blockDim.x) {
-            const float2 gk = k <= d / 2 ? gh[k] : bf_conj(gh[d - k]);
-            const float2 w = bf_cmul_conj(gk, a[k]);  // G conj(C), then times i and 1/d
-            a[k] = make_float2(-w.y * scale, w.x * scale);
-        }
-        __syncthreads();
-        bf_fft(a, radix, stages, tw, d, 0, 1);  // dPsi_x + i dPsi_y at pos()
+        cbp_fused_correlate(a, gh, xr, yr, perm, bin_start_x, bin_index_x, bin_sign_x, bin_start_y, bin_index_y, bin_sign_y, radix,
+                            stages, tw, d);
         float* gxr = gx + b * dx;
         float* gyr = gy + b * dy;
         for (int i = threadIdx.x; i < dx; i += blockDim.x) gxr[i] = s1[i] * a[ph1[i]].x;

@@ -49,7 +49,7 @@ import java.util.List;
  * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.McbAttentionCpu}, the float64 definition
  * ({@code McbAttentionReference}) rounded to float: exact, not fast; and {@code io.bifuse.cuda.McbAttentionCuda}.
  */
-public final class McbAttention {
+public final class McbAttention implements Op<McbAttention.Backend> {
     /**
      * What every backend of this op offers on host arrays ({@code McbAttentionCpu} in io.bifuse.cpu,
      * {@code McbAttentionCuda} in io.bifuse.cuda): the forward {@code q (B × Dq)}, {@code image (B × L × Dv)}
@@ -62,8 +62,7 @@ public final class McbAttention {
         Gradients backward(float[] q, float[] image, float[] gradOut, int batch, int cells);
     }
 
-    /** The interface every backend of this op implements (what {@link Op#backendType()} will say). */
-    public Class<Backend> backendType() { return Backend.class; }
+    @Override public Class<Backend> backendType() { return Backend.class; }
 
     /** Over what the attention pooling's l2 norm is taken (its signed sqrt is always elementwise). */
     public enum L2Scope {

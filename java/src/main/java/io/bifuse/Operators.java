@@ -10,7 +10,7 @@ import java.util.List;
 public final class Operators {
     private Operators() {}
 
-    private static final List<Class<? extends Op<?>>> ALL = List.of(CompactBilinear.class, Mlb.class, Mfb.class, MlbAttention.class,
+    private static final List<Class<? extends Op<?>>> ALL = List.of(CompactBilinear.class, McbAttention.class, Mlb.class, Mfb.class, MlbAttention.class,
             FullBilinear.class, BanAttention.class, BanPooling.class, BanBlock.class);
 
     /** The operators' descriptor classes, in the order the tools report them. */

@@ -37,6 +37,8 @@ public final class DeviceRuns {
 
     public record MlbAttentionRun(float[] out, float[] attention, MlbAttention.Gradients grads) {}
 
+    public record McbAttentionRun(float[] out, float[] attention, io.bifuse.McbAttention.Gradients grads) {}
+
     /** {@code gradY} is null when the op is homologous. */
     public record FullBilinearRun(float[] out, float[] gradX, float[] gradY) {}
 
@@ -130,6 +132,29 @@ public final class DeviceRuns {
                 cuda.backward(dq, dv, dg, gr.buffers(), batch, cells, st);
                 MlbAttentionRun run = new MlbAttentionRun(read(out, st), read(att, st), gr.read(st));
                 unchanged(st, "q", dq, q, "v", dv, v, "gradOut", dg, g);
+                return run;
+            } finally {
+                cuda.release(st);
+            }
+        }
+    }
+
+    public static McbAttentionRun mcbAttention(CudaContext ctx, io.bifuse.cuda.McbAttentionCuda cuda, float[] q, float[] image, float[] g,
+                                               int batch, int cells) {
+        io.bifuse.McbAttention op = cuda.op();
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dq = DeviceBuffer.of(ctx, q); DeviceBuffer di = DeviceBuffer.of(ctx, image); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.answers());
+             DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) batch * op.glimpses() * cells);
+             io.bifuse.cuda.McbAttentionCuda.OwnedGradients gr = cuda.allocateGradients(batch, cells)) {
+            try {
+                out.fill(Float.NaN);
+                att.fill(Float.NaN);
+                gr.fill(Float.NaN);
+                cuda.forward(dq, di, out, att, batch, cells, st);
+                cuda.backward(dq, di, dg, gr.buffers(), batch, cells, st);
+                McbAttentionRun run = new McbAttentionRun(read(out, st), read(att, st), gr.read(st));
+                unchanged(st, "q", dq, q, "image", di, image, "gradOut", dg, g);
                 return run;
             } finally {
                 cuda.release(st);

@@ -20,11 +20,16 @@ final class CompactBilinearSuite implements Suite {
 
     /** An MCB size of spec §5. */
     record Size(int batch, int dx, int dy, int d) {
-        /** B ∈ {1, 64, 512} at d = 16000; odd d and a d with a prime factor > 7 at B = 64; quick: small ones. */
+        /**
+         * B ∈ {1, 64, 512} at d = 16000; at B = 64 an odd 7-smooth d (5^6: the fused path), an odd d with a
+         * large prime factor (3·5333) and an even one (2·7919), which take the pipeline; quick: small ones.
+         */
         static List<Size> all(boolean quick) {
-            if (quick) return List.of(new Size(1, 2048, 2048, 16000), new Size(4, 256, 300, 999), new Size(3, 100, 80, 2 * 7919));
+            if (quick) {
+                return List.of(new Size(1, 2048, 2048, 16000), new Size(4, 256, 300, 999), new Size(2, 256, 300, 1125), new Size(3, 100, 80, 2 * 7919));
+            }
             return List.of(new Size(1, 2048, 2048, 16000), new Size(64, 2048, 2048, 16000), new Size(512, 2048, 2048, 16000),
-                    new Size(64, 2048, 2048, 15999), new Size(64, 2048, 2048, 2 * 7919));
+                    new Size(64, 2048, 2048, 15625), new Size(64, 2048, 2048, 15999), new Size(64, 2048, 2048, 2 * 7919));
         }
 
         String label() { return "B=" + batch + " Dx=" + dx + " Dy=" + dy + " d=" + d; }
@@ -73,9 +78,13 @@ final class CompactBilinearSuite implements Suite {
                 long fwdSeed = rnd.nextLong();
                 if (!gpu) continue;
                 double fwdTol = CompactBilinearTolerance.forwardTolerance(op, x, y, s.batch(), zRef, fwdSeed); // float32 FFT noise through the signed sqrt
-                for (CompactBilinearCuda.Sketch mode : CompactBilinearCuda.Sketch.values()) {
-                    String backend = mode == CompactBilinearCuda.Sketch.DETERMINISTIC ? "cuda-fp32" : "cuda-fp32-atomic";
-                    try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, mode)) {
+                for (String v : VARIANTS) {
+                    String backend = "cuda-" + v;
+                    try (CompactBilinearCuda cuda = open(op, ctx, v)) {
+                        if (v.equals("fp32-pipeline") && cuda.forwardPath() == CompactBilinearCuda.Path.PIPELINE
+                                && cuda.backwardPath() == CompactBilinearCuda.Path.PIPELINE) {
+                            continue; // the default row ran the pipeline already
+                        }
                         float[][] r = CompactBilinearTolerance.run(ctx, cuda, x, y, g, s.batch());
                         report.add("CompactBilinear.forward", backend, size, r[0], zRef, fwdTol);
                         if (gRef != null) report.add(Check.row("CompactBilinear.backward", backend, size, new Gradients(r[1], r[2]), gRef, bwdTol));
@@ -86,6 +95,22 @@ final class CompactBilinearSuite implements Suite {
     }
 
     @Override public String gpuUnavailableReason() { return gpuReason(); }
+
+    /**
+     * The GPU rows: the default (the one-pass fused kernels where d allows, else the pipeline), the cuFFT
+     * pipeline itself (its cross-check, and what the fused kernels are measured against), and the
+     * pipeline with the atomic sketch.
+     */
+    static final List<String> VARIANTS = List.of("fp32", "fp32-pipeline", "fp32-atomic");
+
+    static CompactBilinearCuda open(CompactBilinear op, CudaContext ctx, String variant) {
+        return switch (variant) {
+            case "fp32" -> new CompactBilinearCuda(op, ctx);
+            case "fp32-pipeline" -> new CompactBilinearCuda(op, ctx, CompactBilinearCuda.Sketch.DETERMINISTIC, CompactBilinearCuda.Path.PIPELINE);
+            case "fp32-atomic" -> new CompactBilinearCuda(op, ctx, CompactBilinearCuda.Sketch.ATOMIC, CompactBilinearCuda.Path.PIPELINE);
+            default -> throw new IllegalArgumentException("variant: expected one of " + VARIANTS + ", got " + variant);
+        };
+    }
 
     @Override public List<BenchCase> benchCases(boolean quick) {
         List<BenchCase> cases = new java.util.ArrayList<>();
@@ -104,11 +129,10 @@ final class CompactBilinearSuite implements Suite {
                             return cpu.backward(x, y, g, b);
                         }));
                         return runs;
-                    }, List.of("fp32", "fp32-atomic"), (ctx, v, st, r) -> {
+                    }, VARIANTS, (ctx, v, st, r) -> {
                         BenchCase.Devices d = new BenchCase.Devices(st);
                         try {
-                            CompactBilinearCuda.Sketch mode = v.equals("fp32") ? CompactBilinearCuda.Sketch.DETERMINISTIC : CompactBilinearCuda.Sketch.ATOMIC;
-                            CompactBilinearCuda cuda = d.op(new CompactBilinearCuda(op, ctx, mode));
+                            CompactBilinearCuda cuda = d.op(open(op, ctx, v));
                             DeviceBuffer dx = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.dx()))), dy = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.dy())));
                             DeviceBuffer dg = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.d())));
                             DeviceBuffer z = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * s.d()));
