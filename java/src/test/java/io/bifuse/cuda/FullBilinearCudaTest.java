@@ -162,9 +162,18 @@ class FullBilinearCudaTest extends CublasOpTest {
                         double baseline = FullBilinearReference.float32Baseline(op, x, y, g, batch, positions, p, gRef);
                         assertBelow(Stats.relativeL2(out[0], outRef), TOL, what + " forward");
                         if (baseline <= NOT_COMPARABLE) {
+                            // 10× the float32 baseline, and where that one rounding of z underestimates the
+                            // heavy tail next to z = 0 (seen: 15× at B = 4, L = 3, C = 33 × 20, pytorch, seed
+                            // 43428255157096), Conditioning's max(bound, 2·base) over x, y, gradOut moved by
+                            // float32's step; the kernel itself is held to 1e-5 at its own z just below.
                             double bwdTol = Math.max(TOL, 10 * baseline);
-                            assertBelow(L2Terms.error(out[1], gRef[0], gScale[0]), bwdTol, what + " dx");
-                            if (!homologous) assertBelow(L2Terms.error(out[2], gRef[1], gScale[1]), bwdTol, what + " dy");
+                            Conditioning cond = endToEndConditioning(op, x, y, g, batch, positions, gRef, gScale, seed);
+                            double ex = L2Terms.error(out[1], gRef[0], gScale[0]);
+                            assertBelow(ex, cond.bound(0, bwdTol, ex), what + " dx");
+                            if (!homologous) {
+                                double ey = L2Terms.error(out[2], gRef[1], gScale[1]);
+                                assertBelow(ey, cond.bound(1, bwdTol, ey), what + " dy");
+                            }
                         }
                     }
                     double[] e = {Stats.relativeL2(out[0], outOwn), L2Terms.error(out[1], gOwn[0], sOwn[0]),
@@ -257,6 +266,17 @@ class FullBilinearCudaTest extends CublasOpTest {
             double[][] m = FullBilinearReference.backwardFromPooled(op, pxd, pyd, pz, FullBilinearReference.toDouble(pg), batch, positions);
             return new double[] {Stats.relativeL2(NormalizationBranches.forwardAt(op.normalization(), pz, batch, d), outOwn),
                     L2Terms.error(toFloat(m[0]), gOwn[0], sOwn[0]), op.isHomologous() ? 0 : L2Terms.error(toFloat(m[1]), gOwn[1], sOwn[1])};
+        });
+    }
+
+    /** End to end in FP32: the reference backward's change (as {@link L2Terms}) when x, y and gradOut move by float32's step. */
+    static Conditioning endToEndConditioning(FullBilinear op, float[] x, float[] y, float[] g, int batch, int positions, double[][] gRef,
+                                             double[][] gScale, long seed) {
+        return new Conditioning(Conditioning.step(Precision.FP32, positions), seed, (r, e) -> {
+            float[] px = Conditioning.perturb(x, e, r), py = op.isHomologous() ? null : Conditioning.perturb(y, e, r), pg = Conditioning.perturb(g, e, r);
+            double[] pxd = FullBilinearReference.toDouble(px), pyd = op.isHomologous() ? pxd : FullBilinearReference.toDouble(py);
+            double[][] m = FullBilinearReference.backward(op, pxd, pyd, FullBilinearReference.toDouble(pg), batch, positions);
+            return new double[] {L2Terms.error(toFloat(m[0]), gRef[0], gScale[0]), op.isHomologous() ? 0 : L2Terms.error(toFloat(m[1]), gRef[1], gScale[1])};
         });
     }
 
