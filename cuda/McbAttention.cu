@@ -7,6 +7,8 @@
 //   P_c = W1 u_c (GEMM, H)           h_c = relu(inv_c P_c + b1)     A_c = W2 h_c (GEMM, G)
 //   logits[b, g, s] = A_c[g] + b2[g]  -> MlbAttention.cu's mlb_att_pool: alpha, vhat = sum_s alpha I
 //   then MCB(vhat, q), ssqrt, l2 and the answer layer: CompactBilinearCuda and LinearCuda.
+// The backward's cell kernel pools each cell with its question in one sequence (Psi_q + i Psi_I), so one
+// inverse transform gives both sketch gradients (bifuse_cbp.cuh's cbp_fused_correlate): 5 FFTs per cell.
 // Backward (given dvhat from the fusion's backward, dalpha = dvhat I^T and dI = alpha^T dvhat by GEMMs):
 //   da = alpha (dalpha - sum_s alpha dalpha)       (mcb_att_softmax_backward, written c-major: B L x G)
 //   dh = da W2 (GEMM); dp = dh [h > 0]; dps = inv dp; pd_c = <P_c, dp_c>      (mcb_att_hidden_backward)
@@ -23,9 +25,12 @@
 // (for dW1) and z (for the signed sqrt's derivative) instead of storing them.
 //
 // Kernels:
-//   mcb_att_cells_forward   one block per cell of the chunk (grid-stride): both count sketches (q_b's
-//                           and the cell's) into one complex sequence in dynamic shared memory, the
-//                           in-block FFT pooling of bifuse_cbp.cuh, then u (natural order) and ss_c.
+//   mcb_att_question_spectrum  one block per sample: qhat_b = FFT(Psi(q_b)), natural order, B x d1 complex:
+//                           the question is sketched and transformed once per sample, never per cell.
+//   mcb_att_cells_forward   one block per PAIR of cells of the chunk (grid-stride): both cells' sketches
+//                           as one complex sequence in dynamic shared memory, one in-block FFT, the two
+//                           spectra separated and multiplied by their samples' qhat, one inverse FFT
+//                           giving both z (real and imaginary parts), then u (natural order) and ss_c.
 //                           8 d1 bytes of dynamic shared memory, MCBA_BLOCK threads.
 //   mcb_att_inv             inv_c and active_c, one thread per cell.                      block 256
 //   mcb_att_hidden          h = relu(inv P + b1), elementwise.                              grid-stride
@@ -38,8 +43,9 @@
 //                           shared memory.
 //   mcb_att_dq_accumulate   dq[b] += the chunk's partial rows of sample b, in cell order.   grid-stride
 //
-// Bytes and FLOPs per call (B L = N cells; 4-byte floats): cells_forward reads 4 N Dv + its tables,
-// writes 4 R d1 per chunk (4 N d1 in all) and ~2 FFTs of d1 per cell (~10 d1 log2 d1 FLOPs each);
+// Bytes and FLOPs per call (B L = N cells; 4-byte floats): question_spectrum reads 4 B Dq, writes 8 B d1,
+// one FFT per sample; cells_forward reads 4 N Dv + 8 N d1 (qhat, cached: L cells share it) + its tables,
+// writes 4 R d1 per chunk (4 N d1 in all), one complex FFT per cell (~5 d1 log2 d1 FLOPs each);
 // the P GEMM 2 N d1 H FLOPs. Backward: cells_forward again, the dW1 and dt GEMMs (4 N d1 H FLOPs),
 // cells_backward ~5 FFTs per cell, reading 4 R d1 (dt) and writing 4 N (Dv + Dq); the rest is
 // O(N (H + G)) bytes.
@@ -48,55 +54,96 @@
 #define MCBA_BLOCK 512   // the fused cell kernels (CBP_FUSED_BLOCK)
 #define MCBA_SMALL 256   // the row kernels
 
+// One block per sample: qhat[b] = FFT(Psi_q[b]) in natural order, the question's spectrum that every cell
+// of the sample multiplies (computed once per sample, never per cell).
+extern "C" __global__ void __launch_bounds__(MCBA_BLOCK) mcb_att_question_spectrum(const float* __restrict__ q, float2* __restrict__ qhat,
+        const int* __restrict__ bin_start_q, const int* __restrict__ bin_index_q, const float* __restrict__ bin_sign_q,
+        const int* __restrict__ perm, const float2* __restrict__ tw, const int* __restrict__ radix, int batch, int dq, int d, int stages) {
+    BF_DYNAMIC_SHARED(float2, a);
+    for (int64_t b = blockIdx.x; b < batch; b += gridDim.x) {
+        const float* qr = q + b * dq;
+        for (int j = threadIdx.x; j < d; j += blockDim.x) a[perm[j]] = make_float2(cbp_sketch_bin(qr, bin_start_q, bin_index_q, bin_sign_q, j), 0.f);
+        __syncthreads();
+        bf_fft(a, radix, stages, tw, d, 1, 0);
+        float2* out = qhat + b * d;
+        for (int k = threadIdx.x; k < d; k += blockDim.x) out[k] = a[k];
+        __syncthreads();
+    }
+}
+
 struct McbAttCellsForwardParams {
-    const float* q;
     const float* image;
+    const float2* qhat;
     float* u;
     double* ss;
-    const int* bin_start_q;
-    const int* bin_index_q;
-    const float* bin_sign_q;
     const int* bin_start_i;
     const int* bin_index_i;
     const float* bin_sign_i;
     const int* perm;
     const float2* tw;
     const int* radix;
-    int r0, rows, cells, dq, dv, d, stages, signed_sqrt;
+    int r0, rows, cells, dv, d, stages, signed_sqrt;
 };
 
-// Cells r0 .. r0 + rows of the B L: u[(c - r0) d + n] and ss[c].
+// Cells r0 .. r0 + rows of the B L, two per block and per FFT: u[(c - r0) d + n] and ss[c].
+//   a = Psi(I_c) + i Psi(I_c+1) at pos(), C = FFT(a), X and Y separated over the pairs (k, d-k), then
+//   W = X qhat_b / d + i Y qhat_b' / d (b, b' the two cells' samples) and IFFT(W) = z_c + i z_c+1.
 extern "C" __global__ void __launch_bounds__(MCBA_BLOCK) mcb_att_cells_forward(const McbAttCellsForwardParams prm) {
-    const float* __restrict__ q = prm.q;
     const float* __restrict__ image = prm.image;
+    const float2* __restrict__ qhat = prm.qhat;
     float* __restrict__ u = prm.u;
     double* __restrict__ ss = prm.ss;
-    const int* __restrict__ bin_start_q = prm.bin_start_q;
-    const int* __restrict__ bin_index_q = prm.bin_index_q;
-    const float* __restrict__ bin_sign_q = prm.bin_sign_q;
     const int* __restrict__ bin_start_i = prm.bin_start_i;
     const int* __restrict__ bin_index_i = prm.bin_index_i;
     const float* __restrict__ bin_sign_i = prm.bin_sign_i;
     const int* __restrict__ perm = prm.perm;
     const float2* __restrict__ tw = prm.tw;
     const int* __restrict__ radix = prm.radix;
-    const int r0 = prm.r0, rows = prm.rows, cells = prm.cells, dq = prm.dq, dv = prm.dv, d = prm.d, stages = prm.stages;
+    const int r0 = prm.r0, rows = prm.rows, cells = prm.cells, dv = prm.dv, d = prm.d, stages = prm.stages;
     const int signed_sqrt = prm.signed_sqrt;
     BF_DYNAMIC_SHARED(float2, a);
-    for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-        const int64_t c = r0 + r, b = c / cells;
-        cbp_fused_sketch(a, q + b * dq, image + c * dv, perm, bin_start_q, bin_index_q, bin_sign_q, bin_start_i, bin_index_i, bin_sign_i, d);
-        cbp_fused_convolve(a, radix, stages, tw, d);
-        float* ur = u + r * d;
-        double part = 0.0;
-        for (int n = threadIdx.x; n < d; n += blockDim.x) {
-            const float z = a[perm[n]].x;
-            const float v = signed_sqrt ? bf_ssqrt(z) : z;
-            ur[n] = v;
-            part += (double)v * v;
+    const float scale = 1.f / d;
+    for (int64_t pr = blockIdx.x; pr < (rows + 1) / 2; pr += gridDim.x) {
+        const int64_t r = 2 * pr, c = r0 + r;
+        const bool two = r + 1 < rows;
+        const float* i0 = image + c * dv;
+        const float* i1 = i0 + dv;
+        for (int j = threadIdx.x; j < d; j += blockDim.x)
+            a[perm[j]] = make_float2(cbp_sketch_bin(i0, bin_start_i, bin_index_i, bin_sign_i, j),
+                                     two ? cbp_sketch_bin(i1, bin_start_i, bin_index_i, bin_sign_i, j) : 0.f);
+        __syncthreads();
+        bf_fft(a, radix, stages, tw, d, 1, 0);
+        const float2* q0 = qhat + c / cells * d;
+        const float2* q1 = qhat + (two ? (c + 1) / cells : c / cells) * d;
+        for (int k = threadIdx.x; k <= d / 2; k += blockDim.x) {
+            const int k2 = k == 0 ? 0 : d - k;
+            const float2 cc = a[k], e = a[k2];
+            const float2 x = make_float2((cc.x + e.x) * 0.5f, (cc.y - e.y) * 0.5f);  // the first cell's spectrum at k
+            const float2 y = make_float2((cc.y + e.y) * 0.5f, (e.x - cc.x) * 0.5f);  // the second's: (c - conj e) / 2i
+            const float2 z0 = bf_cmul(x, q0[k]), z1 = bf_cmul(y, q1[k]);
+            a[k] = make_float2((z0.x - z1.y) * scale, (z0.y + z1.x) * scale);        // z0 + i z1
+            if (k2 != k) a[k2] = make_float2((z0.x + z1.y) * scale, (z1.x - z0.y) * scale);  // conj z0 + i conj z1
         }
-        const double sum = bf_block_sum<MCBA_BLOCK>(part);  // ends with a barrier: a may be overwritten next
-        if (threadIdx.x == 0) ss[c] = sum;
+        __syncthreads();
+        bf_fft(a, radix, stages, tw, d, 0, 1);
+        float* u0 = u + r * d;
+        float* u1 = u0 + d;
+        double p0 = 0.0, p1 = 0.0;
+        for (int n = threadIdx.x; n < d; n += blockDim.x) {
+            const float2 z = a[perm[n]];
+            const float v0 = signed_sqrt ? bf_ssqrt(z.x) : z.x, v1 = signed_sqrt ? bf_ssqrt(z.y) : z.y;
+            u0[n] = v0;
+            p0 += (double)v0 * v0;
+            if (two) {
+                u1[n] = v1;
+                p1 += (double)v1 * v1;
+            }
+        }
+        const double2 sums = bf_block_sum2<MCBA_BLOCK>(p0, p1);  // ends with a barrier: a may be overwritten next
+        if (threadIdx.x == 0) {
+            ss[c] = sums.x;
+            if (two) ss[c + 1] = sums.y;
+        }
     }
 }
 

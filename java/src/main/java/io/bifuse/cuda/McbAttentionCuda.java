@@ -16,9 +16,12 @@ import java.util.List;
  *
  * <p>Forward, B samples of L cells ({@code N = B·L} cell rows):
  * <ol>
- *   <li>in chunks of {@link #chunkCells} rows: {@code mcb_att_cells_forward} pools each cell with its
- *       sample's question in shared memory (both count sketches, one FFT, the spectral product, the
- *       inverse) and writes the signed square roots {@code u} (R × d1) and their sums of squares; one
+ *   <li>{@code mcb_att_question_spectrum}: each sample's question sketched and transformed once
+ *       ({@code B × d1} complex), never per cell;</li>
+ *   <li>in chunks of {@link #chunkCells} rows: {@code mcb_att_cells_forward} pools two cells per block
+ *       and per FFT in shared memory (both cells' sketches as one complex sequence, one FFT, each spectrum
+ *       times its sample's question spectrum, one inverse giving both) and writes the signed square
+ *       roots {@code u} (R × d1) and their sums of squares; one
  *       GEMM {@code P = u·W1ᵀ} (R × H) per chunk. The {@code N × d1} map is never written whole: the l2
  *       norm is a per-cell or per-sample scalar, applied after the GEMM to the H-wide rows;</li>
  *   <li>{@code mcb_att_inv} (the l2 scales), {@code mcb_att_hidden} ({@code h = relu(inv·P + b1)}), the
@@ -39,7 +42,7 @@ import java.util.List;
  * <p>Memory: the chunk buffers take at most the budget given at construction ({@link #DEFAULT_CHUNK_BYTES}
  * unless set): {@code 4·d1} bytes per cell row in the forward, {@code 4·(2·d1 + Dq)} in the backward.
  * The rest of a (stream, B, L) workspace is {@code O(N·H)}: about {@code 4·N·(2H + 2G + 4)} bytes, plus
- * {@code 4·N·3H} more on first backward. Limits: {@code d1} must have no prime factor above 7 and fit the
+ * {@code 4·N·3H} more on first backward, and the question spectra, {@code 8·B·d1}. Limits: {@code d1} must have no prime factor above 7 and fit the
  * device's shared memory ({@code 12·d1 + 8} bytes: d1 ≤ 18,000 or so on an H200), and G ≤ 16 (the pooling
  * kernel's registers); other configurations are refused by name at construction.
  *
@@ -48,8 +51,10 @@ import java.util.List;
  * the host, except the {@code float[]} conveniences.
  */
 public final class McbAttentionCuda extends CudaOp<McbAttention> implements McbAttention.Backend {
-    public static final KernelSpec CELLS_FORWARD = new KernelSpec("mcb_att_cells_forward", "{pppppppppppppiiiiiiii}",
-            "q image u ss bin_start_q bin_index_q bin_sign_q bin_start_i bin_index_i bin_sign_i perm tw radix r0 rows cells dq dv d stages signed_sqrt");
+    public static final KernelSpec QUESTION_SPECTRUM = new KernelSpec("mcb_att_question_spectrum", "ppppppppiiii",
+            "q qhat bin_start_q bin_index_q bin_sign_q perm tw radix batch dq d stages");
+    public static final KernelSpec CELLS_FORWARD = new KernelSpec("mcb_att_cells_forward", "{ppppppppppiiiiiii}",
+            "image qhat u ss bin_start_i bin_index_i bin_sign_i perm tw radix r0 rows cells dv d stages signed_sqrt");
     public static final KernelSpec INV = new KernelSpec("mcb_att_inv", "pppiiiif", "ss inv active batch cells scope l2_mode l2_eps");
     public static final KernelSpec HIDDEN = new KernelSpec("mcb_att_hidden", "ppppii", "P inv b1 h rows hdim");
     public static final KernelSpec LOGITS = new KernelSpec("mcb_att_logits", "pppiii", "A b2 logits batch cells G");
@@ -60,7 +65,7 @@ public final class McbAttentionCuda extends CudaOp<McbAttention> implements McbA
             "q image dt inv coef dimage dq_part bin_start_q bin_index_q bin_sign_q bin_start_i bin_index_i bin_sign_i ph_q s_q ph_i s_i perm tw radix "
                     + "r0 rows cells dq dv d stages signed_sqrt ssqrt_eps");
     public static final KernelSpec DQ_ACCUMULATE = new KernelSpec("mcb_att_dq_accumulate", "ppiiii", "dq_part dq r0 rows cells dq");
-    static final List<KernelSpec> KERNELS = List.of(CELLS_FORWARD, INV, HIDDEN, LOGITS, SOFTMAX_BACKWARD, HIDDEN_BACKWARD, COEF,
+    static final List<KernelSpec> KERNELS = List.of(QUESTION_SPECTRUM, CELLS_FORWARD, INV, HIDDEN, LOGITS, SOFTMAX_BACKWARD, HIDDEN_BACKWARD, COEF,
             CELLS_BACKWARD, DQ_ACCUMULATE);
 
     /** The chunk buffers' default budget: 256 MiB (about 4,000 cell rows forward, 2,000 backward, at d1 = 16000). */
@@ -128,7 +133,7 @@ public final class McbAttentionCuda extends CudaOp<McbAttention> implements McbA
                     + d1 + " = " + SharedMemoryFft.factorization(d1));
         }
         long need = CompactBilinearCuda.fusedBackwardBytes(d1), have = Math.min(context.maxDynamicSharedBytes(CELLS_BACKWARD),
-                context.maxDynamicSharedBytes(CELLS_FORWARD));
+                Math.min(context.maxDynamicSharedBytes(CELLS_FORWARD), context.maxDynamicSharedBytes(QUESTION_SPECTRUM)));
         if (need > have) {
             throw new IllegalArgumentException("attention: d1 = " + d1 + " needs " + need + " bytes of shared memory per block for the cell pooling's backward; "
                     + "this device allows " + have);
@@ -183,9 +188,11 @@ public final class McbAttentionCuda extends CudaOp<McbAttention> implements McbA
     /** Everything up to the glimpses v̂: P (chunked), ss, inv, h, the logits, α and v̂. */
     private void attend(Workspace w, DeviceMemory q, DeviceMemory image, DeviceMemory alpha, int batch, int cells, CudaStream stream) {
         int rows = batch * cells, chunk = chunkCells(batch, cells);
+        context.launch(QUESTION_SPECTRUM, DeviceArgs.rowGrid(batch), 1, CELL_BLOCK, (int) CompactBilinearCuda.fusedForwardBytes(d1), stream,
+                q, w.qhat, hq.binStart, hq.binIndex, hq.binSign, fft.permutation, fft.twiddles, fft.radix, batch, dq, d1, fft.stages);
         for (int r0 = 0; r0 < rows; r0 += chunk) {
             int n = Math.min(chunk, rows - r0);
-            cellsForward(w, q, image, r0, n, cells, stream);
+            cellsForward(w, image, r0, n, cells, stream);
             hidden.project(w.blas, precision, DeviceMatrix.of("u", w.u, n, d1), DeviceMatrix.of("P", floats(w.p, (long) r0 * hdim), n, hdim));
         }
         context.launch(INV, grid(rows), 1, SMALL_BLOCK, 0, stream, w.ss, w.inv, w.active, batch, cells, scope, norm.l2().code(), norm.l2Eps());
@@ -196,10 +203,11 @@ public final class McbAttentionCuda extends CudaOp<McbAttention> implements McbA
         context.launch(MlbAttentionCuda.POOL, units(units), 1, BLOCK, 0, stream, w.logits, image, alpha, w.vhat, batch, cells, dv, g);
     }
 
-    private void cellsForward(Workspace w, DeviceMemory q, DeviceMemory image, int r0, int n, int cells, CudaStream stream) {
-        context.launch(CELLS_FORWARD, DeviceArgs.rowGrid(n), 1, CELL_BLOCK, (int) CompactBilinearCuda.fusedForwardBytes(d1), stream,
-                q, image, w.u, w.ss, hq.binStart, hq.binIndex, hq.binSign, hi.binStart, hi.binIndex, hi.binSign, fft.permutation, fft.twiddles,
-                fft.radix, r0, n, cells, dq, dv, d1, fft.stages, norm.signedSqrt() ? 1 : 0);
+    /** Cells r0 .. r0 + n (two per block), after this call's question spectra: u into the chunk buffer, ss. */
+    private void cellsForward(Workspace w, DeviceMemory image, int r0, int n, int cells, CudaStream stream) {
+        context.launch(CELLS_FORWARD, DeviceArgs.rowGrid((n + 1) / 2), 1, CELL_BLOCK, (int) CompactBilinearCuda.fusedForwardBytes(d1), stream,
+                image, w.qhat, w.u, w.ss, hi.binStart, hi.binIndex, hi.binSign, fft.permutation, fft.twiddles, fft.radix, r0, n, cells, dv, d1,
+                fft.stages, norm.signedSqrt() ? 1 : 0);
     }
 
     /**
@@ -241,7 +249,7 @@ public final class McbAttentionCuda extends CudaOp<McbAttention> implements McbA
             int chunk = chunkCells(batch, cells);
             for (int r0 = 0; r0 < rows; r0 += chunk) {
                 int n = Math.min(chunk, rows - r0);
-                cellsForward(w, q, image, r0, n, cells, stream);
+                cellsForward(w, image, r0, n, cells, stream);
                 // dW1 (H × d1) += dps[r0 .. r0+n)ᵀ · u, the first chunk writing it
                 blas.gemm(p, true, false, hdim, d1, n, 1f, floats(w.dps, (long) r0 * hdim), hdim, w.u, d1, r0 == 0 ? 0f : 1f,
                         grads.hidden().weight(), d1);
@@ -335,7 +343,7 @@ public final class McbAttentionCuda extends CudaOp<McbAttention> implements McbA
     private final class Workspace extends Workspaces.Workspace {
         final int batch, cells, chunk;
         final CublasHandle blas;
-        final DeviceBuffer u, ss, inv, active, p, h, a, logits, alpha, vhat, u2;
+        final DeviceBuffer qhat, u, ss, inv, active, p, h, a, logits, alpha, vhat, u2;
         DeviceBuffer du2, dvhat, dalpha, dh, dp, dps, pd, coef, dt, dqPart; // made on first backward
 
         Workspace(CudaStream stream, int batch, int cells) {
@@ -346,6 +354,7 @@ public final class McbAttentionCuda extends CudaOp<McbAttention> implements McbA
             long rows = (long) batch * cells;
             try {
                 blas = own(new CublasHandle(context, stream));
+                qhat = alloc(2L * batch * d1); // complex
                 u = alloc((long) chunk * d1);
                 ss = alloc(2 * rows); // doubles
                 inv = alloc(rows);
