@@ -136,10 +136,10 @@ class GridStrideTest extends CublasOpTest {
         // the cell kernels and the row kernels over B·L = 12 cells, the elementwise ones over 12·H = 96 and
         // 12·G = 24; chunks of 5 cells, so the question-gradient sums span samples
         SplittableRandom r = new SplittableRandom(37);
-        McbAttention op = McbAttentionCudaTest.op(24, 30, 60, 8, 2, 90, 5, McbAttention.L2Scope.MAP, io.bifuse.Normalization.pytorch(), 3);
+        McbAttention op = McbAttentionCudaTest.op(40, 30, 60, 8, 2, 90, 5, McbAttention.L2Scope.MAP, io.bifuse.Normalization.pytorch(), 3);
         int b = 3, l = 4;
-        float[] q = Stats.gaussian(r, b * 24), im = Stats.gaussian(r, b * l * 30), g = Stats.gaussian(r, b * 5);
-        try (McbAttentionCuda cuda = new McbAttentionCuda(op, ctx, Precision.FP32, 5L * 4 * (2 * 60 + 24))) {
+        float[] q = Stats.gaussian(r, b * 40), im = Stats.gaussian(r, b * l * 30), g = Stats.gaussian(r, b * 5);
+        try (McbAttentionCuda cuda = new McbAttentionCuda(op, ctx, Precision.FP32, 5L * 4 * (2 * 60 + 40))) {
             sameWithOneBlock("MCB attention", () -> {
                 DeviceRuns.McbAttentionRun run = DeviceRuns.mcbAttention(ctx, cuda, q, im, g, b, l);
                 List<float[]> t = new ArrayList<>(List.of(run.out(), run.attention()));

@@ -36,7 +36,7 @@ import org.junit.jupiter.params.provider.CsvSource;
  * <p>Tolerance, relative L2 of the output, the maps and each gradient tensor: 1e-5 in FP32 (float32
  * sketches and in-block FFTs of length d1 and d2, float32 GEMMs over at most d1 terms: ~1e-6 on the
  * simulated device; an indexing or scaling mistake gives ~1). Inputs are drawn with Dq·Dv and G·Dv·Dq
- * at least 12 times d1 and d2 so that (almost surely) no count-sketch bin is empty: an empty bin's float32
+ * at least 20 times d1 and d2 so that (almost surely: e^-20 per bin) no count-sketch bin is empty: an empty bin's float32
  * FFT noise through the signed square root is a relative error of order 1 (see {@code CompactBilinearTolerance}).
  * TF32 and BF16: {@link Precision#bound()}. In every precision the bound is raised to {@link Conditioning}'s
  * {@code max(bound, 2·base)} where a tensor exceeds it: a rounded GEMM operand flips a ReLU of the hidden
@@ -52,8 +52,8 @@ class McbAttentionCudaTest extends CublasOpTest {
     static double tolerance(Precision p) { return p == Precision.FP32 ? TOL : p.bound(); }
 
     @ParameterizedTest(name = "B={0} L={1} Dq={2} Dv={3} d1={4} H={5} G={6} d2={7} A={8} {9} {10}")
-    @CsvSource({"2,3,24,30,60,8,2,90,5,CELL,PYTORCH", "2,3,24,30,60,8,2,90,5,MAP,CAFFE", "1,1,30,20,48,4,1,50,3,MAP,PYTORCH",
-                "3,5,40,40,100,16,3,64,7,CELL,CAFFE", "2,4,9,8,35,6,2,45,4,MAP,NONE", "2,7,128,128,1000,32,2,1008,9,CELL,PYTORCH"})
+    @CsvSource({"2,3,40,30,60,8,2,90,5,CELL,PYTORCH", "2,3,40,30,60,8,2,90,5,MAP,CAFFE", "1,1,40,25,48,4,1,50,3,MAP,PYTORCH",
+                "3,5,50,40,100,16,3,64,7,CELL,CAFFE", "2,4,9,8,35,6,2,45,4,MAP,NONE", "2,7,160,128,1000,32,2,1008,9,CELL,PYTORCH"})
     void matchesReference(int batch, int cells, int dq, int dv, int d1, int h, int g, int d2, int answers, McbAttention.L2Scope scope,
                           String normalization) {
         long seed = Stats.freshSeed();
@@ -79,7 +79,7 @@ class McbAttentionCudaTest extends CublasOpTest {
     @Test void everyChunkSizeMatchesTheReference() {
         long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
-        int batch = 3, cells = 3, dq = 24, dv = 30, d1 = 60, d2 = 90, answers = 5;
+        int batch = 3, cells = 3, dq = 40, dv = 30, d1 = 60, d2 = 90, answers = 5;
         for (McbAttention.L2Scope scope : McbAttention.L2Scope.values()) {
             McbAttention op = op(dq, dv, d1, 8, 2, d2, answers, scope, Normalization.pytorch(), r.nextLong());
             float[] q = Stats.gaussian(r, batch * dq), image = Stats.gaussian(r, batch * cells * dv), go = Stats.gaussian(r, batch * answers);
@@ -125,7 +125,7 @@ class McbAttentionCudaTest extends CublasOpTest {
     @Test void layersWithoutBias() {
         long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
-        int batch = 2, cells = 4, dq = 24, dv = 30, d1 = 60, h = 8, g = 2, d2 = 90, answers = 5;
+        int batch = 2, cells = 4, dq = 40, dv = 30, d1 = 60, h = 8, g = 2, d2 = 90, answers = 5;
         McbAttention base = op(dq, dv, d1, h, g, d2, answers, McbAttention.L2Scope.CELL, Normalization.pytorch(), r.nextLong());
         McbAttention op = McbAttention.of(base.attention(), base.scope(), base.fusion(),
                 new McbAttention.Weights(Linear.random(h, d1, false, 1), Linear.random(g, h, false, 2), Linear.random(answers, d2, false, 3)));
@@ -221,6 +221,14 @@ class McbAttentionCudaTest extends CublasOpTest {
                 assertArrayEquals(new float[got.get(t).length], got.get(t), what + " logits.bias must be exact zeros (softmax invariance)");
                 continue;
             }
+            if (Stats.cancelled(ref.get(t))) {
+                // zero in exact arithmetic, e.g. hidden.bias when a unit is active in every cell of each
+                // sample (its gradient is then a softmax gradient's sum): held to float32's residue of it
+                double n = Stats.norm(got.get(t));
+                assertTrue(n <= Stats.CANCELLED_DEVICE, what + " " + names.get(t) + ": the reference cancels to " + Stats.norm(ref.get(t))
+                        + ", the device left " + n);
+                continue;
+            }
             e = Stats.relativeL2(got.get(t), ref.get(t));
             assertBelow(e, cond == null ? tol : cond.bound(2 + t, tol, e), what + " " + names.get(t));
         }
@@ -228,16 +236,20 @@ class McbAttentionCudaTest extends CublasOpTest {
 
     /**
      * This op's instance of the {@link DeviceOpContractTest} testbed: cuBLAS GEMMs in every precision, the
-     * fused poolings on both sides (d1 = 60, d2 = 90), MAP scope, two chunks of cells.
+     * fused poolings on both sides (d1 = 60, d2 = 90), MAP scope, two chunks of cells, signed sqrt and l2.
      */
     static Subject contractSubject(SplittableRandom r) {
-        // Dq·Dv = 720 products over d1 = 60 bins (and 1440 over d2 = 90): no empty bin, whose float32 noise
+        // Dq·Dv = 1200 products over d1 = 60 bins (and 2400 over d2 = 90): no empty bin, whose float32 noise
         // through the signed sqrt would be O(1) against the CPU's float64 (see the class comment)
-        McbAttention op = op(24, 30, 60, 5, 2, 90, 4, McbAttention.L2Scope.MAP, Normalization.pytorch(), r.nextLong());
+        // The signed sqrt's gradient with eps = 1 (bounded by 1/2): both normalization kernels run, but the
+        // exact derivative's ill-conditioning at small |z| (see the class comment) stays out of the
+        // testbed's fixed 1e-4 against the CPU (measured with eps = 0: 2.5e-4 on dq)
+        Normalization n = new Normalization(true, 1f, Normalization.L2.MAX_NORM, 1e-12f);
+        McbAttention op = op(40, 30, 60, 5, 2, 90, 4, McbAttention.L2Scope.MAP, n, r.nextLong());
         int b = 3, l = 3;
-        float[] q = gaussian(r, b * 24), im = gaussian(r, b * l * 30), g = gaussian(r, b * 4);
+        float[] q = gaussian(r, b * 40), im = gaussian(r, b * l * 30), g = gaussian(r, b * 4);
         McbAttention.Weights w = op.weights();
-        long chunkBytes = 5L * 4 * (2 * 60 + 24); // 5 of the 9 cells per chunk
+        long chunkBytes = 5L * 4 * (2 * 60 + 40); // 5 of the 9 cells per chunk
         DeviceForm dev = new DeviceForm()
                 .call(F, (o, a) -> ((McbAttentionCuda) o).forward(a.m("q"), a.m("image"), a.m("out"), a.m("attention"), a.n("batch"), a.n("cells"),
                         a.stream()))
@@ -245,7 +257,7 @@ class McbAttentionCudaTest extends CublasOpTest {
                         a.stream()))
                 .size("batch", b).size("cells", l).in("q", q, F, B).in("image", im, F, B).in("gradOut", g, B)
                 .out("out", b * 4, F).optionalOut("attention", b * 2 * l, F)
-                .out("grads.dq", b * 24, B).out("grads.dI", b * l * 30, B)
+                .out("grads.dq", b * 40, B).out("grads.dI", b * l * 30, B)
                 .linear("grads.hidden", w.hidden(), B).linear("grads.logits", w.logits(), B).linear("grads.answer", w.answer(), B)
                 .extra("grads", B, (o, a) -> ((McbAttentionCuda) o).backward(a.m("q"), a.m("image"), a.m("gradOut"), null, a.n("batch"), a.n("cells"),
                         a.stream()));

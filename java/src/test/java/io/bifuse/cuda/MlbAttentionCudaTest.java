@@ -442,17 +442,16 @@ class MlbAttentionCudaTest extends CublasOpTest {
             if (isZero(ref.get(t))) {
                 // exactly zero by the softmax's invariance (see MlbAttention): written as zeros, not computed
                 assertArrayEquals(new float[got.get(t).length], got.get(t), what + " " + names.get(t) + " must be exact zeros");
-            } else if (norm(ref.get(t)) <= CANCELLED) {
+            } else if (Stats.cancelled(ref.get(t))) {
                 // Zero by the same invariance without being forced: under ReLU, a cell bias column whose
                 // cells are all active (or whose question unit is off) in every sample shifts each logit
                 // of a sample by one constant, so its gradient is a softmax gradient's sum, zero up to
                 // rounding (the float64 reference leaves ~1e-17, float32 ~1e-8: a relative error of 1e9
                 // that means nothing; seen at B = 2, L = 3 about once in 300 draws). Held to float32's
                 // rounding of such a sum instead.
-                double n = 0;
-                for (float f : got.get(t)) n += (double) f * f;
-                assertTrue(Math.sqrt(n) <= CANCELLED_DEVICE, what + " " + names.get(t) + ": the reference cancels to "
-                        + norm(ref.get(t)) + ", the device left " + Math.sqrt(n));
+                double n = Stats.norm(got.get(t));
+                assertTrue(n <= Stats.CANCELLED_DEVICE, what + " " + names.get(t) + ": the reference cancels to "
+                        + Stats.norm(ref.get(t)) + ", the device left " + n);
             } else {
                 e = Stats.relativeL2(got.get(t), ref.get(t));
                 assertBelow(e, cond == null ? tol : cond.bound(2 + t, tol, e), what + " " + names.get(t));
@@ -460,19 +459,6 @@ class MlbAttentionCudaTest extends CublasOpTest {
         }
     }
 
-    /**
-     * A reference gradient this small is cancellation, not signal: a real one at these sizes is 1e-4 or
-     * more, the float64 residue of a sum that cancels 1e-16 to 1e-15.
-     */
-    private static final double CANCELLED = 1e-12;
-    /** What float32 leaves of the same sum: ~6e-8 of the sum of its |terms| (at most a few hundred of O(0.1)). */
-    private static final double CANCELLED_DEVICE = 1e-4;
-
-    private static double norm(double[] a) {
-        double n = 0;
-        for (double x : a) n += x * x;
-        return Math.sqrt(n);
-    }
 
     private static boolean isZero(double[] a) {
         for (double x : a) if (x != 0) return false;

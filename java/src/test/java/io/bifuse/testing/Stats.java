@@ -59,6 +59,34 @@ public final class Stats {
         return worst;
     }
 
+    /**
+     * A reference gradient this small is cancellation, not signal: a real one at the tests' sizes is 1e-4 or
+     * more, this the float64 residue (1e-16 to 1e-15 relative) of a sum that is zero in exact arithmetic,
+     * e.g. a hidden or cell bias under ReLU whose units are active in every cell of a sample (its gradient is
+     * then a softmax gradient's sum over the cells). A relative error against it means nothing.
+     */
+    public static final double CANCELLED = 1e-12;
+    /** What float32 leaves of such a sum: ~6e-8 of the sum of its |terms| (at most a few hundred of O(0.1)). */
+    public static final double CANCELLED_DEVICE = 1e-4;
+
+    /** Whether {@code ref} is a cancelled sum ({@link #CANCELLED}) but not exactly zero. */
+    public static boolean cancelled(double[] ref) {
+        double n = norm(ref);
+        return n > 0 && n <= CANCELLED;
+    }
+
+    public static double norm(double[] a) {
+        double n = 0;
+        for (double x : a) n += x * x;
+        return Math.sqrt(n);
+    }
+
+    public static double norm(float[] a) {
+        double n = 0;
+        for (float x : a) n += (double) x * x;
+        return Math.sqrt(n);
+    }
+
     /** {@code ‖a − ref‖₂ / ‖ref‖₂} for double results. */
     public static double relativeL2(double[] a, double[] ref) {
         if (a.length != ref.length) throw new IllegalArgumentException("lengths differ: " + a.length + " vs " + ref.length);

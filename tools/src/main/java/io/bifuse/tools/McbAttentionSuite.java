@@ -25,7 +25,7 @@ import java.util.SplittableRandom;
  * backward rows every gradient tensor ({@code dq}, {@code dI}, each layer's weight and bias); each row shows
  * the tensor nearest its bound. {@code logits.bias}'s gradient is exactly zero (the softmax over the cells
  * cancels a per-glimpse shift), where the error is absolute and the bound stays fixed. Every size draws
- * {@code Dq·Dv >= 12·d1} and {@code G·Dv·Dq >= 12·d2} products, so that no count-sketch bin is empty (an
+ * {@code Dq·Dv >= 20·d1} and {@code G·Dv·Dq >= 20·d2} products, so that no count-sketch bin is empty (an
  * empty bin's float32 FFT noise through the signed sqrt is an O(1) relative error), and a d1 with no prime
  * factor above 7 (the CUDA cell pooling's in-block FFT).
  *
@@ -80,8 +80,8 @@ final class McbAttentionSuite implements Suite {
      * the spec's widths at B = 2, L = 14.
      */
     static List<Size> sizes(boolean quick) {
-        List<Size> s = new ArrayList<>(List.of(new Size(2, 3, 24, 30, 60, 8, 2, 90, 5, CELL), new Size(2, 3, 24, 30, 60, 8, 2, 90, 5, MAP),
-                new Size(1, 1, 30, 20, 48, 4, 1, 50, 3, MAP), new Size(3, 5, 40, 40, 105, 16, 3, 64, 7, CELL), MEDIUM));
+        List<Size> s = new ArrayList<>(List.of(new Size(2, 3, 40, 30, 60, 8, 2, 90, 5, CELL), new Size(2, 3, 40, 30, 60, 8, 2, 90, 5, MAP),
+                new Size(1, 1, 40, 25, 48, 4, 1, 50, 3, MAP), new Size(3, 5, 60, 40, 105, 16, 3, 64, 7, CELL), MEDIUM));
         if (!quick) s.add(SPEC.withBatchAndCells(2, 14));
         return s;
     }
@@ -244,9 +244,13 @@ final class McbAttentionSuite implements Suite {
         double worstE = 0, worstBound = tol, worstRatio = -1;
         boolean pass = true;
         for (int t = from; t < to; t++) {
-            double e = got.get(t) == null ? Double.NaN : Stats.relativeL2(got.get(t), ref.get(t)); // an exact-zero reference: absolute
+            // A cancelled sum (Stats.cancelled: e.g. hidden.bias when a unit is active in every cell) is held,
+            // like an exact zero, to an absolute bound: float32's residue of it.
+            boolean cancelled = got.get(t) != null && Stats.cancelled(ref.get(t));
+            double e = got.get(t) == null ? Double.NaN : cancelled ? Stats.norm(got.get(t))
+                    : Stats.relativeL2(got.get(t), ref.get(t)); // an exact-zero reference: absolute
             boolean exactZero = names.get(t).equals("logits.bias");
-            double bound = cond == null || exactZero ? tol : cond.bound(t, tol, e);
+            double bound = cancelled ? Math.max(tol, Stats.CANCELLED_DEVICE) : cond == null || exactZero ? tol : cond.bound(t, tol, e);
             boolean ok = e <= bound; // NaN fails
             pass &= ok;
             double ratio = Double.isNaN(e) ? Double.POSITIVE_INFINITY : e / bound;
