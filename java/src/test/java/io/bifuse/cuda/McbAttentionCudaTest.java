@@ -19,6 +19,7 @@ import io.bifuse.cuda.DeviceOpContractTest.Subject;
 import io.bifuse.reference.McbAttentionReference;
 import io.bifuse.testing.Conditioning;
 import io.bifuse.testing.DeviceRuns;
+import io.bifuse.testing.McbAttentionTolerance;
 import io.bifuse.testing.Stats;
 import java.util.ArrayList;
 import java.util.List;
@@ -63,7 +64,7 @@ class McbAttentionCudaTest extends CublasOpTest {
         McbAttentionReference.Result fRef = McbAttentionReference.forward(op, q, image, batch, cells);
         McbAttentionReference.Grads gRef = McbAttentionReference.backward(op, q, image, go, batch, cells);
         for (Precision p : Precision.values()) {
-            Conditioning cond = conditioning(p, op, q, image, go, batch, cells, fRef, gRef, seed);
+            Conditioning cond = McbAttentionTolerance.conditioning(p, op, q, image, go, batch, cells, fRef, gRef, seed);
             try (McbAttentionCuda cuda = new McbAttentionCuda(op, ctx, p)) {
                 assertMatches(op, run(cuda, q, image, go, batch, cells), fRef, gRef, tolerance(p), cond,
                         p + " " + op + " B=" + batch + " L=" + cells + " seed " + seed);
@@ -85,7 +86,7 @@ class McbAttentionCudaTest extends CublasOpTest {
             float[] q = Stats.gaussian(r, batch * dq), image = Stats.gaussian(r, batch * cells * dv), go = Stats.gaussian(r, batch * answers);
             McbAttentionReference.Result fRef = McbAttentionReference.forward(op, q, image, batch, cells);
             McbAttentionReference.Grads gRef = McbAttentionReference.backward(op, q, image, go, batch, cells);
-            Conditioning cond = conditioning(Precision.FP32, op, q, image, go, batch, cells, fRef, gRef, seed);
+            Conditioning cond = McbAttentionTolerance.conditioning(Precision.FP32, op, q, image, go, batch, cells, fRef, gRef, seed);
             long row = 4L * (2 * d1 + dq);
             for (int chunk : new int[] {1, 2, 5, batch * cells}) {
                 try (McbAttentionCuda cuda = new McbAttentionCuda(op, ctx, Precision.FP32, chunk * row + row - 1)) {
@@ -98,11 +99,12 @@ class McbAttentionCudaTest extends CublasOpTest {
     }
 
     /**
-     * The spec's widths (Dq = Dv = 2048, d1 = d2 = 16000, H = 512, G = 2, A = 3000) at a small B and L.
-     * Without a normalization the op is well conditioned there: held to 1e-5 with no allowance. With the
-     * signed sqrt, dq gets {@link Conditioning}'s (the class comment): PyTorch's exact derivative, and
-     * Caffe's too, whose eps (0.03) is small next to sqrt|z| ~ 4 at these widths (z sums ~260 products),
-     * so the smallest |z| still weigh ~100 times the typical (measured: dq 4e-3 PyTorch, 7e-4 Caffe).
+     * The spec's widths (Dq = Dv = 2048, d1 = d2 = 16000, H = 512, G = 2, A = 3000) at a small B and L,
+     * each with {@link Conditioning}'s allowance (the class comment). With the signed sqrt dq needs it:
+     * PyTorch's exact derivative, and Caffe's too, whose eps (0.03) is small next to sqrt|z| ~ 4 at these
+     * widths (z sums ~260 products), so the smallest |z| still weigh ~100 times the typical (measured: dq
+     * 4e-3 PyTorch, 7e-4 Caffe). Without a normalization a float32 ReLU flip among the 3072 hidden
+     * pre-activations does it (seen: dq 1.5e-5, seed 46066826299066).
      */
     @ParameterizedTest(name = "{0}")
     @CsvSource({"PYTORCH", "CAFFE", "NONE"})
@@ -117,8 +119,8 @@ class McbAttentionCudaTest extends CublasOpTest {
         McbAttentionReference.Result fRef = McbAttentionReference.forward(op, q, image, batch, cells);
         McbAttentionReference.Grads gRef = McbAttentionReference.backward(op, q, image, go, batch, cells);
         try (McbAttentionCuda cuda = new McbAttentionCuda(op, ctx)) {
-            assertMatches(op, run(cuda, q, image, go, batch, cells), fRef, gRef, TOL, n.isIdentity() ? null
-                    : conditioning(Precision.FP32, op, q, image, go, batch, cells, fRef, gRef, seed), normalization + " spec widths L=" + cells + " seed " + seed);
+            assertMatches(op, run(cuda, q, image, go, batch, cells), fRef, gRef, TOL,
+                    McbAttentionTolerance.conditioning(Precision.FP32, op, q, image, go, batch, cells, fRef, gRef, seed), normalization + " spec widths L=" + cells + " seed " + seed);
         }
     }
 
@@ -136,7 +138,7 @@ class McbAttentionCudaTest extends CublasOpTest {
             assertNull(run.grads.logits().bias());
             McbAttentionReference.Result fRef = McbAttentionReference.forward(op, q, image, batch, cells);
             McbAttentionReference.Grads gRef = McbAttentionReference.backward(op, q, image, go, batch, cells);
-            assertMatches(op, run, fRef, gRef, TOL, conditioning(Precision.FP32, op, q, image, go, batch, cells, fRef, gRef, seed), "no bias, seed " + seed);
+            assertMatches(op, run, fRef, gRef, TOL, McbAttentionTolerance.conditioning(Precision.FP32, op, q, image, go, batch, cells, fRef, gRef, seed), "no bias, seed " + seed);
         }
     }
 
@@ -186,23 +188,6 @@ class McbAttentionCudaTest extends CublasOpTest {
     static McbAttention op(int dq, int dv, int d1, int h, int g, int d2, int answers, McbAttention.L2Scope scope, Normalization n, long seed) {
         McbAttention r = McbAttention.random(dq, dv, d1, h, g, d2, answers, seed);
         return McbAttention.of(r.attention().withNormalization(n), scope, r.fusion().withNormalization(n), r.weights());
-    }
-
-    static Conditioning conditioning(Precision p, McbAttention op, float[] q, float[] image, float[] go, int batch, int cells,
-                                     McbAttentionReference.Result fRef, McbAttentionReference.Grads gRef, long seed) {
-        List<double[]> ref = new ArrayList<>(List.of(fRef.out(), fRef.attention()));
-        ref.addAll(gRef.tensors());
-        int longest = Math.max(Math.max(op.d1(), op.d2()), batch * cells);
-        return new Conditioning(Conditioning.step(p, longest), seed, (r, e) -> {
-            McbAttention.Weights w = op.weights();
-            McbAttention moved = McbAttention.of(op.attention(), op.scope(), op.fusion(), new McbAttention.Weights(Conditioning.perturb(w.hidden(), e, r),
-                    Conditioning.perturb(w.logits(), e, r), Conditioning.perturb(w.answer(), e, r)));
-            float[] pq = Conditioning.perturb(q, e, r), pi = Conditioning.perturb(image, e, r);
-            McbAttentionReference.Result f = McbAttentionReference.forward(moved, pq, pi, batch, cells);
-            List<double[]> got = new ArrayList<>(List.of(f.out(), f.attention()));
-            got.addAll(McbAttentionReference.backward(moved, pq, pi, Conditioning.perturb(go, e, r), batch, cells).tensors());
-            return Conditioning.errors(got, ref);
-        });
     }
 
     /** {@code cond} null: {@code tol} for every tensor; else {@code tol} raised where the case's conditioning needs it. */

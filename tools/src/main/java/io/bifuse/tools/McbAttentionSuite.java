@@ -9,6 +9,7 @@ import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.McbAttentionCuda;
 import io.bifuse.reference.McbAttentionReference;
 import io.bifuse.testing.Conditioning;
+import io.bifuse.testing.McbAttentionTolerance;
 import io.bifuse.testing.Stats;
 import java.util.ArrayList;
 import java.util.List;
@@ -159,7 +160,7 @@ final class McbAttentionSuite implements Suite {
                 // average; there only FP32 is checked here (McbAttentionCudaTest holds them to the rule).
                 if (p != Precision.FP32 && Math.min(s.hidden(), Math.min(s.dq(), s.dv())) < 32) continue;
                 double tol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
-                Conditioning cond = conditioning(p, op, q, image, g, b, l, fRef, gRef, condSeed);
+                Conditioning cond = McbAttentionTolerance.conditioning(p, op, q, image, g, b, l, fRef, gRef, condSeed);
                 String backend = "cuda-" + p.name().toLowerCase();
                 try (McbAttentionCuda cuda = new McbAttentionCuda(op, ctx, p)) {
                     addRows(report, backend, s.label(), op, device(ctx, cuda, q, image, g, b, l), fRef, gRef, tol, cond);
@@ -202,24 +203,6 @@ final class McbAttentionSuite implements Suite {
                 cuda.release(st);
             }
         }
-    }
-
-    /** {@code McbAttentionCudaTest}'s conditioning baseline: the reference with every operand moved by the precision's step. */
-    static Conditioning conditioning(Precision p, McbAttention op, float[] q, float[] image, float[] g, int batch, int cells,
-                                     McbAttentionReference.Result fRef, McbAttentionReference.Grads gRef, long seed) {
-        List<double[]> ref = new ArrayList<>(List.of(fRef.out(), fRef.attention()));
-        ref.addAll(gRef.tensors());
-        int longest = Math.max(Math.max(op.d1(), op.d2()), batch * cells);
-        return new Conditioning(Conditioning.step(p, longest), seed, (r, e) -> {
-            McbAttention.Weights w = op.weights();
-            McbAttention moved = McbAttention.of(op.attention(), op.scope(), op.fusion(), new McbAttention.Weights(Conditioning.perturb(w.hidden(), e, r),
-                    Conditioning.perturb(w.logits(), e, r), Conditioning.perturb(w.answer(), e, r)));
-            float[] pq = Conditioning.perturb(q, e, r), pi = Conditioning.perturb(image, e, r);
-            McbAttentionReference.Result f = McbAttentionReference.forward(moved, pq, pi, batch, cells);
-            List<double[]> got = new ArrayList<>(List.of(f.out(), f.attention()));
-            got.addAll(McbAttentionReference.backward(moved, pq, pi, Conditioning.perturb(g, e, r), batch, cells).tensors());
-            return Conditioning.errors(got, ref);
-        });
     }
 
     /**
