@@ -1,8 +1,6 @@
 package io.bifuse.cuda;
 
 import io.bifuse.CompactBilinear;
-import io.bifuse.Linear;
-import io.bifuse.LinearGradients;
 import io.bifuse.McbAttention;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;

@@ -7,7 +7,6 @@ import static io.bifuse.cuda.DeviceOpContractTest.tensors;
 import static org.junit.jupiter.api.Assertions.*;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
-import io.bifuse.CompactBilinear;
 import io.bifuse.Linear;
 import io.bifuse.McbAttention;
 import io.bifuse.Normalization;
@@ -21,7 +20,6 @@ import io.bifuse.testing.Conditioning;
 import io.bifuse.testing.DeviceRuns;
 import io.bifuse.testing.McbAttentionTolerance;
 import io.bifuse.testing.Stats;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Tag;

@@ -4,11 +4,11 @@ import io.bifuse.McbAttention;
 import io.bifuse.Precision;
 import io.bifuse.cpu.McbAttentionCpu;
 import io.bifuse.cuda.CudaContext;
-import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.McbAttentionCuda;
 import io.bifuse.reference.McbAttentionReference;
 import io.bifuse.testing.Conditioning;
+import io.bifuse.testing.DeviceRuns;
 import io.bifuse.testing.McbAttentionTolerance;
 import io.bifuse.testing.Stats;
 import java.util.ArrayList;
@@ -179,30 +179,10 @@ final class McbAttentionSuite implements Suite {
     /** What a backend computed: the output, the attention maps, the gradients. */
     record Run(float[] out, float[] attention, McbAttention.Gradients grads) {}
 
-    /** On the device from host arrays, every output NaN-poisoned first; the op's workspaces released after. */
+    /** On the device from host arrays, every output NaN-poisoned first ({@link DeviceRuns#mcbAttention}). */
     static Run device(CudaContext ctx, McbAttentionCuda cuda, float[] q, float[] image, float[] g, int batch, int cells) {
-        McbAttention op = cuda.op();
-        try (CudaStream st = CudaStream.create(ctx);
-             DeviceBuffer dq = DeviceBuffer.of(ctx, q); DeviceBuffer di = DeviceBuffer.of(ctx, image); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
-             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.answers());
-             DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) batch * op.glimpses() * cells);
-             McbAttentionCuda.OwnedGradients gr = cuda.allocateGradients(batch, cells)) {
-            try {
-                out.fill(Float.NaN);
-                att.fill(Float.NaN);
-                gr.fill(Float.NaN);
-                cuda.forward(dq, di, out, att, batch, cells, st);
-                cuda.backward(dq, di, dg, gr.buffers(), batch, cells, st);
-                float[] o = new float[batch * op.answers()], a = new float[batch * op.glimpses() * cells];
-                out.read(o, st);
-                att.read(a, st);
-                McbAttention.Gradients grads = gr.read(st);
-                st.synchronize();
-                return new Run(o, a, grads);
-            } finally {
-                cuda.release(st);
-            }
-        }
+        DeviceRuns.McbAttentionRun r = DeviceRuns.mcbAttention(ctx, cuda, q, image, g, batch, cells);
+        return new Run(r.out(), r.attention(), r.grads());
     }
 
     /**
