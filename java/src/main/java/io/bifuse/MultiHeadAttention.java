@@ -45,7 +45,7 @@ import java.util.List;
  * ({@code MultiHeadAttentionReference}) rounded to float: exact, not fast; and
  * {@code io.bifuse.cuda.MultiHeadAttentionCuda}.
  */
-public final class MultiHeadAttention /* implements Op<MultiHeadAttention.Backend>: registered once every part exists */ {
+public final class MultiHeadAttention implements Op<MultiHeadAttention.Backend> {
     /**
      * What every backend of this op offers on host arrays: the forward ({@code B × Lq × Out}), with the
      * attention maps ({@code B × n × Lq × Lk}), and every gradient given {@code gradOut}
@@ -57,7 +57,7 @@ public final class MultiHeadAttention /* implements Op<MultiHeadAttention.Backen
         Gradients backward(float[] query, float[] key, float[] value, ObjectMask mask, float[] gradOut, int batch, int queries, int keys);
     }
 
-    public Class<Backend> backendType() { return Backend.class; }
+    @Override public Class<Backend> backendType() { return Backend.class; }
 
     /** mcan-vqa's names of the four layers, in the order of {@link Weights}: {@code linear_q, linear_k, linear_v, linear_merge}. */
     public static final List<String> STATE_DICT_NAMES = List.of("linear_q", "linear_k", "linear_v", "linear_merge");
@@ -89,7 +89,9 @@ public final class MultiHeadAttention /* implements Op<MultiHeadAttention.Backen
     /**
      * Gradients of a loss with respect to the inputs ({@code dQuery} {@code B × Lq × Dq}, {@code dKey}
      * {@code B × Lk × Dk}, {@code dValue} {@code B × Lk × Dv}) and to every layer's parameters, in the
-     * layers' own layout. Self-attention's input gradient is the sum of the three.
+     * layers' own layout. Self-attention's input gradient is the sum of the three. {@code key.bias} is all
+     * zeros: the key bias adds {@code Q_h[i]·b_k} to every score of a query's row alike, which the softmax
+     * cancels, so its gradient is zero in exact arithmetic, and every backend writes exact zeros.
      */
     public record Gradients(float[] dQuery, float[] dKey, float[] dValue, LinearGradients query, LinearGradients key, LinearGradients value,
                             LinearGradients merge) {

@@ -20,7 +20,11 @@ import java.util.stream.IntStream;
  *   dx = dQ W_q,  dW_q = Σ_rows dQᵀ x,  db_q = Σ_rows dQ     (and so for the key and value layers)
  * </pre>
  * A padded key's score is a constant (masked_fill), so its {@code dS} is 0 even in a sample whose keys
- * are all padding (there P is uniform, and only {@code dV} is nonzero). The layers are taken in double
+ * are all padding (there P is uniform, and only {@code dV} is nonzero). The key layer's bias gradient is
+ * exactly zero: {@code b_k} adds {@code Q_h[i]·b_k} to every score of a row alike, which the softmax
+ * cancels ({@code db_k = Σ_j dK[j] = s Σ_i Q[i] Σ_j dS[i, j]} and every row of dS sums to 0); the
+ * reference returns exact zeros rather than the rounding noise of that sum, so that backends that write
+ * zeros compare exactly. The layers are taken in double
  * ({@link Params}), so that the tests can perturb any parameter by a float64 step for central finite
  * differences. Samples run in parallel; within a sample every sum runs in one fixed order.
  */
@@ -149,6 +153,7 @@ public final class MultiHeadAttentionReference {
         int[] slot = MlbAttentionReference.slots(p.layers());
         MlbAttentionReference.outer(p.query(), dQ, hd, 0, x, dqd, 0, batch * lq, par, slot[0]);
         MlbAttentionReference.outer(p.key(), dK, hd, 0, k, dkd, 0, batch * lk, par, slot[1]);
+        if (p.key().bias() != null) java.util.Arrays.fill(par.get(slot[1] + 1), 0); // exactly zero: see the class comment
         MlbAttentionReference.outer(p.value(), dV, hd, 0, v, dvd, 0, batch * lk, par, slot[2]);
         MlbAttentionReference.outer(p.merge(), gradOut, od, 0, o, hd, 0, batch * lq, par, slot[3]);
         return new Grads(gx, gk, gv, par);

@@ -39,6 +39,8 @@ public final class DeviceRuns {
 
     public record McbAttentionRun(float[] out, float[] attention, io.bifuse.McbAttention.Gradients grads) {}
 
+    public record MultiHeadAttentionRun(float[] out, float[] attention, io.bifuse.MultiHeadAttention.Gradients grads) {}
+
     /** {@code gradY} is null when the op is homologous. */
     public record FullBilinearRun(float[] out, float[] gradX, float[] gradY) {}
 
@@ -155,6 +157,32 @@ public final class DeviceRuns {
                 cuda.backward(dq, di, dg, gr.buffers(), batch, cells, st);
                 McbAttentionRun run = new McbAttentionRun(read(out, st), read(att, st), gr.read(st));
                 unchanged(st, "q", dq, q, "image", di, image, "gradOut", dg, g);
+                return run;
+            } finally {
+                cuda.release(st);
+            }
+        }
+    }
+
+    /** {@code mask} null: every key real. */
+    public static MultiHeadAttentionRun multiHeadAttention(CudaContext ctx, io.bifuse.cuda.MultiHeadAttentionCuda cuda, float[] query, float[] key,
+                                                           float[] value, ObjectMask mask, float[] g, int batch, int queries, int keys) {
+        io.bifuse.MultiHeadAttention op = cuda.op();
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dx = DeviceBuffer.of(ctx, query); DeviceBuffer dk = DeviceBuffer.of(ctx, key); DeviceBuffer dv = DeviceBuffer.of(ctx, value);
+             DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceObjectMask m = mask == null ? null : DeviceObjectMask.upload(ctx, mask);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * queries * op.out());
+             DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) batch * op.heads() * queries * keys);
+             io.bifuse.cuda.MultiHeadAttentionCuda.OwnedGradients gr = cuda.allocateGradients(batch, queries, keys)) {
+            try {
+                out.fill(Float.NaN);
+                att.fill(Float.NaN);
+                gr.fill(Float.NaN);
+                cuda.forward(dx, dk, dv, m, out, att, batch, queries, keys, st);
+                cuda.backward(dx, dk, dv, m, dg, gr.buffers(), batch, queries, keys, st);
+                MultiHeadAttentionRun run = new MultiHeadAttentionRun(read(out, st), read(att, st), gr.read(st));
+                unchanged(st, "query", dx, query, "key", dk, key, "value", dv, value, "gradOut", dg, g);
                 return run;
             } finally {
                 cuda.release(st);
