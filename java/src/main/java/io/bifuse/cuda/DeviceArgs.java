@@ -66,9 +66,10 @@ final class DeviceArgs {
         }
     }
 
-    /** Kernels that loop over work units (one block each): one block per unit up to 64 per multiprocessor. */
+    /** Kernels that loop over work units (one block each): one block per unit up to 64 per multiprocessor (and {@link #gridCap}). */
     static int units(CudaContext context, long n) {
-        return (int) Math.max(1, Math.min(n, 64L * context.multiprocessorCount()));
+        long full = 64L * context.multiprocessorCount(), cap = gridCap;
+        return (int) Math.max(1, Math.min(n, cap > 0 ? Math.min(full, cap) : full));
     }
 
     /** {@code m} from float {@code offsetFloats} on. */

@@ -9,6 +9,7 @@ import io.bifuse.CompactBilinear;
 import io.bifuse.McbAttention;
 import io.bifuse.Mlb;
 import io.bifuse.MlbAttention;
+import io.bifuse.MultiHeadAttention;
 import io.bifuse.ObjectMask;
 import io.bifuse.Precision;
 import io.bifuse.testing.BanAttentionRuns;
@@ -95,6 +96,26 @@ class GridStrideTest extends CublasOpTest {
                 t.addAll(run.grads().tensors());
                 return t;
             });
+        }
+    }
+
+    @Test void multiHeadAttention() {
+        // fused: B·n·ceil(Lq/32) = 12 query units and B·n·ceil(Lk/32) = 12 key units over one block each; the
+        // probs and delta kernels over B·n·Lq = 396 rows; unfused: the softmax kernels over the same rows
+        SplittableRandom r = new SplittableRandom(38);
+        MultiHeadAttention op = MultiHeadAttention.random(6, 8, 2, 4);
+        int b = 3, lq = 66, lk = 40;
+        ObjectMask mask = ObjectMask.counts(new int[] {40, 33, 0}, lk);
+        float[] x = Stats.gaussian(r, b * lq * 6), y = Stats.gaussian(r, b * lk * 6), g = Stats.gaussian(r, b * lq * 6);
+        for (MultiHeadAttentionCuda.Path path : List.of(MultiHeadAttentionCuda.Path.FUSED, MultiHeadAttentionCuda.Path.UNFUSED)) {
+            try (MultiHeadAttentionCuda cuda = new MultiHeadAttentionCuda(op, ctx, Precision.FP32, path)) {
+                sameWithOneBlock("multi-head attention " + path, () -> {
+                    DeviceRuns.MultiHeadAttentionRun run = DeviceRuns.multiHeadAttention(ctx, cuda, x, y, y, mask, g, b, lq, lk);
+                    List<float[]> t = new ArrayList<>(List.of(run.out(), run.attention()));
+                    t.addAll(run.grads().tensors());
+                    return t;
+                });
+            }
         }
     }
 
