@@ -28,14 +28,14 @@ import java.util.SplittableRandom;
  * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.SelfAttentionUnitCpu}, the float64 definition rounded to
  * float; and {@code io.bifuse.cuda.SelfAttentionUnitCuda}.
  */
-public final class SelfAttentionUnit /* implements Op<SelfAttentionUnit.Backend>: registered once every part exists */ {
+public final class SelfAttentionUnit implements Op<SelfAttentionUnit.Backend> {
     /** What every backend offers on host arrays: {@code x (B × L × H)} → {@code B × L × H}, and every gradient, written. */
     public interface Backend extends OpBackend {
         float[] forward(float[] x, ObjectMask mask, int batch, int tokens);
         Gradients backward(float[] x, ObjectMask mask, float[] gradOut, int batch, int tokens);
     }
 
-    public Class<Backend> backendType() { return Backend.class; }
+    @Override public Class<Backend> backendType() { return Backend.class; }
 
     /** mcan-vqa's names of the tensors of {@link #gradientNames()} after {@code dx}, in the same order. */
     public static final List<String> STATE_DICT_NAMES = List.of("mhatt.linear_q.weight", "mhatt.linear_q.bias", "mhatt.linear_k.weight",
@@ -152,9 +152,18 @@ public final class SelfAttentionUnit /* implements Op<SelfAttentionUnit.Backend>
 
     /** Checks host inputs; every entry point calls it before any work. */
     public void checkInputs(float[] x, ObjectMask mask, int batch, int tokens) {
-        MultiHeadAttention.checkSizes(batch, tokens, tokens);
+        checkSizes(batch, tokens);
         CompactBilinear.checkLength("x", x, batch * tokens, hidden());
         if (mask != null) mask.requireShape("mask", batch, tokens);
+    }
+
+    /** {@code batch, tokens >= 1} and {@code B·L} an int. */
+    public static void checkSizes(int batch, int tokens) {
+        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
+        if (tokens < 1) throw new IllegalArgumentException("tokens: expected >= 1, got " + tokens);
+        if ((long) batch * tokens > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("batch, tokens: expected batch·tokens <= " + Integer.MAX_VALUE + ", got " + (long) batch * tokens);
+        }
     }
 
     /** Checks {@code gradOut} ({@code B × L × H}). */

@@ -73,8 +73,14 @@ public abstract class CudaOp<O> implements AutoCloseable {
     /** {@code cuda-fp32}, {@code cuda-tf32} or {@code cuda-bf16}; {@code cuda-sim-...} on the simulated device. */
     public final String backend() { return Cuda.backendName(precision); }
 
-    /** Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed). */
-    public final void release(CudaStream stream) { workspaces().release(stream); }
+    /**
+     * Frees the workspaces that belong to {@code stream} (e.g. a short-lived stream about to be destroyed),
+     * this op's and those of the ops it is made of (a unit's attention op).
+     */
+    public final void release(CudaStream stream) {
+        workspaces().release(stream);
+        for (AutoCloseable r : owned) if (r instanceof CudaOp<?> nested) nested.release(stream);
+    }
 
     /**
      * Frees what the {@code float[]} conveniences keep between calls (their private streams, those

@@ -41,6 +41,8 @@ public final class DeviceRuns {
 
     public record MultiHeadAttentionRun(float[] out, float[] attention, io.bifuse.MultiHeadAttention.Gradients grads) {}
 
+    public record SelfAttentionUnitRun(float[] out, io.bifuse.SelfAttentionUnit.Gradients grads) {}
+
     /** {@code gradY} is null when the op is homologous. */
     public record FullBilinearRun(float[] out, float[] gradX, float[] gradY) {}
 
@@ -183,6 +185,28 @@ public final class DeviceRuns {
                 cuda.backward(dx, dk, dv, m, dg, gr.buffers(), batch, queries, keys, st);
                 MultiHeadAttentionRun run = new MultiHeadAttentionRun(read(out, st), read(att, st), gr.read(st));
                 unchanged(st, "query", dx, query, "key", dk, key, "value", dv, value, "gradOut", dg, g);
+                return run;
+            } finally {
+                cuda.release(st);
+            }
+        }
+    }
+
+    /** {@code mask} null: every token real. */
+    public static SelfAttentionUnitRun selfAttentionUnit(CudaContext ctx, io.bifuse.cuda.SelfAttentionUnitCuda cuda, float[] x, ObjectMask mask,
+                                                         float[] g, int batch, int tokens) {
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceObjectMask m = mask == null ? null : DeviceObjectMask.upload(ctx, mask);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, x.length);
+             io.bifuse.cuda.SelfAttentionUnitCuda.OwnedGradients gr = cuda.allocateGradients(batch, tokens)) {
+            try {
+                out.fill(Float.NaN);
+                gr.fill(Float.NaN);
+                cuda.forward(dx, m, out, batch, tokens, st);
+                cuda.backward(dx, m, dg, gr.buffers(), batch, tokens, st);
+                SelfAttentionUnitRun run = new SelfAttentionUnitRun(read(out, st), gr.read(st));
+                unchanged(st, "x", dx, x, "gradOut", dg, g);
                 return run;
             } finally {
                 cuda.release(st);
