@@ -45,7 +45,7 @@ import java.util.List;
  * ({@code StackedAttentionReference}) rounded to float: exact, not fast; and
  * {@code io.bifuse.cuda.StackedAttentionCuda}.
  */
-public final class StackedAttention {
+public final class StackedAttention implements Op<StackedAttention.Backend> {
     /**
      * What every backend of this op offers on host arrays ({@code StackedAttentionCpu} in io.bifuse.cpu,
      * {@code StackedAttentionCuda} in io.bifuse.cuda): the forward {@code u (B × d)}, {@code v (B × L × d)}
@@ -58,7 +58,7 @@ public final class StackedAttention {
         Gradients backward(float[] u, float[] v, float[] gradOut, int batch, int cells);
     }
 
-    public Class<Backend> backendType() { return Backend.class; }
+    @Override public Class<Backend> backendType() { return Backend.class; }
 
     /** The paper's attention width with the public code's value ({@code n_attention}): see the class comment. */
     public static final int DEFAULT_WIDTH = 512;
