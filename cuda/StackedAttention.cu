@@ -139,7 +139,7 @@ extern "C" __global__ void san_layer(const SanLayerParams prm) {
             for (int s = 0; s < cells; ++s) acc = fmaf(al[s], vb[(int64_t)s * d + j], acc);
             u_out[b * d + j] = u_in[b * d + j] + acc;
         }
-        __syncthreads();  // the next sample's question side must not overtake this one's readers
+        __syncthreads();  // the block's next sample starts only when this one's columns are done (cheap beside the loops)
     }
 }
 
@@ -225,7 +225,7 @@ extern "C" __global__ void san_layer_backward(const SanLayerBackwardParams prm) 
             tw[b * k + j] = st;
         }
         for (int j = threadIdx.x; j < d; j += SAN_BLOCK) g_prev[b * d + j] = gb[j];
-        __syncthreads();  // dz of this sample is rewritten by no one, but keep the next sample's first phase behind this one
+        __syncthreads();  // the block's next sample starts only when this one's columns are done (cheap beside the loops)
     }
 }
 
