@@ -1,7 +1,5 @@
 package io.bifuse.cuda;
 
-import io.bifuse.Linear;
-import io.bifuse.LinearGradients;
 import io.bifuse.Precision;
 import io.bifuse.StackedAttention;
 import java.util.ArrayList;
