@@ -191,12 +191,17 @@ public final class MlbAttention implements Op<MlbAttention.Backend> {
      * {@code batch·cells} an int, {@code q} {@code B × dq}, the cells {@code B × L × dv} (named {@code cellsName}).
      */
     static void checkCellInputs(float[] q, int dq, String cellsName, float[] v, int dv, int batch, int cells) {
+        checkCellInputs(q, "q", dq, cellsName, v, dv, batch, cells);
+    }
+
+    /** As {@link #checkCellInputs(float[], int, String, float[], int, int, int)}, the question named {@code qName} (StackedAttention's {@code u}). */
+    static void checkCellInputs(float[] q, String qName, int dq, String cellsName, float[] v, int dv, int batch, int cells) {
         positive("batch", batch);
         positive("cells", cells);
         if ((long) batch * cells > Integer.MAX_VALUE) {
             throw new IllegalArgumentException("batch, cells: expected batch·cells <= " + Integer.MAX_VALUE + ", got " + (long) batch * cells);
         }
-        CompactBilinear.checkLength("q", q, batch, dq);
+        CompactBilinear.checkLength(qName, q, batch, dq);
         if (v == null) throw new IllegalArgumentException(cellsName + ": expected " + batch + " × " + cells + " × " + dv + " floats, got null");
         if (v.length != (long) batch * cells * dv) {
             throw new IllegalArgumentException(cellsName + ": expected " + batch + " × " + cells + " × " + dv + " = " + (long) batch * cells * dv

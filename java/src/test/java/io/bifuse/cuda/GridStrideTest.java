@@ -170,6 +170,23 @@ class GridStrideTest extends CublasOpTest {
         }
     }
 
+    @Test void stackedAttention() {
+        // the per-sample layer kernels striding over B = 3 samples with one block, san_cells_backward over
+        // B·L·d = 3·9·40 = 1080 (5 trips of 256)
+        SplittableRandom r = new SplittableRandom(38);
+        io.bifuse.StackedAttention op = io.bifuse.StackedAttention.random(40, 24, 2, io.bifuse.StackedAttention.Placement.PUBLIC_CODE, 4);
+        int b = 3, cells = 9;
+        float[] u = Stats.gaussian(r, b * 40), v = Stats.gaussian(r, b * cells * 40), g = Stats.gaussian(r, b * 40);
+        try (StackedAttentionCuda cuda = new StackedAttentionCuda(op, ctx, Precision.FP32)) {
+            sameWithOneBlock("stacked attention", () -> {
+                DeviceRuns.StackedAttentionRun run = DeviceRuns.stackedAttention(ctx, cuda, u, v, g, b, cells);
+                List<float[]> t = new ArrayList<>(List.of(run.out(), run.attention()));
+                t.addAll(run.grads().tensors());
+                return t;
+            });
+        }
+    }
+
     @Test void compactBilinear() {
         // the pipeline: the spectral product and its gradient over B·(d/2+1) = 1503, the sketches over B·d
         // and B·dx; the fused kernels: one block for the B = 3 samples

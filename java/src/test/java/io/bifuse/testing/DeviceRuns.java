@@ -42,6 +42,7 @@ public final class DeviceRuns {
     public record MultiHeadAttentionRun(float[] out, float[] attention, io.bifuse.MultiHeadAttention.Gradients grads) {}
 
     public record SelfAttentionUnitRun(float[] out, io.bifuse.SelfAttentionUnit.Gradients grads) {}
+    public record StackedAttentionRun(float[] out, float[] attention, io.bifuse.StackedAttention.Gradients grads) {}
 
     /** {@code gradY} is null when the op is homologous. */
     public record FullBilinearRun(float[] out, float[] gradX, float[] gradY) {}
@@ -207,6 +208,29 @@ public final class DeviceRuns {
                 cuda.backward(dx, m, dg, gr.buffers(), batch, tokens, st);
                 SelfAttentionUnitRun run = new SelfAttentionUnitRun(read(out, st), gr.read(st));
                 unchanged(st, "x", dx, x, "gradOut", dg, g);
+                return run;
+            } finally {
+                cuda.release(st);
+            }
+        }
+    }
+
+    public static StackedAttentionRun stackedAttention(CudaContext ctx, io.bifuse.cuda.StackedAttentionCuda cuda, float[] u, float[] v, float[] g,
+                                                       int batch, int cells) {
+        io.bifuse.StackedAttention op = cuda.op();
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer du = DeviceBuffer.of(ctx, u); DeviceBuffer dv = DeviceBuffer.of(ctx, v); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dim());
+             DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, (long) batch * op.layers() * cells);
+             io.bifuse.cuda.StackedAttentionCuda.OwnedGradients gr = cuda.allocateGradients(batch, cells)) {
+            try {
+                out.fill(Float.NaN);
+                att.fill(Float.NaN);
+                gr.fill(Float.NaN);
+                cuda.forward(du, dv, out, att, batch, cells, st);
+                cuda.backward(du, dv, dg, gr.buffers(), batch, cells, st);
+                StackedAttentionRun run = new StackedAttentionRun(read(out, st), read(att, st), gr.read(st));
+                unchanged(st, "u", du, u, "v", dv, v, "gradOut", dg, g);
                 return run;
             } finally {
                 cuda.release(st);
