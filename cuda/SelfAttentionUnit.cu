@@ -1,5 +1,6 @@
 // SelfAttentionUnit: MCAN's self-attention unit (mcan-vqa's SA), the kernels between the attention
-// (io.bifuse.cuda.MultiHeadAttentionCuda) and the feed-forward GEMMs of io.bifuse.cuda.SelfAttentionUnitCuda.
+// (io.bifuse.cuda.MultiHeadAttentionCuda) and the feed-forward GEMMs of io.bifuse.cuda.SelfAttentionUnitCuda;
+// io.bifuse.cuda.GuidedAttentionUnitCuda launches them too (its guided step's residual + LayerNorm).
 //
 // Math (rows r of width H, F the feed-forward width), variant 0 = MCAN, 1 = PyTorch (io.bifuse.LayerNorm):
 //   s1 = x + MHA(x);  y = LN1(s1);  r = relu(W1 y + b1);  s2 = y + W2 r + b2;  out = LN2(s2)

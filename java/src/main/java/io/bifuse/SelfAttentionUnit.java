@@ -49,19 +49,30 @@ public final class SelfAttentionUnit implements Op<SelfAttentionUnit.Backend> {
      */
     public record Weights(MultiHeadAttention.Weights attention, Linear ffnHidden, Linear ffnOut, LayerNorm.Affine norm1, LayerNorm.Affine norm2) {
         public Weights {
-            if (attention == null) throw new IllegalArgumentException("attention: expected MultiHeadAttention.Weights, got null");
-            int h = attention.query().out();
-            for (Linear l : attention.layers()) {
-                if (l.in() != h || l.out() != h) {
-                    throw new IllegalArgumentException("attention: expected four " + h + " × " + h + " layers (H = query.out()), got a layer " + l.in() + " → " + l.out());
-                }
-            }
-            Linear.require("ffnHidden", ffnHidden);
-            if (ffnHidden.in() != h) throw new IllegalArgumentException("ffnHidden: expected " + h + " inputs (H), got a layer " + ffnHidden.in() + " → " + ffnHidden.out());
-            Linear.require("ffnOut", ffnOut).requireShape("ffnOut", h, ffnHidden.out());
+            int h = requireSquare("attention", attention, -1);
+            requireFeedForward(ffnHidden, ffnOut, h);
             requireNorm("norm1", norm1, h);
             requireNorm("norm2", norm2, h);
         }
+    }
+
+    /** An attention's four layers all {@code H × H} ({@code h}, or the query layer's width when {@code h < 0}); returns H. */
+    static int requireSquare(String name, MultiHeadAttention.Weights a, int h) {
+        if (a == null) throw new IllegalArgumentException(name + ": expected MultiHeadAttention.Weights, got null");
+        int w = h < 0 ? a.query().out() : h;
+        for (Linear l : a.layers()) {
+            if (l.in() != w || l.out() != w) {
+                throw new IllegalArgumentException(name + ": expected four " + w + " × " + w + " layers (H), got a layer " + l.in() + " → " + l.out());
+            }
+        }
+        return w;
+    }
+
+    /** {@code ffnHidden} F × H and {@code ffnOut} H × F. */
+    static void requireFeedForward(Linear ffnHidden, Linear ffnOut, int h) {
+        Linear.require("ffnHidden", ffnHidden);
+        if (ffnHidden.in() != h) throw new IllegalArgumentException("ffnHidden: expected " + h + " inputs (H), got a layer " + ffnHidden.in() + " → " + ffnHidden.out());
+        Linear.require("ffnOut", ffnOut).requireShape("ffnOut", h, ffnHidden.out());
     }
 
     static void requireNorm(String name, LayerNorm.Affine n, int h) {

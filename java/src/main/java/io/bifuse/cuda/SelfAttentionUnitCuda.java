@@ -45,9 +45,11 @@ public final class SelfAttentionUnitCuda extends CudaOp<SelfAttentionUnit> imple
 
     private final int hidden, ffn, variant;
     private final float eps;
-    private final MultiHeadAttentionCuda attention;
+    // package-private for GuidedAttentionUnitCuda, which is this unit with a guided attention step between its two
+    final MultiHeadAttentionCuda attention;
     private final LinearCuda ffnHidden, ffnOut;
-    private final DeviceBuffer gain1, bias1, gain2, bias2;
+    final DeviceBuffer gain1, bias1;
+    private final DeviceBuffer gain2, bias2;
     private final Workspaces<Shape, Workspace> workspaces = new Workspaces<>("SelfAttentionUnitCuda", MAX_WORKSPACES);
 
     @Override Workspaces<?, ?> workspaces() { return workspaces; }
@@ -90,12 +92,53 @@ public final class SelfAttentionUnitCuda extends CudaOp<SelfAttentionUnit> imple
     private void run(Workspace w, DeviceMemory x, DeviceObjectMask mask, DeviceMemory out, CudaStream stream) {
         int rows = w.rows;
         attention.forward(x, x, x, mask, w.a, null, w.batch, w.tokens, w.tokens, stream);
-        context.launch(RESIDUAL_NORM, DeviceArgs.rowGrid(rows), 1, NORM_BLOCK, 0, stream, x, w.a, gain1, bias1, w.s1, w.y, rows, hidden, variant, eps);
-        ffnHidden.project(w.blas, precision, DeviceMatrix.of("y", w.y, rows, hidden), DeviceMatrix.of("r", w.r, rows, ffn));
-        context.launch(BIAS_RELU, DeviceArgs.grid(context, (long) rows * ffn, BLOCK), 1, BLOCK, 0, stream, w.r, ffnHidden.bias(), rows, ffn);
-        // the second layer's output into w.a (the attention's output is dead once s1 is written)
-        ffnOut.forward(w.blas, precision, DeviceMatrix.of("r", w.r, rows, ffn), DeviceMatrix.of("f", w.a, rows, hidden), stream);
-        context.launch(RESIDUAL_NORM, DeviceArgs.rowGrid(rows), 1, NORM_BLOCK, 0, stream, w.y, w.a, gain2, bias2, w.s2, out, rows, hidden, variant, eps);
+        residualNorm(x, w.a, gain1, bias1, w.s1, w.y, rows, stream);
+        feedForward(w.blas, w.y, w.r, w.a, w.s2, out, rows, stream); // the attention's output (w.a) is dead once s1 is written
+    }
+
+    /** {@code s = x + a} and {@code y = LN(s)} with this unit's variant, row by row. */
+    void residualNorm(DeviceMemory x, DeviceMemory a, DeviceMemory gain, DeviceMemory bias, DeviceMemory s, DeviceMemory y, int rows, CudaStream stream) {
+        context.launch(RESIDUAL_NORM, DeviceArgs.rowGrid(rows), 1, NORM_BLOCK, 0, stream, x, a, gain, bias, s, y, rows, hidden, variant, eps);
+    }
+
+    /** The feed-forward step of {@code y}: {@code r = relu(W1 y + b1)}, {@code f = W2 r + b2}, {@code s = y + f}, {@code out = LN2(s)}. */
+    void feedForward(CublasHandle blas, DeviceMemory y, DeviceMemory r, DeviceMemory f, DeviceMemory s, DeviceMemory out, int rows, CudaStream stream) {
+        ffnHidden.project(blas, precision, DeviceMatrix.of("y", y, rows, hidden), DeviceMatrix.of("r", r, rows, ffn));
+        context.launch(BIAS_RELU, DeviceArgs.grid(context, (long) rows * ffn, BLOCK), 1, BLOCK, 0, stream, r, ffnHidden.bias(), rows, ffn);
+        ffnOut.forward(blas, precision, DeviceMatrix.of("r", r, rows, ffn), DeviceMatrix.of("f", f, rows, hidden), stream);
+        residualNorm(y, f, gain2, bias2, s, out, rows, stream);
+    }
+
+    /**
+     * LN's backward from its input {@code s} and output gradient {@code gy}: {@code gs} and the gain's and bias's
+     * gradients into {@code grads} (column sums of {@code gxhat}, scratch of {@code rows × H}, and of gy).
+     */
+    void normBackward(DeviceMemory s, DeviceMemory gy, DeviceMemory gain, DeviceMemory gs, DeviceMemory gxhat, LayerBuffers grads, int rows,
+                      CudaStream stream) {
+        context.launch(NORM_BACKWARD, DeviceArgs.rowGrid(rows), 1, NORM_BLOCK, 0, stream, s, gy, gain, gs, gxhat, rows, hidden, variant, eps);
+        LinearCuda.biasGradient(context, DeviceMatrix.of("gxhat", gxhat, rows, hidden), grads.weight(), stream);
+        LinearCuda.biasGradient(context, DeviceMatrix.of("gy", gy, rows, hidden), grads.bias(), stream);
+    }
+
+    /**
+     * The feed-forward step's backward: given {@code gradOut}, {@code ds} = the gradient of its input {@code y}
+     * (LN2's backward plus the layers', the second GEMM accumulating onto the residual's), the layers' and LN2's
+     * parameter gradients; {@code dr} and {@code gxhat} are scratch.
+     */
+    void feedForwardBackward(CublasHandle blas, DeviceMemory s, DeviceMemory gradOut, DeviceMemory y, DeviceMemory r, DeviceMemory ds, DeviceMemory dr,
+                             DeviceMemory gxhat, LayerBuffers gHidden, LayerBuffers gOut, LayerBuffers gNorm, int rows, CudaStream stream) {
+        normBackward(s, gradOut, gain2, ds, gxhat, gNorm, rows, stream);
+        DeviceMatrix dsm = DeviceMatrix.of("ds", ds, rows, hidden), drm = DeviceMatrix.of("dr", dr, rows, ffn);
+        ffnOut.backwardParameters(blas, precision, dsm, DeviceMatrix.of("r", r, rows, ffn), gOut.weight(), gOut.bias(), stream);
+        ffnOut.backwardInput(blas, precision, dsm, 0f, drm);
+        context.launch(RELU_BACKWARD, DeviceArgs.grid(context, (long) rows * ffn, BLOCK), 1, BLOCK, 0, stream, dr, r, (long) rows * ffn);
+        ffnHidden.backwardParameters(blas, precision, drm, DeviceMatrix.of("y", y, rows, hidden), gHidden.weight(), gHidden.bias(), stream);
+        ffnHidden.backwardInput(blas, precision, drm, 1f, dsm); // dy = ds2 + W1ᵀ dr, over ds2 (its last reader was queued above)
+    }
+
+    /** {@code dx = a + b + c + d} over {@code n} floats. */
+    void add4(DeviceMemory dx, DeviceMemory a, DeviceMemory b, DeviceMemory c, DeviceMemory d, long n, CudaStream stream) {
+        context.launch(ADD4, DeviceArgs.grid(context, n, BLOCK), 1, BLOCK, 0, stream, dx, a, b, c, d, n);
     }
 
     /** Every gradient ({@code grads}) from {@code gradOut (B × L × H)} and the forward's input, queued on {@code stream}; written, not accumulated. */
@@ -108,24 +151,11 @@ public final class SelfAttentionUnitCuda extends CudaOp<SelfAttentionUnit> imple
             w.ensureBackward();
             int rows = w.rows;
             run(w, x, mask, w.out, stream);
-            DeviceMatrix go = DeviceMatrix.of("gradOut", gradOut, rows, hidden);
-            context.launch(NORM_BACKWARD, DeviceArgs.rowGrid(rows), 1, NORM_BLOCK, 0, stream, w.s2, gradOut, gain2, w.ds, w.gxhat, rows, hidden, variant, eps);
-            LinearCuda.biasGradient(context, DeviceMatrix.of("gxhat", w.gxhat, rows, hidden), grads.norm2().weight(), stream);
-            LinearCuda.biasGradient(context, go, grads.norm2().bias(), stream);
-            DeviceMatrix ds = DeviceMatrix.of("ds", w.ds, rows, hidden), dr = DeviceMatrix.of("dr", w.dr, rows, ffn);
-            ffnOut.backwardParameters(w.blas, precision, ds, DeviceMatrix.of("r", w.r, rows, ffn), grads.ffnOut().weight(), grads.ffnOut().bias(), stream);
-            ffnOut.backwardInput(w.blas, precision, ds, 0f, dr);
-            context.launch(RELU_BACKWARD, DeviceArgs.grid(context, (long) rows * ffn, BLOCK), 1, BLOCK, 0, stream, w.dr, w.r, (long) rows * ffn);
-            ffnHidden.backwardParameters(w.blas, precision, dr, DeviceMatrix.of("y", w.y, rows, hidden), grads.ffnHidden().weight(),
-                    grads.ffnHidden().bias(), stream);
-            ffnHidden.backwardInput(w.blas, precision, dr, 1f, ds); // dy = ds2 + W1ᵀ dr, over ds2 (its last reader was queued above)
-            context.launch(NORM_BACKWARD, DeviceArgs.rowGrid(rows), 1, NORM_BLOCK, 0, stream, w.s1, w.ds, gain1, w.ds1, w.gxhat, rows, hidden, variant, eps);
-            LinearCuda.biasGradient(context, DeviceMatrix.of("gxhat", w.gxhat, rows, hidden), grads.norm1().weight(), stream);
-            LinearCuda.biasGradient(context, ds, grads.norm1().bias(), stream);
+            feedForwardBackward(w.blas, w.s2, gradOut, w.y, w.r, w.ds, w.dr, w.gxhat, grads.ffnHidden(), grads.ffnOut(), grads.norm2(), rows, stream);
+            normBackward(w.s1, w.ds, gain1, w.ds1, w.gxhat, grads.norm1(), rows, stream);
             attention.backward(x, x, x, mask, w.ds1, new MultiHeadAttentionCuda.GradientBuffers(w.dq, w.dk, w.dv, grads.query(), grads.key(), grads.value(),
                     grads.merge()), w.batch, w.tokens, w.tokens, stream);
-            context.launch(ADD4, DeviceArgs.grid(context, (long) rows * hidden, BLOCK), 1, BLOCK, 0, stream, grads.dx(), w.ds1, w.dq, w.dk, w.dv,
-                    (long) rows * hidden);
+            add4(grads.dx(), w.ds1, w.dq, w.dk, w.dv, (long) rows * hidden, stream);
         });
     }
 

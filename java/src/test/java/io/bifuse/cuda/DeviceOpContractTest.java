@@ -310,6 +310,7 @@ class DeviceOpContractTest {
         final List<Size> sizes = new ArrayList<>();
         final List<Extra> extras = new ArrayList<>();
         ObjectMask mask;
+        String maskName = "mask";
 
         DeviceForm call(String name, Invoke body) { calls.put(name, body); return this; }
 
@@ -343,6 +344,9 @@ class DeviceOpContractTest {
         }
 
         DeviceForm mask(ObjectMask m) { mask = m; return this; }
+
+        /** The mask, under the name the op's messages give it (an op with two, e.g. {@code xMask}). */
+        DeviceForm mask(ObjectMask m, String name) { mask = m; maskName = name; return this; }
 
         DeviceForm extra(String arg, String call, Invoke body) {
             callSet(call);
@@ -632,7 +636,7 @@ class DeviceOpContractTest {
                 for (int v : new int[] {0, -1}) bad.add(new Bad(call, z.name() + " = " + v, z.name(), body, good.withSize(z.name(), v)));
             }
             bad.add(new Bad(call, "a null stream", "stream", body, good.withStream(null)));
-            for (DeviceObjectMask m : badMasks) bad.add(new Bad(call, "mask " + m + (m.isOpen() ? "" : " (closed)"), "mask", body, good.withMask(m)));
+            for (DeviceObjectMask m : badMasks) bad.add(new Bad(call, f.maskName + " " + m + (m.isOpen() ? "" : " (closed)"), f.maskName, body, good.withMask(m)));
         }
         for (Extra e : f.extras) bad.add(new Bad(e.call(), "a malformed " + e.arg(), e.arg(), e.body(), good));
         return bad;

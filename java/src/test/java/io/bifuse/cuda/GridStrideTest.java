@@ -10,6 +10,8 @@ import io.bifuse.McbAttention;
 import io.bifuse.Mlb;
 import io.bifuse.MlbAttention;
 import io.bifuse.MultiHeadAttention;
+import io.bifuse.LayerNorm;
+import io.bifuse.SelfAttentionUnit;
 import io.bifuse.ObjectMask;
 import io.bifuse.Precision;
 import io.bifuse.testing.BanAttentionRuns;
@@ -116,6 +118,23 @@ class GridStrideTest extends CublasOpTest {
                     return t;
                 });
             }
+        }
+    }
+
+    @Test void selfAttentionUnit() {
+        // the row kernels (residual + LayerNorm, its backward) over B·L = 18 rows, the elementwise ones over B·L·F
+        SplittableRandom r = new SplittableRandom(39);
+        SelfAttentionUnit op = SelfAttentionUnit.random(8, 2, 12, LayerNorm.mcan(), 5);
+        int b = 3, l = 6;
+        ObjectMask mask = ObjectMask.counts(new int[] {6, 4, 1}, l);
+        float[] x = Stats.gaussian(r, b * l * 8), g = Stats.gaussian(r, b * l * 8);
+        try (SelfAttentionUnitCuda cuda = new SelfAttentionUnitCuda(op, ctx)) {
+            sameWithOneBlock("self-attention unit", () -> {
+                DeviceRuns.SelfAttentionUnitRun run = DeviceRuns.selfAttentionUnit(ctx, cuda, x, mask, g, b, l);
+                List<float[]> t = new ArrayList<>(List.of(run.out()));
+                t.addAll(run.grads().tensors());
+                return t;
+            });
         }
     }
 

@@ -42,6 +42,8 @@ public final class DeviceRuns {
     public record MultiHeadAttentionRun(float[] out, float[] attention, io.bifuse.MultiHeadAttention.Gradients grads) {}
 
     public record SelfAttentionUnitRun(float[] out, io.bifuse.SelfAttentionUnit.Gradients grads) {}
+
+    public record GuidedAttentionUnitRun(float[] out, io.bifuse.GuidedAttentionUnit.Gradients grads) {}
     public record StackedAttentionRun(float[] out, float[] attention, io.bifuse.StackedAttention.Gradients grads) {}
 
     /** {@code gradY} is null when the op is homologous. */
@@ -186,6 +188,29 @@ public final class DeviceRuns {
                 cuda.backward(dx, dk, dv, m, dg, gr.buffers(), batch, queries, keys, st);
                 MultiHeadAttentionRun run = new MultiHeadAttentionRun(read(out, st), read(att, st), gr.read(st));
                 unchanged(st, "query", dx, query, "key", dk, key, "value", dv, value, "gradOut", dg, g);
+                return run;
+            } finally {
+                cuda.release(st);
+            }
+        }
+    }
+
+    /** Masks null: every token real. */
+    public static GuidedAttentionUnitRun guidedAttentionUnit(CudaContext ctx, io.bifuse.cuda.GuidedAttentionUnitCuda cuda, float[] x, ObjectMask xMask,
+                                                             float[] y, ObjectMask yMask, float[] g, int batch, int lx, int ly) {
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceObjectMask xm = xMask == null ? null : DeviceObjectMask.upload(ctx, xMask);
+             DeviceObjectMask ym = yMask == null ? null : DeviceObjectMask.upload(ctx, yMask);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, x.length);
+             io.bifuse.cuda.GuidedAttentionUnitCuda.OwnedGradients gr = cuda.allocateGradients(batch, lx, ly)) {
+            try {
+                out.fill(Float.NaN);
+                gr.fill(Float.NaN);
+                cuda.forward(dx, xm, dy, ym, out, batch, lx, ly, st);
+                cuda.backward(dx, xm, dy, ym, dg, gr.buffers(), batch, lx, ly, st);
+                GuidedAttentionUnitRun run = new GuidedAttentionUnitRun(read(out, st), gr.read(st));
+                unchanged(st, "x", dx, x, "y", dy, y, "gradOut", dg, g);
                 return run;
             } finally {
                 cuda.release(st);
