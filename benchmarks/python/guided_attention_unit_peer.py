@@ -18,7 +18,6 @@ Examples:
     python3 benchmarks/python/guided_attention_unit_peer.py --check --xtokens 6 --ytokens 4 --hidden 16 --heads 2 --ffn 24
 """
 
-import math
 import sys
 
 import numpy as np
@@ -26,7 +25,7 @@ import torch
 import torch.nn as nn
 
 import peer_common as pc
-from multi_head_attention_peer import MHAtt
+from multi_head_attention_peer import MHAtt, mha_np
 from self_attention_unit_peer import FFN, make_norm, norm_np, randomize_norms
 
 
@@ -44,19 +43,6 @@ class SGA(nn.Module):
         x = self.norm1(x + self.mhatt1(x, x, x, x_mask))
         x = self.norm2(x + self.mhatt2(y, y, x, y_mask))
         return self.norm3(x + self.ffn(x))
-
-
-def mha_np(w, prefix, q_in, kv_in, heads, pad):
-    q, k, v = (t @ w["%s.linear_%s.weight" % (prefix, s)].T + w["%s.linear_%s.bias" % (prefix, s)] for t, s in ((q_in, "q"), (kv_in, "k"), (kv_in, "v")))
-    d = q.shape[1] // heads
-    out = []
-    for h in range(heads):
-        c = slice(h * d, (h + 1) * d)
-        s = q[:, c] @ k[:, c].T / math.sqrt(d)
-        s[:, pad] = -1e9
-        e = np.exp(s - s.max(axis=1, keepdims=True))
-        out.append((e / e.sum(axis=1, keepdims=True)) @ v[:, c])
-    return np.concatenate(out, axis=1) @ w[prefix + ".linear_merge.weight"].T + w[prefix + ".linear_merge.bias"]
 
 
 class GuidedAttentionUnitPeer(pc.Peer):

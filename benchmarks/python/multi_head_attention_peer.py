@@ -76,6 +76,22 @@ class SelfAttention(nn.Module):
         return self.mhatt(x, x, x, mask)
 
 
+def mha_np(w, prefix, q_in, kv_in, heads, pad):
+    """MHAtt on one sample in float64 numpy: queries from q_in (Lq x H), keys and values from kv_in (Lk x H),
+    the keys where pad is True scored -1e9; w the module's parameters by name, prefix its path ("mhatt")."""
+    q, k, v = (t @ w["%s.linear_%s.weight" % (prefix, s)].T + w["%s.linear_%s.bias" % (prefix, s)]
+               for t, s in ((q_in, "q"), (kv_in, "k"), (kv_in, "v")))
+    d = q.shape[1] // heads
+    out = []
+    for h in range(heads):
+        c = slice(h * d, (h + 1) * d)
+        s = q[:, c] @ k[:, c].T / math.sqrt(d)
+        s[:, pad] = -1e9
+        e = np.exp(s - s.max(axis=1, keepdims=True))
+        out.append((e / e.sum(axis=1, keepdims=True)) @ v[:, c])
+    return np.concatenate(out, axis=1) @ w[prefix + ".linear_merge.weight"].T + w[prefix + ".linear_merge.bias"]
+
+
 class MultiHeadAttentionPeer(pc.Peer):
     op = "MultiHeadAttention"
     csv_prefix = "peer-multi-head-attention"
@@ -111,21 +127,7 @@ class MultiHeadAttentionPeer(pc.Peer):
         w = pc.params_np(built.fn)
         x = built.inputs[0].detach().cpu().double().numpy()
         pad = built.consts[0].cpu().numpy().reshape(x.shape[0], -1)
-        n = built.fn.mhatt.heads
-        H = x.shape[2]
-        d = H // n
-        out = []
-        for b in range(x.shape[0]):
-            q, k, v = (x[b] @ w["mhatt.linear_%s.weight" % s].T + w["mhatt.linear_%s.bias" % s] for s in "qkv")
-            heads = []
-            for h in range(n):
-                c = slice(h * d, (h + 1) * d)
-                s = q[:, c] @ k[:, c].T / math.sqrt(d)
-                s[:, pad[b]] = -1e9
-                e = np.exp(s - s.max(axis=1, keepdims=True))
-                heads.append((e / e.sum(axis=1, keepdims=True)) @ v[:, c])
-            out.append(np.concatenate(heads, axis=1) @ w["mhatt.linear_merge.weight"].T + w["mhatt.linear_merge.bias"])
-        return np.array(out)
+        return np.array([mha_np(w, "mhatt", x[b], x[b], built.fn.mhatt.heads, pad[b]) for b in range(x.shape[0])])
 
 
 if __name__ == "__main__":

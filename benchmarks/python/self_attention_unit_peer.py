@@ -19,7 +19,6 @@ Examples:
     python3 benchmarks/python/self_attention_unit_peer.py --check --tokens 9 --hidden 16 --heads 2 --ffn 24
 """
 
-import math
 import sys
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch
 import torch.nn as nn
 
 import peer_common as pc
-from multi_head_attention_peer import MHAtt
+from multi_head_attention_peer import MHAtt, mha_np
 
 
 class McanLayerNorm(nn.Module):
@@ -146,23 +145,12 @@ class SelfAttentionUnitPeer(pc.Peer):
         kind = case.dims["norm"]
         an = ("a_2", "b_2") if kind == "mcan" else ("weight", "bias")
         x = built.inputs[0].detach().cpu().double().numpy()
-        n = built.fn.mhatt.heads
-        H = x.shape[2]
-        d = H // n
+        pad = built.consts[0].cpu().numpy().reshape(x.shape[0], -1)
         out = []
         for b in range(x.shape[0]):
-            q, k, v = (x[b] @ w["mhatt.linear_%s.weight" % s].T + w["mhatt.linear_%s.bias" % s] for s in "qkv")
-            heads = []
-            for h in range(n):
-                c = slice(h * d, (h + 1) * d)
-                s = q[:, c] @ k[:, c].T / math.sqrt(d)
-                e = np.exp(s - s.max(axis=1, keepdims=True))
-                heads.append((e / e.sum(axis=1, keepdims=True)) @ v[:, c])
-            att = np.concatenate(heads, axis=1) @ w["mhatt.linear_merge.weight"].T + w["mhatt.linear_merge.bias"]
-            y = norm_np(x[b] + att, w["norm1." + an[0]], w["norm1." + an[1]], kind)
+            y = norm_np(x[b] + mha_np(w, "mhatt", x[b], x[b], built.fn.mhatt.heads, pad[b]), w["norm1." + an[0]], w["norm1." + an[1]], kind)
             r = np.maximum(y @ w["ffn.mlp.fc.linear.weight"].T + w["ffn.mlp.fc.linear.bias"], 0)
-            f = r @ w["ffn.mlp.linear.weight"].T + w["ffn.mlp.linear.bias"]
-            out.append(norm_np(y + f, w["norm2." + an[0]], w["norm2." + an[1]], kind))
+            out.append(norm_np(y + r @ w["ffn.mlp.linear.weight"].T + w["ffn.mlp.linear.bias"], w["norm2." + an[0]], w["norm2." + an[1]], kind))
         return np.array(out)
 
 
