@@ -129,6 +129,53 @@ class McanParityTest {
                 t.get("sga.out").values()), 1e-6);
     }
 
+    static SelfAttentionUnit.Weights saWeights(String p) {
+        return new SelfAttentionUnit.Weights(attention(p + "mhatt."), linear(p + "ffn.mlp.fc.linear"), linear(p + "ffn.mlp.linear"), norm(p + "norm1"),
+                norm(p + "norm2"));
+    }
+
+    static GuidedAttentionUnit.Weights gaWeights(String p) {
+        return new GuidedAttentionUnit.Weights(attention(p + "mhatt1."), attention(p + "mhatt2."), linear(p + "ffn.mlp.fc.linear"), linear(p + "ffn.mlp.linear"),
+                norm(p + "norm1"), norm(p + "norm2"), norm(p + "norm3"));
+    }
+
+    static LayerNorm.Affine norm(String p) { return new LayerNorm.Affine(t.get(p + ".a_2").floats(), t.get(p + ".b_2").floats()); }
+
+    static McanEncoderDecoder.Flatten flatten(String p) {
+        return new McanEncoderDecoder.Flatten(linear(p + "mlp.fc.linear"), linear(p + "mlp.linear"), linear(p + "linear_merge"));
+    }
+
+    @Test void encoderDecoderMatchesMcanVqasNetFromBackboneToProjNorm() {
+        List<SelfAttentionUnit.Weights> enc = new ArrayList<>();
+        List<GuidedAttentionUnit.Weights> dec = new ArrayList<>();
+        for (int i = 0; i < 2; i++) {
+            enc.add(saWeights("ed.backbone.enc_list." + i + "."));
+            dec.add(gaWeights("ed.backbone.dec_list." + i + "."));
+        }
+        McanEncoderDecoder op = McanEncoderDecoder.of(new McanEncoderDecoder.Weights(enc, dec, flatten("ed.attflat_lang."), flatten("ed.attflat_img."),
+                norm("ed.proj_norm")), 2, LayerNorm.mcan());
+        // every tensor of the state dict, by its mcan-vqa name, in the op's order: nothing reshuffled
+        List<String> names = op.stateDictNames();
+        for (String n : names) assertNotNull(t.get("ed." + n), "the fixture's state dict has no " + n);
+        float[] q = t.get("y").floats(), v = t.get("sga.x").floats(), r = t.get("R_ed").floats();
+        ObjectMask vm = ObjectMask.zeroRows(v, batch, lq, hidden);
+        assertBelow("out", Stats.relativeL2(io.bifuse.reference.McanEncoderDecoderReference.forward(op, q, mask, v, vm, batch, lk, lq), t.get("ed.out").values()),
+                1e-12);
+        List<double[]> g = io.bifuse.reference.McanEncoderDecoderReference.backward(op, q, mask, v, vm, r, batch, lk, lq);
+        assertBelow("dq", Stats.relativeL2(g.get(0), t.get("grad.ed.q").values()), 1e-12);
+        assertBelow("dv", Stats.relativeL2(g.get(1), t.get("grad.ed.v").values()), 1e-12);
+        for (int i = 0; i < names.size(); i++) {
+            double[] want = t.get("grad.ed." + names.get(i)).values(), got = g.get(i + 2);
+            if (names.get(i).endsWith("linear_k.bias") || names.get(i).endsWith("attflat_lang.mlp.linear.bias") || names.get(i).endsWith("attflat_img.mlp.linear.bias")) {
+                assertTrue(Stats.norm(want) < 1e-12 && Stats.norm(got) == 0, names.get(i) + ": torch " + Stats.norm(want)); // softmax invariance
+                continue;
+            }
+            assertBelow(names.get(i), Stats.relativeL2(got, want), 1e-12);
+        }
+        assertBelow("cpu out", Stats.relativeL2(new io.bifuse.cpu.McanEncoderDecoderCpu(op).forward(q, mask, v, vm, batch, lk, lq), t.get("ed.out").values()),
+                1e-6);
+    }
+
     private static void assertBelow(String what, double e, double tol) {
         assertTrue(e <= tol, what + ": " + e + " > " + tol);
     }
