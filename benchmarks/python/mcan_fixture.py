@@ -38,7 +38,7 @@ import torch
 from multi_head_attention_peer import MHAtt
 from self_attention_unit_peer import SA
 from guided_attention_unit_peer import SGA
-from mcan_modules import McanCore
+from mcan_encoder_decoder_peer import McanCore
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.normpath(os.path.join(HERE, os.pardir, os.pardir, "java", "src", "test", "resources", "io", "bifuse"))

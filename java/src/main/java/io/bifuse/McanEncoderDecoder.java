@@ -27,15 +27,17 @@ import java.util.SplittableRandom;
  * {@code attflat_lang.*} and {@code attflat_img.*} ({@code mlp.fc.linear}, {@code mlp.linear}, {@code linear_merge}),
  * {@code proj_norm.a_2 / b_2} ({@link #stateDictNames()}).
  *
- * <p>Backends: {@code io.bifuse.cpu.McanEncoderDecoderCpu}, the float64 definition rounded to float. The CUDA
- * backend is not written yet, so this descriptor is not yet an {@link Op} of {@link Operators#all()}.
+ * <p>Backends: {@code io.bifuse.cpu.McanEncoderDecoderCpu}, the float64 definition rounded to float, and
+ * {@code io.bifuse.cuda.McanEncoderDecoderCuda}. Every layer has a bias, as mcan-vqa's.
  */
-public final class McanEncoderDecoder {
+public final class McanEncoderDecoder implements Op<McanEncoderDecoder.Backend> {
     /** What every backend offers on host arrays: the forward {@code B × O} and every gradient, written. */
     public interface Backend extends OpBackend {
         float[] forward(float[] q, ObjectMask qMask, float[] v, ObjectMask vMask, int batch, int qTokens, int vTokens);
         Gradients backward(float[] q, ObjectMask qMask, float[] v, ObjectMask vMask, float[] gradOut, int batch, int qTokens, int vTokens);
     }
+
+    @Override public Class<Backend> backendType() { return Backend.class; }
 
     /** One attentional reduction (mcan-vqa's AttFlat): {@code mlpHidden} M × H, {@code mlpOut} G × M, {@code merge} O × (G·H). */
     public record Flatten(Linear mlpHidden, Linear mlpOut, Linear merge) {
@@ -56,7 +58,7 @@ public final class McanEncoderDecoder {
         public List<Linear> layers() { return List.of(mlpHidden, mlpOut, merge); }
     }
 
-    /** Every parameter: n encoder and n decoder layers, the two reductions and the final normalization, validated by name. */
+    /** Every parameter: n encoder and n decoder layers, the two reductions and the final normalization, validated by name; every layer has a bias. */
     public record Weights(List<SelfAttentionUnit.Weights> encoder, List<GuidedAttentionUnit.Weights> decoder, Flatten questionFlatten,
                           Flatten imageFlatten, LayerNorm.Affine norm) {
         public Weights {
@@ -81,8 +83,27 @@ public final class McanEncoderDecoder {
                         + imageFlatten.merge().out());
             }
             SelfAttentionUnit.requireNorm("norm", norm, questionFlatten.merge().out());
+            // mcan-vqa's layers all have biases, and the state-dict names (and the CUDA gradient list) count on them
+            for (int i = 0; i < encoder.size(); i++) {
+                SelfAttentionUnit.Weights e = encoder.get(i);
+                requireBiases("encoder[" + i + "]", List.of(e.attention().query(), e.attention().key(), e.attention().value(), e.attention().merge(),
+                        e.ffnHidden(), e.ffnOut()));
+                GuidedAttentionUnit.Weights d = decoder.get(i);
+                List<Linear> dl = new ArrayList<>(d.selfAttention().layers());
+                dl.addAll(d.guidedAttention().layers());
+                dl.addAll(List.of(d.ffnHidden(), d.ffnOut()));
+                requireBiases("decoder[" + i + "]", dl);
+            }
+            requireBiases("questionFlatten", questionFlatten.layers());
+            requireBiases("imageFlatten", imageFlatten.layers());
             encoder = List.copyOf(encoder);
             decoder = List.copyOf(decoder);
+        }
+
+        private static void requireBiases(String name, List<Linear> layers) {
+            for (Linear l : layers) {
+                if (!l.hasBias()) throw new IllegalArgumentException(name + ": expected every layer with a bias (as mcan-vqa's), got " + l);
+            }
         }
 
         private static void requireFlatten(String name, Flatten f, int h) {
@@ -117,6 +138,9 @@ public final class McanEncoderDecoder {
     /** The model with these weights, {@code heads} heads in every attention and {@code norm} for every LayerNorm. */
     public static McanEncoderDecoder of(Weights weights, int heads, LayerNorm norm) {
         if (weights == null) throw new IllegalArgumentException("weights: expected McanEncoderDecoder.Weights, got null");
+        if (norm != null && norm.variant() == LayerNorm.Variant.MCAN && weights.norm().width() < 2) {
+            throw new IllegalArgumentException("norm: the MCAN variant's unbiased std needs O >= 2 outputs, got O = " + weights.norm().width());
+        }
         List<SelfAttentionUnit> enc = new ArrayList<>();
         List<GuidedAttentionUnit> dec = new ArrayList<>();
         for (SelfAttentionUnit.Weights w : weights.encoder()) enc.add(SelfAttentionUnit.of(w, heads, norm));

@@ -39,6 +39,7 @@ class McanEncoderDecoderTest {
         refused("merge", () -> new McanEncoderDecoder.Flatten(Linear.random(6, 8, true, 1), Linear.random(2, 6, true, 2), Linear.random(7, 8, true, 3)));
         refused("mlpOut", () -> new McanEncoderDecoder.Flatten(Linear.random(6, 8, true, 1), Linear.random(2, 5, true, 2), Linear.random(7, 16, true, 3)));
         refused("layers", () -> McanEncoderDecoder.random(0, 8, 2, 12, 6, 1, 7, LayerNorm.mcan(), 5));
+        refused("norm", () -> McanEncoderDecoder.random(1, 8, 2, 12, 6, 1, 1, LayerNorm.mcan(), 5)); // an unbiased std of one value
         McanEncoderDecoderCpu cpu = new McanEncoderDecoderCpu(ok);
         float[] q = new float[2 * 3 * 8], v = new float[2 * 4 * 8];
         refused("q", () -> cpu.forward(new float[1], null, v, null, 2, 3, 4));

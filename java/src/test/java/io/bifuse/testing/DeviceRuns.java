@@ -44,6 +44,8 @@ public final class DeviceRuns {
     public record SelfAttentionUnitRun(float[] out, io.bifuse.SelfAttentionUnit.Gradients grads) {}
 
     public record GuidedAttentionUnitRun(float[] out, io.bifuse.GuidedAttentionUnit.Gradients grads) {}
+
+    public record McanEncoderDecoderRun(float[] out, io.bifuse.McanEncoderDecoder.Gradients grads) {}
     public record StackedAttentionRun(float[] out, float[] attention, io.bifuse.StackedAttention.Gradients grads) {}
 
     /** {@code gradY} is null when the op is homologous. */
@@ -188,6 +190,29 @@ public final class DeviceRuns {
                 cuda.backward(dx, dk, dv, m, dg, gr.buffers(), batch, queries, keys, st);
                 MultiHeadAttentionRun run = new MultiHeadAttentionRun(read(out, st), read(att, st), gr.read(st));
                 unchanged(st, "query", dx, query, "key", dk, key, "value", dv, value, "gradOut", dg, g);
+                return run;
+            } finally {
+                cuda.release(st);
+            }
+        }
+    }
+
+    /** Masks null: every row real. */
+    public static McanEncoderDecoderRun mcanEncoderDecoder(CudaContext ctx, io.bifuse.cuda.McanEncoderDecoderCuda cuda, float[] q, ObjectMask qMask,
+                                                           float[] v, ObjectMask vMask, float[] g, int batch, int lq, int lv) {
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dq = DeviceBuffer.of(ctx, q); DeviceBuffer dv = DeviceBuffer.of(ctx, v); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceObjectMask qm = qMask == null ? null : DeviceObjectMask.upload(ctx, qMask);
+             DeviceObjectMask vm = vMask == null ? null : DeviceObjectMask.upload(ctx, vMask);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, g.length);
+             io.bifuse.cuda.McanEncoderDecoderCuda.OwnedGradients gr = cuda.allocateGradients(batch, lq, lv)) {
+            try {
+                out.fill(Float.NaN);
+                gr.fill(Float.NaN);
+                cuda.forward(dq, qm, dv, vm, out, batch, lq, lv, st);
+                cuda.backward(dq, qm, dv, vm, dg, gr.buffers(), batch, lq, lv, st);
+                McanEncoderDecoderRun run = new McanEncoderDecoderRun(read(out, st), gr.read(st));
+                unchanged(st, "q", dq, q, "v", dv, v, "gradOut", dg, g);
                 return run;
             } finally {
                 cuda.release(st);

@@ -1,9 +1,6 @@
 #!/usr/bin/env python3
-"""mcan-vqa's encoder-decoder and reductions as PyTorch modules, and the peer benchmark for bifuse's McanEncoderDecoder.
-
-(Named mcan_modules.py, not mcan_encoder_decoder_peer.py, while McanEncoderDecoder has no CUDA backend and is not
-registered: OperatorsTest pairs every *_peer.py with a registered operator, and peers.py runs every one. It runs as a
-peer all the same; mcan_fixture.py imports its modules.)
+"""PyTorch peer benchmark for MCAN's encoder-decoder with its reductions, to compare against bifuse's McanEncoderDecoder
+(mcan_fixture.py imports its modules).
 
 Written as MILVLG/mcan-vqa writes it (core/model/mca.py and net.py): MCA_ED (enc_list: n SA layers on the question,
 dec_list: n SGA layers on the image, each guided by the question's final encoding), AttFlat on each side (MLP H -> M ->
@@ -16,8 +13,8 @@ Rows: McanEncoderDecoder.forward and McanEncoderDecoder.fwd+bwd (loss = (out * g
 and every parameter). Size label "n=6,Lq=14,Lv=100,H=512,heads=8,F=2048,M=512,G=1,O=1024", batch 64 (nothing padded).
 
 Examples:
-    python3 benchmarks/python/mcan_modules.py --csv out.csv
-    python3 benchmarks/python/mcan_modules.py --check --layers 2 --qtokens 4 --vtokens 6 --hidden 16 --heads 2 --ffn 24 --flat-mlp 8 --out 12
+    python3 benchmarks/python/mcan_encoder_decoder_peer.py --csv out.csv
+    python3 benchmarks/python/mcan_encoder_decoder_peer.py --check --layers 2 --qtokens 4 --vtokens 6 --hidden 16 --heads 2 --ffn 24 --flat-mlp 8 --out 12
 """
 
 import sys
