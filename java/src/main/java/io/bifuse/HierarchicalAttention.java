@@ -218,6 +218,27 @@ public final class HierarchicalAttention implements Op<HierarchicalAttention.Bac
         return groups;
     }
 
+    /**
+     * Every level's offsets concatenated, level {@code ℓ}'s {@code G_ℓ + 1} entries from
+     * {@code Σ_{m<ℓ} (G_m + 1)}: the device layout of the CUDA backend's offsets (check them first with
+     * {@link #groupCounts}).
+     */
+    public static int[] flatOffsets(int[][] offsets) {
+        if (offsets == null) throw new IllegalArgumentException("offsets: expected every level's group offsets, got null");
+        int n = 0;
+        for (int l = 0; l < offsets.length; l++) {
+            if (offsets[l] == null) throw new IllegalArgumentException("offsets[" + l + "]: expected G + 1 >= 2 group offsets, got null");
+            n = Math.addExact(n, offsets[l].length);
+        }
+        int[] flat = new int[n];
+        int at = 0;
+        for (int[] o : offsets) {
+            System.arraycopy(o, 0, flat, at, o.length);
+            at += o.length;
+        }
+        return flat;
+    }
+
     private static void positive(String name, int v) {
         if (v < 1) throw new IllegalArgumentException(name + ": expected >= 1, got " + v);
     }
