@@ -6,7 +6,7 @@ Usage:
 
 PEER is one or more of the <name>_peer.py scripts next to this one, by name (ban_attention,
 ban_block, ban_pooling, compact_bilinear, full_bilinear, mcb_attention, mfb, mlb, mlb_attention,
-stacked_attention); none means all
+stacked_attention, hierarchical_attention); none means all
 of them, in that order. The options go to
 every selected peer unchanged, so with several peers use the ones they share (--device, --runs,
 --warmup, --batches, --no-compile, --tf32, --seed, --check, --check-batch); a peer's own options

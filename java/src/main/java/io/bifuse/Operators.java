@@ -12,7 +12,8 @@ public final class Operators {
 
     private static final List<Class<? extends Op<?>>> ALL = List.of(CompactBilinear.class, McbAttention.class, Mlb.class, Mfb.class, MlbAttention.class,
             FullBilinear.class, BanAttention.class, BanPooling.class, BanBlock.class, MultiHeadAttention.class,
-            SelfAttentionUnit.class, GuidedAttentionUnit.class, McanEncoderDecoder.class, StackedAttention.class);
+            SelfAttentionUnit.class, GuidedAttentionUnit.class, McanEncoderDecoder.class, StackedAttention.class,
+            HierarchicalAttention.class);
 
     /** The operators' descriptor classes, in the order the tools report them. */
     public static List<Class<? extends Op<?>>> all() { return ALL; }

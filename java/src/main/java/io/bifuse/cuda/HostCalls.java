@@ -151,6 +151,13 @@ final class HostCalls implements AutoCloseable {
             return m;
         }
 
+        /** A copy of {@code src} (int32: indices, offsets) on the device. */
+        DeviceMemory in(int[] src) {
+            DeviceMemory m = take(4L * src.length);
+            DeviceBuffer.copyIn(context, m, Pointer.to(src), 4L * src.length, stream);
+            return m;
+        }
+
         /** A copy of {@code mask} on the device, or null for a null mask. */
         DeviceObjectMask in(ObjectMask mask) {
             if (mask == null) return null;

@@ -316,6 +316,17 @@ class DeviceOpContractTest {
 
         DeviceForm in(String key, float[] data, String... calls) { return add(tensors, key, data.length, data, false, calls); }
 
+        /**
+         * An int32 input (group offsets, indices), carried as its bit patterns in a float array: the arena
+         * and the exact buffers copy words, so the op reads the ints as given (no entry may be a NaN
+         * pattern, which no offset or index below 2^31 − 2^23 is).
+         */
+        DeviceForm ints(String key, int[] data, String... calls) {
+            float[] words = new float[data.length];
+            for (int i = 0; i < data.length; i++) words[i] = Float.intBitsToFloat(data[i]);
+            return in(key, words, calls);
+        }
+
         DeviceForm out(String key, int floats, String... calls) { return add(tensors, key, floats, null, false, calls); }
 
         /** An output the op accepts null for (then it is not written). */

@@ -206,6 +206,23 @@ class GridStrideTest extends CublasOpTest {
         }
     }
 
+    @Test void hierarchicalAttention() {
+        // the per-group level kernels striding over G = 7 word groups (two empty, one longer than the
+        // block's 8-item chunks) and G = 2 sentence groups with one block
+        SplittableRandom r = new SplittableRandom(39);
+        io.bifuse.HierarchicalAttention op = io.bifuse.HierarchicalAttention.random(40, 24, 2, 5);
+        int[][] off = {{0, 3, 3, 14, 16, 16, 20, 21}, {0, 4, 7}};
+        float[] x = Stats.gaussian(r, 21 * 40), g = Stats.gaussian(r, 2 * 40);
+        try (HierarchicalAttentionCuda cuda = new HierarchicalAttentionCuda(op, ctx, Precision.FP32)) {
+            sameWithOneBlock("hierarchical attention", () -> {
+                DeviceRuns.HierarchicalAttentionRun run = DeviceRuns.hierarchicalAttention(ctx, cuda, x, g, 21, off);
+                List<float[]> t = new ArrayList<>(List.of(run.out(), run.attention()));
+                t.addAll(run.grads().tensors());
+                return t;
+            });
+        }
+    }
+
     @Test void compactBilinear() {
         // the pipeline: the spectral product and its gradient over B·(d/2+1) = 1503, the sketches over B·d
         // and B·dx; the fused kernels: one block for the B = 3 samples

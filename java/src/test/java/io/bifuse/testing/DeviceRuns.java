@@ -46,6 +46,10 @@ public final class DeviceRuns {
     public record GuidedAttentionUnitRun(float[] out, io.bifuse.GuidedAttentionUnit.Gradients grads) {}
 
     public record McanEncoderDecoderRun(float[] out, io.bifuse.McanEncoderDecoder.Gradients grads) {}
+
+    /** {@code attention}: every level's weights concatenated ({@code Σ_ℓ N_ℓ}). */
+    public record HierarchicalAttentionRun(float[] out, float[] attention, io.bifuse.HierarchicalAttention.Gradients grads) {}
+
     public record StackedAttentionRun(float[] out, float[] attention, io.bifuse.StackedAttention.Gradients grads) {}
 
     /** {@code gradY} is null when the op is homologous. */
@@ -281,6 +285,37 @@ public final class DeviceRuns {
                 cuda.backward(du, dv, dg, gr.buffers(), batch, cells, st);
                 StackedAttentionRun run = new StackedAttentionRun(read(out, st), read(att, st), gr.read(st));
                 unchanged(st, "u", du, u, "v", dv, v, "gradOut", dg, g);
+                return run;
+            } finally {
+                cuda.release(st);
+            }
+        }
+    }
+
+    public static HierarchicalAttentionRun hierarchicalAttention(CudaContext ctx, io.bifuse.cuda.HierarchicalAttentionCuda cuda, float[] x, float[] g,
+                                                                 int items, int[][] offsets) {
+        io.bifuse.HierarchicalAttention op = cuda.op();
+        int[] groups = op.groupCounts(items, offsets);
+        int[] flat = io.bifuse.HierarchicalAttention.flatOffsets(offsets);
+        long all = items;
+        for (int l = 0; l + 1 < groups.length; l++) all += groups[l];
+        try (CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
+             DeviceBuffer off = DeviceBuffer.of(ctx, flat);
+             DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) groups[groups.length - 1] * op.dim());
+             DeviceBuffer att = DeviceBuffer.allocateFloats(ctx, all);
+             io.bifuse.cuda.HierarchicalAttentionCuda.OwnedGradients gr = cuda.allocateGradients(items)) {
+            try {
+                out.fill(Float.NaN);
+                att.fill(Float.NaN);
+                gr.fill(Float.NaN);
+                cuda.forward(dx, off, out, att, items, groups, st);
+                cuda.backward(dx, off, dg, gr.buffers(), items, groups, st);
+                HierarchicalAttentionRun run = new HierarchicalAttentionRun(read(out, st), read(att, st), gr.read(st));
+                unchanged(st, "x", dx, x, "gradOut", dg, g);
+                int[] now = new int[flat.length];
+                off.read(now, st);
+                if (!java.util.Arrays.equals(now, flat)) throw new AssertionError("offsets changed on the device");
                 return run;
             } finally {
                 cuda.release(st);
