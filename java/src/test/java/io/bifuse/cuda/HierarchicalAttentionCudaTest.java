@@ -379,28 +379,10 @@ class HierarchicalAttentionCudaTest extends CublasOpTest {
         return all;
     }
 
-    /**
-     * The {@link Conditioning} of this case (tensors: the output, the attention weights of every level
-     * concatenated, then the gradients in the order of {@link HierarchicalAttention#gradientNames()}); the
-     * longest sum is over d, or the N_0 rows of level 0's weight gradient.
-     */
+    /** {@link HierarchicalAttentionTolerance#conditioning}: the rule {@code check} applies too. */
     static Conditioning conditioning(Precision p, HierarchicalAttention op, float[] x, float[] go, int[][] off, HierarchicalAttentionReference.Result fRef,
                                      HierarchicalAttentionReference.Grads gRef, long seed) {
-        List<double[]> ref = new ArrayList<>(List.of(fRef.out(), concat(fRef.attention())));
-        ref.addAll(gRef.tensors());
-        int longest = Math.max(op.dim(), items(off));
-        return new Conditioning(Conditioning.step(p, longest), seed, (r, e) -> {
-            List<HierarchicalAttention.Level> ls = new ArrayList<>();
-            for (HierarchicalAttention.Level lv : op.weights().levels()) {
-                ls.add(new HierarchicalAttention.Level(Conditioning.perturb(lv.projection(), e, r), Conditioning.perturb(lv.logits(), e, r)));
-            }
-            HierarchicalAttention moved = HierarchicalAttention.of(new HierarchicalAttention.Weights(ls));
-            float[] px = Conditioning.perturb(x, e, r);
-            HierarchicalAttentionReference.Result f = HierarchicalAttentionReference.forward(moved, px, items(off), off);
-            List<double[]> got = new ArrayList<>(List.of(f.out(), concat(f.attention())));
-            got.addAll(HierarchicalAttentionReference.backward(moved, px, Conditioning.perturb(go, e, r), items(off), off).tensors());
-            return Conditioning.errors(got, ref);
-        });
+        return io.bifuse.testing.HierarchicalAttentionTolerance.conditioning(p, op, x, go, off, fRef, gRef, seed);
     }
 
     /** {@code cond} null: {@code tol} for every tensor; else {@code tol} raised where the case's conditioning needs it. */
