@@ -34,7 +34,11 @@ final class McanKernels {
             this.next = first;
         }
 
+        private int nextDouble;
+
         float[] floats(int n) { return lease.floats(next++, n); }
+
+        double[] doubles(int n) { return lease.doubles(nextDouble++, n); }
 
         int next() { return next; }
     }
@@ -357,10 +361,12 @@ final class McanKernels {
 
     /**
      * A LayerNorm over rows of width n prepared once. Forward per row: mean and the sum of squares in double
-     * (two passes), {@code x̂ = (x − μ)/s} kept, {@code y = a ⊙ x̂ + b}. Backward per row, with
-     * {@code ĝ = gy ⊙ a}: {@code gx = (ĝ − (Σ ĝ x̂)·c·x̂)/s − mean of that}, {@code c = s/((n−1)σ)} (MCAN,
-     * {@code s = σ + eps}) or {@code 1/n} (PyTorch); the gain's and bias's gradients are column sums over
-     * the rows in row order (double accumulators), per block of columns.
+     * (two passes), {@code y = a ⊙ (x − μ)/s + b}; the row's μ, 1/s and {@code k} kept (x itself stays with the
+     * caller). Backward per row in double, with {@code ĝ = gy ⊙ a} and {@code x_c = x − μ}:
+     * {@code gc = ĝ/s − (Σ ĝ x_c)·k/s²·x_c}, {@code gx = gc − mean(gc)}, {@code k = 1/((n−1)σ)} (MCAN,
+     * {@code s = σ + eps}) or {@code 1/(n s)} (PyTorch). Double there because that difference cancels: at n = 2
+     * the normalized row is (almost) a constant and gx is ~eps/σ of its terms, beyond float32. The gain's and
+     * bias's gradients are column sums over the rows in row order (double accumulators), per block of columns.
      */
     static final class Norm {
         private final float[] gain, bias;
@@ -376,18 +382,20 @@ final class McanKernels {
             eps = ln.eps();
         }
 
-        /** x̂ (rows × n) and per row 1/s and c. */
+        /** Per row: μ, 1/s and k; {@code x} the forward's input (kept by the caller, unchanged until the backward). */
         static final class State {
-            float[] xhat, rinv, c;
+            float[] x;
+            double[] mu, rstd, c;
         }
 
-        /** {@code y = LN(x)} for {@code rows} rows ({@code y} may be {@code x}). */
+        /** {@code y = LN(x)} for {@code rows} rows ({@code y} must not be {@code x}: the backward reads x). */
         State forward(CpuRuntime rt, Arena a, int rows, float[] x, float[] y) {
             State s = new State();
-            s.xhat = a.floats(rows * n);
-            s.rinv = a.floats(rows);
-            s.c = a.floats(rows);
-            float[] xh = s.xhat, rinv = s.rinv, cc = s.c;
+            s.x = x;
+            s.mu = a.doubles(rows);
+            s.rstd = a.doubles(rows);
+            s.c = a.doubles(rows);
+            double[] mus = s.mu, rstd = s.rstd, cc = s.c;
             rt.parallelRanges(rows, Math.max(1, ROW_WORK / n), (from, to) -> {
                 for (int r = from; r < to; r++) {
                     int o = r * n;
@@ -403,19 +411,16 @@ final class McanKernels {
                     if (mcan) {
                         double sigma = Math.sqrt(ss / (n - 1));
                         sd = sigma + eps;
-                        c = sd / ((n - 1) * sigma);
+                        c = 1 / ((n - 1) * sigma);
                     } else {
                         sd = Math.sqrt(ss / n + eps);
-                        c = 1.0 / n;
+                        c = 1 / (n * sd);
                     }
-                    float inv = (float) (1 / sd), m = (float) mu;
-                    rinv[r] = inv;
-                    cc[r] = (float) c;
-                    for (int j = 0; j < n; j++) {
-                        float v = (x[o + j] - m) * inv;
-                        xh[o + j] = v;
-                        y[o + j] = gain[j] * v + bias[j];
-                    }
+                    double inv = 1 / sd;
+                    mus[r] = mu;
+                    rstd[r] = inv;
+                    cc[r] = c;
+                    for (int j = 0; j < n; j++) y[o + j] = (float) (gain[j] * ((x[o + j] - mu) * inv) + bias[j]);
                 }
             });
             return s;
@@ -423,13 +428,15 @@ final class McanKernels {
 
         /** {@code gx} (may be {@code gy}) given {@code gy}; the gain's and bias's gradients written into {@code dGain}, {@code dBias}. */
         void backward(CpuRuntime rt, int rows, State s, float[] gy, float[] gx, float[] dGain, float[] dBias) {
-            float[] xh = s.xhat, rinv = s.rinv, cc = s.c;
+            float[] x = s.x;
+            double[] mus = s.mu, rstd = s.rstd, cc = s.c;
             rt.parallelRanges(n, 64, (c0, c1) -> {
                 double[] g = new double[c1 - c0], b = new double[c1 - c0];
                 for (int r = 0; r < rows; r++) {
                     int o = r * n;
+                    double mu = mus[r], inv = rstd[r];
                     for (int j = c0; j < c1; j++) {
-                        g[j - c0] += (double) gy[o + j] * xh[o + j];
+                        g[j - c0] += gy[o + j] * ((x[o + j] - mu) * inv);
                         b[j - c0] += gy[o + j];
                     }
                 }
@@ -441,16 +448,15 @@ final class McanKernels {
             rt.parallelRanges(rows, Math.max(1, ROW_WORK / n), (from, to) -> {
                 for (int r = from; r < to; r++) {
                     int o = r * n;
-                    double dot = 0, sg = 0, sx = 0;
+                    double mu = mus[r], inv = rstd[r], dot = 0, sg = 0, sx = 0;
                     for (int j = 0; j < n; j++) {
-                        double gh = (double) gy[o + j] * gain[j];
-                        dot += gh * xh[o + j];
+                        double gh = (double) gy[o + j] * gain[j], xc = x[o + j] - mu;
+                        dot += gh * xc;
                         sg += gh;
-                        sx += xh[o + j];
+                        sx += xc;
                     }
-                    double k = dot * cc[r];
-                    float inv = rinv[r], kf = (float) k, mean = (float) (rinv[r] * (sg - k * sx) / n);
-                    for (int j = 0; j < n; j++) gx[o + j] = (gy[o + j] * gain[j] - kf * xh[o + j]) * inv - mean;
+                    double k = dot * cc[r] * inv * inv, mean = (sg * inv - k * sx) / n;
+                    for (int j = 0; j < n; j++) gx[o + j] = (float) ((double) gy[o + j] * gain[j] * inv - k * (x[o + j] - mu) - mean);
                 }
             });
         }
