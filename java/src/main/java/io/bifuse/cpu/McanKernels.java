@@ -27,20 +27,26 @@ final class McanKernels {
     /** Consecutive scratch slots of one lease: each intermediate of a call takes the next slot. */
     static final class Arena {
         final Scratch.Lease lease;
-        private int next;
+        private int next, nextDouble;
 
+        /** Float slots from {@code first}, double slots from 0. */
         Arena(Scratch.Lease lease, int first) {
-            this.lease = lease;
-            this.next = first;
+            this(lease, first, 0);
         }
 
-        private int nextDouble;
+        Arena(Scratch.Lease lease, int first, int firstDouble) {
+            this.lease = lease;
+            this.next = first;
+            this.nextDouble = firstDouble;
+        }
+
+        /** An arena over the slots after this one's so far (this one's slots stay as they are). */
+        Arena after() { return new Arena(lease, next, nextDouble); }
 
         float[] floats(int n) { return lease.floats(next++, n); }
 
         double[] doubles(int n) { return lease.doubles(nextDouble++, n); }
 
-        int next() { return next; }
     }
 
     /** Which keys are real: per sample a count and, where some are padding, a flag per key. */
