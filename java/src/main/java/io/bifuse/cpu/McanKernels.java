@@ -133,14 +133,14 @@ final class McanKernels {
     /** {@code y = max(y, 0)} on {@code n} floats. */
     static void relu(CpuRuntime rt, float[] y, int n) {
         rt.parallelRanges(n, ROW_WORK * 4, (from, to) -> {
-            for (int i = from; i < to; i++) if (!(y[i] > 0)) y[i] = 0f;
+            for (int i = from; i < to; i++) y[i] = Math.max(y[i], 0f); // branch-free: vectorizes; NaN stays NaN, as the reference's
         });
     }
 
     /** {@code d[i] = 0} where {@code r[i] <= 0} (ReLU's backward, r its output), on {@code n} floats. */
     static void reluBackward(CpuRuntime rt, float[] r, float[] d, int n) {
         rt.parallelRanges(n, ROW_WORK * 4, (from, to) -> {
-            for (int i = from; i < to; i++) if (!(r[i] > 0)) d[i] = 0f;
+            for (int i = from; i < to; i++) d[i] = r[i] > 0 ? d[i] : 0f;
         });
     }
 
