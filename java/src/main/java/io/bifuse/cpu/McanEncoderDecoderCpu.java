@@ -18,9 +18,9 @@ import java.util.List;
  * place, the masked softmax over each sample's rows (max and sum in double; a padded row gets exactly 0, a
  * sample without real rows uniform weights), the glimpses' pooling {@code αᵀ z} as one GEMM per sample, the
  * merge as one GEMM over the batch (the image's accumulated onto the question's). Backward: the forward with
- * every layer's input kept and, when the whole forward's intermediates fit in an eighth of the heap, every
- * layer's intermediates too (else each layer's forward is recomputed from its input when the backward
- * reaches it: the same code on the same inputs, so the same bits); then the final norm's, each reduction's
+ * every layer's input kept and as many layers' intermediates as fit in an eighth of the heap (the decoder's
+ * first); each other layer's forward is recomputed from its input when the backward reaches it (the same
+ * code on the same inputs: the same bits); then the final norm's, each reduction's
  * and the layers' transposes from the last, each decoder layer adding its guiding gradient to the
  * question's. AttFlat's logit-bias gradient and every attention's key-bias gradient are exact zeros (the
  * softmax cancels them). Gradients: one fresh buffer per state-dict tensor.
@@ -45,7 +45,7 @@ public final class McanEncoderDecoderCpu extends CpuBackend<McanEncoderDecoder> 
         this(op, runtime, Runtime.getRuntime().maxMemory() / 8);
     }
 
-    /** {@code keepLimit}: the most bytes the backward keeps of every layer's intermediates (else it recomputes them); tests set 0. */
+    /** {@code keepLimit}: the most bytes of layers' intermediates the backward keeps from its forward (the others it recomputes); tests set 0. */
     McanEncoderDecoderCpu(McanEncoderDecoder op, CpuRuntime runtime, long keepLimit) {
         super(op, "a McanEncoderDecoder", Backends.FP32, runtime);
         this.keepLimit = keepLimit;
@@ -63,7 +63,7 @@ public final class McanEncoderDecoderCpu extends CpuBackend<McanEncoderDecoder> 
         float[] out = new float[McanKernels.elements("output", batch, op.out())];
         try (Scratch.Lease l = scratch.lease()) {
             Pass p = forward(l, q, McanKernels.Mask.of(qMask, batch, qTokens), v, McanKernels.Mask.of(vMask, batch, vTokens), batch, qTokens, vTokens, false,
-                    false);
+                    new boolean[2 * op.layers()]);
             McanKernels.Arena top = region(l, 1);
             reduce(top, p, top.floats(batch * op.out()), out);
         }
@@ -79,7 +79,7 @@ public final class McanEncoderDecoderCpu extends CpuBackend<McanEncoderDecoder> 
         float[] dq = new float[q.length], dv = new float[v.length];
         try (Scratch.Lease l = scratch.lease()) {
             McanKernels.Mask qm = McanKernels.Mask.of(qMask, batch, lq), vm = McanKernels.Mask.of(vMask, batch, lv);
-            Pass p = forward(l, q, qm, v, vm, batch, lq, lv, true, keepStates(batch, lq, lv));
+            Pass p = forward(l, q, qm, v, vm, batch, lq, lv, true, keptLayers(batch, lq, lv));
             float[] ones = CpuLinear.ones(l, 0, batch * Math.max(lq, lv));
             McanKernels.Arena top = region(l, 1);
             float[] sum = top.floats(batch * o), out = top.floats(batch * o);
@@ -99,6 +99,8 @@ public final class McanEncoderDecoderCpu extends CpuBackend<McanEncoderDecoder> 
                 if (s == null) { // recomputed: the same code on the same input, the same bits
                     t = region(l, 2);
                     s = u.forward(t, p.y[i], vm, p.x[n], qm, batch, lv, lq, t.floats(batch * lv * h));
+                } else if (t == null) {
+                    t = region(l, 2 + 2 * n); // a kept layer's backward temporaries: one region for all
                 }
                 float[] dyPrev = i == 0 ? dv : (dy == dyA ? dyB : dyA);
                 List<float[]> g = u.backward(t, s, p.y[i], vm, p.x[n], qm, batch, lv, lq, dy, ones, dyPrev, dxn, true).tensors();
@@ -114,6 +116,8 @@ public final class McanEncoderDecoderCpu extends CpuBackend<McanEncoderDecoder> 
                 if (s == null) {
                     t = region(l, 2);
                     s = u.forward(t, p.x[i], qm, batch, lq, t.floats(batch * lq * h));
+                } else if (t == null) {
+                    t = region(l, 2 + 2 * n);
                 }
                 float[] dxPrev = i == 0 ? dq : (dx == dxA ? dxB : dxA);
                 List<float[]> g = u.backward(t, s, p.x[i], qm, batch, lq, dx, ones, dxPrev).tensors();
@@ -132,8 +136,9 @@ public final class McanEncoderDecoderCpu extends CpuBackend<McanEncoderDecoder> 
 
     /**
      * Region {@code k} of a lease's slots: 0 the layers' inputs, 1 the reductions and the backward's running
-     * gradients, 2 + i layer i's intermediates and backward temporaries (encoder layers first, then decoder
-     * layers; region 2 alone when they are recomputed). A region takes fewer than 100 slots of each kind.
+     * gradients, 2 the recomputed layers' intermediates and backward temporaries (and the last decoder layer's),
+     * 3 + i kept layer i's intermediates (encoder layers first, then decoder layers), 2 + 2n the kept layers'
+     * backward temporaries. A region takes fewer than 100 slots of each kind.
      */
     private static McanKernels.Arena region(Scratch.Lease l, int k) {
         return new McanKernels.Arena(l, 1 + 100 * k, 100 * k);
@@ -147,12 +152,22 @@ public final class McanEncoderDecoderCpu extends CpuBackend<McanEncoderDecoder> 
         imageFlatten.checkSizes(batch, lv);
     }
 
-    /** Whether every layer's intermediates and backward temporaries (roughly, in floats) fit in an eighth of the heap. */
-    private boolean keepStates(int batch, int lq, int lv) {
+    /**
+     * Which layers' intermediates the backward keeps from the forward (encoder layers 0..n−1, then decoder layers
+     * n..2n−1), the rest being recomputed when the backward reaches them: as many as fit in {@code keepLimit} bytes
+     * (roughly counted), the decoder's first (they cost the most to recompute) from the second-last down. The last
+     * decoder layer needs neither: its intermediates are the forward's last.
+     */
+    private boolean[] keptLayers(int batch, int lq, int lv) {
+        int n = op.layers();
         long h = op.hidden(), f = op.encoder().get(0).ffn(), heads = op.encoder().get(0).heads(), rq = (long) batch * lq, rv = (long) batch * lv;
-        long sa = rq * (16 * h + 2 * f) + 2 * heads * batch * (long) lq * lq;
-        long ga = rv * (24 * h + 2 * f) + rq * 4 * h + 2 * heads * batch * ((long) lv * lv + (long) lv * lq);
-        return 4 * op.layers() * (sa + ga) <= keepLimit;
+        long sa = 4 * (rq * (7 * h + f) + heads * batch * (long) lq * lq);
+        long ga = 4 * (rv * (11 * h + f) + rq * 2 * h + heads * batch * ((long) lv * lv + (long) lv * lq));
+        boolean[] keep = new boolean[2 * n];
+        long left = keepLimit;
+        for (int i = n - 2; i >= 0; i--) if (ga <= left) { keep[n + i] = true; left -= ga; }
+        for (int i = n - 1; i >= 0; i--) if (sa <= left) { keep[i] = true; left -= sa; }
+        return keep;
     }
 
     /** A forward through the layers: x_0..x_n and y_0..y_n (x_0 = q, y_0 = v), and each layer's state (null where not kept) with its arena. */
@@ -167,11 +182,11 @@ public final class McanEncoderDecoderCpu extends CpuBackend<McanEncoderDecoder> 
 
     /**
      * The layers. {@code keepInputs}: every x_i and y_i in its own slots (else two alternating buffers per
-     * side); {@code keepStates}: every layer's intermediates in its own region (else all in region 2, where
-     * the last decoder layer's stay valid for the backward).
+     * side); {@code keep[k]}: layer k's intermediates in a region of their own (else in region 2, where the
+     * last decoder layer's stay valid for the backward).
      */
     private Pass forward(Scratch.Lease l, float[] q, McanKernels.Mask qm, float[] v, McanKernels.Mask vm, int batch, int lq, int lv, boolean keepInputs,
-            boolean keepStates) {
+            boolean[] keep) {
         int n = op.layers(), h = op.hidden();
         Pass p = new Pass();
         p.x = new float[n + 1][];
@@ -193,18 +208,17 @@ public final class McanEncoderDecoderCpu extends CpuBackend<McanEncoderDecoder> 
         for (int i = 0; i < ys.length; i++) ys[i] = inputs.floats(batch * lv * h);
         for (int i = 0; i < n; i++) {
             p.x[i + 1] = xs[keepInputs ? i : i % 2];
-            McanKernels.Arena a = region(l, keepStates ? 2 + i : 2);
+            McanKernels.Arena a = region(l, keep[i] ? 3 + i : 2);
             SelfAttentionUnitCpu.State s = encoder.get(i).forward(a, p.x[i], qm, batch, lq, p.x[i + 1]);
-            if (keepStates) {
-                p.encoder[i] = s;
-                p.encoderArena[i] = a;
-            }
+            if (keep[i]) p.encoder[i] = s;
         }
         for (int i = 0; i < n; i++) {
             p.y[i + 1] = ys[keepInputs ? i : i % 2];
-            McanKernels.Arena a = region(l, keepStates ? 2 + n + i : 2);
+            boolean own = keep[n + i] && i < n - 1;
+            McanKernels.Arena a = region(l, own ? 3 + n + i : 2);
             GuidedAttentionUnitCpu.State s = decoder.get(i).forward(a, p.y[i], vm, p.x[n], qm, batch, lv, lq, p.y[i + 1]);
-            if (keepStates || i == n - 1) { // region 2's last occupant stays valid
+            if (own) p.decoder[i] = s;
+            if (i == n - 1) { // region 2's last occupant stays valid: its backward continues in that arena
                 p.decoder[i] = s;
                 p.decoderArena[i] = a;
             }

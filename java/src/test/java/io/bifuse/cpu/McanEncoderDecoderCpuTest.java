@@ -57,15 +57,18 @@ class McanEncoderDecoderCpuTest {
                 "layers recomputed in the backward");
     }
 
+    /** Also: the backward keeping every layer's intermediates, none, or some, gives the same bits. */
     @Test void everyThreadCountGivesTheSameBits() {
         SplittableRandom r = new SplittableRandom(Stats.freshSeed());
         int batch = 3, lq = 14, lv = 37, hidden = 128, out = 96;
-        McanEncoderDecoder op = McanEncoderDecoder.random(2, hidden, 4, 256, 64, 2, out, LayerNorm.mcan(), r.nextLong());
+        McanEncoderDecoder op = McanEncoderDecoder.random(3, hidden, 4, 256, 64, 2, out, LayerNorm.mcan(), r.nextLong());
         float[] q = Stats.gaussian(r, batch * lq * hidden), v = Stats.gaussian(r, batch * lv * hidden), g = Stats.gaussian(r, batch * out);
         ObjectMask qm = McanCpuChecks.mask(McanCpuChecks.Pad.EMPTY, batch, lq, r), vm = McanCpuChecks.mask(McanCpuChecks.Pad.HOLES, batch, lv, r);
         List<float[]> first = null;
         for (int threads : new int[] {1, 2, 3}) {
-            McanEncoderDecoderCpu cpu = new McanEncoderDecoderCpu(op, CpuRuntime.withThreads(threads), threads == 2 ? 0 : Long.MAX_VALUE);
+            // every layer kept (1 thread), none (2: each recomputed), and one decoder layer's worth (3: the second-last kept, the others recomputed)
+            long keep = threads == 1 ? Long.MAX_VALUE : threads == 2 ? 0 : 900_000;
+            McanEncoderDecoderCpu cpu = new McanEncoderDecoderCpu(op, CpuRuntime.withThreads(threads), keep);
             List<float[]> t = McanCpuChecks.with(cpu.forward(q, qm, v, vm, batch, lq, lv), cpu.backward(q, qm, v, vm, g, batch, lq, lv).tensors());
             if (first == null) first = t;
             else McanCpuChecks.assertSameBits(first, t, McanCpuChecks.names(op.gradientNames()), threads + " threads");
