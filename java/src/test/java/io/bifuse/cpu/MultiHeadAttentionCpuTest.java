@@ -74,6 +74,9 @@ class MultiHeadAttentionCpuTest {
         } catch (AssertionError e) {
             throw new AssertionError(e.getMessage() + at, e);
         }
+        double worst = Math.max(Stats.relativeL2(got.out(), ref.out()), Stats.relativeL2(got.attention(), ref.attention()));
+        for (int t = 0; t < gRef.size(); t++) worst = Math.max(worst, Stats.relativeL2(gr.tensors().get(t), gRef.get(t)));
+        System.out.println(op + " B=" + batch + " Lq=" + lq + " Lk=" + lk + at + ": worst relative L2 " + worst);
         assertArrayEquals(new float[hidden], gr.key().bias(), "the key bias's gradient is exact zeros");
         // padded keys: exactly zero attention (where the sample has a real key) and exactly zero dKey, dValue rows
         int n = op.heads();
