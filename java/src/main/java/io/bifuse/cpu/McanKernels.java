@@ -234,7 +234,14 @@ final class McanKernels {
         /** The floats a call over these sizes needs, checked before anything is allocated. */
         void checkSizes(int batch, int lq, int lk) {
             elements("attention maps", batch, heads, lq, lk);
-            elements("projections", (long) batch * Math.max(lq, lk), 3L * hidden);
+            switch (kind) {
+                case SELF -> elements("projections", batch, lq, 3L * hidden);
+                case GUIDED -> {
+                    elements("projections", batch, lq, hidden);
+                    elements("projections", batch, lk, 2L * hidden);
+                }
+                default -> elements("projections", batch, Math.max(lq, lk), hidden);
+            }
         }
 
         /**
