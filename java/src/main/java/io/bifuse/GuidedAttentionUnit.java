@@ -25,8 +25,8 @@ import java.util.SplittableRandom;
  * {@code ffnOut} H × F, and three normalizations; in mcan-vqa's state dict {@code mhatt1.*}, {@code mhatt2.*},
  * {@code ffn.mlp.fc.linear}, {@code ffn.mlp.linear}, {@code norm1..3.a_2 / b_2} ({@link #STATE_DICT_NAMES}).
  *
- * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.GuidedAttentionUnitCpu}, the float64 definition rounded to
- * float; and {@code io.bifuse.cuda.GuidedAttentionUnitCuda}.
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.GuidedAttentionUnitCpu} (float32, multithreaded); and
+ * {@code io.bifuse.cuda.GuidedAttentionUnitCuda}.
  */
 public final class GuidedAttentionUnit implements Op<GuidedAttentionUnit.Backend> {
     /** What every backend offers on host arrays: {@code x (B × Lx × H)}, {@code y (B × Ly × H)} → {@code B × Lx × H}, and every gradient, written. */

@@ -27,7 +27,7 @@ import java.util.SplittableRandom;
  * {@code attflat_lang.*} and {@code attflat_img.*} ({@code mlp.fc.linear}, {@code mlp.linear}, {@code linear_merge}),
  * {@code proj_norm.a_2 / b_2} ({@link #stateDictNames()}).
  *
- * <p>Backends: {@code io.bifuse.cpu.McanEncoderDecoderCpu}, the float64 definition rounded to float, and
+ * <p>Backends: {@code io.bifuse.cpu.McanEncoderDecoderCpu} (float32, multithreaded), and
  * {@code io.bifuse.cuda.McanEncoderDecoderCuda}. Every layer has a bias, as mcan-vqa's.
  */
 public final class McanEncoderDecoder implements Op<McanEncoderDecoder.Backend> {

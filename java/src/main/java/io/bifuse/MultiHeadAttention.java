@@ -41,8 +41,8 @@ import java.util.List;
  * are {@code linear_q}, {@code linear_k}, {@code linear_v} and {@code linear_merge}
  * ({@link #STATE_DICT_NAMES}). MCAN's sizes: H = Dq = Dk = Dv = Out = 512, 8 heads of 64.
  *
- * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.MultiHeadAttentionCpu}, the float64 definition
- * ({@code MultiHeadAttentionReference}) rounded to float: exact, not fast; and
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.MultiHeadAttentionCpu} (float32, multithreaded, GEMMs
+ * through the CPU engine; the float64 definition is {@code MultiHeadAttentionReference}); and
  * {@code io.bifuse.cuda.MultiHeadAttentionCuda}.
  */
 public final class MultiHeadAttention implements Op<MultiHeadAttention.Backend> {

@@ -25,8 +25,8 @@ import java.util.SplittableRandom;
  * {@code ffn.mlp.fc.linear}, {@code ffn.mlp.linear}, {@code norm1.a_2 / b_2}, {@code norm2.a_2 / b_2}
  * ({@link #STATE_DICT_NAMES}).
  *
- * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.SelfAttentionUnitCpu}, the float64 definition rounded to
- * float; and {@code io.bifuse.cuda.SelfAttentionUnitCuda}.
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.SelfAttentionUnitCpu} (float32, multithreaded); and
+ * {@code io.bifuse.cuda.SelfAttentionUnitCuda}.
  */
 public final class SelfAttentionUnit implements Op<SelfAttentionUnit.Backend> {
     /** What every backend offers on host arrays: {@code x (B × L × H)} → {@code B × L × H}, and every gradient, written. */

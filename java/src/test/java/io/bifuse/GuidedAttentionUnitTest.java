@@ -9,7 +9,7 @@ import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.function.Executable;
 
-/** The CPU backend against the reference (one rounding: 1e-6), the names, and the API's argument checks. */
+/** The CPU backend against the reference (float32: 1e-5, the bound of its {@code io.bifuse.cpu} test), the names, and the API's argument checks. */
 class GuidedAttentionUnitTest {
     @Test void cpuMatchesReference() {
         SplittableRandom r = new SplittableRandom(5);
@@ -18,9 +18,9 @@ class GuidedAttentionUnitTest {
         float[] x = Stats.gaussian(r, batch * lx * h), y = Stats.gaussian(r, batch * ly * h), g = Stats.gaussian(r, batch * lx * h);
         ObjectMask xm = ObjectMask.counts(new int[] {6, 2, 1}, lx), ym = ObjectMask.counts(new int[] {4, 0, 3}, ly);
         GuidedAttentionUnitCpu cpu = new GuidedAttentionUnitCpu(op);
-        assertTrue(Stats.relativeL2(cpu.forward(x, xm, y, ym, batch, lx, ly), GuidedAttentionUnitReference.forward(op, x, xm, y, ym, batch, lx, ly)) < 1e-6);
+        assertTrue(Stats.relativeL2(cpu.forward(x, xm, y, ym, batch, lx, ly), GuidedAttentionUnitReference.forward(op, x, xm, y, ym, batch, lx, ly)) < 1e-5);
         Stats.assertEachBelow(op.gradientNames(), cpu.backward(x, xm, y, ym, g, batch, lx, ly).tensors(),
-                GuidedAttentionUnitReference.backward(op, x, xm, y, ym, g, batch, lx, ly), 1e-6);
+                GuidedAttentionUnitReference.backward(op, x, xm, y, ym, g, batch, lx, ly), 1e-5);
         assertEquals(op.gradientNames().size() - 2, GuidedAttentionUnit.STATE_DICT_NAMES.size());
         assertEquals("mhatt2.linear_q.weight", GuidedAttentionUnit.STATE_DICT_NAMES.get(8));
         assertEquals("guidedAttention.query.weight", op.gradientNames().get(10));

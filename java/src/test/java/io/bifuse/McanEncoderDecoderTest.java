@@ -10,7 +10,7 @@ import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.function.Executable;
 
-/** The CPU backend against the reference (one rounding: 1e-6), the names, and the argument checks by name. */
+/** The CPU backend against the reference (float32: 1e-5, the bound of its {@code io.bifuse.cpu} test), the names, and the argument checks by name. */
 class McanEncoderDecoderTest {
     @Test void cpuMatchesReference() {
         SplittableRandom r = new SplittableRandom(3);
@@ -19,9 +19,9 @@ class McanEncoderDecoderTest {
         float[] q = Stats.gaussian(r, batch * lq * h), v = Stats.gaussian(r, batch * lv * h), g = Stats.gaussian(r, batch * 7);
         ObjectMask qm = ObjectMask.counts(new int[] {4, 0}, lq), vm = ObjectMask.counts(new int[] {3, 5}, lv);
         McanEncoderDecoderCpu cpu = new McanEncoderDecoderCpu(op);
-        assertTrue(Stats.relativeL2(cpu.forward(q, qm, v, vm, batch, lq, lv), McanEncoderDecoderReference.forward(op, q, qm, v, vm, batch, lq, lv)) < 1e-6);
+        assertTrue(Stats.relativeL2(cpu.forward(q, qm, v, vm, batch, lq, lv), McanEncoderDecoderReference.forward(op, q, qm, v, vm, batch, lq, lv)) < 1e-5);
         Stats.assertEachBelow(op.gradientNames(), cpu.backward(q, qm, v, vm, g, batch, lq, lv).tensors(),
-                McanEncoderDecoderReference.backward(op, q, qm, v, vm, g, batch, lq, lv), 1e-6);
+                McanEncoderDecoderReference.backward(op, q, qm, v, vm, g, batch, lq, lv), 1e-5);
         List<String> n = op.stateDictNames();
         assertEquals("backbone.enc_list.0.mhatt.linear_q.weight", n.get(0));
         assertEquals("backbone.dec_list.1.norm3.b_2", n.get(2 * 16 + 2 * 26 - 1));

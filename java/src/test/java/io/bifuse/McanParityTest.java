@@ -21,8 +21,8 @@ import org.junit.jupiter.api.Test;
  * question tokens, a sample without any, padded image objects found from their zero rows), loads by mcan-vqa's
  * state-dict names, without reshuffling, into {@link MultiHeadAttention}, {@link SelfAttentionUnit} and
  * {@link GuidedAttentionUnit}. The float64 references must agree with torch's float64
- * to 1e-12 relative L2 (two double evaluations of the same sums in different orders: ~1e-15); the CPU
- * backends (the references rounded to float) to 1e-6.
+ * to 1e-12 relative L2 (two double evaluations of the same sums in different orders: ~1e-15); the float32 CPU
+ * backends to 1e-6 (this fixture's sums are short: their float32 error is ~1e-7).
  */
 class McanParityTest {
     static Map<String, Tensor> t;

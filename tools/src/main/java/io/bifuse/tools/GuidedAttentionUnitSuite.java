@@ -20,7 +20,7 @@ import java.util.SplittableRandom;
  * same reason to check TF32 / BF16 on the output only). Check sizes pad both sequences (x's sample b keeps
  * {@code Lx − b mod 3} objects, y's {@code Ly − b mod 2} tokens). The bench case is MCAN's image unit: B = 64,
  * 100 objects guided by 14 tokens, hidden 512, 8 heads, F = 2048, mcan-vqa's LayerNorm, nothing padded, as
- * {@code guided_attention_unit_peer.py} runs it; the CPU backend (the float64 reference) at B = 2.
+ * {@code guided_attention_unit_peer.py} runs it, on the CPU (float32) and on CUDA.
  */
 final class GuidedAttentionUnitSuite implements Suite {
 
@@ -71,11 +71,9 @@ final class GuidedAttentionUnitSuite implements Suite {
             float[] x = Stats.gaussian(rnd, b * lx * s.hidden()), y = Stats.gaussian(rnd, b * ly * s.hidden()), g = Stats.gaussian(rnd, b * lx * s.hidden());
             double[] fRef = GuidedAttentionUnitReference.forward(op, x, xm, y, ym, b, lx, ly);
             List<double[]> gRef = GuidedAttentionUnitReference.backward(op, x, xm, y, ym, g, b, lx, ly);
-            if (s.hidden() != SPEC.hidden()) {
-                GuidedAttentionUnitCpu cpu = new GuidedAttentionUnitCpu(op);
-                report.add(forwardRow("cpu-reference", s, cpu.forward(x, xm, y, ym, b, lx, ly), fRef, Check.TOLERANCE));
-                report.add(backwardRow("cpu-reference", s, cpu.backward(x, xm, y, ym, g, b, lx, ly), gRef, Check.TOLERANCE));
-            }
+            GuidedAttentionUnitCpu cpu = new GuidedAttentionUnitCpu(op);
+            report.add(forwardRow(cpu.backend(), s, cpu.forward(x, xm, y, ym, b, lx, ly), fRef, Check.TOLERANCE));
+            report.add(backwardRow(cpu.backend(), s, cpu.backward(x, xm, y, ym, g, b, lx, ly), gRef, Check.TOLERANCE));
             if (!gpu) continue;
             for (Precision p : Precision.values()) {
                 if (p != Precision.FP32 && s.hidden() < 32) continue; // a few rounded products with nothing to average (see MlbAttentionSuite)
@@ -104,9 +102,9 @@ final class GuidedAttentionUnitSuite implements Suite {
     @Override public List<BenchCase> benchCases(boolean quick) {
         Size s = quick ? MEDIUM : SPEC;
         java.util.function.Supplier<GuidedAttentionUnit> op = BenchCase.once(() -> s.op(42));
-        Size cpu = quick ? s : s.withBatch(2);
+        Size cpu = s;
         int hb = cpu.batch(), b = s.batch(), lx = s.lx(), ly = s.ly(), h = s.hidden();
-        String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
+        String label = cpu.label();
         BenchCase host = BenchCase.host("GuidedAttentionUnit", label, cpu.csvSize(), hb, cost("GuidedAttentionUnit.forward", cpu),
                 cost("GuidedAttentionUnit.fwd+bwd", cpu), r -> {
                     GuidedAttentionUnitCpu c = new GuidedAttentionUnitCpu(op.get());

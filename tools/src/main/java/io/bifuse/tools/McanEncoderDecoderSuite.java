@@ -20,7 +20,7 @@ import java.util.SplittableRandom;
  * output only). Check sizes pad both sequences (the question's sample b keeps {@code Lq − b mod 2} tokens, the image's
  * {@code Lv − b mod 3} objects). The float64 reference of MCAN's six layers at its widths costs about
  * {@code 6·(4 B L H² + 2 B L H F)·2} multiply-adds a forward per side and several times that backward, so check runs
- * two layers at MCAN's widths at B = 2 (not quick) and the CPU backend is benchmarked at B = 1; the bench case is
+ * two layers at MCAN's widths at B = 2 (not quick), the CPU (float32) and CUDA rows both; the bench case is
  * MCAN's (6 layers, B = 64, 14 tokens, 100 objects, hidden 512, 8 heads, F = 2048, M = 512, G = 1, O = 1024), as
  * {@code mcan_encoder_decoder_peer.py} runs it.
  */
@@ -78,11 +78,9 @@ final class McanEncoderDecoderSuite implements Suite {
             float[] q = Stats.gaussian(rnd, b * lq * s.hidden()), v = Stats.gaussian(rnd, b * lv * s.hidden()), g = Stats.gaussian(rnd, b * s.out());
             double[] fRef = McanEncoderDecoderReference.forward(op, q, qm, v, vm, b, lq, lv);
             List<double[]> gRef = McanEncoderDecoderReference.backward(op, q, qm, v, vm, g, b, lq, lv);
-            if (s.hidden() != SPEC.hidden()) {
-                McanEncoderDecoderCpu cpu = new McanEncoderDecoderCpu(op);
-                report.add(forwardRow("cpu-reference", s, cpu.forward(q, qm, v, vm, b, lq, lv), fRef, Check.TOLERANCE));
-                report.add(backwardRow("cpu-reference", s, cpu.backward(q, qm, v, vm, g, b, lq, lv).tensors(), gRef, Check.TOLERANCE));
-            }
+            McanEncoderDecoderCpu cpu = new McanEncoderDecoderCpu(op);
+            report.add(forwardRow(cpu.backend(), s, cpu.forward(q, qm, v, vm, b, lq, lv), fRef, Check.TOLERANCE));
+            report.add(backwardRow(cpu.backend(), s, cpu.backward(q, qm, v, vm, g, b, lq, lv).tensors(), gRef, Check.TOLERANCE));
             if (!gpu) continue;
             for (Precision p : Precision.values()) {
                 if (p != Precision.FP32 && s.hidden() < 32) continue;
@@ -111,9 +109,9 @@ final class McanEncoderDecoderSuite implements Suite {
     @Override public List<BenchCase> benchCases(boolean quick) {
         Size s = quick ? MEDIUM : SPEC;
         java.util.function.Supplier<McanEncoderDecoder> op = BenchCase.once(() -> s.op(42));
-        Size cpu = quick ? s : s.withBatch(1);
+        Size cpu = s;
         int hb = cpu.batch(), b = s.batch(), lq = s.lq(), lv = s.lv(), h = s.hidden();
-        String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
+        String label = cpu.label();
         BenchCase host = BenchCase.host("McanEncoderDecoder", label, cpu.csvSize(), hb, cost("McanEncoderDecoder.forward", cpu),
                 cost("McanEncoderDecoder.fwd+bwd", cpu), r -> {
                     McanEncoderDecoderCpu c = new McanEncoderDecoderCpu(op.get());

@@ -23,8 +23,7 @@ import java.util.SplittableRandom;
  * has a sample with none (mcan-vqa's uniform attention).
  *
  * <p>The bench case is MCAN's image self-attention (B = 64, 100 objects, hidden 512, 8 heads of 64),
- * every key real, as {@code multi_head_attention_peer.py} runs it. The float64 reference costs about
- * {@code 4 B L H (D + L)} multiply-adds a forward, so the CPU backend is benchmarked at B = 4; its row says so.
+ * every key real, as {@code multi_head_attention_peer.py} runs it, on the CPU (float32) and on CUDA.
  */
 final class MultiHeadAttentionSuite implements Suite {
 
@@ -84,12 +83,10 @@ final class MultiHeadAttentionSuite implements Suite {
             float[] k = lq == lk ? x : y; // self-attention where the lengths agree, else the query attends to y
             MultiHeadAttentionReference.Result fRef = MultiHeadAttentionReference.forward(op, x, k, k, mask, b, lq, lk);
             List<double[]> gRef = MultiHeadAttentionReference.backward(op, x, k, k, mask, g, b, lq, lk).tensors();
-            if (s.dim() != SPEC.dim()) { // the CPU backend is the reference rounded: at MCAN's widths it would only double check's time
-                MultiHeadAttentionCpu cpu = new MultiHeadAttentionCpu(op);
-                MultiHeadAttention.Result r = cpu.forwardWithAttention(x, k, k, mask, b, lq, lk);
-                report.add(forwardRow("cpu-reference", s, r.out(), r.attention(), fRef, Check.TOLERANCE));
-                report.add(backwardRow("cpu-reference", s, cpu.backward(x, k, k, mask, g, b, lq, lk), gRef, Check.TOLERANCE));
-            }
+            MultiHeadAttentionCpu cpu = new MultiHeadAttentionCpu(op);
+            MultiHeadAttention.Result cr = cpu.forwardWithAttention(x, k, k, mask, b, lq, lk);
+            report.add(forwardRow(cpu.backend(), s, cr.out(), cr.attention(), fRef, Check.TOLERANCE));
+            report.add(backwardRow(cpu.backend(), s, cpu.backward(x, k, k, mask, g, b, lq, lk), gRef, Check.TOLERANCE));
             if (!gpu) continue;
             for (MultiHeadAttentionCuda.Path path : List.of(MultiHeadAttentionCuda.Path.FUSED, MultiHeadAttentionCuda.Path.UNFUSED)) {
                 for (Precision p : Precision.values()) {
@@ -122,9 +119,9 @@ final class MultiHeadAttentionSuite implements Suite {
     @Override public List<BenchCase> benchCases(boolean quick) {
         Size s = quick ? MEDIUM : SPEC;
         java.util.function.Supplier<MultiHeadAttention> op = BenchCase.once(() -> s.op(42));
-        Size cpu = quick ? s : s.withBatch(4); // the CPU backend is the float64 reference: see the class comment
+        Size cpu = s;
         int hb = cpu.batch(), b = s.batch(), l = s.queries(), dim = s.dim();
-        String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
+        String label = cpu.label();
         BenchCase host = BenchCase.host("MultiHeadAttention", label, cpu.csvSize(), hb, cost("MultiHeadAttention.forward", cpu),
                 cost("MultiHeadAttention.fwd+bwd", cpu), r -> {
                     MultiHeadAttentionCpu c = new MultiHeadAttentionCpu(op.get());
