@@ -48,10 +48,24 @@ class MfbCpuTest {
     }
 
     @Test void matchesTheFloat64ReferenceAtTheSpecWidths() {
-        // The spec's Dx, Dy, o, k (B = 3 keeps the float64 reference and its baselines to seconds): MFB as
-        // the original (no activation), MFH as block.bootstrap.pytorch (ReLU), both with PyTorch's normalization.
-        check(3, 1024, 2048, 1000, 5, 1, Activation.NONE, Normalization.pytorch());
-        check(2, 1024, 2048, 1000, 5, 2, Activation.RELU, Normalization.pytorch());
+        // The spec's Dx, Dy, o, k (B <= 2 keeps the float64 reference to seconds): MFH as block.bootstrap.pytorch
+        // (ReLU; its first block is MFB) with l2 alone, held to the flat 1e-5. Through the signed sqrt, the
+        // backward's bound at these widths is MfbTolerance's baseline, set by the sample's pooled value
+        // nearest 0 (the derivative's derivative, -1/(4·sqrt|z|³) in PyTorch's exact form, grows without
+        // bound; seen: baselines of 2e-3 to 1.9 at B = 2 and 3, errors 4e-5 to 1e-3 under them), a bound
+        // that measures the input, not the implementation; the small cases above hold it, and here only the
+        // forward (the original MFB's: no activation) is checked with PyTorch's normalization.
+        check(1, 1024, 2048, 1000, 5, 2, Activation.RELU, new Normalization(false, 0f, Normalization.L2.MAX_NORM, 1e-12f));
+        long seed = Stats.freshSeed();
+        SplittableRandom r = new SplittableRandom(seed);
+        Mfb op = Mfb.random(1024, 2048, 1000, 5, 1, Activation.NONE, Normalization.pytorch(), r.nextLong());
+        int batch = 2;
+        float[] x = Stats.gaussian(r, batch * 1024), y = Stats.gaussian(r, batch * 2048);
+        double[] zRef = MfbReference.forward(op, x, y, batch);
+        double ef = Stats.relativeL2(new MfbCpu(op).forward(x, y, batch), zRef);
+        double tf = ef <= 1e-5 ? 1e-5 : MfbTolerance.forwardTolerance(op, Precision.FP32, x, y, batch, zRef, r.nextLong());
+        System.out.printf("MfbCpu %s B=%d forward: %.2e (bound %.2e)%n", op, batch, ef, tf);
+        assertTrue(ef <= tf, op + " forward relative L2 " + ef + " > " + tf + ", seed " + seed);
     }
 
     static void check(int batch, int dx, int dy, int o, int k, int blocks, Activation act, Normalization norm) {
@@ -63,7 +77,9 @@ class MfbCpuTest {
         float[] out = cpu.forward(x, y, batch);
         Mfb.Gradients got = cpu.backward(x, y, g, batch);
         double[] zRef = MfbReference.forward(op, x, y, batch);
-        MfbReference.Grads ref = MfbReference.backward(op, x, y, g, batch), scale = MfbReference.backwardScale(op, x, y, g, batch);
+        MfbReference.Grads ref = MfbReference.backward(op, x, y, g, batch);
+        // Without normalization the scale is the gradient itself (MfbReference.backwardScale says so): not recomputed.
+        MfbReference.Grads scale = norm.isIdentity() ? ref : MfbReference.backwardScale(op, x, y, g, batch);
         String what = op + " B=" + batch + ", seed " + seed;
         long baselineSeed = r.nextLong();
         double ef = Stats.relativeL2(out, zRef), eb = MfbReference.maxScaledError(op, got, ref, scale);
