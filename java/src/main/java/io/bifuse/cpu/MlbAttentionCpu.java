@@ -93,7 +93,8 @@ public final class MlbAttentionCpu extends CpuBackend<MlbAttention> implements M
         final int batch, l, rows, dq, dv, j, gs, gj, od;
         final boolean keep; // for the backward: keep v' apart from h, and u, f apart from z
         final float[] qa, va, h, logit, alphaScratch, vhat, u, f, z;
-        float[] alpha, out;
+        final float[] out;
+        float[] alpha;
 
         Forward(Scratch.Lease lease, int batch, int cells, boolean keep) {
             this.batch = batch;
@@ -117,7 +118,7 @@ public final class MlbAttentionCpu extends CpuBackend<MlbAttention> implements M
             u = lease.floats(U, fused);
             f = lease.floats(F, fused);
             z = keep ? lease.floats(Z, fused) : u;
-            out = new float[elements("batch: the output B × Out", batch, od)];
+            out = keep ? null : new float[elements("batch: the output B × Out", batch, od)]; // the backward needs z, not the output
         }
 
         void run(float[] q, float[] v, float[] attention) {
@@ -163,7 +164,7 @@ public final class MlbAttentionCpu extends CpuBackend<MlbAttention> implements M
                     for (int i = at; i < at + gj; i++) z[i] = u[i] * f[i];
                 }
             });
-            answer.forward(runtime, batch, z, 0, gj, out, 0, od, false);
+            if (out != null) answer.forward(runtime, batch, z, 0, gj, out, 0, od, false);
         }
     }
 
