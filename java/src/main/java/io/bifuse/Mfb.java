@@ -29,8 +29,9 @@ import java.util.List;
  * {@code V_i} in their {@code nn.Linear} layout. Weights load from a PyTorch state dict as they are
  * ({@code new Linear(o·k, Dx, w.flatten(), b)}).
  *
- * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.MfbCpu} (the float64 {@code MfbReference}
- * rounded to float32) and {@code io.bifuse.cuda.MfbCuda} (the fused CUDA implementation).
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.MfbCpu} (float32: every block's projections in one
+ * GEMM per input, the product, chain, pooling and normalization fused per sample; multithreaded, bitwise
+ * the same for every thread count) and {@code io.bifuse.cuda.MfbCuda} (the fused CUDA implementation).
  */
 public final class Mfb implements Op<Mfb.Backend> {
     /**

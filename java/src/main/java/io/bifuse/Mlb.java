@@ -27,9 +27,9 @@ package io.bifuse;
  *   ∂U = dpuᵀ·x,  ∂b_u = Σ_rows dpu,  ∂x = dpu·U      (and the same for V, y with dpv)
  * </pre>
  *
- * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.MlbCpu}, the float64 {@code MlbReference}
- * rounded to float (GEMM-shaped loops in double, rows in parallel: exact to float rounding, not fast),
- * and {@code io.bifuse.cuda.MlbCuda} (cuBLAS projections in a chosen {@link Precision}, the elementwise
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.MlbCpu} (float32: the projections as GEMMs, the
+ * elementwise work fused into one pass each way, multithreaded and bitwise the same for every thread
+ * count), and {@code io.bifuse.cuda.MlbCuda} (cuBLAS projections in a chosen {@link Precision}, the elementwise
  * work fused into one kernel each way). The descriptor knows neither.
  */
 public final class Mlb implements Op<Mlb.Backend> {

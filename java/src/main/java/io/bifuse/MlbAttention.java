@@ -36,9 +36,9 @@ import java.util.List;
  * J×Dv, {@code questionFusion} (G·J)×Dq, {@code answer} Out×(G·J). Paper sizes: Dq = 2400, Dv = 2048,
  * J = 1200, G = 2, Out = 2000, L = 196.
  *
- * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.MlbAttentionCpu}, the float64 definition
- * ({@code MlbAttentionReference}) rounded to float, parallel over the batch: exact, not fast; and
- * {@code io.bifuse.cuda.MlbAttentionCuda}.
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.MlbAttentionCpu} (float32: GEMMs for every
+ * projection and for the attention's weighted sums, fused elementwise passes; multithreaded, bitwise the
+ * same for every thread count), and {@code io.bifuse.cuda.MlbAttentionCuda}.
  */
 public final class MlbAttention implements Op<MlbAttention.Backend> {
     /**

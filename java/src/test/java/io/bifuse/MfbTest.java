@@ -3,41 +3,18 @@ package io.bifuse;
 import io.bifuse.cpu.MfbCpu;
 import static org.junit.jupiter.api.Assertions.*;
 
-import io.bifuse.reference.MfbReference;
 import io.bifuse.testing.Stats;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.CsvSource;
 
 /**
- * The CPU backend of {@link Mfb} (MFB/MFH) against the reference, properties of the op, and the API's
- * argument checks. Tolerance 1e-6 relative L2: the backend is the float64 reference rounded to float
- * (~6e-8), so anything above 1e-6 is a real discrepancy (a wrong block order, a lost bias gradient).
+ * Properties of {@link Mfb} (MFB/MFH) on the CPU backend and the API's argument checks; the backend
+ * against the float64 reference is {@code io.bifuse.cpu.MfbCpuTest} (float32: {@code MfbTolerance}'s
+ * rule, since the signed sqrt and a one-output l2 normalization are ill-conditioned at float rounding).
  */
 class MfbTest {
-    static final double TOL = 1e-6;
-
-    @ParameterizedTest(name = "B={0} Dx={1} Dy={2} o={3} k={4} blocks={5} {6}")
-    @CsvSource({"1,1,1,1,1,1,NONE", "3,5,7,4,2,1,RELU", "2,9,4,5,3,2,TANH", "4,16,12,10,5,2,RELU", "2,33,17,7,3,3,NONE", "1,8,8,3,7,4,TANH"})
-    void cpuMatchesReference(int batch, int dx, int dy, int o, int k, int blocks, Activation act) {
-        SplittableRandom r = new SplittableRandom(batch * 31L + o);
-        for (Normalization n : new Normalization[] {Normalization.NONE, Normalization.pytorch(), Normalization.caffe()}) {
-            Mfb op = Mfb.random(dx, dy, o, k, blocks, act, n, r.nextLong());
-            float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * blocks * o);
-            double e = Stats.relativeL2(new MfbCpu(op).forward(x, y, batch), MfbReference.forward(op, x, y, batch));
-            assertTrue(e < TOL, n + " forward error " + e);
-            Mfb.Gradients cg = new MfbCpu(op).backward(x, y, g, batch);
-            double eb = MfbReference.maxRelativeL2(op, cg, MfbReference.backward(op, x, y, g, batch));
-            assertTrue(eb < TOL, n + " backward error " + eb);
-            assertEquals(blocks, cg.u().size());
-            assertEquals(blocks, cg.v().size());
-            assertEquals(o * k * dx, cg.u().get(blocks - 1).weight().length);
-            assertEquals(o * k * dy, cg.v().get(blocks - 1).weight().length);
-        }
-    }
 
     @Test void theFirstBlockOfMfhIsMfb() {
         // MFH's block 1 has no predecessor: its output columns are exactly MFB's with the same layers.

@@ -13,12 +13,13 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
 /**
- * The CPU backend against the reference, and the API's argument checks. The CPU backend is the
- * float64 reference rounded to float, so its relative L2 error is ~6e-8 (one rounding); 1e-6 leaves
- * room for that and catches any wiring mistake (wrong tensor, wrong order), which shows as O(1).
+ * The CPU backend against the reference, and the API's argument checks. The CPU backend computes in
+ * float32: GEMM sums of at most a few hundred terms here, ~1e-7 relative; 1e-5 leaves room for that and
+ * catches any wiring mistake (wrong tensor, wrong order), which shows as O(1). {@code io.bifuse.cpu.MlbAttentionCpuTest}
+ * holds it to the reference at more sizes, with fresh inputs.
  */
 class MlbAttentionTest {
-    static final double TOL = 1e-6;
+    static final double TOL = 1e-5;
 
     @ParameterizedTest(name = "B={0} L={1} Dq={2} Dv={3} J={4} G={5} Out={6} {7}")
     @CsvSource({"1,1,1,1,1,1,1,TANH", "2,3,4,5,6,2,3,TANH", "3,7,5,3,4,3,2,RELU", "2,5,6,4,3,1,4,NONE", "2,49,24,20,12,2,10,TANH"})

@@ -14,11 +14,12 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * The CPU backend against the reference, the API's argument checks, and what the GPU's reduced GEMM
- * precisions cost at the spec's size. CPU tolerance 1e-6 relative L2: the backend is the float64
- * reference rounded to float (~6e-8), so anything above 1e-6 is a real discrepancy.
+ * precisions cost at the spec's size. CPU tolerance 1e-5 relative L2: the backend computes in float32
+ * (GEMM sums of at most a few hundred products here, ~1e-7 relative), so anything above 1e-5 is a real
+ * discrepancy; {@code io.bifuse.cpu.MlbCpuTest} holds it to the reference at more sizes.
  */
 class MlbTest {
-    static final double TOL = 1e-6;
+    static final double TOL = 1e-5;
 
     @ParameterizedTest(name = "B={0} Dx={1} Dy={2} J={3} Out={4} {5}")
     @CsvSource({"1,1,1,1,1,TANH", "3,7,5,4,2,NONE", "2,17,9,33,5,RELU", "4,40,31,20,13,TANH", "2,240,204,120,200,TANH"})

@@ -96,6 +96,6 @@ class ModuleTest {
         Object choice = backends.getMethod("of", loader.loadClass("io.bifuse.Op"), loader.loadClass("io.bifuse.cuda.CudaContext")).invoke(null, op, null);
         Object chosen = choice.getClass().getMethod("backend").invoke(choice);
         assertEquals(loader.loadClass("io.bifuse.cpu.MlbCpu"), chosen.getClass(), "Backends.of(op, null) in the module");
-        assertEquals("cpu-reference: no CUDA context given", choice.getClass().getMethod("reason").invoke(choice));
+        assertEquals("cpu-fp32: no CUDA context given", choice.getClass().getMethod("reason").invoke(choice));
     }
 }

@@ -1,25 +1,67 @@
 package io.bifuse.cpu;
 
-import static io.bifuse.cpu.Floats.toFloat;
-
+import io.bifuse.Activation;
 import io.bifuse.CompactBilinear;
 import io.bifuse.LinearGradients;
 import io.bifuse.Mlb;
-import io.bifuse.reference.MlbReference;
 
 /**
- * {@link Mlb} on the CPU. Today this is the float64 reference ({@code MlbReference}) rounded to float:
- * exact, not fast. Immutable and thread-safe; {@link #close()} frees nothing.
+ * {@link Mlb} on the CPU in float32: {@code f = (σ(x·Uᵀ + b_u) ⊙ σ(y·Vᵀ + b_v))·Pᵀ + b_p}.
+ *
+ * <p>How: the three projections are GEMMs ({@link Sgemm}, through {@link CpuLinear}s prepared once in
+ * the constructor); everything between them is one fused pass over the GEMM outputs, row by row:
+ * bias, activation and product in the forward ({@code pu} becomes {@code h} in place), and in the
+ * backward the product rule and both activation derivatives at once
+ * ({@code dpu = gh ⊙ av ⊙ σ'(au)}, {@code dpv = gh ⊙ au ⊙ σ'(av)}, written over {@code au, av}). The
+ * backward recomputes the forward, then: {@code gh = g·P}; {@code ∂P = gᵀ·h}; {@code ∂U = dpuᵀ·x},
+ * {@code ∂x = dpu·U} (and the same for V, y): every weight gradient one GEMM over the batch, every bias
+ * gradient a GEMM with a ones vector. Intermediates come from a {@link Scratch}: a call allocates only
+ * what it returns.
+ *
+ * <p>Threading: the GEMMs share out tiles of their outputs, the fused passes blocks of rows, both
+ * split by shape only and never inside one sum, so results are bitwise the same for every thread count
+ * ({@link CpuRuntime}). Immutable and thread-safe; {@link #close()} frees nothing.
  */
 public final class MlbCpu extends CpuBackend<Mlb> implements Mlb.Backend {
+    private final CpuLinear u, v, p;
+    private final float[] bu, bv;
+    private final Scratch scratch = new Scratch();
+
     public MlbCpu(Mlb op) {
-        super(op, "an Mlb", Backends.REFERENCE);
+        this(op, CpuRuntime.defaults());
+    }
+
+    public MlbCpu(Mlb op, CpuRuntime runtime) {
+        super(op, "an Mlb", Backends.FP32, runtime);
+        u = MlbKernels.weightOnly(op.u());
+        v = MlbKernels.weightOnly(op.v());
+        p = new CpuLinear(op.p());
+        bu = op.u().bias();
+        bv = op.v().bias();
     }
 
     /** {@code B × Dx}, {@code B × Dy} → {@code B × Out}. */
     @Override public float[] forward(float[] x, float[] y, int batch) {
         op.checkInputs(x, y, batch);
-        return toFloat(MlbReference.forward(op, x, y, batch));
+        int j = op.joint();
+        int hidden = elements("batch: the joint activations B × J", batch, j);
+        float[] out = new float[elements("batch: the output B × Out", batch, op.out())];
+        Activation act = op.activation();
+        try (Scratch.Lease l = scratch.lease()) {
+            float[] pu = l.floats(0, hidden), pv = l.floats(1, hidden);
+            u.forward(runtime, batch, x, 0, op.dx(), pu, 0, j, false);
+            v.forward(runtime, batch, y, 0, op.dy(), pv, 0, j, false);
+            runtime.parallelRanges(batch, MlbKernels.grain(j), (r0, r1) -> {
+                for (int r = r0; r < r1; r++) {
+                    int at = r * j;
+                    MlbKernels.biasActivate(act, pu, at, bu, j);
+                    MlbKernels.biasActivate(act, pv, at, bv, j);
+                    for (int i = 0; i < j; i++) pu[at + i] *= pv[at + i];
+                }
+            });
+            p.forward(runtime, batch, pu, 0, j, out, 0, op.out(), false);
+        }
+        return out;
     }
 
     /**
@@ -29,10 +71,45 @@ public final class MlbCpu extends CpuBackend<Mlb> implements Mlb.Backend {
     @Override public Mlb.Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
         op.checkInputs(x, y, batch);
         CompactBilinear.checkLength("gradOut", gradOut, batch, op.out());
-        MlbReference.Grads g = MlbReference.backward(op, x, y, gradOut, batch);
-        return new Mlb.Gradients(toFloat(g.dx()), toFloat(g.dy()),
-                new LinearGradients(toFloat(g.u()), op.u().hasBias() ? toFloat(g.bu()) : null),
-                new LinearGradients(toFloat(g.v()), op.v().hasBias() ? toFloat(g.bv()) : null),
-                new LinearGradients(toFloat(g.p()), op.p().hasBias() ? toFloat(g.bp()) : null));
+        int j = op.joint(), dx = op.dx(), dy = op.dy(), out = op.out();
+        int hidden = elements("batch: the joint activations B × J", batch, j);
+        float[] gx = new float[elements("batch: dx B × Dx", batch, dx)], gy = new float[elements("batch: dy B × Dy", batch, dy)];
+        Activation act = op.activation();
+        float[] gu = new float[j * dx], gv = new float[j * dy], gp = new float[out * j];
+        float[] gbu, gbv, gbp = op.p().hasBias() ? new float[out] : null;
+        try (Scratch.Lease l = scratch.lease()) {
+            float[] au = l.floats(0, hidden), av = l.floats(1, hidden), h = l.floats(2, hidden);
+            float[] ones = CpuLinear.ones(l, 3, batch);
+            u.forward(runtime, batch, x, 0, dx, au, 0, j, false);
+            v.forward(runtime, batch, y, 0, dy, av, 0, j, false);
+            runtime.parallelRanges(batch, MlbKernels.grain(j), (r0, r1) -> {
+                for (int r = r0; r < r1; r++) {
+                    int at = r * j;
+                    MlbKernels.biasActivate(act, au, at, bu, j);
+                    MlbKernels.biasActivate(act, av, at, bv, j);
+                    for (int i = 0; i < j; i++) h[at + i] = au[at + i] * av[at + i];
+                }
+            });
+            p.backwardParameters(runtime, batch, gradOut, 0, out, h, 0, j, gp, gbp, ones, false);
+            float[] gh = h; // h is spent: gh = g·P takes its place
+            p.backwardInput(runtime, batch, gradOut, 0, out, gh, 0, j, false);
+            runtime.parallelRanges(batch, MlbKernels.grain(j), (r0, r1) -> {
+                for (int r = r0; r < r1; r++) {
+                    for (int i = r * j, e = i + j; i < e; i++) {
+                        float a = au[i], c = av[i], g = gh[i];
+                        au[i] = g * c * MlbKernels.derivative(act, a);
+                        av[i] = g * a * MlbKernels.derivative(act, c);
+                    }
+                }
+            });
+            float[] dpu = au, dpv = av;
+            u.backwardParameters(runtime, batch, dpu, 0, j, x, 0, dx, gu, null, ones, false);
+            v.backwardParameters(runtime, batch, dpv, 0, j, y, 0, dy, gv, null, ones, false);
+            gbu = bu == null ? null : MlbKernels.columnSums(runtime, batch, j, dpu, 0, j, ones);
+            gbv = bv == null ? null : MlbKernels.columnSums(runtime, batch, j, dpv, 0, j, ones);
+            u.backwardInput(runtime, batch, dpu, 0, j, gx, 0, dx, false);
+            v.backwardInput(runtime, batch, dpv, 0, j, gy, 0, dy, false);
+        }
+        return new Mlb.Gradients(gx, gy, new LinearGradients(gu, gbu), new LinearGradients(gv, gbv), new LinearGradients(gp, gbp));
     }
 }

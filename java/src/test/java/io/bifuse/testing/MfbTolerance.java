@@ -22,7 +22,7 @@ import java.util.List;
  * mode's unit roundoff {@code bound/4} (base {@code bound}) in TF32/BF16. Where a GPU row still exceeds
  * that, its bound becomes {@link Conditioning}'s {@code max(bound, 2·base)} (the tests' rule), which also
  * covers ReLU pre-activations flipped by the operand rounding.
- * The CPU backend is the float64 reference rounded to float: it is held to 1e-5 flat.
+ * The float32 CPU backend is held to the FP32 rule (check's rows and {@code MfbCpuTest}).
  */
 public final class MfbTolerance {
     static final double BASELINE_FACTOR = 10;

@@ -23,8 +23,8 @@ import java.util.SplittableRandom;
  * zero, where the error is absolute).
  *
  * <p>The float64 reference costs about {@code B·L·J·Dv} multiply-adds per forward (3·10¹⁰ at the
- * spec's B = 64) and four times that for backward, so check runs the spec's layer sizes at B = 2 and
- * the CPU backend (the reference rounded to float) is benchmarked at B = 4; its rows say so.
+ * spec's B = 64) and four times that for backward, so check runs the spec's layer sizes at B = 2; bench
+ * times the CPU backend and the GPU at the spec's B = 64.
  */
 final class MlbAttentionSuite implements Suite {
 
@@ -81,13 +81,8 @@ final class MlbAttentionSuite implements Suite {
             float[] q = Stats.gaussian(rnd, b * s.dq()), v = Stats.gaussian(rnd, b * l * s.dv()), g = Stats.gaussian(rnd, b * s.out());
             MlbAttentionReference.Result fRef = MlbAttentionReference.forward(op, q, v, b, l);
             List<double[]> gRef = MlbAttentionReference.backward(op, q, v, g, b, l).tensors();
-            // The CPU backend is the reference rounded to float; at the spec's layers it would only
-            // double the time of check to confirm that rounding.
-            if (s.batch() != 2 || s.dq() != SPEC.dq()) {
-                MlbAttention.Result r = onCpu.forwardWithAttention(q, v, b, l);
-                report.add(forwardRow("cpu-reference", s, r, fRef, Check.TOLERANCE));
-                report.add(backwardRow("cpu-reference", s, onCpu.backward(q, v, g, b, l), gRef, Check.TOLERANCE));
-            }
+            report.add(forwardRow(onCpu.backend(), s, onCpu.forwardWithAttention(q, v, b, l), fRef, Check.TOLERANCE));
+            report.add(backwardRow(onCpu.backend(), s, onCpu.backward(q, v, g, b, l), gRef, Check.TOLERANCE));
             if (!gpu) continue;
             for (Precision p : Precision.values()) {
                 // 4u holds where errors average over sums of many rounded terms; at the tiniest widths
@@ -121,36 +116,31 @@ final class MlbAttentionSuite implements Suite {
     @Override public List<BenchCase> benchCases(boolean quick) {
         Size s = quick ? MEDIUM : SPEC;
         java.util.function.Supplier<MlbAttention> op = BenchCase.once(() -> s.op(42));
-        Size cpu = quick ? s : s.withBatch(4); // the CPU backend is the float64 reference: see the class comment
-        int hb = cpu.batch(), b = s.batch(), l = s.cells();
-        String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
-        BenchCase host = BenchCase.host("MlbAttention", label, cpu.csvSize(), hb, cost("MlbAttention.forward", cpu), cost("MlbAttention.fwd+bwd", cpu), r -> {
+        int b = s.batch(), l = s.cells();
+        return List.of(new BenchCase("MlbAttention", s.label(), s.csvSize(), b, cost("MlbAttention.forward", s), cost("MlbAttention.fwd+bwd", s), r -> {
             MlbAttentionCpu c = new MlbAttentionCpu(op.get());
-            float[] q = Stats.gaussian(r, hb * s.dq()), v = Stats.gaussian(r, hb * l * s.dv()), g = Stats.gaussian(r, hb * s.out());
-            return List.of(new BenchCase.HostRun(c.backend(), () -> c.forward(q, v, hb, l), () -> {
-                c.forward(q, v, hb, l);
-                return c.backward(q, v, g, hb, l);
+            float[] q = Stats.gaussian(r, b * s.dq()), v = Stats.gaussian(r, b * l * s.dv()), g = Stats.gaussian(r, b * s.out());
+            return List.of(new BenchCase.HostRun(c.backend(), () -> c.forward(q, v, b, l), () -> {
+                c.forward(q, v, b, l);
+                return c.backward(q, v, g, b, l);
             }));
-        });
-        BenchCase device = BenchCase.device("MlbAttention", s.label(), s.csvSize(), b, cost("MlbAttention.forward", s), cost("MlbAttention.fwd+bwd", s),
-                BenchCase.PRECISIONS, (ctx, var, st, r) -> {
-                    BenchCase.Devices d = new BenchCase.Devices(st);
-                    try {
-                        MlbAttentionCuda cuda = d.op(new MlbAttentionCuda(op.get(), ctx, BenchCase.precision(var)));
-                        DeviceBuffer dq = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.dq())));
-                        DeviceBuffer dv = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * l * s.dv())));
-                        DeviceBuffer dg = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.out())));
-                        DeviceBuffer out = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * s.out()));
-                        MlbAttentionCuda.GradientBuffers gr = d.own(cuda.allocateGradients(b, l)).buffers();
-                        // The attention maps are an optional output: the timed forward is the op.get() as a model uses it.
-                        return d.calls(() -> cuda.forward(dq, dv, out, null, b, l, st), () -> {
-                            cuda.forward(dq, dv, out, null, b, l, st);
-                            cuda.backward(dq, dv, dg, gr, b, l, st);
-                        });
-                    } catch (RuntimeException e) {
-                        throw d.fail(e);
-                    }
+        }, BenchCase.PRECISIONS, (ctx, var, st, r) -> {
+            BenchCase.Devices d = new BenchCase.Devices(st);
+            try {
+                MlbAttentionCuda cuda = d.op(new MlbAttentionCuda(op.get(), ctx, BenchCase.precision(var)));
+                DeviceBuffer dq = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.dq())));
+                DeviceBuffer dv = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * l * s.dv())));
+                DeviceBuffer dg = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.out())));
+                DeviceBuffer out = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * s.out()));
+                MlbAttentionCuda.GradientBuffers gr = d.own(cuda.allocateGradients(b, l)).buffers();
+                // The attention maps are an optional output: the timed forward is the op.get() as a model uses it.
+                return d.calls(() -> cuda.forward(dq, dv, out, null, b, l, st), () -> {
+                    cuda.forward(dq, dv, out, null, b, l, st);
+                    cuda.backward(dq, dv, dg, gr, b, l, st);
                 });
-        return List.of(host, device);
+            } catch (RuntimeException e) {
+                throw d.fail(e);
+            }
+        }));
     }
 }

@@ -72,12 +72,8 @@ final class MlbSuite implements Suite {
             float[] g = Stats.gaussian(rnd, s.batch() * s.out());
             double[] fRef = MlbReference.forward(op, x, y, s.batch());
             MlbReference.Grads gRef = MlbReference.backward(op, x, y, g, s.batch());
-            // The CPU backend is the reference rounded to float: at the spec's size it would only double
-            // the time of check to confirm that rounding, so it runs at the smaller sizes.
-            if (!s.spec()) {
-                report.add("Mlb.forward", "cpu-reference", s.label(), onCpu.forward(x, y, s.batch()), fRef, Check.TOLERANCE);
-                report.add(backwardRow("cpu-reference", s, onCpu.backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
-            }
+            report.add("Mlb.forward", onCpu.backend(), s.label(), onCpu.forward(x, y, s.batch()), fRef, Check.TOLERANCE);
+            report.add(backwardRow(onCpu.backend(), s, onCpu.backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
             if (!gpu) continue;
             for (Precision p : Precision.values()) {
                 // TF32 / BF16 at the bound only where errors average over long sums (see MlbAttentionSuite);
