@@ -1,0 +1,205 @@
+package io.bifuse.cpu;
+
+import io.bifuse.CompactBilinear;
+import io.bifuse.Normalization;
+
+/**
+ * The float32 per-sample kernels of MCB ({@link CompactBilinear}), shared by {@link CompactBilinearCpu}
+ * and {@link McbAttentionCpu}: count sketches, one packed complex FFT for both sketches, the spectral
+ * products, the transforms back, the gathers, and the {@link Normalization} in float (its sums in
+ * double). Immutable after construction (hashes copied, FFT plan made once); each call works in the
+ * caller's {@link Scratch.Lease} (slots 0 to 5) and {@link Fft.Work}, so kernels run concurrently on
+ * different samples.
+ *
+ * <p>Packing two real signals {@code a + i·b} into one complex FFT costs the smaller of the two the
+ * larger's absolute rounding error; so {@code x} is scaled by a power of two {@code 2^e} (exact) that
+ * brings its norm to {@code y}'s before it is sketched, and the results are scaled back by {@code 2^−e}.
+ * Inputs of very different sizes (the glimpses and the question, say) keep float32's relative accuracy.
+ */
+final class CompactBilinearKernels {
+    final int dx, dy, d;
+    private final int[] h1, h2;
+    private final float[] s1, s2;
+    final Normalization norm;
+    final Fft fft;
+
+    CompactBilinearKernels(CompactBilinear op) {
+        this.dx = op.dx();
+        this.dy = op.dy();
+        this.d = op.d();
+        this.h1 = op.h1();
+        this.h2 = op.h2();
+        this.s1 = op.s1();
+        this.s2 = op.s2();
+        this.norm = op.normalization();
+        this.fft = Fft.of(d);
+    }
+
+    /** {@code out[oo, oo + d) = normalize(MCB(x[xo, xo + Dx), y[yo, yo + Dy)))}. */
+    void forward(float[] x, int xo, float[] y, int yo, float[] out, int oo, Scratch.Lease l, Fft.Work w) {
+        float[] pr = l.floats(0, d), pi = l.floats(1, d), zi = l.floats(2, d);
+        int e = sketch(x, xo, y, yo, pr, pi);
+        fft.forward(pr, 0, pi, 0, w);
+        product(pr, pi, out, oo, zi, Math.scalb(1f / d, -e));
+        fft.forward(out, oo, zi, 0, w); // conj(Z)/d forward: z in the real part (see product)
+        if (!norm.isIdentity()) normalizeForward(norm, out, oo, d, out, oo);
+    }
+
+    /**
+     * {@code gx[gxo, +Dx)}, {@code gy[gyo, +Dy)}: the gradients of one sample given {@code g[go, go + d)}
+     * (∂L/∂ of the normalized output), the forward recomputed.
+     */
+    void backward(float[] x, int xo, float[] y, int yo, float[] g, int go, float[] gx, int gxo, float[] gy, int gyo, Scratch.Lease l, Fft.Work w) {
+        float[] pr = l.floats(0, d), pi = l.floats(1, d), gr = l.floats(3, d), gi = l.floats(4, d);
+        int e = sketch(x, xo, y, yo, pr, pi);
+        fft.forward(pr, 0, pi, 0, w);
+        if (norm.isIdentity()) {
+            System.arraycopy(g, go, gr, 0, d);
+        } else {
+            float[] zr = l.floats(5, d), zi = l.floats(2, d);
+            product(pr, pi, zr, 0, zi, Math.scalb(1f / d, -e));
+            fft.forward(zr, 0, zi, 0, w);
+            normalizeBackward(norm, zr, 0, g, go, d, gr, 0);
+        }
+        java.util.Arrays.fill(gi, 0, d, 0f);
+        fft.forward(gr, 0, gi, 0, w);
+        gradientSpectrum(pr, pi, gr, gi, 1f / d);
+        fft.forward(gr, 0, gi, 0, w); // conj(V)/d forward: dΨx in the real part, −2^e·dΨy in the imaginary part
+        float back = -Math.scalb(1f, -e);
+        for (int a = 0; a < dx; a++) gx[gxo + a] = s1[a] * gr[h1[a]];
+        for (int c = 0; c < dy; c++) gy[gyo + c] = s2[c] * (back * gi[h2[c]]);
+    }
+
+    /** {@code pr = 2^e·Ψ(x)}, {@code pi = Ψ(y)}; returns {@code e}, the power of two that balances their norms. */
+    private int sketch(float[] x, int xo, float[] y, int yo, float[] pr, float[] pi) {
+        int e = balance(x, xo, dx, y, yo, dy);
+        float sx = Math.scalb(1f, e);
+        java.util.Arrays.fill(pr, 0, d, 0f);
+        java.util.Arrays.fill(pi, 0, d, 0f);
+        for (int a = 0; a < dx; a++) pr[h1[a]] += s1[a] * (sx * x[xo + a]);
+        for (int c = 0; c < dy; c++) pi[h2[c]] += s2[c] * y[yo + c];
+        return e;
+    }
+
+    /** The power of two nearest {@code ‖b‖/‖a‖} (0 where either is zero or not finite), kept where scaling stays normal. */
+    static int balance(float[] a, int ao, int na, float[] b, int bo, int nb) {
+        double sa = 0, sb = 0;
+        for (int i = 0; i < na; i++) sa += (double) a[ao + i] * a[ao + i];
+        for (int i = 0; i < nb; i++) sb += (double) b[bo + i] * b[bo + i];
+        if (!(sa > 0) || !(sb > 0) || Double.isInfinite(sa) || Double.isInfinite(sb)) return 0;
+        int e = (int) Math.round(0.5 * (Math.log(sb) - Math.log(sa)) / Math.log(2));
+        return Math.max(-60, Math.min(60, e));
+    }
+
+    /**
+     * From the packed spectrum {@code P = FFT(a + i·b)} of two real signals ({@code A = (P[k] + conj(P[−k]))/2},
+     * {@code B = (P[k] − conj(P[−k]))/(2i)}), writes {@code scale·conj(A·B)} into {@code zr[zo..]}, {@code zi}:
+     * the forward FFT of that is {@code scale·d·conj(IFFT(A·B))}, whose real part is the circular
+     * convolution {@code scale·d·(a ⊛ b)} (real, so the conjugate changes nothing there).
+     */
+    void product(float[] pr, float[] pi, float[] zr, int zo, float[] zi, float scale) {
+        for (int k = 0; k <= d / 2; k++) {
+            int m = k == 0 ? 0 : d - k;
+            float ar = pr[k], ai = pi[k], br = pr[m], bi = pi[m];
+            float xr = 0.5f * (ar + br), xi = 0.5f * (ai - bi);
+            float yr = 0.5f * (ai + bi), yi = 0.5f * (br - ar);
+            float vr = xr * yr - xi * yi, vi = xr * yi + xi * yr;
+            zr[zo + k] = scale * vr;
+            zi[k] = -scale * vi;
+            zr[zo + m] = scale * vr; // Z[−k] = conj(Z[k])
+            zi[m] = scale * vi;
+            if (m == k) zi[k] = 0f;
+        }
+    }
+
+    /**
+     * Given {@code G = FFT(g)} in (gr, gi) and the packed spectrum of (2^e·Ψx, Ψy), overwrites G with
+     * {@code scale·conj(V)}, {@code V = G·conj(Y) + i·G·conj(X')}: forward-transformed, the real part is
+     * {@code scale·d·IFFT(G·conj(Y))} = {@code d·scale·(g ⋆ Ψy)} and the imaginary part
+     * {@code −2^e·scale·d·(g ⋆ Ψx)} (circular cross-correlations, both real).
+     */
+    void gradientSpectrum(float[] pr, float[] pi, float[] gr, float[] gi, float scale) {
+        for (int k = 0; k <= d / 2; k++) {
+            int m = k == 0 ? 0 : d - k;
+            float ar = pr[k], ai = pi[k], br = pr[m], bi = pi[m];
+            float xr = 0.5f * (ar + br), xi = 0.5f * (ai - bi);
+            float yr = 0.5f * (ai + bi), yi = 0.5f * (br - ar);
+            float g0 = gr[k], g1 = gi[k];
+            float pAr = g0 * yr + g1 * yi, pAi = g1 * yr - g0 * yi; // G·conj(Y)
+            float pBr = g0 * xr + g1 * xi, pBi = g1 * xr - g0 * xi; // G·conj(X')
+            // conj(A + iB) at k, and at −k (where A, B are conjugated: g, Ψx, Ψy are real)
+            gr[k] = scale * (pAr - pBi);
+            gi[k] = -scale * (pAi + pBr);
+            if (m != k) {
+                gr[m] = scale * (pAr + pBi);
+                gi[m] = scale * (pAi - pBr);
+            }
+        }
+    }
+
+    // ---- normalization in float (sums in double) ------------------------------------------------
+
+    /** {@code sign(v)·sqrt|v|} or {@code v}. */
+    static float root(Normalization n, float v) {
+        return n.signedSqrt() ? Math.copySign((float) Math.sqrt(Math.abs(v)), v) : v;
+    }
+
+    /** The l2 scale {@code s} for a block whose {@code Σu² = sumsq}. */
+    static double l2Scale(Normalization n, double sumsq) {
+        return switch (n.l2()) {
+            case NONE -> 1;
+            case MAX_NORM -> 1 / Math.max(Math.sqrt(sumsq), n.l2Eps());
+            case SUM_SQUARES -> 1 / Math.sqrt(sumsq + n.l2Eps());
+        };
+    }
+
+    /** {@code ds} of {@code ∂u = s·g + ds·u·<u, g>} (0 where the l2 scale is constant or absent). */
+    static double l2ScaleDerivative(Normalization n, double sumsq) {
+        return switch (n.l2()) {
+            case NONE -> 0;
+            case MAX_NORM -> {
+                double norm = Math.sqrt(sumsq);
+                yield norm > n.l2Eps() ? -1 / (norm * norm * norm) : 0;
+            }
+            case SUM_SQUARES -> {
+                double s = 1 / Math.sqrt(sumsq + n.l2Eps());
+                yield -s * s * s;
+            }
+        };
+    }
+
+    /** {@code 0.5/(sqrt|z| + eps)}, 0 where that divides by 0, or 1 without a signed sqrt. */
+    static float rootDerivative(Normalization n, float z) {
+        if (!n.signedSqrt()) return 1f;
+        float r = (float) Math.sqrt(Math.abs(z)) + n.signedSqrtGradEps();
+        return r > 0 ? 0.5f / r : 0f;
+    }
+
+    /** {@code out[oo, +len) = normalize(z[zo, +len))} (may be in place). */
+    static void normalizeForward(Normalization n, float[] z, int zo, int len, float[] out, int oo) {
+        double sumsq = 0;
+        for (int j = 0; j < len; j++) {
+            float u = root(n, z[zo + j]);
+            out[oo + j] = u;
+            sumsq += (double) u * u;
+        }
+        if (n.l2() == Normalization.L2.NONE) return;
+        float s = (float) l2Scale(n, sumsq);
+        for (int j = oo; j < oo + len; j++) out[j] *= s;
+    }
+
+    /** {@code gz[gzo, +len) = ∂L/∂z} given {@code g = ∂L/∂normalize(z)} (gz may be z, not g). */
+    static void normalizeBackward(Normalization n, float[] z, int zo, float[] g, int go, int len, float[] gz, int gzo) {
+        double sumsq = 0, ug = 0;
+        for (int j = 0; j < len; j++) {
+            float u = root(n, z[zo + j]);
+            sumsq += (double) u * u;
+            ug += (double) u * g[go + j];
+        }
+        float s = (float) l2Scale(n, sumsq), c = (float) (l2ScaleDerivative(n, sumsq) * ug);
+        for (int j = 0; j < len; j++) {
+            float zj = z[zo + j];
+            gz[gzo + j] = (s * g[go + j] + c * root(n, zj)) * rootDerivative(n, zj);
+        }
+    }
+}
