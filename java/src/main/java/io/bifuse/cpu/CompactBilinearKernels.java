@@ -196,10 +196,12 @@ final class CompactBilinearKernels {
             sumsq += (double) u * u;
             ug += (double) u * g[go + j];
         }
-        float s = (float) l2Scale(n, sumsq), c = (float) (l2ScaleDerivative(n, sumsq) * ug);
+        // s·g + ds·u·<u, g> cancels where g is nearly parallel to u (entirely at d = 1): in double, so
+        // that only the operands' float rounding remains.
+        double s = l2Scale(n, sumsq), c = l2ScaleDerivative(n, sumsq) * ug;
         for (int j = 0; j < len; j++) {
             float zj = z[zo + j];
-            gz[gzo + j] = (s * g[go + j] + c * root(n, zj)) * rootDerivative(n, zj);
+            gz[gzo + j] = (float) ((s * g[go + j] + c * root(n, zj)) * rootDerivative(n, zj));
         }
     }
 }
