@@ -81,6 +81,26 @@ final class CompactBilinearKernels {
         return e;
     }
 
+    /** {@code dst[dOff + h1[a]] += s1[a]·scale·x[xo + a]} (x's count sketch, added). */
+    void sketchX(float[] x, int xo, float scale, float[] dst, int dOff) {
+        for (int a = 0; a < dx; a++) dst[dOff + h1[a]] += s1[a] * (scale * x[xo + a]);
+    }
+
+    /** {@code dst[dOff + h2[c]] += s2[c]·scale·y[yo + c]} (y's count sketch, added). */
+    void sketchY(float[] y, int yo, float scale, float[] dst, int dOff) {
+        for (int c = 0; c < dy; c++) dst[dOff + h2[c]] += s2[c] * (scale * y[yo + c]);
+    }
+
+    /** {@code dst[dOff + a] += s1[a]·scale·src[so + h1[a]]} (the sketch's adjoint for x). */
+    void gatherXAdd(float[] src, int so, float scale, float[] dst, int dOff) {
+        for (int a = 0; a < dx; a++) dst[dOff + a] += s1[a] * (scale * src[so + h1[a]]);
+    }
+
+    /** {@code dst[dOff + c] += s2[c]·scale·src[so + h2[c]]} (the sketch's adjoint for y). */
+    void gatherYAdd(float[] src, int so, float scale, float[] dst, int dOff) {
+        for (int c = 0; c < dy; c++) dst[dOff + c] += s2[c] * (scale * src[so + h2[c]]);
+    }
+
     /** The power of two nearest {@code ‖b‖/‖a‖} (0 where either is zero or not finite), kept where scaling stays normal. */
     static int balance(float[] a, int ao, int na, float[] b, int bo, int nb) {
         double sa = 0, sb = 0;
