@@ -22,6 +22,8 @@ final class CompactBilinearKernels {
     private final float[] s1, s2;
     final Normalization norm;
     final Fft fft;
+    /** The bins no pair {@code (a, b)} hashes to ({@code (h1[a] + h2[b]) mod d}), or null: see {@link #emptyBins}. */
+    private final int[] empty;
 
     CompactBilinearKernels(CompactBilinear op) {
         this.dx = op.dx();
@@ -33,6 +35,48 @@ final class CompactBilinearKernels {
         this.s2 = op.s2();
         this.norm = op.normalization();
         this.fft = Fft.of(d);
+        this.empty = emptyBins(d, h1, h2);
+    }
+
+    /**
+     * The bins that are exactly 0 in the definition for every input (no pair of hashes reaches them), or
+     * null when there are none (or when finding them would take more than 2^27 steps: then they are
+     * assumed populated). A float32 FFT leaves rounding noise there, which the signed sqrt turns into an
+     * O(1) relative error and its exact derivative into an unbounded one; so the kernels write those bins
+     * as exact zeros, and zero the gradient there (it reaches no input in exact arithmetic).
+     */
+    static int[] emptyBins(int d, int[] h1, int[] h2) {
+        int[] a = distinct(h1, d), b = distinct(h2, d);
+        if ((long) a.length * b.length > 1L << 27) return null;
+        boolean[] hit = new boolean[d];
+        for (int x : a) {
+            for (int y : b) {
+                int j = x + y;
+                hit[j >= d ? j - d : j] = true;
+            }
+        }
+        int n = 0;
+        for (boolean h : hit) if (!h) n++;
+        if (n == 0) return null;
+        int[] e = new int[n];
+        n = 0;
+        for (int j = 0; j < d; j++) if (!hit[j]) e[n++] = j;
+        return e;
+    }
+
+    private static int[] distinct(int[] h, int d) {
+        boolean[] seen = new boolean[d];
+        int n = 0;
+        for (int v : h) if (!seen[v]) { seen[v] = true; n++; }
+        int[] r = new int[n];
+        n = 0;
+        for (int v = 0; v < d; v++) if (seen[v]) r[n++] = v;
+        return r;
+    }
+
+    /** Zeroes the {@link #emptyBins} of {@code a[off, off + d)}. */
+    void clearEmpty(float[] a, int off) {
+        if (empty != null) for (int j : empty) a[off + j] = 0f;
     }
 
     /** {@code out[oo, oo + d) = normalize(MCB(x[xo, xo + Dx), y[yo, yo + Dy)))}. */
@@ -42,6 +86,7 @@ final class CompactBilinearKernels {
         fft.forward(pr, 0, pi, 0, w);
         product(pr, pi, out, oo, zi, Math.scalb(1f / d, -e));
         fft.forward(out, oo, zi, 0, w); // conj(Z)/d forward: z in the real part (see product)
+        clearEmpty(out, oo);
         if (!norm.isIdentity()) normalizeForward(norm, out, oo, d, out, oo);
     }
 
@@ -59,7 +104,9 @@ final class CompactBilinearKernels {
             float[] zr = l.floats(5, d), zi = l.floats(2, d);
             product(pr, pi, zr, 0, zi, Math.scalb(1f / d, -e));
             fft.forward(zr, 0, zi, 0, w);
+            clearEmpty(zr, 0);
             normalizeBackward(norm, zr, 0, g, go, d, gr, 0);
+            clearEmpty(gr, 0);
         }
         java.util.Arrays.fill(gi, 0, d, 0f);
         fft.forward(gr, 0, gi, 0, w);

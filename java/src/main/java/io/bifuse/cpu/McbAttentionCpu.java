@@ -236,6 +236,8 @@ public final class McbAttentionCpu extends CpuBackend<McbAttention> implements M
         }
         att.fft.forward(ubuf, o0, outIm, imOff, w);
         // The imaginary part came out as −z1 (the conjugate); z0 carries 2^e.
+        att.clearEmpty(ubuf, o0);
+        if (two) att.clearEmpty(ubuf, o1);
         float un = Math.scalb(1f, -e);
         sumsq[r0] = root(ubuf, o0, un);
         if (two) sumsq[r0 + 1] = root(ubuf, o1, -1f);
@@ -432,8 +434,13 @@ public final class McbAttentionCpu extends CpuBackend<McbAttention> implements M
             // dz rows, packed with their own balance 2^f
             int o0 = (r0 - c0) * d1, o1 = o0 + d1;
             dz(ubuf, dt, o0, (float) cBlock[r0], gr);
-            if (two) dz(ubuf, dt, o1, (float) cBlock[r0 + 1], gi);
-            else Arrays.fill(gi, 0, d1, 0f);
+            att.clearEmpty(gr, 0);
+            if (two) {
+                dz(ubuf, dt, o1, (float) cBlock[r0 + 1], gi);
+                att.clearEmpty(gi, 0);
+            } else {
+                Arrays.fill(gi, 0, d1, 0f);
+            }
             int f = two ? CompactBilinearKernels.balance(gr, 0, d1, gi, 0, d1) : 0;
             if (f != 0) {
                 float sf = Math.scalb(1f, f);
