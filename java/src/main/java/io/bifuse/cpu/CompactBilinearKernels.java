@@ -22,6 +22,9 @@ final class CompactBilinearKernels {
     private final float[] s1, s2;
     final Normalization norm;
     final Fft fft;
+    /** Even d: the plan of d/2 for real signals (and the half-length twiddles exp(2πi·k/d), k <= d/2); else null. */
+    private final Fft half;
+    private final float[] halfCos, halfSin;
     /** The bins no pair {@code (a, b)} hashes to ({@code (h1[a] + h2[b]) mod d}), or null: see {@link #emptyBins}. */
     private final int[] empty;
 
@@ -36,6 +39,19 @@ final class CompactBilinearKernels {
         this.norm = op.normalization();
         this.fft = Fft.of(d);
         this.empty = emptyBins(d, h1, h2);
+        if (d % 2 == 0) {
+            int n = d / 2;
+            half = Fft.of(n);
+            halfCos = new float[n + 1];
+            halfSin = new float[n + 1];
+            for (int k = 0; k <= n; k++) {
+                halfCos[k] = (float) Fft.cosTurn(k, d);
+                halfSin[k] = (float) Fft.sinTurn(k, d);
+            }
+        } else {
+            half = null;
+            halfCos = halfSin = null;
+        }
     }
 
     /**
@@ -81,12 +97,10 @@ final class CompactBilinearKernels {
 
     /** {@code out[oo, oo + d) = normalize(MCB(x[xo, xo + Dx), y[yo, yo + Dy)))}. */
     void forward(float[] x, int xo, float[] y, int yo, float[] out, int oo, Scratch.Lease l, Fft.Work w) {
-        float[] pr = l.floats(0, d), pi = l.floats(1, d), zi = l.floats(2, d);
+        float[] pr = l.floats(0, d), pi = l.floats(1, d);
         int e = sketch(x, xo, y, yo, pr, pi);
         fft.forward(pr, 0, pi, 0, w);
-        product(pr, pi, out, oo, zi, Math.scalb(1f / d, -e));
-        fft.forward(out, oo, zi, 0, w); // conj(Z)/d forward: z in the real part (see product)
-        clearEmpty(out, oo);
+        convolution(pr, pi, e, out, oo, l, w);
         if (!norm.isIdentity()) normalizeForward(norm, out, oo, d, out, oo);
     }
 
@@ -98,23 +112,103 @@ final class CompactBilinearKernels {
         float[] pr = l.floats(0, d), pi = l.floats(1, d), gr = l.floats(3, d), gi = l.floats(4, d);
         int e = sketch(x, xo, y, yo, pr, pi);
         fft.forward(pr, 0, pi, 0, w);
-        if (norm.isIdentity()) {
-            System.arraycopy(g, go, gr, 0, d);
-        } else {
-            float[] zr = l.floats(5, d), zi = l.floats(2, d);
-            product(pr, pi, zr, 0, zi, Math.scalb(1f / d, -e));
-            fft.forward(zr, 0, zi, 0, w);
-            clearEmpty(zr, 0);
-            normalizeBackward(norm, zr, 0, g, go, d, gr, 0);
-            clearEmpty(gr, 0);
+        float[] gz = g;
+        int gzo = go;
+        if (!norm.isIdentity()) {
+            float[] zr = l.floats(5, d);
+            convolution(pr, pi, e, zr, 0, l, w);
+            gz = l.floats(2, d);
+            gzo = 0;
+            normalizeBackward(norm, zr, 0, g, go, d, gz, 0);
+            clearEmpty(gz, 0);
         }
-        java.util.Arrays.fill(gi, 0, d, 0f);
-        fft.forward(gr, 0, gi, 0, w);
+        realSpectrum(gz, gzo, gr, gi, l, w); // G[k], k <= d/2: all gradientSpectrum reads
         gradientSpectrum(pr, pi, gr, gi, 1f / d);
         fft.forward(gr, 0, gi, 0, w); // conj(V)/d forward: dΨx in the real part, −2^e·dΨy in the imaginary part
         float back = -Math.scalb(1f, -e);
         for (int a = 0; a < dx; a++) gx[gxo + a] = s1[a] * gr[h1[a]];
         for (int c = 0; c < dy; c++) gy[gyo + c] = s2[c] * (back * gi[h2[c]]);
+    }
+
+    /**
+     * {@code out[oo, +d) = x ⊛ y} from the packed spectrum of {@code (2^e·Ψx, Ψy)}, its unreachable bins exactly
+     * 0. Even d: the product's half spectrum, then one complex FFT of length d/2 (the real-output inverse);
+     * odd d: the full conjugated product and one FFT of length d. Uses lease slots 2, 3, 6, 7.
+     */
+    void convolution(float[] pr, float[] pi, int e, float[] out, int oo, Scratch.Lease l, Fft.Work w) {
+        if (half == null) {
+            float[] zi = l.floats(2, d);
+            product(pr, pi, out, oo, zi, Math.scalb(1f / d, -e));
+            fft.forward(out, oo, zi, 0, w); // conj(Z)/d forward: z in the real part (see product)
+        } else {
+            int n = d / 2;
+            float[] hr = l.floats(2, n + 1), hi = l.floats(3, n + 1), cr = l.floats(6, n), ci = l.floats(7, n);
+            for (int k = 0; k <= n; k++) {
+                int m = k == 0 ? 0 : d - k;
+                float ar = pr[k], ai = pi[k], br = pr[m], bi = pi[m];
+                float xr = 0.5f * (ar + br), xi = 0.5f * (ai - bi);
+                float yr = 0.5f * (ai + bi), yi = 0.5f * (br - ar);
+                hr[k] = xr * yr - xi * yi;
+                hi[k] = xr * yi + xi * yr;
+            }
+            // C[k] = E[k] + i·O[k], E = (Z[k] + Z[k+n])/2, O = (Z[k] − Z[k+n])/2·exp(2πi·k/d), Z[k+n] = conj(Z[n−k]);
+            // IFFT_n(C) = z[2j] + i·z[2j+1], taken as the forward FFT of conj(C)/n
+            float s = Math.scalb(1f / n, -e);
+            for (int k = 0; k < n; k++) {
+                float ar = hr[k], ai = hi[k], br = hr[n - k], bi = -hi[n - k];
+                float er = 0.5f * (ar + br), ei = 0.5f * (ai + bi), dr = 0.5f * (ar - br), di = 0.5f * (ai - bi);
+                float c = halfCos[k], sn = halfSin[k];
+                float or = dr * c - di * sn, oi = dr * sn + di * c;
+                cr[k] = s * (er - oi);
+                ci[k] = -s * (ei + or);
+            }
+            Fft.Work hw = half.work();
+            try {
+                half.forward(cr, 0, ci, 0, hw);
+            } finally {
+                half.release(hw);
+            }
+            for (int j = 0; j < n; j++) {
+                out[oo + 2 * j] = cr[j];
+                out[oo + 2 * j + 1] = -ci[j];
+            }
+        }
+        clearEmpty(out, oo);
+    }
+
+    /**
+     * {@code G[k] = FFT(g[go, +d))[k]} of a real signal into {@code gr/gi[k]}, at least for {@code k <= d/2}
+     * (even d: one FFT of length d/2; odd d: the full transform). Uses lease slots 6, 7.
+     */
+    void realSpectrum(float[] g, int go, float[] gr, float[] gi, Scratch.Lease l, Fft.Work w) {
+        if (half == null) {
+            System.arraycopy(g, go, gr, 0, d);
+            java.util.Arrays.fill(gi, 0, d, 0f);
+            fft.forward(gr, 0, gi, 0, w);
+            return;
+        }
+        int n = d / 2;
+        float[] cr = l.floats(6, n), ci = l.floats(7, n);
+        for (int j = 0; j < n; j++) {
+            cr[j] = g[go + 2 * j];
+            ci[j] = g[go + 2 * j + 1];
+        }
+        Fft.Work hw = half.work();
+        try {
+            half.forward(cr, 0, ci, 0, hw);
+        } finally {
+            half.release(hw);
+        }
+        // E = FFT of the even samples, O of the odd ones, unpacked from C; G[k] = E[k] + exp(−2πi·k/d)·O[k]
+        for (int k = 0; k <= n; k++) {
+            int kk = k == n ? 0 : k, mk = k == 0 ? 0 : n - k;
+            float ar = cr[kk], ai = ci[kk], br = cr[mk], bi = -ci[mk];
+            float er = 0.5f * (ar + br), ei = 0.5f * (ai + bi);
+            float or = 0.5f * (ai - bi), oi = -0.5f * (ar - br);
+            float c = halfCos[k], sn = -halfSin[k];
+            gr[k] = er + (or * c - oi * sn);
+            gi[k] = ei + (or * sn + oi * c);
+        }
     }
 
     /** {@code pr = 2^e·Ψ(x)}, {@code pi = Ψ(y)}; returns {@code e}, the power of two that balances their norms. */

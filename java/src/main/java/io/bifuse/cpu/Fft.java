@@ -287,13 +287,23 @@ final class Fft {
         }
         // transpose with the twiddles exp(−2πi·k1·j2/n): row k1 of x is column k1 of c
         float[][] cr = w.cRe, ci = w.cIm, dr = w.dRe, di = w.dIm;
-        for (int j2 = 0; j2 < n2; j2++) {
-            float[] or = cr[j2], oi = ci[j2], mr = midRe[j2], mi = midIm[j2];
-            for (int k1 = 0; k1 < n1; k1++) {
-                float ar = xr[k1][j2], ai = xi[k1][j2], tr = mr[k1], ti = mi[k1];
-                or[k1] = ar * tr - ai * ti;
-                oi[k1] = ar * ti + ai * tr;
+        // In blocks of four source rows, so that each destination row is written four values at a time
+        // from row references held in registers.
+        int k1 = 0;
+        for (; k1 + 4 <= n1; k1 += 4) {
+            float[] r0 = xr[k1], r1 = xr[k1 + 1], r2 = xr[k1 + 2], r3 = xr[k1 + 3];
+            float[] i0 = xi[k1], i1 = xi[k1 + 1], i2 = xi[k1 + 2], i3 = xi[k1 + 3];
+            for (int j2 = 0; j2 < n2; j2++) {
+                float[] or = cr[j2], oi = ci[j2], mr = midRe[j2], mi = midIm[j2];
+                twiddle(r0[j2], i0[j2], mr, mi, or, oi, k1);
+                twiddle(r1[j2], i1[j2], mr, mi, or, oi, k1 + 1);
+                twiddle(r2[j2], i2[j2], mr, mi, or, oi, k1 + 2);
+                twiddle(r3[j2], i3[j2], mr, mi, or, oi, k1 + 3);
             }
+        }
+        for (; k1 < n1; k1++) {
+            float[] r0 = xr[k1], i0 = xi[k1];
+            for (int j2 = 0; j2 < n2; j2++) twiddle(r0[j2], i0[j2], midRe[j2], midIm[j2], cr[j2], ci[j2], k1);
         }
         for (Stage st : stagesC) {
             rows(st, cr, ci, dr, di, n1);
@@ -305,6 +315,12 @@ final class Fft {
             System.arraycopy(cr[k2], 0, re, ro + k2 * n1, n1);
             System.arraycopy(ci[k2], 0, im, io + k2 * n1, n1);
         }
+    }
+
+    private static void twiddle(float ar, float ai, float[] mr, float[] mi, float[] or, float[] oi, int k) {
+        float tr = mr[k], ti = mi[k];
+        or[k] = ar * tr - ai * ti;
+        oi[k] = ar * ti + ai * tr;
     }
 
     /** One pass over row arrays of length {@code len}: row index as the flat pass's element index. */
