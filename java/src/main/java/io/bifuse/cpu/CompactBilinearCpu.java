@@ -9,18 +9,20 @@ import io.bifuse.Gradients;
  * <p>Per sample ({@link CompactBilinearKernels}): both count sketches packed into one complex signal
  * {@code 2^e·Ψx + i·Ψy} ({@code 2^e} balances their norms, exactly) and transformed by one complex float32
  * FFT of length d ({@link Fft}: four-step, vectorized butterflies; Bluestein for a prime factor above 13);
- * the spectral product {@code X·Y} unpacked from it in the same pass; one more forward FFT of the
- * conjugated product gives the real convolution; then the {@link io.bifuse.Normalization} in float (its
- * sums in double). The backward recomputes the sketches' spectrum (and, with a normalization, z), takes
- * the FFT of the gradient, forms both cross-correlation spectra {@code G·conj(Y)} and {@code G·conj(X)}
- * packed into one complex signal, and one FFT returns both input-sketch gradients, which are gathered
- * through the hashes. Three FFTs per sample forward (two without normalization... and two forward), four
- * backward with a normalization, three without.
+ * the spectral product {@code X·Y} unpacked from it in one pass; the real convolution back through one
+ * complex FFT of length d/2 (even d; length d for odd d); bins that no pair of hashes reaches written as
+ * exact zeros; then the {@link io.bifuse.Normalization} in float (its sums, and the l2 backward's
+ * combination, in double). The backward recomputes the sketches' spectrum (and, with a normalization, z),
+ * takes the real spectrum of the gradient (length d/2 again), forms both cross-correlation spectra
+ * {@code G·conj(Y)} and {@code G·conj(X)} packed into one complex signal, and one FFT of length d returns
+ * both input-sketch gradients, gathered through the hashes. Forward: FFTs of d and d/2; backward: d, d/2,
+ * d/2, d (the d/2 ones only with a normalization for z).
  *
  * <p>Threads: samples in parallel ({@link CpuRuntime#parallelFor}, one task per sample); every sample's
  * arithmetic is one fixed sequence, so results are bitwise the same for every thread count. Memory: each
  * concurrent task works in a pooled {@link Scratch} lease and {@link Fft.Work}; a call allocates only
- * what it returns. Immutable and thread-safe.
+ * what it returns (measured: 4.10 MB for the 4.096 MB output at B = 64, d = 16000). Immutable and
+ * thread-safe.
  */
 public final class CompactBilinearCpu extends CpuBackend<CompactBilinear> implements CompactBilinear.Backend {
     private final CompactBilinearKernels kernels;

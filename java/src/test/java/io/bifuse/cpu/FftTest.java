@@ -24,7 +24,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 class FftTest {
     /**
      * The plan computes in float32 (ε = 2^-24 ≈ 6e-8): its relative L2 error grows like ε·sqrt(log2 n)
-     * times a small constant (measured: at most ~2e-7 on the smooth lengths here, ~5e-7 through
+     * times a small constant (measured against a float64 FFT: 1.3e-7 to 1.6e-7 on smooth lengths up to 32768, 2.8e-7 through
      * Bluestein). 2e-6 leaves a few times that, while a wrong twiddle, index or sign gives an error of
      * order 1; MCB's 1e-5 bound needs the transform well below it.
      */
