@@ -22,6 +22,13 @@ final class CompactBilinearKernels {
     private final float[] s1, s2;
     final Normalization norm;
     final Fft fft;
+    /**
+     * Small products ({@code Dx·Dy <= 2·d·(log2 d + 1)}, about what the FFTs cost): the count sketch of the
+     * outer product summed directly, which is also the more accurate: each bin's float32 error is relative
+     * to its own few terms, where an FFT's is relative to the whole signal (what the signed sqrt's
+     * derivative amplifies at small bins).
+     */
+    private final boolean direct;
     /** Even d: the plan of d/2 for real signals (and the half-length twiddles exp(2πi·k/d), k <= d/2); else null. */
     private final Fft half;
     private final float[] halfCos, halfSin;
@@ -38,7 +45,8 @@ final class CompactBilinearKernels {
         this.s2 = op.s2();
         this.norm = op.normalization();
         this.fft = Fft.of(d);
-        this.empty = emptyBins(d, h1, h2);
+        this.direct = (double) dx * dy <= 2.0 * d * (Math.log(d) / Math.log(2) + 1);
+        this.empty = direct ? null : emptyBins(d, h1, h2);
         if (d % 2 == 0) {
             int n = d / 2;
             half = Fft.of(n);
@@ -97,11 +105,30 @@ final class CompactBilinearKernels {
 
     /** {@code out[oo, oo + d) = normalize(MCB(x[xo, xo + Dx), y[yo, yo + Dy)))}. */
     void forward(float[] x, int xo, float[] y, int yo, float[] out, int oo, Scratch.Lease l, Fft.Work w) {
-        float[] pr = l.floats(0, d), pi = l.floats(1, d);
-        int e = sketch(x, xo, y, yo, pr, pi);
-        fft.forward(pr, 0, pi, 0, w);
-        convolution(pr, pi, e, out, oo, l, w);
+        pooled(x, xo, y, yo, out, oo, l, w);
         if (!norm.isIdentity()) normalizeForward(norm, out, oo, d, out, oo);
+    }
+
+    /** {@code out[oo, oo + d) = MCB(x, y)} before the normalization (lease slots 0 to 3, 6, 7). */
+    void pooled(float[] x, int xo, float[] y, int yo, float[] out, int oo, Scratch.Lease l, Fft.Work w) {
+        if (direct) {
+            float[] sy = l.floats(0, dy);
+            for (int c = 0; c < dy; c++) sy[c] = s2[c] * y[yo + c];
+            java.util.Arrays.fill(out, oo, oo + d, 0f);
+            for (int a = 0; a < dx; a++) {
+                float xa = s1[a] * x[xo + a];
+                int base = h1[a];
+                for (int c = 0; c < dy; c++) {
+                    int j = base + h2[c];
+                    out[oo + (j >= d ? j - d : j)] += xa * sy[c];
+                }
+            }
+        } else {
+            float[] pr = l.floats(0, d), pi = l.floats(1, d);
+            int e = sketch(x, xo, y, yo, pr, pi);
+            fft.forward(pr, 0, pi, 0, w);
+            convolution(pr, pi, e, out, oo, l, w);
+        }
     }
 
     /**
@@ -109,6 +136,10 @@ final class CompactBilinearKernels {
      * (∂L/∂ of the normalized output), the forward recomputed.
      */
     void backward(float[] x, int xo, float[] y, int yo, float[] g, int go, float[] gx, int gxo, float[] gy, int gyo, Scratch.Lease l, Fft.Work w) {
+        if (direct) {
+            directBackward(x, xo, y, yo, g, go, gx, gxo, gy, gyo, l);
+            return;
+        }
         float[] pr = l.floats(0, d), pi = l.floats(1, d), gr = l.floats(3, d), gi = l.floats(4, d);
         int e = sketch(x, xo, y, yo, pr, pi);
         fft.forward(pr, 0, pi, 0, w);
@@ -209,6 +240,33 @@ final class CompactBilinearKernels {
             gr[k] = er + (or * c - oi * sn);
             gi[k] = ei + (or * sn + oi * c);
         }
+    }
+
+    /** The backward of the direct path: {@code ∂x[a] = s1[a]·Σ_c s2[c]·y[c]·gz[(h1[a] + h2[c]) mod d]}, and symmetrically. */
+    private void directBackward(float[] x, int xo, float[] y, int yo, float[] g, int go, float[] gx, int gxo, float[] gy, int gyo, Scratch.Lease l) {
+        float[] sy = l.floats(0, dy), gz = g, acc = l.floats(2, dy);
+        int gzo = go;
+        for (int c = 0; c < dy; c++) sy[c] = s2[c] * y[yo + c];
+        if (!norm.isIdentity()) {
+            float[] z = l.floats(5, d);
+            pooled(x, xo, y, yo, z, 0, l, null);
+            gz = l.floats(3, d);
+            gzo = 0;
+            normalizeBackward(norm, z, 0, g, go, d, gz, 0); // pooled wrote the same sy into slot 0
+        }
+        java.util.Arrays.fill(acc, 0, dy, 0f);
+        for (int a = 0; a < dx; a++) {
+            float xa = s1[a] * x[xo + a], sum = 0;
+            int base = h1[a];
+            for (int c = 0; c < dy; c++) {
+                int j = base + h2[c];
+                float gj = gz[gzo + (j >= d ? j - d : j)];
+                sum += sy[c] * gj;
+                acc[c] += xa * gj;
+            }
+            gx[gxo + a] = s1[a] * sum;
+        }
+        for (int c = 0; c < dy; c++) gy[gyo + c] = s2[c] * acc[c];
     }
 
     /** {@code pr = 2^e·Ψ(x)}, {@code pi = Ψ(y)}; returns {@code e}, the power of two that balances their norms. */
