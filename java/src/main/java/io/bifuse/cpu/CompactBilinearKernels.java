@@ -46,7 +46,7 @@ final class CompactBilinearKernels {
         this.norm = op.normalization();
         this.fft = Fft.of(d);
         this.direct = (double) dx * dy <= 2.0 * d * (Math.log(d) / Math.log(2) + 1);
-        this.empty = direct ? null : emptyBins(d, h1, h2);
+        this.empty = emptyBins(d, h1, h2); // also for McbAttention's cell path, which always takes the FFT
         if (d % 2 == 0) {
             int n = d / 2;
             half = Fft.of(n);

@@ -34,6 +34,7 @@ class CompactBilinearCpuTest {
     private static final double TOL = CompactBilinearTolerance.TOLERANCE;
     private static final List<Normalization> NORMS = List.of(Normalization.NONE, Normalization.pytorch(), Normalization.caffe());
 
+    /** Sizes taking the direct sum (Dx·Dy <= 2d(log2 d + 1): 1·1 into 1, 5 into 2, 17·9 into 16, 64² and 100·90 into ~16000) and the FFT path (the rest, d = 1 among them). */
     @ParameterizedTest(name = "B={0} Dx={1} Dy={2} d={3}")
     @CsvSource({"1,1,1,1", "3,1,5,2", "2,5,3,1", "4,17,9,16", "3,40,30,31", "1,64,64,15999", "2,100,90,15838", "3,300,200,1125",
             "2,2048,2048,16000", "1,2048,2048,16000", "1,300,200,16001", "2,500,700,7919"})
@@ -90,6 +91,32 @@ class CompactBilinearCpuTest {
         for (int i = 0; i < x.length; i++) x[i] *= 4096f;
         CompactBilinearCpu cpu = new CompactBilinearCpu(op);
         assertTrue(Stats.relativeL2(cpu.forward(x, y, batch), CompactBilinearReference.forward(op, x, y, batch)) <= TOL);
+        double[][] gRef = CompactBilinearReference.backward(op, x, y, g, batch);
+        Gradients got = cpu.backward(x, y, g, batch);
+        assertTrue(Stats.relativeL2(got.dx(), gRef[0]) <= TOL, "dx " + Stats.relativeL2(got.dx(), gRef[0]));
+        assertTrue(Stats.relativeL2(got.dy(), gRef[1]) <= TOL, "dy " + Stats.relativeL2(got.dy(), gRef[1]));
+    }
+
+    /**
+     * The FFT path (many products) with most bins unreachable (x hashes to 2 bins, y to 10, d = 101): those
+     * bins are exactly 0 in the definition; the backend must write them as exact zeros, or the signed
+     * sqrt turns the FFT's rounding there into errors of ~1e-3. Plain 1e-5 bounds, the exact derivative
+     * included: every reachable bin holds thousands of products.
+     */
+    @Test
+    void unreachableBinsAreExactZerosThroughTheFft() {
+        SplittableRandom r = new SplittableRandom(Stats.freshSeed());
+        int batch = 2, dx = 200, dy = 300, d = 101;
+        int[] h1 = new int[dx], h2 = new int[dy];
+        float[] s1 = new float[dx], s2 = new float[dy];
+        for (int i = 0; i < dx; i++) { h1[i] = r.nextInt(2); s1[i] = r.nextBoolean() ? 1 : -1; }
+        for (int i = 0; i < dy; i++) { h2[i] = 40 + r.nextInt(10); s2[i] = r.nextBoolean() ? 1 : -1; }
+        CompactBilinear op = CompactBilinear.fromHashes(d, h1, s1, h2, s2).withNormalization(Normalization.pytorch());
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * d);
+        CompactBilinearCpu cpu = new CompactBilinearCpu(op);
+        float[] z = cpu.forward(x, y, batch);
+        for (int b = 0; b < batch; b++) for (int j = 0; j < d; j++) if (j < 40 || j > 50) assertEquals(0f, z[b * d + j], "bin " + j);
+        assertTrue(Stats.relativeL2(z, CompactBilinearReference.forward(op, x, y, batch)) <= TOL);
         double[][] gRef = CompactBilinearReference.backward(op, x, y, g, batch);
         Gradients got = cpu.backward(x, y, g, batch);
         assertTrue(Stats.relativeL2(got.dx(), gRef[0]) <= TOL, "dx " + Stats.relativeL2(got.dx(), gRef[0]));
