@@ -623,15 +623,21 @@ final class Fft {
         return rest == 1 ? f : null;
     }
 
-    /** The divisor n1 of n nearest sqrt(n) with n1, n/n1 >= MIN_SPLIT, or 0 if there is none. */
+    /**
+     * The divisor n1 of n with n1, n/n1 >= MIN_SPLIT nearest sqrt(n), preferring (within a factor 4 of it)
+     * one where both are multiples of 8, so that the row loops have no scalar tails (16000 = 80·200, not
+     * 128·125); 0 if there is none.
+     */
     private static int split(int n, List<Integer> factors) {
-        int best = 0;
+        int best = 0, aligned = 0;
         double target = Math.sqrt(n);
         for (int d = MIN_SPLIT; (long) d * MIN_SPLIT <= n; d++) {
             if (n % d != 0) continue;
-            if (best == 0 || Math.abs(Math.log(d / target)) < Math.abs(Math.log(best / target))) best = d;
+            double off = Math.abs(Math.log(d / target));
+            if (best == 0 || off < Math.abs(Math.log(best / target))) best = d;
+            if (d % 8 == 0 && (n / d) % 8 == 0 && off <= Math.log(4) && (aligned == 0 || off < Math.abs(Math.log(aligned / target)))) aligned = d;
         }
-        return best;
+        return aligned != 0 ? aligned : best;
     }
 
     private static Stage[] buildStages(int n, List<Integer> factors) {
