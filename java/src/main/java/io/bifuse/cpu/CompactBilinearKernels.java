@@ -11,6 +11,11 @@ import io.bifuse.Normalization;
  * caller's {@link Scratch.Lease} (slots 0 to 5) and {@link Fft.Work}, so kernels run concurrently on
  * different samples.
  *
+ * <p>Paths: small outer products ({@code Dx·Dy <= 2d(log2 d + 1)}) are summed directly (cheaper, and each
+ * bin's error is relative to its own terms); otherwise the FFT route, with the real-output inverse and the
+ * real gradient's spectrum through complex FFTs of length d/2 when d is even, and the bins that no pair of
+ * hashes reaches written as exact zeros (see {@link #emptyBins}).
+ *
  * <p>Packing two real signals {@code a + i·b} into one complex FFT costs the smaller of the two the
  * larger's absolute rounding error; so {@code x} is scaled by a power of two {@code 2^e} (exact) that
  * brings its norm to {@code y}'s before it is sketched, and the results are scaled back by {@code 2^−e}.

@@ -190,8 +190,8 @@ public final class McbAttentionCpu extends CpuBackend<McbAttention> implements M
 
     /**
      * Rows {@code [r0, r1)} ({@code r1 − r0} is 1 or 2) of the chunk starting at {@code c0}: {@code u = ssqrt(z)} into
-     * {@code ubuf} (row {@code r − c0}), {@code Σu²} into {@code sumsq[r]}. With {@code spec} (backward) also the
-     * packed sketch spectrum's scale exponent is returned and the spectrum left in the task lease's slots 0 and 1.
+     * {@code ubuf} (row {@code r − c0}), unreachable bins exactly 0, {@code Σu²} into {@code sumsq[r]}; returns the
+     * exponent e of the cells' balance {@code 2^e}.
      */
     private int cellPair(float[] image, int cells, int c0, int r0, int r1, float[] qRe, float[] qIm, float[] ubuf, double[] sumsq) {
         Fft.Work w = att.fft.work();
