@@ -23,7 +23,7 @@ import java.util.Arrays;
  * in the order h1[0..Dx), s1[0..Dx), h2[0..Dy), s2[0..Dy).
  *
  * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.CompactBilinearCpu} (count sketch + FFT in
- * double) and {@code io.bifuse.cuda.CompactBilinearCuda}; {@code io.bifuse.reference.CompactBilinearReference}
+ * float32, multithreaded) and {@code io.bifuse.cuda.CompactBilinearCuda}; {@code io.bifuse.reference.CompactBilinearReference}
  * is the definition-based oracle both are tested against.
  */
 public final class CompactBilinear implements Op<CompactBilinear.Backend> {

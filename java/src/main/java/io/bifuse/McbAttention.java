@@ -46,8 +46,9 @@ import java.util.List;
  * {@link CompactBilinear} descriptors, seeded or given ({@link CompactBilinear#fromHashes}). Paper sizes:
  * Dq = Dv = 2048, d1 = d2 = 16000, H = 512, G = 2, L = 196, A = 3000.
  *
- * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.McbAttentionCpu}, the float64 definition
- * ({@code McbAttentionReference}) rounded to float: exact, not fast; and {@code io.bifuse.cuda.McbAttentionCuda}.
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.McbAttentionCpu} (float32: the cell poolings through
+ * FFTs, the 1×1 convs as GEMMs, multithreaded) and {@code io.bifuse.cuda.McbAttentionCuda};
+ * {@code io.bifuse.reference.McbAttentionReference} is the float64 definition both are tested against.
  */
 public final class McbAttention implements Op<McbAttention.Backend> {
     /**

@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.*;
 import io.bifuse.McbAttention.L2Scope;
 import io.bifuse.cpu.McbAttentionCpu;
 import io.bifuse.reference.McbAttentionReference;
+import io.bifuse.testing.Conditioning;
+import io.bifuse.testing.McbAttentionTolerance;
 import io.bifuse.testing.Stats;
 import java.util.List;
 import java.util.SplittableRandom;
@@ -13,12 +15,16 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
 /**
- * The CPU backend against the reference, and the API's argument checks. The CPU backend is the
- * float64 reference rounded to float, so its relative L2 error is ~6e-8 (one rounding); 1e-6 leaves
- * room for that and catches any wiring mistake (wrong tensor, wrong order), which shows as O(1).
+ * The CPU backend against the reference, and the API's argument checks. The CPU backend computes in
+ * float32 (FFTs and GEMMs): relative L2 1e-5 for every tensor, raised where a tensor exceeds it to
+ * {@link McbAttentionTolerance}'s conditioning bound {@code max(1e-5, 2·base)} (at these tiny widths many
+ * count-sketch bins are empty or nearly so, and the exact signed-sqrt derivative amplifies float32's error
+ * there; an l2 block of one value cancels); {@code logits.bias} (exactly zero) and cancelled reference sums
+ * absolute. A wiring mistake (wrong tensor, wrong order) shows as O(1). McbAttentionCpuTest holds the
+ * backend at more sizes.
  */
 class McbAttentionTest {
-    static final double TOL = 1e-6;
+    static final double TOL = 1e-5;
 
     @ParameterizedTest(name = "B={0} L={1} Dq={2} Dv={3} d1={4} H={5} G={6} d2={7} A={8} {9} {10}")
     @CsvSource({"1,1,1,1,1,1,1,1,1,MAP,pytorch", "2,3,5,4,7,6,2,9,3,CELL,pytorch", "2,3,5,4,7,6,2,9,3,MAP,caffe",
@@ -29,13 +35,22 @@ class McbAttentionTest {
                 norm.equals("caffe") ? Normalization.caffe() : Normalization.pytorch());
         float[] q = Stats.gaussian(r, batch * dq), im = Stats.gaussian(r, batch * cells * dv), go = Stats.gaussian(r, batch * a);
         McbAttentionReference.Result ref = McbAttentionReference.forward(op, q, im, batch, cells);
+        McbAttentionReference.Grads gRef = McbAttentionReference.backward(op, q, im, go, batch, cells);
         McbAttention.Result got = new McbAttentionCpu(op).forwardWithAttention(q, im, batch, cells);
-        assertTrue(Stats.relativeL2(got.out(), ref.out()) < TOL, "forward " + Stats.relativeL2(got.out(), ref.out()));
-        assertTrue(Stats.relativeL2(got.attention(), ref.attention()) < TOL, "attention");
         assertArrayEquals(got.out(), new McbAttentionCpu(op).forward(q, im, batch, cells));
-        List<float[]> gt = new McbAttentionCpu(op).backward(q, im, go, batch, cells).tensors();
-        List<double[]> rt = McbAttentionReference.backward(op, q, im, go, batch, cells).tensors();
-        Stats.assertEachBelow(op.gradientNames(), gt, rt, TOL);
+        List<float[]> gt = new java.util.ArrayList<>(List.of(got.out(), got.attention()));
+        gt.addAll(new McbAttentionCpu(op).backward(q, im, go, batch, cells).tensors());
+        List<double[]> rt = new java.util.ArrayList<>(List.of(ref.out(), ref.attention()));
+        rt.addAll(gRef.tensors());
+        List<String> names = new java.util.ArrayList<>(List.of("out", "attention"));
+        names.addAll(op.gradientNames());
+        Conditioning cond = McbAttentionTolerance.conditioning(Precision.FP32, op, q, im, go, batch, cells, ref, gRef, r.nextLong());
+        for (int t = 0; t < gt.size(); t++) {
+            boolean cancelled = Stats.cancelled(rt.get(t));
+            double e = cancelled ? Stats.norm(gt.get(t)) : Stats.relativeL2(gt.get(t), rt.get(t));
+            double bound = cancelled ? Math.max(TOL, Stats.CANCELLED_DEVICE) : names.get(t).equals("logits.bias") ? TOL : cond.bound(t, TOL, e);
+            assertTrue(e <= bound, names.get(t) + ": relative L2 " + e + " (bound " + bound + ")");
+        }
     }
 
     @Test void attentionMapsAreDistributionsOverTheCells() {
@@ -181,7 +196,7 @@ class McbAttentionTest {
         assertEquals(Linear.random(2, 9, true, 46), a.weights().answer());
         assertEquals(L2Scope.MAP, a.scope());
         assertEquals(McbAttention.Backend.class, a.backendType());
-        assertEquals("cpu-reference", new McbAttentionCpu(a).backend());
+        assertEquals("cpu-fp32", new McbAttentionCpu(a).backend());
         assertTrue(a.toString().startsWith("McbAttention[Dq=3, Dv=4, d1=7, H=5, G=2, d2=9, A=2, MAP"), a.toString());
     }
 

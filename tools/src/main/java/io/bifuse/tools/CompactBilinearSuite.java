@@ -70,14 +70,14 @@ final class CompactBilinearSuite implements Suite {
                 double[][] gRef = CompactBilinearTolerance.backwardComparable(n, s.dx(), s.dy(), s.d()) ? CompactBilinearReference.backward(op, x, y, g, s.batch()) : null;
                 double bwdTol = gRef == null ? Double.NaN : CompactBilinearTolerance.backwardTolerance(op, x, y, g, s.batch(), gRef, rnd.nextLong());
                 String size = s.label() + (n.isIdentity() ? "" : n.equals(Normalization.pytorch()) ? " +torch-norm" : " +caffe-norm");
-                report.add("CompactBilinear.forward", "cpu-double", size, onCpu.forward(x, y, s.batch()), zRef, Check.TOLERANCE);
-                // The CPU backend works in double: the exact-derivative conditioning costs it nothing measurable.
-                if (gRef != null) {
-                    report.add(Check.row("CompactBilinear.backward", "cpu-double", size, onCpu.backward(x, y, g, s.batch()), gRef, Check.TOLERANCE));
-                }
                 long fwdSeed = rnd.nextLong();
-                if (!gpu) continue;
                 double fwdTol = CompactBilinearTolerance.forwardTolerance(op, x, y, s.batch(), zRef, fwdSeed); // float32 FFT noise through the signed sqrt
+                // float32 FFTs on the CPU too: the same conditioning rule as the GPU rows
+                report.add("CompactBilinear.forward", onCpu.backend(), size, onCpu.forward(x, y, s.batch()), zRef, fwdTol);
+                if (gRef != null) {
+                    report.add(Check.row("CompactBilinear.backward", onCpu.backend(), size, onCpu.backward(x, y, g, s.batch()), gRef, bwdTol));
+                }
+                if (!gpu) continue;
                 boolean defaultIsPipeline = false; // VARIANTS lists the default first
                 for (String v : VARIANTS) {
                     String backend = "cuda-" + v;

@@ -20,7 +20,7 @@ class McbAttentionSuiteTest {
         McbAttentionSuite suite = new McbAttentionSuite();
         session.time(suite, suite.benchCases(true));
         assertEquals(List.of("McbAttention.forward", "McbAttention.fwd+bwd"), session.results().stream().map(Bench.Result::op).toList());
-        assertTrue(session.results().stream().allMatch(r -> r.backend().equals("bifuse-cpu-reference")));
+        assertTrue(session.results().stream().allMatch(r -> r.backend().equals("bifuse-cpu-fp32")));
     }
 
     @Test void benchSizesCarryThePeersLabels() {
