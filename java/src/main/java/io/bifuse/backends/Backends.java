@@ -16,7 +16,7 @@ import java.lang.reflect.InvocationTargetException;
  * <pre>{@code
  * try (CudaContext gpu = Cuda.isAvailable() ? CudaContext.open(0) : null;
  *      Backends.Choice<Mlb.Backend> c = Backends.of(mlb, gpu)) {
- *     System.out.println(c.reason());              // "cuda-fp32: ..." or "cpu-reference: no GPU: ..."
+ *     System.out.println(c.reason());              // "cuda-fp32: ..." or "cpu-fp32: no GPU: ..."
  *     float[] out = c.backend().forward(x, y, batch);
  * }
  * }</pre>

@@ -21,10 +21,10 @@ class BackendsTest {
         Mlb op = Mlb.random(5, 4, 3, 2, Activation.TANH, 1);
         try (Backends.Choice<Mlb.Backend> c = Backends.of(op, null)) {
             assertInstanceOf(MlbCpu.class, c.backend());
-            assertEquals("cpu-reference: no CUDA context given", c.reason());
+            assertEquals("cpu-fp32: no CUDA context given", c.reason());
         }
         try (Backends.Choice<CompactBilinear.Backend> c = Backends.of(CompactBilinear.seeded(4, 3, 8, 2), null)) {
-            assertEquals("cpu-double: no CUDA context given", c.reason());
+            assertEquals("cpu-fp32: no CUDA context given", c.reason());
         }
     }
 

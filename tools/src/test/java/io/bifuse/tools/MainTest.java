@@ -25,8 +25,8 @@ class MainTest {
         assertEquals("op,backend,size,batch,median_ms,p10_ms,p90_ms,runs,bytes,flops,gbps,gflops,peak_mem_bytes", lines.get(0));
         // CPU rows leave the peak device memory empty
         assertTrue(lines.stream().filter(l -> l.contains(",bifuse-cpu-")).allMatch(l -> l.endsWith(",")), lines.toString());
-        assertTrue(lines.stream().anyMatch(l -> l.startsWith("CompactBilinear.forward,bifuse-cpu-double,")), lines.toString());
-        assertTrue(lines.stream().anyMatch(l -> l.startsWith("CompactBilinear.fwd+bwd,bifuse-cpu-double,")), lines.toString());
+        assertTrue(lines.stream().anyMatch(l -> l.startsWith("CompactBilinear.forward,bifuse-cpu-fp32,")), lines.toString());
+        assertTrue(lines.stream().anyMatch(l -> l.startsWith("CompactBilinear.fwd+bwd,bifuse-cpu-fp32,")), lines.toString());
     }
 
     @Test void conditioningBaselineStaysTightEnoughToCatchBugs() {
