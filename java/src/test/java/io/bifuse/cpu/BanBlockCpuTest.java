@@ -57,7 +57,7 @@ class BanBlockCpuTest {
         List<float[]> g = cpu.backward(x, y, mask, go, batch, n, m).tensors();
         List<double[]> rg = BanBlockReference.backward(op, x, y, mask, go, batch, n, m).tensors();
         List<String> names = op.gradientNames();
-        ObjectMask mm = mask;
+        ObjectMask mm = mask != null ? mask : ObjectMask.zeroRows(x, batch, n, dx); // the perturbed reference takes the mask explicitly
         int longest = Math.max(Math.max(Math.max(dx, dy), Math.max(k, kp)), Math.max(n * m, batch * Math.max(n, m)));
         Conditioning cond = new Conditioning(Conditioning.step(Precision.FP32, longest), seed + 1,
                 (rnd, step) -> BanBlockReference.perturbationBaseline(op, x, y, mm, go, batch, n, m, rg, step, 1, rnd.nextLong()));
