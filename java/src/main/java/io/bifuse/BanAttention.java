@@ -52,6 +52,23 @@ public final class BanAttention implements Op<BanAttention.Backend> {
     public interface Backend extends OpBackend {
         Result forward(float[] xp, float[] yp, ObjectMask mask, int batch, int objects, int tokens);
         Gradients backward(float[] xp, float[] yp, ObjectMask mask, float[] gradAttention, int batch, int objects, int tokens);
+
+        /** The descriptor this backend runs. */
+        BanAttention op();
+
+        /**
+         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
+         * FloatBuffer, a MemorySegment): xp (B × N × K), yp (B × M × K) → the attention maps
+         * {@code attention} (B × G × N × M) written, nothing returned. Every length is checked, by name,
+         * before anything runs; inputs that are not one whole array are copied once, and the maps are
+         * copied into {@code attention}.
+         */
+        default void forward(FloatView xp, FloatView yp, ObjectMask mask, FloatView attention, int batch, int objects, int tokens) {
+            FloatView.requireLength("attention", attention, (long) batch * op().glimpses() * objects * tokens);
+            float[] r = forward(FloatView.input("xp", xp, (long) batch * objects * op().width()), FloatView.input("yp", yp,
+                    (long) batch * tokens * op().width()), mask, batch, objects, tokens).attention();
+            attention.copyFrom(r, 0, r.length);
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

@@ -61,6 +61,21 @@ public final class BanBlock implements Op<BanBlock.Backend> {
         float[] forward(float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens);
         Result forwardWithAttention(float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens);
         Gradients backward(float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects, int tokens);
+
+        /** The descriptor this backend runs. */
+        BanBlock op();
+
+        /**
+         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
+         * FloatBuffer, a MemorySegment): x (B × N × Dx), y (B × M × Dy) → out (B × Dy), {@code out} written, nothing returned. Every length is
+         * checked, by name, before anything runs; inputs that are not one whole array are copied once,
+         * and the result is copied into {@code out}.
+         */
+        default void forward(FloatView x, FloatView y, ObjectMask mask, FloatView out, int batch, int objects, int tokens) {
+            FloatView.requireLength("out", out, (long) batch * op().dy());
+            float[] r = forward(FloatView.input("x", x, (long) batch * objects * op().dx()), FloatView.input("y", y, (long) batch * tokens * op().dy()), mask, batch, objects, tokens);
+            out.copyFrom(r, 0, r.length);
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

@@ -51,6 +51,21 @@ public final class BanPooling implements Op<BanPooling.Backend> {
     public interface Backend extends OpBackend {
         float[] forward(float[] attention, float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens);
         Gradients backward(float[] attention, float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects, int tokens);
+
+        /** The descriptor this backend runs. */
+        BanPooling op();
+
+        /**
+         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
+         * FloatBuffer, a MemorySegment): attention (B × N × M), x (B × N × K'), y (B × M × K') → out (B × K'/k), {@code out} written, nothing returned. Every length is
+         * checked, by name, before anything runs; inputs that are not one whole array are copied once,
+         * and the result is copied into {@code out}.
+         */
+        default void forward(FloatView attention, FloatView x, FloatView y, ObjectMask mask, FloatView out, int batch, int objects, int tokens) {
+            FloatView.requireLength("out", out, (long) batch * op().outWidth());
+            float[] r = forward(FloatView.input("attention", attention, (long) batch * objects * tokens), FloatView.input("x", x, (long) batch * objects * op().width()), FloatView.input("y", y, (long) batch * tokens * op().width()), mask, batch, objects, tokens);
+            out.copyFrom(r, 0, r.length);
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

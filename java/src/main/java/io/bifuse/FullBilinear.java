@@ -46,6 +46,21 @@ public final class FullBilinear implements Op<FullBilinear.Backend> {
         float[] forward(float[] x, int batch, int positions);
         Gradients backward(float[] x, float[] y, float[] gradOut, int batch, int positions);
         float[] backward(float[] x, float[] gradOut, int batch, int positions);
+
+        /** The descriptor this backend runs. */
+        FullBilinear op();
+
+        /**
+         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
+         * FloatBuffer, a MemorySegment): x (B × L × C1), y (B × L × C2) → out (B × C1·C2), {@code out} written, nothing returned. Every length is
+         * checked, by name, before anything runs; inputs that are not one whole array are copied once,
+         * and the result is copied into {@code out}.
+         */
+        default void forward(FloatView x, FloatView y, FloatView out, int batch, int positions) {
+            FloatView.requireLength("out", out, (long) batch * op().outputSize());
+            float[] r = forward(FloatView.input("x", x, (long) batch * positions * op().c1()), FloatView.input("y", y, (long) batch * positions * op().c2()), batch, positions);
+            out.copyFrom(r, 0, r.length);
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

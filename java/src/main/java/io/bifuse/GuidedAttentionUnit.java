@@ -33,6 +33,21 @@ public final class GuidedAttentionUnit implements Op<GuidedAttentionUnit.Backend
     public interface Backend extends OpBackend {
         float[] forward(float[] x, ObjectMask xMask, float[] y, ObjectMask yMask, int batch, int xTokens, int yTokens);
         Gradients backward(float[] x, ObjectMask xMask, float[] y, ObjectMask yMask, float[] gradOut, int batch, int xTokens, int yTokens);
+
+        /** The descriptor this backend runs. */
+        GuidedAttentionUnit op();
+
+        /**
+         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
+         * FloatBuffer, a MemorySegment): x (B × Lx × H), y (B × Ly × H) → out (B × Lx × H), {@code out} written, nothing returned. Every length is
+         * checked, by name, before anything runs; inputs that are not one whole array are copied once,
+         * and the result is copied into {@code out}.
+         */
+        default void forward(FloatView x, ObjectMask xMask, FloatView y, ObjectMask yMask, FloatView out, int batch, int xTokens, int yTokens) {
+            FloatView.requireLength("out", out, (long) batch * xTokens * op().hidden());
+            float[] r = forward(FloatView.input("x", x, (long) batch * xTokens * op().hidden()), xMask, FloatView.input("y", y, (long) batch * yTokens * op().hidden()), yMask, batch, xTokens, yTokens);
+            out.copyFrom(r, 0, r.length);
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

@@ -60,6 +60,22 @@ public final class HierarchicalAttention implements Op<HierarchicalAttention.Bac
         float[] forward(float[] x, int items, int[][] offsets);
         Result forwardWithAttention(float[] x, int items, int[][] offsets);
         Gradients backward(float[] x, float[] gradOut, int items, int[][] offsets);
+
+        /** The descriptor this backend runs. */
+        HierarchicalAttention op();
+
+        /**
+         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
+         * FloatBuffer, a MemorySegment): x ({@code items × d}) → out ({@code G_{L−1} × d}), written,
+         * nothing returned. The offsets and every length are checked, by name, before anything runs; an
+         * input that is not one whole array is copied once, and the result is copied into {@code out}.
+         */
+        default void forward(FloatView x, FloatView out, int items, int[][] offsets) {
+            int[] groups = op().groupCounts(items, offsets);
+            FloatView.requireLength("out", out, (long) groups[groups.length - 1] * op().dim());
+            float[] r = forward(FloatView.input("x", x, (long) items * op().dim()), items, offsets);
+            out.copyFrom(r, 0, r.length);
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

@@ -35,6 +35,21 @@ public final class McanEncoderDecoder implements Op<McanEncoderDecoder.Backend> 
     public interface Backend extends OpBackend {
         float[] forward(float[] q, ObjectMask qMask, float[] v, ObjectMask vMask, int batch, int qTokens, int vTokens);
         Gradients backward(float[] q, ObjectMask qMask, float[] v, ObjectMask vMask, float[] gradOut, int batch, int qTokens, int vTokens);
+
+        /** The descriptor this backend runs. */
+        McanEncoderDecoder op();
+
+        /**
+         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
+         * FloatBuffer, a MemorySegment): q (B × Lq × H), v (B × Lv × H) → out (B × O), {@code out} written, nothing returned. Every length is
+         * checked, by name, before anything runs; inputs that are not one whole array are copied once,
+         * and the result is copied into {@code out}.
+         */
+        default void forward(FloatView q, ObjectMask qMask, FloatView v, ObjectMask vMask, FloatView out, int batch, int qTokens, int vTokens) {
+            FloatView.requireLength("out", out, (long) batch * op().out());
+            float[] r = forward(FloatView.input("q", q, (long) batch * qTokens * op().hidden()), qMask, FloatView.input("v", v, (long) batch * vTokens * op().hidden()), vMask, batch, qTokens, vTokens);
+            out.copyFrom(r, 0, r.length);
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

@@ -60,6 +60,21 @@ public final class McbAttention implements Op<McbAttention.Backend> {
         float[] forward(float[] q, float[] image, int batch, int cells);
         Result forwardWithAttention(float[] q, float[] image, int batch, int cells);
         Gradients backward(float[] q, float[] image, float[] gradOut, int batch, int cells);
+
+        /** The descriptor this backend runs. */
+        McbAttention op();
+
+        /**
+         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
+         * FloatBuffer, a MemorySegment): q (B × Dq), image (B × L × Dv) → out (B × A), {@code out} written, nothing returned. Every length is
+         * checked, by name, before anything runs; inputs that are not one whole array are copied once,
+         * and the result is copied into {@code out}.
+         */
+        default void forward(FloatView q, FloatView image, FloatView out, int batch, int cells) {
+            FloatView.requireLength("out", out, (long) batch * op().answers());
+            float[] r = forward(FloatView.input("q", q, (long) batch * op().dq()), FloatView.input("image", image, (long) batch * cells * op().dv()), batch, cells);
+            out.copyFrom(r, 0, r.length);
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

@@ -42,6 +42,21 @@ public final class Mlb implements Op<Mlb.Backend> {
     public interface Backend extends OpBackend {
         float[] forward(float[] x, float[] y, int batch);
         Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
+
+        /** The descriptor this backend runs. */
+        Mlb op();
+
+        /**
+         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
+         * FloatBuffer, a MemorySegment): x (B × Dx), y (B × Dy) → out (B × Out), {@code out} written, nothing returned. Every length is
+         * checked, by name, before anything runs; inputs that are not one whole array are copied once,
+         * and the result is copied into {@code out}.
+         */
+        default void forward(FloatView x, FloatView y, FloatView out, int batch) {
+            FloatView.requireLength("out", out, (long) batch * op().out());
+            float[] r = forward(FloatView.input("x", x, (long) batch * op().dx()), FloatView.input("y", y, (long) batch * op().dy()), batch);
+            out.copyFrom(r, 0, r.length);
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

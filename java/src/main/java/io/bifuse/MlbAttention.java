@@ -51,6 +51,21 @@ public final class MlbAttention implements Op<MlbAttention.Backend> {
         float[] forward(float[] q, float[] v, int batch, int cells);
         Result forwardWithAttention(float[] q, float[] v, int batch, int cells);
         Gradients backward(float[] q, float[] v, float[] gradOut, int batch, int cells);
+
+        /** The descriptor this backend runs. */
+        MlbAttention op();
+
+        /**
+         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
+         * FloatBuffer, a MemorySegment): q (B × Dq), v (B × L × Dv) → out (B × Out), {@code out} written, nothing returned. Every length is
+         * checked, by name, before anything runs; inputs that are not one whole array are copied once,
+         * and the result is copied into {@code out}.
+         */
+        default void forward(FloatView q, FloatView v, FloatView out, int batch, int cells) {
+            FloatView.requireLength("out", out, (long) batch * op().out());
+            float[] r = forward(FloatView.input("q", q, (long) batch * op().dq()), FloatView.input("v", v, (long) batch * cells * op().dv()), batch, cells);
+            out.copyFrom(r, 0, r.length);
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

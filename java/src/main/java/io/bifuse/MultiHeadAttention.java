@@ -55,6 +55,21 @@ public final class MultiHeadAttention implements Op<MultiHeadAttention.Backend> 
         float[] forward(float[] query, float[] key, float[] value, ObjectMask mask, int batch, int queries, int keys);
         Result forwardWithAttention(float[] query, float[] key, float[] value, ObjectMask mask, int batch, int queries, int keys);
         Gradients backward(float[] query, float[] key, float[] value, ObjectMask mask, float[] gradOut, int batch, int queries, int keys);
+
+        /** The descriptor this backend runs. */
+        MultiHeadAttention op();
+
+        /**
+         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
+         * FloatBuffer, a MemorySegment): query (B × Lq × Dq), key (B × Lk × Dk), value (B × Lk × Dv) → out (B × Lq × Out), {@code out} written, nothing returned. Every length is
+         * checked, by name, before anything runs; inputs that are not one whole array are copied once,
+         * and the result is copied into {@code out}.
+         */
+        default void forward(FloatView query, FloatView key, FloatView value, ObjectMask mask, FloatView out, int batch, int queries, int keys) {
+            FloatView.requireLength("out", out, (long) batch * queries * op().out());
+            float[] r = forward(FloatView.input("query", query, (long) batch * queries * op().queryDim()), FloatView.input("key", key, (long) batch * keys * op().keyDim()), FloatView.input("value", value, (long) batch * keys * op().valueDim()), mask, batch, queries, keys);
+            out.copyFrom(r, 0, r.length);
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

@@ -33,6 +33,21 @@ public final class SelfAttentionUnit implements Op<SelfAttentionUnit.Backend> {
     public interface Backend extends OpBackend {
         float[] forward(float[] x, ObjectMask mask, int batch, int tokens);
         Gradients backward(float[] x, ObjectMask mask, float[] gradOut, int batch, int tokens);
+
+        /** The descriptor this backend runs. */
+        SelfAttentionUnit op();
+
+        /**
+         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
+         * FloatBuffer, a MemorySegment): x (B × L × H) → out (B × L × H), {@code out} written, nothing returned. Every length is
+         * checked, by name, before anything runs; inputs that are not one whole array are copied once,
+         * and the result is copied into {@code out}.
+         */
+        default void forward(FloatView x, ObjectMask mask, FloatView out, int batch, int tokens) {
+            FloatView.requireLength("out", out, (long) batch * tokens * op().hidden());
+            float[] r = forward(FloatView.input("x", x, (long) batch * tokens * op().hidden()), mask, batch, tokens);
+            out.copyFrom(r, 0, r.length);
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

@@ -56,6 +56,21 @@ public final class StackedAttention implements Op<StackedAttention.Backend> {
         float[] forward(float[] u, float[] v, int batch, int cells);
         Result forwardWithAttention(float[] u, float[] v, int batch, int cells);
         Gradients backward(float[] u, float[] v, float[] gradOut, int batch, int cells);
+
+        /** The descriptor this backend runs. */
+        StackedAttention op();
+
+        /**
+         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
+         * FloatBuffer, a MemorySegment): u (B × d), v (B × L × d) → out (B × d), {@code out} written, nothing returned. Every length is
+         * checked, by name, before anything runs; inputs that are not one whole array are copied once,
+         * and the result is copied into {@code out}.
+         */
+        default void forward(FloatView u, FloatView v, FloatView out, int batch, int cells) {
+            FloatView.requireLength("out", out, (long) batch * op().dim());
+            float[] r = forward(FloatView.input("u", u, (long) batch * op().dim()), FloatView.input("v", v, (long) batch * cells * op().dim()), batch, cells);
+            out.copyFrom(r, 0, r.length);
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

@@ -22,7 +22,7 @@ import java.util.function.IntConsumer;
  */
 public final class CpuRuntime {
     private static final ConcurrentHashMap<Integer, ForkJoinPool> POOLS = new ConcurrentHashMap<>();
-    private static final CpuRuntime DEFAULT = new CpuRuntime(Runtime.getRuntime().availableProcessors());
+    private static final CpuRuntime DEFAULT = new CpuRuntime(defaultThreads(System.getenv("BIFUSE_CPU_THREADS")));
 
     private final int threads;
 
@@ -30,7 +30,11 @@ public final class CpuRuntime {
         this.threads = threads;
     }
 
-    /** Every available processor ({@code Runtime.availableProcessors()}), the GEMM {@link #gemm()} chose. */
+    /**
+     * Every available processor ({@code Runtime.availableProcessors()}), or the count in the
+     * environment variable {@code BIFUSE_CPU_THREADS} (for tools and benchmarks that set every backend
+     * at once); the GEMM {@link #gemm()} chose.
+     */
     public static CpuRuntime defaults() { return DEFAULT; }
 
     /** {@code threads} worker threads (1: everything on the calling thread). */
@@ -38,6 +42,17 @@ public final class CpuRuntime {
         if (threads < 1) throw new IllegalArgumentException("threads: expected >= 1, got " + threads);
         if (threads > 4096) throw new IllegalArgumentException("threads: expected <= 4096, got " + threads);
         return threads == DEFAULT.threads ? DEFAULT : new CpuRuntime(threads);
+    }
+
+    static int defaultThreads(String env) {
+        if (env == null || env.isBlank()) return Runtime.getRuntime().availableProcessors();
+        try {
+            int n = Integer.parseInt(env.trim());
+            if (n >= 1 && n <= 4096) return n;
+        } catch (NumberFormatException e) {
+            // said below
+        }
+        throw new IllegalStateException("BIFUSE_CPU_THREADS: expected a thread count from 1 to 4096, got '" + env + "'");
     }
 
     /** The number of threads a call may use. */

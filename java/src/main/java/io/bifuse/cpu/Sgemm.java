@@ -16,10 +16,11 @@ package io.bifuse.cpu;
  *       {@code BIFUSE_BLAS=java} forces it.</li>
  * </ul>
  *
- * <p>Parallelism is bifuse's own: {@code C} is cut into tiles whose sizes depend on {@code m, n, k}
- * only, each tile computed whole (all of {@code k}) by one thread, and the BLAS runs single-threaded
- * inside a tile. So each element's sum has one order whatever the thread count: results are bitwise the
- * same for every {@link CpuRuntime#threads()}.
+ * <p>Parallelism is bifuse's own: {@code C} is cut into tiles, each computed whole (all of {@code k})
+ * by one thread, the BLAS single-threaded inside a tile. With a BLAS the tiles depend on {@code m, n, k}
+ * only; the Java engine's sums do not depend on the tiling, so its tiles also follow the thread count.
+ * Either way each element's sum has one order whatever the thread count: results are bitwise the same
+ * for every {@link CpuRuntime#threads()}.
  */
 final class Sgemm {
     /** Tiles of C: a tile is at most TILE_M rows by TILE_N columns; below MIN_WORK flops, one tile. */
@@ -46,10 +47,14 @@ final class Sgemm {
             tile(blas, transA, transB, 0, m, 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
             return;
         }
-        int tm = (m + TILE_M - 1) / TILE_M, tn = (n + TILE_N - 1) / TILE_N;
+        int tileN = TILE_N;
+        // The Java engine's sums do not depend on the tiling at all (see JavaSgemm), so its tiles may
+        // follow the thread count: as wide as its panel where that still leaves two tiles per thread.
+        if (blas == null && (long) ((m + TILE_M - 1) / TILE_M) * ((n + JavaSgemm.NC - 1) / JavaSgemm.NC) >= 2L * rt.threads()) tileN = JavaSgemm.NC;
+        int tw = tileN, tm = (m + TILE_M - 1) / TILE_M, tn = (n + tw - 1) / tw;
         rt.parallelFor(tm * tn, t -> {
-            int i0 = (t / tn) * TILE_M, j0 = (t % tn) * TILE_N;
-            tile(blas, transA, transB, i0, Math.min(m, i0 + TILE_M), j0, Math.min(n, j0 + TILE_N), k, alpha, a, aOff, lda, b, bOff, ldb,
+            int i0 = (t / tn) * TILE_M, j0 = (t % tn) * tw;
+            tile(blas, transA, transB, i0, Math.min(m, i0 + TILE_M), j0, Math.min(n, j0 + tw), k, alpha, a, aOff, lda, b, bOff, ldb,
                     beta, c, cOff, ldc);
         });
     }

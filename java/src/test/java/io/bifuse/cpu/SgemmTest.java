@@ -113,4 +113,11 @@ class SgemmTest {
         var e = assertThrows(IllegalArgumentException.class, () -> CpuRuntime.withThreads(0));
         assertTrue(e.getMessage().startsWith("threads: expected >= 1"), e.getMessage());
     }
+
+    @Test void threadCountFromTheEnvironment() {
+        assertEquals(Runtime.getRuntime().availableProcessors(), CpuRuntime.defaultThreads(null));
+        assertEquals(3, CpuRuntime.defaultThreads(" 3"));
+        var e = assertThrows(IllegalStateException.class, () -> CpuRuntime.defaultThreads("0"));
+        assertTrue(e.getMessage().startsWith("BIFUSE_CPU_THREADS: expected a thread count"), e.getMessage());
+    }
 }

@@ -41,12 +41,15 @@ final class Bench {
         return null;
     }
 
-    static void run(boolean quick, String csv, int runsOverride) {
+    static void run(boolean quick, String csv, int runsOverride) { run(quick, csv, runsOverride, 2.0); }
+
+    /** {@code budgetSeconds}: how long a CPU row may keep adding runs after its first five. */
+    static void run(boolean quick, String csv, int runsOverride, double budgetSeconds) {
         long seed = System.nanoTime();
         System.out.printf("%nbench: median of many runs per row; GB/s and GFLOP/s from each op's cost model; seed %d%n", seed);
         // A simulated device's timings measure the simulator, not a kernel: none are printed or recorded.
         CudaContext ctx = Cuda.isAvailable() && !Cuda.isSimulated() ? CudaContext.open(0) : null;
-        Session session = new Session(new SplittableRandom(seed), ctx, runsOverride);
+        Session session = new Session(new SplittableRandom(seed), ctx, runsOverride, budgetSeconds);
         if (ctx == null) System.out.println("(GPU backends not benchmarked: " + (Cuda.isSimulated()
                 ? "the device is the simulated one (cuda-sim): its timings are not performance" : Cuda.status().reason()) + ")");
         else System.out.println("GPU: " + ctx + (session.peak == null ? ", ceilings unknown"
@@ -66,13 +69,19 @@ final class Bench {
         private final CudaContext gpu;
         private final double[] peak;
         private final int runsOverride;
+        private final double budgetSeconds;
         private final List<Result> results = new ArrayList<>();
 
         Session(SplittableRandom random, CudaContext gpu, int runsOverride) {
+            this(random, gpu, runsOverride, 2.0);
+        }
+
+        Session(SplittableRandom random, CudaContext gpu, int runsOverride, double budgetSeconds) {
             this.random = random;
             this.gpu = gpu;
             this.peak = gpu == null ? null : ceiling(gpu.deviceName());
             this.runsOverride = runsOverride;
+            this.budgetSeconds = budgetSeconds;
         }
 
         SplittableRandom random() { return random; }
@@ -111,13 +120,13 @@ final class Bench {
         /** A GPU part of a suite that cannot run here, said once. */
         void skipped(String what, String why) { System.out.println("(" + what + " not benchmarked on the GPU: " + why + ")"); }
 
-        /** Times {@code call} with System.nanoTime: at least 5 runs, up to 50 or 2 s. {@code cost} = {bytes, flops}. */
+        /** Times {@code call} with System.nanoTime: at least 5 runs, up to 50 or the session's budget (2 s; main's 0.5 s). {@code cost} = {bytes, flops}. */
         void cpu(String op, String backend, String label, String csvSize, int batch, double[] cost, Runnable call) {
             call.run(); // warm-up: JIT, FFT plans
             List<Double> ms = new ArrayList<>();
             long start = System.nanoTime();
             int min = runsOverride > 0 ? runsOverride : 5;
-            while (ms.size() < min || (runsOverride == 0 && System.nanoTime() - start < 2e9 && ms.size() < 50)) {
+            while (ms.size() < min || (runsOverride == 0 && System.nanoTime() - start < budgetSeconds * 1e9 && ms.size() < 50)) {
                 long t0 = System.nanoTime();
                 call.run();
                 ms.add((System.nanoTime() - t0) / 1e6);

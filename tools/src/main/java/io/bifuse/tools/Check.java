@@ -43,17 +43,25 @@ final class Check {
             if (ctx != null && ctx.isSimulated() && !quick) {
                 // The simulator runs kernels on one CPU core: the CPU rows at every size first, then
                 // the simulated GPU rows (and the CPU rows again) at the quick sizes.
-                for (Suite suite : Suite.all()) suite.check(false, null, rnd, report);
+                for (Suite suite : Suite.all()) checkWithProgress(suite, false, null, rnd, report);
                 System.out.println("(GPU rows on the simulated device: at the --quick sizes)");
                 for (Suite suite : Suite.all()) suite.check(true, ctx, rnd, report);
             } else {
-                for (Suite suite : Suite.all()) suite.check(quick, ctx, rnd, report);
+                for (Suite suite : Suite.all()) checkWithProgress(suite, quick, ctx, rnd, report);
             }
         } finally {
             if (ctx != null) ctx.close();
         }
         System.out.printf("check: %d passed, %d failed%n", report.passed, report.failed);
         return report.failed == 0 ? 0 : 1;
+    }
+
+    /** At the spec's sizes a suite's float64 references take seconds to minutes: a line says which op is being checked. */
+    private static void checkWithProgress(Suite suite, boolean quick, CudaContext ctx, SplittableRandom rnd, Report report) {
+        long t0 = System.nanoTime();
+        if (!quick) System.out.printf("(check %s: its float64 references at every size, the spec's included ...)%n", suite.name());
+        suite.check(quick, ctx, rnd, report);
+        if (!quick) System.out.printf("(check %s: %.1f s)%n", suite.name(), (System.nanoTime() - t0) / 1e9);
     }
 
     /** Collects and prints rows as they come (a slow reference should not hide the rows before it). */

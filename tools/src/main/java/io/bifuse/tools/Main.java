@@ -16,7 +16,8 @@ import java.util.List;
  *   check [--quick] [--seed S]      --quick: small sizes only (seconds, for smoke tests);
  *                                   --seed: the inputs of an earlier run (its header prints the seed)
  *   bench [--quick] [--csv FILE] [--runs N]
- *   main  [--quick] [--seed S]      check, then bench
+ *   main  [--full] [--seed S]       check, then bench: at the quick sizes, bench rows capped at 0.5 s
+ *                                   (a minute in all on 2 cores); --full: at the spec's sizes (minutes)
  * </pre>
  */
 public final class Main {
@@ -24,11 +25,12 @@ public final class Main {
 
     public static void main(String[] args) {
         if (args.length == 0) {
-            System.err.println("usage: bifuse (check|bench|main|env) [--quick] [--seed S] [--csv FILE] [--runs N]");
+            System.err.println("usage: bifuse (check|bench|main|env) [--quick] [--full] [--seed S] [--csv FILE] [--runs N]");
             System.exit(2);
         }
         List<String> rest = new ArrayList<>(Arrays.asList(args).subList(1, args.length));
         boolean quick = rest.remove("--quick");
+        boolean full = rest.remove("--full");
         String csv = option(rest, "--csv");
         String runs = option(rest, "--runs");
         Long seed = seed(option(rest, "--seed"));
@@ -40,11 +42,14 @@ public final class Main {
         switch (args[0]) {
             case "env" -> environment();
             case "check" -> { environment(); rc = Check.run(quick, seed); }
-            case "bench" -> { environment(); Bench.run(quick, csv, runs == null ? 0 : Integer.parseInt(runs)); }
+            case "bench" -> { environment(); Bench.run(quick, csv, runs == null ? 0 : Integer.parseInt(runs), 2.0); }
             case "main" -> {
                 environment();
-                rc = Check.run(quick, seed);
-                Bench.run(quick, csv, runs == null ? 0 : Integer.parseInt(runs));
+                long t0 = System.nanoTime();
+                rc = Check.run(!full, seed);
+                if (!full) System.out.println("(main: check at the quick sizes, every op on every backend here; `main --full` checks the spec's sizes)");
+                Bench.run(!full, csv, runs == null ? 0 : Integer.parseInt(runs), full ? 2.0 : 0.5);
+                System.out.printf("main: check and bench took %.1f s%n", (System.nanoTime() - t0) / 1e9);
                 if (rc != 0) System.out.println("\ncheck FAILED (see the table above)");
             }
             default -> { System.err.println("bifuse: unknown command " + args[0]); rc = 2; }
@@ -75,6 +80,7 @@ public final class Main {
         Runtime rt = Runtime.getRuntime();
         System.out.printf("bifuse on Java %s (%s), %d CPU threads%n", Runtime.version(), System.getProperty("java.vm.vendor"),
                 rt.availableProcessors());
+        System.out.println("CPU: " + io.bifuse.cpu.CpuRuntime.defaults().describe());
         Cuda.Status s = Cuda.status();
         if (s.available()) {
             System.out.printf("CUDA: %d device(s), driver %s; cuFFT: %s; cuBLAS: %s%n", s.deviceCount(), s.driver(), CufftPlan.describeLibrary(),
