@@ -31,6 +31,7 @@ import java.util.Arrays;
 public final class BanAttentionCpu extends CpuBackend<BanAttention> implements BanAttention.Backend {
     private final int glimpses, width;
     private final float[] p, bias;
+    private final float[][] pRows;
     private final Scratch scratch = new Scratch(), tasks = new Scratch();
 
     public BanAttentionCpu(BanAttention op) {
@@ -43,6 +44,7 @@ public final class BanAttentionCpu extends CpuBackend<BanAttention> implements B
         this.width = op.width();
         this.p = op.logits().weight();
         this.bias = op.logits().hasBias() ? op.logits().bias() : null;
+        this.pRows = BanKernels.rows(p, glimpses, width);
     }
 
     /**
@@ -58,11 +60,12 @@ public final class BanAttentionCpu extends CpuBackend<BanAttention> implements B
         runtime.parallelFor(chunks, ch -> {
             try (Scratch.Lease w = tasks.lease()) {
                 float[] ypp = w.floats(0, gm * width), l = w.floats(1, objects * gm), a = w.floats(2, objects * gm);
+                float[] row = w.floats(5, width), tmp = w.floats(6, width);
                 for (int b = BanKernels.chunkStart(ch, batch, chunks); b < BanKernels.chunkStart(ch + 1, batch, chunks); b++) {
                     Arrays.fill(logits, b * glimpses * objects * tokens, (b + 1) * glimpses * objects * tokens, Float.NEGATIVE_INFINITY);
                     int cnt = runs.count[b];
                     if (cnt == 0) continue;
-                    maps(runs, b, xp, yp, tokens, ypp, l, a);
+                    maps(runs, b, xp, yp, tokens, ypp, l, a, row, tmp);
                     scatter(runs, b, objects, tokens, l, logits);
                     scatter(runs, b, objects, tokens, a, att);
                 }
@@ -83,19 +86,21 @@ public final class BanAttentionCpu extends CpuBackend<BanAttention> implements B
         try (Scratch.Lease call = scratch.lease()) {
             float[] partial = call.floats(0, chunks * gk);
             runtime.parallelFor(chunks, ch -> {
-                Arrays.fill(partial, ch * gk, (ch + 1) * gk, 0f);
                 try (Scratch.Lease w = tasks.lease()) {
                     float[] ypp = w.floats(0, gm * width), l = w.floats(1, objects * gm), a = w.floats(2, objects * gm);
                     float[] dl = w.floats(3, objects * gm), s = w.floats(4, gm * width);
+                    float[] row = w.floats(5, width), tmp = w.floats(6, width), dRow = w.floats(7, width);
+                    float[][] dpRows = BanKernels.zeroRows(w, 8, glimpses, width);
                     for (int b = BanKernels.chunkStart(ch, batch, chunks); b < BanKernels.chunkStart(ch + 1, batch, chunks); b++) {
                         if (runs.count[b] > 0) {
-                            maps(runs, b, xp, yp, tokens, ypp, l, a);
+                            maps(runs, b, xp, yp, tokens, ypp, l, a, row, tmp);
                             gather(runs, b, objects, tokens, gradAttention, dl);
                             BanKernels.softmaxBackward(runs.count[b], glimpses, tokens, a, 0, dl, 0);
                         }
-                        BanKernels.logitsBackward(runtime, width, glimpses, tokens, p, dl, 0, ypp, xp, width, runs, b, dxp, width, s, yp,
-                                b * tokens * width, width, dyp, b * tokens * width, width, partial, ch * gk);
+                        BanKernels.logitsBackward(runtime, width, glimpses, tokens, pRows, dl, 0, ypp, xp, width, runs, b, dxp, width, s, yp,
+                                b * tokens * width, width, dyp, b * tokens * width, width, dpRows, row, tmp, dRow);
                     }
+                    for (int g = 0; g < glimpses; g++) System.arraycopy(dpRows[g], 0, partial, ch * gk + g * width, width);
                 }
             });
             for (int ch = 0; ch < chunks; ch++) for (int t = 0; t < gk; t++) dp[t] += partial[ch * gk + t];
@@ -104,9 +109,9 @@ public final class BanAttentionCpu extends CpuBackend<BanAttention> implements B
     }
 
     /** The compact logits {@code l} and maps {@code a} ({@code N_b × G·M}) of sample {@code b}; {@code ypp} is left holding its scaled tokens. */
-    private void maps(BanKernels.Runs runs, int b, float[] xp, float[] yp, int tokens, float[] ypp, float[] l, float[] a) {
+    private void maps(BanKernels.Runs runs, int b, float[] xp, float[] yp, int tokens, float[] ypp, float[] l, float[] a, float[] row, float[] tmp) {
         int gm = glimpses * tokens;
-        BanKernels.scaledTokens(p, glimpses, width, tokens, yp, b * tokens * width, width, ypp);
+        BanKernels.scaledTokens(pRows, glimpses, width, tokens, yp, b * tokens * width, width, ypp, row, tmp);
         BanKernels.logits(runtime, width, gm, xp, width, runs, b, ypp, l, 0);
         BanKernels.softmax(runs.count[b], glimpses, tokens, bias, l, 0, a, 0);
     }

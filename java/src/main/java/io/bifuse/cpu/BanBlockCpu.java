@@ -65,6 +65,7 @@ public final class BanBlockCpu extends CpuBackend<BanBlock> implements BanBlock.
 
     private final Layer objects, tokens, logits;
     private final Layer[] glimpseObjects, glimpseTokens, residuals;
+    private final float[][] pRows; // the logits' weight p, one array per glimpse
     private final int dx, dy, width, glimpses, glimpseWidth, group, pooled, largestLayer;
     private final Scratch scratch = new Scratch(), tasks = new Scratch();
 
@@ -96,6 +97,7 @@ public final class BanBlockCpu extends CpuBackend<BanBlock> implements BanBlock.
         group = op.group();
         pooled = op.pooledWidth();
         largestLayer = largest;
+        pRows = BanKernels.rows(logits.linear.weight, glimpses, width);
     }
 
     /** {@code x (B × N × Dx)}, {@code y (B × M × Dy)} → {@code B × Dy}; {@code mask} null: zero rows of x are padding. */
@@ -237,11 +239,11 @@ public final class BanBlockCpu extends CpuBackend<BanBlock> implements BanBlock.
         float[] att = s.att = l.floats(ATT, nAtt), lg = l.floats(LOGITS, nAtt), p = logits.linear.weight, bias = logits.linear.bias;
         runtime.parallelFor(chunks, ch -> {
             try (Scratch.Lease w = tasks.lease()) {
-                float[] ypp = w.floats(0, gm * width);
+                float[] ypp = w.floats(0, gm * width), row = w.floats(5, width), tmp = w.floats(6, width);
                 for (int b = BanKernels.chunkStart(ch, batch, chunks); b < BanKernels.chunkStart(ch + 1, batch, chunks); b++) {
                     if (packed.count[b] == 0) continue;
                     int at = packed.first[b] * gm;
-                    BanKernels.scaledTokens(p, glimpses, width, tokens, yp, b * tokens * width, width, ypp);
+                    BanKernels.scaledTokens(pRows, glimpses, width, tokens, yp, b * tokens * width, width, ypp, row, tmp);
                     BanKernels.logits(runtime, width, gm, xp, width, packed, b, ypp, lg, at);
                     BanKernels.softmax(packed.count[b], glimpses, tokens, bias, lg, at, att, at);
                 }
@@ -368,20 +370,22 @@ public final class BanBlockCpu extends CpuBackend<BanBlock> implements BanBlock.
         float[] dXp = l.floats(D_XP, r * width), dYp = l.floats(D_YP, bm * width), partial = l.floats(PARTIAL, nPartial);
         float[] p = logits.linear.weight, xp = s.xp, yp = s.yp;
         runtime.parallelFor(chunks, ch -> {
-            Arrays.fill(partial, ch * gk, (ch + 1) * gk, 0f);
             try (Scratch.Lease w = tasks.lease()) {
                 float[] ypp = w.floats(0, gm * width), sm = w.floats(4, gm * width);
+                float[] row = w.floats(5, width), tmp = w.floats(6, width), dRow = w.floats(7, width);
+                float[][] dpRows = BanKernels.zeroRows(w, 8, glimpses, width);
                 for (int b = BanKernels.chunkStart(ch, batch, chunks); b < BanKernels.chunkStart(ch + 1, batch, chunks); b++) {
                     int at = packed.first[b] * gm, cnt = packed.count[b], yo = b * tokens * width;
                     if (cnt > 0) {
-                        BanKernels.scaledTokens(p, glimpses, width, tokens, yp, yo, width, ypp);
+                        BanKernels.scaledTokens(pRows, glimpses, width, tokens, yp, yo, width, ypp, row, tmp);
                         BanKernels.softmaxBackward(cnt, glimpses, tokens, s.att, at, dA, at);
                     }
-                    BanKernels.logitsBackward(runtime, width, glimpses, tokens, p, dA, at, ypp, xp, width, packed, b, dXp, width, sm, yp, yo,
-                            width, dYp, yo, width, partial, ch * gk);
+                    BanKernels.logitsBackward(runtime, width, glimpses, tokens, pRows, dA, at, ypp, xp, width, packed, b, dXp, width, sm, yp, yo,
+                            width, dYp, yo, width, dpRows, row, tmp, dRow);
                     reluMask(dXp, xp, packed.first[b] * width, cnt * width);
                     reluMask(dYp, yp, yo, tokens * width);
                 }
+                for (int g = 0; g < glimpses; g++) System.arraycopy(dpRows[g], 0, partial, ch * gk + g * width, width);
             }
         });
         Arrays.fill(dW, 0, gk, 0f);

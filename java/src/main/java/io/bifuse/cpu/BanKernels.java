@@ -106,13 +106,34 @@ final class BanKernels {
 
     // ---------------------------------------------------------------- attention maps
 
-    /** {@code ypp[g·M + j, k] = p[g,k]·yp[j,k]}: the sample's tokens scaled by each glimpse's weights ({@code G·M × K}). */
-    static void scaledTokens(float[] p, int glimpses, int width, int tokens, float[] yp, int yOff, int ldy, float[] ypp) {
-        for (int g = 0; g < glimpses; g++) {
-            int pg = g * width;
-            for (int j = 0; j < tokens; j++) {
-                int src = yOff + j * ldy, dst = (g * tokens + j) * width;
-                for (int k = 0; k < width; k++) ypp[dst + k] = p[pg + k] * yp[src + k];
+    /** The rows of a row-major {@code rows × cols} matrix as arrays of their own (indexed from 0: see {@link #scaledTokens}). */
+    static float[][] rows(float[] a, int rows, int cols) {
+        float[][] r = new float[rows][];
+        for (int i = 0; i < rows; i++) r[i] = java.util.Arrays.copyOfRange(a, i * cols, (i + 1) * cols);
+        return r;
+    }
+
+    /** {@code rows} zeroed rows of {@code width} floats from the lease's slots {@code slot ..}: a per-task accumulator indexed from 0. */
+    static float[][] zeroRows(Scratch.Lease w, int slot, int rows, int width) {
+        float[][] r = new float[rows][];
+        for (int i = 0; i < rows; i++) java.util.Arrays.fill(r[i] = w.floats(slot + i, width), 0, width, 0f);
+        return r;
+    }
+
+    /**
+     * {@code ypp[g·M + j, k] = p[g,k]·yp[j,k]}: the sample's tokens scaled by each glimpse's weights
+     * ({@code G·M × K}). The products run over arrays indexed from 0 ({@code pRows}, and {@code row},
+     * {@code tmp}: K-float scratch, filled and emptied by arraycopy): HotSpot vectorizes a loop only when
+     * its arrays share one index expression.
+     */
+    static void scaledTokens(float[][] pRows, int glimpses, int width, int tokens, float[] yp, int yOff, int ldy, float[] ypp, float[] row,
+            float[] tmp) {
+        for (int j = 0; j < tokens; j++) {
+            System.arraycopy(yp, yOff + j * ldy, row, 0, width);
+            for (int g = 0; g < glimpses; g++) {
+                float[] pg = pRows[g];
+                for (int k = 0; k < width; k++) tmp[k] = pg[k] * row[k];
+                System.arraycopy(tmp, 0, ypp, (g * tokens + j) * width, width);
             }
         }
     }
@@ -184,14 +205,16 @@ final class BanKernels {
      * <pre>
      *   dxp[rows] = dl · ypp                                  one GEMM per run (cnt × K × G·M)
      *   S         = dlᵀ · xp[rows]                            G·M × K, summed over the runs
-     *   dyp[j,k]  = Σ_g p[g,k]·S[g·M + j, k],   dp[g,k] += Σ_j yp[j,k]·S[g·M + j, k]     one pass over S
+     *   dyp[j,k]  = Σ_g p[g,k]·S[g·M + j, k],   dp[g][k] += Σ_j yp[j,k]·S[g·M + j, k]     one pass over S
      * </pre>
      * {@code dxp} rows are addressed as {@code xp}'s ({@code row · lddx}); a sample without a real object
-     * gets zero {@code dyp} rows and adds nothing to {@code dp}. {@code s}: {@code G·M × K} scratch.
+     * gets zero {@code dyp} rows and adds nothing to {@code dp} (G rows of K, indexed from 0). Scratch:
+     * {@code s} ({@code G·M × K}), {@code yRow}, {@code sRow}, {@code dRow} (K each; the pass runs over
+     * arrays indexed from 0, see {@link #scaledTokens}).
      */
-    static void logitsBackward(CpuRuntime rt, int width, int glimpses, int tokens, float[] p, float[] dl, int dlOff, float[] ypp,
+    static void logitsBackward(CpuRuntime rt, int width, int glimpses, int tokens, float[][] pRows, float[] dl, int dlOff, float[] ypp,
             float[] xp, int ldx, Runs runs, int b, float[] dxp, int lddx, float[] s, float[] yp, int yOff, int ldy, float[] dyp,
-            int dyOff, int lddy, float[] dp, int dpOff) {
+            int dyOff, int lddy, float[][] dp, float[] yRow, float[] sRow, float[] dRow) {
         int gm = glimpses * tokens;
         if (runs.count[b] == 0) {
             for (int j = 0; j < tokens; j++) java.util.Arrays.fill(dyp, dyOff + j * lddy, dyOff + j * lddy + width, 0f);
@@ -205,16 +228,18 @@ final class BanKernels {
             c += len;
         }
         for (int j = 0; j < tokens; j++) {
-            int yr = yOff + j * ldy, dr = dyOff + j * lddy;
-            for (int k = 0; k < width; k++) dyp[dr + k] = 0f;
+            System.arraycopy(yp, yOff + j * ldy, yRow, 0, width);
+            java.util.Arrays.fill(dRow, 0, width, 0f);
             for (int g = 0; g < glimpses; g++) {
-                int sr = (g * tokens + j) * width, pg = g * width, dg = dpOff + g * width;
+                System.arraycopy(s, (g * tokens + j) * width, sRow, 0, width);
+                float[] pg = pRows[g], dg = dp[g];
                 for (int k = 0; k < width; k++) {
-                    float v = s[sr + k];
-                    dyp[dr + k] += p[pg + k] * v;
-                    dp[dg + k] += yp[yr + k] * v;
+                    float v = sRow[k];
+                    dRow[k] += pg[k] * v;
+                    dg[k] += yRow[k] * v;
                 }
             }
+            System.arraycopy(dRow, 0, dyp, dyOff + j * lddy, width);
         }
     }
 
