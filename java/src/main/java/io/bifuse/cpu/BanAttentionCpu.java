@@ -30,8 +30,8 @@ import java.util.Arrays;
  */
 public final class BanAttentionCpu extends CpuBackend<BanAttention> implements BanAttention.Backend {
     private final int glimpses, width;
-    private final float[] p, bias;
-    private final float[][] pRows;
+    private final float[] bias;
+    private final float[][] pRows; // the logits' weight p, one array per glimpse
     private final Scratch scratch = new Scratch(), tasks = new Scratch();
 
     public BanAttentionCpu(BanAttention op) {
@@ -42,9 +42,8 @@ public final class BanAttentionCpu extends CpuBackend<BanAttention> implements B
         super(op, "a BanAttention", Backends.FP32, runtime);
         this.glimpses = op.glimpses();
         this.width = op.width();
-        this.p = op.logits().weight();
         this.bias = op.logits().hasBias() ? op.logits().bias() : null;
-        this.pRows = BanKernels.rows(p, glimpses, width);
+        this.pRows = BanKernels.rows(op.logits().weight(), glimpses, width);
     }
 
     /**

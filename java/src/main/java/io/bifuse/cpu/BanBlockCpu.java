@@ -236,7 +236,7 @@ public final class BanBlockCpu extends CpuBackend<BanBlock> implements BanBlock.
         projectRelu(tokens(), bm, y, dy, yp, width);
 
         // the maps, compact: row = packed object, column g·M + j
-        float[] att = s.att = l.floats(ATT, nAtt), lg = l.floats(LOGITS, nAtt), p = logits.linear.weight, bias = logits.linear.bias;
+        float[] att = s.att = l.floats(ATT, nAtt), lg = l.floats(LOGITS, nAtt), bias = logits.linear.bias;
         runtime.parallelFor(chunks, ch -> {
             try (Scratch.Lease w = tasks.lease()) {
                 float[] ypp = w.floats(0, gm * width), row = w.floats(5, width), tmp = w.floats(6, width);
@@ -368,7 +368,7 @@ public final class BanBlockCpu extends CpuBackend<BanBlock> implements BanBlock.
 
         // the maps: softmax Jacobian and the bilinear logits, per sample
         float[] dXp = l.floats(D_XP, r * width), dYp = l.floats(D_YP, bm * width), partial = l.floats(PARTIAL, nPartial);
-        float[] p = logits.linear.weight, xp = s.xp, yp = s.yp;
+        float[] xp = s.xp, yp = s.yp;
         runtime.parallelFor(chunks, ch -> {
             try (Scratch.Lease w = tasks.lease()) {
                 float[] ypp = w.floats(0, gm * width), sm = w.floats(4, gm * width);
