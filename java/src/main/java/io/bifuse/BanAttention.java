@@ -38,8 +38,8 @@ import java.util.List;
  * Any {@code B, N, M, K >= 1}; {@code 1 <= G <=} {@value #MAX_GLIMPSES} (ban-vqa's {@code h_mat} path).
  * ban-vqa's sizes: N = 10..100 objects padded to 36 or 100, M = 14 tokens, K = 3840, G = 8.
  *
- * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.BanAttentionCpu}, the float64 definition
- * ({@code BanAttentionReference}) rounded to float, parallel over the batch: exact, not fast; and
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.BanAttentionCpu}, float32 on the CPU (all glimpses' logits in one GEMM per sample,
+ * multithreaded, bitwise the same for every thread count; {@code cpu-fp32}); and
  * {@code io.bifuse.cuda.BanAttentionCuda} (FP32, its own kernels: no GEMM, so no {@link Precision} to choose).
  */
 public final class BanAttention implements Op<BanAttention.Backend> {

@@ -46,8 +46,8 @@ import java.util.List;
  * parameters ({@code weight_v}, {@code weight_g}, {@code bias}). ban-vqa's sizes: Dx = 2048,
  * Dy = K' = 1280, K = 3840, G = 8, N = 10..100 objects, M = 14 tokens.
  *
- * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.BanBlockCpu}, the float64 definition
- * ({@code BanBlockReference}) rounded to float, parallel over the batch: exact, not fast; and
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.BanBlockCpu}, float32 on the CPU (batch-wide projection GEMMs, per-sample maps and pooling,
+ * multithreaded, bitwise the same for every thread count; {@code cpu-fp32}); and
  * {@code io.bifuse.cuda.BanBlockCuda}.
  */
 public final class BanBlock implements Op<BanBlock.Backend> {

@@ -37,8 +37,8 @@ import java.util.List;
  * ({@code BanPoolingCuda}) also takes row strides and a per-sample stride of the attention maps, so that it
  * reads one glimpse of a {@code B × G × N × M} tensor and column slices of wider projections in place.
  *
- * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.BanPoolingCpu}, the float64 definition
- * ({@code BanPoolingReference}) rounded to float, parallel over the batch: exact, not fast; and
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.BanPoolingCpu}, float32 on the CPU (per-sample GEMMs,
+ * multithreaded, bitwise the same for every thread count; {@code cpu-fp32}); and
  * {@code io.bifuse.cuda.BanPoolingCuda}.
  */
 public final class BanPooling implements Op<BanPooling.Backend> {

@@ -13,11 +13,12 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * The CPU backend against the reference, the mask's semantics, and the API's argument checks. The CPU
- * backend is the float64 reference rounded to float: relative L2 ~6e-8 (one rounding); 1e-6 leaves room
- * for that and catches any wiring mistake (wrong tensor, wrong order, wrong mask), which shows as O(1).
+ * backend computes in float32 (GEMM logits over K, softmax sums in double): relative L2 ~1e-7 at these
+ * sizes; 1e-5, the float32 backends' bound, catches any wiring mistake (wrong tensor, wrong order, wrong
+ * mask), which shows as O(1). BanAttentionCpuTest checks larger sizes, determinism and threads.
  */
 class BanAttentionTest {
-    static final double TOL = 1e-6;
+    static final double TOL = 1e-5;
 
     @ParameterizedTest(name = "B={0} N={1} M={2} K={3} G={4} mask={5}")
     @CsvSource({"1,1,1,1,1,none", "2,3,4,5,2,none", "3,5,3,7,3,counts", "4,4,2,6,2,zeroRows", "2,9,14,12,8,counts"})

@@ -31,11 +31,12 @@ import org.junit.jupiter.params.provider.ValueSource;
  * five orders of margin and any formula difference (a missed ReLU, one gain per row instead of per
  * matrix, pooling the wrong units) shows as ≥ 1e-3. The h_bias gradient is zero in exact arithmetic
  * (softmax shift invariance): PyTorch holds ~1e-17 rounding noise there, the reference an exact 0, so
- * it is compared by absolute value against 1e-12. The CPU backend (the reference rounded to float) to
- * 1e-6 relative, as in BanBlockTest.
+ * it is compared by absolute value against 1e-12 (the CPU backend writes exact zeros there too). The
+ * float32 CPU backend to 1e-5 relative, the float32 backends' bound: at these tiny sizes nothing cancels
+ * enough to need BanBlockTest's conditioning baseline (measured below 1e-6).
  */
 class BanBlockParityTest {
-    static final double REF_TOL = 1e-10, ZERO_TOL = 1e-12, CPU_TOL = 1e-6;
+    static final double REF_TOL = 1e-10, ZERO_TOL = 1e-12, CPU_TOL = 1e-5;
     static final int B = 3, N = 5, M = 4;
 
     record Tensor(int[] shape, double[] values) {

@@ -4,6 +4,7 @@ import io.bifuse.cpu.BanBlockCpu;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bifuse.reference.BanBlockReference;
+import io.bifuse.testing.Conditioning;
 import io.bifuse.testing.Stats;
 import java.util.ArrayList;
 import java.util.List;
@@ -14,12 +15,14 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * The CPU backend against the reference, padding and empty samples, and the API's argument checks.
- * The CPU backend is the float64 reference rounded to float, so its relative L2 error is ~6e-8 (one
- * rounding); 1e-6 leaves room for that and catches any wiring mistake (wrong tensor, wrong order),
- * which shows as O(1).
+ * The CPU backend computes in float32 (GEMMs over the batch and per sample): the forward is held to 1e-5
+ * relative L2, every gradient to 1e-5 raised where a tensor exceeds it to {@link Conditioning}'s
+ * {@code max(1e-5, 2·base)}, the float64 reference's own change when every input and parameter moves by
+ * float32's GEMM error (the weight-norm gains' gradients {@code ⟨dW, V⟩/‖V‖} cancel; see BanBlockCpuTest,
+ * which also checks determinism and larger sizes). A wiring mistake (wrong tensor, wrong order) shows as O(1).
  */
 class BanBlockTest {
-    static final double TOL = 1e-6;
+    static final double TOL = 1e-5;
 
     @ParameterizedTest(name = "B={0} N={1} M={2} Dx={3} Dy={4} K={5} K'={6} G={7} group={8}")
     @CsvSource({"1,1,1,1,1,1,1,1,1", "3,5,4,6,5,6,5,2,1", "2,7,3,5,4,9,6,3,3", "4,10,14,12,10,15,10,8,1"})
@@ -38,7 +41,13 @@ class BanBlockTest {
         List<float[]> gt = new BanBlockCpu(op).backward(x, y, mask, go, batch, n, m).tensors();
         List<double[]> rt = BanBlockReference.backward(op, x, y, mask, go, batch, n, m).tensors();
         // the logits bias gradient is exactly zero on both sides, where relativeL2 is the absolute norm
-        Stats.assertEachBelow(op.gradientNames(), gt, rt, TOL);
+        int longest = Math.max(Math.max(Math.max(dx, dy), Math.max(k, kp)), Math.max(n * m, batch * Math.max(n, m)));
+        Conditioning cond = new Conditioning(Conditioning.step(Precision.FP32, longest), 17,
+                (rnd, step) -> BanBlockReference.perturbationBaseline(op, x, y, mask, go, batch, n, m, rt, step, 1, rnd.nextLong()));
+        for (int t = 0; t < gt.size(); t++) {
+            double e = Stats.relativeL2(gt.get(t), rt.get(t));
+            assertTrue(e <= cond.bound(t, TOL, e), op.gradientNames().get(t) + ": relative L2 " + e);
+        }
     }
 
     @Test void attentionMapsAreDistributionsOverTheRealObjects() {

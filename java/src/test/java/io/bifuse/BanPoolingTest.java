@@ -12,12 +12,12 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * The CPU backend's shapes and semantics (group sums, masks, empty and single-object samples), its
- * agreement with the reference, and the API's argument checks. The CPU backend is the float64
- * reference rounded to float: relative L2 ~6e-8 (one rounding), so 1e-6 catches any wiring mistake
- * (wrong tensor, wrong order, wrong group), which shows as O(1).
+ * agreement with the reference, and the API's argument checks. The CPU backend computes in float32
+ * (GEMMs over objects, tokens or units): relative L2 ~1e-7 at these sizes, so 1e-5, the float32 backends'
+ * bound, catches any wiring mistake (wrong tensor, wrong order, wrong group), which shows as O(1).
  */
 class BanPoolingTest {
-    static final double TOL = 1e-6;
+    static final double TOL = 1e-5;
 
     @ParameterizedTest(name = "B={0} N={1} M={2} K'={3} k={4} masked={5}")
     @CsvSource({"1,1,1,1,1,false", "2,3,4,6,3,false", "3,5,2,12,4,true", "2,7,14,9,9,true", "4,6,3,10,1,true"})

@@ -27,9 +27,9 @@ import java.util.SplittableRandom;
  * small sizes an empty and a single-object sample.
  *
  * <p>The float64 reference costs about {@code 5·B·G·N·M·K} multiply-adds for forward + backward (7·10¹⁰ at
- * B = 256, N = 100): seconds on a many-core host, so check runs the spec's sizes at the spec's batch; the
- * CPU backend (the reference rounded to float) is checked at the small sizes only, and benchmarked at the
- * spec's widths with B = 8 (its rows say so).
+ * B = 256, N = 100): seconds on a many-core host, so check runs the spec's sizes at the spec's batch, the
+ * CPU backend ({@code cpu-fp32}: per-sample GEMMs) included at every size; bench times the CPU backend at
+ * the spec's sizes too.
  */
 final class BanAttentionSuite implements Suite {
 
@@ -95,11 +95,9 @@ final class BanAttentionSuite implements Suite {
             ObjectMask mask = mask(rnd, b, n, !spec);
             BanAttentionReference.Result fRef = BanAttentionReference.forward(op, xp, yp, mask, b, n, m);
             List<double[]> gRef = BanAttentionReference.backward(op, xp, yp, mask, ga, b, n, m).tensors();
-            if (!spec) { // the CPU backend is the reference rounded to float: see the class comment
-                BanAttention.Result r = onCpu.forward(xp, yp, mask, b, n, m);
-                report.add(forwardRow("cpu-reference", s, r.attention(), r.logits(), fRef));
-                report.add(backwardRow("cpu-reference", s, onCpu.backward(xp, yp, mask, ga, b, n, m), gRef));
-            }
+            BanAttention.Result onCpuMaps = onCpu.forward(xp, yp, mask, b, n, m);
+            report.add(forwardRow(onCpu.backend(), s, onCpuMaps.attention(), onCpuMaps.logits(), fRef));
+            report.add(backwardRow(onCpu.backend(), s, onCpu.backward(xp, yp, mask, ga, b, n, m), gRef));
             if (!gpu) continue;
             try (BanAttentionCuda cuda = new BanAttentionCuda(op, ctx)) {
                 BanAttentionRuns.Run r = BanAttentionRuns.run(ctx, cuda, xp, yp, mask, ga, b, n, m, 0, false);
@@ -144,11 +142,10 @@ final class BanAttentionSuite implements Suite {
 
     @Override public List<BenchCase> benchCases(boolean quick) {
         List<BenchCase> cases = new java.util.ArrayList<>();
-        Size cpu = quick ? SMALL : SPEC_100.withBatch(8); // the CPU backend is the float64 reference: see the class comment
-        {
+        for (Size cpu : quick ? List.of(SMALL) : List.of(SPEC_36, SPEC_100)) {
             int b = cpu.batch(), n = cpu.objects(), m = cpu.tokens(), k = cpu.width(), g = cpu.glimpses();
             BanAttention op = BanAttention.random(g, k, 42);
-            String label = cpu.label() + (quick ? "" : " (CPU: float64 reference, small batch)");
+            String label = cpu.label();
             cases.add(BenchCase.host("BanAttention", label, cpu.csvSize(), b, cost("BanAttention.forward", cpu), cost("BanAttention.fwd+bwd", cpu), r -> {
                 BanAttentionCpu c = new BanAttentionCpu(op);
                 float[] xp = Stats.gaussian(r, b * n * k), yp = Stats.gaussian(r, b * m * k), ga = Stats.gaussian(r, b * g * n * m);

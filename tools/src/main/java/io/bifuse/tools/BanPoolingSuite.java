@@ -24,12 +24,11 @@ import java.util.SplittableRandom;
  * drawn uniformly), the rest padding; attention maps are softmax-like (positive, summing to 1 over the
  * real objects' entries) and the projections ReLU outputs, as in the BAN model.
  *
- * <p>Tolerances: the CPU backend (the float64 reference rounded to float) and the CUDA kernels (FP32,
- * no cuBLAS, so no TF32/BF16 rows) against 1e-5. Forward rows compare the output; backward rows the
- * worst relative L2 of {@code da}, {@code dx}, {@code dy}. The reference costs about 4·B·N·M·K'
- * multiply-adds per forward + backward (6·10⁹ at N = 100, K' = 3840): seconds, so check runs the
- * spec's full batch on the GPU rows (the CPU backend, the same reference rounded to float, runs at the
- * odd sizes only); bench times the CPU backend at B = 16 and says so.
+ * <p>Tolerances: the CPU backend ({@code cpu-fp32}: per-sample GEMMs) and the CUDA kernels (FP32, no
+ * cuBLAS, so no TF32/BF16 rows) against 1e-5. Forward rows compare the output; backward rows the worst
+ * relative L2 of {@code da}, {@code dx}, {@code dy}. The reference costs about 4·B·N·M·K' multiply-adds
+ * per forward + backward (6·10⁹ at N = 100, K' = 3840): seconds, so check runs the spec's full batch, the
+ * CPU rows at every size; bench times the CPU backend at the spec's sizes too.
  */
 final class BanPoolingSuite implements Suite {
 
@@ -93,11 +92,8 @@ final class BanPoolingSuite implements Suite {
             int b = s.batch(), n = s.objects(), m = s.tokens();
             double[] fRef = BanPoolingReference.forward(op, in.att, in.x, in.y, in.mask, b, n, m);
             BanPoolingReference.Grads gRef = BanPoolingReference.backward(op, in.att, in.x, in.y, in.mask, in.go, b, n, m);
-            // The CPU backend is the reference rounded to float; at the spec's sizes it would only double the time of check.
-            if (!SPEC.contains(s)) {
-                report.add("BanPooling.forward", "cpu-reference", s.label(), onCpu.forward(in.att, in.x, in.y, in.mask, b, n, m), fRef, Check.TOLERANCE);
-                report.add(backwardRow("cpu-reference", s, onCpu.backward(in.att, in.x, in.y, in.mask, in.go, b, n, m), gRef));
-            }
+            report.add("BanPooling.forward", onCpu.backend(), s.label(), onCpu.forward(in.att, in.x, in.y, in.mask, b, n, m), fRef, Check.TOLERANCE);
+            report.add(backwardRow(onCpu.backend(), s, onCpu.backward(in.att, in.x, in.y, in.mask, in.go, b, n, m), gRef));
             if (!gpu) continue;
             try (BanPoolingCuda cuda = new BanPoolingCuda(op, ctx)) {
                 float[][] r = runCuda(ctx, cuda, s, in);
@@ -143,9 +139,9 @@ final class BanPoolingSuite implements Suite {
         List<BenchCase> cases = new java.util.ArrayList<>();
         for (Size s : quick ? List.of(new Size(8, 36, 14, 256, 1)) : SPEC) {
             BanPooling op = s.op();
-            Size cpu = quick ? s : s.withBatch(16); // the CPU backend is the float64 reference: see the class comment
+            Size cpu = s;
             int hb = cpu.batch(), n = s.objects(), m = s.tokens(), b = s.batch(), w = s.width();
-            String label = cpu.label() + (cpu == s ? "" : " (CPU: float64 reference, small batch)");
+            String label = cpu.label();
             cases.add(BenchCase.host("BanPooling", label, cpu.csvSize(), hb, cost("BanPooling.forward", cpu), cost("BanPooling.fwd+bwd", cpu), r -> {
                 BanPoolingCpu c = new BanPoolingCpu(op);
                 Inputs in = Inputs.random(cpu, r);

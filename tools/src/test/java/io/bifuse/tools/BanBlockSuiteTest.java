@@ -21,7 +21,7 @@ class BanBlockSuiteTest {
         BanBlockSuite suite = new BanBlockSuite();
         session.time(suite, suite.benchCases(true));
         assertEquals(List.of("BanBlock.forward", "BanBlock.fwd+bwd"), session.results().stream().map(Bench.Result::op).toList());
-        assertTrue(session.results().stream().allMatch(r -> r.backend().equals("bifuse-cpu-reference")));
+        assertTrue(session.results().stream().allMatch(r -> r.backend().equals("bifuse-cpu-fp32")));
     }
 
     @Test void benchSizesCarryThePeersLabels() {
