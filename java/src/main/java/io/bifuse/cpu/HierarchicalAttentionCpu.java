@@ -10,7 +10,7 @@ import java.util.List;
  * <ol>
  *   <li>one GEMM for every item's projection, {@code X·Wᵀ + b} ({@code N × k}, {@link CpuLinear});</li>
  *   <li>one fused pass per group, walking the CSR offsets (no padding work; an empty group pools to
- *       zero): the tanh in place, the logit {@code c·u_i} per item, the group's softmax (exponentials and
+ *       zero): the tanh in place ({@link SanHanKernels#tanh}, vectorized), the logit {@code c·u_i} per item, the group's softmax (exponentials and
  *       their sum in double) and the pooled vector {@code s_g = Σ α_i x_i}, which is the next level's item.</li>
  * </ol>
  * The logits bias shifts a whole group alike and is never added (the softmax cancels it).
@@ -169,12 +169,8 @@ public final class HierarchicalAttentionCpu extends CpuBackend<HierarchicalAtten
         float max = Float.NEGATIVE_INFINITY;
         for (int i = lo; i < hi; i++) {
             int uo = i * k;
-            float a = 0f;
-            for (int j = 0; j < k; j++) {
-                float t = (float) Math.tanh(u[uo + j]);
-                u[uo + j] = t;
-                a += c[j] * t;
-            }
+            SanHanKernels.tanhInPlace(u, uo, k);
+            float a = SanHanKernels.dot(c, u, uo, k);
             alpha[i] = a;
             max = Math.max(max, a);
         }
