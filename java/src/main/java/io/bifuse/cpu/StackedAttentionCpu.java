@@ -19,8 +19,11 @@ import java.util.List;
  * over its cells: the tanh's of the placement, the logit {@code w_P·h_s + b_P}, the softmax over the
  * cells (exponentials and their sum in double) and {@code u_{l+1} = Σ α_s v_s + u_l}.
  *
- * <p>Backward recomputes the forward (the same calls, so the same bits), keeping the hidden vectors
- * {@code h}, then per layer from the last: one fused pass per sample ({@code dα_s = g·v_s},
+ * <p>A forward keeps its intermediates (image projections, hidden vectors {@code h}, question sides,
+ * logits, maps, the {@code u_l}) with copies of {@code u} and {@code v} until the next call: a backward
+ * whose inputs are bitwise those copies (the usual forward-then-backward of a training step) takes them
+ * instead of recomputing the forward; any other backward recomputes it (the same calls, so the same bits
+ * either way). That holds about {@code B·L·(2K·k + d)} floats between the calls. Then, per layer from the last: one fused pass per sample ({@code dα_s = g·v_s},
  * {@code dv_s += α_s g}, the softmax Jacobian with its sum over the cells in double, the logit's and the
  * tanh's derivatives, writing {@code dp_s} over the image projections and summing {@code dq} over the
  * cells in double: those terms cancel, the softmax Jacobian summing to zero), then {@code g += dq·W_Q} (a GEMM over the samples: the residual plus the question side) and the
@@ -38,7 +41,7 @@ import java.util.List;
  */
 public final class StackedAttentionCpu extends CpuBackend<StackedAttention> implements StackedAttention.Backend {
     private static final int SLOT_PROJ = 0, SLOT_H = 1, SLOT_Q = 2, SLOT_LOGIT = 3, SLOT_G = 4, SLOT_DQ = 5, SLOT_DZ = 6, SLOT_ONES = 7,
-            SLOT_DW = 8, SLOT_DB = 9, SLOT_ATT = 10, SLOT_U = 11; // SLOT_U + l: u_l for l < K
+            SLOT_DW = 8, SLOT_DB = 9, SLOT_ATT = 10, SLOT_U_COPY = 11, SLOT_V_COPY = 12, SLOT_U = 13; // SLOT_U + l: u_l for l < K
 
     private final int d, k, layers, kk; // kk = K·k, the stacked image projections' width
     private final boolean paper;
@@ -49,6 +52,8 @@ public final class StackedAttentionCpu extends CpuBackend<StackedAttention> impl
     private final float[] logitsBias;
     private final boolean[] hasLogitsBias;
     private final Scratch scratch = new Scratch();
+    /** The last forward's pass, for a backward on the same inputs (see the class comment). */
+    private final java.util.concurrent.atomic.AtomicReference<Kept> kept = new java.util.concurrent.atomic.AtomicReference<>();
 
     public StackedAttentionCpu(StackedAttention op) {
         this(op, CpuRuntime.defaults());
@@ -86,26 +91,61 @@ public final class StackedAttentionCpu extends CpuBackend<StackedAttention> impl
     /** {@code u (B × d)}, {@code v (B × L × d)} → {@code B × d}. */
     @Override public float[] forward(float[] u, float[] v, int batch, int cells) {
         op.checkInputs(u, v, batch, cells);
-        try (Scratch.Lease lease = scratch.lease()) {
-            return new Pass(lease, u, v, batch, cells, false, false).out;
-        }
+        return run(u, v, batch, cells, false).out();
     }
 
     /** The forward, also returning the attention maps ({@code B × K × L}). */
     @Override public StackedAttention.Result forwardWithAttention(float[] u, float[] v, int batch, int cells) {
         op.checkInputs(u, v, batch, cells);
-        try (Scratch.Lease lease = scratch.lease()) {
-            Pass p = new Pass(lease, u, v, batch, cells, false, true);
-            return new StackedAttention.Result(p.out, p.attention);
+        return run(u, v, batch, cells, true);
+    }
+
+    /**
+     * The forward, kept with copies of its inputs for a backward on the same inputs (it replaces whatever
+     * an earlier forward kept). Everything returned is copied out before the pass is published: from then
+     * on a backward on another thread may take it.
+     */
+    private StackedAttention.Result run(float[] u, float[] v, int batch, int cells, boolean attention) {
+        Scratch.Lease lease = scratch.lease();
+        try {
+            Pass p = new Pass(lease, u, v, batch, cells);
+            float[] uc = lease.floats(SLOT_U_COPY, batch * d), vc = lease.floats(SLOT_V_COPY, p.rows * d);
+            System.arraycopy(u, 0, uc, 0, batch * d);
+            System.arraycopy(v, 0, vc, 0, p.rows * d);
+            StackedAttention.Result r = new StackedAttention.Result(p.out, attention ? java.util.Arrays.copyOf(p.attention, batch * layers * cells) : null);
+            Kept old = kept.getAndSet(new Kept(lease, p, uc, vc));
+            lease = null;
+            if (old != null) old.lease.close();
+            return r;
+        } finally {
+            if (lease != null) lease.close();
         }
     }
+
+    /** The kept forward if it ran on exactly these inputs (then it is taken), else null (and it is dropped). */
+    private Kept take(float[] u, float[] v, int batch, int cells) {
+        Kept last = kept.getAndSet(null);
+        if (last == null) return null;
+        Pass p = last.pass;
+        if (p.batch == batch && p.cells == cells && java.util.Arrays.equals(last.u, 0, batch * d, u, 0, batch * d)
+                && java.util.Arrays.equals(last.v, 0, p.rows * d, v, 0, p.rows * d)) {
+            p.u[0] = u;
+            return last;
+        }
+        last.lease.close();
+        return null;
+    }
+
+    /** A forward's pass and the lease holding it, with copies of its inputs {@code u} and {@code v}. */
+    private record Kept(Scratch.Lease lease, Pass pass, float[] u, float[] v) {}
 
     /** Every gradient given {@code gradOut = ∂L/∂u_K} ({@code B × d}). */
     @Override public StackedAttention.Gradients backward(float[] u, float[] v, float[] gradOut, int batch, int cells) {
         op.checkInputs(u, v, batch, cells);
         io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, d);
-        try (Scratch.Lease lease = scratch.lease()) {
-            Pass p = new Pass(lease, u, v, batch, cells, true, false);
+        Kept last = take(u, v, batch, cells);
+        try (Scratch.Lease lease = last != null ? last.lease : scratch.lease()) {
+            Pass p = last != null ? last.pass : new Pass(lease, u, v, batch, cells);
             int rows = p.rows;
             float[] dv = new float[elements("v gradient", rows, d)];
             float[] g = lease.floats(SLOT_G, batch * d);
@@ -162,7 +202,7 @@ public final class StackedAttentionCpu extends CpuBackend<StackedAttention> impl
         final int batch, cells, rows;
         /** Image projections, rows × K·k: W_I v + b_I (paper) or its tanh (public code); dP after the backward's passes. */
         final float[] proj;
-        /** Hidden vectors h, rows × K·k (backward only, else null). */
+        /** Hidden vectors h, rows × K·k. */
         final float[] h;
         /** Question side per layer, B × k at l·B·k: W_Q u_l + b_Q (paper) or its tanh (public code). */
         final float[] q;
@@ -170,13 +210,13 @@ public final class StackedAttentionCpu extends CpuBackend<StackedAttention> impl
         final float[] logit;
         /** The attention maps, B × K × L. */
         final float[] attention;
-        /** The backward's dα per cell (rows; backward only, else null). */
+        /** The backward's dα per cell (rows). */
         final double[] dalpha;
         /** u_l, l <= K (u[0] the input, u[K] the output). */
         final float[][] u;
         final float[] out;
 
-        Pass(Scratch.Lease lease, float[] u0, float[] v, int batch, int cells, boolean keep, boolean freshAttention) {
+        Pass(Scratch.Lease lease, float[] u0, float[] v, int batch, int cells) {
             this.batch = batch;
             this.cells = cells;
             rows = batch * cells; // the descriptor checked it against 2^31
@@ -186,11 +226,11 @@ public final class StackedAttentionCpu extends CpuBackend<StackedAttention> impl
             int logitSize = elements("logits", layers, rows);
             int qSize = elements("question projections", layers, batch, k);
             proj = lease.floats(SLOT_PROJ, projSize);
-            h = keep ? lease.floats(SLOT_H, projSize) : null;
-            dalpha = keep ? lease.doubles(2, rows) : null;
+            h = lease.floats(SLOT_H, projSize);
+            dalpha = lease.doubles(2, rows);
             q = lease.floats(SLOT_Q, qSize);
             logit = lease.floats(SLOT_LOGIT, logitSize);
-            attention = freshAttention ? new float[attSize] : lease.floats(SLOT_ATT, attSize);
+            attention = lease.floats(SLOT_ATT, attSize);
             u = new float[layers + 1][];
             u[0] = u0;
             image.forward(runtime, rows, v, 0, d, proj, 0, kk, false);
@@ -216,16 +256,14 @@ public final class StackedAttentionCpu extends CpuBackend<StackedAttention> impl
             int r = b * cells + s, po = r * kk + l * k;
             float z;
             if (paper) {
-                // h = tanh(W_I v + b_I + q): kept in H for the backward, else over the projection, which nothing reads again
-                float[] hs = h != null ? h : proj;
-                SanHanKernels.tanhOfSum(proj, po, q, qo, hs, po, k);
-                z = SanHanKernels.dot(w, hs, po, k);
+                SanHanKernels.tanhOfSum(proj, po, q, qo, h, po, k);
+                z = SanHanKernels.dot(w, h, po, k);
             } else {
                 SanHanKernels.tanhInPlace(proj, po, k);
                 z = 0f;
                 for (int j = 0; j < k; j++) {
                     float hj = proj[po + j] + q[qo + j];
-                    if (h != null) h[po + j] = hj;
+                    h[po + j] = hj;
                     z += w[j] * hj;
                 }
             }
