@@ -90,13 +90,12 @@ public final class HierarchicalAttentionCpu extends CpuBackend<HierarchicalAtten
             float[] dp = lease.floats(SLOT_DP, elements("projection gradients", maxItems, maxK));
             float[] da = lease.floats(SLOT_DA, maxItems);
             float[] ones = CpuLinear.ones(lease, SLOT_ONES, maxItems);
-            float[][] levelGrads = new float[2][];
             List<HierarchicalAttention.LevelGradients> out = new ArrayList<>();
             for (int l = 0; l < levels; l++) out.add(null);
             float[] g = gradOut;
             for (int l = levels - 1; l >= 0; l--) {
                 int n = p.n[l], k = projection[l].out;
-                float[] gx = l == 0 ? dx : (levelGrads[l & 1] = lease.floats(SLOT_GRAD + (l & 1), n * d));
+                float[] gx = l == 0 ? dx : lease.floats(SLOT_GRAD + (l & 1), n * d);
                 groupBackward(p, l, g, gx, dp, da);
                 CpuLinear proj = projection[l];
                 proj.backwardInput(runtime, n, dp, 0, k, gx, 0, d, true);
