@@ -169,7 +169,8 @@ public final class HierarchicalAttentionCpu extends CpuBackend<HierarchicalAtten
         for (int i = lo; i < hi; i++) {
             int uo = i * k;
             SanHanKernels.tanhInPlace(u, uo, k);
-            float a = SanHanKernels.dot(c, u, uo, k);
+            // in double: one per item, and the group's softmax Jacobian downstream cancels (Σ da = 0)
+            float a = (float) SanHanKernels.dotDouble(c, u, uo, k);
             alpha[i] = a;
             max = Math.max(max, a);
         }

@@ -43,6 +43,13 @@ final class SanHanKernels {
         for (int j = 0; j < n; j++) out[oo + j] = tanh(a[ao + j] + b[bo + j]);
     }
 
+    /** {@code Σ_j w[j]·x[xo + j]} in double, in order. */
+    static double dotDouble(float[] w, float[] x, int xo, int n) {
+        double s = 0;
+        for (int j = 0; j < n; j++) s += (double) w[j] * x[xo + j];
+        return s;
+    }
+
     /** {@code Σ_j w[j]·x[xo + j]}, in order. */
     static float dot(float[] w, float[] x, int xo, int n) {
         float s = 0f;

@@ -254,21 +254,16 @@ public final class StackedAttentionCpu extends CpuBackend<StackedAttention> impl
         float max = Float.NEGATIVE_INFINITY;
         for (int s = 0; s < cells; s++) {
             int r = b * cells + s, po = r * kk + l * k;
-            float z;
             if (paper) {
                 SanHanKernels.tanhOfSum(proj, po, q, qo, h, po, k);
-                z = SanHanKernels.dot(w, h, po, k);
             } else {
                 SanHanKernels.tanhInPlace(proj, po, k);
-                z = 0f;
-                for (int j = 0; j < k; j++) {
-                    float hj = proj[po + j] + q[qo + j];
-                    h[po + j] = hj;
-                    z += w[j] * hj;
-                }
+                for (int j = 0; j < k; j++) h[po + j] = proj[po + j] + q[qo + j];
             }
-            z += bias;
-            float a = paper ? z : SanHanKernels.tanh(z);
+            // The logit in double and its tanh exact: one per cell, and the softmax Jacobian downstream cancels
+            // (Σ_s da_s = 0), so their rounding shows in the question and logits-bias gradients.
+            double z = SanHanKernels.dotDouble(w, h, po, k) + bias;
+            float a = (float) (paper ? z : Math.tanh(z));
             logit[lo + s] = a;
             max = Math.max(max, a);
         }
