@@ -95,7 +95,7 @@ final class StackedAttentionSuite implements Suite {
             List<double[]> gRef = grads.tensors();
             StackedAttentionCpu onCpu = new StackedAttentionCpu(op);
             // The test's rule (StackedAttentionTolerance): where a tensor exceeds 1e-5 (sums over the cells that the softmax
-            // Jacobian makes cancel: the question and logits-bias gradients, seen at 2e-5 at L = 37, d = 301, public code),
+            // Jacobian makes cancel: the question and logits-bias gradients, seen at 2e-5 at L = 37, d = 301, public code, while the logits were float),
             // max(1e-5, 2·base) of the reference's own movement under float32-sized perturbations; the draws are fixed.
             Conditioning cond = StackedAttentionTolerance.conditioning(Precision.FP32, op, u, v, g, b, l, fRef, grads, 0x5eedL);
             report.add(forwardRow(onCpu.backend(), s, onCpu.forwardWithAttention(u, v, b, l), fRef, Check.TOLERANCE));
