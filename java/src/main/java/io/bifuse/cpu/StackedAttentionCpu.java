@@ -10,7 +10,8 @@ import java.util.List;
 /**
  * {@link StackedAttention} on the CPU in float32.
  *
- * <p>Every tanh is {@link SanHanKernels#tanh} (vectorized; within 3.7·10⁻⁷ of the exact one).
+ * <p>The tanh of a projection (millions per call) is {@link SanHanKernels#tanh}, vectorized and within
+ * 3.7·10⁻⁷ of the exact one; the public code's logit tanh (one per cell) is {@code Math.tanh}.
  *
  * <p>Forward. The image side does not depend on {@code u}: every layer's {@code W_I v_s + b_I} is one
  * GEMM over all {@code B·L} cells, the {@code K} layers' image weights stacked into one
@@ -19,19 +20,22 @@ import java.util.List;
  * over its cells: the tanh's of the placement, the logit {@code w_P·h_s + b_P}, the softmax over the
  * cells (exponentials and their sum in double) and {@code u_{l+1} = Σ α_s v_s + u_l}.
  *
+ * <p>Backward, per layer from the last: one fused pass per sample ({@code dα_s = g·v_s} and
+ * {@code dv_s += α_s g}; the softmax Jacobian, the logit's and the tanh's derivatives; {@code dp_s} written
+ * over the image projections; {@code dq} summed over the cells), then {@code g += dq·W_Q} (a GEMM over the
+ * samples: the residual plus the question side) and the question and logits layers' parameter gradients
+ * ({@code dW_Q = dqᵀU_l}, {@code dw_P = dzᵀH}, {@code db_Q} as a GEMM with a ones vector). Last, the image
+ * side of all layers at once, with the stacked weights over the {@code B·L} cells: {@code dv += dP·W_I},
+ * {@code dW_I = dPᵀV}, {@code db_I}. The softmax Jacobian sums to zero over the cells, so what sums its
+ * terms cancels: {@code dα}, the Jacobian's inner sum, {@code dq}, the logits bias's {@code Σ dz} and the
+ * logits themselves are in double (one or a few per cell, next to the GEMMs' {@code d·k} per cell). In the
+ * paper's placement the logits bias gradient is exact zeros, as the reference writes it.
+ *
  * <p>A forward keeps its intermediates (image projections, hidden vectors {@code h}, question sides,
  * logits, maps, the {@code u_l}) with copies of {@code u} and {@code v} until the next call: a backward
- * whose inputs are bitwise those copies (the usual forward-then-backward of a training step) takes them
- * instead of recomputing the forward; any other backward recomputes it (the same calls, so the same bits
- * either way). That holds about {@code B·L·(2K·k + d)} floats between the calls. Then, per layer from the last: one fused pass per sample ({@code dα_s = g·v_s},
- * {@code dv_s += α_s g}, the softmax Jacobian with its sum over the cells in double, the logit's and the
- * tanh's derivatives, writing {@code dp_s} over the image projections and summing {@code dq} over the
- * cells in double: those terms cancel, the softmax Jacobian summing to zero), then {@code g += dq·W_Q} (a GEMM over the samples: the residual plus the question side) and the
- * question and logits layers' parameter gradients ({@code dW_Q = dqᵀU_l}, {@code dw_P = dzᵀH}, row sums
- * as GEMMs with a ones vector, but the logits bias's {@code Σ dz} in double, summed per sample and then over
- * the samples in order: it cancels too). Last, the image side of all layers at once: {@code dv += dP·W_I} and
- * {@code dW_I = dPᵀ·V} over the {@code B·L} cells with the stacked weights. In the paper's placement the
- * logits bias gradient is exact zeros, as the reference writes it.
+ * whose inputs are bitwise those copies (the forward-then-backward of a training step) takes them instead
+ * of recomputing the forward, any other backward recomputes it (the same calls, so the same bits either
+ * way). That holds about {@code B·L·(2K·k + d)} floats between the calls.
  *
  * <p>Threads: the GEMMs share out their tiles ({@link Sgemm}); the fused passes run one task per sample.
  * No sum is split between threads and each has one order fixed by the shapes, so results are bitwise the
