@@ -28,9 +28,8 @@ import java.util.stream.IntStream;
  * a channels-last feature map, e.g. an NCHW map permuted to NHWC and flattened over H·W), output
  * {@code B × C1·C2}. Any {@code B, L, C1, C2 >= 1} with {@code C1·C2 < 2^31}.
  *
- * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.FullBilinearCpu}, in double (outer products
- * accumulated per sample, then the normalization; results rounded to float), in parallel over the
- * samples, and {@code io.bifuse.cuda.FullBilinearCuda} (cuBLAS strided-batched GEMMs in a chosen
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.FullBilinearCpu}, in float32 (one GEMM per sample,
+ * then the normalization in place), in parallel over the samples, and {@code io.bifuse.cuda.FullBilinearCuda} (cuBLAS strided-batched GEMMs in a chosen
  * {@link Precision}); {@code io.bifuse.reference.FullBilinearReference} is the definition-based oracle
  * both are tested against.
  */

@@ -44,9 +44,10 @@ import java.util.List;
  * state dict (HAN's {@code nn.Linear(d, k)} and its context vector as {@code nn.Linear(k, 1, bias=False)}).
  * Sizes: HAN's GRU outputs give {@code d = 100} (2 × 50) at {@code k = 100}; {@link #random} takes any.
  *
- * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.HierarchicalAttentionCpu}, the float64 definition
- * ({@code HierarchicalAttentionReference}) rounded to float: exact, not fast; and
- * {@code io.bifuse.cuda.HierarchicalAttentionCuda}.
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.HierarchicalAttentionCpu} (float32, multithreaded:
+ * one projection GEMM per level, fused per-group pooling over the offsets) and
+ * {@code io.bifuse.cuda.HierarchicalAttentionCuda}; {@code io.bifuse.reference.HierarchicalAttentionReference}
+ * is the float64 definition both are tested against.
  */
 public final class HierarchicalAttention implements Op<HierarchicalAttention.Backend> {
     /**

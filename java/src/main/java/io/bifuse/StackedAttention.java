@@ -41,9 +41,9 @@ import java.util.List;
  * {@code k = 512}, the {@code n_attention} of the public code's VQA configuration
  * (zcyang/imageqa-san, {@code san_att_conv_twolayer.py}); {@code random} takes any {@code k}.
  *
- * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.StackedAttentionCpu}, the float64 definition
- * ({@code StackedAttentionReference}) rounded to float: exact, not fast; and
- * {@code io.bifuse.cuda.StackedAttentionCuda}.
+ * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.StackedAttentionCpu} (float32, multithreaded: the
+ * projections as GEMMs, fused per-sample attention passes) and {@code io.bifuse.cuda.StackedAttentionCuda};
+ * {@code io.bifuse.reference.StackedAttentionReference} is the float64 definition both are tested against.
  */
 public final class StackedAttention implements Op<StackedAttention.Backend> {
     /**

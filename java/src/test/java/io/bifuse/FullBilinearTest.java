@@ -12,13 +12,14 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
 /**
- * The CPU backend (outer products accumulated in double) against the definition-based reference, the
- * relations between the homologous and the two-input op, and the API's argument checks. Tolerance 1e-6
- * relative L2: the backend computes in double and rounds the result to float (~6e-8), so anything
- * above 1e-6 is a real discrepancy.
+ * The CPU backend (float32 GEMMs, see FullBilinearCpu) against the definition-based reference, the
+ * relations between the homologous and the two-input op, and the API's argument checks. Tolerance 1e-5
+ * relative L2 (the issue's float32 bound): a float32 sum of L <= 196 products errs by ~1e-7 relative, so
+ * anything above 1e-5 is a real discrepancy. Inputs are rectified here, which keeps the signed sqrt's
+ * derivative well conditioned; FullBilinearCpuTest holds signed inputs to the float32 baseline rule.
  */
 class FullBilinearTest {
-    static final double TOL = 1e-6;
+    static final double TOL = 1e-5;
     static final Normalization[] NORMS = {
         Normalization.NONE, Normalization.pytorch(), Normalization.caffe(), new Normalization(false, 0, Normalization.L2.MAX_NORM, 1e-12f),
     };
@@ -35,13 +36,13 @@ class FullBilinearTest {
             assertBelow(Stats.relativeL2(new FullBilinearCpu(op).forward(x, y, batch, positions), FullBilinearReference.forward(op, x, y, batch, positions)), n + " forward");
             Gradients cg = new FullBilinearCpu(op).backward(x, y, g, batch, positions);
             double[][] ref = FullBilinearReference.backward(op, x, y, g, batch, positions);
-            assertBelow(Stats.relativeL2(cg.dx(), ref[0]), n + " dx");
-            assertBelow(Stats.relativeL2(cg.dy(), ref[1]), n + " dy");
+            assertGradient(op, cg.dx(), ref[0], n + " dx");
+            assertGradient(op, cg.dy(), ref[1], n + " dy");
 
             FullBilinear h = FullBilinear.homologous(c1, average, n);
             float[] gh = Stats.gaussian(r, batch * h.outputSize());
             assertBelow(Stats.relativeL2(new FullBilinearCpu(h).forward(x, batch, positions), FullBilinearReference.forward(h, x, null, batch, positions)), n + " homologous forward");
-            assertBelow(Stats.relativeL2(new FullBilinearCpu(h).backward(x, gh, batch, positions), FullBilinearReference.backward(h, x, null, gh, batch, positions)[0]),
+            assertGradient(h, new FullBilinearCpu(h).backward(x, gh, batch, positions), FullBilinearReference.backward(h, x, null, gh, batch, positions)[0],
                     n + " homologous dx");
         }
     }
@@ -131,6 +132,24 @@ class FullBilinearTest {
     static float[] relu(float[] a) {
         for (int i = 0; i < a.length; i++) a[i] = Math.max(0f, a[i]);
         return a;
+    }
+
+    /**
+     * A gradient against the reference at {@link #TOL}, except where exact arithmetic leaves nothing to
+     * compare relatively: with one output entry the l2 backward's two terms cancel (exactly, or to the eps
+     * of SUM_SQUARES, ~1e-7 of themselves), and a sample whose pooled entries all come from one nonzero
+     * input (L = 1 after the ReLU) is scale-invariant under ssqrt + l2, its gradient zero but for the
+     * reference's 1e-16 residue ({@link Stats#cancelled}). Float32 leaves ~1e-8 of the terms there: such a
+     * gradient need only be finite (one entry) or below {@link Stats#CANCELLED_DEVICE} (cancelled).
+     */
+    static void assertGradient(FullBilinear op, float[] got, double[] ref, String what) {
+        if (op.outputSize() == 1 && op.normalization().l2() != Normalization.L2.NONE) {
+            for (float v : got) assertTrue(Float.isFinite(v), what + ": not finite");
+        } else if (Stats.cancelled(ref)) {
+            assertTrue(Stats.norm(got) <= Stats.CANCELLED_DEVICE, what + ": the reference cancels to " + Stats.norm(ref) + ", got " + Stats.norm(got));
+        } else {
+            assertBelow(Stats.relativeL2(got, ref), what);
+        }
     }
 
     static void assertBelow(double err, String what) {

@@ -13,12 +13,15 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * The CPU backend against the reference, and the API's argument checks. The CPU backend is the
- * float64 reference rounded to float, so its relative L2 error is ~6e-8 (one rounding); 1e-6 leaves
- * room for that and catches any wiring mistake (wrong tensor, wrong order, wrong level), which shows as O(1).
+ * The CPU backend against the reference, and the API's argument checks. The CPU backend computes in
+ * float32 (see HierarchicalAttentionCpu): 1e-5 relative L2 holds its ~1e-7 and catches any wiring
+ * mistake (wrong tensor, wrong order, wrong level), which shows as O(1). Where d or k < 8 (most
+ * cases here) a projection bias's gradient sums a group's few rows and cancels (the softmax Jacobian
+ * sums to zero per group): there the gradients get HierarchicalAttentionTolerance's FP32 bound, 1e-4
+ * (HierarchicalAttentionCpuTest adds the conditioning baseline on fresh inputs).
  */
 class HierarchicalAttentionTest {
-    static final double TOL = 1e-6;
+    static final double TOL = 1e-5, SMALL_WIDTH_TOL = 1e-4;
 
     /** {d, k, offsets per level}: one level, two, three; empty groups, groups of one, a group longer than the rest. */
     static List<Object[]> cases() {
@@ -42,7 +45,7 @@ class HierarchicalAttentionTest {
         assertArrayEquals(got.out(), new HierarchicalAttentionCpu(op).forward(x, items, offsets));
         List<float[]> gt = new HierarchicalAttentionCpu(op).backward(x, go, items, offsets).tensors();
         List<double[]> rt = HierarchicalAttentionReference.backward(op, x, go, items, offsets).tensors();
-        Stats.assertEachBelow(op.gradientNames(), gt, rt, TOL);
+        Stats.assertEachBelow(op.gradientNames(), gt, rt, Math.min(d, k) < 8 ? SMALL_WIDTH_TOL : TOL);
     }
 
     @Test void attentionWeightsAreDistributionsOverEachGroupAndEmptyGroupsPoolToZero() {

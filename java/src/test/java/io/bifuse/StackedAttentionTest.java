@@ -14,12 +14,14 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
 /**
- * The CPU backend against the reference, and the API's argument checks. The CPU backend is the
- * float64 reference rounded to float, so its relative L2 error is ~6e-8 (one rounding); 1e-6 leaves
- * room for that and catches any wiring mistake (wrong tensor, wrong order), which shows as O(1).
+ * The CPU backend against the reference, and the API's argument checks. The CPU backend computes in
+ * float32 (see StackedAttentionCpu): 1e-5 relative L2 holds its few 1e-7 (up to ~2e-6 on the question
+ * and logits-bias gradients, sums over the cells that the softmax Jacobian makes cancel) and catches any
+ * wiring mistake (wrong tensor, wrong order), which shows as O(1). StackedAttentionCpuTest holds fresh
+ * inputs at larger sizes to the same bound with the conditioning rule.
  */
 class StackedAttentionTest {
-    static final double TOL = 1e-6;
+    static final double TOL = 1e-5;
 
     @ParameterizedTest(name = "B={0} L={1} d={2} k={3} K={4} {5}")
     @CsvSource({"1,1,1,1,1,PAPER", "1,1,1,1,1,PUBLIC_CODE", "2,3,4,5,2,PAPER", "3,7,5,3,3,PUBLIC_CODE", "2,49,24,12,2,PAPER", "2,49,24,12,2,PUBLIC_CODE"})

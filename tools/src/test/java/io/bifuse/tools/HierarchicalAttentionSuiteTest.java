@@ -20,16 +20,16 @@ class HierarchicalAttentionSuiteTest {
         HierarchicalAttentionSuite suite = new HierarchicalAttentionSuite();
         session.time(suite, suite.benchCases(true));
         assertEquals(List.of("HierarchicalAttention.forward", "HierarchicalAttention.fwd+bwd"), session.results().stream().map(Bench.Result::op).toList());
-        assertTrue(session.results().stream().allMatch(r -> r.backend().equals("bifuse-cpu-reference")));
+        assertTrue(session.results().stream().allMatch(r -> r.backend().equals("bifuse-cpu-fp32")));
     }
 
     @Test void benchSizesCarryThePeersLabels() {
         // benchmarks/python/compare.py pairs rows on the exact (op, size, batch): these are hierarchical_attention_peer.py's
-        // defaults (its CUDA rows at B = 64); bifuse's CPU row is at B = 4.
+        // defaults (its rows at B = 64); bifuse's CPU and CUDA rows are at B = 64 too.
         assertEquals("S=20,W=15,d=512,k=256", HierarchicalAttentionSuite.SPEC.csvSize());
         assertEquals(64, HierarchicalAttentionSuite.SPEC.batch());
         List<BenchCase> full = new HierarchicalAttentionSuite().benchCases(false);
-        assertEquals(4, full.get(0).batch());
+        assertEquals(64, full.get(0).batch());
         assertEquals(HierarchicalAttentionSuite.SPEC.csvSize(), full.get(0).csvSize());
         assertEquals(64, full.get(1).batch());
         assertEquals("S=6,W=9,d=128,k=64", HierarchicalAttentionSuite.MEDIUM.csvSize());

@@ -20,16 +20,16 @@ class StackedAttentionSuiteTest {
         StackedAttentionSuite suite = new StackedAttentionSuite();
         session.time(suite, suite.benchCases(true));
         assertEquals(List.of("StackedAttention.forward", "StackedAttention.fwd+bwd"), session.results().stream().map(Bench.Result::op).toList());
-        assertTrue(session.results().stream().allMatch(r -> r.backend().equals("bifuse-cpu-reference")));
+        assertTrue(session.results().stream().allMatch(r -> r.backend().equals("bifuse-cpu-fp32")));
     }
 
     @Test void benchSizesCarryThePeersLabels() {
         // benchmarks/python/compare.py pairs rows on the exact (op, size, batch): these are stacked_attention_peer.py's
-        // defaults (its CUDA rows at B = 64); bifuse's CPU row is at B = 4.
+        // defaults (its rows at B = 64); bifuse's CPU and CUDA rows are at B = 64 too.
         assertEquals("L=196,d=1024,k=512,K=2,paper", StackedAttentionSuite.SPEC.csvSize());
         assertEquals(64, StackedAttentionSuite.SPEC.batch());
         List<BenchCase> full = new StackedAttentionSuite().benchCases(false);
-        assertEquals(4, full.get(0).batch());
+        assertEquals(64, full.get(0).batch());
         assertEquals(StackedAttentionSuite.SPEC.csvSize(), full.get(0).csvSize());
         assertEquals(64, full.get(1).batch());
         assertEquals("L=49,d=128,k=64,K=2,paper", StackedAttentionSuite.MEDIUM.csvSize());
