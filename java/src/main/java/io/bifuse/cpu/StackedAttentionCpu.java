@@ -31,7 +31,8 @@ import java.util.List;
  * logits themselves are in double (one or a few per cell, next to the GEMMs' {@code d·k} per cell). In the
  * paper's placement the logits bias gradient is exact zeros, as the reference writes it.
  *
- * <p>A forward keeps its intermediates (image projections, hidden vectors {@code h}, question sides,
+ * <p>Once the backend has run a backward (so inference-only use keeps nothing, as BanBlockCpu), a
+ * forward keeps its intermediates (image projections, hidden vectors {@code h}, question sides,
  * logits, maps, the {@code u_l}) with copies of {@code u} and {@code v} until the next call: a backward
  * whose inputs are bitwise those copies (the forward-then-backward of a training step) takes them instead
  * of recomputing the forward, any other backward recomputes it (the same calls, so the same bits either
@@ -58,6 +59,8 @@ public final class StackedAttentionCpu extends CpuBackend<StackedAttention> impl
     private final Scratch scratch = new Scratch();
     /** The last forward's pass, for a backward on the same inputs (see the class comment). */
     private final java.util.concurrent.atomic.AtomicReference<Kept> kept = new java.util.concurrent.atomic.AtomicReference<>();
+    /** Set by the first backward: from then on forwards keep their pass. */
+    private volatile boolean training;
 
     public StackedAttentionCpu(StackedAttention op) {
         this(op, CpuRuntime.defaults());
@@ -113,6 +116,9 @@ public final class StackedAttentionCpu extends CpuBackend<StackedAttention> impl
         Scratch.Lease lease = scratch.lease();
         try {
             Pass p = new Pass(lease, u, v, batch, cells);
+            if (!training) {
+                return new StackedAttention.Result(p.out, attention ? java.util.Arrays.copyOf(p.attention, batch * layers * cells) : null);
+            }
             float[] uc = lease.floats(SLOT_U_COPY, batch * d), vc = lease.floats(SLOT_V_COPY, p.rows * d);
             System.arraycopy(u, 0, uc, 0, batch * d);
             System.arraycopy(v, 0, vc, 0, p.rows * d);
@@ -147,6 +153,7 @@ public final class StackedAttentionCpu extends CpuBackend<StackedAttention> impl
     @Override public StackedAttention.Gradients backward(float[] u, float[] v, float[] gradOut, int batch, int cells) {
         op.checkInputs(u, v, batch, cells);
         io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, d);
+        training = true;
         Kept last = take(u, v, batch, cells);
         try (Scratch.Lease lease = last != null ? last.lease : scratch.lease()) {
             Pass p = last != null ? last.pass : new Pass(lease, u, v, batch, cells);
