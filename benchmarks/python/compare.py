@@ -3,7 +3,7 @@
 
 Every input CSV has the header
     op,backend,size,batch,median_ms,p10_ms,p90_ms,runs,bytes,flops,gbps,gflops[,peak_mem_bytes]
-(bifuse's bench writes backends such as bifuse-cuda-fp32, bifuse-cpu-reference, bifuse-reference; the peers write
+(bifuse's bench writes backends such as bifuse-cuda-fp32, bifuse-cpu-fp32; the peers write
 torch-eager-<dev> and torch-compile-<dev>; the trailing peak_mem_bytes column is empty on CPU).
 Any further columns are ignored. For each (op, size, batch) one table lists every backend's median,
 GB/s and GFLOP/s, its peak device memory in MiB when some row of the table has one, and the ratio
@@ -13,7 +13,7 @@ string: both sides call the training step (forward, then backward) <Op>.fwd+bwd,
 operator (the op names are the descriptors' names, io.bifuse.Operators; nothing here lists them).
 
 Usage:
-    python3 benchmarks/python/compare.py bifuse.csv peer-cuda.csv [more.csv ...] [--baseline bifuse-cpu-reference]
+    python3 benchmarks/python/compare.py bifuse.csv peer-cuda.csv [more.csv ...] [--baseline bifuse-cpu-fp32]
 
 Standard library only.
 """

@@ -7,9 +7,7 @@ package io.bifuse;
  */
 public interface OpBackend extends AutoCloseable {
     /**
-     * Which backend this is: {@code cpu-fp32} (bifuse's float32 CPU path), {@code cpu-reference} (the
-     * float64 reference rounded to float), {@code cpu-double} (an algorithm of its own in double),
-     * {@code cuda-fp32}, {@code cuda-tf32},
+     * Which backend this is: {@code cpu-fp32} (bifuse's float32 CPU path), {@code cuda-fp32}, {@code cuda-tf32},
      * {@code cuda-bf16}, and {@code cuda-sim-...} on the simulated device.
      */
     String backend();

@@ -53,10 +53,7 @@ abstract class CpuBackend<O> implements AutoCloseable {
     /** The op this backend runs. */
     public final O op() { return op; }
 
-    /**
-     * {@code cpu-fp32} (bifuse's float32 CPU path), {@code cpu-reference} (the float64 reference rounded
-     * to float: exact, not fast) or {@code cpu-double} (an algorithm of its own in double).
-     */
+    /** {@code cpu-fp32}: bifuse's float32 CPU path (every operator's CPU backend). */
     public final String backend() { return backend; }
 
     /** Nothing to free on the CPU. */

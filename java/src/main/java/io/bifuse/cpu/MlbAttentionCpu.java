@@ -1,6 +1,5 @@
 package io.bifuse.cpu;
 
-import static io.bifuse.cpu.Floats.toFloat;
 
 import io.bifuse.Activation;
 import io.bifuse.CompactBilinear;
@@ -266,15 +265,5 @@ public final class MlbAttentionCpu extends CpuBackend<MlbAttention> implements M
         float[] gw = new float[c.out * c.in];
         c.backwardParameters(runtime, rows, dp, dpOff, ldp, x, xOff, ldx, gw, null, ones, false);
         return new LinearGradients(gw, layer.hasBias() ? MlbKernels.columnSums(runtime, rows, c.out, dp, dpOff, ldp, ones) : null);
-    }
-
-    /**
-     * The next layer's gradients from a float64 reference's tensor list (weight, then bias if the layer
-     * has one), rounded to float: for the CPU backends that still run their reference.
-     */
-    static LinearGradients layer(Linear l, List<double[]> t, int[] next) {
-        float[] w = toFloat(t.get(next[0]++));
-        float[] b = l.hasBias() ? toFloat(t.get(next[0]++)) : null;
-        return new LinearGradients(w, b);
     }
 }
