@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bifuse's float32 CPU backends against PyTorch on the CPU, on this machine, in one run, the same
 # thread count for both (default: every processor; THREADS=N to choose), forward and training step
-# at the sizes of bifuse's bench (the spec's; BENCH_ARGS=--quick for small ones):
+# at the sizes of bifuse's bench (the spec's widths, a smaller batch where a CPU training step would
+# take minutes; BENCH_ARGS=--quick for small sizes, PEER_RUNS=N timed peer runs, default 5):
 #
 #   benchmarks/cpu-vs-torch.sh [OUT_PREFIX]     default benchmarks/results/<date>-cpu-fp32
 #
@@ -38,7 +39,24 @@ libs = sorted({l.split()[-1] for l in open('/proc/self/maps') if any(k in l.lowe
 print("torch %s, %d threads, BLAS libraries mapped: %s; MKL built in: %s" % (torch.__version__, torch.get_num_threads(),
       ", ".join(libs) or "none", torch.backends.mkl.is_available()))
 PY
-  "$py" benchmarks/python/peers.py --device cpu --no-compile --runs 10 --warmup 2 --csv "$out.tmp"
+  rm -f "$out.tmp"
+  # Each peer at the batches bifuse's CPU rows ran (some below the spec's: the suites say why), so
+  # every row pairs; a peer whose op bifuse did not bench on the CPU is skipped.
+  local f name batches
+  for f in benchmarks/python/*_peer.py; do
+    name=$(basename "$f" _peer.py)
+    batches=$(python3 - "$prefix-bifuse.csv" "$name" <<'PY'
+import csv, sys
+op = "".join(w.capitalize() for w in sys.argv[2].split("_"))
+rows = csv.DictReader(open(sys.argv[1]))
+print(",".join(sorted({r["batch"] for r in rows if r["op"].split(".")[0] == op and r["backend"].startswith("bifuse-cpu")}, key=int)))
+PY
+)
+    [ -n "$batches" ] || { echo "(no bifuse CPU rows for $name: its peer not run)"; continue; }
+    echo "== $name peer ($label), B = $batches"
+    "$py" "$f" --device cpu --no-compile --runs "${PEER_RUNS:-5}" --warmup 1 --batches "$batches" --csv "$out.tmp" --append \
+      || echo "($name peer failed)"
+  done
   sed "s/,torch-eager-cpu,/,torch-eager-cpu-$label,/" "$out.tmp" > "$out" && rm -f "$out.tmp"
 }
 peer /usr/bin/python3 openblas

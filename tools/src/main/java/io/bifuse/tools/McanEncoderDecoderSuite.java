@@ -109,7 +109,8 @@ final class McanEncoderDecoderSuite implements Suite {
     @Override public List<BenchCase> benchCases(boolean quick) {
         Size s = quick ? MEDIUM : SPEC;
         java.util.function.Supplier<McanEncoderDecoder> op = BenchCase.once(() -> s.op(42));
-        Size cpu = s;
+        // The CPU rows at B = 8 unless quick (a training step at B = 64 takes over a minute on 2 cores; the peers run at the same batch: benchmarks/cpu-vs-torch.sh).
+        Size cpu = quick ? s : s.withBatch(8);
         int hb = cpu.batch(), b = s.batch(), lq = s.lq(), lv = s.lv(), h = s.hidden();
         String label = cpu.label();
         BenchCase host = BenchCase.host("McanEncoderDecoder", label, cpu.csvSize(), hb, cost("McanEncoderDecoder.forward", cpu),

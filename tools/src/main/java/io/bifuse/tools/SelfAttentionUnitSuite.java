@@ -109,7 +109,8 @@ final class SelfAttentionUnitSuite implements Suite {
     @Override public List<BenchCase> benchCases(boolean quick) {
         Size s = quick ? MEDIUM : SPEC;
         java.util.function.Supplier<SelfAttentionUnit> op = BenchCase.once(() -> s.op(42));
-        Size cpu = s;
+        // The CPU rows at B = 16 unless quick (B = 64 takes seconds per step on 2 cores; the peers run at the same batch: benchmarks/cpu-vs-torch.sh).
+        Size cpu = quick ? s : s.withBatch(16);
         int hb = cpu.batch(), b = s.batch(), l = s.tokens(), h = s.hidden();
         String label = cpu.label();
         BenchCase host = BenchCase.host("SelfAttentionUnit", label, cpu.csvSize(), hb, cost("SelfAttentionUnit.forward", cpu),
