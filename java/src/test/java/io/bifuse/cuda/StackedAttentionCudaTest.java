@@ -349,29 +349,10 @@ class StackedAttentionCudaTest extends CublasOpTest {
         return new Run(r.out(), r.attention(), r.grads());
     }
 
-    /**
-     * The {@link Conditioning} of this case (tensors: the output, the attention maps, then the gradients in
-     * the order of {@link StackedAttention#gradientNames()}); the longest sum is over d, or the B·L rows of
-     * the image layers' weight gradients.
-     */
+    /** The {@link Conditioning} of this case: {@link StackedAttentionTolerance}'s rule, which the CPU backend's test shares. */
     static Conditioning conditioning(Precision p, StackedAttention op, float[] u, float[] v, float[] go, int batch, int cells,
                                      StackedAttentionReference.Result fRef, StackedAttentionReference.Grads gRef, long seed) {
-        List<double[]> ref = new ArrayList<>(List.of(fRef.out(), fRef.attention()));
-        ref.addAll(gRef.tensors());
-        int longest = Math.max(op.dim(), batch * cells);
-        return new Conditioning(Conditioning.step(p, longest), seed, (r, e) -> {
-            List<StackedAttention.Layer> ls = new ArrayList<>();
-            for (StackedAttention.Layer x : op.weights().layers()) {
-                ls.add(new StackedAttention.Layer(Conditioning.perturb(x.image(), e, r), Conditioning.perturb(x.question(), e, r),
-                        Conditioning.perturb(x.logits(), e, r)));
-            }
-            StackedAttention moved = StackedAttention.of(new StackedAttention.Weights(ls), op.placement());
-            float[] pu = Conditioning.perturb(u, e, r), pv = Conditioning.perturb(v, e, r);
-            StackedAttentionReference.Result f = StackedAttentionReference.forward(moved, pu, pv, batch, cells);
-            List<double[]> got = new ArrayList<>(List.of(f.out(), f.attention()));
-            got.addAll(StackedAttentionReference.backward(moved, pu, pv, Conditioning.perturb(go, e, r), batch, cells).tensors());
-            return Conditioning.errors(got, ref);
-        });
+        return io.bifuse.testing.StackedAttentionTolerance.conditioning(p, op, u, v, go, batch, cells, fRef, gRef, seed);
     }
 
     /** {@code cond} null: {@code tol} for every tensor; else {@code tol} raised where the case's conditioning needs it. */
