@@ -17,7 +17,7 @@ import java.util.List;
  *                                   --seed: the inputs of an earlier run (its header prints the seed)
  *   bench [--quick] [--csv FILE] [--runs N]
  *   main  [--full] [--seed S]       check, then bench: at the quick sizes, bench rows capped at 0.5 s
- *                                   (a minute in all on 2 cores); --full: at the spec's sizes (minutes)
+ *                                   (under a minute on 2 cores, build included); --full: at the spec's sizes (minutes)
  * </pre>
  */
 public final class Main {
