@@ -370,17 +370,7 @@ class HierarchicalAttentionCudaTest extends CublasOpTest {
         return new Run(r.out(), r.attention(), r.grads());
     }
 
-    private static double[] concat(List<double[]> parts) {
-        int n = 0;
-        for (double[] p : parts) n += p.length;
-        double[] all = new double[n];
-        int at = 0;
-        for (double[] p : parts) {
-            System.arraycopy(p, 0, all, at, p.length);
-            at += p.length;
-        }
-        return all;
-    }
+    private static double[] concat(List<double[]> parts) { return io.bifuse.testing.HierarchicalAttentionTolerance.concat(parts); }
 
     /** {@link HierarchicalAttentionTolerance#conditioning}: the rule {@code check} applies too. */
     static Conditioning conditioning(Precision p, HierarchicalAttention op, float[] x, float[] go, int[][] off, HierarchicalAttentionReference.Result fRef,
@@ -405,7 +395,14 @@ class HierarchicalAttentionCudaTest extends CublasOpTest {
                 assertArrayEquals(new float[got.get(t).length], got.get(t), what + " " + names.get(t) + " must be exact zeros");
             } else {
                 e = Stats.relativeL2(got.get(t), ref.get(t));
-                assertBelow(e, cond == null ? tol : cond.bound(2 + t, tol, e), what + " " + names.get(t));
+                double bound = cond == null ? tol : cond.bound(2 + t, tol, e);
+                // A projection bias's gradient sums a group's few rows and cancels (the softmax Jacobian sums to
+                // zero within each group): a correct float32 result then misses the conditioning bound, whose few
+                // draws underestimate that cancellation (seen: 2.9e-5 against 2.1e-5 with groups of 2 and 3 items,
+                // 8.7e-5 against 4.7e-5 at k = 5, sharp logits). check holds such rows to 1e-4 too; a wrong kernel
+                // is off by O(1).
+                if (names.get(t).endsWith("projection.bias")) bound = Math.max(Math.max(tol, 1e-4), 2 * bound);
+                assertBelow(e, bound, what + " " + names.get(t));
             }
         }
     }
