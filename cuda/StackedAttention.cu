@@ -15,15 +15,18 @@
 // Kernels (one block per sample and layer: rowGrid(B) blocks striding over the samples, block 256):
 //   san_layer           the whole layer but its two GEMMs: the question side in place (bias, tanh);
 //                       per group of SAN_CELLS = 8 cells, 32 lanes per cell over k (coalesced rows of
-//                       pi) reduced in a fixed tree through shared memory to the logit; the softmax over
-//                       the L cells (bf_block_reduce max and sum); alpha; u_{l+1} = u_l + sum_s alpha_s v_s,
+//                       pi) accumulated in double and reduced in a fixed tree through shared memory to the
+//                       logit; the softmax over the L cells (bf_block_reduce max, the exponentials' sum in
+//                       double); alpha; u_{l+1} = u_l + sum_s alpha_s v_s,
 //                       one thread per column of d (v read once, coalesced).
 //   backward (recomputing the forward: the op keeps nothing between calls), layers from the last:
 //   san_layer_backward  g = dL/du_{l+1}: dalpha_s = g . v_s (8 cells at a time, 32 lanes over d); the
-//                       softmax Jacobian da = alpha (dalpha - sum alpha dalpha) and, public, the logit
+//                       softmax Jacobian da = alpha (dalpha - sum alpha dalpha) in double (it cancels
+//                       where alpha is nearly one-hot: in float, 10x the CPU path's gradient error at a
+//                       sharp softmax, measured on the simulated device) and, public, the logit
 //                       tanh's derivative: dz (B x L per layer); then one thread per column j of k
 //                       looping over the cells: h recomputed from pi, dp = dz w_P[j] tanh' written over
-//                       pi in place, and the per-sample sums over cells: dq (the question side's
+//                       pi in place, and the per-sample sums over cells in double: dq (the question side's
 //                       pre-activation gradient) and T = sum_s dz_s h_s (the rows of dw_P); g copied to
 //                       the previous layer's gradient, which the GEMM g_l = g + dq W_Q then completes.
 //   san_cells_backward  dv = sum_l alpha_{l,s} g_{l+1} over the B x L x d cells (grid-stride, block 256);
@@ -69,6 +72,19 @@ static __device__ __forceinline__ float san_lane_sum(float* red, float v, int la
     return r;
 }
 
+// The same tree in double, for the per-cell sums whose rounding the softmax Jacobian would amplify.
+static __device__ __forceinline__ double san_lane_sum_d(double* red, double v, int lane) {
+    red[threadIdx.x] = v;
+    __syncthreads();
+    for (int w = SAN_LANES / 2; w > 0; w >>= 1) {
+        if (lane < w) red[threadIdx.x] += red[threadIdx.x + w];
+        __syncthreads();
+    }
+    const double r = red[threadIdx.x];
+    __syncthreads();
+    return r;
+}
+
 struct SanLayerParams {
     const float* pi;             // B*L rows of stride ldpi: this layer's image projections (no bias)
     const float* image_bias;     // k
@@ -99,6 +115,7 @@ extern "C" __global__ void san_layer(const SanLayerParams prm) {
     const int ldpi = prm.ldpi, batch = prm.batch, cells = prm.cells, d = prm.d, k = prm.k, layers = prm.layers, layer = prm.layer,
               placement = prm.placement;
     __shared__ float red[SAN_BLOCK];
+    __shared__ double redd[SAN_BLOCK];
     const int lane = threadIdx.x % SAN_LANES, c = threadIdx.x / SAN_LANES;
     for (int64_t b = blockIdx.x; b < batch; b += gridDim.x) {
         float* q = qp + b * k;
@@ -112,26 +129,25 @@ extern "C" __global__ void san_layer(const SanLayerParams prm) {
         const float bias = bp[0];
         for (int s0 = 0; s0 < cells; s0 += SAN_CELLS) {
             const int s = s0 + c;
-            float acc = 0.f;
+            double acc = 0.0;
             if (s < cells) {
                 const float* row = pi + (b * cells + s) * ldpi;
-                for (int j = lane; j < k; j += SAN_LANES) acc = fmaf(wp[j], san_hidden(row[j] + image_bias[j], q[j], placement), acc);
+                for (int j = lane; j < k; j += SAN_LANES) acc = fma((double)wp[j], (double)san_hidden(row[j] + image_bias[j], q[j], placement), acc);
             }
-            acc = san_lane_sum(red, acc, lane);
+            acc = san_lane_sum_d(redd, acc, lane);
             if (lane == 0 && s < cells) {
-                const float z = acc + bias;
-                lg[s] = placement ? tanhf(z) : z;
+                const double z = acc + (double)bias;
+                lg[s] = (float)(placement ? tanh(z) : z);
             }
         }
         __syncthreads();  // the logits, written by the groups' lane 0, are read by every thread
         float m = -INFINITY;
         for (int s = threadIdx.x; s < cells; s += SAN_BLOCK) m = fmaxf(m, lg[s]);
         m = bf_block_reduce(red, m, 1, SAN_BLOCK);
-        float z = 0.f;
-        for (int s = threadIdx.x; s < cells; s += SAN_BLOCK) z += expf(lg[s] - m);
-        z = bf_block_reduce(red, z, 0, SAN_BLOCK);
-        const float inv = 1.f / z;
-        for (int s = threadIdx.x; s < cells; s += SAN_BLOCK) al[s] = expf(lg[s] - m) * inv;
+        double z = 0.0;
+        for (int s = threadIdx.x; s < cells; s += SAN_BLOCK) z += exp((double)(lg[s] - m));
+        z = bf_block_sum<SAN_BLOCK>(z);
+        for (int s = threadIdx.x; s < cells; s += SAN_BLOCK) al[s] = (float)(exp((double)(lg[s] - m)) / z);
         __syncthreads();  // alpha is read by every column below
         const float* vb = v + b * cells * d;
         for (int j = threadIdx.x; j < d; j += SAN_BLOCK) {
@@ -174,7 +190,7 @@ extern "C" __global__ void san_layer_backward(const SanLayerBackwardParams prm) 
     float* __restrict__ tw = prm.tw;
     const int ldpi = prm.ldpi, batch = prm.batch, cells = prm.cells, d = prm.d, k = prm.k, layers = prm.layers, layer = prm.layer,
               placement = prm.placement;
-    __shared__ float red[SAN_BLOCK];
+    __shared__ double redd[SAN_BLOCK];
     const int lane = threadIdx.x % SAN_LANES, c = threadIdx.x / SAN_LANES;
     for (int64_t b = blockIdx.x; b < batch; b += gridDim.x) {
         const float* gb = g + b * d;
@@ -184,26 +200,31 @@ extern "C" __global__ void san_layer_backward(const SanLayerBackwardParams prm) 
         float* dzb = dz + b * cells;
         for (int s0 = 0; s0 < cells; s0 += SAN_CELLS) {
             const int s = s0 + c;
-            float acc = 0.f;
+            double acc = 0.0;
             if (s < cells) {
                 const float* row = vb + (int64_t)s * d;
-                for (int j = lane; j < d; j += SAN_LANES) acc = fmaf(gb[j], row[j], acc);
+                for (int j = lane; j < d; j += SAN_LANES) acc = fma((double)gb[j], (double)row[j], acc);
             }
-            acc = san_lane_sum(red, acc, lane);
-            if (lane == 0 && s < cells) dzb[s] = acc;  // dalpha for now
+            acc = san_lane_sum_d(redd, acc, lane);
+            if (lane == 0 && s < cells) dzb[s] = (float)acc;  // dalpha for now
         }
         __syncthreads();
-        float cs = 0.f;
-        for (int s = threadIdx.x; s < cells; s += SAN_BLOCK) cs = fmaf(al[s], dzb[s], cs);
-        cs = bf_block_reduce(red, cs, 0, SAN_BLOCK);
+        // sum alpha dalpha in double: da_s = alpha_s (dalpha_s - cs) cancels where alpha is nearly one-hot
+        // (the largest cell's dalpha_s and cs agree to 1 - alpha_s), and rounding the sum to float would
+        // then show at 1 / (1 - alpha_s) times its size. The rounded dalpha_s is harmless: it enters both.
+        double cs = 0.0;
+        for (int s = threadIdx.x; s < cells; s += SAN_BLOCK) cs = fma((double)al[s], (double)dzb[s], cs);
+        cs = bf_block_sum<SAN_BLOCK>(cs);
         for (int s = threadIdx.x; s < cells; s += SAN_BLOCK) {
-            const float da = al[s] * (dzb[s] - cs), a = lg[s];
-            dzb[s] = placement ? da * (1.f - a * a) : da;
+            const double da = (double)al[s] * ((double)dzb[s] - cs), a = lg[s];
+            dzb[s] = (float)(placement ? da * (1.0 - a * a) : da);
         }
         __syncthreads();  // dz is read by every column below
         for (int j = threadIdx.x; j < k; j += SAN_BLOCK) {
             const float w = wp[j], qj = q[b * k + j], bj = image_bias[j];
-            float sq = 0.f, st = 0.f;
+            // sums over the cells in double: sum_s dz_s = 0 (the Jacobian's), so sq's terms cancel and, h_s
+            // sharing the question side, st's in part
+            double sq = 0.0, st = 0.0;
             float* col = pi + b * cells * ldpi + j;
             for (int s = 0; s < cells; ++s) {
                 const float zs = dzb[s], p = col[(int64_t)s * ldpi] + bj;
@@ -218,11 +239,11 @@ extern "C" __global__ void san_layer_backward(const SanLayerBackwardParams prm) 
                     dp = zs * w * (1.f - h * h);
                     sq += dp;
                 }
-                st = fmaf(zs, h, st);
+                st = fma((double)zs, (double)h, st);
                 col[(int64_t)s * ldpi] = dp;
             }
-            dq[b * k + j] = placement ? sq * w * (1.f - qj * qj) : sq;
-            tw[b * k + j] = st;
+            dq[b * k + j] = placement ? (float)sq * w * (1.f - qj * qj) : (float)sq;
+            tw[b * k + j] = (float)st;
         }
         for (int j = threadIdx.x; j < d; j += SAN_BLOCK) g_prev[b * d + j] = gb[j];
         __syncthreads();  // the block's next sample starts only when this one's columns are done (cheap beside the loops)
