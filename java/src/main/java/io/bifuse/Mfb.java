@@ -58,6 +58,16 @@ public final class Mfb implements Op<Mfb.Backend> {
             float[] r = forward(FloatView.input("x", x, (long) batch * op().dx()), FloatView.input("y", y, (long) batch * op().dy()), batch);
             out.copyFrom(r, 0, r.length);
         }
+
+        /**
+         * A training step: the forward of {@code x, y}, and its backward for a {@code gradOut} to come
+         * ({@link TrainingStep}: bitwise {@link #backward}'s gradients; x and y held by reference until then).
+         * The CPU backend keeps the forward's intermediates for it; this default recomputes.
+         */
+        default TrainingStep<Gradients> trainingStep(float[] x, float[] y, int batch) {
+            float[] out = forward(x, y, batch);
+            return TrainingStep.recomputing(out, batch, op().outputWidth(), g -> backward(x, y, g, batch));
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

@@ -66,6 +66,16 @@ public final class MlbAttention implements Op<MlbAttention.Backend> {
             float[] r = forward(FloatView.input("q", q, (long) batch * op().dq()), FloatView.input("v", v, (long) batch * cells * op().dv()), batch, cells);
             out.copyFrom(r, 0, r.length);
         }
+
+        /**
+         * A training step: the forward of {@code q, v}, and its backward for a {@code gradOut} to come
+         * ({@link TrainingStep}: bitwise {@link #backward}'s gradients; q and v held by reference until then).
+         * The CPU backend keeps the forward's intermediates for it; this default recomputes.
+         */
+        default TrainingStep<Gradients> trainingStep(float[] q, float[] v, int batch, int cells) {
+            float[] out = forward(q, v, batch, cells);
+            return TrainingStep.recomputing(out, batch, op().out(), g -> backward(q, v, g, batch, cells));
+        }
     }
 
     @Override public Class<Backend> backendType() { return Backend.class; }

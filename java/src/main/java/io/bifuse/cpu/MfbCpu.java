@@ -6,6 +6,7 @@ import io.bifuse.Linear;
 import io.bifuse.LinearGradients;
 import io.bifuse.Mfb;
 import io.bifuse.Normalization;
+import io.bifuse.TrainingStep;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -20,7 +21,7 @@ import java.util.List;
  * (written over the pre-activations), the sum pooling over k adjacent units and the per-block
  * normalization (signed sqrt and l2, sums of squares in double).
  *
- * <p>The backward recomputes the forward's GEMMs, then one fused pass per sample: the chain's prefix
+ * <p>The backward recomputes the forward's GEMMs (a {@link #trainingStep} keeps the activations instead), then one fused pass per sample: the chain's prefix
  * products and pooled {@code z_i}, the normalization's backward, and from the last block down
  * {@code ∂e_i}, {@code ∂h_i = ∂e_i ⊙ e_{i−1}} and both projections' gradients
  * {@code dp_i = ∂h_i ⊙ c_i ⊙ σ'(a_i)}, {@code dq_i = ∂h_i ⊙ a_i ⊙ σ'(c_i)}, written over the activations.
@@ -105,55 +106,117 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
         }
     }
 
-    /** Every gradient given {@code gradOut = ∂L/∂out} ({@code B × blocks·o}); written, not accumulated. */
-    @Override public Mfb.Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
+    /**
+     * A training step whose backward starts from this forward's activations ({@code σ(x·U_iᵀ + b)} and
+     * {@code σ(y·V_iᵀ + b)} of every block: {@code 2·B·n·o·k} floats held until then) instead of
+     * recomputing them: the forward's two GEMMs fewer per step. Bitwise {@link #forward} and {@link #backward}.
+     */
+    @Override public TrainingStep<Mfb.Gradients> trainingStep(float[] x, float[] y, int batch) {
         op.checkInputs(x, y, batch);
-        CompactBilinear.checkLength("gradOut", gradOut, batch, op.outputWidth());
-        int n = op.blocks(), w = op.width(), nw = n * w, o = op.o(), k = op.k(), ow = op.outputWidth(), dx = op.dx(), dy = op.dy();
-        int proj = elements("batch: the projections B × blocks·o·k", batch, nw);
-        float[] gx = new float[elements("batch: dx B × Dx", batch, dx)], gy = new float[elements("batch: dy B × Dy", batch, dy)];
+        int n = op.blocks(), w = op.width(), nw = n * w, o = op.o(), k = op.k(), ow = op.outputWidth();
+        float[] out = new float[elements("batch: the output B × blocks·o", batch, ow)];
         Activation act = op.activation();
         Normalization norm = op.normalization();
-        int grain = MlbKernels.grain(nw), tasks = (batch + grain - 1) / grain;
-        // Per task: the chain's products e_0..e_{n-1} (n·w), ∂e (w), the pooled z and its gradient (2·n·o).
-        int perTask = nw + w + 2 * n * o;
-        List<LinearGradients> gu = new ArrayList<>(), gv = new ArrayList<>();
-        try (Scratch.Lease l = scratch.lease()) {
-            float[] a = l.floats(0, proj), c = l.floats(1, proj), ones = CpuLinear.ones(l, 2, batch);
-            float[] temp = l.floats(3, elements("batch: the per-task buffers", tasks, perTask));
-            u.forward(runtime, batch, x, 0, dx, a, 0, nw, false);
-            v.forward(runtime, batch, y, 0, dy, c, 0, nw, false);
+        Scratch.Lease l = scratch.lease();
+        try {
+            projections(l, x, y, batch);
+            float[] a = l.floats(0, batch * nw), c = l.floats(1, batch * nw), temp = taskBuffers(l, batch);
+            int grain = MlbKernels.grain(nw), perTask = perTask();
             runtime.parallelRanges(batch, grain, (r0, r1) -> {
-                int t0 = (r0 / grain) * perTask, ge = t0 + nw, z = ge + w, gz = z + n * o;
+                int t0 = (r0 / grain) * perTask;
                 for (int r = r0; r < r1; r++) {
                     int at = r * nw;
                     MlbKernels.biasActivate(act, a, at, bu, nw);
                     MlbKernels.biasActivate(act, c, at, bv, nw);
                     for (int i = 0; i < nw; i++) temp[t0 + i] = a[at + i] * c[at + i];
                     for (int i = w; i < nw; i++) temp[t0 + i] *= temp[t0 + i - w];
-                    pool(temp, t0, n * o, k, temp, z);
-                    if (norm.isIdentity()) System.arraycopy(gradOut, r * ow, temp, gz, ow);
-                    else for (int i = 0; i < n; i++) MlbKernels.normalizeBackward(norm, temp, z + i * o, gradOut, r * ow + i * o, o, temp, gz + i * o);
-                    // From the last block down: temp[ge..] holds ∂L/∂e_i.
-                    for (int m = 0; m < o; m++) java.util.Arrays.fill(temp, ge + m * k, ge + m * k + k, temp[gz + (n - 1) * o + m]);
-                    for (int i = n - 1; i >= 0; i--) {
-                        int bi = at + i * w, prev = t0 + (i - 1) * w;
-                        for (int jj = 0; jj < w; jj++) {
-                            float ai = a[bi + jj], ci = c[bi + jj], gh = i > 0 ? temp[ge + jj] * temp[prev + jj] : temp[ge + jj];
-                            a[bi + jj] = gh * ci * MlbKernels.derivative(act, ai);
-                            c[bi + jj] = gh * ai * MlbKernels.derivative(act, ci);
-                            if (i > 0) temp[ge + jj] = temp[gz + (i - 1) * o + jj / k] + temp[ge + jj] * (ai * ci);
-                        }
-                    }
+                    pool(temp, t0, n * o, k, out, r * ow);
+                    if (!norm.isIdentity()) for (int i = 0; i < n; i++) MlbKernels.normalize(norm, out, r * ow + i * o, o, out, r * ow + i * o);
                 }
             });
-            float[] dp = a, dq = c;
-            u.backwardInput(runtime, batch, dp, 0, nw, gx, 0, dx, false);
-            v.backwardInput(runtime, batch, dq, 0, nw, gy, 0, dy, false);
-            for (int i = 0; i < n; i++) {
-                gu.add(blockGradients(op.u(i), i * w, batch, w, dp, nw, x, dx, ones));
-                gv.add(blockGradients(op.v(i), i * w, batch, w, dq, nw, y, dy, ones));
+        } catch (RuntimeException | Error e) {
+            l.close();
+            throw e;
+        }
+        return new TrainingStep<>(out, batch, ow) {
+            @Override protected Mfb.Gradients gradients(float[] gradOut) { return backwardFrom(l, x, y, gradOut, batch, true); }
+            @Override protected void release() { l.close(); }
+        };
+    }
+
+    /** Every gradient given {@code gradOut = ∂L/∂out} ({@code B × blocks·o}); written, not accumulated. */
+    @Override public Mfb.Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
+        op.checkInputs(x, y, batch);
+        CompactBilinear.checkLength("gradOut", gradOut, batch, op.outputWidth());
+        try (Scratch.Lease l = scratch.lease()) {
+            projections(l, x, y, batch);
+            return backwardFrom(l, x, y, gradOut, batch, false);
+        }
+    }
+
+    /** Both stacked projections' GEMMs, without bias, into slots 0 and 1 of {@code l}. */
+    private void projections(Scratch.Lease l, float[] x, float[] y, int batch) {
+        int nw = op.blocks() * op.width();
+        int proj = elements("batch: the projections B × blocks·o·k", batch, nw);
+        u.forward(runtime, batch, x, 0, op.dx(), l.floats(0, proj), 0, nw, false);
+        v.forward(runtime, batch, y, 0, op.dy(), l.floats(1, proj), 0, nw, false);
+    }
+
+    /** Per task of the fused passes: the chain's products e_0..e_{n-1} (n·w), ∂e (w), the pooled z and its gradient (2·n·o). */
+    private int perTask() {
+        return op.blocks() * op.width() + op.width() + 2 * op.blocks() * op.o();
+    }
+
+    private float[] taskBuffers(Scratch.Lease l, int batch) {
+        int grain = MlbKernels.grain(op.blocks() * op.width()), tasks = (batch + grain - 1) / grain;
+        return l.floats(3, elements("batch: the per-task buffers", tasks, perTask()));
+    }
+
+    /**
+     * The backward from {@link #projections}' slots ({@code activated}: already biased and through σ, as
+     * a training step's forward leaves them); they hold dp and dq after.
+     */
+    private Mfb.Gradients backwardFrom(Scratch.Lease l, float[] x, float[] y, float[] gradOut, int batch, boolean activated) {
+        int n = op.blocks(), w = op.width(), nw = n * w, o = op.o(), k = op.k(), ow = op.outputWidth(), dx = op.dx(), dy = op.dy();
+        float[] gx = new float[elements("batch: dx B × Dx", batch, dx)], gy = new float[elements("batch: dy B × Dy", batch, dy)];
+        Activation act = op.activation();
+        Normalization norm = op.normalization();
+        int grain = MlbKernels.grain(nw), perTask = perTask();
+        List<LinearGradients> gu = new ArrayList<>(), gv = new ArrayList<>();
+        float[] a = l.floats(0, batch * nw), c = l.floats(1, batch * nw), ones = CpuLinear.ones(l, 2, batch);
+        float[] temp = taskBuffers(l, batch);
+        runtime.parallelRanges(batch, grain, (r0, r1) -> {
+            int t0 = (r0 / grain) * perTask, ge = t0 + nw, z = ge + w, gz = z + n * o;
+            for (int r = r0; r < r1; r++) {
+                int at = r * nw;
+                if (!activated) {
+                    MlbKernels.biasActivate(act, a, at, bu, nw);
+                    MlbKernels.biasActivate(act, c, at, bv, nw);
+                }
+                for (int i = 0; i < nw; i++) temp[t0 + i] = a[at + i] * c[at + i];
+                for (int i = w; i < nw; i++) temp[t0 + i] *= temp[t0 + i - w];
+                pool(temp, t0, n * o, k, temp, z);
+                if (norm.isIdentity()) System.arraycopy(gradOut, r * ow, temp, gz, ow);
+                else for (int i = 0; i < n; i++) MlbKernels.normalizeBackward(norm, temp, z + i * o, gradOut, r * ow + i * o, o, temp, gz + i * o);
+                // From the last block down: temp[ge..] holds ∂L/∂e_i.
+                for (int m = 0; m < o; m++) java.util.Arrays.fill(temp, ge + m * k, ge + m * k + k, temp[gz + (n - 1) * o + m]);
+                for (int i = n - 1; i >= 0; i--) {
+                    int bi = at + i * w, prev = t0 + (i - 1) * w;
+                    for (int jj = 0; jj < w; jj++) {
+                        float ai = a[bi + jj], ci = c[bi + jj], gh = i > 0 ? temp[ge + jj] * temp[prev + jj] : temp[ge + jj];
+                        a[bi + jj] = gh * ci * MlbKernels.derivative(act, ai);
+                        c[bi + jj] = gh * ai * MlbKernels.derivative(act, ci);
+                        if (i > 0) temp[ge + jj] = temp[gz + (i - 1) * o + jj / k] + temp[ge + jj] * (ai * ci);
+                    }
+                }
             }
+        });
+        float[] dp = a, dq = c;
+        u.backwardInput(runtime, batch, dp, 0, nw, gx, 0, dx, false);
+        v.backwardInput(runtime, batch, dq, 0, nw, gy, 0, dy, false);
+        for (int i = 0; i < n; i++) {
+            gu.add(blockGradients(op.u(i), i * w, batch, w, dp, nw, x, dx, ones));
+            gv.add(blockGradients(op.v(i), i * w, batch, w, dq, nw, y, dy, ones));
         }
         return new Mfb.Gradients(gx, gy, List.copyOf(gu), List.copyOf(gv));
     }

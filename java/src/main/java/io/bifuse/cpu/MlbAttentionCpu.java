@@ -6,6 +6,7 @@ import io.bifuse.CompactBilinear;
 import io.bifuse.Linear;
 import io.bifuse.LinearGradients;
 import io.bifuse.MlbAttention;
+import io.bifuse.TrainingStep;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -21,7 +22,7 @@ import java.util.List;
  * projection and the question fusion are GEMMs over the batch, fused with σ and the product
  * {@code u ⊙ f}; the answer layer is a last GEMM.
  *
- * <p>Backward: the forward again (keeping {@code q', v', h, α, v̂, u, f}), then the chain rule of the
+ * <p>Backward: the forward again (keeping {@code q', v', h, α, v̂, u, f}; a {@link #trainingStep} keeps its own), then the chain rule of the
  * reference as GEMMs over the batch for every weight gradient ({@code ∂W = dpᵀ·in}, biases as GEMMs with
  * a ones vector), per-sample GEMMs for the attention ({@code dα = dv̂·V_bᵀ}, {@code ∂V_b = α_bᵀ·dv̂}), and
  * fused passes for the activations' derivatives, the softmax Jacobian and, per sample, the cells'
@@ -70,7 +71,7 @@ public final class MlbAttentionCpu extends CpuBackend<MlbAttention> implements M
     @Override public float[] forward(float[] q, float[] v, int batch, int cells) {
         op.checkInputs(q, v, batch, cells);
         try (Scratch.Lease l = scratch.lease()) {
-            Forward f = new Forward(l, batch, cells, false);
+            Forward f = new Forward(l, batch, cells, false, true);
             f.run(q, v, null);
             return f.out;
         }
@@ -80,7 +81,7 @@ public final class MlbAttentionCpu extends CpuBackend<MlbAttention> implements M
     @Override public MlbAttention.Result forwardWithAttention(float[] q, float[] v, int batch, int cells) {
         op.checkInputs(q, v, batch, cells);
         try (Scratch.Lease l = scratch.lease()) {
-            Forward f = new Forward(l, batch, cells, false);
+            Forward f = new Forward(l, batch, cells, false, true);
             float[] att = new float[elements("batch, cells: the attention maps B × G × L", batch, op.glimpses(), cells)];
             f.run(q, v, att);
             return new MlbAttention.Result(f.out, att);
@@ -95,7 +96,7 @@ public final class MlbAttentionCpu extends CpuBackend<MlbAttention> implements M
         final float[] out;
         float[] alpha;
 
-        Forward(Scratch.Lease lease, int batch, int cells, boolean keep) {
+        Forward(Scratch.Lease lease, int batch, int cells, boolean keep, boolean output) {
             this.batch = batch;
             this.l = cells;
             this.rows = batch * cells; // checkInputs: an int
@@ -117,7 +118,7 @@ public final class MlbAttentionCpu extends CpuBackend<MlbAttention> implements M
             u = lease.floats(U, fused);
             f = lease.floats(F, fused);
             z = keep ? lease.floats(Z, fused) : u;
-            out = keep ? null : new float[elements("batch: the output B × Out", batch, od)]; // the backward needs z, not the output
+            out = output ? new float[elements("batch: the output B × Out", batch, od)] : null; // a backward needs z, not the output
         }
 
         void run(float[] q, float[] v, float[] attention) {
@@ -167,88 +168,115 @@ public final class MlbAttentionCpu extends CpuBackend<MlbAttention> implements M
         }
     }
 
+    /**
+     * A training step whose backward starts from this forward's intermediates ({@code q', v', h, α, v̂, u,
+     * f, z}: about {@code B·L·2J} floats held until then) instead of recomputing them: the step's forward
+     * GEMMs run once. Bitwise {@link #forward} and {@link #backward}.
+     */
+    @Override public TrainingStep<MlbAttention.Gradients> trainingStep(float[] q, float[] v, int batch, int cells) {
+        op.checkInputs(q, v, batch, cells);
+        Scratch.Lease lease = scratch.lease();
+        Forward fw;
+        try {
+            fw = new Forward(lease, batch, cells, true, true);
+            fw.run(q, v, null);
+        } catch (RuntimeException | Error e) {
+            lease.close();
+            throw e;
+        }
+        return new TrainingStep<>(fw.out, batch, op.out()) {
+            @Override protected MlbAttention.Gradients gradients(float[] gradOut) { return backwardFrom(lease, fw, q, v, gradOut); }
+            @Override protected void release() { lease.close(); }
+        };
+    }
+
     /** Every gradient given {@code gradOut = ∂L/∂out} ({@code B × Out}). */
     @Override public MlbAttention.Gradients backward(float[] q, float[] v, float[] gradOut, int batch, int cells) {
         op.checkInputs(q, v, batch, cells);
         CompactBilinear.checkLength("gradOut", gradOut, batch, op.out());
+        try (Scratch.Lease lease = scratch.lease()) {
+            Forward fw = new Forward(lease, batch, cells, true, false);
+            fw.run(q, v, null);
+            return backwardFrom(lease, fw, q, v, gradOut);
+        }
+    }
+
+    /** The backward from a kept forward {@code fw} (its arrays are spent: they hold gradients after). */
+    private MlbAttention.Gradients backwardFrom(Scratch.Lease lease, Forward fw, float[] q, float[] v, float[] gradOut) {
         Activation act = op.activation();
         MlbAttention.Weights w = op.weights();
-        try (Scratch.Lease lease = scratch.lease()) {
-            Forward fw = new Forward(lease, batch, cells, true);
-            int l = cells, rows = fw.rows, dq = fw.dq, dv = fw.dv, j = fw.j, gs = fw.gs, gj = fw.gj, od = fw.od;
-            float[] dqOut = new float[elements("batch: dq B × Dq", batch, dq)], dvOut = new float[elements("batch, cells: dv B × L × Dv", rows, dv)];
-            float[] dvhat = lease.floats(DVHAT, fw.vhat.length), dalpha = lease.floats(DALPHA, fw.alphaScratch.length);
-            float[] dpq = lease.floats(DPQ, fw.qa.length), ones = CpuLinear.ones(lease, ONES, rows);
-            fw.run(q, v, null);
-            float[] qa = fw.qa, va = fw.va, h = fw.h, alpha = fw.alpha, u = fw.u, f = fw.f, z = fw.z;
+        int batch = fw.batch, l = fw.l, rows = fw.rows, dq = fw.dq, dv = fw.dv, j = fw.j, gs = fw.gs, gj = fw.gj, od = fw.od;
+        float[] dqOut = new float[elements("batch: dq B × Dq", batch, dq)], dvOut = new float[elements("batch, cells: dv B × L × Dv", rows, dv)];
+        float[] dvhat = lease.floats(DVHAT, fw.vhat.length), dalpha = lease.floats(DALPHA, fw.alphaScratch.length);
+        float[] dpq = lease.floats(DPQ, fw.qa.length), ones = CpuLinear.ones(lease, ONES, rows);
+        float[] qa = fw.qa, va = fw.va, h = fw.h, alpha = fw.alpha, u = fw.u, f = fw.f, z = fw.z;
 
-            // Answer layer, then the product u ⊙ f and both activations: dp_u over u, dp_f over f.
-            LinearGradients gAnswer = parameters(w.answer(), answer, batch, gradOut, 0, od, z, 0, gj, ones);
-            float[] dz = z;
-            answer.backwardInput(runtime, batch, gradOut, 0, od, dz, 0, gj, false);
-            runtime.parallelRanges(batch, MlbKernels.grain(gj), (r0, r1) -> {
-                for (int i = r0 * gj; i < r1 * gj; i++) {
-                    float a = u[i], c = f[i], d = dz[i];
-                    u[i] = d * c * MlbKernels.derivative(act, a);
-                    f[i] = d * a * MlbKernels.derivative(act, c);
-                }
-            });
-            float[] dpu = u, dpf = f;
-            LinearGradients gFusion = weightOnlyParameters(w.questionFusion(), fusion, batch, dpf, 0, gj, q, 0, dq, ones);
-            fusion.backwardInput(runtime, batch, dpf, 0, gj, dqOut, 0, dq, false);
-            List<LinearGradients> gGlimpses = new ArrayList<>();
-            for (int g = 0; g < gs; g++) {
-                gGlimpses.add(parameters(w.glimpses().get(g), glimpses[g], batch, dpu, g * j, gj, fw.vhat, g * dv, gs * dv, ones));
-                glimpses[g].backwardInput(runtime, batch, dpu, g * j, gj, dvhat, g * dv, gs * dv, false);
+        // Answer layer, then the product u ⊙ f and both activations: dp_u over u, dp_f over f.
+        LinearGradients gAnswer = parameters(w.answer(), answer, batch, gradOut, 0, od, z, 0, gj, ones);
+        float[] dz = z;
+        answer.backwardInput(runtime, batch, gradOut, 0, od, dz, 0, gj, false);
+        runtime.parallelRanges(batch, MlbKernels.grain(gj), (r0, r1) -> {
+            for (int i = r0 * gj; i < r1 * gj; i++) {
+                float a = u[i], c = f[i], d = dz[i];
+                u[i] = d * c * MlbKernels.derivative(act, a);
+                f[i] = d * a * MlbKernels.derivative(act, c);
             }
-
-            // The attention, per sample: dα = dv̂·V_bᵀ, ∂V_b = α_bᵀ·dv̂, and the softmax Jacobian into the logits' gradient.
-            float[] da = fw.logit;
-            runtime.parallelFor(batch, b -> {
-                Sgemm.gemm(runtime, false, true, gs, l, dv, 1f, dvhat, b * gs * dv, dv, v, b * l * dv, dv, 0f, dalpha, b * gs * l, l);
-                Sgemm.gemm(runtime, true, false, l, dv, gs, 1f, alpha, b * gs * l, l, dvhat, b * gs * dv, dv, 0f, dvOut, b * l * dv, dv);
-                for (int g = 0; g < gs; g++) {
-                    int at = (b * gs + g) * l;
-                    double c = 0;
-                    for (int s = 0; s < l; s++) c += (double) alpha[at + s] * dalpha[at + s];
-                    float cf = (float) c;
-                    for (int s = 0; s < l; s++) da[(b * l + s) * gs + g] = alpha[at + s] * (dalpha[at + s] - cf);
-                }
-            });
-            float[] gLogitsW = new float[gs * j];
-            Sgemm.gemm(runtime, true, false, gs, j, rows, 1f, da, 0, gs, h, 0, j, 0f, gLogitsW, 0, j);
-            LinearGradients gLogits = new LinearGradients(gLogitsW, w.logits().hasBias() ? new float[gs] : null);
-            float[] dh = h; // h is spent
-            logits.backwardInput(runtime, rows, da, 0, gs, dh, 0, j, false);
-
-            // Per sample: dp_v = dh ⊙ q' ⊙ σ'(v') over v', and q''s gradient Σ_s dh_s ⊙ v'_s, in cell order.
-            runtime.parallelFor(batch, b -> {
-                int qAt = b * j;
-                java.util.Arrays.fill(dpq, qAt, qAt + j, 0f);
-                for (int s = 0; s < l; s++) {
-                    int at = (b * l + s) * j;
-                    for (int i = 0; i < j; i++) {
-                        float d = dh[at + i], a = va[at + i];
-                        dpq[qAt + i] += d * a;
-                        va[at + i] = d * qa[qAt + i] * MlbKernels.derivative(act, a);
-                    }
-                }
-                MlbKernels.timesDerivative(act, dpq, qa, qAt, j);
-            });
-            float[] dpv = va;
-            LinearGradients gCells;
-            if (act == Activation.NONE && w.cells().hasBias()) {
-                float[] gw = new float[j * dv];
-                cellLayer.backwardParameters(runtime, rows, dpv, 0, j, v, 0, dv, gw, null, ones, false);
-                gCells = new LinearGradients(gw, new float[j]); // exactly zero: see the class comment
-            } else {
-                gCells = weightOnlyParameters(w.cells(), cellLayer, rows, dpv, 0, j, v, 0, dv, ones);
-            }
-            cellLayer.backwardInput(runtime, rows, dpv, 0, j, dvOut, 0, dv, true);
-            LinearGradients gQuestion = weightOnlyParameters(w.question(), question, batch, dpq, 0, j, q, 0, dq, ones);
-            question.backwardInput(runtime, batch, dpq, 0, j, dqOut, 0, dq, true);
-            return new MlbAttention.Gradients(dqOut, dvOut, gQuestion, gCells, gLogits, gGlimpses, gFusion, gAnswer);
+        });
+        float[] dpu = u, dpf = f;
+        LinearGradients gFusion = weightOnlyParameters(w.questionFusion(), fusion, batch, dpf, 0, gj, q, 0, dq, ones);
+        fusion.backwardInput(runtime, batch, dpf, 0, gj, dqOut, 0, dq, false);
+        List<LinearGradients> gGlimpses = new ArrayList<>();
+        for (int g = 0; g < gs; g++) {
+            gGlimpses.add(parameters(w.glimpses().get(g), glimpses[g], batch, dpu, g * j, gj, fw.vhat, g * dv, gs * dv, ones));
+            glimpses[g].backwardInput(runtime, batch, dpu, g * j, gj, dvhat, g * dv, gs * dv, false);
         }
+
+        // The attention, per sample: dα = dv̂·V_bᵀ, ∂V_b = α_bᵀ·dv̂, and the softmax Jacobian into the logits' gradient.
+        float[] da = fw.logit;
+        runtime.parallelFor(batch, b -> {
+            Sgemm.gemm(runtime, false, true, gs, l, dv, 1f, dvhat, b * gs * dv, dv, v, b * l * dv, dv, 0f, dalpha, b * gs * l, l);
+            Sgemm.gemm(runtime, true, false, l, dv, gs, 1f, alpha, b * gs * l, l, dvhat, b * gs * dv, dv, 0f, dvOut, b * l * dv, dv);
+            for (int g = 0; g < gs; g++) {
+                int at = (b * gs + g) * l;
+                double c = 0;
+                for (int s = 0; s < l; s++) c += (double) alpha[at + s] * dalpha[at + s];
+                float cf = (float) c;
+                for (int s = 0; s < l; s++) da[(b * l + s) * gs + g] = alpha[at + s] * (dalpha[at + s] - cf);
+            }
+        });
+        float[] gLogitsW = new float[gs * j];
+        Sgemm.gemm(runtime, true, false, gs, j, rows, 1f, da, 0, gs, h, 0, j, 0f, gLogitsW, 0, j);
+        LinearGradients gLogits = new LinearGradients(gLogitsW, w.logits().hasBias() ? new float[gs] : null);
+        float[] dh = h; // h is spent
+        logits.backwardInput(runtime, rows, da, 0, gs, dh, 0, j, false);
+
+        // Per sample: dp_v = dh ⊙ q' ⊙ σ'(v') over v', and q''s gradient Σ_s dh_s ⊙ v'_s, in cell order.
+        runtime.parallelFor(batch, b -> {
+            int qAt = b * j;
+            java.util.Arrays.fill(dpq, qAt, qAt + j, 0f);
+            for (int s = 0; s < l; s++) {
+                int at = (b * l + s) * j;
+                for (int i = 0; i < j; i++) {
+                    float d = dh[at + i], a = va[at + i];
+                    dpq[qAt + i] += d * a;
+                    va[at + i] = d * qa[qAt + i] * MlbKernels.derivative(act, a);
+                }
+            }
+            MlbKernels.timesDerivative(act, dpq, qa, qAt, j);
+        });
+        float[] dpv = va;
+        LinearGradients gCells;
+        if (act == Activation.NONE && w.cells().hasBias()) {
+            float[] gw = new float[j * dv];
+            cellLayer.backwardParameters(runtime, rows, dpv, 0, j, v, 0, dv, gw, null, ones, false);
+            gCells = new LinearGradients(gw, new float[j]); // exactly zero: see the class comment
+        } else {
+            gCells = weightOnlyParameters(w.cells(), cellLayer, rows, dpv, 0, j, v, 0, dv, ones);
+        }
+        cellLayer.backwardInput(runtime, rows, dpv, 0, j, dvOut, 0, dv, true);
+        LinearGradients gQuestion = weightOnlyParameters(w.question(), question, batch, dpq, 0, j, q, 0, dq, ones);
+        question.backwardInput(runtime, batch, dpq, 0, j, dqOut, 0, dq, true);
+        return new MlbAttention.Gradients(dqOut, dvOut, gQuestion, gCells, gLogits, gGlimpses, gFusion, gAnswer);
     }
 
     /** A full layer's {@code ∂W = dpᵀ·x} and {@code ∂b} over {@code rows} rows, into fresh arrays. */

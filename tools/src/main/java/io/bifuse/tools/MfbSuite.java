@@ -9,6 +9,7 @@ import io.bifuse.Activation;
 import io.bifuse.Mfb;
 import io.bifuse.Normalization;
 import io.bifuse.Precision;
+import io.bifuse.TrainingStep;
 import io.bifuse.cuda.CublasHandle;
 import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CudaContext;
@@ -149,8 +150,9 @@ final class MfbSuite implements Suite {
                 MfbCpu cpu = new MfbCpu(op.get());
                 float[] x = Stats.gaussian(r, b * c.dx()), y = Stats.gaussian(r, b * c.dy()), g = Stats.gaussian(r, b * op.get().outputWidth());
                 return List.of(new BenchCase.HostRun(cpu.backend(), () -> cpu.forward(x, y, b), () -> {
-                    cpu.forward(x, y, b);
-                    return cpu.backward(x, y, g, b);
+                    try (TrainingStep<Mfb.Gradients> step = cpu.trainingStep(x, y, b)) { // the forward kept for its backward
+                        return step.backward(g);
+                    }
                 }));
             }, BenchCase.PRECISIONS, (ctx, v, st, r) -> {
                 BenchCase.Devices d = new BenchCase.Devices(st);

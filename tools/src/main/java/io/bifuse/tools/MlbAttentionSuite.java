@@ -6,6 +6,7 @@ import io.bifuse.cpu.MlbAttentionCpu;
 import io.bifuse.Activation;
 import io.bifuse.MlbAttention;
 import io.bifuse.Precision;
+import io.bifuse.TrainingStep;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
@@ -121,8 +122,9 @@ final class MlbAttentionSuite implements Suite {
             MlbAttentionCpu c = new MlbAttentionCpu(op.get());
             float[] q = Stats.gaussian(r, b * s.dq()), v = Stats.gaussian(r, b * l * s.dv()), g = Stats.gaussian(r, b * s.out());
             return List.of(new BenchCase.HostRun(c.backend(), () -> c.forward(q, v, b, l), () -> {
-                c.forward(q, v, b, l);
-                return c.backward(q, v, g, b, l);
+                try (TrainingStep<MlbAttention.Gradients> step = c.trainingStep(q, v, b, l)) { // the forward kept for its backward
+                    return step.backward(g);
+                }
             }));
         }, BenchCase.PRECISIONS, (ctx, var, st, r) -> {
             BenchCase.Devices d = new BenchCase.Devices(st);

@@ -6,6 +6,7 @@ import io.bifuse.cpu.MlbCpu;
 import io.bifuse.Activation;
 import io.bifuse.Mlb;
 import io.bifuse.Precision;
+import io.bifuse.TrainingStep;
 import io.bifuse.cuda.Cuda;
 import io.bifuse.cuda.CublasHandle;
 import io.bifuse.cuda.CudaContext;
@@ -115,8 +116,9 @@ final class MlbSuite implements Suite {
             MlbCpu cpu = new MlbCpu(op.get());
             float[] x = Stats.gaussian(r, b * s.dx()), y = Stats.gaussian(r, b * s.dy()), g = Stats.gaussian(r, b * s.out());
             return List.of(new BenchCase.HostRun(cpu.backend(), () -> cpu.forward(x, y, b), () -> {
-                cpu.forward(x, y, b);
-                return cpu.backward(x, y, g, b);
+                try (TrainingStep<Mlb.Gradients> step = cpu.trainingStep(x, y, b)) { // the forward kept for its backward
+                    return step.backward(g);
+                }
             }));
         }, BenchCase.PRECISIONS, (ctx, v, st, r) -> {
             BenchCase.Devices d = new BenchCase.Devices(st);
