@@ -281,13 +281,11 @@ public final class StackedAttentionCpu extends CpuBackend<StackedAttention> impl
         double sum = 0;
         for (int s = 0; s < cells; s++) sum += Math.exp(logit[lo + s] - max);
         int uo = b * d;
+        for (int s = 0; s < cells; s++) p.attention[ao + s] = (float) (Math.exp(logit[lo + s] - max) / sum);
+        // u_{l+1} = u_l + α·V_b as a 1 × d GEMM over the cells (a loop over two arrays at different offsets
+        // would not vectorize).
         System.arraycopy(cur, uo, next, uo, d);
-        for (int s = 0; s < cells; s++) {
-            float alpha = (float) (Math.exp(logit[lo + s] - max) / sum);
-            p.attention[ao + s] = alpha;
-            int vo = (b * cells + s) * d;
-            for (int i = 0; i < d; i++) next[uo + i] += alpha * v[vo + i];
-        }
+        Sgemm.gemm(runtime, false, false, 1, d, cells, 1f, p.attention, ao, cells, v, b * cells * d, d, 1f, next, uo, d);
     }
 
     /**
