@@ -66,6 +66,16 @@ public final class BanBlock implements Op<BanBlock.Backend> {
         BanBlock op();
 
         /**
+         * A training step: the forward of {@code x, y}, and its backward for a {@code gradOut} to come
+         * ({@link TrainingStep}: bitwise {@link #backward}'s gradients; x, y and the mask held by reference
+         * until then). The CPU backend keeps the forward's state for it; this default recomputes.
+         */
+        default TrainingStep<Gradients> trainingStep(float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens) {
+            float[] out = forward(x, y, mask, batch, objects, tokens);
+            return TrainingStep.recomputing(out, batch, op().dy(), g -> backward(x, y, mask, g, batch, objects, tokens));
+        }
+
+        /**
          * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
          * FloatBuffer, a MemorySegment): x (B × N × Dx), y (B × M × Dy) → out (B × Dy), {@code out} written, nothing returned. Every length is
          * checked, by name, before anything runs; inputs that are not one whole array are copied once,

@@ -61,6 +61,16 @@ public final class StackedAttention implements Op<StackedAttention.Backend> {
         StackedAttention op();
 
         /**
+         * A training step: the forward of {@code u, v}, and its backward for a {@code gradOut} to come
+         * ({@link TrainingStep}: bitwise {@link #backward}'s gradients; u and v held by reference until then).
+         * The CPU backend keeps the forward's pass for it; this default recomputes.
+         */
+        default TrainingStep<Gradients> trainingStep(float[] u, float[] v, int batch, int cells) {
+            float[] out = forward(u, v, batch, cells);
+            return TrainingStep.recomputing(out, batch, op().dim(), g -> backward(u, v, g, batch, cells));
+        }
+
+        /**
          * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
          * FloatBuffer, a MemorySegment): u (B × d), v (B × L × d) → out (B × d), {@code out} written, nothing returned. Every length is
          * checked, by name, before anything runs; inputs that are not one whole array are copied once,

@@ -3,6 +3,7 @@ package io.bifuse.cpu;
 import io.bifuse.BanBlock;
 import io.bifuse.CompactBilinear;
 import io.bifuse.ObjectMask;
+import io.bifuse.TrainingStep;
 import io.bifuse.WeightNormGradients;
 import io.bifuse.WeightNormLinear;
 import java.util.ArrayList;
@@ -39,10 +40,9 @@ import java.util.List;
  * goes through the weight-norm chain {@code dg = ⟨dW, V⟩/‖V‖} (in double),
  * {@code dV = (g/‖V‖)(dW − (dg/‖V‖)V)}.
  *
- * <p>A training loop's forward and backward: once a backend has run a backward, each forward keeps its
- * state (every glimpse's projections and tokens, in the backend's scratch) with a copy of its inputs, and a
- * backward on bitwise the same inputs walks back from it instead of recomputing the forward (a quarter of
- * a training step's work). Other backwards recompute; a backend used for inference only keeps nothing.
+ * <p>{@link #backward} recomputes the forward; a {@link #trainingStep} keeps its state (every glimpse's
+ * projections and tokens, in the backend's scratch) for its backward instead, saving a quarter of a
+ * training step's work with the same bits.
  *
  * <p>Threading and determinism: the batch-wide GEMMs are tiled by {@link Sgemm}; the per-sample work runs
  * in {@link BanKernels#chunks} of consecutive samples (cut by the batch size only) with
@@ -113,68 +113,38 @@ public final class BanBlockCpu extends CpuBackend<BanBlock> implements BanBlock.
         return new BanBlock.Result(s.out, s.maps);
     }
 
-    /** Every gradient given {@code gradOut = ∂L/∂out} ({@code B × Dy}). */
+    /** Every gradient given {@code gradOut = ∂L/∂out} ({@code B × Dy}), recomputing the forward. */
     @Override public BanBlock.Gradients backward(float[] x, float[] y, ObjectMask mask, float[] gradOut, int batch, int objects, int tokens) {
         op.checkInputs(x, y, mask, batch, objects, tokens);
         CompactBilinear.checkLength("gradOut", gradOut, batch, op.dy());
-        training = true;
-        Kept k = kept.getAndSet(null);
-        if (k != null && k.matches(x, y, mask, batch, objects, tokens)) {
-            try {
-                // the kept state refers to the forward's arrays, which may have changed since: equal contents are these
-                if (k.state.dense) k.state.xr = x;
-                k.state.yg[0] = y;
-                keptBackwards.incrementAndGet();
-                return backward(k.lease, k.state, y, gradOut);
-            } finally {
-                k.lease.close();
-            }
-        }
-        if (k != null) k.lease.close();
         try (Scratch.Lease l = scratch.lease()) {
             return backward(l, run(l, x, y, mask, batch, objects, tokens, true, false), y, gradOut);
         }
     }
 
     /**
-     * Once this backend has run a backward (a training loop), every forward keeps what its backward needs,
-     * with a copy of its inputs, until the next forward or backward; a backward whose inputs equal the kept
-     * ones bitwise walks back from that state instead of recomputing the forward (the same operations, so
-     * the same bits). Inference alone never keeps anything.
+     * A training step whose backward walks back from this forward's state (held, with its lease, until
+     * then) instead of recomputing it. Bitwise {@link #forward} and {@link #backward}.
      */
-    private volatile boolean training;
-    private final java.util.concurrent.atomic.AtomicReference<Kept> kept = new java.util.concurrent.atomic.AtomicReference<>();
-    private final java.util.concurrent.atomic.AtomicInteger keptBackwards = new java.util.concurrent.atomic.AtomicInteger();
-
-    /** How many backwards walked back from a kept forward (for the tests). */
-    int keptBackwards() { return keptBackwards.get(); }
-
-    /** A kept forward: its lease (out of the pool until released), its state and copies of its inputs. */
-    private record Kept(Scratch.Lease lease, State state, float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens, int nx, int ny) {
-        boolean matches(float[] x2, float[] y2, ObjectMask mask2, int batch2, int objects2, int tokens2) {
-            return batch == batch2 && objects == objects2 && tokens == tokens2 && java.util.Objects.equals(mask, mask2)
-                    && Arrays.equals(x, 0, nx, x2, 0, x2.length) && Arrays.equals(y, 0, ny, y2, 0, y2.length);
-        }
-    }
-
-    private State forward(float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens, boolean withMaps) {
-        if (!training) {
-            try (Scratch.Lease l = scratch.lease()) {
-                return run(l, x, y, mask, batch, objects, tokens, false, withMaps);
-            }
-        }
+    @Override public TrainingStep<BanBlock.Gradients> trainingStep(float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens) {
+        op.checkInputs(x, y, mask, batch, objects, tokens);
         Scratch.Lease l = scratch.lease();
+        State s;
         try {
-            State s = run(l, x, y, mask, batch, objects, tokens, true, withMaps);
-            float[] cx = l.floats(COPY_X, x.length), cy = l.floats(COPY_Y, y.length);
-            System.arraycopy(x, 0, cx, 0, x.length);
-            System.arraycopy(y, 0, cy, 0, y.length);
-            Kept old = kept.getAndSet(new Kept(l, s, cx, cy, mask, batch, objects, tokens, x.length, y.length));
-            if (old != null) old.lease.close();
-            return s;
+            s = run(l, x, y, mask, batch, objects, tokens, true, false);
         } catch (RuntimeException | Error e) {
             l.close();
             throw e;
+        }
+        return new TrainingStep<>(s.out, batch, op.dy()) {
+            @Override protected BanBlock.Gradients gradients(float[] gradOut) { return BanBlockCpu.this.backward(l, s, y, gradOut); }
+            @Override protected void release() { l.close(); }
+        };
+    }
+
+    private State forward(float[] x, float[] y, ObjectMask mask, int batch, int objects, int tokens, boolean withMaps) {
+        try (Scratch.Lease l = scratch.lease()) {
+            return run(l, x, y, mask, batch, objects, tokens, false, withMaps);
         }
     }
 
@@ -182,8 +152,7 @@ public final class BanBlockCpu extends CpuBackend<BanBlock> implements BanBlock.
     // X''_g, + 1 Y''_g, + 2 the pooled vectors, + 3 Y_{g+1}; a plain forward uses glimpse 0's slots and
     // alternates the tokens between Y_A and Y_B.
     private static final int XR = 0, XP = 1, YP = 2, ATT = 3, LOGITS = 4, RES = 5, Y_A = 6, Y_B = 7, D_RES = 8, D_POOLED = 9, D_ATT = 10,
-            D_XPP = 11, D_YPP = 12, D_XR = 13, D_XP = 14, D_YP = 15, D_W = 16, ONES = 17, PARTIAL = 18, COPY_X = 19, COPY_Y = 20,
-            GLIMPSE = 21;
+            D_XPP = 11, D_YPP = 12, D_XR = 13, D_XP = 14, D_YP = 15, D_W = 16, ONES = 17, PARTIAL = 18, GLIMPSE = 19;
 
     /** What a forward leaves for the backward: arrays of the call's lease, or the inputs themselves. */
     private static final class State {

@@ -4,6 +4,7 @@ import io.bifuse.Linear;
 import io.bifuse.LinearGradients;
 import io.bifuse.StackedAttention;
 import io.bifuse.StackedAttention.Placement;
+import io.bifuse.TrainingStep;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -31,12 +32,9 @@ import java.util.List;
  * logits themselves are in double (one or a few per cell, next to the GEMMs' {@code d·k} per cell). In the
  * paper's placement the logits bias gradient is exact zeros, as the reference writes it.
  *
- * <p>Once the backend has run a backward (so inference-only use keeps nothing, as BanBlockCpu), a
- * forward keeps its intermediates (image projections, hidden vectors {@code h}, question sides,
- * logits, maps, the {@code u_l}) with copies of {@code u} and {@code v} until the next call: a backward
- * whose inputs are bitwise those copies (the forward-then-backward of a training step) takes them instead
- * of recomputing the forward, any other backward recomputes it (the same calls, so the same bits either
- * way). That holds about {@code B·L·(2K·k + d)} floats between the calls.
+ * <p>{@link #backward} recomputes the forward; a {@link #trainingStep} keeps its intermediates (image
+ * projections, hidden vectors {@code h}, question sides, logits, maps, the {@code u_l}: about
+ * {@code B·L·2K·k} floats) for its backward instead (the same calls, so the same bits either way).
  *
  * <p>Threads: the GEMMs share out their tiles ({@link Sgemm}); the fused passes run one task per sample.
  * No sum is split between threads and each has one order fixed by the shapes, so results are bitwise the
@@ -46,7 +44,7 @@ import java.util.List;
  */
 public final class StackedAttentionCpu extends CpuBackend<StackedAttention> implements StackedAttention.Backend {
     private static final int SLOT_PROJ = 0, SLOT_H = 1, SLOT_Q = 2, SLOT_LOGIT = 3, SLOT_G = 4, SLOT_DQ = 5, SLOT_DZ = 6, SLOT_ONES = 7,
-            SLOT_DW = 8, SLOT_DB = 9, SLOT_ATT = 10, SLOT_U_COPY = 11, SLOT_V_COPY = 12, SLOT_U = 13; // SLOT_U + l: u_l for l < K
+            SLOT_DW = 8, SLOT_DB = 9, SLOT_ATT = 10, SLOT_U = 11; // SLOT_U + l: u_l for l < K
 
     private final int d, k, layers, kk; // kk = K·k, the stacked image projections' width
     private final boolean paper;
@@ -57,11 +55,6 @@ public final class StackedAttentionCpu extends CpuBackend<StackedAttention> impl
     private final float[] logitsBias;
     private final boolean[] hasLogitsBias;
     private final Scratch scratch = new Scratch();
-    /** The last forward's pass, for a backward on the same inputs (see the class comment). */
-    private final java.util.concurrent.atomic.AtomicReference<Kept> kept = new java.util.concurrent.atomic.AtomicReference<>();
-    /** Set by the first backward: from then on forwards keep their pass. */
-    private volatile boolean training;
-
     public StackedAttentionCpu(StackedAttention op) {
         this(op, CpuRuntime.defaults());
     }
@@ -107,105 +100,93 @@ public final class StackedAttentionCpu extends CpuBackend<StackedAttention> impl
         return run(u, v, batch, cells, true);
     }
 
-    /**
-     * The forward, kept with copies of its inputs for a backward on the same inputs (it replaces whatever
-     * an earlier forward kept). Everything returned is copied out before the pass is published: from then
-     * on a backward on another thread may take it.
-     */
     private StackedAttention.Result run(float[] u, float[] v, int batch, int cells, boolean attention) {
-        Scratch.Lease lease = scratch.lease();
-        try {
+        try (Scratch.Lease lease = scratch.lease()) {
             Pass p = new Pass(lease, u, v, batch, cells);
-            if (!training) {
-                return new StackedAttention.Result(p.out, attention ? java.util.Arrays.copyOf(p.attention, batch * layers * cells) : null);
-            }
-            float[] uc = lease.floats(SLOT_U_COPY, batch * d), vc = lease.floats(SLOT_V_COPY, p.rows * d);
-            System.arraycopy(u, 0, uc, 0, batch * d);
-            System.arraycopy(v, 0, vc, 0, p.rows * d);
-            StackedAttention.Result r = new StackedAttention.Result(p.out, attention ? java.util.Arrays.copyOf(p.attention, batch * layers * cells) : null);
-            Kept old = kept.getAndSet(new Kept(lease, p, uc, vc));
-            lease = null;
-            if (old != null) old.lease.close();
-            return r;
-        } finally {
-            if (lease != null) lease.close();
+            return new StackedAttention.Result(p.out, attention ? java.util.Arrays.copyOf(p.attention, batch * layers * cells) : null);
         }
     }
 
-    /** The kept forward if it ran on exactly these inputs (then it is taken), else null (and it is dropped). */
-    private Kept take(float[] u, float[] v, int batch, int cells) {
-        Kept last = kept.getAndSet(null);
-        if (last == null) return null;
-        Pass p = last.pass;
-        if (p.batch == batch && p.cells == cells && java.util.Arrays.equals(last.u, 0, batch * d, u, 0, batch * d)
-                && java.util.Arrays.equals(last.v, 0, p.rows * d, v, 0, p.rows * d)) {
-            p.u[0] = u;
-            return last;
+    /**
+     * A training step whose backward walks back from this forward's pass (held, with its lease, until
+     * then) instead of recomputing it. Bitwise {@link #forward} and {@link #backward}.
+     */
+    @Override public TrainingStep<StackedAttention.Gradients> trainingStep(float[] u, float[] v, int batch, int cells) {
+        op.checkInputs(u, v, batch, cells);
+        Scratch.Lease lease = scratch.lease();
+        Pass p;
+        try {
+            p = new Pass(lease, u, v, batch, cells);
+        } catch (RuntimeException | Error e) {
+            lease.close();
+            throw e;
         }
-        last.lease.close();
-        return null;
+        return new TrainingStep<>(p.out, batch, d) {
+            @Override protected StackedAttention.Gradients gradients(float[] gradOut) { return backwardFrom(lease, p, v, gradOut); }
+            @Override protected void release() { lease.close(); }
+        };
     }
 
-    /** A forward's pass and the lease holding it, with copies of its inputs {@code u} and {@code v}. */
-    private record Kept(Scratch.Lease lease, Pass pass, float[] u, float[] v) {}
-
-    /** Every gradient given {@code gradOut = ∂L/∂u_K} ({@code B × d}). */
+    /** Every gradient given {@code gradOut = ∂L/∂u_K} ({@code B × d}), recomputing the forward. */
     @Override public StackedAttention.Gradients backward(float[] u, float[] v, float[] gradOut, int batch, int cells) {
         op.checkInputs(u, v, batch, cells);
         io.bifuse.CompactBilinear.checkLength("gradOut", gradOut, batch, d);
-        training = true;
-        Kept last = take(u, v, batch, cells);
-        try (Scratch.Lease lease = last != null ? last.lease : scratch.lease()) {
-            Pass p = last != null ? last.pass : new Pass(lease, u, v, batch, cells);
-            int rows = p.rows;
-            float[] dv = new float[elements("v gradient", rows, d)];
-            float[] g = lease.floats(SLOT_G, batch * d);
-            System.arraycopy(gradOut, 0, g, 0, batch * d);
-            float[] dq = lease.floats(SLOT_DQ, batch * k), dz = lease.floats(SLOT_DZ, rows);
-            float[] ones = CpuLinear.ones(lease, SLOT_ONES, Math.max(rows, batch));
-            double[] acc = lease.doubles(0, batch * k), dzSums = lease.doubles(1, batch);
-            LinearGradients[] qGrads = new LinearGradients[layers], pGrads = new LinearGradients[layers];
-            for (int l = layers - 1; l >= 0; l--) {
-                int lv = l;
-                runtime.parallelFor(batch, b -> sampleBackward(p, lv, b, v, g, dv, dq, dz, acc, dzSums));
-                float[] uin = p.u[l];
-                // ∂L/∂u_l = g + W_Qᵀ dq; the parameter gradients read u_l, which the residual does not change.
-                question[l].backwardInput(runtime, batch, dq, 0, k, g, 0, d, true);
-                float[] dWq = new float[k * d], dbq = question[l].bias != null ? new float[k] : null;
-                question[l].backwardParameters(runtime, batch, dq, 0, k, uin, 0, d, dWq, dbq, ones, false);
-                qGrads[l] = new LinearGradients(dWq, dbq);
-                float[] dwp = new float[k];
-                Sgemm.gemm(runtime, true, false, 1, k, rows, 1f, dz, 0, 1, p.h, l * k, kk, 0f, dwp, 0, k);
-                float[] dbp = null;
-                if (hasLogitsBias[l]) {
-                    dbp = new float[1];
-                    if (!paper) {
-                        double sum = 0;
-                        for (int b = 0; b < batch; b++) sum += dzSums[b];
-                        dbp[0] = (float) sum;
-                    }
-                }
-                pGrads[l] = new LinearGradients(dwp, dbp);
-            }
-            float[] du = new float[batch * d];
-            System.arraycopy(g, 0, du, 0, batch * d);
-            // The image side of every layer at once: p.proj now holds dP (rows × K·k).
-            image.backwardInput(runtime, rows, p.proj, 0, kk, dv, 0, d, true);
-            float[] dW = lease.floats(SLOT_DW, kk * d), db = image.bias != null ? lease.floats(SLOT_DB, kk) : null;
-            image.backwardParameters(runtime, rows, p.proj, 0, kk, v, 0, d, dW, db, ones, false);
-            List<StackedAttention.LayerGradients> out = new ArrayList<>();
-            for (int l = 0; l < layers; l++) {
-                float[] w = new float[k * d];
-                System.arraycopy(dW, l * k * d, w, 0, k * d);
-                float[] bi = null;
-                if (imageBias[l]) {
-                    bi = new float[k];
-                    System.arraycopy(db, l * k, bi, 0, k);
-                }
-                out.add(new StackedAttention.LayerGradients(new LinearGradients(w, bi), qGrads[l], pGrads[l]));
-            }
-            return new StackedAttention.Gradients(du, dv, out);
+        try (Scratch.Lease lease = scratch.lease()) {
+            return backwardFrom(lease, new Pass(lease, u, v, batch, cells), v, gradOut);
         }
+    }
+
+    /** The backward from a forward's pass {@code p} (spent after: dP is written over its projections). */
+    private StackedAttention.Gradients backwardFrom(Scratch.Lease lease, Pass p, float[] v, float[] gradOut) {
+        int batch = p.batch;
+        int rows = p.rows;
+        float[] dv = new float[elements("v gradient", rows, d)];
+        float[] g = lease.floats(SLOT_G, batch * d);
+        System.arraycopy(gradOut, 0, g, 0, batch * d);
+        float[] dq = lease.floats(SLOT_DQ, batch * k), dz = lease.floats(SLOT_DZ, rows);
+        float[] ones = CpuLinear.ones(lease, SLOT_ONES, Math.max(rows, batch));
+        double[] acc = lease.doubles(0, batch * k), dzSums = lease.doubles(1, batch);
+        LinearGradients[] qGrads = new LinearGradients[layers], pGrads = new LinearGradients[layers];
+        for (int l = layers - 1; l >= 0; l--) {
+            int lv = l;
+            runtime.parallelFor(batch, b -> sampleBackward(p, lv, b, v, g, dv, dq, dz, acc, dzSums));
+            float[] uin = p.u[l];
+            // ∂L/∂u_l = g + W_Qᵀ dq; the parameter gradients read u_l, which the residual does not change.
+            question[l].backwardInput(runtime, batch, dq, 0, k, g, 0, d, true);
+            float[] dWq = new float[k * d], dbq = question[l].bias != null ? new float[k] : null;
+            question[l].backwardParameters(runtime, batch, dq, 0, k, uin, 0, d, dWq, dbq, ones, false);
+            qGrads[l] = new LinearGradients(dWq, dbq);
+            float[] dwp = new float[k];
+            Sgemm.gemm(runtime, true, false, 1, k, rows, 1f, dz, 0, 1, p.h, l * k, kk, 0f, dwp, 0, k);
+            float[] dbp = null;
+            if (hasLogitsBias[l]) {
+                dbp = new float[1];
+                if (!paper) {
+                    double sum = 0;
+                    for (int b = 0; b < batch; b++) sum += dzSums[b];
+                    dbp[0] = (float) sum;
+                }
+            }
+            pGrads[l] = new LinearGradients(dwp, dbp);
+        }
+        float[] du = new float[batch * d];
+        System.arraycopy(g, 0, du, 0, batch * d);
+        // The image side of every layer at once: p.proj now holds dP (rows × K·k).
+        image.backwardInput(runtime, rows, p.proj, 0, kk, dv, 0, d, true);
+        float[] dW = lease.floats(SLOT_DW, kk * d), db = image.bias != null ? lease.floats(SLOT_DB, kk) : null;
+        image.backwardParameters(runtime, rows, p.proj, 0, kk, v, 0, d, dW, db, ones, false);
+        List<StackedAttention.LayerGradients> out = new ArrayList<>();
+        for (int l = 0; l < layers; l++) {
+            float[] w = new float[k * d];
+            System.arraycopy(dW, l * k * d, w, 0, k * d);
+            float[] bi = null;
+            if (imageBias[l]) {
+                bi = new float[k];
+                System.arraycopy(db, l * k, bi, 0, k);
+            }
+            out.add(new StackedAttention.LayerGradients(new LinearGradients(w, bi), qGrads[l], pGrads[l]));
+        }
+        return new StackedAttention.Gradients(du, dv, out);
     }
 
     /** Every layer's forward over the batch, keeping what the backward reads. */

@@ -124,39 +124,23 @@ class BanBlockCpuTest {
     }
 
     /**
-     * After a backward, a forward keeps its state for the next backward: the gradients from it are bitwise
-     * those of a backend that recomputes, and a backward on other inputs (x changed in place after the
-     * forward, a different y, another mask) recomputes rather than reuse it.
+     * A training step keeps its forward's state for its backward: {@link TrainingStepTest}'s contract
+     * (bitwise the recomputing backward, two steps apart, refusals), with and without a mask.
      */
-    @Test void aKeptForwardGivesTheGradientsOfARecomputedOne() {
-        SplittableRandom r = new SplittableRandom(Stats.freshSeed());
+    @Test void trainingStepsKeepTheirForward() {
+        long seed = Stats.freshSeed();
+        SplittableRandom r = new SplittableRandom(seed);
         int b = 5, n = 8, m = 4, dx = 12, dy = 10;
         BanBlock op = BanBlock.random(dx, dy, 14, 8, 3, 2, r.nextLong());
-        float[] x = Stats.gaussian(r, b * n * dx), y = Stats.gaussian(r, b * m * dy), go = Stats.gaussian(r, b * dy);
-        ObjectMask mask = BanAttentionCpuTest.mask("holes", r, x, b, n, dx);
-        BanBlockCpu training = new BanBlockCpu(op);
-        training.backward(x, y, mask, go, b, n, m); // now it keeps its forwards
-        float[] out = training.forward(x, y, mask, b, n, m);
-        assertArrayEquals(new BanBlockCpu(op).forward(x, y, mask, b, n, m), out, "a keeping forward computes the same output");
-        BanAttentionCpuTest.assertTensorsEqual(new BanBlockCpu(op).backward(x, y, mask, go, b, n, m).tensors(),
-                training.backward(x.clone(), y.clone(), mask, go, b, n, m).tensors());
-        assertEquals(1, training.keptBackwards(), "the backward after a forward on equal inputs walked back from it");
-
-        training.forwardWithAttention(x, y, mask, b, n, m);
-        x[3] += 1f; // changed in place after the forward
-        BanAttentionCpuTest.assertTensorsEqual(new BanBlockCpu(op).backward(x, y, mask, go, b, n, m).tensors(),
-                training.backward(x, y, mask, go, b, n, m).tensors());
-        training.forward(x, y, mask, b, n, m);
-        float[] y2 = Stats.gaussian(r, b * m * dy);
-        BanAttentionCpuTest.assertTensorsEqual(new BanBlockCpu(op).backward(x, y2, mask, go, b, n, m).tensors(),
-                training.backward(x, y2, mask, go, b, n, m).tensors());
-        training.forward(x, y, mask, b, n, m);
-        BanAttentionCpuTest.assertTensorsEqual(new BanBlockCpu(op).backward(x, y, null, go, b, n, m).tensors(),
-                training.backward(x, y, null, go, b, n, m).tensors());
-        assertEquals(1, training.keptBackwards(), "other inputs were recomputed");
-        training.forwardWithAttention(x, y, null, b, n, m);
-        training.backward(x, y, null, go, b, n, m);
-        assertEquals(2, training.keptBackwards());
+        float[] x = Stats.gaussian(r, b * n * dx), y = Stats.gaussian(r, b * m * dy);
+        float[] go = Stats.gaussian(r, b * dy), go2 = Stats.gaussian(r, b * dy);
+        ObjectMask holes = BanAttentionCpuTest.mask("holes", r, x, b, n, dx);
+        BanBlockCpu c = new BanBlockCpu(op);
+        for (ObjectMask mask : java.util.Arrays.asList(holes, null)) {
+            TrainingStepTest.checkContract(new TrainingStepTest.Case<>("BanBlockCpu mask " + (mask == null ? "null" : "holes") + ", seed " + seed,
+                    () -> c.forward(x, y, mask, b, n, m), g -> c.backward(x, y, mask, g, b, n, m), () -> c.trainingStep(x, y, mask, b, n, m),
+                    BanBlock.Gradients::tensors, go, go2));
+        }
     }
 
     /** 1, 2 and 3 threads give bitwise the same output, maps and gradients (B = 1: the batch-wide GEMMs are cut into tiles). */

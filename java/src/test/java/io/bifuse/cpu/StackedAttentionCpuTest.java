@@ -124,37 +124,17 @@ class StackedAttentionCpuTest {
         }
     }
 
-    @Test void aBackwardReusesTheForwardOnlyOnItsExactInputs() {
+    /** A training step keeps its forward's pass for its backward: {@link TrainingStepTest}'s contract, both placements. */
+    @Test void trainingStepsKeepTheirForward() {
         long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         int batch = 3, cells = 9, d = 17;
         for (Placement p : Placement.values()) {
-            StackedAttention op = StackedAttention.random(d, 12, 2, p, r.nextLong());
-            float[] u = Stats.gaussian(r, batch * d), v = Stats.gaussian(r, batch * cells * d), go = Stats.gaussian(r, batch * d);
-            String what = p + ", seed " + seed + ": ";
-            List<float[]> recomputed = new StackedAttentionCpu(op).backward(u, v, go, batch, cells).tensors(); // nothing kept: recomputed
-            StackedAttentionCpu c = new StackedAttentionCpu(op);
-            c.forward(u, v, batch, cells);
-            assertTensorsEqual(recomputed, c.backward(u, v, go, batch, cells).tensors(), what + "after the forward");
-            assertTensorsEqual(recomputed, c.backward(u, v, go, batch, cells).tensors(), what + "a second backward (nothing kept)");
-            // the maps handed out are the caller's: writing over them changes nothing
-            java.util.Arrays.fill(c.forwardWithAttention(u, v, batch, cells).attention(), Float.NaN);
-            assertTensorsEqual(recomputed, c.backward(u, v, go, batch, cells).tensors(), what + "after forwardWithAttention");
-            // inputs changed in place after the forward, or other arrays: the forward is recomputed
-            c.forward(u, v, batch, cells);
-            v[5] += 1f;
-            assertTensorsEqual(new StackedAttentionCpu(op).backward(u, v, go, batch, cells).tensors(), c.backward(u, v, go, batch, cells).tensors(),
-                    what + "v changed in place");
-            c.forward(u, v, batch, cells);
-            float[] u2 = u.clone();
-            u2[batch * d - 1] -= 0.5f;
-            assertTensorsEqual(new StackedAttentionCpu(op).backward(u2, v, go, batch, cells).tensors(), c.backward(u2, v, go, batch, cells).tensors(),
-                    what + "another u");
-            // the same v as one sample of 27 cells
-            c.forward(u, v, batch, cells);
-            float[] u1 = java.util.Arrays.copyOf(u, d), g1 = java.util.Arrays.copyOf(go, d);
-            assertTensorsEqual(new StackedAttentionCpu(op).backward(u1, v, g1, 1, batch * cells).tensors(), c.backward(u1, v, g1, 1, batch * cells).tensors(),
-                    what + "another shape");
+            StackedAttentionCpu c = new StackedAttentionCpu(StackedAttention.random(d, 12, 2, p, r.nextLong()));
+            float[] u = Stats.gaussian(r, batch * d), v = Stats.gaussian(r, batch * cells * d);
+            float[] go = Stats.gaussian(r, batch * d), go2 = Stats.gaussian(r, batch * d);
+            TrainingStepTest.checkContract(new TrainingStepTest.Case<>("StackedAttentionCpu " + p + ", seed " + seed, () -> c.forward(u, v, batch, cells),
+                    g -> c.backward(u, v, g, batch, cells), () -> c.trainingStep(u, v, batch, cells), StackedAttention.Gradients::tensors, go, go2));
         }
     }
 

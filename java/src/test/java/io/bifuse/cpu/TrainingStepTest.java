@@ -25,7 +25,8 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * {@link TrainingStep}'s contract for the CPU backends that keep their forward (MLB, MFB/MFH, MLB
- * attention) and for the recomputing default: the step's output and gradients are bitwise the
+ * attention here; SAN and the BAN block in their own tests, through {@link #checkContract}) and for the
+ * recomputing default: the step's output and gradients are bitwise the
  * backend's {@code forward} and recomputing {@code backward} (the same calls on the same operands, so no
  * tolerance: any difference is a step that reads a spent or shared intermediate); two steps open at once
  * keep apart; a wrong gradOut is refused by name and leaves the step usable; a second backward, or one

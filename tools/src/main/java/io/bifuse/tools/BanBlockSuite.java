@@ -6,6 +6,7 @@ import io.bifuse.cpu.BanBlockCpu;
 import io.bifuse.BanBlock;
 import io.bifuse.ObjectMask;
 import io.bifuse.Precision;
+import io.bifuse.TrainingStep;
 import io.bifuse.cuda.BanBlockCuda;
 import io.bifuse.cuda.CudaStream;
 import io.bifuse.cuda.DeviceBuffer;
@@ -243,8 +244,9 @@ final class BanBlockSuite implements Suite {
                 float[] x = Stats.gaussian(r, b * n * s.dx()), y = Stats.gaussian(r, b * m * s.dy()), g = Stats.gaussian(r, b * s.dy());
                 ObjectMask mask = mask(r, s);
                 return List.of(new BenchCase.HostRun(c.backend(), () -> c.forward(x, y, mask, b, n, m), () -> {
-                    c.forward(x, y, mask, b, n, m);
-                    return c.backward(x, y, mask, g, b, n, m);
+                    try (TrainingStep<BanBlock.Gradients> step = c.trainingStep(x, y, mask, b, n, m)) { // the forward kept for its backward
+                        return step.backward(g);
+                    }
                 }));
             }));
         }

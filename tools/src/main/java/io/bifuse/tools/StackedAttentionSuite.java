@@ -2,6 +2,7 @@ package io.bifuse.tools;
 
 import io.bifuse.Precision;
 import io.bifuse.StackedAttention;
+import io.bifuse.TrainingStep;
 import io.bifuse.StackedAttention.Placement;
 import io.bifuse.cpu.StackedAttentionCpu;
 import io.bifuse.cuda.CudaContext;
@@ -155,8 +156,9 @@ final class StackedAttentionSuite implements Suite {
                     StackedAttentionCpu c = new StackedAttentionCpu(op.get());
                     float[] u = Stats.gaussian(r, hb * d), v = Stats.gaussian(r, hb * l * d), g = Stats.gaussian(r, hb * d);
                     return List.of(new BenchCase.HostRun(c.backend(), () -> c.forward(u, v, hb, l), () -> {
-                        c.forward(u, v, hb, l);
-                        return c.backward(u, v, g, hb, l);
+                        try (TrainingStep<StackedAttention.Gradients> step = c.trainingStep(u, v, hb, l)) { // the forward kept for its backward
+                            return step.backward(g);
+                        }
                     }));
                 });
         BenchCase device = BenchCase.device("StackedAttention", s.label(), s.csvSize(), b, cost("StackedAttention.forward", s),
