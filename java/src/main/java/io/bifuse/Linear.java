@@ -69,6 +69,24 @@ public final class Linear {
         return new Linear(out, in, w, b);
     }
 
+    /**
+     * The {@code nn.Linear} whose parameters are {@code name + ".weight"} ({@code out × in}) and, if present,
+     * {@code name + ".bias"} ({@code out}) in {@code sd} (block.bootstrap's {@code linear0}, or
+     * {@code merge_linears0.3}); a missing weight, a weight that is not 2-D or a misshapen bias is refused
+     * by name. Values are rounded to float.
+     */
+    public static Linear fromStateDict(StateDict sd, String name) {
+        java.util.Objects.requireNonNull(sd, "sd");
+        StateDict.Info w = sd.info(name + ".weight");
+        long[] shape = w.shape();
+        if (shape.length != 2 || shape[0] < 1 || shape[1] < 1 || shape[0] > Integer.MAX_VALUE || shape[1] > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException(sd.source() + ": '" + name + ".weight': expected a 2-D out × in weight, got shape " + Arrays.toString(shape));
+        }
+        int out = (int) shape[0], in = (int) shape[1];
+        float[] bias = sd.contains(name + ".bias") ? sd.floats(name + ".bias", out) : null;
+        return named(name, out, in, sd.floats(name + ".weight", out, in), bias);
+    }
+
     /** Checks that this layer maps {@code in} features to {@code out}; {@code name} names it in the message. */
     public Linear requireShape(String name, int out, int in) {
         if (this.out != out || this.in != in) {

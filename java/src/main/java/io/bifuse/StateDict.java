@@ -148,9 +148,15 @@ public final class StateDict implements AutoCloseable {
     /** The header's {@code __metadata__} (empty when absent). */
     public Map<String, String> metadata() { return metadata; }
 
+    /** The values of {@code name} as floats, row-major, whatever its shape (a missing or non-floating-point tensor is refused by name). */
+    public float[] floats(String name) {
+        return floats(name, (long[]) null);
+    }
+
     /**
      * The values of {@code name} as floats, row-major, after checking its shape is {@code shape}
-     * (refused by name otherwise, as is a missing or non-floating-point tensor).
+     * (refused by name otherwise, as is a missing or non-floating-point tensor); no sizes: a scalar.
+     * {@code shape} null: any shape.
      */
     public float[] floats(String name, long... shape) {
         Entry e = checked(name, shape);
@@ -164,7 +170,12 @@ public final class StateDict implements AutoCloseable {
         return out;
     }
 
-    /** As {@link #floats}, in double (exact from every floating-point dtype). */
+    /** As {@link #floats(String)}, in double (exact from every floating-point dtype). */
+    public double[] doubles(String name) {
+        return doubles(name, (long[]) null);
+    }
+
+    /** As {@link #floats(String, long...)}, in double (exact from every floating-point dtype). */
     public double[] doubles(String name, long... shape) {
         Entry e = checked(name, shape);
         int n = (int) e.info.numel();

@@ -113,7 +113,7 @@ public final class MlbReference {
     }
 
     /** {@code Σ_b a[b, :]ᵀ ⊗ c[b, :]}: {@code aRows × cCols}, i.e. {@code aᵀ·c}. */
-    private static double[] outerSum(double[] a, double[] c, int batch, int aCols, int cCols) {
+    static double[] outerSum(double[] a, double[] c, int batch, int aCols, int cCols) {
         double[] r = new double[aCols * cCols];
         IntStream.range(0, aCols).parallel().forEach(o -> {
             for (int b = 0; b < batch; b++) {
@@ -124,7 +124,7 @@ public final class MlbReference {
         return r;
     }
 
-    private static double[] columnSums(double[] a, int batch, int cols) {
+    static double[] columnSums(double[] a, int batch, int cols) {
         double[] r = new double[cols];
         for (int b = 0; b < batch; b++) for (int k = 0; k < cols; k++) r[k] += a[b * cols + k];
         return r;

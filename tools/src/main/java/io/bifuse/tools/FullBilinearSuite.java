@@ -25,7 +25,7 @@ import java.util.SplittableRandom;
  * "signed" rows use plain Gaussians, where many pooled entries sit near 0 and the signed sqrt's exact
  * derivative is ill-conditioned. Tolerances: forward 1e-5 (FP32 GEMM, double normalization sums:
  * ~1e-7 measured in the emulation) or {@link Precision#bound()}; backward through a signed sqrt
- * {@code max(that, 10 × FullBilinearReference.float32Baseline)}: the exact float64 backward evaluated
+ * {@code max(that, 10 × FullBilinearReference.float32Baseline)} (40× on the signed rows: {@link #SIGNED_FACTOR}): the exact float64 backward evaluated
  * at a float32-computed z, i.e. how far ANY float32 pipeline must land from the reference on these
  * inputs (the same rule as {@link Check}'s MCB rows, with a GEMM's rounding instead of FFT noise).
  * Measured baselines: rectified inputs 3e-8 to 1e-7 (FP32), up to 7e-5 (TF32) and 5e-4 (BF16); signed
@@ -35,6 +35,13 @@ import java.util.SplittableRandom;
 final class FullBilinearSuite implements Suite {
     /** Above this conditioning baseline a backward row would have a bound over 10%: not compared (reported as such). */
     static final double NOT_COMPARABLE = 1e-2;
+    /**
+     * The "signed" rows' multiple of the baseline, as FullBilinearCpuTest's: the exact ssqrt derivative's
+     * error sits in the few elements next to z = 0, where two float32 roundings of z differ by a
+     * heavy-tailed factor (measured 15× and 20.6× in the tests, and 19× in check --quick on CI: 1.93e-4
+     * against a baseline of 1e-5, both fp32 paths alike).
+     */
+    static final double SIGNED_FACTOR = 40;
 
     /** One case: sizes, homologous or not, averaging, and the kind of input. */
     record Case(int batch, int positions, int c1, int c2, boolean homologous, boolean average) {
@@ -98,8 +105,9 @@ final class FullBilinearSuite implements Suite {
                 // The CPU backend's GEMMs are float32 too: the same baseline rule as the FP32 device rows.
                 double cpuBaseline = FullBilinearReference.float32Baseline(op, x, y, g, b, l, Precision.FP32, gRef);
                 Gradients cpuGrads = c.homologous() ? new Gradients(onCpu.backward(x, g, b, l), null) : onCpu.backward(x, y, g, b, l);
+                double factor = v.signed() ? SIGNED_FACTOR : Check.BASELINE_FACTOR;
                 if (cpuBaseline <= NOT_COMPARABLE) {
-                    addBackward(report, onCpu.backend(), size, op, cpuGrads, gRef, Math.max(Check.TOLERANCE, Check.BASELINE_FACTOR * cpuBaseline));
+                    addBackward(report, onCpu.backend(), size, op, cpuGrads, gRef, Math.max(Check.TOLERANCE, factor * cpuBaseline));
                 } else {
                     report.notCompared("FullBilinear.backward " + onCpu.backend() + " " + size, String.format(
                             "the float32 baseline alone is %.1e: the exact ssqrt derivative at z ≈ 0 does not survive float32 rounding", cpuBaseline));
@@ -108,7 +116,7 @@ final class FullBilinearSuite implements Suite {
                 for (Precision p : Precision.values()) {
                     double fwdTol = p == Precision.FP32 ? Check.TOLERANCE : p.bound();
                     double baseline = p == Precision.FP32 ? cpuBaseline : FullBilinearReference.float32Baseline(op, x, y, g, b, l, p, gRef);
-                    double bwdTol = Math.max(fwdTol, Check.BASELINE_FACTOR * baseline);
+                    double bwdTol = Math.max(fwdTol, factor * baseline);
                     try (FullBilinearCuda cuda = new FullBilinearCuda(op, ctx, p)) {
                         DeviceRuns.FullBilinearRun r = DeviceRuns.fullBilinear(ctx, cuda, x, y, g, b, l);
                         String backend = "cuda-" + p.name().toLowerCase();
