@@ -1,0 +1,116 @@
+package io.bifuse;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * Tucker fusion, as block.bootstrap's {@code fusions.Tucker} computes it: an immutable op descriptor.
+ * <pre>
+ *   x̃ = x·W₀ᵀ + b₀,   ỹ = y·W₁ᵀ + b₁                            (B × M)    linear0, linear1
+ *   z_k = Σ_{i,j} x̃_i · A[k, i, j] · ỹ_j + a_k                    (B × M)    bilinear (nn.Bilinear M × M → M)
+ *   ẑ = normalize(z)  (optional: signed sqrt, then l2)
+ *   f = ẑ·W_outᵀ + b_out                                           (B × Out)  linear_out
+ * </pre>
+ * It is {@link BlockTucker} with one chunk ({@link #asBlockTucker()}), whose backends and reference run
+ * it. block.bootstrap's {@code shared} argument has no effect on its Tucker (the module builds a second
+ * linear1 either way), so there is none here: linear1 is always its own layer. No activation; dropout is
+ * identity (inference). Backends: {@code io.bifuse.cpu.TuckerCpu}, {@code io.bifuse.reference.TuckerReference};
+ * no CUDA backend yet ({@link Operators#incomplete()}).
+ */
+public final class Tucker implements Op<Tucker.Backend> {
+    /** What every backend offers on host arrays (as {@link BlockTucker.Backend}). */
+    public interface Backend extends OpBackend {
+        float[] forward(float[] x, float[] y, int batch);
+        Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
+
+        /** The descriptor this backend runs. */
+        Tucker op();
+
+        /** The forward into the caller's {@code out} ({@link FloatView}s; every length checked by name first). */
+        default void forward(FloatView x, FloatView y, FloatView out, int batch) {
+            FloatView.requireLength("out", out, (long) batch * op().out());
+            float[] r = forward(FloatView.input("x", x, (long) batch * op().dx()), FloatView.input("y", y, (long) batch * op().dy()), batch);
+            out.copyFrom(r, 0, r.length);
+        }
+
+        /** A training step ({@link TrainingStep}); this default recomputes the forward in its backward. */
+        default TrainingStep<Gradients> trainingStep(float[] x, float[] y, int batch) {
+            float[] out = forward(x, y, batch);
+            return TrainingStep.recomputing(out, batch, op().out(), g -> backward(x, y, g, batch));
+        }
+    }
+
+    @Override public Class<Backend> backendType() { return Backend.class; }
+
+    private final BlockTucker block;
+
+    private Tucker(BlockTucker block) {
+        this.block = block;
+    }
+
+    /** linear0 Dx → M, linear1 Dy → M, bilinear M × M → M, linearOut M → Out; {@code normalization} NONE or {@link Normalization#pytorch()} ({@code normalize=True}). */
+    public static Tucker of(Linear linear0, Linear linear1, BilinearLayer bilinear, Linear linearOut, Normalization normalization) {
+        if (bilinear == null) throw new IllegalArgumentException("bilinear: expected a BilinearLayer, got null");
+        return new Tucker(BlockTucker.checked(linear0, linear1, List.of(bilinear), linearOut, false, normalization, Block.NormPosition.AFTER_CAT));
+    }
+
+    /** A trained block.bootstrap {@code Tucker} from its state dict (linear0, linear1, bilinear, linear_out after {@code prefix}); {@code normalize}: its constructor argument. */
+    public static Tucker fromStateDict(StateDict sd, String prefix, boolean normalize) {
+        Objects.requireNonNull(sd, "sd");
+        Objects.requireNonNull(prefix, "prefix");
+        return of(Linear.fromStateDict(sd, prefix + "linear0"), Linear.fromStateDict(sd, prefix + "linear1"), BilinearLayer.fromStateDict(sd, prefix + "bilinear"),
+                Linear.fromStateDict(sd, prefix + "linear_out"), normalize ? Normalization.pytorch() : Normalization.NONE);
+    }
+
+    /** With every layer biased and initialized as PyTorch does, from {@code seed}. */
+    public static Tucker random(int dx, int dy, int mmDim, int out, Normalization normalization, long seed) {
+        BlockTucker b = BlockTucker.random(dx, dy, mmDim, 1, out, false, normalization, Block.NormPosition.AFTER_CAT, seed);
+        return new Tucker(b);
+    }
+
+    /** The same fusion as a one-chunk {@link BlockTucker} (what its backends run). */
+    public BlockTucker asBlockTucker() { return block; }
+
+    public Linear linear0() { return block.linear0(); }
+    public Linear linear1() { return block.linear1(); }
+    public BilinearLayer bilinear() { return block.bilinears().get(0); }
+    public Linear linearOut() { return block.linearOut(); }
+    public Normalization normalization() { return block.normalization(); }
+    public int dx() { return block.dx(); }
+    public int dy() { return block.dy(); }
+    public int mmDim() { return block.mmDim(); }
+    public int out() { return block.out(); }
+
+    /** Checks host inputs; every op entry point calls it before any work. */
+    public void checkInputs(float[] x, float[] y, int batch) { block.checkInputs(x, y, batch); }
+
+    /** Gradients: dx, dy and each layer's. */
+    public record Gradients(float[] dx, float[] dy, LinearGradients linear0, LinearGradients linear1, BlockTucker.BilinearGradients bilinear,
+                            LinearGradients linearOut) {
+        /** The same gradients of the one-chunk {@link BlockTucker}. */
+        public static Gradients of(BlockTucker.Gradients g) {
+            return new Gradients(g.dx(), g.dy(), g.linear0(), g.linear1(), g.bilinears().get(0), g.linearOut());
+        }
+
+        /** The tensors in the order of {@link Tucker#gradientNames()}. */
+        public List<float[]> tensors() {
+            return new BlockTucker.Gradients(dx, dy, linear0, linear1, List.of(bilinear), linearOut).tensors();
+        }
+    }
+
+    /** input.0, input.1, then the state-dict names (linear0, linear1, bilinear, linear_out; weight then bias). */
+    public List<String> gradientNames() {
+        List<String> n = new ArrayList<>();
+        for (String s : block.gradientNames()) n.add(s.startsWith("bilinears.0.") ? "bilinear." + s.substring("bilinears.0.".length()) : s);
+        return n;
+    }
+
+    @Override public boolean equals(Object o) { return o instanceof Tucker t && block.equals(t.block); }
+
+    @Override public int hashCode() { return block.hashCode(); }
+
+    @Override public String toString() {
+        return "Tucker[Dx=" + dx() + ", Dy=" + dy() + ", mm_dim=" + mmDim() + ", Out=" + out() + (normalization().isIdentity() ? "" : ", " + normalization()) + "]";
+    }
+}
