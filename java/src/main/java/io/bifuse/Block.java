@@ -32,7 +32,7 @@ import java.util.Objects;
  * {@code io.bifuse.reference.BlockReference}; no CUDA backend yet ({@link Operators#incomplete()}).
  * Loading a trained model: {@link #fromStateDict}.
  */
-public final class Block implements Op<Block.Backend> {
+public final class Block implements Op<Block.Backend>, Fusion {
     /** Where the normalization sits: on each chunk's core ({@code 'before_cat'}, block.bootstrap's default) or on their concatenation. */
     public enum NormPosition { BEFORE_CAT, AFTER_CAT }
 
@@ -41,26 +41,7 @@ public final class Block implements Op<Block.Backend> {
      * → {@code B × Out}; {@code backward} every gradient given {@code gradOut} ({@code B × Out}),
      * recomputing the forward, written, not accumulated.
      */
-    public interface Backend extends OpBackend {
-        float[] forward(float[] x, float[] y, int batch);
-        Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
-
-        /** The descriptor this backend runs. */
-        Block op();
-
-        /** The forward into the caller's {@code out} ({@link FloatView}s; every length checked by name first). */
-        default void forward(FloatView x, FloatView y, FloatView out, int batch) {
-            FloatView.requireLength("out", out, (long) batch * op().out());
-            float[] r = forward(FloatView.input("x", x, (long) batch * op().dx()), FloatView.input("y", y, (long) batch * op().dy()), batch);
-            out.copyFrom(r, 0, r.length);
-        }
-
-        /** A training step ({@link TrainingStep}); this default recomputes the forward in its backward. */
-        default TrainingStep<Gradients> trainingStep(float[] x, float[] y, int batch) {
-            float[] out = forward(x, y, batch);
-            return TrainingStep.recomputing(out, batch, op().out(), g -> backward(x, y, g, batch));
-        }
-    }
+    public interface Backend extends FusionBackend<Block, Gradients> {}
 
     @Override public Class<Backend> backendType() { return Backend.class; }
 
@@ -234,13 +215,13 @@ public final class Block implements Op<Block.Backend> {
     public boolean isShared() { return shared; }
     public Normalization normalization() { return normalization; }
     public NormPosition position() { return position; }
-    public int dx() { return linear0.in(); }
-    public int dy() { return linear1.in(); }
+    @Override public int dx() { return linear0.in(); }
+    @Override public int dy() { return linear1.in(); }
     public int mmDim() { return linear0.out(); }
-    public int out() { return linearOut.out(); }
+    @Override public int out() { return linearOut.out(); }
 
     /** Checks host inputs; every op entry point calls it before any work. */
-    public void checkInputs(float[] x, float[] y, int batch) {
+    @Override public void checkInputs(float[] x, float[] y, int batch) {
         if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
         CompactBilinear.checkLength("x", x, batch, dx());
         CompactBilinear.checkLength("y", y, batch, dy());

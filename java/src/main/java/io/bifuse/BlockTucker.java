@@ -25,28 +25,9 @@ import java.util.Objects;
  * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.BlockTuckerCpu} (float32) and the float64
  * {@code io.bifuse.reference.BlockTuckerReference}; no CUDA backend yet ({@link Operators#incomplete()}).
  */
-public final class BlockTucker implements Op<BlockTucker.Backend> {
+public final class BlockTucker implements Op<BlockTucker.Backend>, Fusion {
     /** What every backend offers on host arrays: forward {@code B × Dx}, {@code B × Dy} → {@code B × Out}; backward every gradient, recomputing the forward. */
-    public interface Backend extends OpBackend {
-        float[] forward(float[] x, float[] y, int batch);
-        Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
-
-        /** The descriptor this backend runs. */
-        BlockTucker op();
-
-        /** The forward into the caller's {@code out} ({@link FloatView}s; every length checked by name first). */
-        default void forward(FloatView x, FloatView y, FloatView out, int batch) {
-            FloatView.requireLength("out", out, (long) batch * op().out());
-            float[] r = forward(FloatView.input("x", x, (long) batch * op().dx()), FloatView.input("y", y, (long) batch * op().dy()), batch);
-            out.copyFrom(r, 0, r.length);
-        }
-
-        /** A training step ({@link TrainingStep}); this default recomputes the forward in its backward. */
-        default TrainingStep<Gradients> trainingStep(float[] x, float[] y, int batch) {
-            float[] out = forward(x, y, batch);
-            return TrainingStep.recomputing(out, batch, op().out(), g -> backward(x, y, g, batch));
-        }
-    }
+    public interface Backend extends FusionBackend<BlockTucker, Gradients> {}
 
     @Override public Class<Backend> backendType() { return Backend.class; }
 
@@ -155,13 +136,13 @@ public final class BlockTucker implements Op<BlockTucker.Backend> {
     public boolean isShared() { return shared; }
     public Normalization normalization() { return normalization; }
     public Block.NormPosition position() { return position; }
-    public int dx() { return linear0.in(); }
-    public int dy() { return linear1.in(); }
+    @Override public int dx() { return linear0.in(); }
+    @Override public int dy() { return linear1.in(); }
     public int mmDim() { return linear0.out(); }
-    public int out() { return linearOut.out(); }
+    @Override public int out() { return linearOut.out(); }
 
     /** Checks host inputs; every op entry point calls it before any work. */
-    public void checkInputs(float[] x, float[] y, int batch) {
+    @Override public void checkInputs(float[] x, float[] y, int batch) {
         if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
         CompactBilinear.checkLength("x", x, batch, dx());
         CompactBilinear.checkLength("y", y, batch, dy());

@@ -32,42 +32,14 @@ package io.bifuse;
  * count), and {@code io.bifuse.cuda.MlbCuda} (cuBLAS projections in a chosen {@link Precision}, the elementwise
  * work fused into one kernel each way). The descriptor knows neither.
  */
-public final class Mlb implements Op<Mlb.Backend> {
+public final class Mlb implements Op<Mlb.Backend>, Fusion {
     /**
      * What every backend of this op offers on host arrays ({@code MlbCpu} in io.bifuse.cpu, {@code MlbCuda}
      * in io.bifuse.cuda): {@code forward} {@code B × Dx}, {@code B × Dy} → {@code B × Out}; {@code backward}
      * the gradients of the inputs and of every parameter given {@code gradOut = ∂L/∂f} ({@code B × Out}),
      * recomputing the forward from {@code x, y}, written, not accumulated.
      */
-    public interface Backend extends OpBackend {
-        float[] forward(float[] x, float[] y, int batch);
-        Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
-
-        /** The descriptor this backend runs. */
-        Mlb op();
-
-        /**
-         * The forward over views of the caller's memory ({@link FloatView}: part of a float[], a
-         * FloatBuffer, a MemorySegment): x (B × Dx), y (B × Dy) → out (B × Out), {@code out} written, nothing returned. Every length is
-         * checked, by name, before anything runs; inputs that are not one whole array are copied once,
-         * and the result is copied into {@code out}.
-         */
-        default void forward(FloatView x, FloatView y, FloatView out, int batch) {
-            FloatView.requireLength("out", out, (long) batch * op().out());
-            float[] r = forward(FloatView.input("x", x, (long) batch * op().dx()), FloatView.input("y", y, (long) batch * op().dy()), batch);
-            out.copyFrom(r, 0, r.length);
-        }
-
-        /**
-         * A training step: the forward of {@code x, y}, and its backward for a {@code gradOut} to come
-         * ({@link TrainingStep}: bitwise {@link #backward}'s gradients; x and y held by reference until then).
-         * The CPU backend keeps the forward's intermediates for it; this default recomputes.
-         */
-        default TrainingStep<Gradients> trainingStep(float[] x, float[] y, int batch) {
-            float[] out = forward(x, y, batch);
-            return TrainingStep.recomputing(out, batch, op().out(), g -> backward(x, y, g, batch));
-        }
-    }
+    public interface Backend extends FusionBackend<Mlb, Gradients> {}
 
     @Override public Class<Backend> backendType() { return Backend.class; }
 
@@ -118,10 +90,10 @@ public final class Mlb implements Op<Mlb.Backend> {
     public Linear v() { return v; }
     public Linear p() { return p; }
     public Activation activation() { return activation; }
-    public int dx() { return u.in(); }
-    public int dy() { return v.in(); }
+    @Override public int dx() { return u.in(); }
+    @Override public int dy() { return v.in(); }
     public int joint() { return u.out(); }
-    public int out() { return p.out(); }
+    @Override public int out() { return p.out(); }
 
     /** The same layers with another activation. */
     public Mlb withActivation(Activation activation) {
@@ -129,7 +101,7 @@ public final class Mlb implements Op<Mlb.Backend> {
     }
 
     /** Checks host inputs; every op entry point calls it before any work. */
-    public void checkInputs(float[] x, float[] y, int batch) {
+    @Override public void checkInputs(float[] x, float[] y, int batch) {
         positive("batch", batch);
         CompactBilinear.checkLength("x", x, batch, dx());
         CompactBilinear.checkLength("y", y, batch, dy());

@@ -37,32 +37,13 @@ import java.util.Objects;
  * there is no CUDA backend yet, so Mutan is not in {@link Operators#all()} (which the tools and the device
  * testbed walk).
  */
-public final class Mutan implements Op<Mutan.Backend> {
+public final class Mutan implements Op<Mutan.Backend>, Fusion {
     /**
      * What every backend of this op offers on host arrays: {@code forward} {@code B × Dx}, {@code B × Dy}
      * → {@code B × Out}; {@code backward} the gradients of the inputs and of every parameter given
      * {@code gradOut = ∂L/∂f} ({@code B × Out}), recomputing the forward, written, not accumulated.
      */
-    public interface Backend extends OpBackend {
-        float[] forward(float[] x, float[] y, int batch);
-        Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
-
-        /** The descriptor this backend runs. */
-        Mutan op();
-
-        /** The forward into the caller's {@code out} ({@link FloatView}s; every length checked by name first). */
-        default void forward(FloatView x, FloatView y, FloatView out, int batch) {
-            FloatView.requireLength("out", out, (long) batch * op().out());
-            float[] r = forward(FloatView.input("x", x, (long) batch * op().dx()), FloatView.input("y", y, (long) batch * op().dy()), batch);
-            out.copyFrom(r, 0, r.length);
-        }
-
-        /** A training step ({@link TrainingStep}); this default recomputes the forward in its backward. */
-        default TrainingStep<Gradients> trainingStep(float[] x, float[] y, int batch) {
-            float[] out = forward(x, y, batch);
-            return TrainingStep.recomputing(out, batch, op().out(), g -> backward(x, y, g, batch));
-        }
-    }
+    public interface Backend extends FusionBackend<Mutan, Gradients> {}
 
     @Override public Class<Backend> backendType() { return Backend.class; }
 
@@ -175,14 +156,14 @@ public final class Mutan implements Op<Mutan.Backend> {
     public int rank() { return rank; }
     public boolean isShared() { return shared; }
     public Normalization normalization() { return normalization; }
-    public int dx() { return linear0.in(); }
-    public int dy() { return linear1.in(); }
+    @Override public int dx() { return linear0.in(); }
+    @Override public int dy() { return linear1.in(); }
     /** M, block.bootstrap's {@code mm_dim}. */
     public int mmDim() { return linear0.out(); }
-    public int out() { return linearOut.out(); }
+    @Override public int out() { return linearOut.out(); }
 
     /** Checks host inputs; every op entry point calls it before any work. */
-    public void checkInputs(float[] x, float[] y, int batch) {
+    @Override public void checkInputs(float[] x, float[] y, int batch) {
         if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
         CompactBilinear.checkLength("x", x, batch, dx());
         CompactBilinear.checkLength("y", y, batch, dy());

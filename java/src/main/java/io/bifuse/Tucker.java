@@ -18,28 +18,9 @@ import java.util.Objects;
  * identity (inference). Backends: {@code io.bifuse.cpu.TuckerCpu}, {@code io.bifuse.reference.TuckerReference};
  * no CUDA backend yet ({@link Operators#incomplete()}).
  */
-public final class Tucker implements Op<Tucker.Backend> {
+public final class Tucker implements Op<Tucker.Backend>, Fusion {
     /** What every backend offers on host arrays (as {@link BlockTucker.Backend}). */
-    public interface Backend extends OpBackend {
-        float[] forward(float[] x, float[] y, int batch);
-        Gradients backward(float[] x, float[] y, float[] gradOut, int batch);
-
-        /** The descriptor this backend runs. */
-        Tucker op();
-
-        /** The forward into the caller's {@code out} ({@link FloatView}s; every length checked by name first). */
-        default void forward(FloatView x, FloatView y, FloatView out, int batch) {
-            FloatView.requireLength("out", out, (long) batch * op().out());
-            float[] r = forward(FloatView.input("x", x, (long) batch * op().dx()), FloatView.input("y", y, (long) batch * op().dy()), batch);
-            out.copyFrom(r, 0, r.length);
-        }
-
-        /** A training step ({@link TrainingStep}); this default recomputes the forward in its backward. */
-        default TrainingStep<Gradients> trainingStep(float[] x, float[] y, int batch) {
-            float[] out = forward(x, y, batch);
-            return TrainingStep.recomputing(out, batch, op().out(), g -> backward(x, y, g, batch));
-        }
-    }
+    public interface Backend extends FusionBackend<Tucker, Gradients> {}
 
     @Override public Class<Backend> backendType() { return Backend.class; }
 
@@ -77,13 +58,13 @@ public final class Tucker implements Op<Tucker.Backend> {
     public BilinearLayer bilinear() { return block.bilinears().get(0); }
     public Linear linearOut() { return block.linearOut(); }
     public Normalization normalization() { return block.normalization(); }
-    public int dx() { return block.dx(); }
-    public int dy() { return block.dy(); }
+    @Override public int dx() { return block.dx(); }
+    @Override public int dy() { return block.dy(); }
     public int mmDim() { return block.mmDim(); }
-    public int out() { return block.out(); }
+    @Override public int out() { return block.out(); }
 
     /** Checks host inputs; every op entry point calls it before any work. */
-    public void checkInputs(float[] x, float[] y, int batch) { block.checkInputs(x, y, batch); }
+    @Override public void checkInputs(float[] x, float[] y, int batch) { block.checkInputs(x, y, batch); }
 
     /** Gradients: dx, dy and each layer's. */
     public record Gradients(float[] dx, float[] dy, LinearGradients linear0, LinearGradients linear1, BlockTucker.BilinearGradients bilinear,

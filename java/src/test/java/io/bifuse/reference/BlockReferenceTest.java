@@ -10,6 +10,7 @@ import io.bifuse.Block.NormPosition;
 import io.bifuse.Linear;
 import io.bifuse.Normalization;
 import io.bifuse.StateDict;
+import io.bifuse.testing.FiniteDifferences;
 import io.bifuse.testing.Fixtures;
 import io.bifuse.testing.Stats;
 import java.io.IOException;
@@ -70,7 +71,7 @@ class BlockReferenceTest {
     }
 
     /**
-     * Central differences of {@code L = Σ w ⊙ f} in float64 (h = 2⁻¹⁶, as {@link MutanReferenceTest}):
+     * Central differences of {@code L = Σ w ⊙ f} in float64 ({@link FiniteDifferences}, h = 2⁻¹⁶):
      * every input element, and one element of every parameter tensor through the op rebuilt from its
      * state dict with that float parameter moved (by the step float allows; both names of a shared layer).
      */
@@ -85,19 +86,8 @@ class BlockReferenceTest {
         List<double[]> grads = BlockReference.backward(op, x, y, w, batch).tensors();
         double h = 0x1p-16;
         String what = op + ", seed " + seed;
-        for (int in = 0; in < 2; in++) {
-            double[] a = in == 0 ? x : y;
-            for (int i = 0; i < a.length; i++) {
-                double keep = a[i];
-                a[i] = keep + h;
-                double up = loss(op, x, y, w, batch);
-                a[i] = keep - h;
-                double down = loss(op, x, y, w, batch);
-                a[i] = keep;
-                double fd = (up - down) / (2 * h);
-                assertEquals(fd, grads.get(in)[i], 1e-6 * (1 + Math.abs(fd)), what + ": input." + in + "[" + i + "]");
-            }
-        }
+        FiniteDifferences.assertInputGradient(x, grads.get(0), () -> loss(op, x, y, w, batch), h, what + ": input.0");
+        FiniteDifferences.assertInputGradient(y, grads.get(1), () -> loss(op, x, y, w, batch), h, what + ": input.1");
         Map<String, double[]> values = new LinkedHashMap<>();
         Map<String, long[]> shapes = new HashMap<>();
         stateDict(op, values, shapes);
@@ -105,21 +95,16 @@ class BlockReferenceTest {
         for (int t = 2; t < names.size(); t++) {
             String name = names.get(t);
             int index = (int) (r.nextLong(1 << 20) % grads.get(t).length);
-            double[] moved = new double[2];
-            Block[] ops = new Block[2];
-            for (int k = 0; k < 2; k++) {
+            FiniteDifferences.assertDerivative(d -> {
                 Map<String, double[]> v = new LinkedHashMap<>(values);
-                double value = (float) (values.get(name)[index] + (k == 0 ? h : -h));
+                double value = (float) (values.get(name)[index] + d);
                 for (String n : shared ? List.of(name, sibling(name)) : List.of(name)) {
                     double[] a = v.get(n).clone();
                     a[index] = value;
                     v.put(n, a);
                 }
-                moved[k] = value;
-                ops[k] = Block.fromStateDict(StateDict.of(v, shapes), "", shared, pos);
-            }
-            double fd = (loss(ops[0], x, y, w, batch) - loss(ops[1], x, y, w, batch)) / (moved[0] - moved[1]);
-            assertEquals(fd, grads.get(t)[index], 1e-6 * (1 + Math.abs(fd)), what + ": " + name + "[" + index + "]");
+                return new double[] {value - values.get(name)[index], loss(Block.fromStateDict(StateDict.of(v, shapes), "", shared, pos), x, y, w, batch)};
+            }, h, grads.get(t)[index], what + ": " + name + "[" + index + "]");
         }
     }
 

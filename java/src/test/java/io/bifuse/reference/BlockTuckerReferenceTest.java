@@ -11,6 +11,7 @@ import io.bifuse.Linear;
 import io.bifuse.Normalization;
 import io.bifuse.StateDict;
 import io.bifuse.Tucker;
+import io.bifuse.testing.FiniteDifferences;
 import io.bifuse.testing.Fixtures;
 import io.bifuse.testing.Stats;
 import java.io.IOException;
@@ -84,19 +85,8 @@ class BlockTuckerReferenceTest {
         List<double[]> grads = BlockTuckerReference.backward(op, x, y, w, batch).tensors();
         double h = 0x1p-16;
         String what = op + ", seed " + seed;
-        for (int i0 = 0; i0 < 2; i0++) {
-            double[] a = i0 == 0 ? x : y;
-            for (int i = 0; i < a.length; i++) {
-                double keep = a[i];
-                a[i] = keep + h;
-                double up = loss(op, x, y, w, batch);
-                a[i] = keep - h;
-                double down = loss(op, x, y, w, batch);
-                a[i] = keep;
-                double fd = (up - down) / (2 * h);
-                assertEquals(fd, grads.get(i0)[i], 1e-6 * (1 + Math.abs(fd)), what + ": input." + i0 + "[" + i + "]");
-            }
-        }
+        FiniteDifferences.assertInputGradient(x, grads.get(0), () -> loss(op, x, y, w, batch), h, what + ": input.0");
+        FiniteDifferences.assertInputGradient(y, grads.get(1), () -> loss(op, x, y, w, batch), h, what + ": input.1");
         Map<String, double[]> values = new LinkedHashMap<>();
         Map<String, long[]> shapes = new HashMap<>();
         stateDict(op, values, shapes);
@@ -104,22 +94,17 @@ class BlockTuckerReferenceTest {
         for (int t = 2; t < names.size(); t++) {
             String name = names.get(t);
             int index = (int) (r.nextLong(1 << 20) % grads.get(t).length);
-            double[] moved = new double[2];
-            BlockTucker[] ops = new BlockTucker[2];
-            for (int k = 0; k < 2; k++) {
+            String other = name.startsWith("linear0.") ? "linear1." + name.substring(8) : name.startsWith("linear1.") ? "linear0." + name.substring(8) : name;
+            FiniteDifferences.assertDerivative(d -> {
                 Map<String, double[]> v = new LinkedHashMap<>(values);
-                double value = (float) (values.get(name)[index] + (k == 0 ? h : -h));
-                String other = name.startsWith("linear0.") ? "linear1." + name.substring(8) : name.startsWith("linear1.") ? "linear0." + name.substring(8) : name;
+                double value = (float) (values.get(name)[index] + d);
                 for (String n : shared ? List.of(name, other) : List.of(name)) {
                     double[] a = v.get(n).clone();
                     a[index] = value;
                     v.put(n, a);
                 }
-                moved[k] = value;
-                ops[k] = BlockTucker.fromStateDict(StateDict.of(v, shapes), "", shared, pos);
-            }
-            double fd = (loss(ops[0], x, y, w, batch) - loss(ops[1], x, y, w, batch)) / (moved[0] - moved[1]);
-            assertEquals(fd, grads.get(t)[index], 1e-6 * (1 + Math.abs(fd)), what + ": " + name + "[" + index + "]");
+                return new double[] {value - values.get(name)[index], loss(BlockTucker.fromStateDict(StateDict.of(v, shapes), "", shared, pos), x, y, w, batch)};
+            }, h, grads.get(t)[index], what + ": " + name + "[" + index + "]");
         }
     }
 

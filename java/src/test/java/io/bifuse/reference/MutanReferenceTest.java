@@ -8,6 +8,7 @@ import io.bifuse.Linear;
 import io.bifuse.Mutan;
 import io.bifuse.Normalization;
 import io.bifuse.StateDict;
+import io.bifuse.testing.FiniteDifferences;
 import io.bifuse.testing.Fixtures;
 import io.bifuse.testing.Stats;
 import java.io.IOException;
@@ -57,10 +58,9 @@ class MutanReferenceTest {
     }
 
     /**
-     * Central differences of {@code L = Σ w ⊙ f} in float64 for both inputs and, through layers rebuilt
-     * with one float parameter moved by about h (divided by the step float allowed), one entry of every
-     * tensor (h = 2⁻¹⁶: the O(h²) error stays below 1e-8 of a gradient even where the signed sqrt bends
-     * sharply near zero, far below an indexing mistake, and rounding at 1e-16 / h stays below it).
+     * Central differences of {@code L = Σ w ⊙ f} in float64 ({@link FiniteDifferences}, h = 2⁻¹⁶: bounds
+     * from the differences' own disagreement) for both inputs and, through layers rebuilt with one float
+     * parameter moved (by the step float allows), one entry of every tensor.
      */
     @ParameterizedTest(name = "rank={0} shared={1} normalized={2}")
     @CsvSource({"1,false,false", "3,false,true", "2,true,true", "4,true,false"})
@@ -73,27 +73,18 @@ class MutanReferenceTest {
         List<double[]> grads = MutanReference.backward(op, x, y, w, batch).tensors();
         double h = 0x1p-16;
         String what = "rank=" + rank + " shared=" + shared + " normalized=" + normalized + ", seed " + seed;
-        for (int in = 0; in < 2; in++) {
-            double[] a = in == 0 ? x : y;
-            for (int i = 0; i < a.length; i++) {
-                double keep = a[i];
-                a[i] = keep + h;
-                double up = loss(op, x, y, w, batch);
-                a[i] = keep - h;
-                double down = loss(op, x, y, w, batch);
-                a[i] = keep;
-                double fd = (up - down) / (2 * h);
-                assertEquals(fd, grads.get(in)[i], 1e-6 * (1 + Math.abs(fd)), what + ": input." + in + "[" + i + "]");
-            }
-        }
+        FiniteDifferences.assertInputGradient(x, grads.get(0), () -> loss(op, x, y, w, batch), h, what + ": input.0");
+        FiniteDifferences.assertInputGradient(y, grads.get(1), () -> loss(op, x, y, w, batch), h, what + ": input.1");
         // One entry of each layer's weight and bias: the op rebuilt with that parameter moved by ±h.
         List<String> names = op.gradientNames();
         for (int t = 2; t < names.size(); t++) {
             String name = names.get(t);
             int index = (int) (r.nextLong(1 << 20) % grads.get(t).length);
-            Moved plus = moved(op, name, index, h), minus = moved(op, name, index, -h);
-            double fd = (loss(plus.op, x, y, w, batch) - loss(minus.op, x, y, w, batch)) / (plus.value - minus.value); // the steps float allowed
-            assertEquals(fd, grads.get(t)[index], 1e-6 * (1 + Math.abs(fd)), what + ": " + name + "[" + index + "]");
+            double base = original(op, name, index);
+            FiniteDifferences.assertDerivative(d -> {
+                Moved mv = moved(op, name, index, d);
+                return new double[] {mv.value - base, loss(mv.op, x, y, w, batch)};
+            }, h, grads.get(t)[index], what + ": " + name + "[" + index + "]");
         }
     }
 
@@ -102,6 +93,14 @@ class MutanReferenceTest {
         double s = 0;
         for (int i = 0; i < f.length; i++) s += w[i] * f[i];
         return s;
+    }
+
+    /** The value of element {@code index} of tensor {@code name} (a state-dict name). */
+    private static double original(Mutan op, String name, int index) {
+        Map<String, Linear> layers = Map.of("linear0", op.linear0(), "linear1", op.linear1(), "merge_linear0", op.mergeLinear0(), "merge_linear1", op.mergeLinear1(),
+                "linear_out", op.linearOut());
+        Linear l = layers.get(name.substring(0, name.lastIndexOf('.')));
+        return name.endsWith(".bias") ? l.bias()[index] : l.weight()[index];
     }
 
     /** An op with one parameter moved, and that parameter's new value (the float nearest the asked one). */

@@ -1,0 +1,15 @@
+package io.bifuse;
+
+/**
+ * A two-input fusion's shape: {@code x} ({@code B × Dx}) and {@code y} ({@code B × Dy}) to one
+ * {@code B × Out} output, as block.bootstrap's fusions take {@code [x0, x1]}. Its backends are
+ * {@link FusionBackend}s.
+ */
+public interface Fusion {
+    int dx();
+    int dy();
+    int out();
+
+    /** Checks host inputs by name ({@code batch >= 1}, {@code x} and {@code y} of their lengths); every entry point calls it before any work. */
+    void checkInputs(float[] x, float[] y, int batch);
+}
