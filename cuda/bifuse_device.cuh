@@ -8,8 +8,9 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-// io.bifuse.Activation.code(): 0 none, 1 relu, 2 tanh.
+// io.bifuse.Activation.code(): 0 none, 1 relu, 2 tanh, 3 sigmoid.
 static __device__ __forceinline__ float bf_act(float p, int act) {
+    if (act == 3) return 1.f / (1.f + expf(-p));
     if (act == 2) return tanhf(p);
     if (act == 1) return p > 0.f ? p : 0.f;
     return p;
@@ -18,6 +19,7 @@ static __device__ __forceinline__ float bf_act(float p, int act) {
 // d sigma / dp written in terms of the activation's output a = sigma(p)
 // (io.bifuse.Activation.derivativeFromOutput): backward kernels keep a, not p.
 static __device__ __forceinline__ float bf_act_grad(float a, int act) {
+    if (act == 3) return a * (1.f - a);
     if (act == 2) return 1.f - a * a;
     if (act == 1) return a > 0.f ? 1.f : 0.f;
     return 1.f;

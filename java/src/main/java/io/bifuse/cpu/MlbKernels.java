@@ -50,12 +50,18 @@ final class MlbKernels {
         return (float) (p * v / q);
     }
 
+    /** The logistic function, rounded once from double (Math.exp is a call per element: this does not vectorize, unlike {@link #tanh}). */
+    static float sigmoid(float x) {
+        return (float) (1 / (1 + Math.exp(-(double) x)));
+    }
+
     /** {@code σ'} from the activation's output {@code a}, as {@link Activation#derivativeFromOutput}. */
     static float derivative(Activation act, float a) {
         return switch (act) {
             case NONE -> 1f;
             case RELU -> a > 0f ? 1f : 0f;
             case TANH -> 1f - a * a;
+            case SIGMOID -> a * (1f - a);
         };
     }
 
@@ -66,6 +72,7 @@ final class MlbKernels {
             case NONE -> { }
             case RELU -> { for (int i = 0; i < n; i++) p[at + i] = p[at + i] > 0f ? p[at + i] : 0f; }
             case TANH -> { for (int i = 0; i < n; i++) p[at + i] = tanh(p[at + i]); }
+            case SIGMOID -> { for (int i = 0; i < n; i++) p[at + i] = sigmoid(p[at + i]); }
         }
     }
 
@@ -75,6 +82,7 @@ final class MlbKernels {
             case NONE -> { }
             case RELU -> { for (int i = 0; i < n; i++) if (!(a[at + i] > 0f)) d[at + i] = 0f; }
             case TANH -> { for (int i = 0; i < n; i++) d[at + i] *= 1f - a[at + i] * a[at + i]; }
+            case SIGMOID -> { for (int i = 0; i < n; i++) d[at + i] *= a[at + i] * (1f - a[at + i]); }
         }
     }
 

@@ -103,7 +103,7 @@ class MlbAttentionReferenceTest {
     @Test void gradientsThatCancelExactlyAreExactZeros() {
         // db_a always, db_v when σ is the identity: zero in exact arithmetic (softmax invariance, see the
         // class comment). The CUDA path writes exact zeros for them, so the reference must return exact
-        // zeros too, not the rounding noise of the cancelling sum; with tanh and relu db_v is a real gradient.
+        // zeros too, not the rounding noise of the cancelling sum; with tanh, relu and sigmoid db_v is a real gradient.
         SplittableRandom r = new SplittableRandom(31);
         for (Activation act : Activation.values()) {
             MlbAttentionReference.Params p = gaussianParams(r, 3, 4, 5, 2, 2, act, true);
@@ -112,7 +112,7 @@ class MlbAttentionReferenceTest {
             assertArrayEquals(new double[2], gr.parameters().get(5), 0.0, act + ": logits.bias");
             double[] dbv = gr.parameters().get(3);
             if (act == Activation.NONE) assertArrayEquals(new double[5], dbv, 0.0, "NONE: cells.bias");
-            else assertTrue(norm(dbv) > 1e-3, act + ": cells.bias " + norm(dbv));
+            else assertTrue(norm(dbv) > 1e-6, act + ": cells.bias " + norm(dbv)); // real (sigmoid's is small: σ' <= 1/4), far above a cancelled sum's 1e-15
         }
     }
 
