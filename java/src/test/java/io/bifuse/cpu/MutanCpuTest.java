@@ -65,6 +65,11 @@ class MutanCpuTest {
         });
         for (int t = 0; t < got.size(); t++) {
             double e = Stats.relativeL2(got.get(t), want.get(t)), bound = cond.bound(t, TOL, e);
+            if (!cond.comparable(t)) { // see Conditioning.NOT_COMPARABLE: finite values only
+                for (float v : got.get(t)) assertTrue(Float.isFinite(v), names.get(t) + ": not finite, seed " + seed);
+                System.out.println(names.get(t) + ": not comparable in float32 (baseline above 1e-2; error " + e + "), seed " + seed);
+                continue;
+            }
             assertTrue(e <= bound, names.get(t) + ": relative L2 " + e + " > " + bound + " (" + cond.draws() + " conditioning draws), seed " + seed);
         }
     }

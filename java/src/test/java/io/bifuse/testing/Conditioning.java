@@ -69,6 +69,21 @@ public final class Conditioning {
         return Math.max(tol, FACTOR * base(t));
     }
 
+    /**
+     * Above this baseline a tensor is not comparable in float32 at all: moving every operand by float32's
+     * step moves the float64 result itself by more than 1% (a signed sqrt's exact derivative next to
+     * z = 0, summed over many units), so no float32 implementation resolves it (FullBilinear's check rows
+     * use the same cut).
+     */
+    public static final double NOT_COMPARABLE = 1e-2;
+
+    /**
+     * Whether tensor {@code t} is comparable after {@link #bound} ran for it: its baseline (from the draws
+     * made, none where the fixed bound held) is at most {@link #NOT_COMPARABLE}. Where it is not, a test
+     * asks for finite values only, and says so.
+     */
+    public boolean comparable(int t) { return base(t) <= NOT_COMPARABLE; }
+
     /** How many draws were made (for the failure message). */
     public int draws() { return draws; }
 
