@@ -78,7 +78,7 @@ class MfbTest {
         assertMessage("vs[0]: expected a layer 4 → 20", () -> Mfb.mfb(u, Linear.random(10, 4, true, 3), 5, a, n));
         assertMessage("us[0]: expected a Linear layer, got null", () -> Mfb.mfb(null, v, 5, a, n));
         assertMessage("vs[0]: expected a Linear layer, got null", () -> Mfb.mfb(u, null, 5, a, n));
-        assertMessage("activation: expected one of NONE, RELU, TANH, got null", () -> Mfb.mfb(u, v, 5, null, n));
+        assertMessage("activation: expected one of NONE, RELU, TANH, SIGMOID, got null", () -> Mfb.mfb(u, v, 5, null, n));
         assertMessage("normalization: expected a Normalization", () -> Mfb.mfb(u, v, 5, a, null));
         assertMessage("us: expected at least one block", () -> Mfb.mfh(List.of(), List.of(), 5, a, n));
         assertMessage("us: expected at least one block", () -> Mfb.mfh(null, List.of(v), 5, a, n));

@@ -107,7 +107,7 @@ class MlbAttentionTest {
         expect("glimpses: expected at most 16, got 17", () -> MlbAttention.random(dq, dv, j, 17, out, Activation.TANH, 1));
         expect("logits: expected at most 16 glimpses (outputs), got 17",
                 () -> new MlbAttention.Weights(qL, vL, Linear.random(17, j, true, 3), gl, fL, oL));
-        expect("activation: expected one of NONE, RELU, TANH, got null", () -> MlbAttention.of(new MlbAttention.Weights(qL, vL, aL, gl, fL, oL), null));
+        expect("activation: expected one of NONE, RELU, TANH, SIGMOID, got null", () -> MlbAttention.of(new MlbAttention.Weights(qL, vL, aL, gl, fL, oL), null));
         expect("weights: expected MlbAttention.Weights, got null", () -> MlbAttention.of(null, Activation.TANH));
     }
 

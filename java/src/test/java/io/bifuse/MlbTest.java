@@ -72,7 +72,7 @@ class MlbTest {
         assertMessage("u: expected a Linear layer, got null", () -> Mlb.of(null, v, p, Activation.TANH));
         assertMessage("v: expected a Linear layer, got null", () -> Mlb.of(u, null, p, Activation.TANH));
         assertMessage("p: expected a Linear layer, got null", () -> Mlb.of(u, v, null, Activation.TANH));
-        assertMessage("activation: expected one of NONE, RELU, TANH, got null", () -> Mlb.of(u, v, p, null));
+        assertMessage("activation: expected one of NONE, RELU, TANH, SIGMOID, got null", () -> Mlb.of(u, v, p, null));
         assertMessage("joint: expected >= 1, got 0", () -> Mlb.random(2, 2, 0, 2, Activation.TANH, 1));
         assertMessage("dx: expected >= 1, got -1", () -> Mlb.random(-1, 2, 2, 2, Activation.TANH, 1));
         assertMessage("out: expected >= 1, got 0", () -> Mlb.random(2, 2, 2, 0, Activation.TANH, 1));
