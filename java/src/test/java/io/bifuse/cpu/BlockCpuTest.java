@@ -13,6 +13,7 @@ import io.bifuse.StateDict;
 import io.bifuse.reference.BlockReference;
 import io.bifuse.testing.Conditioning;
 import io.bifuse.testing.Fixtures;
+import io.bifuse.testing.FusionChecks;
 import io.bifuse.testing.Stats;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -63,15 +64,7 @@ class BlockCpuTest {
             for (int t = 0; t < e.length; t++) e[t] = Stats.relativeL2(mt.get(t), want.get(t));
             return e;
         });
-        for (int t = 0; t < got.size(); t++) {
-            double e = Stats.relativeL2(got.get(t), want.get(t)), bound = cond.bound(t, TOL, e);
-            if (!cond.comparable(t)) { // see Conditioning.NOT_COMPARABLE: finite values only
-                for (float v : got.get(t)) assertTrue(Float.isFinite(v), names.get(t) + ": not finite, seed " + seed);
-                System.out.println(names.get(t) + ": not comparable in float32 (baseline above 1e-2; error " + e + "), seed " + seed);
-                continue;
-            }
-            assertTrue(e <= bound, names.get(t) + ": relative L2 " + e + " > " + bound + " (" + cond.draws() + " conditioning draws), seed " + seed);
-        }
+        FusionChecks.assertMatchesReference(got, want, names, cond, TOL, seed);
     }
 
     /** block.bootstrap's module, through the safetensors fixture: float32 against its float64 results, at the same bound. */
@@ -84,14 +77,7 @@ class BlockCpuTest {
             int batch = (int) sd.info("input.0").shape()[0];
             BlockCpu cpu = new BlockCpu(op);
             float[] x = sd.floats("input.0"), y = sd.floats("input.1"), g = sd.floats("grad_out");
-            double e = Stats.relativeL2(cpu.forward(x, y, batch), sd.doubles("out"));
-            assertTrue(e <= TOL, stem + " forward: " + e);
-            List<float[]> got = cpu.backward(x, y, g, batch).tensors();
-            List<String> names = op.gradientNames();
-            for (int t = 0; t < names.size(); t++) {
-                e = Stats.relativeL2(got.get(t), sd.doubles("grad." + names.get(t)));
-                assertTrue(e <= TOL, stem + " " + names.get(t) + ": " + e);
-            }
+            FusionChecks.assertMatchesFixture(sd, stem, cpu.forward(x, y, batch), cpu.backward(x, y, g, batch).tensors(), op.gradientNames(), TOL);
         }
     }
 

@@ -12,6 +12,7 @@ import io.bifuse.Normalization;
 import io.bifuse.StateDict;
 import io.bifuse.testing.FiniteDifferences;
 import io.bifuse.testing.Fixtures;
+import io.bifuse.testing.FusionChecks;
 import io.bifuse.testing.Stats;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -82,7 +83,7 @@ class BlockReferenceTest {
         SplittableRandom r = new SplittableRandom(seed);
         int batch = 3, dx = 6, dy = shared ? 6 : 5, out = 3;
         Block op = Block.random(dx, dy, m, chunks, rank, out, shared, Normalization.pytorch(), pos, r.nextLong());
-        double[] x = gaussian(r, batch * dx), y = gaussian(r, batch * dy), w = gaussian(r, batch * out);
+        double[] x = FusionChecks.floatExactGaussian(r, batch * dx), y = FusionChecks.floatExactGaussian(r, batch * dy), w = FusionChecks.floatExactGaussian(r, batch * out);
         List<double[]> grads = BlockReference.backward(op, x, y, w, batch).tensors();
         double h = 0x1p-16;
         String what = op + ", seed " + seed;
@@ -141,17 +142,9 @@ class BlockReferenceTest {
     }
 
     private static double loss(Block op, double[] x, double[] y, double[] w, int batch) {
-        double[] f = BlockReference.forward(op, x, y, batch);
-        double s = 0;
-        for (int i = 0; i < f.length; i++) s += w[i] * f[i];
-        return s;
+        return FusionChecks.dot(w, BlockReference.forward(op, x, y, batch));
     }
 
-    private static double[] gaussian(SplittableRandom r, int n) {
-        double[] a = new double[n];
-        for (int i = 0; i < n; i++) a[i] = (float) r.nextGaussian();
-        return a;
-    }
 
     @Test void loadingRefusesBadStateDictsByName() throws IOException {
         Block op = Block.random(5, 4, 11, 4, 3, 2, false, Normalization.pytorch(), NormPosition.BEFORE_CAT, 7);

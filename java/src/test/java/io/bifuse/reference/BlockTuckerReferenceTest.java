@@ -13,6 +13,7 @@ import io.bifuse.StateDict;
 import io.bifuse.Tucker;
 import io.bifuse.testing.FiniteDifferences;
 import io.bifuse.testing.Fixtures;
+import io.bifuse.testing.FusionChecks;
 import io.bifuse.testing.Stats;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -81,7 +82,7 @@ class BlockTuckerReferenceTest {
         SplittableRandom r = new SplittableRandom(seed);
         int batch = 3, dx = 6, dy = shared ? 6 : 5, out = 3;
         BlockTucker op = BlockTucker.random(dx, dy, m, chunks, out, shared, Normalization.pytorch(), pos, r.nextLong());
-        double[] x = gaussian(r, batch * dx), y = gaussian(r, batch * dy), w = gaussian(r, batch * out);
+        double[] x = FusionChecks.floatExactGaussian(r, batch * dx), y = FusionChecks.floatExactGaussian(r, batch * dy), w = FusionChecks.floatExactGaussian(r, batch * out);
         List<double[]> grads = BlockTuckerReference.backward(op, x, y, w, batch).tensors();
         double h = 0x1p-16;
         String what = op + ", seed " + seed;
@@ -127,17 +128,9 @@ class BlockTuckerReferenceTest {
     }
 
     private static double loss(BlockTucker op, double[] x, double[] y, double[] w, int batch) {
-        double[] f = BlockTuckerReference.forward(op, x, y, batch);
-        double s = 0;
-        for (int i = 0; i < f.length; i++) s += w[i] * f[i];
-        return s;
+        return FusionChecks.dot(w, BlockTuckerReference.forward(op, x, y, batch));
     }
 
-    private static double[] gaussian(SplittableRandom r, int n) {
-        double[] a = new double[n];
-        for (int i = 0; i < n; i++) a[i] = (float) r.nextGaussian();
-        return a;
-    }
 
     @Test void loadingRefusesBadStateDictsByName() {
         BlockTucker op = BlockTucker.random(5, 4, 11, 4, 2, false, Normalization.pytorch(), NormPosition.BEFORE_CAT, 7);

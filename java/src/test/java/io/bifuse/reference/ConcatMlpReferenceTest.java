@@ -10,6 +10,7 @@ import io.bifuse.Linear;
 import io.bifuse.StateDict;
 import io.bifuse.testing.FiniteDifferences;
 import io.bifuse.testing.Fixtures;
+import io.bifuse.testing.FusionChecks;
 import io.bifuse.testing.Stats;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -59,7 +60,7 @@ class ConcatMlpReferenceTest {
         int[] hidden = hiddenList.isBlank() ? new int[0] : java.util.Arrays.stream(hiddenList.trim().split(" ")).mapToInt(Integer::parseInt).toArray();
         int batch = 3, dx = 4, dy = 5, out = 3;
         ConcatMlp op = ConcatMlp.random(dx, dy, hidden, out, act, r.nextLong());
-        double[] x = gaussian(r, batch * dx), y = gaussian(r, batch * dy), w = gaussian(r, batch * out);
+        double[] x = FusionChecks.floatExactGaussian(r, batch * dx), y = FusionChecks.floatExactGaussian(r, batch * dy), w = FusionChecks.floatExactGaussian(r, batch * out);
         List<double[]> grads = ConcatMlpReference.backward(op, x, y, w, batch);
         double h = 0x1p-16;
         String what = op + ", seed " + seed;
@@ -89,17 +90,9 @@ class ConcatMlpReferenceTest {
     }
 
     private static double loss(ConcatMlp op, double[] x, double[] y, double[] w, int batch) {
-        double[] f = ConcatMlpReference.forward(op, x, y, batch);
-        double s = 0;
-        for (int i = 0; i < f.length; i++) s += w[i] * f[i];
-        return s;
+        return FusionChecks.dot(w, ConcatMlpReference.forward(op, x, y, batch));
     }
 
-    private static double[] gaussian(SplittableRandom r, int n) {
-        double[] a = new double[n];
-        for (int i = 0; i < n; i++) a[i] = (float) r.nextGaussian();
-        return a;
-    }
 
     @Test void refusesBadLayersByName() {
         ConcatMlp op = ConcatMlp.random(4, 5, new int[] {6}, 3, Activation.RELU, 1);

@@ -11,6 +11,7 @@ import io.bifuse.Normalization;
 import io.bifuse.StateDict;
 import io.bifuse.testing.FiniteDifferences;
 import io.bifuse.testing.Fixtures;
+import io.bifuse.testing.FusionChecks;
 import io.bifuse.testing.Stats;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -58,7 +59,7 @@ class LinearSumReferenceTest {
         SplittableRandom r = new SplittableRandom(seed);
         int batch = 3, dx = 6, dy = 5, m = 7, o = 4;
         LinearSum op = LinearSum.random(dx, dy, m, o, in, out, normalized ? Normalization.pytorch() : Normalization.NONE, r.nextLong());
-        double[] x = gaussian(r, batch * dx), y = gaussian(r, batch * dy), w = gaussian(r, batch * o);
+        double[] x = FusionChecks.floatExactGaussian(r, batch * dx), y = FusionChecks.floatExactGaussian(r, batch * dy), w = FusionChecks.floatExactGaussian(r, batch * o);
         List<double[]> grads = LinearSumReference.backward(op, x, y, w, batch);
         double h = 0x1p-16;
         String what = op + ", seed " + seed;
@@ -88,17 +89,9 @@ class LinearSumReferenceTest {
     }
 
     private static double loss(LinearSum op, double[] x, double[] y, double[] w, int batch) {
-        double[] f = LinearSumReference.forward(op, x, y, batch);
-        double s = 0;
-        for (int i = 0; i < f.length; i++) s += w[i] * f[i];
-        return s;
+        return FusionChecks.dot(w, LinearSumReference.forward(op, x, y, batch));
     }
 
-    private static double[] gaussian(SplittableRandom r, int n) {
-        double[] a = new double[n];
-        for (int i = 0; i < n; i++) a[i] = (float) r.nextGaussian();
-        return a;
-    }
 
     @Test void refusesBadLayersByName() {
         LinearSum op = LinearSum.random(5, 4, 6, 3, Activation.RELU, Activation.RELU, Normalization.NONE, 3);

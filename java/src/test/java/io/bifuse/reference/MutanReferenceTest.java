@@ -10,6 +10,7 @@ import io.bifuse.Normalization;
 import io.bifuse.StateDict;
 import io.bifuse.testing.FiniteDifferences;
 import io.bifuse.testing.Fixtures;
+import io.bifuse.testing.FusionChecks;
 import io.bifuse.testing.Stats;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -69,7 +70,7 @@ class MutanReferenceTest {
         SplittableRandom r = new SplittableRandom(seed);
         int batch = 3, dx = 6, dy = shared ? 6 : 5, m = 4, out = 3;
         Mutan op = Mutan.random(dx, dy, m, rank, out, shared, normalized ? Normalization.pytorch() : Normalization.NONE, r.nextLong());
-        double[] x = gaussian(r, batch * dx), y = gaussian(r, batch * dy), w = gaussian(r, batch * out);
+        double[] x = FusionChecks.floatExactGaussian(r, batch * dx), y = FusionChecks.floatExactGaussian(r, batch * dy), w = FusionChecks.floatExactGaussian(r, batch * out);
         List<double[]> grads = MutanReference.backward(op, x, y, w, batch).tensors();
         double h = 0x1p-16;
         String what = "rank=" + rank + " shared=" + shared + " normalized=" + normalized + ", seed " + seed;
@@ -89,10 +90,7 @@ class MutanReferenceTest {
     }
 
     private static double loss(Mutan op, double[] x, double[] y, double[] w, int batch) {
-        double[] f = MutanReference.forward(op, x, y, batch);
-        double s = 0;
-        for (int i = 0; i < f.length; i++) s += w[i] * f[i];
-        return s;
+        return FusionChecks.dot(w, MutanReference.forward(op, x, y, batch));
     }
 
     /** The value of element {@code index} of tensor {@code name} (a state-dict name). */
@@ -128,11 +126,6 @@ class MutanReferenceTest {
                 op.rank(), op.normalization()), moved);
     }
 
-    private static double[] gaussian(SplittableRandom r, int n) {
-        double[] a = new double[n];
-        for (int i = 0; i < n; i++) a[i] = (float) r.nextGaussian(); // float-exact, like the op's inputs
-        return a;
-    }
 
     @Test void loadingRefusesBadStateDictsByName() throws IOException {
         try (StateDict good = Fixtures.open(dir, "mutan-default")) {
