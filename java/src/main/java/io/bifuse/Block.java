@@ -220,13 +220,6 @@ public final class Block implements Op<Block.Backend>, Fusion {
     public int mmDim() { return linear0.out(); }
     @Override public int out() { return linearOut.out(); }
 
-    /** Checks host inputs; every op entry point calls it before any work. */
-    @Override public void checkInputs(float[] x, float[] y, int batch) {
-        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
-        CompactBilinear.checkLength("x", x, batch, dx());
-        CompactBilinear.checkLength("y", y, batch, dy());
-    }
-
     /**
      * Gradients of BLOCK: {@code dx}, {@code dy} and every layer's (bias null where it has none); with a
      * shared op, {@code linear1} and {@code merge1} hold the same summed gradients as {@code linear0} and

@@ -141,13 +141,6 @@ public final class BlockTucker implements Op<BlockTucker.Backend>, Fusion {
     public int mmDim() { return linear0.out(); }
     @Override public int out() { return linearOut.out(); }
 
-    /** Checks host inputs; every op entry point calls it before any work. */
-    @Override public void checkInputs(float[] x, float[] y, int batch) {
-        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
-        CompactBilinear.checkLength("x", x, batch, dx());
-        CompactBilinear.checkLength("y", y, batch, dy());
-    }
-
     /** A bilinear layer's gradients: {@code weight} ({@code out × in1 × in2}) and {@code bias} (null where it has none). */
     public record BilinearGradients(float[] weight, float[] bias) {}
 

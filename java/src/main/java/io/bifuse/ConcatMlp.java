@@ -86,12 +86,6 @@ public final class ConcatMlp implements Op<ConcatMlp.Backend>, Fusion {
     @Override public int dy() { return layers.get(0).in() - dx; }
     @Override public int out() { return layers.get(layers.size() - 1).out(); }
 
-    @Override public void checkInputs(float[] x, float[] y, int batch) {
-        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
-        CompactBilinear.checkLength("x", x, batch, dx());
-        CompactBilinear.checkLength("y", y, batch, dy());
-    }
-
     /** Gradients: dx, dy and each layer's, in order. */
     public record Gradients(float[] dx, float[] dy, List<LinearGradients> layers) {
         public Gradients {

@@ -11,5 +11,9 @@ public interface Fusion {
     int out();
 
     /** Checks host inputs by name ({@code batch >= 1}, {@code x} and {@code y} of their lengths); every entry point calls it before any work. */
-    void checkInputs(float[] x, float[] y, int batch);
+    default void checkInputs(float[] x, float[] y, int batch) {
+        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
+        CompactBilinear.checkLength("x", x, batch, dx());
+        CompactBilinear.checkLength("y", y, batch, dy());
+    }
 }

@@ -77,12 +77,6 @@ public final class LinearSum implements Op<LinearSum.Backend>, Fusion {
     public int mmDim() { return linear0.out(); }
     @Override public int out() { return linearOut.out(); }
 
-    @Override public void checkInputs(float[] x, float[] y, int batch) {
-        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
-        CompactBilinear.checkLength("x", x, batch, dx());
-        CompactBilinear.checkLength("y", y, batch, dy());
-    }
-
     /** Gradients: dx, dy and each layer's (bias null where it has none). */
     public record Gradients(float[] dx, float[] dy, LinearGradients linear0, LinearGradients linear1, LinearGradients linearOut) {
         /** The tensors in the order of {@link LinearSum#gradientNames()}. */

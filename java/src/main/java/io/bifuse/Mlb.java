@@ -100,13 +100,6 @@ public final class Mlb implements Op<Mlb.Backend>, Fusion {
         return new Mlb(u, v, p, Activation.require("activation", activation));
     }
 
-    /** Checks host inputs; every op entry point calls it before any work. */
-    @Override public void checkInputs(float[] x, float[] y, int batch) {
-        positive("batch", batch);
-        CompactBilinear.checkLength("x", x, batch, dx());
-        CompactBilinear.checkLength("y", y, batch, dy());
-    }
-
     /**
      * Gradients of MLB: {@code dx} ({@code B × Dx}), {@code dy} ({@code B × Dy}), and each layer's
      * weight and bias gradients in its own layout (bias null where the layer has none).

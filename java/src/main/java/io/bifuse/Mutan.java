@@ -162,13 +162,6 @@ public final class Mutan implements Op<Mutan.Backend>, Fusion {
     public int mmDim() { return linear0.out(); }
     @Override public int out() { return linearOut.out(); }
 
-    /** Checks host inputs; every op entry point calls it before any work. */
-    @Override public void checkInputs(float[] x, float[] y, int batch) {
-        if (batch < 1) throw new IllegalArgumentException("batch: expected >= 1, got " + batch);
-        CompactBilinear.checkLength("x", x, batch, dx());
-        CompactBilinear.checkLength("y", y, batch, dy());
-    }
-
     /**
      * Gradients of MUTAN: {@code dx}, {@code dy}, and each layer's (bias null where the layer has none).
      * With a shared op, {@code linear1} and {@code mergeLinear1} hold the same summed gradients as

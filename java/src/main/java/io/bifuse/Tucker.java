@@ -63,8 +63,6 @@ public final class Tucker implements Op<Tucker.Backend>, Fusion {
     public int mmDim() { return block.mmDim(); }
     @Override public int out() { return block.out(); }
 
-    /** Checks host inputs; every op entry point calls it before any work. */
-    @Override public void checkInputs(float[] x, float[] y, int batch) { block.checkInputs(x, y, batch); }
 
     /** Gradients: dx, dy and each layer's. */
     public record Gradients(float[] dx, float[] dy, LinearGradients linear0, LinearGradients linear1, BlockTucker.BilinearGradients bilinear,

@@ -156,13 +156,9 @@ public final class BlockCpu extends CpuBackend<Block> implements Block.Backend {
         List<LinearGradients> m0 = new ArrayList<>(), m1 = new ArrayList<>();
         for (int c = 0; c < chunks; c++) {
             m0.add(new LinearGradients(gm0[c], gc0[c]));
-            m1.add(shared ? copy(m0.get(c)) : new LinearGradients(gm1[c], gc1[c]));
+            m1.add(shared ? CpuLinear.copy(m0.get(c)) : new LinearGradients(gm1[c], gc1[c]));
         }
         LinearGradients g0 = new LinearGradients(gw0, gb0);
-        return new Block.Gradients(gx, gy, g0, shared ? copy(g0) : new LinearGradients(gw1, gb1), m0, m1, new LinearGradients(gwo, gbo));
-    }
-
-    private static LinearGradients copy(LinearGradients g) {
-        return new LinearGradients(g.weight().clone(), g.bias() == null ? null : g.bias().clone());
+        return new Block.Gradients(gx, gy, g0, shared ? CpuLinear.copy(g0) : new LinearGradients(gw1, gb1), m0, m1, new LinearGradients(gwo, gbo));
     }
 }

@@ -172,7 +172,7 @@ public final class BlockTuckerCpu extends CpuBackend<BlockTucker> implements Blo
             linear1.backwardInput(runtime, batch, gyt, 0, m, gy, 0, dy, false);
         }
         LinearGradients g0 = new LinearGradients(gw0, gb0);
-        LinearGradients g1 = shared ? new LinearGradients(gw0.clone(), gb0 == null ? null : gb0.clone()) : new LinearGradients(gw1, gb1);
+        LinearGradients g1 = shared ? CpuLinear.copy(g0) : new LinearGradients(gw1, gb1);
         return new BlockTucker.Gradients(gx, gy, g0, g1, gcores, new LinearGradients(gwo, gbo));
     }
 }

@@ -76,6 +76,11 @@ final class CpuLinear {
         if (bias != null && db != null) Sgemm.gemm(rt, false, false, 1, out, rows, 1f, ones, 0, rows, dy, dyOff, lddy, beta, db, 0, out);
     }
 
+    /** A copy of {@code g} (a shared layer's gradients, shown under both of its names). */
+    static io.bifuse.LinearGradients copy(io.bifuse.LinearGradients g) {
+        return new io.bifuse.LinearGradients(g.weight().clone(), g.bias() == null ? null : g.bias().clone());
+    }
+
     /** {@code n} ones, from {@code lease}'s {@code slot}. */
     static float[] ones(Scratch.Lease lease, int slot, int n) {
         float[] a = lease.floats(slot, n);

@@ -130,11 +130,7 @@ public final class MutanCpu extends CpuBackend<Mutan> implements Mutan.Backend {
             linear1.backwardInput(runtime, batch, gyt, 0, m, gy, 0, dy, false);
         }
         LinearGradients g0 = new LinearGradients(gw0, gb0), m0 = new LinearGradients(gm0, gc0);
-        LinearGradients g1 = shared ? copy(g0) : new LinearGradients(gw1, gb1), m1 = shared ? copy(m0) : new LinearGradients(gm1, gc1);
+        LinearGradients g1 = shared ? CpuLinear.copy(g0) : new LinearGradients(gw1, gb1), m1 = shared ? CpuLinear.copy(m0) : new LinearGradients(gm1, gc1);
         return new Mutan.Gradients(gx, gy, g0, g1, m0, m1, new LinearGradients(gwo, gbo));
-    }
-
-    private static LinearGradients copy(LinearGradients g) {
-        return new LinearGradients(g.weight().clone(), g.bias() == null ? null : g.bias().clone());
     }
 }
