@@ -19,8 +19,19 @@
 //   lin_bias_grad   the same sums, one thread per column walking every row in order: the simple
 //                   version, kept as the cross-check of the tiled one (LinearCudaTest compares them).
 //                   grid ceil(cols/256), block 256.
-#include <cuda_runtime.h>
-#include <stdint.h>
+// The block.bootstrap fusions (LinearSum, ConcatMLP, the output activation) also activate a layer's
+// output and go back through that activation; these three are elementwise, one thread per element,
+// grid-stride, block 256, grid ~rows*cols/256:
+//   lin_bias_act    y[r, c] = act(y[r, c] + bias[c]) in place (row stride ld; bias zeros when the layer
+//                   has none): after a bias-free projection GEMM, one pass instead of bias rows plus an
+//                   activation pass. Reads and writes 4*rows*cols bytes; one activation per element.
+//   lin_act_grad    out = g * act'(a), a = the activation's OUTPUT (bf_act_grad), all rows x cols dense;
+//                   out may be g or a (each element reads its own index before writing it, so no
+//                   __restrict__). Reads 8, writes 4 bytes per element.
+//   lin_copy_cols   dst[r, c] = src[r, c] for c < cols (row strides lds, ldd): the concatenation
+//                   [x, y] of ConcatMLP and its split in backward, and device-to-device copies of shared
+//                   layers' gradients. Reads and writes 4*rows*cols bytes.
+#include "bifuse_device.cuh"
 
 #define LIN_COLS 8
 #define LIN_LANES 32
@@ -59,5 +70,29 @@ extern "C" __global__ void lin_bias_grad_tiled(const float* __restrict__ g, floa
         }
         if (lane == 0 && c < cols) db[c] = (float)part[0][col];
         __syncthreads();  // part is rewritten by the next group
+    }
+}
+
+extern "C" __global__ void lin_bias_act(float* __restrict__ y, const float* __restrict__ bias, int rows, int cols, int ld, int act) {
+    const int64_t total = (int64_t)rows * cols;
+    for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
+        const int64_t r = t / cols;
+        const int c = (int)(t - r * cols);
+        float* v = y + r * ld + c;
+        *v = bf_act(*v + bias[c], act);
+    }
+}
+
+extern "C" __global__ void lin_act_grad(const float* g, const float* a, float* out, int rows, int cols, int act) {
+    const int64_t total = (int64_t)rows * cols;
+    for (int64_t t = bf_tid(); t < total; t += bf_stride()) out[t] = g[t] * bf_act_grad(a[t], act);
+}
+
+extern "C" __global__ void lin_copy_cols(const float* __restrict__ src, int lds, float* __restrict__ dst, int ldd, int rows, int cols) {
+    const int64_t total = (int64_t)rows * cols;
+    for (int64_t t = bf_tid(); t < total; t += bf_stride()) {
+        const int64_t r = t / cols;
+        const int c = (int)(t - r * cols);
+        dst[r * ldd + c] = src[r * lds + c];
     }
 }

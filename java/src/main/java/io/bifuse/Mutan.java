@@ -148,6 +148,15 @@ public final class Mutan implements Op<Mutan.Backend>, Fusion {
         return of(l0, Linear.random(mmDim, dy, true, seed + 1), m0, Linear.random(rank * mmDim, mmDim, true, seed + 3), lo, rank, normalization);
     }
 
+    /**
+     * The same fusion as a one-chunk {@link Block} (MUTAN's core is BLOCK's with one chunk of all M units,
+     * normalized as a whole): what its CUDA backend runs. Its gradients map back by {@link Gradients#of}.
+     */
+    public Block asBlock() {
+        return shared ? Block.shared(linear0, List.of(mergeLinear0), linearOut, rank, normalization, Block.NormPosition.BEFORE_CAT)
+                : Block.of(linear0, linear1, List.of(mergeLinear0), List.of(mergeLinear1), linearOut, rank, normalization, Block.NormPosition.BEFORE_CAT);
+    }
+
     public Linear linear0() { return linear0; }
     public Linear linear1() { return linear1; }
     public Linear mergeLinear0() { return mergeLinear0; }
@@ -169,6 +178,11 @@ public final class Mutan implements Op<Mutan.Backend>, Fusion {
      */
     public record Gradients(float[] dx, float[] dy, LinearGradients linear0, LinearGradients linear1, LinearGradients mergeLinear0,
                             LinearGradients mergeLinear1, LinearGradients linearOut) {
+        /** The same gradients of the one-chunk {@link Block} ({@link Mutan#asBlock()}). */
+        public static Gradients of(Block.Gradients g) {
+            return new Gradients(g.dx(), g.dy(), g.linear0(), g.linear1(), g.merge0().get(0), g.merge1().get(0), g.linearOut());
+        }
+
         /** The tensors in the order of {@link Mutan#gradientNames()}: dx, dy, then each layer's weight and bias (if any). */
         public List<float[]> tensors() {
             List<float[]> t = new ArrayList<>(List.of(dx, dy));

@@ -63,7 +63,6 @@ public final class Tucker implements Op<Tucker.Backend>, Fusion {
     public int mmDim() { return block.mmDim(); }
     @Override public int out() { return block.out(); }
 
-
     /** Gradients: dx, dy and each layer's. */
     public record Gradients(float[] dx, float[] dy, LinearGradients linear0, LinearGradients linear1, BlockTucker.BilinearGradients bilinear,
                             LinearGradients linearOut) {

@@ -16,16 +16,16 @@ public final class Kernels {
     static final String PTX = "/io/bifuse/cuda/bifuse.ptx";
 
     /**
-     * Every kernel any op launches: each operator's ({@link Operators#all()}: the static
-     * {@code KERNELS} of {@code io.bifuse.cuda.XCuda}, found by the operator's name) and the shared
-     * layers' ({@link LinearCuda}). {@link CudaContext#launch} refuses kernels not listed here, so a
+     * Every kernel any op launches: each operator's ({@link Operators#all()} and
+     * {@link Operators#incomplete()}: the static {@code KERNELS} of {@code io.bifuse.cuda.XCuda}, found by
+     * the operator's name) and the shared layers' ({@link LinearCuda}, {@link NormalizationCuda}). {@link CudaContext#launch} refuses kernels not listed here, so a
      * kernel the PTX test has not seen cannot run.
      */
     public static List<KernelSpec> all() { return Catalog.ALL; }
 
     private static final class Catalog {
-        static final List<KernelSpec> ALL = Stream.concat(Operators.all().stream().map(Kernels::declaredBy), Stream.of(LinearCuda.KERNELS))
-                .flatMap(List::stream).toList();
+        static final List<KernelSpec> ALL = Stream.concat(Stream.concat(Operators.all().stream(), Operators.incomplete().stream()).map(Kernels::declaredBy),
+                Stream.of(LinearCuda.KERNELS, NormalizationCuda.KERNELS)).flatMap(List::stream).toList();
     }
 
     /** The {@code KERNELS} of the operator's CUDA class. */

@@ -1,5 +1,6 @@
 package io.bifuse.cuda;
 
+import io.bifuse.Activation;
 import io.bifuse.Linear;
 import io.bifuse.Precision;
 import java.util.List;
@@ -15,7 +16,10 @@ public final class LinearCuda implements AutoCloseable {
     public static final KernelSpec BIAS_GRAD = new KernelSpec("lin_bias_grad_tiled", "ppiii");
     /** The one-thread-per-column version, the tiled one's cross-check (tests only). */
     static final KernelSpec BIAS_GRAD_SIMPLE = new KernelSpec("lin_bias_grad", "ppiii");
-    static final List<KernelSpec> KERNELS = List.of(BIAS_ROWS, BIAS_GRAD, BIAS_GRAD_SIMPLE);
+    public static final KernelSpec BIAS_ACT = new KernelSpec("lin_bias_act", "ppiiii");
+    public static final KernelSpec ACT_GRAD = new KernelSpec("lin_act_grad", "pppiii");
+    public static final KernelSpec COPY_COLS = new KernelSpec("lin_copy_cols", "pipiii");
+    static final List<KernelSpec> KERNELS = List.of(BIAS_ROWS, BIAS_GRAD, BIAS_GRAD_SIMPLE, BIAS_ACT, ACT_GRAD, COPY_COLS);
     /** lin_bias_grad_tiled's columns per block (LIN_COLS in Linear.cu). */
     static final int BIAS_GRAD_COLS = 8;
     private static final int BLOCK = 256;
@@ -57,6 +61,38 @@ public final class LinearCuda implements AutoCloseable {
         long total = (long) rows * layer.out();
         context.launch(BIAS_ROWS, grid(total), 1, BLOCK, 0, stream, y.memory(), bias, rows, layer.out(), y.ld());
         blas.gemm(p, false, true, rows, layer.out(), layer.in(), 1f, x.memory(), x.ld(), weight, layer.in(), 1f, y.memory(), y.ld());
+    }
+
+    /**
+     * {@code y = act(x·Wᵀ + b)}: a bias-free GEMM, then bias and activation in one pass
+     * ({@code lin_bias_act}), queued on {@code stream}.
+     */
+    public void forward(CublasHandle blas, Precision p, DeviceMatrix x, DeviceMatrix y, Activation act, CudaStream stream) {
+        project(blas, p, x, y);
+        context.launch(BIAS_ACT, grid((long) y.rows() * y.cols()), 1, BLOCK, 0, stream, y.memory(), bias, y.rows(), y.cols(), y.ld(), act.code());
+    }
+
+    /** {@code gW (out × in) = gᵀ·x + beta·gW}: the weight gradient only ({@code beta = 1} accumulates onto {@code gw}). */
+    public void backwardWeight(CublasHandle blas, Precision p, DeviceMatrix g, DeviceMatrix x, DeviceMemory gw, float beta) {
+        int rows = checkPair(g, "out", layer.out(), x, "in", layer.in());
+        DeviceArgs.memory("gw", gw, layer.out(), layer.in());
+        blas.gemm(p, true, false, layer.out(), layer.in(), rows, 1f, g.memory(), g.ld(), x.memory(), x.ld(), beta, gw, layer.in());
+    }
+
+    /** {@code out = g ⊙ act'(a)} elementwise over {@code n} floats, {@code a} the activation's output; {@code out} may be {@code g} or {@code a}. */
+    public static void activationGrad(CudaContext context, DeviceMemory g, DeviceMemory a, DeviceMemory out, int rows, int cols, Activation act,
+                                      CudaStream stream) {
+        context.launch(ACT_GRAD, DeviceArgs.grid(context, (long) rows * cols, BLOCK), 1, BLOCK, 0, stream, g, a, out, rows, cols, act.code());
+    }
+
+    /** {@code dst = src}, element by element, each with its own row stride (the shapes must agree). */
+    public static void copy(CudaContext context, DeviceMatrix src, DeviceMatrix dst, CudaStream stream) {
+        if (src.rows() != dst.rows() || src.cols() != dst.cols()) {
+            throw new IllegalArgumentException(dst.name() + ": expected " + src.rows() + " × " + src.cols() + " (as " + src.name() + "), got " + dst.rows() + " × " + dst.cols());
+        }
+        if (src.rows() == 0) return;
+        context.launch(COPY_COLS, DeviceArgs.grid(context, (long) src.rows() * src.cols(), BLOCK), 1, BLOCK, 0, stream, src.memory(), src.ld(),
+                dst.memory(), dst.ld(), src.rows(), src.cols());
     }
 
     /** {@code gx (rows × in) = g (rows × out) · W} (plus {@code beta·gx}: 1 to accumulate into it). */

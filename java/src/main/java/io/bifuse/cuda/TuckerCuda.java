@@ -1,0 +1,48 @@
+package io.bifuse.cuda;
+
+import io.bifuse.Precision;
+import io.bifuse.Tucker;
+import java.util.List;
+
+/**
+ * {@link Tucker} on one GPU: {@link BlockTuckerCuda} on its one-chunk form ({@link Tucker#asBlockTucker()}),
+ * whose gradients are Tucker's in the same order under Tucker's names ({@link #gradientNames()}).
+ */
+public final class TuckerCuda extends CudaOp<Tucker> implements Tucker.Backend, DeviceFusion {
+    static final List<KernelSpec> KERNELS = List.of(); // BlockTuckerCuda's
+
+    private final BlockTuckerCuda block;
+    private final Workspaces<Integer, Workspaces.Workspace> none = new Workspaces<>("TuckerCuda", 1);
+
+    public TuckerCuda(Tucker op, CudaContext context) {
+        this(op, context, Precision.FP32);
+    }
+
+    public TuckerCuda(Tucker op, CudaContext context, Precision precision) {
+        super("a Tucker", op, context, precision, Needs.CUBLAS, 1);
+        try {
+            block = own(new BlockTuckerCuda(op.asBlockTucker(), context, precision));
+        } catch (RuntimeException e) {
+            throw failed(e);
+        }
+    }
+
+    @Override Workspaces<?, ?> workspaces() { return none; }
+
+    /** input.0, input.1, then the state-dict names: the order of {@link #backward(DeviceMemory, DeviceMemory, DeviceMemory, List, int, CudaStream)}'s buffers. */
+    @Override public List<String> gradientNames() { return op.gradientNames(); }
+
+    /** As {@link BlockTuckerCuda}'s. */
+    @Override public void forward(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, CudaStream stream) { block.forward(x, y, out, batch, stream); }
+
+    /** As {@link FusionCuda#backward(DeviceMemory, DeviceMemory, DeviceMemory, List, int, CudaStream)}, one buffer per {@link #gradientNames()}. */
+    @Override public void backward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, List<? extends DeviceMemory> grads, int batch, CudaStream stream) {
+        block.backward(x, y, gradOut, grads, batch, stream);
+    }
+
+    @Override public List<Long> sizes(int batch) { return block.sizes(batch); }
+
+    @Override public float[] forward(float[] x, float[] y, int batch) { return block.forward(x, y, batch); }
+
+    @Override public Tucker.Gradients backward(float[] x, float[] y, float[] gradOut, int batch) { return Tucker.Gradients.of(block.backward(x, y, gradOut, batch)); }
+}
