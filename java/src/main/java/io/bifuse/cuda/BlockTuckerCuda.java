@@ -32,6 +32,8 @@ public final class BlockTuckerCuda extends FusionCuda<BlockTucker, BlockTucker.G
 
     /** At most this many floats of outer products (and as many of their gradients) per GEMM block: 64 MB each. */
     public static final int MAX_OUTER = 1 << 24;
+    /** {@link #MAX_OUTER} unless a test lowers it to make several row blocks at sizes the simulated device can afford. */
+    static volatile int maxOuter = MAX_OUTER;
     private static final int XY = 0, Z = 1, ZH = 2, GZ = 3, GXY = 4, U = 5, GU = 6;
 
     private final LinearCuda linear0, linear1, linearOut;
@@ -89,7 +91,7 @@ public final class BlockTuckerCuda extends FusionCuda<BlockTucker, BlockTucker.G
     /** Rows per outer-product block of chunk c. */
     private int rowsPerBlock(int c, int batch) {
         long s2 = (long) op.chunkSize(c) * op.chunkSize(c);
-        return (int) Math.max(1, Math.min(batch, MAX_OUTER / s2));
+        return (int) Math.max(1, Math.min(batch, maxOuter / s2));
     }
 
     /** Floats of the outer-product workspace: the largest chunk's block. */

@@ -57,27 +57,12 @@ class BlockCudaTest extends CublasOpTest {
     }
 
     private void check(Block op, int batch, SplittableRandom r, long seed) {
-        float[] x = Stats.gaussian(r, batch * op.dx()), y = Stats.gaussian(r, batch * op.dy()), g = Stats.gaussian(r, batch * op.out());
-        List<double[]> want = reference(op, x, y, g, batch);
-        BlockCpu cpu = new BlockCpu(op);
-        List<float[]> base = new ArrayList<>(List.of(cpu.forward(x, y, batch)));
-        base.addAll(cpu.backward(x, y, g, batch).tensors());
         try (BlockCuda cuda = new BlockCuda(op, ctx)) {
-            FusionCudaChecks.assertMatches(op + " B=" + batch + ", seed " + seed, FusionCudaChecks.run(ctx, cuda, op.out(), x, y, g, batch), base, want,
-                    cuda.gradientNames(), (a, b, c) -> reference(op, a, b, c, batch), x, y, g, longestSum(op, batch), seed);
-            List<float[]> host = new ArrayList<>(List.of(cuda.forward(x, y, batch)));
-            host.addAll(cuda.backward(x, y, g, batch).tensors());
-            FusionCudaChecks.assertHostCallsAndRerunsBitwise(cuda, op.out(), host, ctx, x, y, g, batch);
+            FusionCudaChecks.check(ctx, op.toString(), new BlockCpu(op), cuda, Block.Gradients::tensors,
+                    (x, y, g) -> FusionCudaChecks.joined(BlockReference.forward(op, x, y, batch), BlockReference.backward(op, x, y, g, batch).tensors()),
+                    batch, Math.max(Math.max(op.dx(), op.dy()), Math.max(op.rank() * op.mmDim(), Math.max(op.out(), batch))), r, seed);
         }
     }
-
-    private static List<double[]> reference(Block op, float[] x, float[] y, float[] g, int batch) {
-        List<double[]> t = new ArrayList<>(List.of(BlockReference.forward(op, x, y, batch)));
-        t.addAll(BlockReference.backward(op, x, y, g, batch).tensors());
-        return t;
-    }
-
-    private static int longestSum(Block op, int batch) { return Math.max(Math.max(op.dx(), op.dy()), Math.max(op.rank() * op.mmDim(), Math.max(op.out(), batch))); }
 
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"block-default", "block-uneven-aftercat-shared"})

@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.bifuse.Fusion;
+import io.bifuse.FusionBackend;
 import io.bifuse.Precision;
 import io.bifuse.StateDict;
 import io.bifuse.testing.Conditioning;
@@ -12,6 +14,8 @@ import io.bifuse.testing.FusionChecks;
 import io.bifuse.testing.Stats;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.SplittableRandom;
+import java.util.function.Function;
 
 /**
  * The checks the block.bootstrap fusions' CUDA tests share ({@link DeviceFusion}): a run through the
@@ -92,6 +96,33 @@ final class FusionCudaChecks {
             assertTrue(e <= bound, what + " " + names.get(t) + ": relative L2 " + e + " > " + bound + " (the float32 CPU path: " + base + ", "
                     + cond.draws() + " conditioning draws)");
         }
+    }
+
+    /**
+     * The whole check of one op on fresh inputs: the device path ({@code cuda}, NaN-poisoned buffers)
+     * against the reference at the bound of {@link #assertMatches}, the float32 CPU path ({@code cpu}) as
+     * the baseline, then the host conveniences and a rerun bitwise equal to the device path.
+     */
+    static <G, C extends DeviceFusion & FusionBackend<?, G>> void check(CudaContext ctx, String what, FusionBackend<?, G> cpu, C cuda,
+                                                                        Function<G, List<float[]>> tensors, Reference ref, int batch, int longestSum,
+                                                                        SplittableRandom r, long seed) {
+        Fusion op = cpu.op();
+        float[] x = Stats.gaussian(r, batch * op.dx()), y = Stats.gaussian(r, batch * op.dy()), g = Stats.gaussian(r, batch * op.out());
+        List<double[]> want = ref.tensors(x, y, g);
+        List<float[]> base = new ArrayList<>(List.of(cpu.forward(x, y, batch)));
+        base.addAll(tensors.apply(cpu.backward(x, y, g, batch)));
+        String at = what + " B=" + batch + ", seed " + seed;
+        assertMatches(at, run(ctx, cuda, op.out(), x, y, g, batch), base, want, cuda.gradientNames(), ref, x, y, g, longestSum, seed);
+        List<float[]> host = new ArrayList<>(List.of(cuda.forward(x, y, batch)));
+        host.addAll(tensors.apply(cuda.backward(x, y, g, batch)));
+        assertHostCallsAndRerunsBitwise(cuda, op.out(), host, ctx, x, y, g, batch);
+    }
+
+    /** The output then every gradient of {@code forward} and {@code backward}'s results. */
+    static List<double[]> joined(double[] forward, List<double[]> gradients) {
+        List<double[]> t = new ArrayList<>(List.of(forward));
+        t.addAll(gradients);
+        return t;
     }
 
     /** The device path on a fixture's inputs against the fixture's float64 results (block.bootstrap's module), at {@link #TOL}. */
