@@ -4,6 +4,7 @@ import io.bifuse.Activation;
 import io.bifuse.CompactBilinear;
 import io.bifuse.LinearGradients;
 import io.bifuse.Mlb;
+import io.bifuse.Normalization;
 import io.bifuse.TrainingStep;
 
 /**
@@ -49,6 +50,7 @@ public final class MlbCpu extends CpuBackend<Mlb> implements Mlb.Backend {
         int hidden = elements("batch: the joint activations B × J", batch, j);
         float[] out = new float[elements("batch: the output B × Out", batch, op.out())];
         Activation act = op.activation();
+        Normalization norm = op.normalization();
         try (Scratch.Lease l = scratch.lease()) {
             float[] pu = l.floats(0, hidden), pv = l.floats(1, hidden);
             u.forward(runtime, batch, x, 0, op.dx(), pu, 0, j, false);
@@ -59,11 +61,21 @@ public final class MlbCpu extends CpuBackend<Mlb> implements Mlb.Backend {
                     MlbKernels.biasActivate(act, pu, at, bu, j);
                     MlbKernels.biasActivate(act, pv, at, bv, j);
                     for (int i = 0; i < j; i++) pu[at + i] *= pv[at + i];
+                    if (!norm.isIdentity()) MlbKernels.normalize(norm, pu, at, j, pu, at);
                 }
             });
             p.forward(runtime, batch, pu, 0, j, out, 0, op.out(), false);
         }
+        activate(op.outputActivation(), out, batch, op.out());
         return out;
+    }
+
+    /** σ_out over {@code rows × cols} of {@code a}, in place (nothing for NONE). */
+    private void activate(Activation act, float[] a, int rows, int cols) {
+        if (act == Activation.NONE) return;
+        runtime.parallelRanges(rows, MlbKernels.grain(cols), (r0, r1) -> {
+            for (int r = r0; r < r1; r++) MlbKernels.biasActivate(act, a, r * cols, null, cols);
+        });
     }
 
     /**
@@ -76,8 +88,8 @@ public final class MlbCpu extends CpuBackend<Mlb> implements Mlb.Backend {
         float[] out = new float[elements("batch: the output B × Out", batch, op.out())];
         Scratch.Lease l = scratch.lease();
         try {
-            activations(l, x, y, batch);
-            p.forward(runtime, batch, l.floats(2, batch * op.joint()), 0, op.joint(), out, 0, op.out(), false);
+            p.forward(runtime, batch, activations(l, x, y, batch), 0, op.joint(), out, 0, op.out(), false);
+            activate(op.outputActivation(), out, batch, op.out());
         } catch (RuntimeException | Error e) {
             l.close();
             throw e;
@@ -101,12 +113,17 @@ public final class MlbCpu extends CpuBackend<Mlb> implements Mlb.Backend {
         }
     }
 
-    /** The forward up to {@code h}: {@code σ(pu)}, {@code σ(pv)} and {@code h} in slots 0, 1, 2 of {@code l}. */
-    private void activations(Scratch.Lease l, float[] x, float[] y, int batch) {
+    /**
+     * The forward up to P's input: {@code σ(pu)}, {@code σ(pv)} and {@code h} in slots 0, 1, 2 of {@code l},
+     * and with a normalization {@code ĥ} in slot 4; returns P's input ({@code h} or {@code ĥ}).
+     */
+    private float[] activations(Scratch.Lease l, float[] x, float[] y, int batch) {
         int j = op.joint();
         int hidden = elements("batch: the joint activations B × J", batch, j);
         Activation act = op.activation();
         float[] au = l.floats(0, hidden), av = l.floats(1, hidden), h = l.floats(2, hidden);
+        Normalization norm = op.normalization();
+        float[] hn = norm.isIdentity() ? h : l.floats(4, hidden);
         u.forward(runtime, batch, x, 0, op.dx(), au, 0, j, false);
         v.forward(runtime, batch, y, 0, op.dy(), av, 0, j, false);
         runtime.parallelRanges(batch, MlbKernels.grain(j), (r0, r1) -> {
@@ -115,8 +132,10 @@ public final class MlbCpu extends CpuBackend<Mlb> implements Mlb.Backend {
                 MlbKernels.biasActivate(act, au, at, bu, j);
                 MlbKernels.biasActivate(act, av, at, bv, j);
                 for (int i = 0; i < j; i++) h[at + i] = au[at + i] * av[at + i];
+                if (hn != h) MlbKernels.normalize(norm, h, at, j, hn, at);
             }
         });
+        return hn;
     }
 
     /** The backward from {@link #activations}' slots (spent: they hold gradients after). */
@@ -128,9 +147,27 @@ public final class MlbCpu extends CpuBackend<Mlb> implements Mlb.Backend {
         float[] gbu, gbv, gbp = op.p().hasBias() ? new float[out] : null;
         float[] au = l.floats(0, hidden), av = l.floats(1, hidden), h = l.floats(2, hidden);
         float[] ones = CpuLinear.ones(l, 3, batch);
-        p.backwardParameters(runtime, batch, gradOut, 0, out, h, 0, j, gp, gbp, ones, false);
-        float[] gh = h; // h is spent: gh = g·P takes its place
-        p.backwardInput(runtime, batch, gradOut, 0, out, gh, 0, j, false);
+        Normalization norm = op.normalization();
+        Activation outAct = op.outputActivation();
+        float[] hin = norm.isIdentity() ? h : l.floats(4, hidden); // P's input
+        float[] go = gradOut;
+        if (outAct != Activation.NONE) { // go = g ⊙ σ_out'(f), f recomputed into slot 5
+            float[] f = l.floats(5, elements("batch: the output B × Out", batch, out));
+            p.forward(runtime, batch, hin, 0, j, f, 0, out, false);
+            activate(outAct, f, batch, out);
+            runtime.parallelRanges(batch, MlbKernels.grain(out), (r0, r1) -> {
+                for (int i = r0 * out; i < r1 * out; i++) f[i] = gradOut[i] * MlbKernels.derivative(outAct, f[i]);
+            });
+            go = f;
+        }
+        p.backwardParameters(runtime, batch, go, 0, out, hin, 0, j, gp, gbp, ones, false);
+        float[] gh = hin; // P's input is spent: gh = g·P takes its place (then, normalized, goes back through the normalization)
+        p.backwardInput(runtime, batch, go, 0, out, gh, 0, j, false);
+        if (!norm.isIdentity()) {
+            runtime.parallelRanges(batch, MlbKernels.grain(j), (r0, r1) -> {
+                for (int r = r0; r < r1; r++) MlbKernels.normalizeBackward(norm, h, r * j, gh, r * j, j, gh, r * j);
+            });
+        }
         runtime.parallelRanges(batch, MlbKernels.grain(j), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
                 for (int i = r * j, e = i + j; i < e; i++) {

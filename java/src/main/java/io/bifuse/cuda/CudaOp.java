@@ -96,6 +96,7 @@ public abstract class CudaOp<O> implements AutoCloseable {
             b += switch (r) {
                 case DeviceBuffer d -> d.byteSize();
                 case LinearCuda l -> l.deviceBytes();
+                case NormalizationCuda n -> n.deviceBytes();
                 case CudaOp<?> c -> c.deviceBytes();
                 case CompactBilinearCuda.HashTable t -> t.bytes();
                 case SharedMemoryFft.Tables t -> t.bytes();

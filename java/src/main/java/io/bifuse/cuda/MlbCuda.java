@@ -38,6 +38,7 @@ public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
     private static final int BLOCK = 256;
 
     private final LinearCuda u, v, p;
+    private final NormalizationCuda norm; // null without block.bootstrap's normalize
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("MlbCuda", MAX_WORKSPACES);
 
     @Override Workspaces<?, ?> workspaces() { return workspaces; }
@@ -58,6 +59,7 @@ public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
             u = own(new LinearCuda(context, op.u()));
             v = own(new LinearCuda(context, op.v()));
             p = own(new LinearCuda(context, op.p()));
+            norm = op.normalization().isIdentity() ? null : own(new NormalizationCuda(context, op.normalization(), NormalizationCuda.wholeRow(op.joint())));
         } catch (RuntimeException e) {
             throw failed(e);
         }
@@ -106,7 +108,8 @@ public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
             project(w, x, y, batch);
             int j = op.joint();
             context.launch(FORWARD, DeviceArgs.grid(context, (long) batch * j, BLOCK), 1, BLOCK, 0, stream, w.proj, u.bias(), v.bias(), w.h, batch, j, op.activation().code());
-            p.forward(w.blas, precision, DeviceMatrix.of("h", w.h, batch, j), DeviceMatrix.of("out", out, batch, op.out()), stream);
+            if (norm != null) norm.forward(w.h, w.h, batch, stream);
+            output(w, DeviceMatrix.of("h", w.h, batch, j), DeviceMatrix.of("out", out, batch, op.out()), stream);
         });
     }
 
@@ -131,10 +134,26 @@ public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
             project(w, x, y, batch);
             DeviceMatrix g = DeviceMatrix.of("gradOut", gradOut, batch, op.out()), proj = DeviceMatrix.of("proj", w.proj, batch, 2 * j);
             DeviceMatrix dpu = proj.columns(0, j), dpv = proj.columns(j, j); // the fused kernel overwrites proj with ∂L/∂(projections)
+            DeviceMatrix hin = DeviceMatrix.of("h", w.h, batch, j); // P's input: h, or ĥ with a normalization
+            if (op.hasOptions()) { // block.bootstrap's: the forward to P's input and f first, for ĥ and σ_out'(f)
+                context.launch(FORWARD, DeviceArgs.grid(context, (long) batch * j, BLOCK), 1, BLOCK, 0, stream, w.proj, u.bias(), v.bias(), w.h, batch, j,
+                        op.activation().code());
+                if (norm != null) {
+                    hin = DeviceMatrix.of("ĥ", w.hn, batch, j);
+                    norm.forward(w.h, w.hn, batch, stream);
+                }
+                if (op.outputActivation() != io.bifuse.Activation.NONE) {
+                    DeviceMatrix f = DeviceMatrix.of("σ_out'(f) ⊙ g", w.f, batch, op.out());
+                    output(w, hin, f, stream);
+                    LinearCuda.activationGrad(context, gradOut, w.f, w.f, batch, op.out(), op.outputActivation(), stream);
+                    g = f;
+                }
+            }
             p.backwardInput(w.blas, precision, g, 0f, DeviceMatrix.of("gh", w.gh, batch, j));
+            if (norm != null) norm.backward(w.h, w.gh, w.gh, batch, stream);
             context.launch(BACKWARD, DeviceArgs.grid(context, (long) batch * j, BLOCK), 1, BLOCK, 0, stream,
                     w.proj, u.bias(), v.bias(), w.gh, w.h, batch, j, op.activation().code());
-            p.backwardParameters(w.blas, precision, g, DeviceMatrix.of("h", w.h, batch, j), grads.p(), grads.bp(), stream);
+            p.backwardParameters(w.blas, precision, g, hin, grads.p(), grads.bp(), stream);
             DeviceMatrix mx = DeviceMatrix.of("x", x, batch, op.dx()), my = DeviceMatrix.of("y", y, batch, op.dy());
             u.backwardParameters(w.blas, precision, dpu, mx, grads.u(), grads.bu(), stream);
             v.backwardParameters(w.blas, precision, dpv, my, grads.v(), grads.bv(), stream);
@@ -187,6 +206,12 @@ public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
         }
     }
 
+    /** {@code out = σ_out(in·Pᵀ + b_p)}: bias rows and the GEMM without σ_out (the paper's MLB), GEMM then bias and σ_out in one pass with it. */
+    private void output(Workspace w, DeviceMatrix in, DeviceMatrix out, CudaStream stream) {
+        if (op.outputActivation() == io.bifuse.Activation.NONE) p.forward(w.blas, precision, in, out, stream);
+        else p.forward(w.blas, precision, in, out, op.outputActivation(), stream);
+    }
+
     /** {@code proj = [x·Uᵀ | y·Vᵀ]}: both projections, biases left to the fused kernel. */
     private void project(Workspace w, DeviceMemory x, DeviceMemory y, int batch) {
         int j = op.joint();
@@ -203,6 +228,7 @@ public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
     /** Buffers and the cuBLAS handle for one (stream, B). */
     private final class Workspace extends Workspaces.Workspace {
         final DeviceBuffer proj, h, gh;
+        final DeviceBuffer hn, f; // ĥ and f for block.bootstrap's options (null without them)
         final CublasHandle blas;
 
         Workspace(CudaStream stream, int batch) {
@@ -212,6 +238,8 @@ public final class MlbCuda extends CudaOp<Mlb> implements Mlb.Backend {
                 proj = own(DeviceBuffer.allocateFloats(context, 2L * batch * j));
                 h = own(DeviceBuffer.allocateFloats(context, batch * j));
                 gh = own(DeviceBuffer.allocateFloats(context, batch * j));
+                hn = norm == null ? null : own(DeviceBuffer.allocateFloats(context, batch * j));
+                f = op.outputActivation() == io.bifuse.Activation.NONE ? null : own(DeviceBuffer.allocateFloats(context, (long) batch * op.out()));
                 blas = own(new CublasHandle(context, stream));
             } catch (RuntimeException e) {
                 close();

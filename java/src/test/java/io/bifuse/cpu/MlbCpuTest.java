@@ -8,13 +8,20 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.bifuse.Activation;
 import io.bifuse.Mlb;
+import io.bifuse.Normalization;
 import io.bifuse.Precision;
+import io.bifuse.StateDict;
+import io.bifuse.testing.Fixtures;
+import io.bifuse.testing.FusionChecks;
+import java.io.IOException;
+import java.nio.file.Path;
 import io.bifuse.reference.MlbReference;
 import io.bifuse.testing.Conditioning;
 import io.bifuse.testing.Stats;
 import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -54,6 +61,37 @@ class MlbCpuTest {
         for (int t = 0; t < got.length; t++) {
             double e = Stats.relativeL2(got[t], want[t]), bound = cond.bound(t, TOL, e);
             assertTrue(e <= bound, NAMES[t] + ": relative L2 " + e + " > " + bound + " (" + cond.draws() + " conditioning draws), seed " + seed);
+        }
+    }
+
+    /** block.bootstrap's options (normalize, activ_output) against the reference, at the same bound and conditioning rule. */
+    @ParameterizedTest(name = "B={0} Dx={1} Dy={2} J={3} Out={4} {5} out {6} normalized={7}")
+    @CsvSource({"1,1,1,1,1,RELU,RELU,false", "3,7,5,4,2,TANH,SIGMOID,true", "5,37,29,17,11,RELU,RELU,true", "9,301,257,129,97,SIGMOID,TANH,true",
+        "4,240,204,120,200,NONE,RELU,false"})
+    void optionsMatchTheFloat64Reference(int batch, int dx, int dy, int j, int out, Activation act, Activation outAct, boolean normalized) {
+        long seed = Stats.freshSeed();
+        SplittableRandom r = new SplittableRandom(seed);
+        Mlb op = Mlb.random(dx, dy, j, out, act, r.nextLong()).withOptions(normalized ? Normalization.pytorch() : Normalization.NONE, outAct);
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
+        MlbCpu cpu = new MlbCpu(op);
+        List<float[]> got = new java.util.ArrayList<>(List.of(cpu.forward(x, y, batch)));
+        got.addAll(cpu.backward(x, y, g, batch).tensors());
+        double[][] want = refTensors(MlbReference.forward(op, x, y, batch), MlbReference.backward(op, x, y, g, batch));
+        FusionChecks.assertMatchesReference(got, List.of(want), List.of(NAMES), conditioning(op, x, y, g, batch, want, seed), TOL, seed);
+        TrainingStepTest.checkContract(new TrainingStepTest.Case<>(op + ", seed " + seed, () -> cpu.forward(x, y, batch), gr -> cpu.backward(x, y, gr, batch),
+                () -> cpu.trainingStep(x, y, batch), Mlb.Gradients::tensors, Stats.gaussian(r, batch * out), Stats.gaussian(r, batch * out)));
+    }
+
+    /** block.bootstrap's MLB module through the safetensors fixtures: float32 against its float64 results. */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"mlb-default,RELU,RELU", "mlb-tanh-normalized,TANH,SIGMOID"})
+    void matchesBlockBootstrapsModuleToFloat32(String stem, Activation in, Activation outAct, @TempDir Path dir) throws IOException {
+        try (StateDict sd = Fixtures.open(dir, stem)) {
+            Mlb op = Mlb.fromStateDict(sd, "", in, outAct, Fixtures.flag(sd, "normalize"));
+            int batch = FusionChecks.batch(sd);
+            MlbCpu cpu = new MlbCpu(op);
+            float[] x = sd.floats("input.0"), y = sd.floats("input.1"), g = sd.floats("grad_out");
+            FusionChecks.assertMatchesFixture(sd, stem, cpu.forward(x, y, batch), cpu.backward(x, y, g, batch).tensors(), op.gradientNames(), TOL);
         }
     }
 
@@ -130,7 +168,7 @@ class MlbCpuTest {
         int longest = Math.max(Math.max(op.dx(), op.dy()), Math.max(op.joint(), batch));
         return new Conditioning(Conditioning.step(Precision.FP32, longest), seed, (r, s) -> {
             Mlb moved = Mlb.of(Conditioning.perturb(op.u(), s, r), Conditioning.perturb(op.v(), s, r), Conditioning.perturb(op.p(), s, r),
-                    op.activation());
+                    op.activation()).withOptions(op.normalization(), op.outputActivation());
             float[] px = Conditioning.perturb(x, s, r), py = Conditioning.perturb(y, s, r);
             double[][] m = refTensors(MlbReference.forward(moved, px, py, batch), MlbReference.backward(moved, px, py, Conditioning.perturb(g, s, r), batch));
             double[] e = new double[m.length];

@@ -84,6 +84,36 @@ class MlbCudaTest extends CublasOpTest {
         }
     }
 
+    /** block.bootstrap's options (normalize, activ_output) on the device, FP32, against the reference with the conditioning rule. */
+    @ParameterizedTest(name = "B={0} Dx={1} Dy={2} J={3} Out={4} {5} out {6} normalized={7}")
+    @CsvSource({"1,1,1,1,1,RELU,RELU,false", "3,7,5,4,2,TANH,SIGMOID,true", "5,37,29,17,11,RELU,RELU,true", "4,64,48,300,260,SIGMOID,TANH,true",
+        "2,30,20,12,9,NONE,RELU,false"})
+    void optionsMatchReference(int batch, int dx, int dy, int j, int out, Activation act, Activation outAct, boolean normalized) {
+        long seed = Stats.freshSeed();
+        SplittableRandom r = new SplittableRandom(seed);
+        Mlb op = Mlb.random(dx, dy, j, out, act, r.nextLong()).withOptions(normalized ? io.bifuse.Normalization.pytorch() : io.bifuse.Normalization.NONE, outAct);
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
+        double[] fRef = MlbReference.forward(op, x, y, batch);
+        MlbReference.Grads gRef = MlbReference.backward(op, x, y, g, batch);
+        try (MlbCuda cuda = new MlbCuda(op, ctx, Precision.FP32)) {
+            assertMatches(run(cuda, x, y, g, batch), fRef, gRef, 1e-5, conditioning(Precision.FP32, op, x, y, g, batch, fRef, gRef, seed), op + " seed " + seed);
+        }
+    }
+
+    /** block.bootstrap's MLB module through the safetensors fixtures, on the device. */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"mlb-default,RELU,RELU", "mlb-tanh-normalized,TANH,SIGMOID"})
+    void matchesBlockBootstrapsModule(String stem, Activation in, Activation outAct, @org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws java.io.IOException {
+        try (io.bifuse.StateDict sd = io.bifuse.testing.Fixtures.open(dir, stem)) {
+            Mlb op = Mlb.fromStateDict(sd, "", in, outAct, io.bifuse.testing.Fixtures.flag(sd, "normalize"));
+            int batch = io.bifuse.testing.FusionChecks.batch(sd);
+            try (MlbCuda cuda = new MlbCuda(op, ctx, Precision.FP32)) {
+                Run run = run(cuda, sd.floats("input.0"), sd.floats("input.1"), sd.floats("grad_out"), batch);
+                io.bifuse.testing.FusionChecks.assertMatchesFixture(sd, stem + " (device)", run.out(), run.grads().tensors(), op.gradientNames(), 1e-5);
+            }
+        }
+    }
+
     @Test void layersWithoutBias() {
         long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
@@ -330,7 +360,8 @@ class MlbCudaTest extends CublasOpTest {
         ref.addAll(List.of(gRef.all()));
         int longest = Math.max(Math.max(Math.max(op.dx(), op.dy()), Math.max(op.joint(), op.out())), batch);
         return new Conditioning(Conditioning.step(p, longest), seed, (r, e) -> {
-            Mlb q = Mlb.of(Conditioning.perturb(op.u(), e, r), Conditioning.perturb(op.v(), e, r), Conditioning.perturb(op.p(), e, r), op.activation());
+            Mlb q = Mlb.of(Conditioning.perturb(op.u(), e, r), Conditioning.perturb(op.v(), e, r), Conditioning.perturb(op.p(), e, r), op.activation())
+                    .withOptions(op.normalization(), op.outputActivation());
             float[] px = Conditioning.perturb(x, e, r), py = Conditioning.perturb(y, e, r);
             List<double[]> got = new ArrayList<>(List.of(MlbReference.forward(q, px, py, batch)));
             got.addAll(List.of(MlbReference.backward(q, px, py, Conditioning.perturb(g, e, r), batch).all()));

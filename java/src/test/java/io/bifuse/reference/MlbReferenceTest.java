@@ -6,8 +6,17 @@ import static org.junit.jupiter.api.Assertions.*;
 import io.bifuse.Activation;
 import io.bifuse.Linear;
 import io.bifuse.Mlb;
+import io.bifuse.Normalization;
+import io.bifuse.StateDict;
+import io.bifuse.testing.Fixtures;
+import io.bifuse.testing.FusionChecks;
+import java.io.IOException;
+import java.nio.file.Path;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 
 /** The oracle itself: a hand-computed case, the paper's column-vector form, and float64 finite differences of every tensor. */
 class MlbReferenceTest {
@@ -80,6 +89,60 @@ class MlbReferenceTest {
                 assertTrue(e < 1e-7, act + " " + names[t] + " error " + e);
             }
         }
+    }
+
+    /** block.bootstrap's options: the normalization of h and σ_out on f, every tensor against float64 central differences. */
+    @ParameterizedTest(name = "{0} in, {1} out, normalized={2}")
+    @CsvSource({"TANH,SIGMOID,true", "NONE,TANH,true", "SIGMOID,NONE,true", "TANH,RELU,false"})
+    void optionsGradientsMatchFiniteDifferences(Activation in, Activation outAct, boolean normalized) {
+        SplittableRandom r = new SplittableRandom(17);
+        int batch = 3, dx = 5, dy = 4, j = 6, out = 7;
+        Mlb op = Mlb.random(dx, dy, j, out, in, r.nextLong()).withOptions(normalized ? Normalization.pytorch() : Normalization.NONE, outAct);
+        double[] x = gaussian(r, batch * dx), y = gaussian(r, batch * dy), g = gaussian(r, batch * out);
+        MlbReference.Weights w = MlbReference.Weights.of(op);
+        double[][] analytic = MlbReference.backward(w, x, y, g, batch).all();
+        double[][] numeric = finiteDifferences(w, x, y, g, batch);
+        String[] names = {"dx", "dy", "U", "b_u", "V", "b_v", "P", "b_p"};
+        for (int t = 0; t < names.length; t++) {
+            // A ReLU output unit within 1e-6 of its kink would break the central difference; these seeds keep clear of it (a failure names the tensor).
+            double e = relErr(analytic[t], numeric[t]);
+            assertTrue(e < 1e-7, op + " " + names[t] + " error " + e);
+        }
+    }
+
+    /** block.bootstrap's MLB module (float64 fixtures written by its own code): forward and every gradient to 1e-12. */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"mlb-default,RELU,RELU", "mlb-tanh-normalized,TANH,SIGMOID"})
+    void matchesBlockBootstrapsModule(String stem, Activation in, Activation outAct, @TempDir Path dir) throws IOException {
+        try (StateDict sd = Fixtures.open(dir, stem)) {
+            Mlb op = Mlb.fromStateDict(sd, "", in, outAct, Fixtures.flag(sd, "normalize"));
+            int batch = FusionChecks.batch(sd);
+            double[] x = sd.doubles("input.0"), y = sd.doubles("input.1"), g = sd.doubles("grad_out");
+            MlbReference.Weights w = MlbReference.Weights.of(op);
+            java.util.List<double[]> grads = java.util.List.of(MlbReference.backward(w, x, y, g, batch).all());
+            FusionChecks.assertReferenceMatchesFixture(sd, stem, MlbReference.forward(w, x, y, batch), grads, op.gradientNames(), 1e-12);
+        }
+    }
+
+    @Test void refusesAMisshapenStateDictByName() {
+        Mlb op = Mlb.random(4, 3, 5, 2, Activation.RELU, 1);
+        java.util.Map<String, double[]> v = new java.util.LinkedHashMap<>();
+        java.util.Map<String, long[]> s = new java.util.LinkedHashMap<>();
+        put(v, s, "linear0", op.u());
+        put(v, s, "linear1", Linear.random(6, 3, true, 2)); // mm_dim 6, not linear0's 5
+        put(v, s, "linear_out", op.p());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Mlb.fromStateDict(StateDict.of(v, s), "", Activation.RELU, Activation.RELU, false));
+        assertTrue(e.getMessage().contains("'linear1.weight': expected 5 rows (mm_dim, linear0's), got 6"), e.getMessage());
+        v.remove("linear_out.weight");
+        e = assertThrows(IllegalArgumentException.class, () -> Mlb.fromStateDict(StateDict.of(v, s), "", Activation.RELU, Activation.RELU, false));
+        assertTrue(e.getMessage().contains("linear_out.weight"), e.getMessage());
+    }
+
+    private static void put(java.util.Map<String, double[]> v, java.util.Map<String, long[]> s, String name, Linear l) {
+        v.put(name + ".weight", l.weightAsDouble());
+        s.put(name + ".weight", new long[] {l.out(), l.in()});
+        v.put(name + ".bias", l.biasAsDouble());
+        s.put(name + ".bias", new long[] {l.out()});
     }
 
     @Test void reluGradientIsZeroWhereTheUnitIsOff() {
