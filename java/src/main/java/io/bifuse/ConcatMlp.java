@@ -15,8 +15,8 @@ import java.util.Objects;
  * block.bootstrap's defaults: hidden widths [500, 500], relu; dropout between layers is identity
  * (inference), training-time dropout not provided. Its 3-D broadcast (one input per region, the other
  * repeated) is not provided: inputs are {@code B × Dx} and {@code B × Dy}.
- * Backends: {@code io.bifuse.cpu.ConcatMlpCpu}, {@code io.bifuse.reference.ConcatMlpReference}; no CUDA
- * backend yet ({@link Operators#incomplete()}).
+ * Backends: {@code io.bifuse.cpu.ConcatMlpCpu}, {@code io.bifuse.reference.ConcatMlpReference}; {@code io.bifuse.cuda.ConcatMlpCuda}
+ * (CUDA; simulated-device-tested only); not yet in {@link Operators#all()} ({@link Operators#incomplete()}).
  */
 public final class ConcatMlp implements Op<ConcatMlp.Backend>, Fusion {
     /** Every backend of this op: the {@link FusionBackend} contract. */

@@ -19,7 +19,8 @@ public final class Operators {
      * Descriptors that exist with their float64 reference and CPU backend but not yet every other part
      * ({@link #all()}'s operators each have a CUDA backend, kernels, a check and bench suite and a PyTorch
      * peer): the tools and the device testbed do not walk them. Today: {@link Mutan}, {@link Block}, {@link Tucker}, {@link BlockTucker}, {@link LinearSum} and {@link ConcatMlp}
-     * (issue 18's first fusions; their CUDA paths, suites and peers are to come).
+     * (issue 18's fusions: their CUDA backends exist and are tested on the simulated device; their tools suites,
+     * PyTorch peers and device-testbed subjects are to come).
      */
     private static final List<Class<? extends Op<?>>> INCOMPLETE = List.of(Mutan.class, Block.class, Tucker.class, BlockTucker.class, LinearSum.class,
             ConcatMlp.class);
