@@ -124,7 +124,6 @@ public final class BlockCuda extends FusionCuda<Block, Block.Gradients> implemen
         int m = op.mmDim(), rank = op.rank(), rm = rank * m;
         DeviceMatrix zh = core(w, x, y, batch, stream), g = DeviceMatrix.of("gradOut", gradOut, batch, op.out());
         DeviceMatrix xy = w.matrix(XY, "x̃ | ỹ", 2 * batch, m), pq = w.matrix(PQ, "p | q", 2 * batch, rm);
-        DeviceMatrix mx = DeviceMatrix.of("x", x, batch, op.dx()), my = DeviceMatrix.of("y", y, batch, op.dy());
         linearOut.backwardParameters(w.blas, precision, g, zh, weight(grads, "linear_out"), bias(grads, "linear_out"), stream);
         DeviceMatrix gz = w.matrix(GZ, "∂z", batch, m);
         linearOut.backwardInput(w.blas, precision, g, 0f, gz);
@@ -148,17 +147,6 @@ public final class BlockCuda extends FusionCuda<Block, Block.Gradients> implemen
                 merge1[c].backwardInput(w.blas, precision, gq, 0f, gxy.rows(batch, batch).columns(o, s));
             }
         }
-        DeviceMatrix gx = gxy.rows(0, batch), gy = gxy.rows(batch, batch);
-        if (op.isShared()) {
-            linear0.backwardWeight(w.blas, precision, gx, mx, weight(grads, "linear0"), 0f);
-            linear0.backwardWeight(w.blas, precision, gy, my, weight(grads, "linear0"), 1f);
-            if (op.linear0().hasBias()) LinearCuda.biasGradient(context, gxy, bias(grads, "linear0"), stream);
-            copyLayer(grads, "linear0", "linear1", op.linear0(), stream);
-        } else {
-            linear0.backwardParameters(w.blas, precision, gx, mx, weight(grads, "linear0"), bias(grads, "linear0"), stream);
-            linear1.backwardParameters(w.blas, precision, gy, my, weight(grads, "linear1"), bias(grads, "linear1"), stream);
-        }
-        linear0.backwardInput(w.blas, precision, gx, 0f, DeviceMatrix.of("input.0", grads.get("input.0"), batch, op.dx()));
-        linear1.backwardInput(w.blas, precision, gy, 0f, DeviceMatrix.of("input.1", grads.get("input.1"), batch, op.dy()));
+        inputLayersBackward(w, linear0, linear1, op.isShared(), gxy, x, y, grads, stream);
     }
 }

@@ -151,6 +151,30 @@ public abstract class FusionCuda<O extends Fusion, G> extends CudaOp<O> implemen
         if (l.hasBias()) LinearCuda.copy(context, DeviceMatrix.of(from, bias(grads, from), 1, l.out()), DeviceMatrix.of(to, bias(grads, to), 1, l.out()), stream);
     }
 
+    /**
+     * The gradients of linear0 (x → x̃) and linear1 (y → ỹ) and of the inputs, from {@code gxy} = ∂x̃ | ∂ỹ
+     * ({@code 2B × M}, ∂x̃ its first B rows). A shared op ({@code linear1} is {@code linear0}) sums both
+     * sides: two weight GEMMs (the second with beta 1), one bias column sum over all 2B rows, then the sum
+     * copied to linear1's names.
+     */
+    final void inputLayersBackward(Workspace w, LinearCuda linear0, LinearCuda linear1, boolean shared, DeviceMatrix gxy, DeviceMemory x,
+                                   DeviceMemory y, Map<String, DeviceMemory> grads, CudaStream stream) {
+        int batch = w.batch;
+        DeviceMatrix gx = gxy.rows(0, batch), gy = gxy.rows(batch, batch);
+        DeviceMatrix mx = DeviceMatrix.of("x", x, batch, op.dx()), my = DeviceMatrix.of("y", y, batch, op.dy());
+        if (shared) {
+            linear0.backwardWeight(w.blas, precision, gx, mx, weight(grads, "linear0"), 0f);
+            linear0.backwardWeight(w.blas, precision, gy, my, weight(grads, "linear0"), 1f);
+            if (linear0.layer().hasBias()) LinearCuda.biasGradient(context, gxy, bias(grads, "linear0"), stream);
+            copyLayer(grads, "linear0", "linear1", linear0.layer(), stream);
+        } else {
+            linear0.backwardParameters(w.blas, precision, gx, mx, weight(grads, "linear0"), bias(grads, "linear0"), stream);
+            linear1.backwardParameters(w.blas, precision, gy, my, weight(grads, "linear1"), bias(grads, "linear1"), stream);
+        }
+        linear0.backwardInput(w.blas, precision, gx, 0f, DeviceMatrix.of("input.0", grads.get("input.0"), batch, op.dx()));
+        linear1.backwardInput(w.blas, precision, gy, 0f, DeviceMatrix.of("input.1", grads.get("input.1"), batch, op.dy()));
+    }
+
     /** Blocks for a grid-stride launch over {@code threads} elements. */
     final int grid(long threads) { return DeviceArgs.grid(context, threads, BLOCK); }
 
