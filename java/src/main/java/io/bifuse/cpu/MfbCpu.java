@@ -29,12 +29,18 @@ import java.util.List;
  * batch (one per block, straight into its result), bias gradients as GEMMs with a ones vector; the same
  * for y and V. Intermediates come from a {@link Scratch}: a call allocates only what it returns.
  *
+ * <p>With an output layer ({@link Mfb#withOutput}) the pooled, normalized vectors {@code n} are kept and
+ * the layer is one more GEMM each way ({@code σ_out(n·Wᵀ + b)}; {@code ∂W = gpreᵀ·n}, {@code ∂n = gpre·W}
+ * with {@code gpre = ∂L/∂out ⊙ σ_out'}); its backward runs the forward as far as {@code n} first, so the
+ * fused backward pass starts from activations, as a training step's does.
+ *
  * <p>Threading: the GEMMs share out tiles of their outputs, the fused passes blocks of samples, both
  * split by shape only and never inside one sum, so results are bitwise the same for every thread
  * count ({@link CpuRuntime}). Immutable and thread-safe; {@link #close()} frees nothing.
  */
 public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
     private final CpuLinear u, v; // stacked blocks, weights only
+    private final CpuLinear linearOut; // null without an output layer
     private final float[] bu, bv; // stacked biases (zeros for a block without), or null when no block has one
     private final Scratch scratch = new Scratch();
 
@@ -48,6 +54,7 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
         v = stacked(op.vs(), op.dy());
         bu = stackedBias(op.us());
         bv = stackedBias(op.vs());
+        linearOut = op.hasOutput() ? new CpuLinear(op.linearOut()) : null;
     }
 
     private static CpuLinear stacked(List<Linear> layers, int in) {
@@ -65,10 +72,17 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
         return b;
     }
 
-    /** {@code B × Dx}, {@code B × Dy} → {@code B × blocks·o}. */
+    /** {@code B × Dx}, {@code B × Dy} → {@code B × outputWidth}. */
     @Override public float[] forward(float[] x, float[] y, int batch) {
         op.checkInputs(x, y, batch);
-        int n = op.blocks(), w = op.width(), nw = n * w, o = op.o(), k = op.k(), ow = op.outputWidth();
+        if (linearOut != null) {
+            float[] out = new float[elements("batch: the output B × Out", batch, op.outputWidth())];
+            try (Scratch.Lease l = scratch.lease()) {
+                output(l, activatedForward(l, x, y, batch), out, batch);
+            }
+            return out;
+        }
+        int n = op.blocks(), w = op.width(), nw = n * w, o = op.o(), k = op.k(), ow = op.pooledWidth();
         int proj = elements("batch: the projections B × blocks·o·k", batch, nw);
         float[] out = new float[elements("batch: the output B × blocks·o", batch, ow)];
         Activation act = op.activation();
@@ -113,27 +127,12 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
      */
     @Override public TrainingStep<Mfb.Gradients> trainingStep(float[] x, float[] y, int batch) {
         op.checkInputs(x, y, batch);
-        int n = op.blocks(), w = op.width(), nw = n * w, o = op.o(), k = op.k(), ow = op.outputWidth();
-        float[] out = new float[elements("batch: the output B × blocks·o", batch, ow)];
-        Activation act = op.activation();
-        Normalization norm = op.normalization();
+        int ow = op.outputWidth();
+        float[] out = new float[elements("batch: the output B × outputWidth", batch, ow)];
         Scratch.Lease l = scratch.lease();
         try {
-            projections(l, x, y, batch);
-            float[] a = l.floats(0, batch * nw), c = l.floats(1, batch * nw), temp = taskBuffers(l, batch);
-            int grain = MlbKernels.grain(nw), perTask = perTask();
-            runtime.parallelRanges(batch, grain, (r0, r1) -> {
-                int t0 = (r0 / grain) * perTask;
-                for (int r = r0; r < r1; r++) {
-                    int at = r * nw;
-                    MlbKernels.biasActivate(act, a, at, bu, nw);
-                    MlbKernels.biasActivate(act, c, at, bv, nw);
-                    for (int i = 0; i < nw; i++) temp[t0 + i] = a[at + i] * c[at + i];
-                    for (int i = w; i < nw; i++) temp[t0 + i] *= temp[t0 + i - w];
-                    pool(temp, t0, n * o, k, out, r * ow);
-                    if (!norm.isIdentity()) for (int i = 0; i < n; i++) MlbKernels.normalize(norm, out, r * ow + i * o, o, out, r * ow + i * o);
-                }
-            });
+            if (linearOut == null) activatedForward(l, x, y, batch, out);
+            else output(l, activatedForward(l, x, y, batch), out, batch);
         } catch (RuntimeException | Error e) {
             l.close();
             throw e;
@@ -144,11 +143,59 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
         };
     }
 
-    /** Every gradient given {@code gradOut = ∂L/∂out} ({@code B × blocks·o}); written, not accumulated. */
+    /**
+     * The forward up to the pooled, normalized vectors {@code n} ({@code B × blocks·o}, into {@code nOut}),
+     * leaving the activations {@code σ(x·U_iᵀ + b)}, {@code σ(y·V_iᵀ + b)} in slots 0 and 1 of {@code l}
+     * for {@link #backwardFrom} ({@code activated}).
+     */
+    private void activatedForward(Scratch.Lease l, float[] x, float[] y, int batch, float[] nOut) {
+        int n = op.blocks(), w = op.width(), nw = n * w, o = op.o(), k = op.k(), pw = op.pooledWidth();
+        Activation act = op.activation();
+        Normalization norm = op.normalization();
+        projections(l, x, y, batch);
+        float[] a = l.floats(0, batch * nw), c = l.floats(1, batch * nw), temp = taskBuffers(l, batch);
+        int grain = MlbKernels.grain(nw), perTask = perTask();
+        runtime.parallelRanges(batch, grain, (r0, r1) -> {
+            int t0 = (r0 / grain) * perTask;
+            for (int r = r0; r < r1; r++) {
+                int at = r * nw;
+                MlbKernels.biasActivate(act, a, at, bu, nw);
+                MlbKernels.biasActivate(act, c, at, bv, nw);
+                for (int i = 0; i < nw; i++) temp[t0 + i] = a[at + i] * c[at + i];
+                for (int i = w; i < nw; i++) temp[t0 + i] *= temp[t0 + i - w];
+                pool(temp, t0, n * o, k, nOut, r * pw);
+                if (!norm.isIdentity()) for (int i = 0; i < n; i++) MlbKernels.normalize(norm, nOut, r * pw + i * o, o, nOut, r * pw + i * o);
+            }
+        });
+    }
+
+    /** {@link #activatedForward} into slot 4 of {@code l} (the output layer's input, kept there for the backward), returned. */
+    private float[] activatedForward(Scratch.Lease l, float[] x, float[] y, int batch) {
+        float[] n = l.floats(4, elements("batch: the pooled vectors B × blocks·o", batch, op.pooledWidth()));
+        activatedForward(l, x, y, batch, n);
+        return n;
+    }
+
+    /** {@code out = σ_out(n·Wᵀ + b)}: the output layer. */
+    private void output(Scratch.Lease l, float[] n, float[] out, int batch) {
+        int ow = op.outputWidth();
+        linearOut.forward(runtime, batch, n, 0, op.pooledWidth(), out, 0, ow, false);
+        Activation act = op.outputActivation();
+        if (act == Activation.NONE) return;
+        runtime.parallelRanges(batch, MlbKernels.grain(ow), (r0, r1) -> {
+            for (int r = r0; r < r1; r++) MlbKernels.biasActivate(act, out, r * ow, null, ow);
+        });
+    }
+
+    /** Every gradient given {@code gradOut = ∂L/∂out} ({@code B × outputWidth}); written, not accumulated. */
     @Override public Mfb.Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
         op.checkInputs(x, y, batch);
         CompactBilinear.checkLength("gradOut", gradOut, batch, op.outputWidth());
         try (Scratch.Lease l = scratch.lease()) {
+            if (linearOut != null) { // the output layer's backward needs n: the forward as far as n first
+                activatedForward(l, x, y, batch);
+                return backwardFrom(l, x, y, gradOut, batch, true);
+            }
             projections(l, x, y, batch);
             return backwardFrom(l, x, y, gradOut, batch, false);
         }
@@ -176,8 +223,8 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
      * The backward from {@link #projections}' slots ({@code activated}: already biased and through σ, as
      * a training step's forward leaves them); they hold dp and dq after.
      */
-    private Mfb.Gradients backwardFrom(Scratch.Lease l, float[] x, float[] y, float[] gradOut, int batch, boolean activated) {
-        int n = op.blocks(), w = op.width(), nw = n * w, o = op.o(), k = op.k(), ow = op.outputWidth(), dx = op.dx(), dy = op.dy();
+    private Mfb.Gradients backwardFrom(Scratch.Lease l, float[] x, float[] y, float[] gradOutput, int batch, boolean activated) {
+        int n = op.blocks(), w = op.width(), nw = n * w, o = op.o(), k = op.k(), ow = op.pooledWidth(), dx = op.dx(), dy = op.dy();
         float[] gx = new float[elements("batch: dx B × Dx", batch, dx)], gy = new float[elements("batch: dy B × Dy", batch, dy)];
         Activation act = op.activation();
         Normalization norm = op.normalization();
@@ -185,6 +232,27 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
         List<LinearGradients> gu = new ArrayList<>(), gv = new ArrayList<>();
         float[] a = l.floats(0, batch * nw), c = l.floats(1, batch * nw), ones = CpuLinear.ones(l, 2, batch);
         float[] temp = taskBuffers(l, batch);
+        LinearGradients gout = null;
+        float[] gradOut = gradOutput; // ∂L/∂n: gradOutput, or through the output layer
+        if (linearOut != null) {
+            int out = op.outputWidth();
+            float[] nIn = l.floats(4, batch * ow), gpre = gradOutput;
+            Activation outAct = op.outputActivation();
+            if (outAct != Activation.NONE) { // gpre = g ⊙ σ_out'(f), f recomputed into slot 5
+                float[] f = l.floats(5, elements("batch: the output B × Out", batch, out));
+                output(l, nIn, f, batch);
+                runtime.parallelRanges(batch, MlbKernels.grain(out), (r0, r1) -> {
+                    for (int i = r0 * out; i < r1 * out; i++) f[i] = gradOutput[i] * MlbKernels.derivative(outAct, f[i]);
+                });
+                gpre = f;
+            }
+            float[] gw = new float[out * ow], gb = op.linearOut().hasBias() ? new float[out] : null;
+            linearOut.backwardParameters(runtime, batch, gpre, 0, out, nIn, 0, ow, gw, gb, ones, false);
+            gout = new LinearGradients(gw, gb);
+            gradOut = l.floats(6, batch * ow);
+            linearOut.backwardInput(runtime, batch, gpre, 0, out, gradOut, 0, ow, false);
+        }
+        float[] gz0 = gradOut;
         runtime.parallelRanges(batch, grain, (r0, r1) -> {
             int t0 = (r0 / grain) * perTask, ge = t0 + nw, z = ge + w, gz = z + n * o;
             for (int r = r0; r < r1; r++) {
@@ -196,8 +264,8 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
                 for (int i = 0; i < nw; i++) temp[t0 + i] = a[at + i] * c[at + i];
                 for (int i = w; i < nw; i++) temp[t0 + i] *= temp[t0 + i - w];
                 pool(temp, t0, n * o, k, temp, z);
-                if (norm.isIdentity()) System.arraycopy(gradOut, r * ow, temp, gz, ow);
-                else for (int i = 0; i < n; i++) MlbKernels.normalizeBackward(norm, temp, z + i * o, gradOut, r * ow + i * o, o, temp, gz + i * o);
+                if (norm.isIdentity()) System.arraycopy(gz0, r * ow, temp, gz, ow);
+                else for (int i = 0; i < n; i++) MlbKernels.normalizeBackward(norm, temp, z + i * o, gz0, r * ow + i * o, o, temp, gz + i * o);
                 // From the last block down: temp[ge..] holds ∂L/∂e_i.
                 for (int m = 0; m < o; m++) java.util.Arrays.fill(temp, ge + m * k, ge + m * k + k, temp[gz + (n - 1) * o + m]);
                 for (int i = n - 1; i >= 0; i--) {
@@ -218,7 +286,7 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
             gu.add(blockGradients(op.u(i), i * w, batch, w, dp, nw, x, dx, ones));
             gv.add(blockGradients(op.v(i), i * w, batch, w, dq, nw, y, dy, ones));
         }
-        return new Mfb.Gradients(gx, gy, List.copyOf(gu), List.copyOf(gv));
+        return new Mfb.Gradients(gx, gy, List.copyOf(gu), List.copyOf(gv), gout);
     }
 
     /** One block's {@code ∂W = dpᵀ·in} over the batch (columns {@code [off, off + w)} of dp) and its bias gradient. */

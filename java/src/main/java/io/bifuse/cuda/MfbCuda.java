@@ -31,6 +31,13 @@ import java.util.List;
  * two of the six backward GEMMs; saving {@code P, Q} instead would hold {@code 8·B·n·o·k} bytes between
  * the passes (41 MB at the spec's MFH size).
  *
+ * <p>With an output layer ({@link Mfb#withOutput}, block.bootstrap's {@code linear_out} and
+ * {@code activ_output}) {@code mfb_forward} writes the pooled, normalized {@code n} ({@code B × n·o}) into
+ * a workspace and the layer is one cuBLAS GEMM with {@code lin_bias_act}; its backward recomputes {@code n}
+ * (and the layer's output when σ_out needs it), takes {@code gpre = ∂L/∂out ⊙ σ_out'} ({@code lin_act_grad}),
+ * {@code ∂W = gpreᵀ·n}, {@code ∂b}, and feeds {@code ∂n = gpre·W} to {@code mfb_backward} in place of
+ * {@code gradOut}.
+ *
  * <p>GEMM arithmetic: {@link Precision} ({@code FP32} by default in {@link #MfbCuda(Mfb, CudaContext)}, TF32/BF16 only when
  * asked for). The fused kernels always work in float32 with double norm accumulation. The kernels keep a
  * few values per block in registers, so this path takes at most {@value #MAX_BLOCKS} MFH blocks.
@@ -56,6 +63,7 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
 
     private final int n, w, nw;
     private final LinearCuda u, v;
+    private final LinearCuda linearOut; // null without an output layer
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("MfbCuda", MAX_WORKSPACES);
 
     @Override Workspaces<?, ?> workspaces() { return workspaces; }
@@ -85,6 +93,7 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
         try {
             this.u = own(new LinearCuda(context, stack(op.us())));
             this.v = own(new LinearCuda(context, stack(op.vs())));
+            this.linearOut = op.hasOutput() ? own(new LinearCuda(context, op.linearOut())) : null;
         } catch (RuntimeException e) {
             throw failed(e);
         }
@@ -105,7 +114,8 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
 
     /**
      * The tensors {@link #loadWeights} takes, in order: per block {@code i}, {@code u[i].weight,
-     * u[i].bias, v[i].weight, v[i].bias} (a bias only where that layer has one).
+     * u[i].bias, v[i].weight, v[i].bias}, then {@code linearOut.weight, linearOut.bias} with an output
+     * layer (a bias only where that layer has one).
      */
     public List<String> weightNames() { return DeviceWeights.names(weightEntries()); }
 
@@ -126,10 +136,11 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
             DeviceWeights.add(e, "u[" + i + "]", lu, u.weight().slice(4L * i * w * op.dx(), 4L * w * op.dx()), u.bias().slice(4L * i * w, 4L * w));
             DeviceWeights.add(e, "v[" + i + "]", lv, v.weight().slice(4L * i * w * op.dy(), 4L * w * op.dy()), v.bias().slice(4L * i * w, 4L * w));
         }
+        if (linearOut != null) DeviceWeights.add(e, "linearOut", op.linearOut(), linearOut.weight(), linearOut.bias());
         return e;
     }
 
-    /** {@code out (B × n·o) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
+    /** {@code out (B × outputWidth) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
     public void forward(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, CudaStream stream) {
         DeviceArgs.batch(batch);
         DeviceArgs.memory("x", x, batch, op.dx());
@@ -137,21 +148,46 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
         DeviceArgs.memory("out", out, batch, op.outputWidth());
         DeviceArgs.stream(stream);
         inWorkspace(stream, batch, ws -> {
-            project(ws, x, y, batch);
-            Normalization nm = op.normalization();
-            context.launch(FORWARD, rowGrid(batch), 1, BLOCK, 0, stream, ws.p, ws.q, u.bias(), v.bias(), out,
-                    batch, n, op.o(), op.k(), op.activation().code(), nm.signedSqrt() ? 1 : 0, nm.l2().code(), nm.l2Eps());
+            if (linearOut == null) {
+                pooled(ws, x, y, out, batch, stream);
+                return;
+            }
+            ws.ensureOutput();
+            pooled(ws, x, y, ws.n, batch, stream);
+            output(ws, DeviceMatrix.of("out", out, batch, op.outputWidth()), batch, stream);
         });
+    }
+
+    /** The projections and {@code mfb_forward}: the pooled, normalized vectors into {@code dst} ({@code B × n·o}). */
+    private void pooled(Workspace ws, DeviceMemory x, DeviceMemory y, DeviceMemory dst, int batch, CudaStream stream) {
+        project(ws, x, y, batch);
+        Normalization nm = op.normalization();
+        context.launch(FORWARD, rowGrid(batch), 1, BLOCK, 0, stream, ws.p, ws.q, u.bias(), v.bias(), dst,
+                batch, n, op.o(), op.k(), op.activation().code(), nm.signedSqrt() ? 1 : 0, nm.l2().code(), nm.l2Eps());
+    }
+
+    /** {@code dst = σ_out(n·Wᵀ + b)} from the workspace's {@code n}. */
+    private void output(Workspace ws, DeviceMatrix dst, int batch, CudaStream stream) {
+        DeviceMatrix in = DeviceMatrix.of("n", ws.n, batch, op.pooledWidth());
+        if (op.outputActivation() == io.bifuse.Activation.NONE) linearOut.forward(ws.blas, precision, in, dst, stream);
+        else linearOut.forward(ws.blas, precision, in, dst, op.outputActivation(), stream);
     }
 
     /**
      * Device buffers for every gradient of {@link #backward}: {@code dx} ({@code B × Dx}), {@code dy}
      * ({@code B × Dy}), {@code u} ({@code n·o·k × Dx}: block i's weight gradient at rows
      * {@code [i·o·k, (i+1)·o·k)}, the layout of {@code torch.cat} of the U weights), {@code v}
-     * ({@code n·o·k × Dy}), and the stacked bias gradients {@code bu}, {@code bv} ({@code n·o·k} each;
-     * null to skip).
+     * ({@code n·o·k × Dy}), the stacked bias gradients {@code bu}, {@code bv} ({@code n·o·k} each;
+     * null to skip), and with an output layer its {@code out} ({@code Out × n·o}) and {@code bout}
+     * ({@code Out}; null to skip).
      */
-    public record DeviceGradients(DeviceMemory dx, DeviceMemory dy, DeviceMemory u, DeviceMemory bu, DeviceMemory v, DeviceMemory bv) {}
+    public record DeviceGradients(DeviceMemory dx, DeviceMemory dy, DeviceMemory u, DeviceMemory bu, DeviceMemory v, DeviceMemory bv,
+                                  DeviceMemory out, DeviceMemory bout) {
+        /** Without an output layer. */
+        public DeviceGradients(DeviceMemory dx, DeviceMemory dy, DeviceMemory u, DeviceMemory bu, DeviceMemory v, DeviceMemory bv) {
+            this(dx, dy, u, bu, v, bv, null, null);
+        }
+    }
 
     /**
      * Gradients from {@code gradOut = ∂L/∂out (B × n·o)} and the forward's inputs, queued on
@@ -169,13 +205,36 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
         DeviceArgs.memory("grads.v", grads.v(), nw, op.dy());
         if (grads.bu() != null) DeviceArgs.memory("grads.bu", grads.bu(), 1, nw);
         if (grads.bv() != null) DeviceArgs.memory("grads.bv", grads.bv(), 1, nw);
+        if (linearOut != null) {
+            DeviceArgs.memory("grads.out", grads.out(), op.outputWidth(), op.pooledWidth());
+            if (grads.bout() != null) DeviceArgs.memory("grads.bout", grads.bout(), 1, op.outputWidth());
+        } else if (grads.out() != null || grads.bout() != null) {
+            throw new IllegalArgumentException("grads.out: expected null (this op has no output layer), got a buffer");
+        }
         DeviceArgs.stream(stream);
         DeviceMemory gradX = grads.dx(), gradY = grads.dy(), gradU = grads.u(), gradBiasU = grads.bu(), gradV = grads.v(), gradBiasV = grads.bv();
         inWorkspace(stream, batch, ws -> {
             ws.ensureBackward();
-            project(ws, x, y, batch);
+            DeviceMemory gz = gradOut;
+            if (linearOut == null) {
+                project(ws, x, y, batch);
+            } else { // n again, then the output layer's backward; ∂n takes gradOut's place
+                ws.ensureOutput();
+                pooled(ws, x, y, ws.n, batch, stream);
+                int ow = op.outputWidth(), pw = op.pooledWidth();
+                DeviceMemory gpre = gradOut;
+                if (op.outputActivation() != io.bifuse.Activation.NONE) {
+                    output(ws, DeviceMatrix.of("f", ws.f, batch, ow), batch, stream);
+                    LinearCuda.activationGrad(context, gradOut, ws.f, ws.f, batch, ow, op.outputActivation(), stream);
+                    gpre = ws.f;
+                }
+                DeviceMatrix g = DeviceMatrix.of("gpre", gpre, batch, ow);
+                linearOut.backwardParameters(ws.blas, precision, g, DeviceMatrix.of("n", ws.n, batch, pw), grads.out(), grads.bout(), stream);
+                linearOut.backwardInput(ws.blas, precision, g, 0f, DeviceMatrix.of("gn", ws.gn, batch, pw));
+                gz = ws.gn;
+            }
             Normalization nm = op.normalization();
-            context.launch(BACKWARD, rowGrid(batch), 1, BLOCK, 0, stream, ws.p, ws.q, u.bias(), v.bias(), gradOut, ws.pooled,
+            context.launch(BACKWARD, rowGrid(batch), 1, BLOCK, 0, stream, ws.p, ws.q, u.bias(), v.bias(), gz, ws.pooled,
                     ws.gp, ws.gq, batch, n, op.o(), op.k(), op.activation().code(), nm.signedSqrt() ? 1 : 0, nm.signedSqrtGradEps(),
                     nm.l2().code(), nm.l2Eps());
             DeviceMatrix gp = DeviceMatrix.of("gp", ws.gp, batch, nw), gq = DeviceMatrix.of("gq", ws.gq, batch, nw);
@@ -219,13 +278,18 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
         private OwnedGradients(int batch, java.util.function.LongFunction<DeviceMemory> alloc) {
             super(context, alloc);
             layOut(() -> new DeviceGradients(floats((long) batch * op.dx()), floats((long) batch * op.dy()), floats((long) nw * op.dx()),
-                    floats(nw), floats((long) nw * op.dy()), floats(nw)));
+                    floats(nw), floats((long) nw * op.dy()), floats(nw),
+                    linearOut == null ? null : floats((long) op.outputWidth() * op.pooledWidth()),
+                    linearOut == null || !op.linearOut().hasBias() ? null : floats(op.outputWidth())));
         }
 
         @Override public Mfb.Gradients read(CudaStream stream) {
             DeviceGradients b = buffers();
-            return split(read(b.dx(), stream), read(b.dy(), stream), read(b.u(), stream), read(b.bu(), stream), read(b.v(), stream),
+            Mfb.Gradients g = split(read(b.dx(), stream), read(b.dy(), stream), read(b.u(), stream), read(b.bu(), stream), read(b.v(), stream),
                     read(b.bv(), stream));
+            if (linearOut == null) return g;
+            return new Mfb.Gradients(g.dx(), g.dy(), g.u(), g.v(),
+                    new LinearGradients(read(b.out(), stream), b.bout() == null ? null : read(b.bout(), stream)));
         }
     }
 
@@ -260,6 +324,7 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
         final CublasHandle blas;
         final DeviceBuffer p, q;
         DeviceBuffer gp, gq, pooled; // made on first backward
+        DeviceBuffer n, f, gn; // the output layer's input, output and ∂n: made on first use
 
         Workspace(CudaStream stream, int batch) {
             super(MfbCuda.this.context, stream);
@@ -277,7 +342,13 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
         void ensureBackward() {
             if (gp == null) gp = own(DeviceBuffer.allocateFloats(context, (long) batch * nw));
             if (gq == null) gq = own(DeviceBuffer.allocateFloats(context, (long) batch * nw));
-            if (pooled == null) pooled = own(DeviceBuffer.allocateFloats(context, (long) batch * op.outputWidth()));
+            if (pooled == null) pooled = own(DeviceBuffer.allocateFloats(context, (long) batch * op.pooledWidth()));
+        }
+
+        void ensureOutput() {
+            if (n == null) n = own(DeviceBuffer.allocateFloats(context, (long) batch * op.pooledWidth()));
+            if (f == null) f = own(DeviceBuffer.allocateFloats(context, (long) batch * op.outputWidth()));
+            if (gn == null) gn = own(DeviceBuffer.allocateFloats(context, (long) batch * op.pooledWidth()));
         }
     }
 }

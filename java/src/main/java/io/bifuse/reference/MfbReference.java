@@ -1,6 +1,7 @@
 package io.bifuse.reference;
 
 import io.bifuse.Activation;
+import io.bifuse.Linear;
 import io.bifuse.Mfb;
 import io.bifuse.Normalization;
 import java.util.stream.IntStream;
@@ -10,8 +11,11 @@ import java.util.stream.IntStream;
  * accumulation. Per sample, block {@code i}:
  * <pre>
  *   a_i = σ(x·U_iᵀ + bu_i),  c_i = σ(y·V_iᵀ + bv_i),  h_i = a_i ⊙ c_i,  e_i = h_i ⊙ e_{i−1} (e_0 = 1)
- *   z_i[u] = Σ_{t<k} e_i[u·k + t],  out_i = normalize(z_i)
+ *   z_i[u] = Σ_{t<k} e_i[u·k + t],  n_i = normalize(z_i),  n = concat(n_i)
+ *   out = n, or with an output layer  out = σ_out(n·Wᵀ + b)
  * </pre>
+ * With an output layer, {@code gpre = ∂L/∂out ⊙ σ_out'(out)}, {@code ∂L/∂W = gpreᵀ·n},
+ * {@code ∂L/∂b = Σ_b gpre} and {@code ∂L/∂n = gpre·W} feeds the backward below.
  * Backward, with {@code gz_i = ∂L/∂z_i} from {@link NormalizationReference#backward}:
  * <pre>
  *   ∂L/∂e_i = gz_i[j / k] + ∂L/∂e_{i+1} ⊙ h_{i+1}      (i = n down to 1; the last block has no successor)
@@ -28,7 +32,13 @@ public final class MfbReference {
      * The parameters in double, {@code uw[i]} ({@code o·k × Dx}, nn.Linear layout), {@code ub[i]}
      * ({@code o·k}, zeros for a layer without bias), and V's: the finite-difference tests perturb them.
      */
-    public record Params(double[][] uw, double[][] ub, double[][] vw, double[][] vb) {
+    public record Params(double[][] uw, double[][] ub, double[][] vw, double[][] vb, double[] ow, double[] ob) {
+        /** Without an output layer. */
+        public Params(double[][] uw, double[][] ub, double[][] vw, double[][] vb) {
+            this(uw, ub, vw, vb, null, null);
+        }
+
+        /** The op's parameters, the output layer's ({@code ow}: Out × n·o, {@code ob}: Out, zeros without bias) null without one. */
         public static Params of(Mfb op) {
             int n = op.blocks();
             double[][] uw = new double[n][], ub = new double[n][], vw = new double[n][], vb = new double[n][];
@@ -38,24 +48,68 @@ public final class MfbReference {
                 vw[i] = op.v(i).weightAsDouble();
                 vb[i] = op.v(i).biasAsDouble();
             }
-            return new Params(uw, ub, vw, vb);
+            Linear lo = op.linearOut();
+            return lo == null ? new Params(uw, ub, vw, vb) : new Params(uw, ub, vw, vb, lo.weightAsDouble(), lo.biasAsDouble());
         }
     }
 
-    /** Gradients in double: {@code dx (B × Dx)}, {@code dy (B × Dy)}, per block {@code du[i] (o·k × Dx)}, {@code dbu[i] (o·k)}, and V's. */
-    public record Grads(double[] dx, double[] dy, double[][] du, double[][] dbu, double[][] dv, double[][] dbv) {}
+    /**
+     * Gradients in double: {@code dx (B × Dx)}, {@code dy (B × Dy)}, per block {@code du[i] (o·k × Dx)},
+     * {@code dbu[i] (o·k)}, and V's; the output layer's {@code dout (Out × n·o)}, {@code dbout (Out)}, null without one.
+     */
+    public record Grads(double[] dx, double[] dy, double[][] du, double[][] dbu, double[][] dv, double[][] dbv, double[] dout, double[] dbout) {
+        /** Without an output layer. */
+        public Grads(double[] dx, double[] dy, double[][] du, double[][] dbu, double[][] dv, double[][] dbv) {
+            this(dx, dy, du, dbu, dv, dbv, null, null);
+        }
+
+        Grads withOutput(double[] dout, double[] dbout) { return new Grads(dx, dy, du, dbu, dv, dbv, dout, dbout); }
+
+        /** The tensors in the order of {@link Mfb#gradientNames()} (biases only where {@code op}'s layer has one). */
+        public java.util.List<double[]> tensors(Mfb op) {
+            java.util.List<double[]> t = new java.util.ArrayList<>(java.util.List.of(dx, dy));
+            for (int i = 0; i < op.blocks(); i++) {
+                t.add(du[i]);
+                if (op.u(i).hasBias()) t.add(dbu[i]);
+                t.add(dv[i]);
+                if (op.v(i).hasBias()) t.add(dbv[i]);
+            }
+            if (op.hasOutput()) {
+                t.add(dout);
+                if (op.linearOut().hasBias()) t.add(dbout);
+            }
+            return t;
+        }
+    }
 
     public static double[] forward(Mfb op, float[] x, float[] y, int batch) {
         return forward(op, toDouble(x), toDouble(y), batch);
     }
 
-    /** {@code B × n·o}: every block's pooled vector, normalized per block. */
+    /** {@code B × outputWidth}: every block's pooled vector, normalized per block, then the output layer if the op has one. */
     public static double[] forward(Mfb op, double[] x, double[] y, int batch) {
         return forward(op, Params.of(op), x, y, batch);
     }
 
     /** The forward with the parameters {@code w} in place of the op's own (the op gives shapes, σ and the normalization). */
     public static double[] forward(Mfb op, Params w, double[] x, double[] y, int batch) {
+        double[] n = normalized(op, w, x, y, batch);
+        return op.hasOutput() ? output(op, w, n, batch) : n;
+    }
+
+    /** {@code σ_out(n·Wᵀ + b)} ({@code B × Out}) from the normalized pooled vectors {@code n} ({@code B × n·o}). */
+    private static double[] output(Mfb op, Params w, double[] n, int batch) {
+        int in = op.pooledWidth(), out = op.outputWidth();
+        double[] f = new double[batch * out];
+        IntStream.range(0, batch).parallel().forEach(b -> {
+            double[] r = MlbReference.affine(n, b, in, w.ow(), w.ob(), out);
+            for (int o = 0; o < out; o++) f[b * out + o] = op.outputActivation().apply(r[o]);
+        });
+        return f;
+    }
+
+    /** {@code B × n·o}: every block's pooled vector, normalized per block (the output layer's input; the output without one). */
+    public static double[] normalized(Mfb op, Params w, double[] x, double[] y, int batch) {
         double[] z = pooled(op, w, x, y, batch);
         if (op.normalization().isIdentity()) return z;
         double[] out = new double[z.length];
@@ -94,13 +148,37 @@ public final class MfbReference {
     }
 
     public static Grads backward(Mfb op, Params w, double[] x, double[] y, double[] gradOut, int batch) {
-        return backwardFromPooled(op, w, x, y, op.normalization().isIdentity() ? null : pooled(op, w, x, y, batch), gradOut, batch);
+        OutputPass p = outputPass(op, w, x, y, gradOut, batch);
+        Grads g = backwardFromPooled(op, w, x, y, op.normalization().isIdentity() ? null : pooled(op, w, x, y, batch), p.gn, batch);
+        return p.with(g);
+    }
+
+    /** The output layer's backward: {@code gn = ∂L/∂n} and its parameters' gradients (null without an output layer: gn is gradOut). */
+    private record OutputPass(double[] gn, double[] dout, double[] dbout) {
+        Grads with(Grads g) { return dout == null ? g : g.withOutput(dout, dbout); }
+    }
+
+    private static OutputPass outputPass(Mfb op, Params w, double[] x, double[] y, double[] gradOut, int batch) {
+        if (!op.hasOutput()) return new OutputPass(gradOut, null, null);
+        int in = op.pooledWidth(), out = op.outputWidth();
+        Activation act = op.outputActivation();
+        double[] n = normalized(op, w, x, y, batch), f = output(op, w, n, batch), gpre = new double[batch * out], gn = new double[batch * in];
+        for (int i = 0; i < gpre.length; i++) gpre[i] = gradOut[i] * act.derivativeFromOutput(f[i]);
+        IntStream.range(0, batch).parallel().forEach(b -> {
+            for (int o = 0; o < out; o++) {
+                double g = gpre[b * out + o];
+                for (int j = 0; j < in; j++) gn[b * in + j] += g * w.ow()[o * in + j];
+            }
+        });
+        return new OutputPass(gn, MlbReference.outerSum(gpre, n, batch, out, in), MlbReference.columnSums(gpre, batch, out));
     }
 
     /**
      * The backward with the pooled vectors {@code z} ({@code B × n·o}, before normalization) supplied
      * rather than recomputed: with a perturbed {@code z} it measures how much the signed sqrt's derivative
      * amplifies an error in z (the conditioning baseline of the float32 tolerance). Unused without normalization.
+     * {@code gradOut} is {@code ∂L/∂n}, the normalized pooled vectors' gradient (the output layer, if any,
+     * is not in this backward and its gradients are null).
      */
     public static Grads backwardFromPooled(Mfb op, Params pw, double[] x, double[] y, double[] z, double[] gradOut, int batch) {
         int n = op.blocks(), o = op.o();
@@ -123,10 +201,12 @@ public final class MfbReference {
      * Equal to {@link #backward} without l2 normalization. Not a gradient of anything.
      */
     public static Grads backwardScale(Mfb op, float[] x, float[] y, float[] gradOut, int batch) {
-        double[] xd = toDouble(x), yd = toDouble(y), g = toDouble(gradOut);
+        double[] xd = toDouble(x), yd = toDouble(y);
         Params pw = Params.of(op);
+        OutputPass op0 = outputPass(op, pw, xd, yd, toDouble(gradOut), batch); // the output layer's part is exact: its own scale
+        double[] g = op0.gn;
         Normalization norm = op.normalization();
-        if (norm.isIdentity()) return backwardFromGz(op, pw, xd, yd, g, batch);
+        if (norm.isIdentity()) return op0.with(backwardFromGz(op, pw, xd, yd, g, batch));
         int o = op.o();
         double[] z = pooled(op, pw, xd, yd, batch), gz = new double[g.length], sg = new double[g.length];
         // s·g per row, then the signed sqrt's backward alone (an l2-free normalization).
@@ -146,7 +226,7 @@ public final class MfbReference {
             if (ssqrtOnly.isIdentity()) System.arraycopy(sg, r * o, gz, r * o, o);
             else NormalizationReference.backward(ssqrtOnly, z, sg, r * o, o, gz);
         }
-        return backwardFromGz(op, pw, xd, yd, gz, batch);
+        return op0.with(backwardFromGz(op, pw, xd, yd, gz, batch));
     }
 
     /** The backward from {@code gz = ∂L/∂z} ({@code B × n·o}, the pooled vectors' gradient). */
@@ -241,6 +321,11 @@ public final class MfbReference {
             if (op.u(i).hasBias()) e = Math.max(e, scaledL2(got.u().get(i).bias(), ref.dbu()[i], scale.dbu()[i]));
             if (op.v(i).hasBias()) e = Math.max(e, scaledL2(got.v().get(i).bias(), ref.dbv()[i], scale.dbv()[i]));
         }
+        if (op.hasOutput()) {
+            if (got.linearOut() == null) return Double.POSITIVE_INFINITY;
+            e = Math.max(e, scaledL2(got.linearOut().weight(), ref.dout(), scale.dout()));
+            if (op.linearOut().hasBias()) e = Math.max(e, scaledL2(got.linearOut().bias(), ref.dbout(), scale.dbout()));
+        }
         return e;
     }
 
@@ -255,6 +340,11 @@ public final class MfbReference {
             e = Math.max(e, relL2(got.v().get(i).weight(), ref.dv()[i]));
             if (op.u(i).hasBias()) e = Math.max(e, relL2(got.u().get(i).bias(), ref.dbu()[i]));
             if (op.v(i).hasBias()) e = Math.max(e, relL2(got.v().get(i).bias(), ref.dbv()[i]));
+        }
+        if (op.hasOutput()) {
+            if (got.linearOut() == null) return Double.POSITIVE_INFINITY;
+            e = Math.max(e, relL2(got.linearOut().weight(), ref.dout()));
+            if (op.linearOut().hasBias()) e = Math.max(e, relL2(got.linearOut().bias(), ref.dbout()));
         }
         return e;
     }
@@ -272,7 +362,8 @@ public final class MfbReference {
         double[] xd = toDouble(x), yd = toDouble(y);
         Params pw = Params.of(op);
         double[] z = noisyPooled(op, pw, xd, yd, batch, noise, seed);
-        Grads base = backwardFromPooled(op, pw, xd, yd, z, toDouble(gradOut), batch);
+        // Noise in z only: the output layer's gradient ∂L/∂n is taken exact, and its own gradients are not part of this baseline.
+        Grads base = backwardFromPooled(op, pw, xd, yd, z, outputPass(op, pw, xd, yd, toDouble(gradOut), batch).gn, batch);
         double e = Math.max(scaledL2(base.dx(), ref.dx(), scale.dx()), scaledL2(base.dy(), ref.dy(), scale.dy()));
         for (int i = 0; i < op.blocks(); i++) {
             e = Math.max(e, Math.max(scaledL2(base.du()[i], ref.du()[i], scale.du()[i]), scaledL2(base.dv()[i], ref.dv()[i], scale.dv()[i])));

@@ -107,6 +107,113 @@ class MfbReferenceTest {
         }
     }
 
+    /** block.bootstrap's output layer (linear_out, activ_output) on MFB and MFH: every tensor, the layer's included, against finite differences. */
+    @Test void outputLayerGradientsMatchFiniteDifferences() {
+        SplittableRandom r = new SplittableRandom(15);
+        int batch = 3, dx = 4, dy = 3, o = 3, k = 2, out = 4;
+        for (Activation outAct : new Activation[] {Activation.NONE, Activation.RELU, Activation.TANH, Activation.SIGMOID}) {
+            for (int blocks = 1; blocks <= 2; blocks++) {
+                Normalization n = blocks == 1 ? Normalization.NONE : Normalization.pytorch();
+                Mfb op = null;
+                double[] x = null, y = null;
+                for (int tries = 0; op == null || !smooth(op, x, y, batch) || nearKink(op, x, y, batch); tries++) {
+                    assertTrue(tries < 10_000, "no draw kept z and the pre-activations away from the kinks");
+                    op = Mfb.random(dx, dy, o, k, blocks, Activation.TANH, n, r.nextLong()).withOutput(Linear.random(out, blocks * o, true, r.nextLong()), outAct);
+                    x = gaussian(r, batch * dx);
+                    y = gaussian(r, batch * dy);
+                }
+                double[] g = gaussian(r, batch * out);
+                MfbReference.Params w = MfbReference.Params.of(op);
+                MfbReference.Grads grad = MfbReference.backward(op, w, x, y, g, batch);
+                String what = op.toString();
+                Mfb fop = op;
+                double[] fx = x, fy = y;
+                java.util.function.DoubleSupplier l = () -> loss(fop, w, fx, fy, g, batch);
+                assertGrad(grad.dx(), fd(x, l), what + " dx");
+                assertGrad(grad.dy(), fd(y, l), what + " dy");
+                assertGrad(grad.dout(), fd(w.ow(), l), what + " dW_out");
+                assertGrad(grad.dbout(), fd(w.ob(), l), what + " db_out");
+                for (int i = 0; i < blocks; i++) {
+                    assertGrad(grad.du()[i], fd(w.uw()[i], l), what + " dU" + i);
+                    assertGrad(grad.dbv()[i], fd(w.vb()[i], l), what + " dbv" + i);
+                }
+                assertEquals(op.gradientNames().size(), grad.tensors(op).size(), "one name per tensor");
+            }
+        }
+    }
+
+    /** Whether an output unit's pre-activation is within 1e-3 of ReLU's kink (a central difference across it is wrong). */
+    private static boolean nearKink(Mfb op, double[] x, double[] y, int batch) {
+        if (op.outputActivation() != Activation.RELU) return false;
+        double[] n = MfbReference.normalized(op, MfbReference.Params.of(op), x, y, batch);
+        Linear lo = op.linearOut();
+        float[] w = lo.weight(), b = lo.biasOrZeros();
+        for (int s = 0; s < batch; s++) {
+            for (int j = 0; j < lo.out(); j++) {
+                double p = b[j];
+                for (int d = 0; d < lo.in(); d++) p += w[j * lo.in() + d] * n[s * lo.in() + d];
+                if (Math.abs(p) < 1e-3) return true;
+            }
+        }
+        return false;
+    }
+
+    /** block.bootstrap's MFB and MFH modules (float64 fixtures written by its own code): forward and every gradient to 1e-12. */
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.CsvSource({"mfb-default,RELU,RELU,1", "mfb-factor3-normalized,TANH,TANH,1", "mfh-default,RELU,RELU,2",
+            "mfh-normalized,TANH,SIGMOID,2"})
+    void matchesBlockBootstrapsModule(String stem, Activation in, Activation outAct, int blocks, @org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws java.io.IOException {
+        try (io.bifuse.StateDict sd = io.bifuse.testing.Fixtures.open(dir, stem)) {
+            Mfb op = Mfb.fromStateDict(sd, "", in, outAct, io.bifuse.testing.Fixtures.flag(sd, "normalize"));
+            assertEquals(blocks, op.blocks(), stem);
+            int batch = io.bifuse.testing.FusionChecks.batch(sd);
+            double[] x = sd.doubles("input.0"), y = sd.doubles("input.1"), g = sd.doubles("grad_out");
+            MfbReference.Params w = MfbReference.Params.of(op);
+            io.bifuse.testing.FusionChecks.assertReferenceMatchesFixture(sd, stem, MfbReference.forward(op, w, x, y, batch),
+                    MfbReference.backward(op, w, x, y, g, batch).tensors(op), op.gradientNames(), 1e-12);
+        }
+    }
+
+    @Test void fromStateDictReadsTheDimensionsAndRefusesMisshapenTensorsByName() {
+        java.util.Map<String, double[]> v = new java.util.LinkedHashMap<>();
+        java.util.Map<String, long[]> s = new java.util.LinkedHashMap<>();
+        put(v, s, "m.linear0_0", Linear.random(12, 5, true, 1));
+        put(v, s, "m.linear1_0", Linear.random(12, 4, true, 2));
+        put(v, s, "m.linear0_1", Linear.random(12, 5, true, 3));
+        put(v, s, "m.linear1_1", Linear.random(12, 4, true, 4));
+        put(v, s, "m.linear_out", Linear.random(7, 8, true, 5)); // 2·mm_dim = 8: mm_dim 4, factor 3
+        Mfb op = Mfb.fromStateDict(io.bifuse.StateDict.of(v, s), "m.", Activation.RELU, Activation.RELU, false);
+        assertEquals(List.of(2, 4, 3, 7), List.of(op.blocks(), op.o(), op.k(), op.outputWidth()));
+        assertEquals(List.of("input.0", "input.1", "linear0_0.weight", "linear0_0.bias", "linear1_0.weight", "linear1_0.bias", "linear0_1.weight",
+                "linear0_1.bias", "linear1_1.weight", "linear1_1.bias", "linear_out.weight", "linear_out.bias"), op.gradientNames());
+
+        put(v, s, "m.linear_out", Linear.random(7, 10, true, 5)); // mm_dim 5 does not divide 12
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> Mfb.fromStateDict(io.bifuse.StateDict.of(v, s), "m.", Activation.RELU, Activation.RELU, false));
+        assertTrue(e.getMessage().contains("'m.linear_out.weight': expected 2·mm_dim columns with mm_dim dividing m.linear0_0's 12 rows"), e.getMessage());
+        put(v, s, "m.linear_out", Linear.random(7, 8, true, 5));
+        put(v, s, "m.linear1_1", Linear.random(10, 4, true, 4));
+        e = assertThrows(IllegalArgumentException.class, () -> Mfb.fromStateDict(io.bifuse.StateDict.of(v, s), "m.", Activation.RELU, Activation.RELU, false));
+        assertTrue(e.getMessage().contains("'m.linear1_1.weight': expected 12 rows"), e.getMessage());
+        put(v, s, "m.linear1_1", Linear.random(12, 4, true, 4));
+        v.remove("m.linear_out.weight");
+        s.remove("m.linear_out.weight");
+        e = assertThrows(IllegalArgumentException.class, () -> Mfb.fromStateDict(io.bifuse.StateDict.of(v, s), "m.", Activation.RELU, Activation.RELU, false));
+        assertTrue(e.getMessage().contains("m.linear_out.weight"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> op.withOutput(Linear.random(3, 7, true, 1), Activation.RELU), "in = blocks·o = 8");
+        assertThrows(IllegalArgumentException.class, () -> op.withOutput(null, Activation.RELU));
+    }
+
+    private static void put(java.util.Map<String, double[]> v, java.util.Map<String, long[]> s, String name, Linear l) {
+        v.put(name + ".weight", l.weightAsDouble());
+        s.put(name + ".weight", new long[] {l.out(), l.in()});
+        if (l.hasBias()) {
+            v.put(name + ".bias", l.biasAsDouble());
+            s.put(name + ".bias", new long[] {l.out()});
+        }
+    }
+
     @Test void conditioningBaselineIsZeroWithoutNormalizationAndSmallWithIt() {
         SplittableRandom r = new SplittableRandom(8);
         int batch = 2, dx = 16, dy = 12, o = 50, k = 5;
