@@ -97,6 +97,18 @@ public final class MfbReference {
         return op.hasOutput() ? output(op, w, n, batch) : n;
     }
 
+    /**
+     * The forward from given pooled vectors {@code z} ({@code B × n·o}, before normalization): normalized
+     * per block, then the output layer if the op has one (the forward baselines perturb z).
+     */
+    public static double[] forwardFromPooled(Mfb op, Params w, double[] z, int batch) {
+        double[] n = z.clone();
+        if (!op.normalization().isIdentity()) {
+            for (int r = 0; r < batch * op.blocks(); r++) NormalizationReference.forward(op.normalization(), z, r * op.o(), op.o(), n);
+        }
+        return op.hasOutput() ? output(op, w, n, batch) : n;
+    }
+
     /** {@code σ_out(n·Wᵀ + b)} ({@code B × Out}) from the normalized pooled vectors {@code n} ({@code B × n·o}). */
     private static double[] output(Mfb op, Params w, double[] n, int batch) {
         int in = op.pooledWidth(), out = op.outputWidth();

@@ -69,9 +69,15 @@ class MfbCpuTest {
     }
 
     static void check(int batch, int dx, int dy, int o, int k, int blocks, Activation act, Normalization norm) {
+        check(batch, dx, dy, o, k, blocks, act, norm, 0, Activation.NONE);
+    }
+
+    /** {@code outWidth > 0}: with an output layer ({@code blocks·o → outWidth}, σ_out {@code outAct}), as block.bootstrap's modules. */
+    static void check(int batch, int dx, int dy, int o, int k, int blocks, Activation act, Normalization norm, int outWidth, Activation outAct) {
         long seed = Stats.freshSeed();
         SplittableRandom r = new SplittableRandom(seed);
         Mfb op = Mfb.random(dx, dy, o, k, blocks, act, norm, r.nextLong());
+        if (outWidth > 0) op = op.withOutput(Linear.random(outWidth, blocks * o, true, r.nextLong()), outAct);
         float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * op.outputWidth());
         MfbCpu cpu = new MfbCpu(op);
         float[] out = cpu.forward(x, y, batch);
@@ -96,6 +102,36 @@ class MfbCpuTest {
         assertTrue(eb <= tb, what + ": backward scaled error " + eb + " > " + tb + perTensor(op, got, ref, scale));
         assertEquals(blocks, got.u().size());
         assertEquals(o * k * dy, got.v().get(blocks - 1).weight().length);
+        assertEquals(op.gradientNames().size(), got.tensors().size());
+        if (outWidth > 0) {
+            Mfb fop = op;
+            TrainingStepTest.checkContract(new TrainingStepTest.Case<>(what, () -> cpu.forward(x, y, batch), gr -> cpu.backward(x, y, gr, batch),
+                    () -> cpu.trainingStep(x, y, batch), Mfb.Gradients::tensors, Stats.gaussian(r, batch * fop.outputWidth()),
+                    Stats.gaussian(r, batch * fop.outputWidth())));
+        }
+    }
+
+    /** block.bootstrap's output layer (linear_out, activ_output) after MFB and MFH, each normalization. */
+    @ParameterizedTest(name = "B={0} Dx={1} Dy={2} o={3} k={4} blocks={5} {6} out={7} {8}")
+    @CsvSource({"1,5,7,4,2,1,RELU,3,RELU", "3,9,4,5,3,2,TANH,6,SIGMOID", "4,16,12,10,5,2,RELU,7,TANH", "2,33,17,7,3,1,NONE,40,NONE"})
+    void withBlockBootstrapsOutputLayer(int batch, int dx, int dy, int o, int k, int blocks, Activation act, int out, Activation outAct) {
+        for (Normalization n : NORMS) check(batch, dx, dy, o, k, blocks, act, n, out, outAct);
+    }
+
+    /** block.bootstrap's MFB and MFH modules through the safetensors fixtures: float32 against their float64 results. */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"mfb-default,RELU,RELU", "mfb-factor3-normalized,TANH,TANH", "mfh-default,RELU,RELU", "mfh-normalized,TANH,SIGMOID"})
+    void matchesBlockBootstrapsModuleToFloat32(String stem, Activation in, Activation outAct, @org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws java.io.IOException {
+        try (io.bifuse.StateDict sd = io.bifuse.testing.Fixtures.open(dir, stem)) {
+            Mfb op = Mfb.fromStateDict(sd, "", in, outAct, io.bifuse.testing.Fixtures.flag(sd, "normalize"));
+            int batch = io.bifuse.testing.FusionChecks.batch(sd);
+            MfbCpu cpu = new MfbCpu(op);
+            float[] x = sd.floats("input.0"), y = sd.floats("input.1"), g = sd.floats("grad_out");
+            // 1e-5: float32 sums of at most 12 products per GEMM entry at these sizes, a few ulps relative.
+            io.bifuse.testing.FusionChecks.assertMatchesFixture(sd, stem, cpu.forward(x, y, batch), cpu.backward(x, y, g, batch).tensors(),
+                    op.gradientNames(), 1e-5);
+        }
     }
 
     /** Each gradient's error as {@link MfbReference#maxScaledError} measures it, for the report. */
@@ -107,6 +143,10 @@ class MfbCpuTest {
                     scaled(got.v().get(i).weight(), ref.dv()[i], scale.dv()[i])));
             s.append(String.format(" u%d.bias=%.2e v%d.bias=%.2e", i, scaled(got.u().get(i).bias(), ref.dbu()[i], scale.dbu()[i]), i,
                     scaled(got.v().get(i).bias(), ref.dbv()[i], scale.dbv()[i])));
+        }
+        if (op.hasOutput()) {
+            s.append(String.format(" linear_out.weight=%.2e", scaled(got.linearOut().weight(), ref.dout(), scale.dout())));
+            if (op.linearOut().hasBias()) s.append(String.format(" linear_out.bias=%.2e", scaled(got.linearOut().bias(), ref.dbout(), scale.dbout())));
         }
         return s.toString();
     }
@@ -129,6 +169,8 @@ class MfbCpuTest {
         int batch = 41, dx = 300, dy = 257;
         for (Normalization n : NORMS) {
             Mfb op = Mfb.random(dx, dy, 64, 5, 3, Activation.RELU, n, r.nextLong());
+            // With PyTorch's normalization, block.bootstrap's output layer too (its GEMMs tiled as well: 3·64 → 300).
+            if (n.equals(Normalization.pytorch())) op = op.withOutput(Linear.random(300, 3 * 64, true, r.nextLong()), Activation.RELU);
             float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * op.outputWidth());
             MfbCpu one = new MfbCpu(op, CpuRuntime.withThreads(1));
             List<float[]> want = tensors(one.forward(x, y, batch), one.backward(x, y, g, batch));
@@ -151,6 +193,10 @@ class MfbCpuTest {
             t.add(g.u().get(i).bias());
             t.add(g.v().get(i).weight());
             t.add(g.v().get(i).bias());
+        }
+        if (g.linearOut() != null) {
+            t.add(g.linearOut().weight());
+            t.add(g.linearOut().bias());
         }
         return t;
     }

@@ -118,6 +118,73 @@ class MfbCudaTest extends CublasOpTest {
     }
 
     /**
+     * block.bootstrap's output layer (linear_out, activ_output) after MFB and MFH, FP32, each normalization,
+     * with {@link #matchesReference}'s bounds (the output layer's gradients included in the backward's).
+     */
+    @ParameterizedTest(name = "B={0} Dx={1} Dy={2} o={3} k={4} blocks={5} {6} out={7} {8}")
+    @CsvSource({"3,7,5,3,2,1,RELU,4,RELU", "5,33,17,7,3,2,TANH,9,SIGMOID", "2,30,25,31,2,2,RELU,300,TANH", "4,12,10,37,5,1,NONE,3,NONE"})
+    void withBlockBootstrapsOutputLayer(int batch, int dx, int dy, int o, int k, int blocks, Activation act, int outWidth, Activation outAct) {
+        long seed = Stats.freshSeed();
+        SplittableRandom r = new SplittableRandom(seed);
+        for (Normalization n : new Normalization[] {Normalization.NONE, Normalization.pytorch(), Normalization.caffe()}) {
+            Mfb op = Mfb.random(dx, dy, o, k, blocks, act, n, r.nextLong()).withOutput(Linear.random(outWidth, blocks * o, true, r.nextLong()), outAct);
+            float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * op.outputWidth());
+            double[] zRef = MfbReference.forward(op, x, y, batch);
+            MfbReference.Grads gRef = MfbReference.backward(op, x, y, g, batch), gScale = MfbReference.backwardScale(op, x, y, g, batch);
+            Conditioning cond = conditioning(op, Precision.FP32, x, y, g, batch, zRef, gRef, gScale, seed);
+            try (MfbCuda cuda = new MfbCuda(op, ctx, Precision.FP32)) {
+                Object[] out = run(cuda, x, y, g, batch);
+                String what = op + " B=" + batch + " seed " + seed;
+                double e = Stats.relativeL2((float[]) out[0], zRef);
+                double tf = e <= TOL ? TOL : io.bifuse.testing.MfbTolerance.forwardTolerance(op, Precision.FP32, x, y, batch, zRef, seed);
+                assertBelow(e, cond.bound(0, tf, e), what + " forward");
+                Mfb.Gradients got = (Mfb.Gradients) out[1];
+                assertEquals(op.gradientNames().size(), got.tensors().size(), what);
+                e = MfbReference.maxScaledError(op, got, gRef, gScale);
+                double bwdTol = e <= TOL ? TOL : backwardTolerance(op, Precision.FP32, x, y, g, batch, gRef, gScale, seed);
+                double bound = cond.bound(1, bwdTol, e);
+                System.out.printf("MfbCuda %s: forward %.2e, backward %.2e (bound %.2e)%n", what, Stats.relativeL2((float[]) out[0], zRef), e, bound);
+                assertBelow(e, bound, what + " backward");
+                // The host conveniences run the same launches: bitwise the device-memory result.
+                assertArrayEquals((float[]) out[0], cuda.forward(x, y, batch), what + " host forward");
+                assertArrayEquals(got.linearOut().weight(), cuda.backward(x, y, g, batch).linearOut().weight(), what + " host backward");
+            }
+        }
+    }
+
+    /** block.bootstrap's MFB and MFH modules through the safetensors fixtures, on the device. */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"mfb-default,RELU,RELU", "mfb-factor3-normalized,TANH,TANH", "mfh-default,RELU,RELU", "mfh-normalized,TANH,SIGMOID"})
+    void matchesBlockBootstrapsModule(String stem, Activation in, Activation outAct, @org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws java.io.IOException {
+        try (io.bifuse.StateDict sd = io.bifuse.testing.Fixtures.open(dir, stem)) {
+            Mfb op = Mfb.fromStateDict(sd, "", in, outAct, io.bifuse.testing.Fixtures.flag(sd, "normalize"));
+            int batch = io.bifuse.testing.FusionChecks.batch(sd);
+            try (MfbCuda cuda = new MfbCuda(op, ctx, Precision.FP32)) {
+                Object[] run = run(cuda, sd.floats("input.0"), sd.floats("input.1"), sd.floats("grad_out"), batch);
+                io.bifuse.testing.FusionChecks.assertMatchesFixture(sd, stem + " (device)", (float[]) run[0], ((Mfb.Gradients) run[1]).tensors(),
+                        op.gradientNames(), 1e-5);
+            }
+        }
+    }
+
+    @Test void refusesGradientBuffersThatDoNotFitTheOutputLayer() {
+        Mfb plain = Mfb.random(6, 5, 3, 2, 1, Activation.RELU, Normalization.NONE, 3);
+        Mfb withOut = plain.withOutput(Linear.random(4, 3, true, 4), Activation.RELU);
+        try (MfbCuda a = new MfbCuda(withOut, ctx); MfbCuda b = new MfbCuda(plain, ctx); CudaStream st = CudaStream.create(ctx);
+             DeviceBuffer x = DeviceBuffer.allocateFloats(ctx, 12); DeviceBuffer y = DeviceBuffer.allocateFloats(ctx, 10);
+             DeviceBuffer g = DeviceBuffer.allocateFloats(ctx, 8); DeviceBuffer any = DeviceBuffer.allocateFloats(ctx, 64)) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> a.backward(x, y, g, new MfbCuda.DeviceGradients(any, any, any, null, any, null), 2, st));
+            assertTrue(e.getMessage().startsWith("grads.out"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class,
+                    () -> b.backward(x, y, g, new MfbCuda.DeviceGradients(any, any, any, null, any, null, any, null), 2, st));
+            assertTrue(e.getMessage().startsWith("grads.out: expected null"), e.getMessage());
+            assertEquals(List.of("u[0].weight", "u[0].bias", "v[0].weight", "v[0].bias", "linearOut.weight", "linearOut.bias"), a.weightNames());
+        }
+    }
+
+    /**
      * The normalization branches the presets leave out ({@link NormalizationBranches}), FP32 end to end
      * with {@link #matchesReference}'s bounds, and every non-identity normalization against the float64
      * reference evaluated at the device's own pooled z, as the retired replay harness did. That z is the

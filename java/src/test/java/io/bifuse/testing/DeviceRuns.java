@@ -109,6 +109,7 @@ public final class DeviceRuns {
     public static MfbRun mfb(CudaContext ctx, MfbCuda cuda, float[] x, float[] y, float[] g, int batch) {
         Mfb op = cuda.op();
         int nw = op.blocks() * op.width();
+        boolean lo = op.hasOutput(), lob = lo && op.linearOut().hasBias();
         try (CudaStream st = CudaStream.create(ctx);
              DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
              DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputWidth());
@@ -116,12 +117,16 @@ public final class DeviceRuns {
              DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dy());
              DeviceBuffer gu = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dx());
              DeviceBuffer gv = DeviceBuffer.allocateFloats(ctx, (long) nw * op.dy());
-             DeviceBuffer gbu = DeviceBuffer.allocateFloats(ctx, nw); DeviceBuffer gbv = DeviceBuffer.allocateFloats(ctx, nw)) {
+             DeviceBuffer gbu = DeviceBuffer.allocateFloats(ctx, nw); DeviceBuffer gbv = DeviceBuffer.allocateFloats(ctx, nw);
+             DeviceBuffer go = lo ? DeviceBuffer.allocateFloats(ctx, (long) op.outputWidth() * op.pooledWidth()) : null;
+             DeviceBuffer gbo = lob ? DeviceBuffer.allocateFloats(ctx, op.outputWidth()) : null) {
             try {
-                for (DeviceBuffer d : new DeviceBuffer[] {out, gx, gy, gu, gv, gbu, gbv}) d.fill(Float.NaN);
+                for (DeviceBuffer d : new DeviceBuffer[] {out, gx, gy, gu, gv, gbu, gbv, go, gbo}) if (d != null) d.fill(Float.NaN);
                 cuda.forward(dx, dy, out, batch, st);
-                cuda.backward(dx, dy, dg, new MfbCuda.DeviceGradients(gx, gy, gu, gbu, gv, gbv), batch, st);
-                MfbRun run = new MfbRun(read(out, st), cuda.split(read(gx, st), read(gy, st), read(gu, st), read(gbu, st), read(gv, st), read(gbv, st)));
+                cuda.backward(dx, dy, dg, new MfbCuda.DeviceGradients(gx, gy, gu, gbu, gv, gbv, go, gbo), batch, st);
+                Mfb.Gradients gr = cuda.split(read(gx, st), read(gy, st), read(gu, st), read(gbu, st), read(gv, st), read(gbv, st));
+                if (lo) gr = new Mfb.Gradients(gr.dx(), gr.dy(), gr.u(), gr.v(), new io.bifuse.LinearGradients(read(go, st), lob ? read(gbo, st) : null));
+                MfbRun run = new MfbRun(read(out, st), gr);
                 unchanged(st, "x", dx, x, "y", dy, y, "gradOut", dg, g);
                 return run;
             } finally {

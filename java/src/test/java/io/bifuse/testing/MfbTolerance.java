@@ -58,12 +58,9 @@ public final class MfbTolerance {
         double base = p == Precision.FP32 ? CompactBilinearTolerance.TOLERANCE : p.bound();
         Normalization n = op.normalization();
         if (!n.signedSqrt()) return base;
-        double[] z = MfbReference.noisyPooled(op, MfbReference.Params.of(op), MfbReference.toDouble(x), MfbReference.toDouble(y), batch,
-                noise(op, p), seed);
-        int o = op.o();
-        double[] out = new double[z.length];
-        for (int row = 0; row < batch * op.blocks(); row++) io.bifuse.reference.NormalizationReference.forward(n, z, row * o, o, out);
-        return Math.max(base, BASELINE_FACTOR * Stats.relativeL2(out, zRef));
+        MfbReference.Params w = MfbReference.Params.of(op);
+        double[] z = MfbReference.noisyPooled(op, w, MfbReference.toDouble(x), MfbReference.toDouble(y), batch, noise(op, p), seed);
+        return Math.max(base, BASELINE_FACTOR * Stats.relativeL2(MfbReference.forwardFromPooled(op, w, z, batch), zRef));
     }
 
     /**
@@ -81,7 +78,8 @@ public final class MfbTolerance {
                 us.add(Conditioning.perturb(op.u(i), e, r));
                 vs.add(Conditioning.perturb(op.v(i), e, r));
             }
-            Mfb moved = Mfb.mfh(us, vs, op.k(), op.activation(), op.normalization());
+            Mfb moved = Mfb.mfh(us, vs, op.k(), op.activation(), op.normalization())
+                    .withOutput(op.hasOutput() ? Conditioning.perturb(op.linearOut(), e, r) : null, op.outputActivation());
             float[] px = Conditioning.perturb(x, e, r), py = Conditioning.perturb(y, e, r);
             MfbReference.Grads m = MfbReference.backward(moved, px, py, Conditioning.perturb(g, e, r), batch);
             return new double[] {Stats.relativeL2(MfbReference.forward(moved, px, py, batch), zRef),
@@ -96,7 +94,9 @@ public final class MfbTolerance {
             u.add(new io.bifuse.LinearGradients(toFloat(m.du()[i]), op.u(i).hasBias() ? toFloat(m.dbu()[i]) : null));
             v.add(new io.bifuse.LinearGradients(toFloat(m.dv()[i]), op.v(i).hasBias() ? toFloat(m.dbv()[i]) : null));
         }
-        return new Mfb.Gradients(toFloat(m.dx()), toFloat(m.dy()), u, v);
+        io.bifuse.LinearGradients out = op.hasOutput()
+                ? new io.bifuse.LinearGradients(toFloat(m.dout()), op.linearOut().hasBias() ? toFloat(m.dbout()) : null) : null;
+        return new Mfb.Gradients(toFloat(m.dx()), toFloat(m.dy()), u, v, out);
     }
 
     private static float[] toFloat(double[] a) {
