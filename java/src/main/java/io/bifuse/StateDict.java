@@ -185,6 +185,50 @@ public final class StateDict implements AutoCloseable {
         return out;
     }
 
+    /**
+     * The values of an integer tensor ({@code I8, I16, I32, I64, U8, U16, U32, U64}: e.g. index buffers
+     * such as block.bootstrap's MCB hashes), row-major, as longs; a floating-point tensor, a missing one or a
+     * U64 value above {@code Long.MAX_VALUE} is refused by name. An in-memory state dict ({@link #of}) holds
+     * doubles: they must be whole numbers.
+     */
+    public long[] longs(String name) {
+        Entry e = entry(name);
+        if (e.info.numel() > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException(source + ": '" + name + "': " + e.info.numel() + " elements do not fit one Java array");
+        }
+        int n = (int) e.info.numel();
+        long[] out = new long[n];
+        if (e.values != null) {
+            for (int i = 0; i < n; i++) {
+                double v = e.values[i];
+                if (v != Math.rint(v) || Math.abs(v) > 0x1p53) {
+                    throw new IllegalArgumentException(source + ": '" + name + "'[" + i + "]: expected a whole number, got " + v);
+                }
+                out[i] = (long) v;
+            }
+            return out;
+        }
+        if (!arena.scope().isAlive()) throw new IllegalStateException(source + ": closed");
+        int bytes = e.info.dtype.bytes;
+        for (int i = 0; i < n; i++) {
+            long at = e.begin + (long) i * bytes;
+            out[i] = switch (e.info.dtype) {
+                case I8 -> data.get(ValueLayout.JAVA_BYTE, at);
+                case U8 -> data.get(ValueLayout.JAVA_BYTE, at) & 0xffL;
+                case I16 -> data.get(I16, at);
+                case U16 -> data.get(I16, at) & 0xffffL;
+                case I32 -> data.get(I32, at);
+                case U32 -> data.get(I32, at) & 0xffff_ffffL;
+                case I64, U64 -> data.get(I64, at);
+                default -> throw new IllegalArgumentException(source + ": '" + name + "': expected an integer tensor, got " + e.info.dtype);
+            };
+            if (e.info.dtype == DType.U64 && out[i] < 0) {
+                throw new IllegalArgumentException(source + ": '" + name + "'[" + i + "]: " + Long.toUnsignedString(out[i]) + " does not fit a long");
+            }
+        }
+        return out;
+    }
+
     /** Where the tensors come from (the file's path), for messages. */
     public String source() { return source; }
 
@@ -229,6 +273,8 @@ public final class StateDict implements AutoCloseable {
     private static final ValueLayout.OfDouble F64 = ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfInt I32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfLong I64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private double element(Entry e, long i) {
         long at = e.begin + i * e.info.dtype.bytes;

@@ -23,10 +23,15 @@ import io.bifuse.Gradients;
  * concurrent task works in a pooled {@link Scratch} lease and {@link Fft.Work}; a call allocates only
  * what it returns (measured: 4.10 MB for the 4.096 MB output at B = 64, d = 16000). Immutable and
  * thread-safe.
+ *
+ * <p>With an output layer ({@link CompactBilinear#withOutput}, block.bootstrap's MCB) z goes into a
+ * scratch buffer and the layer is one GEMM each way ({@link OutputLayer}); the backward runs the forward
+ * as far as z first (the layer's weight gradient needs it), then the pooling's backward from {@code ∂z}.
  */
 public final class CompactBilinearCpu extends CpuBackend<CompactBilinear> implements CompactBilinear.Backend {
     private final CompactBilinearKernels kernels;
-    private final Scratch scratch = new Scratch();
+    private final OutputLayer linearOut; // null without an output layer
+    private final Scratch scratch = new Scratch(), layerScratch = new Scratch();
 
     public CompactBilinearCpu(CompactBilinear op) {
         this(op, CpuRuntime.defaults());
@@ -35,13 +40,29 @@ public final class CompactBilinearCpu extends CpuBackend<CompactBilinear> implem
     public CompactBilinearCpu(CompactBilinear op, CpuRuntime runtime) {
         super(op, "a CompactBilinear", Backends.FP32, runtime);
         this.kernels = new CompactBilinearKernels(op);
+        this.linearOut = op.hasOutput() ? new OutputLayer(op.linearOut(), op.outputActivation()) : null;
     }
 
-    /** {@code B × Dx}, {@code B × Dy} → {@code B × d}. */
+    /** {@code B × Dx}, {@code B × Dy} → {@code B × outputWidth}. */
     @Override public float[] forward(float[] x, float[] y, int batch) {
         op.checkInputs(x, y, batch);
+        if (linearOut == null) {
+            float[] out = new float[elements("CompactBilinear output", batch, op.d())];
+            pool(x, y, batch, out);
+            return out;
+        }
+        float[] out = new float[elements("CompactBilinear output", batch, op.outputWidth())];
+        try (Scratch.Lease l = layerScratch.lease()) {
+            float[] z = l.floats(0, elements("CompactBilinear z", batch, op.d()));
+            pool(x, y, batch, z);
+            linearOut.forward(runtime, batch, z, out);
+        }
+        return out;
+    }
+
+    /** The pooling's forward (z, normalized) into {@code out} ({@code B × d}). */
+    private void pool(float[] x, float[] y, int batch, float[] out) {
         int d = op.d(), dx = op.dx(), dy = op.dy();
-        float[] out = new float[elements("CompactBilinear output", batch, d)];
         runtime.parallelFor(batch, b -> {
             Fft.Work w = kernels.fft.work();
             try (Scratch.Lease l = scratch.lease()) {
@@ -50,13 +71,25 @@ public final class CompactBilinearCpu extends CpuBackend<CompactBilinear> implem
                 kernels.fft.release(w);
             }
         });
-        return out;
     }
 
-    /** Gradients for {@code x} and {@code y} given {@code gradOut = ∂L/∂z} ({@code B × d}). */
+    /** Gradients for {@code x} and {@code y} (and the output layer) given {@code gradOut = ∂L/∂out} ({@code B × outputWidth}). */
     @Override public Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
         op.checkInputs(x, y, batch);
-        CompactBilinear.checkLength("gradOut", gradOut, batch, op.d());
+        CompactBilinear.checkLength("gradOut", gradOut, batch, op.outputWidth());
+        if (linearOut == null) return poolBackward(x, y, gradOut, batch);
+        try (Scratch.Lease l = layerScratch.lease()) {
+            int n = elements("CompactBilinear z", batch, op.d());
+            float[] z = l.floats(0, n), gz = l.floats(1, n);
+            pool(x, y, batch, z);
+            io.bifuse.LinearGradients gl = linearOut.backward(runtime, l, 2, CpuLinear.ones(l, 3, batch), batch, z, gradOut, gz);
+            Gradients g = poolBackward(x, y, gz, batch);
+            return new Gradients(g.dx(), g.dy(), gl);
+        }
+    }
+
+    /** The pooling's backward from {@code gz = ∂L/∂(normalized z)} ({@code B × d}). */
+    private Gradients poolBackward(float[] x, float[] y, float[] gradOut, int batch) {
         int d = op.d(), dx = op.dx(), dy = op.dy();
         float[] gx = new float[elements("CompactBilinear dx", batch, dx)], gy = new float[elements("CompactBilinear dy", batch, dy)];
         runtime.parallelFor(batch, b -> {

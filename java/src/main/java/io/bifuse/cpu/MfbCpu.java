@@ -40,7 +40,7 @@ import java.util.List;
  */
 public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
     private final CpuLinear u, v; // stacked blocks, weights only
-    private final CpuLinear linearOut; // null without an output layer
+    private final OutputLayer linearOut; // null without an output layer
     private final float[] bu, bv; // stacked biases (zeros for a block without), or null when no block has one
     private final Scratch scratch = new Scratch();
 
@@ -54,7 +54,7 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
         v = stacked(op.vs(), op.dy());
         bu = stackedBias(op.us());
         bv = stackedBias(op.vs());
-        linearOut = op.hasOutput() ? new CpuLinear(op.linearOut()) : null;
+        linearOut = op.hasOutput() ? new OutputLayer(op.linearOut(), op.outputActivation()) : null;
     }
 
     private static CpuLinear stacked(List<Linear> layers, int in) {
@@ -78,7 +78,7 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
         if (linearOut != null) {
             float[] out = new float[elements("batch: the output B × Out", batch, op.outputWidth())];
             try (Scratch.Lease l = scratch.lease()) {
-                output(l, activatedForward(l, x, y, batch), out, batch);
+                linearOut.forward(runtime, batch, activatedForward(l, x, y, batch), out);
             }
             return out;
         }
@@ -132,7 +132,7 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
         Scratch.Lease l = scratch.lease();
         try {
             if (linearOut == null) activatedForward(l, x, y, batch, out);
-            else output(l, activatedForward(l, x, y, batch), out, batch);
+            else linearOut.forward(runtime, batch, activatedForward(l, x, y, batch), out);
         } catch (RuntimeException | Error e) {
             l.close();
             throw e;
@@ -174,17 +174,6 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
         float[] n = l.floats(4, elements("batch: the pooled vectors B × blocks·o", batch, op.pooledWidth()));
         activatedForward(l, x, y, batch, n);
         return n;
-    }
-
-    /** {@code out = σ_out(n·Wᵀ + b)}: the output layer. */
-    private void output(Scratch.Lease l, float[] n, float[] out, int batch) {
-        int ow = op.outputWidth();
-        linearOut.forward(runtime, batch, n, 0, op.pooledWidth(), out, 0, ow, false);
-        Activation act = op.outputActivation();
-        if (act == Activation.NONE) return;
-        runtime.parallelRanges(batch, MlbKernels.grain(ow), (r0, r1) -> {
-            for (int r = r0; r < r1; r++) MlbKernels.biasActivate(act, out, r * ow, null, ow);
-        });
     }
 
     /** Every gradient given {@code gradOut = ∂L/∂out} ({@code B × outputWidth}); written, not accumulated. */
@@ -234,23 +223,9 @@ public final class MfbCpu extends CpuBackend<Mfb> implements Mfb.Backend {
         float[] temp = taskBuffers(l, batch);
         LinearGradients gout = null;
         float[] gradOut = gradOutput; // ∂L/∂n: gradOutput, or through the output layer
-        if (linearOut != null) {
-            int out = op.outputWidth();
-            float[] nIn = l.floats(4, batch * ow), gpre = gradOutput;
-            Activation outAct = op.outputActivation();
-            if (outAct != Activation.NONE) { // gpre = g ⊙ σ_out'(f), f recomputed into slot 5
-                float[] f = l.floats(5, elements("batch: the output B × Out", batch, out));
-                output(l, nIn, f, batch);
-                runtime.parallelRanges(batch, MlbKernels.grain(out), (r0, r1) -> {
-                    for (int i = r0 * out; i < r1 * out; i++) f[i] = gradOutput[i] * MlbKernels.derivative(outAct, f[i]);
-                });
-                gpre = f;
-            }
-            float[] gw = new float[out * ow], gb = op.linearOut().hasBias() ? new float[out] : null;
-            linearOut.backwardParameters(runtime, batch, gpre, 0, out, nIn, 0, ow, gw, gb, ones, false);
-            gout = new LinearGradients(gw, gb);
+        if (linearOut != null) { // n in slot 4 (activatedForward's), σ_out's output in slot 5, ∂n in slot 6
             gradOut = l.floats(6, batch * ow);
-            linearOut.backwardInput(runtime, batch, gpre, 0, out, gradOut, 0, ow, false);
+            gout = linearOut.backward(runtime, l, 5, ones, batch, l.floats(4, batch * ow), gradOutput, gradOut);
         }
         float[] gz0 = gradOut;
         runtime.parallelRanges(batch, grain, (r0, r1) -> {

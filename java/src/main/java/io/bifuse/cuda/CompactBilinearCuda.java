@@ -26,6 +26,11 @@ import java.util.List;
  * pipeline elsewhere; {@link #forwardPath()} and {@link #backwardPath()} say which. Which one is faster
  * on a GPU has not been measured yet.
  *
+ * <p>With an output layer ({@link CompactBilinear#withOutput}, block.bootstrap's MCB) this op runs its
+ * pooling as a nested {@code CompactBilinearCuda} (same sketch and path) into a workspace {@code z}, then
+ * the layer as one cuBLAS GEMM with {@code lin_bias_act}; the backward recomputes {@code z}, goes back
+ * through the layer ({@link LinearCuda#backwardActivated}) and gives {@code ∂z} to the pooling's backward.
+ *
  * <p>Workspaces and cuFFT plans are made once per (stream, B) and kept (the {@value #MAX_WORKSPACES}
  * most recently used), so repeated calls allocate nothing. Calls on one stream are serialized on its
  * workspace; calls on different streams run concurrently. Device inputs may come from another library
@@ -79,8 +84,11 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
     private final SharedMemoryFft.Tables fft;   // null unless a direction is fused
     private final DeviceBuffer ph1, ph2;        // perm[h1], perm[h2], with fft
     private final Workspaces<Integer, Workspace> workspaces = new Workspaces<>("CompactBilinearCuda", MAX_WORKSPACES);
+    private final CompactBilinearCuda pooling;  // with an output layer: the pooling alone (then the fields above are unused)
+    private final LinearCuda linearOut;         // with an output layer
+    private final Workspaces<Integer, LayerWorkspace> layerWorkspaces = new Workspaces<>("CompactBilinearCuda", MAX_WORKSPACES);
 
-    @Override Workspaces<?, ?> workspaces() { return workspaces; }
+    @Override Workspaces<?, ?> workspaces() { return pooling == null ? workspaces : layerWorkspaces; }
 
     /** This op on a GPU with the deterministic count sketch ({@link Sketch}): uploads the hash tables once; close it to free them. */
     public CompactBilinearCuda(CompactBilinear op, CudaContext context) {
@@ -103,12 +111,26 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
     }
 
     private CompactBilinearCuda(CompactBilinear op, CudaContext context, Sketch sketch, Path path, Path[] chosen) {
-        super("a CompactBilinear", op, context, Precision.FP32,
-                chosen[0] == Path.FUSED && chosen[1] == Path.FUSED ? Needs.NOTHING : Needs.CUFFT, MAX_WORKSPACES);
+        super("a CompactBilinear", op, context, Precision.FP32, op != null && op.hasOutput() ? Needs.CUBLAS
+                : chosen[0] == Path.FUSED && chosen[1] == Path.FUSED ? Needs.NOTHING : Needs.CUFFT, MAX_WORKSPACES);
         this.sketch = sketch;
         this.path = path;
         this.forwardPath = chosen[0];
         this.backwardPath = chosen[1];
+        if (op.hasOutput()) {
+            try {
+                this.pooling = own(new CompactBilinearCuda(op.pooling(), context, sketch, path, chosen));
+                this.linearOut = own(new LinearCuda(context, op.linearOut()));
+            } catch (RuntimeException e) {
+                throw failed(e);
+            }
+            this.hx = this.hy = null;
+            this.fft = null;
+            this.ph1 = this.ph2 = null;
+            return;
+        }
+        this.pooling = null;
+        this.linearOut = null;
         try {
             this.hx = own(new HashTable(context, op.h1(), op.s1(), op.d()));
             this.hy = own(new HashTable(context, op.h2(), op.s2(), op.d()));
@@ -166,13 +188,21 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
     /** What the backward runs: {@link Path#FUSED} or {@link Path#PIPELINE}. */
     public Path backwardPath() { return backwardPath; }
 
-    /** {@code out (B × d) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
+    /** {@code out (B × outputWidth) = op(x (B × Dx), y (B × Dy))}, queued on {@code stream}. */
     public void forward(DeviceMemory x, DeviceMemory y, DeviceMemory out, int batch, CudaStream stream) {
         DeviceArgs.batch(batch);
         DeviceArgs.memory("x", x, batch, op.dx());
         DeviceArgs.memory("y", y, batch, op.dy());
-        DeviceArgs.memory("out", out, batch, op.d());
+        DeviceArgs.memory("out", out, batch, op.outputWidth());
         if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream (CudaStream.LEGACY_DEFAULT for the default), got null");
+        if (pooling != null) {
+            layerWorkspaces.run(stream, batch, st -> new LayerWorkspace(st, batch), w -> {
+                pooling.forward(x, y, w.z, batch, stream);
+                linearOut.forwardActivated(w.blas, precision, DeviceMatrix.of("z", w.z, batch, op.d()), DeviceMatrix.of("out", out, batch, op.outputWidth()),
+                        op.outputActivation(), stream);
+            });
+            return;
+        }
         if (forwardPath == Path.FUSED) {
             Normalization n = op.normalization();
             context.launch(FUSED_FORWARD, DeviceArgs.rowGrid(batch), 1, FUSED_BLOCK, (int) fusedForwardBytes(op.d()), stream,
@@ -199,10 +229,14 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
 
     /**
      * {@code gradX (B × Dx), gradY (B × Dy)} from {@code gradOut = ∂L/∂out (B × d)} and the forward's
-     * inputs, queued on {@code stream}. {@code gradOut} is only read.
+     * inputs, queued on {@code stream}. {@code gradOut} is only read. For an op without an output layer;
+     * with one, {@link #backward(DeviceMemory, DeviceMemory, DeviceMemory, DeviceMemory, DeviceMemory, DeviceMemory, DeviceMemory, int, CudaStream)}.
      */
     public void backward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, DeviceMemory gradX, DeviceMemory gradY,
                          int batch, CudaStream stream) {
+        if (pooling != null) {
+            throw new IllegalArgumentException("gradW: this op has an output layer; expected its gradient buffers (the backward with gradW, gradB), got none");
+        }
         DeviceArgs.batch(batch);
         DeviceArgs.memory("x", x, batch, op.dx());
         DeviceArgs.memory("y", y, batch, op.dy());
@@ -245,11 +279,42 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
         });
     }
 
+    /**
+     * The backward of an op with an output layer: as the one above, plus the layer's gradients
+     * {@code gradW} ({@code Out × d}) and {@code gradB} ({@code Out}; null to skip, or for a layer without
+     * bias), from {@code gradOut = ∂L/∂out (B × Out)}; all written, not accumulated.
+     */
+    public void backward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, DeviceMemory gradX, DeviceMemory gradY, DeviceMemory gradW,
+                         DeviceMemory gradB, int batch, CudaStream stream) {
+        if (pooling == null) {
+            throw new IllegalArgumentException("gradW: this op has no output layer; expected the backward without gradW, gradB");
+        }
+        DeviceArgs.batch(batch);
+        DeviceArgs.memory("x", x, batch, op.dx());
+        DeviceArgs.memory("y", y, batch, op.dy());
+        DeviceArgs.memory("gradOut", gradOut, batch, op.outputWidth());
+        DeviceArgs.memory("gradX", gradX, batch, op.dx());
+        DeviceArgs.memory("gradY", gradY, batch, op.dy());
+        DeviceArgs.memory("gradW", gradW, op.outputWidth(), op.d());
+        if (gradB != null) {
+            if (!op.linearOut().hasBias()) throw new IllegalArgumentException("gradB: expected null (the output layer has no bias), got a buffer");
+            DeviceArgs.memory("gradB", gradB, 1, op.outputWidth());
+        }
+        if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream, got null");
+        layerWorkspaces.run(stream, batch, st -> new LayerWorkspace(st, batch), w -> {
+            w.ensureBackward();
+            pooling.forward(x, y, w.z, batch, stream);
+            linearOut.backwardActivated(w.blas, precision, DeviceMatrix.of("z", w.z, batch, op.d()), DeviceMatrix.of("gradOut", gradOut, batch, op.outputWidth()),
+                    op.outputActivation(), w.f, gradW, gradB, DeviceMatrix.of("gz", w.gz, batch, op.d()), stream);
+            pooling.backward(x, y, w.gz, gradX, gradY, batch, stream);
+        });
+    }
+
     /** Host convenience: copies in, runs on a private stream of this op's (kept, with its buffers and plans, for the next call), copies out. */
     public float[] forward(float[] x, float[] y, int batch) {
         op.checkInputs(x, y, batch);
         return host.run(lane -> {
-            DeviceMemory out = lane.floats((long) batch * op.d());
+            DeviceMemory out = lane.floats((long) batch * op.outputWidth());
             forward(lane.in(x), lane.in(y), out, batch, lane.stream());
             return lane.read(out);
         });
@@ -258,12 +323,17 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
     /** Host convenience: as {@link #forward(float[], float[], int)}. */
     public Gradients backward(float[] x, float[] y, float[] gradOut, int batch) {
         op.checkInputs(x, y, batch);
-        CompactBilinear.checkLength("gradOut", gradOut, batch, op.d());
+        CompactBilinear.checkLength("gradOut", gradOut, batch, op.outputWidth());
         return host.run(lane -> {
             DeviceMemory dx = lane.in(x), dy = lane.in(y), g = lane.in(gradOut);
             DeviceMemory gx = lane.floats((long) batch * op.dx()), gy = lane.floats((long) batch * op.dy());
-            backward(dx, dy, g, gx, gy, batch, lane.stream());
-            return new Gradients(lane.read(gx), lane.read(gy));
+            if (pooling == null) {
+                backward(dx, dy, g, gx, gy, batch, lane.stream());
+                return new Gradients(lane.read(gx), lane.read(gy));
+            }
+            DeviceMemory gw = lane.floats((long) op.outputWidth() * op.d()), gb = op.linearOut().hasBias() ? lane.floats(op.outputWidth()) : null;
+            backward(dx, dy, g, gx, gy, gw, gb, batch, lane.stream());
+            return new Gradients(lane.read(gx), lane.read(gy), new io.bifuse.LinearGradients(lane.read(gw), gb == null ? null : lane.read(gb)));
         });
     }
 
@@ -332,6 +402,31 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
 
         @Override public void close() {
             h.close(); s.close(); binStart.close(); binIndex.close(); binSign.close();
+        }
+    }
+
+    /** With an output layer: the cuBLAS handle, z, and for the backward σ_out's output and ∂z, for one (stream, B). */
+    private final class LayerWorkspace extends Workspaces.Workspace {
+        final CublasHandle blas;
+        final DeviceBuffer z;
+        final int batch;
+        DeviceBuffer f, gz; // made on first backward
+
+        LayerWorkspace(CudaStream stream, int batch) {
+            super(CompactBilinearCuda.this.context, stream);
+            this.batch = batch;
+            try {
+                blas = own(new CublasHandle(context, stream));
+                z = own(DeviceBuffer.allocateFloats(context, (long) batch * op.d()));
+            } catch (RuntimeException e) {
+                close();
+                throw e;
+            }
+        }
+
+        void ensureBackward() {
+            if (f == null) f = own(DeviceBuffer.allocateFloats(context, (long) batch * op.outputWidth()));
+            if (gz == null) gz = own(DeviceBuffer.allocateFloats(context, (long) batch * op.d()));
         }
     }
 

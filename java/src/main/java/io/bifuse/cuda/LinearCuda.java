@@ -72,6 +72,31 @@ public final class LinearCuda implements AutoCloseable {
         context.launch(BIAS_ACT, grid((long) y.rows() * y.cols()), 1, BLOCK, 0, stream, y.memory(), bias, y.rows(), y.cols(), y.ld(), act.code());
     }
 
+    /** {@code y = act(x·Wᵀ + b)}: {@link #forward(CublasHandle, Precision, DeviceMatrix, DeviceMatrix, CudaStream)} for NONE, the fused bias and activation otherwise. */
+    public void forwardActivated(CublasHandle blas, Precision p, DeviceMatrix x, DeviceMatrix y, Activation act, CudaStream stream) {
+        if (act == Activation.NONE) forward(blas, p, x, y, stream);
+        else forward(blas, p, x, y, act, stream);
+    }
+
+    /**
+     * The backward of {@link #forwardActivated} (a fusion's output layer): {@code gpre = g ⊙ act'(f)}
+     * with {@code f} recomputed from {@code x} into the scratch {@code f} ({@code rows × out}; unused, may be
+     * null, for NONE, where {@code gpre = g}), then {@code gW = gpreᵀ·x}, {@code gb = Σ_rows gpre} (skipped
+     * when null) and {@code gx = gpre·W}, queued on {@code stream}.
+     */
+    public void backwardActivated(CublasHandle blas, Precision p, DeviceMatrix x, DeviceMatrix g, Activation act, DeviceMemory f, DeviceMemory gw,
+                                  DeviceMemory gb, DeviceMatrix gx, CudaStream stream) {
+        DeviceMatrix gpre = g;
+        if (act != Activation.NONE) {
+            DeviceMatrix fm = DeviceMatrix.of("f", f, g.rows(), layer.out());
+            forward(blas, p, x, fm, act, stream);
+            activationGrad(context, g.memory(), f, f, g.rows(), layer.out(), act, stream);
+            gpre = fm;
+        }
+        backwardParameters(blas, p, gpre, x, gw, gb, stream);
+        backwardInput(blas, p, gpre, 0f, gx);
+    }
+
     /** {@code gW (out × in) = gᵀ·x + beta·gW}: the weight gradient only ({@code beta = 1} accumulates onto {@code gw}). */
     public void backwardWeight(CublasHandle blas, Precision p, DeviceMatrix g, DeviceMatrix x, DeviceMemory gw, float beta) {
         int rows = checkPair(g, "out", layer.out(), x, "in", layer.in());

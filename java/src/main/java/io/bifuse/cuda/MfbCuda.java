@@ -168,9 +168,7 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
 
     /** {@code dst = σ_out(n·Wᵀ + b)} from the workspace's {@code n}. */
     private void output(Workspace ws, DeviceMatrix dst, int batch, CudaStream stream) {
-        DeviceMatrix in = DeviceMatrix.of("n", ws.n, batch, op.pooledWidth());
-        if (op.outputActivation() == io.bifuse.Activation.NONE) linearOut.forward(ws.blas, precision, in, dst, stream);
-        else linearOut.forward(ws.blas, precision, in, dst, op.outputActivation(), stream);
+        linearOut.forwardActivated(ws.blas, precision, DeviceMatrix.of("n", ws.n, batch, op.pooledWidth()), dst, op.outputActivation(), stream);
     }
 
     /**
@@ -221,16 +219,9 @@ public final class MfbCuda extends CudaOp<Mfb> implements Mfb.Backend {
             } else { // n again, then the output layer's backward; ∂n takes gradOut's place
                 ws.ensureOutput();
                 pooled(ws, x, y, ws.n, batch, stream);
-                int ow = op.outputWidth(), pw = op.pooledWidth();
-                DeviceMemory gpre = gradOut;
-                if (op.outputActivation() != io.bifuse.Activation.NONE) {
-                    output(ws, DeviceMatrix.of("f", ws.f, batch, ow), batch, stream);
-                    LinearCuda.activationGrad(context, gradOut, ws.f, ws.f, batch, ow, op.outputActivation(), stream);
-                    gpre = ws.f;
-                }
-                DeviceMatrix g = DeviceMatrix.of("gpre", gpre, batch, ow);
-                linearOut.backwardParameters(ws.blas, precision, g, DeviceMatrix.of("n", ws.n, batch, pw), grads.out(), grads.bout(), stream);
-                linearOut.backwardInput(ws.blas, precision, g, 0f, DeviceMatrix.of("gn", ws.gn, batch, pw));
+                int pw = op.pooledWidth();
+                linearOut.backwardActivated(ws.blas, precision, DeviceMatrix.of("n", ws.n, batch, pw), DeviceMatrix.of("gradOut", gradOut, batch, op.outputWidth()),
+                        op.outputActivation(), ws.f, grads.out(), grads.bout(), DeviceMatrix.of("gn", ws.gn, batch, pw), stream);
                 gz = ws.gn;
             }
             Normalization nm = op.normalization();

@@ -9,6 +9,8 @@ import java.util.stream.IntStream;
  *   z[(h1[a] + h2[b]) mod d] += s1[a]·s2[b]·x[a]·y[b]        for all a < Dx, b < Dy
  *   ∂L/∂x[a] = Σ_b s1[a]·s2[b]·y[b]·g[(h1[a] + h2[b]) mod d]   and symmetrically for y
  * </pre>
+ * then the normalization, and with an output layer {@code out = σ_out(z·Wᵀ + b)}, whose backward
+ * ({@code gpre = g ⊙ σ_out'(out)}, {@code ∂W = gpreᵀ·z}, {@code ∂b = Σ gpre}, {@code ∂z = gpre·W}) comes first.
  * O(Dx·Dy) per sample. Samples run in parallel; each sample's sum runs in one fixed order.
  */
 public final class CompactBilinearReference {
@@ -18,8 +20,14 @@ public final class CompactBilinearReference {
         return forward(op, toDouble(x), toDouble(y), batch);
     }
 
-    /** {@code B × d}, normalized per {@link CompactBilinear#normalization()}. */
+    /** {@code B × outputWidth}: z normalized per {@link CompactBilinear#normalization()}, then the output layer if the op has one. */
     public static double[] forward(CompactBilinear op, double[] x, double[] y, int batch) {
+        double[] n = normalized(op, x, y, batch);
+        return op.hasOutput() ? output(op, n, batch) : n;
+    }
+
+    /** {@code B × d}: z normalized (the output layer's input; the output without one). */
+    public static double[] normalized(CompactBilinear op, double[] x, double[] y, int batch) {
         double[] z = pooled(op, x, y, batch);
         if (op.normalization().isIdentity()) return z;
         double[] out = new double[z.length];
@@ -27,19 +35,51 @@ public final class CompactBilinearReference {
         return out;
     }
 
+    private static double[] output(CompactBilinear op, double[] n, int batch) {
+        int d = op.d(), out = op.outputWidth();
+        double[] w = op.linearOut().weightAsDouble(), bias = op.linearOut().biasAsDouble(), f = new double[batch * out];
+        IntStream.range(0, batch).parallel().forEach(b -> {
+            double[] r = MlbReference.affine(n, b, d, w, bias, out);
+            for (int o = 0; o < out; o++) f[b * out + o] = op.outputActivation().apply(r[o]);
+        });
+        return f;
+    }
+
     public static double[][] backward(CompactBilinear op, float[] x, float[] y, float[] gradOut, int batch) {
         return backward(op, toDouble(x), toDouble(y), toDouble(gradOut), batch);
     }
 
-    /** {@code {∂L/∂x (B × Dx), ∂L/∂y (B × Dy)}} given {@code gradOut = ∂L/∂output} ({@code B × d}). */
+    /**
+     * {@code {∂L/∂x (B × Dx), ∂L/∂y (B × Dy)}} given {@code gradOut = ∂L/∂output} ({@code B × outputWidth}),
+     * and with an output layer also its {@code ∂W (Out × d)}, {@code ∂b (Out)}: the order of {@link CompactBilinear#gradientNames()}
+     * (∂b whether or not the layer has a bias).
+     */
     public static double[][] backward(CompactBilinear op, double[] x, double[] y, double[] gradOut, int batch) {
-        return backwardFromPooled(op, x, y, op.normalization().isIdentity() ? null : pooled(op, x, y, batch), gradOut, batch);
+        double[] gz = gradOut, dw = null, db = null;
+        if (op.hasOutput()) {
+            int d = op.d(), out = op.outputWidth();
+            double[] n = normalized(op, x, y, batch), f = output(op, n, batch), gpre = new double[batch * out], w = op.linearOut().weightAsDouble();
+            for (int i = 0; i < gpre.length; i++) gpre[i] = gradOut[i] * op.outputActivation().derivativeFromOutput(f[i]);
+            double[] gn = new double[batch * d];
+            IntStream.range(0, batch).parallel().forEach(b -> {
+                for (int o = 0; o < out; o++) {
+                    double g = gpre[b * out + o];
+                    for (int j = 0; j < d; j++) gn[b * d + j] += g * w[o * d + j];
+                }
+            });
+            gz = gn;
+            dw = MlbReference.outerSum(gpre, n, batch, out, d);
+            db = MlbReference.columnSums(gpre, batch, out);
+        }
+        double[][] g = backwardFromPooled(op, x, y, op.normalization().isIdentity() ? null : pooled(op, x, y, batch), gz, batch);
+        return dw == null ? g : new double[][] {g[0], g[1], dw, db};
     }
 
     /**
      * The backward with the pooled vector {@code z} (before normalization) supplied rather than
      * recomputed: with a perturbed {@code z} it measures how sensitive the gradient is to errors in z
      * (the signed sqrt's derivative amplifies them near 0). {@code z} is unused without normalization.
+     * {@code gradOut} is the gradient of the normalized z (the output layer, if any, is not in this backward).
      */
     public static double[][] backwardFromPooled(CompactBilinear op, double[] x, double[] y, double[] z, double[] gradOut, int batch) {
         int dx = op.dx(), dy = op.dy(), d = op.d();

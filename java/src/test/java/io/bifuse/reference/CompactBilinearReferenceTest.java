@@ -78,6 +78,102 @@ class CompactBilinearReferenceTest {
         }
     }
 
+    /**
+     * block.bootstrap's MCB: the pooling then {@code σ_out(z·Wᵀ + b)}. dx and dy by finite differences
+     * through the whole op; dW and db by finite differences of the layer alone, in double, at the pooled z.
+     */
+    @Test void outputLayerGradientsMatchFiniteDifferences() {
+        SplittableRandom r = new SplittableRandom(17);
+        int batch = 3, dx = 5, dy = 6, d = 9, out = 4;
+        for (io.bifuse.Activation act : io.bifuse.Activation.values()) {
+            io.bifuse.Linear lo = io.bifuse.Linear.random(out, d, true, r.nextLong());
+            CompactBilinear op = CompactBilinear.seeded(dx, dy, d, r.nextLong()).withOutput(lo, act);
+            double[] x = gaussian(r, batch * dx), y = gaussian(r, batch * dy), g = gaussian(r, batch * out);
+            double[] z = CompactBilinearReference.normalized(op, x, y, batch);
+            for (int tries = 0; act == io.bifuse.Activation.RELU && minAbs(layer(lo.weightAsDouble(), lo.biasAsDouble(), z, batch, io.bifuse.Activation.NONE)) < 1e-3; tries++) {
+                assertTrue(tries < 10_000, "no draw kept the output units away from ReLU's kink");
+                x = gaussian(r, batch * dx);
+                z = CompactBilinearReference.normalized(op, x, y, batch);
+            }
+            double[][] grad = CompactBilinearReference.backward(op, x, y, g, batch);
+            assertEquals(4, grad.length);
+            double[] fx = finiteDifference(op, x, y, g, batch, true), fy = finiteDifference(op, x, y, g, batch, false);
+            assertTrue(relErr(grad[0], fx) < 1e-7, act + " dx error " + relErr(grad[0], fx));
+            assertTrue(relErr(grad[1], fy) < 1e-7, act + " dy error " + relErr(grad[1], fy));
+            double[] w = lo.weightAsDouble(), b = lo.biasAsDouble(), zz = z;
+            double[] fw = centralDifferences(w, 1e-6, () -> dot(g, layer(w, b, zz, batch, act)));
+            double[] fb = centralDifferences(b, 1e-6, () -> dot(g, layer(w, b, zz, batch, act)));
+            assertTrue(relErr(grad[2], fw) < 1e-7, act + " dW error " + relErr(grad[2], fw));
+            assertTrue(relErr(grad[3], fb) < 1e-7, act + " db error " + relErr(grad[3], fb));
+            double[] f = CompactBilinearReference.forward(op, x, y, batch);
+            assertArrayEquals(layer(w, b, z, batch, act), f, 1e-15, act + " forward = the layer at z");
+        }
+    }
+
+    /** {@code act(z·wᵀ + b)}, {@code w} is {@code out × d}. */
+    private static double[] layer(double[] w, double[] b, double[] z, int batch, io.bifuse.Activation act) {
+        int out = b.length, d = w.length / out;
+        double[] f = new double[batch * out];
+        for (int s = 0; s < batch; s++) {
+            for (int o = 0; o < out; o++) {
+                double acc = b[o];
+                for (int j = 0; j < d; j++) acc += w[o * d + j] * z[s * d + j];
+                f[s * out + o] = act.apply(acc);
+            }
+        }
+        return f;
+    }
+
+    /** block.bootstrap's MCB module (float64 fixtures written by its own code): forward and every gradient to 1e-12. */
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.CsvSource({"mcb-default,RELU,16", "mcb-odd-tanh,TANH,15"})
+    void matchesBlockBootstrapsModule(String stem, io.bifuse.Activation act, int d, @org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws java.io.IOException {
+        try (io.bifuse.StateDict sd = io.bifuse.testing.Fixtures.open(dir, stem)) {
+            CompactBilinear op = CompactBilinear.fromStateDict(sd, "", act);
+            assertEquals(d, op.d(), stem);
+            int batch = io.bifuse.testing.FusionChecks.batch(sd);
+            double[] x = sd.doubles("input.0"), y = sd.doubles("input.1"), g = sd.doubles("grad_out");
+            io.bifuse.testing.FusionChecks.assertReferenceMatchesFixture(sd, stem, CompactBilinearReference.forward(op, x, y, batch),
+                    java.util.List.of(CompactBilinearReference.backward(op, x, y, g, batch)), op.gradientNames(), 1e-12);
+        }
+    }
+
+    @Test void fromStateDictRefusesMisshapenOrOutOfRangeHashesByName() {
+        java.util.Map<String, double[]> v = new java.util.LinkedHashMap<>();
+        java.util.Map<String, long[]> s = new java.util.LinkedHashMap<>();
+        io.bifuse.Linear lo = io.bifuse.Linear.random(3, 8, true, 1);
+        v.put("linear_out.weight", lo.weightAsDouble());
+        s.put("linear_out.weight", new long[] {3, 8});
+        v.put("mcb.sketch1.h", new double[] {0, 7, 3});
+        s.put("mcb.sketch1.h", new long[] {3});
+        v.put("mcb.sketch1.s", new double[] {1, -1, 1});
+        s.put("mcb.sketch1.s", new long[] {3});
+        v.put("mcb.sketch2.h", new double[] {5, 2});
+        s.put("mcb.sketch2.h", new long[] {2});
+        v.put("mcb.sketch2.s", new double[] {-1, -1});
+        s.put("mcb.sketch2.s", new long[] {2});
+        CompactBilinear op = CompactBilinear.fromStateDict(io.bifuse.StateDict.of(v, s), "", io.bifuse.Activation.RELU);
+        assertEquals(java.util.List.of(3, 2, 8, 3), java.util.List.of(op.dx(), op.dy(), op.d(), op.outputWidth()));
+        assertEquals(java.util.List.of("input.0", "input.1", "linear_out.weight"), op.gradientNames());
+        v.put("mcb.sketch2.h", new double[] {5, 8});
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> CompactBilinear.fromStateDict(io.bifuse.StateDict.of(v, s), "", io.bifuse.Activation.RELU));
+        assertTrue(e.getMessage().contains("'mcb.sketch2.h'[1]: expected a hash in [0, 8)"), e.getMessage());
+        v.put("mcb.sketch2.h", new double[] {5, 2});
+        v.put("mcb.sketch1.s", new double[] {1, -1});
+        s.put("mcb.sketch1.s", new long[] {2});
+        e = assertThrows(IllegalArgumentException.class, () -> CompactBilinear.fromStateDict(io.bifuse.StateDict.of(v, s), "", io.bifuse.Activation.RELU));
+        assertTrue(e.getMessage().contains("'mcb.sketch1.s': expected 3 signs"), e.getMessage());
+        v.remove("mcb.sketch2.s");
+        s.remove("mcb.sketch2.s");
+        v.put("mcb.sketch1.s", new double[] {1, -1, 1});
+        s.put("mcb.sketch1.s", new long[] {3});
+        e = assertThrows(IllegalArgumentException.class, () -> CompactBilinear.fromStateDict(io.bifuse.StateDict.of(v, s), "", io.bifuse.Activation.RELU));
+        assertTrue(e.getMessage().contains("no tensor 'mcb.sketch2.s'"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> op.withOutput(io.bifuse.Linear.random(3, 9, true, 2), io.bifuse.Activation.RELU), "in = d = 8");
+    }
+
     @Test void caffeSignedSqrtGradientUsesItsEps() {
         // With l2 off: ∂L/∂z = 0.5·g/(sqrt|z| + 0.03). z = {-14, 7, 0}, g = {1, 2, 3}.
         Normalization caffeSsqrt = new Normalization(true, 0.03f, Normalization.L2.NONE, 0);

@@ -18,6 +18,12 @@ reimplementation can match the module to rounding (about 1e-15). A file holds, u
 and in its metadata "fusion" (the class name), "config" (the constructor's keyword arguments, JSON),
 "torch" (the version), "source" (this script). Shared layers appear under both of their names, as in the
 module's state dict, with the one gradient they accumulate.
+
+MCB: block.bootstrap's CompactBilinearPooling calls torch.rfft / torch.irfft, which PyTorch removed in
+1.8; this script gives torch those two functions back, written on torch.fft with the old semantics
+(onesided real FFT as a trailing (re, im) pair; irfft with signal_sizes, 1/n included), and otherwise runs
+the module's own code, its hand-written backward included. Its buffers mcb.sketch{1,2}.{h,s} (int64
+hashes, +-1 signs, drawn by the module) are in the state dict like any tensor.
 """
 import functools
 import json
@@ -58,7 +64,23 @@ CASES = [
     ("mfb-factor3-normalized", "MFB", [10, 12], 7, dict(mm_dim=5, factor=3, activ_input="tanh", activ_output="tanh", normalize=True)),
     ("mfh-default", "MFH", [10, 12], 7, dict(mm_dim=6, factor=2)),
     ("mfh-normalized", "MFH", [10, 12], 7, dict(mm_dim=5, factor=3, activ_input="tanh", activ_output="sigmoid", normalize=True)),
+    ("mcb-default", "MCB", [10, 12], 7, dict(mm_dim=16)),
+    ("mcb-odd-tanh", "MCB", [9, 11], 5, dict(mm_dim=15, activ_output="tanh")),
 ]
+
+
+def legacy_fft():
+    """torch.rfft(x, 1) and torch.irfft(z, 1, signal_sizes=(n,)) as PyTorch < 1.8 defined them (used by MCB)."""
+    def rfft(x, signal_ndim):
+        assert signal_ndim == 1
+        return torch.view_as_real(torch.fft.rfft(x, dim=-1))
+
+    def irfft(z, signal_ndim, signal_sizes):
+        assert signal_ndim == 1 and len(signal_sizes) == 1
+        return torch.fft.irfft(torch.view_as_complex(z.contiguous()), n=signal_sizes[0], dim=-1)
+
+    if not hasattr(torch, "rfft"):
+        torch.rfft, torch.irfft = rfft, irfft
 
 
 def exact_float32(t):
@@ -67,6 +89,7 @@ def exact_float32(t):
 
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else here
+    legacy_fft()
     torch.manual_seed(20261202)
     for stem, cls, dims, out_dim, kw in CASES:
         m = getattr(fusions, cls)(dims, out_dim, **kw).double().eval()
@@ -80,7 +103,8 @@ def main():
         t = {k: v.detach().clone() for k, v in m.state_dict().items()}
         for name in m.state_dict():  # shared layers: both names, one parameter (named_parameters drops one)
             p = functools.reduce(getattr, name.split("."), m)
-            t["grad." + name] = p.grad.detach().clone()
+            if p.grad is not None:  # buffers (MCB's hashes and signs) have none
+                t["grad." + name] = p.grad.detach().clone()
         t.update({"input.0": x[0].detach(), "input.1": x[1].detach(), "grad_out": go, "out": out.detach(),
                   "grad.input.0": x[0].grad.detach(), "grad.input.1": x[1].grad.detach()})
         meta = {"fusion": cls, "config": json.dumps(dict(input_dims=dims, output_dim=out_dim, **kw), sort_keys=True),
