@@ -60,6 +60,46 @@ class CompactBilinearCpuTest {
     }
 
     /**
+     * block.bootstrap's MCB (no normalization, then linear_out and activ_output): forward and every gradient,
+     * the output layer's included, at the plain 1e-5 (the layer adds one float32 GEMM of d terms each way).
+     */
+    @ParameterizedTest(name = "B={0} Dx={1} Dy={2} d={3} out={4} {5}")
+    @CsvSource({"1,5,7,16,3,RELU", "3,40,30,31,7,TANH", "2,300,200,1125,20,SIGMOID", "2,64,64,16000,10,NONE"})
+    void withBlockBootstrapsOutputLayer(int batch, int dx, int dy, int d, int out, io.bifuse.Activation act) {
+        long seed = Stats.freshSeed();
+        SplittableRandom r = new SplittableRandom(seed);
+        CompactBilinear op = CompactBilinear.seeded(dx, dy, d, r.nextLong()).withOutput(io.bifuse.Linear.random(out, d, true, r.nextLong()), act);
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
+        CompactBilinearCpu cpu = new CompactBilinearCpu(op);
+        String what = op + " B=" + batch + " seed " + seed;
+        double e = Stats.relativeL2(cpu.forward(x, y, batch), CompactBilinearReference.forward(op, x, y, batch));
+        assertTrue(e <= TOL, what + " forward: relative L2 " + e);
+        double[][] gRef = CompactBilinearReference.backward(op, x, y, g, batch);
+        List<float[]> got = cpu.backward(x, y, g, batch).tensors();
+        assertEquals(op.gradientNames().size(), got.size(), what);
+        for (int t = 0; t < got.size(); t++) {
+            double et = Stats.relativeL2(got.get(t), gRef[t]);
+            System.out.printf("CompactBilinearCpu %s %s: %.2e%n", what, op.gradientNames().get(t), et);
+            assertTrue(et <= TOL, what + " " + op.gradientNames().get(t) + ": relative L2 " + et);
+        }
+    }
+
+    /** block.bootstrap's MCB module through the safetensors fixtures: float32 against its float64 results. */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"mcb-default,RELU", "mcb-odd-tanh,TANH"})
+    void matchesBlockBootstrapsModuleToFloat32(String stem, io.bifuse.Activation act, @org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws java.io.IOException {
+        try (io.bifuse.StateDict sd = io.bifuse.testing.Fixtures.open(dir, stem)) {
+            CompactBilinear op = CompactBilinear.fromStateDict(sd, "", act);
+            int batch = io.bifuse.testing.FusionChecks.batch(sd);
+            CompactBilinearCpu cpu = new CompactBilinearCpu(op);
+            float[] x = sd.floats("input.0"), y = sd.floats("input.1"), g = sd.floats("grad_out");
+            io.bifuse.testing.FusionChecks.assertMatchesFixture(sd, stem, cpu.forward(x, y, batch), cpu.backward(x, y, g, batch).tensors(),
+                    op.gradientNames(), TOL);
+        }
+    }
+
+    /**
      * At the spec's size (Dx = Dy = 2048, d = 16000) without a signed sqrt (none, or l2 alone): the plain
      * 1e-5 bound, no conditioning allowance, forward and both gradients.
      */

@@ -275,6 +275,83 @@ class CompactBilinearCudaTest {
         }
     }
 
+    /**
+     * block.bootstrap's MCB (no normalization, then linear_out and activ_output) on each path, every output
+     * and gradient buffer NaN-poisoned first: forward and every gradient at 1e-5 (the layer adds one
+     * float32 GEMM of d terms each way to the pooling's ~1e-7); the host conveniences give the same bits.
+     */
+    @ParameterizedTest(name = "B={0} Dx={1} Dy={2} d={3} out={4} {5}")
+    @CsvSource({"1,5,7,16,3,RELU", "3,40,30,31,7,TANH", "2,300,200,1000,20,SIGMOID", "2,64,64,16000,10,NONE"})
+    void withBlockBootstrapsOutputLayer(int batch, int dx, int dy, int d, int out, io.bifuse.Activation act) {
+        long seed = Stats.freshSeed();
+        SplittableRandom r = new SplittableRandom(seed);
+        CompactBilinear op = CompactBilinear.seeded(dx, dy, d, r.nextLong()).withOutput(io.bifuse.Linear.random(out, d, true, r.nextLong()), act);
+        float[] x = Stats.gaussian(r, batch * dx), y = Stats.gaussian(r, batch * dy), g = Stats.gaussian(r, batch * out);
+        double[] fRef = CompactBilinearReference.forward(op, x, y, batch);
+        double[][] gRef = CompactBilinearReference.backward(op, x, y, g, batch);
+        for (CompactBilinearCuda.Path path : CompactBilinearCuda.Path.values()) {
+            if (path == CompactBilinearCuda.Path.FUSED && !SharedMemoryFft.supports(d)) continue;
+            try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx, CompactBilinearCuda.Sketch.DETERMINISTIC, path)) {
+                String what = op + " " + path + " B=" + batch + " seed " + seed;
+                List<float[]> got = runWithOutput(cuda, x, y, g, batch);
+                assertBelow(Stats.relativeL2(got.get(0), fRef), what + " forward");
+                for (int t = 0; t < gRef.length; t++) assertBelow(Stats.relativeL2(got.get(t + 1), gRef[t]), what + " " + op.gradientNames().get(t));
+                assertArrayEquals(got.get(0), cuda.forward(x, y, batch), what + " host forward");
+                List<float[]> host = cuda.backward(x, y, g, batch).tensors();
+                for (int t = 0; t < host.size(); t++) assertArrayEquals(got.get(t + 1), host.get(t), what + " host " + op.gradientNames().get(t));
+            }
+        }
+    }
+
+    /** {@code [out, dx, dy, dW, db]} of an op with an output layer, every buffer NaN-poisoned before the run. */
+    private static List<float[]> runWithOutput(CompactBilinearCuda cuda, float[] x, float[] y, float[] g, int batch) {
+        CompactBilinear op = cuda.op();
+        try (CudaStream st = CudaStream.create(ctx); DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y);
+             DeviceBuffer dg = DeviceBuffer.of(ctx, g); DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputWidth());
+             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dx()); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dy());
+             DeviceBuffer gw = DeviceBuffer.allocateFloats(ctx, (long) op.outputWidth() * op.d()); DeviceBuffer gb = DeviceBuffer.allocateFloats(ctx, op.outputWidth())) {
+            try {
+                for (DeviceBuffer b : new DeviceBuffer[] {out, gx, gy, gw, gb}) b.fill(Float.NaN);
+                cuda.forward(dx, dy, out, batch, st);
+                cuda.backward(dx, dy, dg, gx, gy, gw, gb, batch, st);
+                return List.of(read(out, batch * op.outputWidth(), st), read(gx, batch * op.dx(), st), read(gy, batch * op.dy(), st),
+                        read(gw, op.outputWidth() * op.d(), st), read(gb, op.outputWidth(), st));
+            } finally {
+                cuda.release(st);
+            }
+        }
+    }
+
+    private static float[] read(DeviceBuffer b, int n, CudaStream st) {
+        float[] a = new float[n];
+        b.read(a, st);
+        return a;
+    }
+
+    /** block.bootstrap's MCB module through the safetensors fixtures, on the device. */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"mcb-default,RELU", "mcb-odd-tanh,TANH"})
+    void matchesBlockBootstrapsModule(String stem, io.bifuse.Activation act, @org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws java.io.IOException {
+        try (io.bifuse.StateDict sd = io.bifuse.testing.Fixtures.open(dir, stem)) {
+            CompactBilinear op = CompactBilinear.fromStateDict(sd, "", act);
+            int batch = io.bifuse.testing.FusionChecks.batch(sd);
+            try (CompactBilinearCuda cuda = new CompactBilinearCuda(op, ctx)) {
+                List<float[]> got = runWithOutput(cuda, sd.floats("input.0"), sd.floats("input.1"), sd.floats("grad_out"), batch);
+                io.bifuse.testing.FusionChecks.assertMatchesFixture(sd, stem + " (device)", got.get(0), got.subList(1, got.size()), op.gradientNames(), TOL);
+            }
+        }
+    }
+
+    @Test void theBackwardFormMustMatchTheOutputLayer() {
+        CompactBilinear plain = CompactBilinear.seeded(4, 3, 8, 1), withOut = plain.withOutput(io.bifuse.Linear.random(2, 8, false, 2), io.bifuse.Activation.RELU);
+        try (CompactBilinearCuda a = new CompactBilinearCuda(plain, ctx); CompactBilinearCuda b = new CompactBilinearCuda(withOut, ctx);
+             CudaStream st = CudaStream.create(ctx); DeviceBuffer any = DeviceBuffer.allocateFloats(ctx, 64)) {
+            expect("gradW: this op has no output layer", () -> a.backward(any, any, any, any, any, any, null, 1, st));
+            expect("gradW: this op has an output layer", () -> b.backward(any, any, any, any, any, 1, st));
+            expect("gradB: expected null (the output layer has no bias)", () -> b.backward(any, any, any, any, any, any, any, 1, st));
+        }
+    }
+
     @Test void deterministicSketchIsBitIdenticalAcrossRuns() {
         SplittableRandom r = new SplittableRandom(1);
         CompactBilinear op = CompactBilinear.seeded(2048, 2048, 16000, 3).withNormalization(Normalization.pytorch());
