@@ -13,17 +13,14 @@ public final class Operators {
     private static final List<Class<? extends Op<?>>> ALL = List.of(CompactBilinear.class, McbAttention.class, Mlb.class, Mfb.class, MlbAttention.class,
             FullBilinear.class, BanAttention.class, BanPooling.class, BanBlock.class, MultiHeadAttention.class,
             SelfAttentionUnit.class, GuidedAttentionUnit.class, McanEncoderDecoder.class, StackedAttention.class,
-            HierarchicalAttention.class);
+            HierarchicalAttention.class, Mutan.class, Block.class, Tucker.class, BlockTucker.class, LinearSum.class, ConcatMlp.class);
 
     /**
      * Descriptors that exist with their float64 reference and CPU backend but not yet every other part
      * ({@link #all()}'s operators each have a CUDA backend, kernels, a check and bench suite and a PyTorch
-     * peer): the tools and the device testbed do not walk them. Today: {@link Mutan}, {@link Block}, {@link Tucker}, {@link BlockTucker}, {@link LinearSum} and {@link ConcatMlp}
-     * (issue 18's fusions: their CUDA backends exist and are tested on the simulated device; their tools suites,
-     * PyTorch peers and device-testbed subjects are to come).
+     * peer): the tools and the device testbed do not walk them. None today.
      */
-    private static final List<Class<? extends Op<?>>> INCOMPLETE = List.of(Mutan.class, Block.class, Tucker.class, BlockTucker.class, LinearSum.class,
-            ConcatMlp.class);
+    private static final List<Class<? extends Op<?>>> INCOMPLETE = List.of();
 
     /** See {@link #INCOMPLETE}: operators on their way into {@link #all()}. */
     public static List<Class<? extends Op<?>>> incomplete() { return INCOMPLETE; }

@@ -37,34 +37,9 @@ final class FusionCudaChecks {
 
     static final double TOL = 1e-5;
 
-    /** The output then every gradient, in {@code gradientNames()} order. */
+    /** The output then every gradient, in {@code gradientNames()} order, NaN-poisoned first ({@link io.bifuse.testing.DeviceRuns#fusion}). */
     static List<float[]> run(CudaContext ctx, DeviceFusion op, int out, float[] x, float[] y, float[] g, int batch) {
-        List<Long> sizes = op.sizes(batch);
-        List<DeviceBuffer> grads = new ArrayList<>();
-        try (CudaStream s = CudaStream.create(ctx); DeviceBuffer bx = DeviceBuffer.of(ctx, x); DeviceBuffer by = DeviceBuffer.of(ctx, y);
-             DeviceBuffer bg = DeviceBuffer.of(ctx, g); DeviceBuffer bo = DeviceBuffer.allocateFloats(ctx, (long) batch * out)) {
-            bo.fill(Float.NaN, s);
-            for (long n : sizes) {
-                DeviceBuffer b = DeviceBuffer.allocateFloats(ctx, n);
-                grads.add(b);
-                b.fill(Float.NaN, s);
-            }
-            op.forward(bx, by, bo, batch, s);
-            op.backward(bx, by, bg, grads, batch, s);
-            List<float[]> t = new ArrayList<>();
-            float[] o = new float[batch * out];
-            bo.read(o, s);
-            t.add(o);
-            for (int i = 0; i < grads.size(); i++) {
-                float[] a = new float[Math.toIntExact(sizes.get(i))];
-                grads.get(i).read(a, s);
-                t.add(a);
-            }
-            s.synchronize();
-            return t;
-        } finally {
-            for (DeviceBuffer b : grads) b.close();
-        }
+        return io.bifuse.testing.DeviceRuns.fusion(ctx, op, out, x, y, g, batch);
     }
 
     /** The float64 reference's output then gradients for inputs {@code x, y} and {@code gradOut = g}. */

@@ -385,6 +385,38 @@ public final class DeviceRuns {
     }
 
     /** The whole memory as floats, after the work queued on {@code s}; null for null. */
+    /**
+     * A block.bootstrap fusion through its device call forms ({@link io.bifuse.cuda.DeviceFusion}): the
+     * output ({@code B × out}) then every gradient in {@code gradientNames()} order, each buffer
+     * NaN-poisoned first, so an element the kernels never write shows.
+     */
+    public static List<float[]> fusion(CudaContext ctx, io.bifuse.cuda.DeviceFusion op, int out, float[] x, float[] y, float[] g, int batch) {
+        List<Long> sizes = op.sizes(batch);
+        List<DeviceBuffer> grads = new ArrayList<>();
+        try (CudaStream s = CudaStream.create(ctx); DeviceBuffer bx = DeviceBuffer.of(ctx, x); DeviceBuffer by = DeviceBuffer.of(ctx, y);
+             DeviceBuffer bg = DeviceBuffer.of(ctx, g); DeviceBuffer bo = DeviceBuffer.allocateFloats(ctx, (long) batch * out)) {
+            bo.fill(Float.NaN, s);
+            for (long n : sizes) {
+                DeviceBuffer b = DeviceBuffer.allocateFloats(ctx, n);
+                grads.add(b);
+                b.fill(Float.NaN, s);
+            }
+            try {
+                op.forward(bx, by, bo, batch, s);
+                op.backward(bx, by, bg, grads, batch, s);
+                List<float[]> t = new ArrayList<>();
+                t.add(read(bo, s));
+                for (DeviceBuffer b : grads) t.add(read(b, s));
+                unchanged(s, "x", bx, x, "y", by, y, "gradOut", bg, g);
+                return t;
+            } finally {
+                if (op instanceof io.bifuse.cuda.CudaOp<?> c) c.release(s);
+            }
+        } finally {
+            for (DeviceBuffer b : grads) b.close();
+        }
+    }
+
     private static float[] read(DeviceMemory m, CudaStream s) {
         if (m == null) return null;
         float[] r = new float[(int) (m.byteSize() / 4)];
