@@ -79,8 +79,18 @@ public abstract class FusionCuda<O extends Fusion, G> extends CudaOp<O> implemen
         DeviceArgs.memory("x", x, batch, op.dx());
         DeviceArgs.memory("y", y, batch, op.dy());
         DeviceArgs.memory("gradOut", gradOut, batch, op.out());
-        List<String> names = gradientNames();
-        List<Long> sizes = sizes(batch);
+        Map<String, DeviceMemory> byName = checkGradients(gradientNames(), sizes(batch), grads);
+        DeviceArgs.stream(stream);
+        workspaces.run(stream, batch, s -> new Workspace(s, batch), w -> backward(w, x, y, gradOut, byName, batch, stream));
+    }
+
+    /**
+     * Checks a backward's gradient buffers against {@code names} and {@code sizes} (one buffer each, at
+     * least that many floats), naming a bad one {@code grads[i] (name)}; returns them by name. Also the
+     * check of the ops that delegate to a fusion of another name (MUTAN to BLOCK), so that their refusals
+     * speak their own state-dict names.
+     */
+    static Map<String, DeviceMemory> checkGradients(List<String> names, List<Long> sizes, List<? extends DeviceMemory> grads) {
         if (grads == null || grads.size() != names.size()) {
             throw new IllegalArgumentException("grads: expected " + names.size() + " device buffers (" + String.join(", ", names) + "), got "
                     + (grads == null ? "null" : grads.size()));
@@ -90,8 +100,7 @@ public abstract class FusionCuda<O extends Fusion, G> extends CudaOp<O> implemen
             DeviceArgs.memory("grads[" + i + "] (" + names.get(i) + ")", grads.get(i), 1, sizes.get(i));
             byName.put(names.get(i), grads.get(i));
         }
-        DeviceArgs.stream(stream);
-        workspaces.run(stream, batch, s -> new Workspace(s, batch), w -> backward(w, x, y, gradOut, byName, batch, stream));
+        return byName;
     }
 
     /** Floats of every gradient of a batch-{@code batch} call, in {@link #gradientNames()} order. */

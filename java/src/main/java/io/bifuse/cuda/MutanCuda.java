@@ -37,6 +37,8 @@ public final class MutanCuda extends CudaOp<Mutan> implements Mutan.Backend, Dev
 
     /** As {@link FusionCuda#backward(DeviceMemory, DeviceMemory, DeviceMemory, List, int, CudaStream)}, one buffer per {@link #gradientNames()}. */
     @Override public void backward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, List<? extends DeviceMemory> grads, int batch, CudaStream stream) {
+        DeviceArgs.batch(batch);
+        FusionCuda.checkGradients(gradientNames(), sizes(batch), grads); // under this op's names; the delegate checks the rest
         block.backward(x, y, gradOut, grads, batch, stream);
     }
 

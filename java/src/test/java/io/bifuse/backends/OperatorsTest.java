@@ -81,10 +81,13 @@ class OperatorsTest {
     @Test void everyOperatorHasItsKernelSourceSuiteAndPeer() throws IOException {
         Path root = root();
         for (String x : Operators.names()) {
-            for (Path f : List.of(root.resolve("cuda/" + x + ".cu"), root.resolve("tools/src/main/java/io/bifuse/tools/" + x + "Suite.java"),
-                    root.resolve("benchmarks/python/" + snake(x) + "_peer.py"))) {
+            for (Path f : List.of(root.resolve("tools/src/main/java/io/bifuse/tools/" + x + "Suite.java"), root.resolve("benchmarks/python/" + snake(x) + "_peer.py"))) {
                 assertTrue(Files.isRegularFile(f), "operator " + x + ": expected " + root.relativize(f));
             }
+            // Its kernels' source, unless its CUDA backend launches none of its own (MUTAN runs BLOCK's, Tucker BlockTucker's).
+            boolean ownKernels = !kernelsOf(x).isEmpty();
+            assertEquals(ownKernels, Files.isRegularFile(root.resolve("cuda/" + x + ".cu")),
+                    "operator " + x + ": cuda/" + x + ".cu expected exactly when " + x + "Cuda.KERNELS is not empty");
         }
         TreeSet<String> peers = new TreeSet<>();
         try (Stream<Path> files = Files.list(root.resolve("benchmarks/python"))) {
@@ -92,6 +95,17 @@ class OperatorsTest {
         }
         assertEquals(new TreeSet<>(Operators.names().stream().map(OperatorsTest::snake).toList()), peers,
                 "benchmarks/python/*_peer.py (peers.py runs every one) vs the operators");
+    }
+
+    /** {@code XCuda.KERNELS}. */
+    private static List<?> kernelsOf(String x) {
+        try {
+            Field f = forName("io.bifuse.cuda." + x + "Cuda").getDeclaredField("KERNELS");
+            f.setAccessible(true);
+            return (List<?>) f.get(null);
+        } catch (ReflectiveOperationException e) {
+            return fail(x + "Cuda.KERNELS: " + e);
+        }
     }
 
     /** {@code MlbAttention} -> {@code mlb_attention}: the peers' file names. */

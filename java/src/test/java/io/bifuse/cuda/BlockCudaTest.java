@@ -82,4 +82,11 @@ class BlockCudaTest extends CublasOpTest {
             FusionCudaChecks.assertRefusals(ctx, cuda, 6, 5, 4);
         }
     }
+
+    /** This op's instance of the {@link DeviceOpContractTest} testbed: BLOCK with uneven chunks, normalized per chunk (block.bootstrap's default). */
+    static DeviceOpContractTest.Subject contractSubject(SplittableRandom r) {
+        io.bifuse.Block op = io.bifuse.Block.random(10, 8, 11, 3, 2, 5, false, io.bifuse.Normalization.pytorch(), io.bifuse.Block.NormPosition.BEFORE_CAT, r.nextLong());
+        return FusionCudaChecks.contractSubject("Block", new io.bifuse.cpu.BlockCpu(op), (c, p) -> new BlockCuda(op, c, p), io.bifuse.Block.Gradients::tensors,
+                op.gradientNames(), r, 3);
+    }
 }

@@ -4,11 +4,8 @@ import io.bifuse.Block.NormPosition;
 import io.bifuse.BlockTucker;
 import io.bifuse.Normalization;
 import io.bifuse.StateDict;
-import io.bifuse.Tucker;
 import io.bifuse.cpu.BlockTuckerCpu;
-import io.bifuse.cpu.TuckerCpu;
 import io.bifuse.reference.BlockTuckerReference;
-import io.bifuse.reference.TuckerReference;
 import io.bifuse.testing.Fixtures;
 import io.bifuse.testing.Stats;
 import java.io.IOException;
@@ -22,9 +19,9 @@ import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * {@code cuda/BlockTucker.cu} + cuBLAS ({@link BlockTuckerCuda}, and {@link TuckerCuda} on its one-chunk
- * form) against the float64 references, as {@link BlockCudaTest}, and against block.bootstrap's
- * {@code BlockTucker} and {@code Tucker} through the fixtures. At these sizes every chunk's outer
+ * {@code cuda/BlockTucker.cu} + cuBLAS ({@link BlockTuckerCuda}) against the float64 reference, as
+ * {@link BlockCudaTest}, and against block.bootstrap's {@code BlockTucker} through the fixtures
+ * ({@link TuckerCuda}, the one-chunk form, in {@link TuckerCudaTest}). At these sizes every chunk's outer
  * products fit one block of rows; {@code rowBlocks} forces several.
  * Skipped without a GPU (or the simulated one).
  */
@@ -67,42 +64,28 @@ class BlockTuckerCudaTest extends CublasOpTest {
         }
     }
 
-    @Test void tuckerMatchesItsReference() {
-        long seed = Stats.freshSeed();
-        SplittableRandom r = new SplittableRandom(seed);
-        int batch = 4;
-        Tucker op = Tucker.random(9, 7, 12, 5, Normalization.pytorch(), r.nextLong());
-        try (TuckerCuda cuda = new TuckerCuda(op, ctx)) {
-            FusionCudaChecks.check(ctx, op.toString(), new TuckerCpu(op), cuda, Tucker.Gradients::tensors,
-                    (x, y, g) -> FusionCudaChecks.joined(TuckerReference.forward(op, x, y, batch), TuckerReference.backward(op, x, y, g, batch)),
-                    batch, 144, r, seed);
-        }
-    }
-
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"blocktucker-default", "blocktucker-uneven-aftercat", "tucker-default", "tucker-normalized"})
+    @ValueSource(strings = {"blocktucker-default", "blocktucker-uneven-aftercat"})
     void matchesBlockBootstrapsModule(String stem) throws IOException {
         try (StateDict sd = Fixtures.open(dir, stem)) {
-            if (stem.startsWith("tucker")) {
-                Tucker op = Tucker.fromStateDict(sd, "", Fixtures.flag(sd, "normalize"));
-                try (TuckerCuda cuda = new TuckerCuda(op, ctx)) {
-                    FusionCudaChecks.assertMatchesFixture(ctx, sd, stem, cuda, op.out());
-                }
-            } else {
-                NormPosition pos = sd.metadata().get("config").contains("\"pos_norm\": \"after_cat\"") ? NormPosition.AFTER_CAT : NormPosition.BEFORE_CAT;
-                BlockTucker op = BlockTucker.fromStateDict(sd, "", Fixtures.flag(sd, "shared"), pos);
-                try (BlockTuckerCuda cuda = new BlockTuckerCuda(op, ctx)) {
-                    FusionCudaChecks.assertMatchesFixture(ctx, sd, stem, cuda, op.out());
-                }
+            NormPosition pos = sd.metadata().get("config").contains("\"pos_norm\": \"after_cat\"") ? NormPosition.AFTER_CAT : NormPosition.BEFORE_CAT;
+            BlockTucker op = BlockTucker.fromStateDict(sd, "", Fixtures.flag(sd, "shared"), pos);
+            try (BlockTuckerCuda cuda = new BlockTuckerCuda(op, ctx)) {
+                FusionCudaChecks.assertMatchesFixture(ctx, sd, stem, cuda, op.out());
             }
         }
     }
 
     @Test void refusesBadArgumentsByName() {
-        try (BlockTuckerCuda cuda = new BlockTuckerCuda(BlockTucker.random(6, 5, 8, 3, 4, false, Normalization.pytorch(), NormPosition.BEFORE_CAT, 3), ctx);
-             TuckerCuda tucker = new TuckerCuda(Tucker.random(6, 5, 4, 3, Normalization.NONE, 4), ctx)) {
+        try (BlockTuckerCuda cuda = new BlockTuckerCuda(BlockTucker.random(6, 5, 8, 3, 4, false, Normalization.pytorch(), NormPosition.BEFORE_CAT, 3), ctx)) {
             FusionCudaChecks.assertRefusals(ctx, cuda, 6, 5, 4);
-            FusionCudaChecks.assertRefusals(ctx, tucker, 6, 5, 3);
         }
+    }
+
+    /** This op's instance of the {@link DeviceOpContractTest} testbed: BlockTucker with uneven chunks, normalized per chunk (block.bootstrap's default). */
+    static DeviceOpContractTest.Subject contractSubject(SplittableRandom r) {
+        BlockTucker op = BlockTucker.random(10, 8, 11, 3, 5, false, Normalization.pytorch(), NormPosition.BEFORE_CAT, r.nextLong());
+        return FusionCudaChecks.contractSubject("BlockTucker", new BlockTuckerCpu(op), (c, p) -> new BlockTuckerCuda(op, c, p), BlockTucker.Gradients::tensors,
+                op.gradientNames(), r, 3);
     }
 }

@@ -58,4 +58,11 @@ class ConcatMlpCudaTest extends CublasOpTest {
             FusionCudaChecks.assertRefusals(ctx, cuda, 6, 5, 3);
         }
     }
+
+    /** This op's instance of the {@link DeviceOpContractTest} testbed: ConcatMLP with two hidden layers and relu (block.bootstrap's default). */
+    static DeviceOpContractTest.Subject contractSubject(SplittableRandom r) {
+        io.bifuse.ConcatMlp op = io.bifuse.ConcatMlp.random(10, 8, new int[] {9, 6}, 5, io.bifuse.Activation.RELU, r.nextLong());
+        return FusionCudaChecks.contractSubject("ConcatMlp", new io.bifuse.cpu.ConcatMlpCpu(op), (c, p) -> new ConcatMlpCuda(op, c, p),
+                io.bifuse.ConcatMlp.Gradients::tensors, op.gradientNames(), r, 3);
+    }
 }

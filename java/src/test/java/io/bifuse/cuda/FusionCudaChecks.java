@@ -15,6 +15,7 @@ import io.bifuse.testing.Stats;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.function.BiFunction;
 import java.util.function.Function;
 
 /**
@@ -40,6 +41,38 @@ final class FusionCudaChecks {
     /** The output then every gradient, in {@code gradientNames()} order, NaN-poisoned first ({@link io.bifuse.testing.DeviceRuns#fusion}). */
     static List<float[]> run(CudaContext ctx, DeviceFusion op, int out, float[] x, float[] y, float[] g, int batch) {
         return io.bifuse.testing.DeviceRuns.fusion(ctx, op, out, x, y, g, batch);
+    }
+
+    /**
+     * A block.bootstrap fusion's instance of the {@link DeviceOpContractTest} testbed: the CUDA backend
+     * {@code cuda} and the CPU backend {@code cpu} of one op through the common interface, and its device
+     * form ({@link DeviceFusion}: forward, then backward into one buffer per gradient name, each named
+     * {@code grads[i] (name)} as the op's refusals name it; sizes from the CPU backend's gradients).
+     */
+    static <G> DeviceOpContractTest.Subject contractSubject(String name, FusionBackend<?, G> cpu, BiFunction<CudaContext, Precision, AutoCloseable> cuda,
+                                                           Function<G, List<float[]>> tensors, List<String> gradientNames, SplittableRandom r, int batch) {
+        Fusion op = cpu.op();
+        float[] x = Stats.gaussian(r, batch * op.dx()), y = Stats.gaussian(r, batch * op.dy()), g = Stats.gaussian(r, batch * op.out());
+        List<float[]> shapes = tensors.apply(cpu.backward(x, y, g, batch));
+        List<String> keys = new ArrayList<>();
+        for (int i = 0; i < gradientNames.size(); i++) keys.add("grads[" + i + "] (" + gradientNames.get(i) + ")");
+        String F = DeviceOpContractTest.F, B = DeviceOpContractTest.B;
+        DeviceOpContractTest.DeviceForm dev = new DeviceOpContractTest.DeviceForm()
+                .call(F, (o, a) -> ((DeviceFusion) o).forward(a.m("x"), a.m("y"), a.m("out"), a.n("batch"), a.stream()))
+                .call(B, (o, a) -> {
+                    List<DeviceMemory> gr = new ArrayList<>();
+                    for (String k : keys) gr.add(a.m(k));
+                    ((DeviceFusion) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), gr, a.n("batch"), a.stream());
+                })
+                .size("batch", batch).in("x", x, F, B).in("y", y, F, B).in("gradOut", g, B).out("out", batch * op.out(), F);
+        for (int i = 0; i < keys.size(); i++) dev.out(keys.get(i), shapes.get(i).length, B);
+        dev.extra("grads", B, (o, a) -> ((DeviceFusion) o).backward(a.m("x"), a.m("y"), a.m("gradOut"), null, a.n("batch"), a.stream()));
+        return new DeviceOpContractTest.Subject(name, false, true, cuda, cpu, be -> {
+            @SuppressWarnings("unchecked") FusionBackend<?, G> m = (FusionBackend<?, G>) be;
+            List<float[]> t = new ArrayList<>(List.of(m.forward(x, y, batch)));
+            t.addAll(tensors.apply(m.backward(x, y, g, batch)));
+            return t;
+        }, dev);
     }
 
     /** The float64 reference's output then gradients for inputs {@code x, y} and {@code gradOut = g}. */

@@ -56,4 +56,11 @@ class LinearSumCudaTest extends CublasOpTest {
             FusionCudaChecks.assertRefusals(ctx, cuda, 6, 5, 3);
         }
     }
+
+    /** This op's instance of the {@link DeviceOpContractTest} testbed: LinearSum with block.bootstrap's defaults (relu in and out). */
+    static DeviceOpContractTest.Subject contractSubject(SplittableRandom r) {
+        LinearSum op = LinearSum.random(10, 8, 7, 5, Activation.RELU, Activation.RELU, Normalization.NONE, r.nextLong());
+        return FusionCudaChecks.contractSubject("LinearSum", new LinearSumCpu(op), (c, p) -> new LinearSumCuda(op, c, p), LinearSum.Gradients::tensors,
+                op.gradientNames(), r, 3);
+    }
 }

@@ -58,4 +58,11 @@ class MutanCudaTest extends CublasOpTest {
             FusionCudaChecks.assertRefusals(ctx, cuda, 6, 5, 7);
         }
     }
+
+    /** This op's instance of the {@link DeviceOpContractTest} testbed: MUTAN at odd small sizes, block.bootstrap's defaults. */
+    static DeviceOpContractTest.Subject contractSubject(SplittableRandom r) {
+        io.bifuse.Mutan op = io.bifuse.Mutan.random(10, 8, 7, 3, 5, false, io.bifuse.Normalization.NONE, r.nextLong());
+        return FusionCudaChecks.contractSubject("Mutan", new io.bifuse.cpu.MutanCpu(op), (c, p) -> new MutanCuda(op, c, p), io.bifuse.Mutan.Gradients::tensors,
+                op.gradientNames(), r, 3);
+    }
 }

@@ -29,8 +29,8 @@ import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * {@link BlockTuckerReference} and {@link TuckerReference} against block.bootstrap's own
- * {@code fusions.BlockTucker} and {@code fusions.Tucker} through the fixtures (1e-12: see
+ * {@link BlockTuckerReference} against block.bootstrap's own {@code fusions.BlockTucker} through the
+ * fixtures ({@link TuckerReference} in {@link TuckerReferenceTest}) (1e-12: see
  * {@link MutanReferenceTest}), BlockTucker's gradients against float64 central differences (every input
  * element, one element of every parameter tensor through the op rebuilt from its state dict), and the
  * loaders' refusals.
@@ -50,22 +50,11 @@ class BlockTuckerReferenceTest {
         }
     }
 
-    @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"tucker-default", "tucker-normalized"})
-    void tuckerMatchesBlockBootstrapsModule(String stem) throws IOException {
-        try (StateDict sd = Fixtures.open(dir, stem)) {
-            assertEquals("Tucker", sd.metadata().get("fusion"));
-            Tucker op = Tucker.fromStateDict(sd, "", Fixtures.flag(sd, "normalize"));
-            compare(stem, sd, TuckerReference.forward(op, in(sd, 0), in(sd, 1), batch(sd)),
-                    TuckerReference.backward(op, in(sd, 0), in(sd, 1), sd.doubles("grad_out"), batch(sd)), op.gradientNames());
-        }
-    }
+    static double[] in(StateDict sd, int i) { return sd.doubles("input." + i); }
 
-    private static double[] in(StateDict sd, int i) { return sd.doubles("input." + i); }
+    static int batch(StateDict sd) { return (int) sd.info("input.0").shape()[0]; }
 
-    private static int batch(StateDict sd) { return (int) sd.info("input.0").shape()[0]; }
-
-    private static void compare(String stem, StateDict sd, double[] out, List<double[]> grads, List<String> names) {
+    static void compare(String stem, StateDict sd, double[] out, List<double[]> grads, List<String> names) {
         double e = Stats.relativeL2(out, sd.doubles("out"));
         assertTrue(e <= MutanReferenceTest.FIXTURE_TOL, stem + " forward: relative L2 " + e);
         assertEquals(names.size(), grads.size());
