@@ -116,8 +116,8 @@ public final class Block implements Op<Block.Backend>, Fusion {
         Linear.require("linear1", linear1);
         Linear.require("linearOut", linearOut);
         if (rank < 1) throw new IllegalArgumentException("rank: expected >= 1, got " + rank);
-        Objects.requireNonNull(normalization, "normalization");
-        Objects.requireNonNull(position, "position");
+        if (normalization == null) throw new IllegalArgumentException("normalization: expected a Normalization (NONE for none), got null");
+        if (position == null) throw new IllegalArgumentException("position: expected BEFORE_CAT or AFTER_CAT, got null");
         if (merge0 == null || merge0.isEmpty()) throw new IllegalArgumentException("merge0: expected one layer per chunk, got " + (merge0 == null ? "null" : "none"));
         if (merge1 == null || merge1.size() != merge0.size()) {
             throw new IllegalArgumentException("merge1: expected " + merge0.size() + " layers (one per chunk, as merge0), got " + (merge1 == null ? "null" : merge1.size()));
@@ -171,10 +171,17 @@ public final class Block implements Op<Block.Backend>, Fusion {
         }
         if (shared) {
             requireSame(sd, prefix + "linear1", l0);
-            return shared(l0, m0, out, rank, Normalization.pytorch(), position);
+            int r = rank;
+            return StateDict.loading(sd, prefix, NAMES, () -> shared(l0, m0, out, r, Normalization.pytorch(), position));
         }
-        return of(l0, Linear.fromStateDict(sd, prefix + "linear1"), m0, m1, out, rank, Normalization.pytorch(), position);
+        Linear l1 = Linear.fromStateDict(sd, prefix + "linear1");
+        int r = rank;
+        return StateDict.loading(sd, prefix, NAMES, () -> of(l0, l1, m0, m1, out, r, Normalization.pytorch(), position));
     }
+
+    /** The factories' argument names → block.bootstrap's tensor names (for {@link StateDict#loading}). */
+    private static final java.util.Map<String, String> NAMES = java.util.Map.of("linear0", "linear0.weight", "linear1", "linear1.weight",
+            "merge0[]", "merge_linears0.%d.weight", "merge1[]", "merge_linears1.%d.weight", "linearOut", "linear_out.weight");
 
     private static void requireSame(StateDict sd, String name, Linear expected) {
         if (sd.contains(name + ".weight") && !Linear.fromStateDict(sd, name).equals(expected)) {

@@ -68,8 +68,8 @@ public final class BlockTucker implements Op<BlockTucker.Backend>, Fusion {
         Linear.require("linear0", linear0);
         Linear.require("linear1", linear1);
         Linear.require("linearOut", linearOut);
-        Objects.requireNonNull(normalization, "normalization");
-        Objects.requireNonNull(position, "position");
+        if (normalization == null) throw new IllegalArgumentException("normalization: expected a Normalization (NONE for none), got null");
+        if (position == null) throw new IllegalArgumentException("position: expected BEFORE_CAT or AFTER_CAT, got null");
         if (bilinears == null || bilinears.isEmpty()) throw new IllegalArgumentException("bilinears: expected one layer per chunk, got " + (bilinears == null ? "null" : "none"));
         int m = linear0.out();
         linear1.requireShape("linear1", m, linear1.in());
@@ -105,14 +105,22 @@ public final class BlockTucker implements Op<BlockTucker.Backend>, Fusion {
             }
             bl.add(b);
         }
+        if (sd.contains(prefix + "bilinears." + chunks + ".bias")) {
+            throw new IllegalArgumentException(sd.source() + ": '" + prefix + "bilinears." + chunks + ".bias' without its weight");
+        }
         if (shared) {
             if (sd.contains(prefix + "linear1.weight") && !Linear.fromStateDict(sd, prefix + "linear1").equals(l0)) {
                 throw new IllegalArgumentException(sd.source() + ": '" + prefix + "linear1': shared=true, so expected the same values as linear0");
             }
-            return shared(l0, bl, out, Normalization.pytorch(), position);
+            return StateDict.loading(sd, prefix, NAMES, () -> shared(l0, bl, out, Normalization.pytorch(), position));
         }
-        return of(l0, Linear.fromStateDict(sd, prefix + "linear1"), bl, out, Normalization.pytorch(), position);
+        Linear l1 = Linear.fromStateDict(sd, prefix + "linear1");
+        return StateDict.loading(sd, prefix, NAMES, () -> of(l0, l1, bl, out, Normalization.pytorch(), position));
     }
+
+    /** The factories' argument names → block.bootstrap's tensor names (for {@link StateDict#loading}). */
+    private static final java.util.Map<String, String> NAMES = java.util.Map.of("linear0", "linear0.weight", "linear1", "linear1.weight",
+            "bilinears[]", "bilinears.%d.weight", "linearOut", "linear_out.weight");
 
     /** With every layer biased and initialized as PyTorch does, from {@code seed}: for tests and benchmarks. */
     public static BlockTucker random(int dx, int dy, int mmDim, int chunks, int out, boolean shared, Normalization normalization, Block.NormPosition position,

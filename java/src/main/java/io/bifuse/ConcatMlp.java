@@ -58,18 +58,33 @@ public final class ConcatMlp implements Op<ConcatMlp.Backend>, Fusion {
         List<Linear> l = new ArrayList<>();
         while (sd.contains(prefix + "mlp.linears." + l.size() + ".weight")) l.add(Linear.fromStateDict(sd, prefix + "mlp.linears." + l.size()));
         if (l.isEmpty()) throw new IllegalArgumentException(sd.source() + ": no tensor '" + prefix + "mlp.linears.0.weight' (a ConcatMLP has at least one layer)");
+        // A layer after a gap (or a bias without its weight) would be dropped silently: refuse it.
+        String under = prefix + "mlp.linears.";
+        for (String name : sd.names()) {
+            if (!name.startsWith(under)) continue;
+            String rest = name.substring(under.length());
+            int dot = rest.indexOf('.');
+            if (dot > 0 && rest.substring(0, dot).chars().allMatch(Character::isDigit) && Integer.parseInt(rest.substring(0, dot)) >= l.size()) {
+                throw new IllegalArgumentException(sd.source() + ": no tensor '" + under + l.size() + ".weight' (found '" + name
+                        + "': the layers are numbered 0, 1, ... without a gap)");
+            }
+        }
         for (int i = 1; i < l.size(); i++) {
             if (l.get(i).in() != l.get(i - 1).out()) {
                 throw new IllegalArgumentException(sd.source() + ": '" + prefix + "mlp.linears." + i + ".weight': expected " + l.get(i - 1).out()
                         + " input features (mlp.linears." + (i - 1) + "'s outputs), got " + l.get(i).in());
             }
         }
-        return of(dx, l, activation);
+        return StateDict.loading(sd, prefix, java.util.Map.of("layers[]", "mlp.linears.%d.weight"), () -> of(dx, l, activation));
     }
 
     /** With layers {@code Dx + Dy → hidden[0] → ... → out}, biased and initialized as {@code nn.Linear} does, from {@code seed}. */
     public static ConcatMlp random(int dx, int dy, int[] hidden, int out, Activation activation, long seed) {
         if (dx < 1 || dy < 1 || out < 1) throw new IllegalArgumentException("dx, dy, out: expected >= 1, got " + dx + ", " + dy + ", " + out);
+        if (hidden == null) throw new IllegalArgumentException("hidden: expected the hidden layers' widths (empty for none), got null");
+        for (int i = 0; i < hidden.length; i++) {
+            if (hidden[i] < 1) throw new IllegalArgumentException("hidden[" + i + "]: expected >= 1, got " + hidden[i]);
+        }
         List<Linear> l = new ArrayList<>();
         int in = dx + dy;
         for (int i = 0; i <= hidden.length; i++) {
@@ -121,7 +136,7 @@ public final class ConcatMlp implements Op<ConcatMlp.Backend>, Fusion {
 
     @Override public String toString() {
         StringBuilder b = new StringBuilder("ConcatMlp[Dx=" + dx + ", Dy=" + dy() + ", widths=");
-        for (Linear l : layers) b.append(l.out()).append(l == layers.get(layers.size() - 1) ? "" : "→");
+        for (int i = 0; i < layers.size(); i++) b.append(layers.get(i).out()).append(i == layers.size() - 1 ? "" : "→");
         return b.append(", ").append(activation).append("]").toString();
     }
 }

@@ -45,7 +45,7 @@ public final class LinearSum implements Op<LinearSum.Backend>, Fusion {
         Linear.require("linearOut", linearOut);
         Activation.require("inputActivation", inputActivation);
         Activation.require("outputActivation", outputActivation);
-        Objects.requireNonNull(normalization, "normalization");
+        if (normalization == null) throw new IllegalArgumentException("normalization: expected a Normalization (NONE for none), got null");
         int m = linear0.out();
         linear1.requireShape("linear1", m, linear1.in());
         linearOut.requireShape("linearOut", linearOut.out(), m);
@@ -56,8 +56,9 @@ public final class LinearSum implements Op<LinearSum.Backend>, Fusion {
     public static LinearSum fromStateDict(StateDict sd, String prefix, Activation inputActivation, Activation outputActivation, boolean normalize) {
         Objects.requireNonNull(sd, "sd");
         Objects.requireNonNull(prefix, "prefix");
-        return of(Linear.fromStateDict(sd, prefix + "linear0"), Linear.fromStateDict(sd, prefix + "linear1"), Linear.fromStateDict(sd, prefix + "linear_out"),
-                inputActivation, outputActivation, normalize ? Normalization.pytorch() : Normalization.NONE);
+        Linear l0 = Linear.fromStateDict(sd, prefix + "linear0"), l1 = Linear.fromStateDict(sd, prefix + "linear1"), lo = Linear.fromStateDict(sd, prefix + "linear_out");
+        return StateDict.loading(sd, prefix, java.util.Map.of("linear0", "linear0.weight", "linear1", "linear1.weight", "linearOut", "linear_out.weight"),
+                () -> of(l0, l1, lo, inputActivation, outputActivation, normalize ? Normalization.pytorch() : Normalization.NONE));
     }
 
     /** With every layer biased and initialized as {@code nn.Linear} does, from {@code seed}. */

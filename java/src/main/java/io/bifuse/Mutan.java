@@ -88,7 +88,7 @@ public final class Mutan implements Op<Mutan.Backend>, Fusion {
         Linear.require("mergeLinear1", mergeLinear1);
         Linear.require("linearOut", linearOut);
         if (rank < 1) throw new IllegalArgumentException("rank: expected >= 1, got " + rank);
-        Objects.requireNonNull(normalization, "normalization");
+        if (normalization == null) throw new IllegalArgumentException("normalization: expected a Normalization (NONE for none), got null");
         int m = linear0.out();
         linear1.requireShape("linear1", m, linear1.in());
         long rm = (long) rank * m;
@@ -121,17 +121,22 @@ public final class Mutan implements Op<Mutan.Backend>, Fusion {
         int rank = m0.out() / m;
         Normalization n = normalize ? Normalization.pytorch() : Normalization.NONE;
         if (shared) {
-            requireSame(sd, prefix + "linear1", l0);
-            requireSame(sd, prefix + "merge_linear1", m0);
-            return shared(l0, m0, out, rank, n);
+            requireSame(sd, prefix + "linear1", prefix + "linear0", l0);
+            requireSame(sd, prefix + "merge_linear1", prefix + "merge_linear0", m0);
+            return StateDict.loading(sd, prefix, NAMES, () -> shared(l0, m0, out, rank, n));
         }
-        return of(l0, Linear.fromStateDict(sd, prefix + "linear1"), m0, Linear.fromStateDict(sd, prefix + "merge_linear1"), out, rank, n);
+        Linear l1 = Linear.fromStateDict(sd, prefix + "linear1"), m1 = Linear.fromStateDict(sd, prefix + "merge_linear1");
+        return StateDict.loading(sd, prefix, NAMES, () -> of(l0, l1, m0, m1, out, rank, n));
     }
 
-    private static void requireSame(StateDict sd, String name, Linear expected) {
+    /** The factories' argument names → block.bootstrap's tensor names (for {@link StateDict#loading}). */
+    private static final java.util.Map<String, String> NAMES = java.util.Map.of("linear0", "linear0.weight", "linear1", "linear1.weight",
+            "mergeLinear0", "merge_linear0.weight", "mergeLinear1", "merge_linear1.weight", "linearOut", "linear_out.weight");
+
+    private static void requireSame(StateDict sd, String name, String side0, Linear expected) {
         if (!sd.contains(name + ".weight")) return;
         if (!Linear.fromStateDict(sd, name).equals(expected)) {
-            throw new IllegalArgumentException(sd.source() + ": '" + name + "': shared=true, so expected the same values as " + name.replace('1', '0')
+            throw new IllegalArgumentException(sd.source() + ": '" + name + "': shared=true, so expected the same values as " + side0
                     + " (a shared module's state dict holds the one layer under both names)");
         }
     }

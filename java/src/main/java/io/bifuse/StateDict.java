@@ -229,6 +229,26 @@ public final class StateDict implements AutoCloseable {
         return out;
     }
 
+    /**
+     * Builds an op from layers read out of {@code sd}, so that a layer the op's factory refuses is named as
+     * the state dict names it: a refusal of argument {@code arg} (or {@code arg[i]}) becomes one of tensor
+     * {@code prefix + tensors.get(arg)} (its {@code %d} the index), with the source, e.g.
+     * {@code mergeLinear1: expected ...} → {@code model.safetensors: 'merge_linear1.weight': expected ...}.
+     */
+    static <T> T loading(StateDict sd, String prefix, Map<String, String> tensors, java.util.function.Supplier<T> make) {
+        try {
+            return make.get();
+        } catch (IllegalArgumentException e) {
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile("^(\\w+)(?:\\[(\\d+)\\])?: (.*)$", java.util.regex.Pattern.DOTALL)
+                    .matcher(String.valueOf(e.getMessage()));
+            if (!m.matches()) throw e;
+            String tensor = tensors.get(m.group(2) == null ? m.group(1) : m.group(1) + "[]");
+            if (tensor == null) throw e;
+            String name = prefix + (m.group(2) == null ? tensor : tensor.formatted(Integer.parseInt(m.group(2))));
+            throw new IllegalArgumentException(sd.source() + ": '" + name + "': " + m.group(3), e);
+        }
+    }
+
     /** Where the tensors come from (the file's path), for messages. */
     public String source() { return source; }
 

@@ -33,15 +33,23 @@ public final class Tucker implements Op<Tucker.Backend>, Fusion {
     /** linear0 Dx → M, linear1 Dy → M, bilinear M × M → M, linearOut M → Out; {@code normalization} NONE or {@link Normalization#pytorch()} ({@code normalize=True}). */
     public static Tucker of(Linear linear0, Linear linear1, BilinearLayer bilinear, Linear linearOut, Normalization normalization) {
         if (bilinear == null) throw new IllegalArgumentException("bilinear: expected a BilinearLayer, got null");
-        return new Tucker(BlockTucker.checked(linear0, linear1, List.of(bilinear), linearOut, false, normalization, Block.NormPosition.AFTER_CAT));
+        try {
+            return new Tucker(BlockTucker.checked(linear0, linear1, List.of(bilinear), linearOut, false, normalization, Block.NormPosition.AFTER_CAT));
+        } catch (IllegalArgumentException e) { // Tucker's one core is BlockTucker's bilinears[0]: say it as Tucker's argument
+            String m = String.valueOf(e.getMessage());
+            if (!m.startsWith("bilinears[0]: ")) throw e;
+            throw new IllegalArgumentException("bilinear: " + m.substring("bilinears[0]: ".length()), e);
+        }
     }
 
     /** A trained block.bootstrap {@code Tucker} from its state dict (linear0, linear1, bilinear, linear_out after {@code prefix}); {@code normalize}: its constructor argument. */
     public static Tucker fromStateDict(StateDict sd, String prefix, boolean normalize) {
         Objects.requireNonNull(sd, "sd");
         Objects.requireNonNull(prefix, "prefix");
-        return of(Linear.fromStateDict(sd, prefix + "linear0"), Linear.fromStateDict(sd, prefix + "linear1"), BilinearLayer.fromStateDict(sd, prefix + "bilinear"),
-                Linear.fromStateDict(sd, prefix + "linear_out"), normalize ? Normalization.pytorch() : Normalization.NONE);
+        Linear l0 = Linear.fromStateDict(sd, prefix + "linear0"), l1 = Linear.fromStateDict(sd, prefix + "linear1"), lo = Linear.fromStateDict(sd, prefix + "linear_out");
+        BilinearLayer b = BilinearLayer.fromStateDict(sd, prefix + "bilinear");
+        return StateDict.loading(sd, prefix, java.util.Map.of("linear0", "linear0.weight", "linear1", "linear1.weight", "bilinear", "bilinear.weight",
+                "linearOut", "linear_out.weight"), () -> of(l0, l1, b, lo, normalize ? Normalization.pytorch() : Normalization.NONE));
     }
 
     /** With every layer biased and initialized as PyTorch does, from {@code seed}. */

@@ -145,7 +145,7 @@ class BlockTuckerReferenceTest {
         e = assertThrows(IllegalArgumentException.class, () -> Tucker.fromStateDict(StateDict.of(v, s), "", false));
         assertTrue(e.getMessage().startsWith("the in-memory state dict: no tensor 'bilinear.weight'"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> Tucker.of(op.linear0(), op.linear1(), op.bilinears().get(0), op.linearOut(), Normalization.NONE));
-        assertEquals("bilinears[0]: expected a bilinear layer 11 × 11 → 11, got 3 × 3 → 3", e.getMessage());
+        assertEquals("bilinear: expected a bilinear layer 11 × 11 → 11, got 3 × 3 → 3", e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> new BilinearLayer(2, 2, 2, new float[7], null));
         assertEquals("weight: expected 2 × 2 × 2 = 8 floats (out × in1 × in2, as nn.Bilinear.weight), got 7", e.getMessage());
     }

@@ -166,7 +166,7 @@ class MutanReferenceTest {
             v4.put("merge_linear1.weight", new double[27 * 8]);
             s4.put("merge_linear1.weight", new long[] {27, 8});
             e = assertThrows(IllegalArgumentException.class, () -> Mutan.fromStateDict(StateDict.of(v4, s4), "", false, false));
-            assertEquals("mergeLinear1: expected a layer 9 → 27 (weight 27 × 9), got 8 → 27 (weight 27 × 8)", e.getMessage());
+            assertEquals("the in-memory state dict: 'merge_linear1.weight': expected a layer 9 → 27 (weight 27 × 9), got 8 → 27 (weight 27 × 8)", e.getMessage());
             // shared, but linear1 differs from linear0 (and the input widths differ)
             e = assertThrows(IllegalArgumentException.class, () -> Mutan.fromStateDict(StateDict.of(v, s), "", true, false));
             assertTrue(e.getMessage().startsWith("the in-memory state dict: 'linear1': shared=true, so expected the same values as linear0"), e.getMessage());
