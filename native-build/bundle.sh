@@ -169,6 +169,17 @@ done
 
 # --- Python peers ----------------------------------------------------------------------------------
 cp benchmarks/python/*.py "$bundle/python/"
+# block.bootstrap's fusions (networks/, .py files only), which the mutan, block, tucker, ... peers import
+# (python/bootstrap_fusions.py finds them in python/block_bootstrap/); without them those peers skip.
+if [ -n "${BLOCK_BOOTSTRAP:-}" ] && [ -d "$BLOCK_BOOTSTRAP/block/models/networks" ]; then
+  (cd "$BLOCK_BOOTSTRAP/block/models" && find networks -name '*.py') | while IFS= read -r f; do
+    mkdir -p "$bundle/python/block_bootstrap/block/models/$(dirname "$f")"
+    cp "$BLOCK_BOOTSTRAP/block/models/$f" "$bundle/python/block_bootstrap/block/models/$f"
+  done
+  say "block.bootstrap fusions: $BLOCK_BOOTSTRAP/block/models/networks -> python/block_bootstrap/"
+else
+  say "(BLOCK_BOOTSTRAP is not a block.bootstrap.pytorch checkout: the peers of its fusions will skip)"
+fi
 
 # --- launcher --------------------------------------------------------------------------------------
 cat >"$bundle/run" <<'RUN'

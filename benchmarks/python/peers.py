@@ -6,7 +6,8 @@ Usage:
 
 PEER is one or more of the <name>_peer.py scripts next to this one, by name (ban_attention,
 ban_block, ban_pooling, compact_bilinear, full_bilinear, mcb_attention, mfb, mlb, mlb_attention,
-stacked_attention, hierarchical_attention); none means all
+stacked_attention, hierarchical_attention, ...; block.bootstrap's fusions: mutan, block,
+tucker, block_tucker, linear_sum, concat_mlp); none means all
 of them, in that order. The options go to
 every selected peer unchanged, so with several peers use the ones they share (--device, --runs,
 --warmup, --batches, --no-compile, --tf32, --seed, --check, --check-batch); a peer's own options
@@ -14,7 +15,9 @@ every selected peer unchanged, so with several peers use the ones they share (--
 With --csv FILE the file is started afresh and every peer appends its rows to it; without it each
 peer writes its own default file. Each peer runs in its own Python process, so one that fails
 (an out-of-memory error, a compiler crash) does not stop the others; the exit code is 1 if any
-failed (with --check: if any check failed).
+failed (with --check: if any check failed). A peer that exits with code 3 (SKIPPED_RC: the peers of
+block.bootstrap's fusions without a checkout of it, see bootstrap_fusions.py) is reported as skipped
+and does not count as failed.
 
 Examples:
     python3 benchmarks/python/peers.py --csv peer.csv
@@ -29,6 +32,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUFFIX = "_peer.py"
+SKIPPED_RC = 3      # a peer that cannot run here (e.g. no block.bootstrap checkout) and says so: not a failure
 # Every <name>_peer.py next to this file, one per operator (the operator's name in snake case, which
 # OperatorsTest holds to io.bifuse.Operators): a new peer needs no edit here.
 PEERS = sorted(f[:-len(SUFFIX)] for f in os.listdir(HERE) if f.endswith(SUFFIX))
@@ -77,10 +81,11 @@ def main(argv=None):
         t0 = time.time()
         rc = subprocess.call(cmd)
         results.append((name, rc, time.time() - t0))
-    print("=== peers: " + ", ".join("%s=%d (%.0f s)" % r for r in results))
+    print("=== peers: " + ", ".join("%s=skipped (%.0f s)" % (name, t) if rc == SKIPPED_RC else "%s=%d (%.0f s)" % (name, rc, t)
+                                    for name, rc, t in results))
     if path is not None and extra:
         print("combined CSV: %s" % path)
-    return 1 if any(rc != 0 for _, rc, _ in results) else 0
+    return 1 if any(rc not in (0, SKIPPED_RC) for _, rc, _ in results) else 0
 
 
 if __name__ == "__main__":
