@@ -237,12 +237,7 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
         if (pooling != null) {
             throw new IllegalArgumentException("gradW: this op has an output layer; expected its gradient buffers (the backward with gradW, gradB), got none");
         }
-        DeviceArgs.batch(batch);
-        DeviceArgs.memory("x", x, batch, op.dx());
-        DeviceArgs.memory("y", y, batch, op.dy());
-        DeviceArgs.memory("gradOut", gradOut, batch, op.d());
-        DeviceArgs.memory("gradX", gradX, batch, op.dx());
-        DeviceArgs.memory("gradY", gradY, batch, op.dy());
+        checkBackward(x, y, gradOut, gradX, gradY, batch);
         if (stream == null) throw new IllegalArgumentException("stream: expected a CudaStream, got null");
         if (backwardPath == Path.FUSED) {
             Normalization n = op.normalization();
@@ -289,12 +284,7 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
         if (pooling == null) {
             throw new IllegalArgumentException("gradW: this op has no output layer; expected the backward without gradW, gradB");
         }
-        DeviceArgs.batch(batch);
-        DeviceArgs.memory("x", x, batch, op.dx());
-        DeviceArgs.memory("y", y, batch, op.dy());
-        DeviceArgs.memory("gradOut", gradOut, batch, op.outputWidth());
-        DeviceArgs.memory("gradX", gradX, batch, op.dx());
-        DeviceArgs.memory("gradY", gradY, batch, op.dy());
+        checkBackward(x, y, gradOut, gradX, gradY, batch);
         DeviceArgs.memory("gradW", gradW, op.outputWidth(), op.d());
         if (gradB != null) {
             if (!op.linearOut().hasBias()) throw new IllegalArgumentException("gradB: expected null (the output layer has no bias), got a buffer");
@@ -308,6 +298,16 @@ public final class CompactBilinearCuda extends CudaOp<CompactBilinear> implement
                     op.outputActivation(), w.f, gradW, gradB, DeviceMatrix.of("gz", w.gz, batch, op.d()), stream);
             pooling.backward(x, y, w.gz, gradX, gradY, batch, stream);
         });
+    }
+
+    /** Both backward forms' common arguments, by name ({@code gradOut} is {@code B × outputWidth}). */
+    private void checkBackward(DeviceMemory x, DeviceMemory y, DeviceMemory gradOut, DeviceMemory gradX, DeviceMemory gradY, int batch) {
+        DeviceArgs.batch(batch);
+        DeviceArgs.memory("x", x, batch, op.dx());
+        DeviceArgs.memory("y", y, batch, op.dy());
+        DeviceArgs.memory("gradOut", gradOut, batch, op.outputWidth());
+        DeviceArgs.memory("gradX", gradX, batch, op.dx());
+        DeviceArgs.memory("gradY", gradY, batch, op.dy());
     }
 
     /** Host convenience: copies in, runs on a private stream of this op's (kept, with its buffers and plans, for the next call), copies out. */

@@ -305,27 +305,7 @@ class CompactBilinearCudaTest {
 
     /** {@code [out, dx, dy, dW, db]} of an op with an output layer, every buffer NaN-poisoned before the run. */
     private static List<float[]> runWithOutput(CompactBilinearCuda cuda, float[] x, float[] y, float[] g, int batch) {
-        CompactBilinear op = cuda.op();
-        try (CudaStream st = CudaStream.create(ctx); DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y);
-             DeviceBuffer dg = DeviceBuffer.of(ctx, g); DeviceBuffer out = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputWidth());
-             DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dx()); DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dy());
-             DeviceBuffer gw = DeviceBuffer.allocateFloats(ctx, (long) op.outputWidth() * op.d()); DeviceBuffer gb = DeviceBuffer.allocateFloats(ctx, op.outputWidth())) {
-            try {
-                for (DeviceBuffer b : new DeviceBuffer[] {out, gx, gy, gw, gb}) b.fill(Float.NaN);
-                cuda.forward(dx, dy, out, batch, st);
-                cuda.backward(dx, dy, dg, gx, gy, gw, gb, batch, st);
-                return List.of(read(out, batch * op.outputWidth(), st), read(gx, batch * op.dx(), st), read(gy, batch * op.dy(), st),
-                        read(gw, op.outputWidth() * op.d(), st), read(gb, op.outputWidth(), st));
-            } finally {
-                cuda.release(st);
-            }
-        }
-    }
-
-    private static float[] read(DeviceBuffer b, int n, CudaStream st) {
-        float[] a = new float[n];
-        b.read(a, st);
-        return a;
+        return List.of(io.bifuse.testing.CompactBilinearTolerance.run(ctx, cuda, x, y, g, batch));
     }
 
     /** block.bootstrap's MCB module through the safetensors fixtures, on the device. */

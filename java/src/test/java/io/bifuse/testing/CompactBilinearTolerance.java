@@ -92,26 +92,35 @@ public final class CompactBilinearTolerance {
         return z;
     }
 
-    /** Forward and backward on device buffers whose outputs were NaN-poisoned first; the inputs must come back unchanged. */
+    /**
+     * Forward then backward on device buffers NaN-poisoned first (the inputs must come back unchanged):
+     * {@code {out, dx, dy}}, and with an output layer also its {@code dW} and {@code db} (where it has a
+     * bias), the order of {@code gradientNames()} after the output.
+     */
     public static float[][] run(CudaContext ctx, CompactBilinearCuda cuda, float[] x, float[] y, float[] g, int batch) {
         CompactBilinear op = cuda.op();
+        boolean lo = op.hasOutput(), lob = lo && op.linearOut().hasBias();
         try (CudaStream st = CudaStream.create(ctx);
              DeviceBuffer dx = DeviceBuffer.of(ctx, x); DeviceBuffer dy = DeviceBuffer.of(ctx, y); DeviceBuffer dg = DeviceBuffer.of(ctx, g);
-             DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) batch * op.d());
+             DeviceBuffer z = DeviceBuffer.allocateFloats(ctx, (long) batch * op.outputWidth());
              DeviceBuffer gx = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dx());
-             DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dy())) {
-            z.fill(Float.NaN);
-            gx.fill(Float.NaN);
-            gy.fill(Float.NaN);
+             DeviceBuffer gy = DeviceBuffer.allocateFloats(ctx, (long) batch * op.dy());
+             DeviceBuffer gw = lo ? DeviceBuffer.allocateFloats(ctx, (long) op.outputWidth() * op.d()) : null;
+             DeviceBuffer gb = lob ? DeviceBuffer.allocateFloats(ctx, op.outputWidth()) : null) {
+            for (DeviceBuffer b : new DeviceBuffer[] {z, gx, gy, gw, gb}) if (b != null) b.fill(Float.NaN);
             cuda.forward(dx, dy, z, batch, st);
-            cuda.backward(dx, dy, dg, gx, gy, batch, st);
-            float[] rz = new float[batch * op.d()], rx = new float[batch * op.dx()], ry = new float[batch * op.dy()];
-            z.read(rz, st);
-            gx.read(rx, st);
-            gy.read(ry, st);
+            if (lo) cuda.backward(dx, dy, dg, gx, gy, gw, gb, batch, st);
+            else cuda.backward(dx, dy, dg, gx, gy, batch, st);
+            java.util.List<float[]> r = new java.util.ArrayList<>();
+            for (DeviceBuffer b : new DeviceBuffer[] {z, gx, gy, gw, gb}) {
+                if (b == null) continue;
+                float[] a = new float[(int) (b.byteSize() / 4)];
+                b.read(a, st);
+                r.add(a);
+            }
             cuda.release(st);
             DeviceRuns.unchanged(st, "x", dx, x, "y", dy, y, "gradOut", dg, g);
-            return new float[][] {rz, rx, ry};
+            return r.toArray(float[][]::new);
         }
     }
 }

@@ -94,6 +94,45 @@ final class CompactBilinearSuite implements Suite {
                 }
             }
         }
+        outputLayerRows(quick, ctx, gpu, rnd, report);
+    }
+
+    /**
+     * block.bootstrap's MCB (the pooling with no normalization, then {@code linear_out} and relu):
+     * forward and the worst gradient (dx, dy, the layer's weight and bias) against the float64 reference
+     * at 1e-5, on the CPU and each GPU variant; quick: small widths, else block.bootstrap's VQA2 MCB
+     * (inputs 2048 and 2048, mm_dim 16000, 3000 answers) at B = 8.
+     */
+    private static void outputLayerRows(boolean quick, CudaContext ctx, boolean gpu, SplittableRandom rnd, Check.Report report) {
+        Size s = quick ? new Size(4, 256, 300, 1125) : new Size(8, 2048, 2048, 16000);
+        int out = quick ? 30 : 3000, b = s.batch();
+        CompactBilinear op = CompactBilinear.seeded(s.dx(), s.dy(), s.d(), rnd.nextLong())
+                .withOutput(io.bifuse.Linear.random(out, s.d(), true, rnd.nextLong()), io.bifuse.Activation.RELU);
+        float[] x = Stats.gaussian(rnd, b * s.dx()), y = Stats.gaussian(rnd, b * s.dy()), g = Stats.gaussian(rnd, b * out);
+        double[] fRef = CompactBilinearReference.forward(op, x, y, b);
+        double[][] gRef = CompactBilinearReference.backward(op, x, y, g, b);
+        String size = s.label() + " linear_out=" + out + " relu";
+        CompactBilinearCpu onCpu = new CompactBilinearCpu(op);
+        report.add("CompactBilinear.forward", onCpu.backend(), size, onCpu.forward(x, y, b), fRef, Check.TOLERANCE);
+        report.add(worst(onCpu.backend(), size, onCpu.backward(x, y, g, b).tensors(), gRef));
+        if (!gpu) return;
+        for (String v : VARIANTS) {
+            try (CompactBilinearCuda cuda = open(op, ctx, v)) {
+                float[][] r = CompactBilinearTolerance.run(ctx, cuda, x, y, g, b);
+                report.add("CompactBilinear.forward", "cuda-" + v, size, r[0], fRef, Check.TOLERANCE);
+                report.add(worst("cuda-" + v, size, List.of(r).subList(1, r.length), gRef));
+            }
+        }
+    }
+
+    /** The backward row: the largest relative L2 error over the gradient tensors. */
+    private static Check.Row worst(String backend, String size, List<float[]> got, double[][] ref) {
+        double e = got.size() == ref.length ? 0 : Double.POSITIVE_INFINITY;
+        for (int t = 0; t < Math.min(got.size(), ref.length); t++) {
+            double et = Stats.relativeL2(got.get(t), ref[t]);
+            if (!(et <= e)) e = et; // NaN sticks
+        }
+        return new Check.Row("CompactBilinear.backward", backend, size, e, Check.TOLERANCE, e <= Check.TOLERANCE);
     }
 
     @Override public String gpuUnavailableReason() { return gpuReason(); }

@@ -4,14 +4,11 @@ import io.bifuse.Fusion;
 import io.bifuse.FusionBackend;
 import io.bifuse.Precision;
 import io.bifuse.TrainingStep;
-import io.bifuse.cuda.Cuda;
-import io.bifuse.cuda.CublasHandle;
 import io.bifuse.cuda.CudaContext;
 import io.bifuse.cuda.CudaOp;
 import io.bifuse.cuda.DeviceBuffer;
 import io.bifuse.cuda.DeviceFusion;
 import io.bifuse.cuda.DeviceMemory;
-import io.bifuse.cuda.Kernels;
 import io.bifuse.testing.Conditioning;
 import io.bifuse.testing.DeviceRuns;
 import io.bifuse.testing.Stats;
@@ -92,12 +89,8 @@ abstract class FusionSuite<O extends Fusion, G, S extends FusionSuite.Size> impl
         return forward ? new double[] {4 * (in + w + out), 2 * m} : new double[] {4 * (3 * in + 3 * w + 2 * out), 6 * m};
     }
 
-    @Override public String gpuUnavailableReason() {
-        if (!Cuda.isAvailable()) return Cuda.status().reason();
-        if (Kernels.fatbin() == null) return "no CUDA kernels in this build (built without nvcc)";
-        if (!CublasHandle.libraryAvailable()) return CublasHandle.describeLibrary();
-        return null;
-    }
+    /** What MLB's CUDA path needs too: the driver and a device, the kernels, cuBLAS. */
+    @Override public String gpuUnavailableReason() { return MlbSuite.gpuReason(); }
 
     @Override public void check(boolean quick, CudaContext ctx, SplittableRandom rnd, Check.Report report) {
         String noGpu = ctx == null ? null : gpuUnavailableReason();

@@ -31,26 +31,39 @@ import java.util.SplittableRandom;
  * CPU backend's rows run at every size that runs.
  */
 final class MfbSuite implements Suite {
-    record Case(int batch, int dx, int dy, int o, int k, int blocks, Activation act, Normalization norm) {
+    /** A size; {@code out > 0}: with block.bootstrap's output layer ({@code linear_out} to {@code out}, then {@code outAct}). */
+    record Case(int batch, int dx, int dy, int o, int k, int blocks, Activation act, Normalization norm, int out, Activation outAct) {
+        Case(int batch, int dx, int dy, int o, int k, int blocks, Activation act, Normalization norm) {
+            this(batch, dx, dy, o, k, blocks, act, norm, 0, Activation.NONE);
+        }
+
         String label() {
             return (blocks == 1 ? "MFB" : "MFH n=" + blocks) + " B=" + batch + " Dx=" + dx + " Dy=" + dy + " o=" + o + " k=" + k
-                    + " " + act.name().toLowerCase() + (norm.isIdentity() ? "" : norm.equals(Normalization.pytorch()) ? " +torch-norm" : " +caffe-norm");
+                    + " " + act.name().toLowerCase() + (norm.isIdentity() ? "" : norm.equals(Normalization.pytorch()) ? " +torch-norm" : " +caffe-norm")
+                    + (out == 0 ? "" : " linear_out=" + out + " " + outAct.name().toLowerCase());
         }
 
         /** The PyTorch peer's size label (benchmarks/python/mfb_peer.py; compare.py joins on it exactly). */
         String csvSize() { return "Dx=" + dx + ",Dy=" + dy + ",o=" + o + ",k=" + k + ",blocks=" + blocks + "," + act.name().toLowerCase(); }
 
-        Mfb op(long seed) { return Mfb.random(dx, dy, o, k, blocks, act, norm, seed); }
+        Mfb op(long seed) {
+            Mfb m = Mfb.random(dx, dy, o, k, blocks, act, norm, seed);
+            return out == 0 ? m : m.withOutput(io.bifuse.Linear.random(out, blocks * o, true, seed + 2L * blocks), outAct);
+        }
     }
 
     static List<Case> checkCases(boolean quick) {
         Normalization t = Normalization.pytorch();
         if (quick) {
             return List.of(new Case(4, 64, 48, 20, 5, 1, Activation.NONE, t), new Case(4, 64, 48, 20, 5, 2, Activation.RELU, t),
-                    new Case(3, 33, 17, 7, 3, 3, Activation.TANH, Normalization.caffe()));
+                    new Case(3, 33, 17, 7, 3, 3, Activation.TANH, Normalization.caffe()),
+                    // block.bootstrap's MFH as configured by default: relu in and out, no normalization, linear_out
+                    new Case(4, 64, 48, 20, 2, 2, Activation.RELU, Normalization.NONE, 30, Activation.RELU));
         }
         return List.of(new Case(64, 1024, 2048, 1000, 5, 1, Activation.NONE, t), new Case(64, 1024, 2048, 1000, 5, 2, Activation.RELU, t),
-                new Case(512, 1024, 2048, 1000, 5, 2, Activation.RELU, t), new Case(5, 33, 17, 7, 3, 3, Activation.TANH, Normalization.caffe()));
+                new Case(512, 1024, 2048, 1000, 5, 2, Activation.RELU, t), new Case(5, 33, 17, 7, 3, 3, Activation.TANH, Normalization.caffe()),
+                // block.bootstrap's VQA2 MFH (mm_dim 1200, factor 2, inputs 4800 and 2048, 3000 answers), its defaults
+                new Case(16, 4800, 2048, 1200, 2, 2, Activation.RELU, Normalization.NONE, 3000, Activation.RELU));
     }
 
     static List<Case> benchSizes(boolean quick) {
