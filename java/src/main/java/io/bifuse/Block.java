@@ -29,7 +29,7 @@ import java.util.Objects;
  * (broadcast over r), then each layer's {@code ∂W = gᵀ·in}, {@code ∂b = Σ_rows g}, {@code g_in = g·W}.
  *
  * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.BlockCpu} (float32) and the float64
- * {@code io.bifuse.reference.BlockReference}; {@code io.bifuse.cuda.BlockCuda} (CUDA; simulated-device-tested only); not yet in {@link Operators#all()} ({@link Operators#incomplete()}: no tools suite or PyTorch peer yet).
+ * {@code io.bifuse.reference.BlockReference}; {@code io.bifuse.cuda.BlockCuda} (CUDA; simulated-device-tested only).
  * Loading a trained model: {@link #fromStateDict}.
  */
 public final class Block implements Op<Block.Backend>, Fusion {

@@ -23,7 +23,7 @@ import java.util.Objects;
  * is linear0 (its gradient the sum of both sides', under both names).
  *
  * <p>Backends ({@link Backend}): {@code io.bifuse.cpu.BlockTuckerCpu} (float32) and the float64
- * {@code io.bifuse.reference.BlockTuckerReference}; {@code io.bifuse.cuda.BlockTuckerCuda} (CUDA; simulated-device-tested only); not yet in {@link Operators#all()} ({@link Operators#incomplete()}).
+ * {@code io.bifuse.reference.BlockTuckerReference}; {@code io.bifuse.cuda.BlockTuckerCuda} (CUDA; simulated-device-tested only).
  */
 public final class BlockTucker implements Op<BlockTucker.Backend>, Fusion {
     /** What every backend offers on host arrays: forward {@code B × Dx}, {@code B × Dy} → {@code B × Out}; backward every gradient, recomputing the forward. */

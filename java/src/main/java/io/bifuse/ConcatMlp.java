@@ -16,7 +16,7 @@ import java.util.Objects;
  * (inference), training-time dropout not provided. Its 3-D broadcast (one input per region, the other
  * repeated) is not provided: inputs are {@code B × Dx} and {@code B × Dy}.
  * Backends: {@code io.bifuse.cpu.ConcatMlpCpu}, {@code io.bifuse.reference.ConcatMlpReference}; {@code io.bifuse.cuda.ConcatMlpCuda}
- * (CUDA; simulated-device-tested only); not yet in {@link Operators#all()} ({@link Operators#incomplete()}).
+ * (CUDA; simulated-device-tested only).
  */
 public final class ConcatMlp implements Op<ConcatMlp.Backend>, Fusion {
     /** Every backend of this op: the {@link FusionBackend} contract. */

@@ -16,7 +16,7 @@ import java.util.Objects;
  * (inference), training-time dropout not provided. Backward: {@code go = g ⊙ σ_out'}, {@code gẑ = go·W_out},
  * the normalization's backward, then each side's {@code gz ⊙ σ_in'} through its layer.
  * Backends: {@code io.bifuse.cpu.LinearSumCpu}, {@code io.bifuse.reference.LinearSumReference}; {@code io.bifuse.cuda.LinearSumCuda}
- * (CUDA; simulated-device-tested only); not yet in {@link Operators#all()} ({@link Operators#incomplete()}).
+ * (CUDA; simulated-device-tested only).
  */
 public final class LinearSum implements Op<LinearSum.Backend>, Fusion {
     /** Every backend of this op: the {@link FusionBackend} contract. */

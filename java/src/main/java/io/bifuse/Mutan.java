@@ -35,7 +35,6 @@ import java.util.Objects;
  * Loading a trained block.bootstrap model: {@link #fromStateDict}. Backends ({@link Backend}):
  * {@code io.bifuse.cpu.MutanCpu} (float32) and the float64 {@code io.bifuse.reference.MutanReference};
  * {@code io.bifuse.cuda.MutanCuda} (BLOCK's kernels on {@link #asBlock()}; simulated-device-tested only).
- * Mutan is not yet in {@link Operators#all()} (which the tools and the device testbed walk): no tools suite or PyTorch peer yet.
  */
 public final class Mutan implements Op<Mutan.Backend>, Fusion {
     /**

@@ -16,7 +16,7 @@ import java.util.Objects;
  * it. block.bootstrap's {@code shared} argument has no effect on its Tucker (the module builds a second
  * linear1 either way), so there is none here: linear1 is always its own layer. No activation; dropout is
  * identity (inference). Backends: {@code io.bifuse.cpu.TuckerCpu}, {@code io.bifuse.reference.TuckerReference};
- * {@code io.bifuse.cuda.TuckerCuda} (CUDA; simulated-device-tested only); not yet in {@link Operators#all()} ({@link Operators#incomplete()}).
+ * {@code io.bifuse.cuda.TuckerCuda} (CUDA; simulated-device-tested only).
  */
 public final class Tucker implements Op<Tucker.Backend>, Fusion {
     /** What every backend offers on host arrays (as {@link BlockTucker.Backend}). */
