@@ -188,6 +188,48 @@ final class CompactBilinearSuite implements Suite {
                         }
                     }));
         }
+        if (!quick) cases.add(bootstrapCase());
         return cases;
+    }
+
+    /**
+     * block.bootstrap's VQA2 MCB classifier fusion ({@code options/vqa2/mcb.yaml}: inputs 4800 and 4096,
+     * mm_dim 16000, 3000 answers, relu out) at B = 256, as the PyTorch peer's {@code --bootstrap} rows:
+     * the pooling's cost plus the output layer's GEMM (weights {@code Out·d} read, {@code 2·B·Out·d} FLOPs
+     * forward, three times that for a step).
+     */
+    static BenchCase bootstrapCase() {
+        Size s = new Size(256, 4800, 4096, 16000);
+        int b = s.batch(), out = 3000;
+        java.util.function.Supplier<CompactBilinear> op = BenchCase.once(() -> CompactBilinear.seeded(s.dx(), s.dy(), s.d(), 42)
+                .withOutput(io.bifuse.Linear.random(out, s.d(), true, 43), io.bifuse.Activation.RELU));
+        double[] f = cost("CompactBilinear.forward", s), st = cost("CompactBilinear.fwd+bwd", s);
+        double c = s.dx() + s.dy(), layer = 2.0 * b * out * s.d();
+        double[] fwd = {4 * (b * c + (double) out * s.d() + (double) b * out), f[1] + layer};
+        double[] step = {4 * (2 * b * c + 3.0 * out * s.d() + 2.0 * b * out), st[1] + 3 * layer};
+        return new BenchCase("CompactBilinear", s.label() + " linear_out=" + out + " relu", s.csvSize() + ",Out=" + out + ",bootstrap", b, fwd, step, r -> {
+            CompactBilinearCpu cpu = new CompactBilinearCpu(op.get());
+            float[] x = Stats.gaussian(r, b * s.dx()), y = Stats.gaussian(r, b * s.dy()), g = Stats.gaussian(r, b * out);
+            return List.of(new BenchCase.HostRun(cpu.backend(), () -> cpu.forward(x, y, b), () -> {
+                cpu.forward(x, y, b);
+                return cpu.backward(x, y, g, b);
+            }));
+        }, VARIANTS, (ctx, v, stream, r) -> {
+            BenchCase.Devices d = new BenchCase.Devices(stream);
+            try {
+                CompactBilinearCuda cuda = d.op(open(op.get(), ctx, v));
+                DeviceBuffer dx = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.dx()))), dy = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * s.dy())));
+                DeviceBuffer dg = d.own(DeviceBuffer.of(ctx, Stats.gaussian(r, b * out)));
+                DeviceBuffer z = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * out));
+                DeviceBuffer gx = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * s.dx())), gy = d.own(DeviceBuffer.allocateFloats(ctx, (long) b * s.dy()));
+                DeviceBuffer gw = d.own(DeviceBuffer.allocateFloats(ctx, (long) out * s.d())), gb = d.own(DeviceBuffer.allocateFloats(ctx, out));
+                return d.calls(() -> cuda.forward(dx, dy, z, b, stream), () -> {
+                    cuda.forward(dx, dy, z, b, stream);
+                    cuda.backward(dx, dy, dg, gx, gy, gw, gb, b, stream);
+                });
+            } catch (RuntimeException e) {
+                throw d.fail(e);
+            }
+        });
     }
 }

@@ -43,8 +43,14 @@ final class MfbSuite implements Suite {
                     + (out == 0 ? "" : " linear_out=" + out + " " + outAct.name().toLowerCase());
         }
 
-        /** The PyTorch peer's size label (benchmarks/python/mfb_peer.py; compare.py joins on it exactly). */
-        String csvSize() { return "Dx=" + dx + ",Dy=" + dy + ",o=" + o + ",k=" + k + ",blocks=" + blocks + "," + act.name().toLowerCase(); }
+        /**
+         * The PyTorch peer's size label (benchmarks/python/mfb_peer.py; compare.py joins on it exactly); with an
+         * output layer, the peer's {@code --bootstrap} rows (block.bootstrap's own MFB / MFH module).
+         */
+        String csvSize() {
+            String dims = "Dx=" + dx + ",Dy=" + dy + ",o=" + o + ",k=" + k + ",blocks=" + blocks + ",";
+            return out == 0 ? dims + act.name().toLowerCase() : dims + "bootstrap,Out=" + out;
+        }
 
         Mfb op(long seed) {
             Mfb m = Mfb.random(dx, dy, o, k, blocks, act, norm, seed);
@@ -69,8 +75,11 @@ final class MfbSuite implements Suite {
     static List<Case> benchSizes(boolean quick) {
         Normalization t = Normalization.pytorch();
         if (quick) return List.of(new Case(4, 64, 48, 20, 5, 2, Activation.RELU, t));
-        // As the PyTorch peer runs them: no activation (the original MFB), ssqrt + F.normalize per block.
-        return List.of(new Case(512, 1024, 2048, 1000, 5, 1, Activation.NONE, t), new Case(512, 1024, 2048, 1000, 5, 2, Activation.NONE, t));
+        // As the PyTorch peer runs them: no activation (the original MFB), ssqrt + F.normalize per block; then
+        // block.bootstrap's VQA2 MFB and MFH (options/vqa2/mfb.yaml, mfh.yaml: relu in and out, normalize, linear_out to 3000 answers).
+        return List.of(new Case(512, 1024, 2048, 1000, 5, 1, Activation.NONE, t), new Case(512, 1024, 2048, 1000, 5, 2, Activation.NONE, t),
+                new Case(256, 4800, 4096, 1000, 5, 1, Activation.RELU, t, 3000, Activation.RELU),
+                new Case(256, 4800, 4096, 340, 5, 2, Activation.RELU, t, 3000, Activation.RELU));
     }
 
     /** Why the CUDA path cannot run, or null. */
@@ -146,8 +155,13 @@ final class MfbSuite implements Suite {
 
     /** Cost model per call (see the brief's conventions): {bytes, flops}. */
     static double[] cost(String op, Case c) {
-        double b = c.batch(), in = c.dx() + c.dy(), nw = (double) c.blocks() * c.o() * c.k();
-        double i = b * in, w = nw * in, o = b * c.blocks() * c.o(), m = b * nw * in;
+        double b = c.batch(), in = c.dx() + c.dy(), nw = (double) c.blocks() * c.o() * c.k(), pooled = (double) c.blocks() * c.o();
+        double i = b * in, w = nw * in, o = b * pooled, m = b * nw * in;
+        if (c.out() > 0) { // the output layer's GEMM: n·o → Out
+            w += c.out() * pooled;
+            o = b * c.out();
+            m += b * c.out() * pooled;
+        }
         if (op.endsWith("forward")) return new double[] {4 * (i + w + o), 2 * m};
         return new double[] {4 * (3 * i + 3 * w + 2 * o), 6 * m};
     }

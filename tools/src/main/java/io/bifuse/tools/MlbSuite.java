@@ -28,9 +28,20 @@ import java.util.SplittableRandom;
 final class MlbSuite implements Suite {
 
     /** An MLB size: batch, question and image dims, joint dim, output dim, activation. */
-    record Size(int batch, int dx, int dy, int joint, int out, Activation act) {
-        String label() { return "B=" + batch + " Dx=" + dx + " Dy=" + dy + " J=" + joint + " Out=" + out + " " + act.name().toLowerCase(); }
-        String csvSize() { return "Dx=" + dx + ",Dy=" + dy + ",J=" + joint + ",Out=" + out + "," + act.name().toLowerCase(); }
+    /** {@code bootstrap}: block.bootstrap's {@code MLB} options on top (signed sqrt + l2 of h, relu after P; {@code act} relu). */
+    record Size(int batch, int dx, int dy, int joint, int out, Activation act, boolean bootstrap) {
+        Size(int batch, int dx, int dy, int joint, int out, Activation act) {
+            this(batch, dx, dy, joint, out, act, false);
+        }
+
+        Mlb op(long seed) {
+            Mlb m = Mlb.random(dx, dy, joint, out, act, seed);
+            return bootstrap ? m.withOptions(io.bifuse.Normalization.pytorch(), Activation.RELU) : m;
+        }
+
+        String label() { return "B=" + batch + " Dx=" + dx + " Dy=" + dy + " J=" + joint + " Out=" + out + " " + (bootstrap ? "bootstrap" : act.name().toLowerCase()); }
+        /** The PyTorch peer's size label (with {@code bootstrap}: its {@code --bootstrap} rows, block.bootstrap's own MLB). */
+        String csvSize() { return "Dx=" + dx + ",Dy=" + dy + ",J=" + joint + ",Out=" + out + "," + (bootstrap ? "bootstrap" : act.name().toLowerCase()); }
         boolean spec() { return batch == 512 && dx == 2400 && dy == 2048 && joint == 1200 && out == 2000; }
     }
 
@@ -39,6 +50,7 @@ final class MlbSuite implements Suite {
         List<Size> s = new ArrayList<>();
         for (Activation a : Activation.values()) s.add(new Size(3, 37, 29, 17, 11, a));
         s.add(new Size(8, 240, 204, 120, 200, Activation.TANH));
+        s.add(new Size(3, 37, 29, 17, 11, Activation.RELU, true)); // block.bootstrap's MLB: normalize, relu out
         if (!quick) {
             s.add(new Size(33, 601, 515, 257, 129, Activation.RELU));
             s.add(new Size(512, 2400, 2048, 1200, 2000, Activation.TANH));
@@ -67,7 +79,7 @@ final class MlbSuite implements Suite {
         if (noGpu != null) report.skipped("Mlb", noGpu);
         boolean gpu = ctx != null && noGpu == null;
         for (Size s : sizes(quick)) {
-            Mlb op = Mlb.random(s.dx(), s.dy(), s.joint(), s.out(), s.act(), rnd.nextLong());
+            Mlb op = s.op(rnd.nextLong());
             MlbCpu onCpu = new MlbCpu(op);
             float[] x = Stats.gaussian(rnd, s.batch() * s.dx()), y = Stats.gaussian(rnd, s.batch() * s.dy());
             float[] g = Stats.gaussian(rnd, s.batch() * s.out());
@@ -108,11 +120,20 @@ final class MlbSuite implements Suite {
         return worst;
     }
 
+    /**
+     * Quick: a small size. Else the spec's (tanh), and block.bootstrap's VQA2 MLB classifier fusion
+     * ({@code options/vqa2/mlb.yaml}: inputs 4800 and 4096, mm_dim 1200, 3000 answers, normalize; relu in
+     * and out) at B = 256, as the PyTorch peer's {@code --bootstrap} rows.
+     */
     @Override public List<BenchCase> benchCases(boolean quick) {
-        Size s = quick ? new Size(8, 240, 204, 120, 200, Activation.TANH) : new Size(512, 2400, 2048, 1200, 2000, Activation.TANH);
-        java.util.function.Supplier<Mlb> op = BenchCase.once(() -> Mlb.random(s.dx(), s.dy(), s.joint(), s.out(), s.act(), 42));
+        if (quick) return List.of(benchCase(new Size(8, 240, 204, 120, 200, Activation.TANH)));
+        return List.of(benchCase(new Size(512, 2400, 2048, 1200, 2000, Activation.TANH)), benchCase(new Size(256, 4800, 4096, 1200, 3000, Activation.RELU, true)));
+    }
+
+    private static BenchCase benchCase(Size s) {
+        java.util.function.Supplier<Mlb> op = BenchCase.once(() -> s.op(42));
         int b = s.batch();
-        return List.of(new BenchCase("Mlb", s.label(), s.csvSize(), b, cost("Mlb.forward", s), cost("Mlb.fwd+bwd", s), r -> {
+        return new BenchCase("Mlb", s.label(), s.csvSize(), b, cost("Mlb.forward", s), cost("Mlb.fwd+bwd", s), r -> {
             MlbCpu cpu = new MlbCpu(op.get());
             float[] x = Stats.gaussian(r, b * s.dx()), y = Stats.gaussian(r, b * s.dy()), g = Stats.gaussian(r, b * s.out());
             return List.of(new BenchCase.HostRun(cpu.backend(), () -> cpu.forward(x, y, b), () -> {
@@ -135,7 +156,7 @@ final class MlbSuite implements Suite {
             } catch (RuntimeException e) {
                 throw d.fail(e);
             }
-        }));
+        });
     }
 
     @Override public String gpuUnavailableReason() { return gpuReason(); }
