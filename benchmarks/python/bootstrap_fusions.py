@@ -1,5 +1,6 @@
 """block.bootstrap.pytorch's fusion modules, imported at run time, for the peers of the fusions bifuse ports
-from it (mutan, block, tucker, block_tucker, linear_sum, concat_mlp; not a peer itself).
+from it (mutan, block, tucker, block_tucker, linear_sum, concat_mlp; and mlb, mfb, compact_bilinear with
+--bootstrap: its MLB, MFB, MFH and MCB; not a peer itself).
 
 Those peers time block.bootstrap's own classes (block/models/networks/fusions/fusions.py of
 Cadene/block.bootstrap.pytorch), as its models use them: fusion([x, y]), eval mode, float32. Nothing of
@@ -10,11 +11,16 @@ theirs is copied here; the checkout is found at run time:
 (networks/ imports nothing else from block or bootstrap). Without a checkout a peer prints one SKIPPED line
 and exits with SKIPPED_RC (3), which peers.py reports as skipped, not failed.
 
+legacy_torch() gives MCB's compactbilinearpooling.py (written for PyTorch 0.3/0.4) the two calls it makes that
+later versions dropped or deprecated: torch.rfft / torch.irfft (removed in 1.8) and torch.addcmul's positional
+value (deprecated, warns every call in 1.13).
+
 Also here: the chunk sizes of Block and BlockTucker (written from their rule, so that the cost model and the
 --check definitions do not lean on the module under test), the wrapper that calls a fusion with the list
 [x, y], and the float64 weights of a built fusion for the definitions.
 """
 
+import numbers
 import os
 import sys
 import warnings
@@ -70,6 +76,54 @@ def require(op):
     print("SKIPPED %s: block.bootstrap.pytorch not found (set %s to a checkout of Cadene/block.bootstrap.pytorch)"
           % (op, ENV), flush=True)
     return SKIPPED_RC
+
+
+def legacy_fft():
+    """torch.rfft(x, 1) and torch.irfft(z, 1, signal_sizes=(n,)) as PyTorch < 1.8 defined them (used by MCB), where
+    this torch has none: the last dimension, unnormalized forward, 1/n on the inverse, onesided, the complex
+    values as a trailing dimension of 2 (re, im). The same shim as java/src/test/resources/io/bifuse/fusions/
+    make_fixtures.py's legacy_fft(), which made bifuse's MCB fixtures."""
+    def rfft(x, signal_ndim):
+        assert signal_ndim == 1
+        return torch.view_as_real(torch.fft.rfft(x, dim=-1))
+
+    def irfft(z, signal_ndim, signal_sizes):
+        assert signal_ndim == 1 and len(signal_sizes) == 1
+        return torch.fft.irfft(torch.view_as_complex(z.contiguous()), n=signal_sizes[0], dim=-1)
+
+    if not hasattr(torch, "rfft"):
+        torch.rfft, torch.irfft = rfft, irfft
+
+
+def legacy_addcmul():
+    """torch.addcmul(input, value, tensor1, tensor2), the positional-value form MCB's compactbilinearpooling.py
+    calls: PyTorch 1.13 still takes it but warns (silenced here); only where calling it raises TypeError (a torch
+    that dropped it) is torch.addcmul wrapped, to pass that value as value=."""
+    warnings.filterwarnings("ignore", message=r"This overload of addcmul is deprecated")
+    if getattr(torch.addcmul, "_bifuse_legacy", False):
+        return
+    t = torch.zeros(1)
+    try:
+        torch.addcmul(t, -1, t, t)
+        return
+    except TypeError:
+        pass
+    addcmul = torch.addcmul
+
+    def legacy(input, *args, **kwargs):
+        if len(args) == 3 and isinstance(args[0], numbers.Number) and not torch.is_tensor(args[0]):
+            value, t1, t2 = args
+            return addcmul(input, t1, t2, value=value, **kwargs)
+        return addcmul(input, *args, **kwargs)
+
+    legacy._bifuse_legacy = True
+    torch.addcmul = legacy
+
+
+def legacy_torch():
+    """Both shims above, for block.bootstrap's MCB."""
+    legacy_fft()
+    legacy_addcmul()
 
 
 def chunk_sizes(dim, chunks):

@@ -22,11 +22,32 @@ Rows written (CSV columns: see peer_common.py, which also does the command line 
 Works on CUDA (timed with torch.cuda.Event pairs) and on CPU (time.perf_counter). Runs on
 PyTorch 1.13 (no torch.compile there: that mode is reported as skipped) up to 2.x.
 
+--bootstrap: block.bootstrap.pytorch's own MCB instead (block/models/networks/fusions/fusions.py and its
+compactbilinearpooling.py, imported at run time from $BLOCK_BOOTSTRAP or the bundle's block_bootstrap/; see
+bootstrap_fusions.py), as its VQA2 classifier uses it (options/vqa2/mcb.yaml, classif.fusion):
+MCB([Dx, Dy], Out, mm_dim=d), its defaults otherwise (activ_output relu, dropout 0), called as
+fusion([x, y]) in eval mode, float32; its hand-written backward (CompactBilinearPoolingFn) for the
+sketches' part, autograd for linear_out. Its hashes are its own (h = LongTensor.random_, s = +-1, drawn
+under torch.manual_seed(--seed), kept as the buffers mcb.sketch1/2.h, .s), not bifuse's. It calls
+torch.rfft / torch.irfft (gone since PyTorch 1.8) and torch.addcmul's positional value: bootstrap_fusions.
+legacy_torch() gives those back with their old semantics. Math:
+    z = irfft( rfft(Psi(x; h1, s1)) * rfft(Psi(y; h2, s2)), n=d )    (as above, no normalization)
+    out = relu(P z + b_p)                                            (linear_out: d -> Out)
+Defaults then Dx 4800, Dy 4096, d 16000, Out 3000, batch 256, no --extra-d; size label
+"Dx=4800,Dy=4096,d=16000,Out=3000,bootstrap". Cost model: the one below plus the output layer's GEMM,
+    forward:  bytes 4(B(Dx+Dy) + Out*d + B*Out)        flops (forward below) + 2B*Out*d
+    fwd+bwd:  bytes 4(2B(Dx+Dy) + 3*Out*d + 2B*Out)    flops (fwd+bwd below) + 6B*Out*d
+Without a checkout it prints "SKIPPED CompactBilinear: ..." and exits with code 3 (peers.py: skipped).
+--check holds the float64 module to a numpy definition (the count sketches from the module's own buffers,
+their circular convolution by numpy's FFT, linear_out, relu; 1e-10) and the float32 module's output and
+gradients (x, y, linear_out) to its float64 run (--check-tol).
+
 Examples:
     python3 benchmarks/python/compact_bilinear_peer.py --csv out.csv
     python3 benchmarks/python/compact_bilinear_peer.py --device cpu --runs 3 --warmup 1 --batches 1,64
     python3 benchmarks/python/compact_bilinear_peer.py --check
     python3 benchmarks/python/compact_bilinear_peer.py --hashes          # seed 42, Dx=4, Dy=3, d=10
+    BLOCK_BOOTSTRAP=/path/to/block.bootstrap.pytorch python3 benchmarks/python/compact_bilinear_peer.py --bootstrap --check
 """
 
 import math
@@ -37,7 +58,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import bootstrap_fusions as bf
 import peer_common as pc
+
+# (own peer's default, --bootstrap default) of the options whose defaults differ.
+DEFAULTS = dict(dx=(2048, 4800), dy=(2048, 4096), extra_d=("15999,15838", ""), batches=("1,64,512", "256"))
+BOOTSTRAP_OUT = 3000
 
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -204,6 +230,22 @@ def work_model(op, B, Dx, Dy, d, normalize):
     return 4 * B * (2 * C + 2 * d), fwd + B * (3 * C + 5 * fft + 12 * Fb)
 
 
+def bootstrap_work_model(op, B, Dx, Dy, d, out):
+    """work_model plus block.bootstrap's MCB output layer (linear_out: d -> out, the weights Out*d read once):
+      forward:  bytes 4(B(Dx+Dy) + Out*d + B*Out)       (read x, y, the weights; write the output)
+                flops work_model's + 2B*Out*d
+      fwd+bwd:  bytes 4(2B(Dx+Dy) + 3*Out*d + 2B*Out)   (x, y read and their gradients written; the weights
+                                                         read twice and their gradient written; the output
+                                                         written and g read)
+                flops work_model's + 6B*Out*d           (the layer's forward, input gradient, weight gradient)
+    The Out biases and the relu are not counted (as bifuse's CompactBilinearSuite.bootstrapCase)."""
+    C = Dx + Dy
+    flops = work_model(op, B, Dx, Dy, d, False)[1]
+    if op == "forward":
+        return 4 * (B * C + out * d + B * out), flops + 2 * B * out * d
+    return 4 * (2 * B * C + 3 * out * d + 2 * B * out), flops + 6 * B * out * d
+
+
 def make_inputs(B, Dx, Dy, d, seed, device):
     h1, s1, h2, s2 = bifuse_hashes(Dx, Dy, d, seed)
     gen = torch.Generator().manual_seed(seed)
@@ -226,11 +268,12 @@ class CompactBilinearPeer(pc.Peer):
     default_check_tol = 1e-5
 
     def add_args(self, p):
-        p.add_argument("--dx", type=int, default=2048)
-        p.add_argument("--dy", type=int, default=2048)
+        p.add_argument("--dx", type=int, default=None, help="default 2048; --bootstrap 4800")
+        p.add_argument("--dy", type=int, default=None, help="default 2048; --bootstrap 4096")
         p.add_argument("--d", type=int, default=16000, help="main output dimension (default 16000)")
-        p.add_argument("--extra-d", default="15999,15838",
-                       help="further d values run at --extra-batch (default 15999,15838 = odd, 2*7919); '' for none")
+        p.add_argument("--extra-d", default=None,
+                       help="further d values run at --extra-batch (default 15999,15838 = odd, 2*7919; "
+                            "--bootstrap: none); '' for none")
         p.add_argument("--extra-batch", type=int, default=64)
         p.add_argument("--norm", choices=["none", "pytorch"], default="none",
                        help="post-processing: none, or pytorch = signed sqrt then F.normalize(eps=1e-12); "
@@ -240,20 +283,48 @@ class CompactBilinearPeer(pc.Peer):
         p.add_argument("--hash-dx", type=int, default=4)
         p.add_argument("--hash-dy", type=int, default=3)
         p.add_argument("--hash-d", type=int, default=10)
+        p.add_argument("--bootstrap", action="store_true",
+                       help="time block.bootstrap's own MCB (its count sketches, linear_out, relu), from "
+                            "$BLOCK_BOOTSTRAP or block_bootstrap/; batch default 256")
+        p.add_argument("--out", type=int, default=None,
+                       help="with --bootstrap: the output layer's width (default %d)" % BOOTSTRAP_OUT)
+        p.set_defaults(batches=None)     # 1,64,512, or 256 with --bootstrap (setup)
 
     def setup(self, args):
         args.normalize = args.norm == "pytorch"
+        for name, values in DEFAULTS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, values[1 if args.bootstrap else 0])
         if args.hashes:
             return 0 if print_hashes(args.hash_dx, args.hash_dy, args.hash_d, args.seed) else 1
+        if args.bootstrap and args.normalize:
+            print("compact_bilinear_peer.py: block.bootstrap's MCB has no normalization; --norm pytorch does not apply "
+                  "with --bootstrap", file=sys.stderr)
+            return 2
+        if not args.bootstrap and args.out is not None:
+            print("compact_bilinear_peer.py: --out is the output layer of --bootstrap's MCB; this peer has none "
+                  "without it", file=sys.stderr)
+            return 2
         # Inductor leaves the FFTs and the complex product to eager kernels and says so on every
         # compile; the message is expected for this operator, so it is silenced here.
         warnings.filterwarnings("ignore", message=".*does not support code generation for complex.*")
+        if args.bootstrap:
+            if args.out is None:
+                args.out = BOOTSTRAP_OUT
+            bf.legacy_torch()
+            return bf.require(self.op)
         return None
 
     def cases(self, args, batches):
         """(B, Dx, Dy, d): the main d over --batches, then each --extra-d at --extra-batch."""
         dims = [(B, args.dx, args.dy, args.d) for B in batches]
         dims += [(args.extra_batch, args.dx, args.dy, dd) for dd in pc.parse_int_list(args.extra_d)]
+        if args.bootstrap:
+            Out = args.out
+            return [pc.Case("Dx=%d,Dy=%d,d=%d,Out=%d,bootstrap" % (Dx, Dy, d, Out), B,
+                            lambda op, B=B, Dx=Dx, Dy=Dy, d=d: bootstrap_work_model(op, B, Dx, Dy, d, Out),
+                            dict(dx=Dx, dy=Dy, d=d, out=Out))
+                    for B, Dx, Dy, d in dims]
         suffix = ",norm=pytorch" if args.normalize else ""
         return [pc.Case("Dx=%d,Dy=%d,d=%d" % (Dx, Dy, d) + suffix, B,
                         lambda op, B=B, Dx=Dx, Dy=Dy, d=d: work_model(op, B, Dx, Dy, d, args.normalize),
@@ -261,10 +332,51 @@ class CompactBilinearPeer(pc.Peer):
                 for B, Dx, Dy, d in dims]
 
     def build(self, case, args, device, dtype, seed):
+        if args.bootstrap:
+            Dx, Dy, d, Out = (case.dims[v] for v in ("dx", "dy", "d", "out"))
+            return bf.build(lambda f: f.MCB([Dx, Dy], Out, mm_dim=d), case, Dx, Dy, Out, device, dtype, seed,
+                            bf.linear_params(d, Out))
         d = case.dims["d"]
         (x, y, g), (h1, s1, h2, s2) = make_inputs(case.batch, case.dims["dx"], case.dims["dy"], d, seed, device)
         return pc.Built(compact_bilinear, (x, y), g, consts=(h1, s1, h2, s2, d, args.normalize),
                         input_names=("x", "y"))
+
+    bootstrap_grads_ok = True
+
+    def definition(self, case, built):
+        """block.bootstrap's MCB, float64 numpy: the count sketches of x and y from the module's own hash and
+        sign buffers, their circular convolution (numpy's FFT), linear_out, relu. Only with --bootstrap (the
+        own peer's --check below has its own pair-sum definition).
+
+        The check machinery holds only the forward to the definition; MCB's sketch gradients come from its
+        hand-written backward (CompactBilinearPoolingFn.backward), which float32-vs-float64 alone would not
+        test, so here the float64 module's gradients (x, y, linear_out) are also held to the definition's
+        (1e-10): linear_out's by hand, x's and y's by reference_forward_backward's pair sum (no FFT)."""
+        w = bf.weights(built)
+        x, y = bf.inputs(built)
+        d = case.dims["d"]
+        h1, h2 = (w["mcb.sketch%d.h" % i].astype(np.int64) for i in (1, 2))
+        s1, s2 = w["mcb.sketch1.s"], w["mcb.sketch2.s"]
+        W, bias = w["linear_out.weight"], w["linear_out.bias"]
+        z = np.zeros((x.shape[0], d))
+        for b in range(x.shape[0]):
+            px = np.bincount(h1, weights=s1 * x[b], minlength=d)       # Psi(x)[j] = sum_{h1[i] == j} s1[i] x[i]
+            py = np.bincount(h2, weights=s2 * y[b], minlength=d)
+            z[b] = np.fft.irfft(np.fft.rfft(px) * np.fft.rfft(py), n=d)  # z[j] = sum_m px[m] py[(j - m) mod d]
+        pre = z @ W.T + bias
+        out = bf.relu_np(pre)
+        # Gradients of sum(out * g): through the relu and linear_out, then the pooling's pair sum.
+        go = built.g.detach().cpu().double().numpy() * (pre > 0)
+        ref = {"x": None, "y": None, "fusion.linear_out.weight": go.T @ z, "fusion.linear_out.bias": go.sum(0)}
+        z_pairs, ref["x"], ref["y"] = reference_forward_backward(x, y, go @ W, h1, s1, h2, s2, d, False)
+        _, grads = pc.forward_backward(built.fn, built.inputs, built.consts, built.g, built.input_names)
+        errs = [("d" + n, pc.rel_l2(t.cpu().numpy(), ref[n])) for n, t in grads]
+        errs.append(("z FFT vs pair sum", pc.rel_l2(z, z_pairs)))
+        good = all(e < 1e-10 for _, e in errs)
+        self.bootstrap_grads_ok &= good
+        print("  %-8s %s: float64 gradients (its hand-written backward) vs definition, rel L2 %s  %s"
+              % ("eager64", case.size, "  ".join("%s %.3e" % ne for ne in errs), "ok" if good else "FAIL"))
+        return out
 
     def run_check(self, args, device, modes_for):
         """Peer vs the float64 definition, forward and gradients, B = --check-batch.
@@ -273,6 +385,11 @@ class CompactBilinearPeer(pc.Peer):
         agree with the definition to ~1e-12 and so proves the peer computes the same operator. With
         --norm pytorch the float32 gradients are ill-conditioned (d ssqrt/dz = 0.5/sqrt|z| blows up
         for z near 0), so there only the float32 forward and the float64 run are held to a tolerance."""
+        if args.bootstrap:     # block.bootstrap's MCB: float32 vs float64 of the module, float64 vs definition()
+            ok = pc.check_against_float64(self, args, device, modes_for)
+            if not self.bootstrap_grads_ok:
+                print("check: FAIL (not the PASS above: the float64 gradients vs the definition failed)")
+            return ok and self.bootstrap_grads_ok
         print("== check: peer vs float64 definition (B=%d, seed=%d, norm=%s)"
               % (args.check_batch, args.seed, args.norm))
         ok = True
