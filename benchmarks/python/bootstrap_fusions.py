@@ -81,8 +81,8 @@ def require(op):
 def legacy_fft():
     """torch.rfft(x, 1) and torch.irfft(z, 1, signal_sizes=(n,)) as PyTorch < 1.8 defined them (used by MCB), where
     this torch has none: the last dimension, unnormalized forward, 1/n on the inverse, onesided, the complex
-    values as a trailing dimension of 2 (re, im). The same shim as java/src/test/resources/io/bifuse/fusions/
-    make_fixtures.py's legacy_fft(), which made bifuse's MCB fixtures."""
+    values as a trailing dimension of 2 (re, im). Also what java/src/test/resources/io/bifuse/fusions/
+    make_fixtures.py uses to write bifuse's MCB fixtures."""
     def rfft(x, signal_ndim):
         assert signal_ndim == 1
         return torch.view_as_real(torch.fft.rfft(x, dim=-1))

@@ -34,7 +34,9 @@ import torch
 
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "../../../../../../../tools/python"))
+sys.path.insert(0, os.path.join(here, "../../../../../../../benchmarks/python"))
 from to_safetensors import save  # noqa: E402
+from bootstrap_fusions import legacy_fft  # noqa: E402  (MCB's torch.rfft / irfft, shared with the peers)
 
 root = os.environ.get("BLOCK_BOOTSTRAP")
 if not root or not os.path.isfile(os.path.join(root, "block/models/networks/fusions/fusions.py")):
@@ -67,20 +69,6 @@ CASES = [
     ("mcb-default", "MCB", [10, 12], 7, dict(mm_dim=16)),
     ("mcb-odd-tanh", "MCB", [9, 11], 5, dict(mm_dim=15, activ_output="tanh")),
 ]
-
-
-def legacy_fft():
-    """torch.rfft(x, 1) and torch.irfft(z, 1, signal_sizes=(n,)) as PyTorch < 1.8 defined them (used by MCB)."""
-    def rfft(x, signal_ndim):
-        assert signal_ndim == 1
-        return torch.view_as_real(torch.fft.rfft(x, dim=-1))
-
-    def irfft(z, signal_ndim, signal_sizes):
-        assert signal_ndim == 1 and len(signal_sizes) == 1
-        return torch.fft.irfft(torch.view_as_complex(z.contiguous()), n=signal_sizes[0], dim=-1)
-
-    if not hasattr(torch, "rfft"):
-        torch.rfft, torch.irfft = rfft, irfft
 
 
 def exact_float32(t):
