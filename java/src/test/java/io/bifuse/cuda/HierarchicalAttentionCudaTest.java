@@ -131,13 +131,14 @@ class HierarchicalAttentionCudaTest extends CublasOpTest {
         float[] x = Stats.gaussian(r, items(off) * d), go = Stats.gaussian(r, outRows(off) * d);
         HierarchicalAttentionReference.Result fRef = HierarchicalAttentionReference.forward(op, x, items(off), off);
         HierarchicalAttentionReference.Grads gRef = HierarchicalAttentionReference.backward(op, x, go, items(off), off);
+        List<float[]> cpu = new io.bifuse.cpu.HierarchicalAttentionCpu(op).backward(x, go, items(off), off).tensors();
         for (Precision p : List.of(Precision.FP32, Precision.BF16)) {
             try (HierarchicalAttentionCuda cuda = new HierarchicalAttentionCuda(op, ctx, p)) {
                 Run run = run(cuda, x, go, off);
                 assertNull(run.grads.levels().get(0).projection().bias());
                 assertNull(run.grads.levels().get(1).logits().bias());
                 assertNotNull(run.grads.levels().get(2).logits().bias());
-                assertMatches(op, run, fRef, gRef, tolerance(p), conditioning(p, op, x, go, off, fRef, gRef, seed),
+                assertMatches(op, run, fRef, gRef, tolerance(p), conditioning(p, op, x, go, off, fRef, gRef, seed), cpu,
                         p + " sharp=" + sharp + " " + Arrays.deepToString(off) + " seed " + seed);
             }
         }
@@ -381,6 +382,15 @@ class HierarchicalAttentionCudaTest extends CublasOpTest {
     /** {@code cond} null: {@code tol} for every tensor; else {@code tol} raised where the case's conditioning needs it. */
     static void assertMatches(HierarchicalAttention op, Run run, HierarchicalAttentionReference.Result fRef, HierarchicalAttentionReference.Grads gRef,
                               double tol, Conditioning cond, String what) {
+        assertMatches(op, run, fRef, gRef, tol, cond, null, what);
+    }
+
+    /**
+     * As above; {@code cpu} (the float32 CPU backend's gradients on the same inputs, or null) is the
+     * same-precision baseline of the projection biases' bound: at least 4× the CPU path's error there.
+     */
+    static void assertMatches(HierarchicalAttention op, Run run, HierarchicalAttentionReference.Result fRef, HierarchicalAttentionReference.Grads gRef,
+                              double tol, Conditioning cond, List<float[]> cpu, String what) {
         double e = Stats.relativeL2(run.out, fRef.out());
         assertBelow(e, cond == null ? tol : cond.bound(0, tol, e), what + " forward");
         e = Stats.relativeL2(run.attention, concat(fRef.attention()));
@@ -401,7 +411,12 @@ class HierarchicalAttentionCudaTest extends CublasOpTest {
                 // draws underestimate that cancellation (seen: 2.9e-5 against 2.1e-5 with groups of 2 and 3 items,
                 // 8.7e-5 against 4.7e-5 at k = 5, sharp logits). check holds such rows to 1e-4 too; a wrong kernel
                 // is off by O(1).
-                if (names.get(t).endsWith("projection.bias")) bound = Math.max(Math.max(tol, 1e-4), 2 * bound);
+                // The draws can miss it entirely with sharp logits (seen: 2.4e-4 against 1.7e-4, levels[2] of
+                // widths 70, 33, 5 at sharp 16): the float32 CPU path's own error on the case then sets the bound.
+                if (names.get(t).endsWith("projection.bias")) {
+                    bound = Math.max(Math.max(tol, 1e-4), 2 * bound);
+                    if (cpu != null) bound = Math.max(bound, 4 * Stats.relativeL2(cpu.get(t), ref.get(t)));
+                }
                 assertBelow(e, bound, what + " " + names.get(t));
             }
         }
